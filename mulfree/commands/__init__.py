@@ -1,0 +1,1 @@
+"""One module per ``mulfree`` subcommand; each provides ``register(subparsers)``."""
