@@ -1,0 +1,185 @@
+"""UART receiver and transmitter (8N1) with stream interfaces.
+
+Both take the clock frequency and the baud rate and derive the bit period
+(``boards.protocol.clocks_per_bit``: at least 4 clocks per bit, at most 2 % rate error).
+Model: ``boards.protocol.uart_encode`` / ``boards.protocol.uart_decode``.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.cdc import FFSynchronizer
+from amaranth.lib.wiring import In, Out
+
+from boards.protocol import clocks_per_bit as _clocks_per_bit
+
+__all__ = ["UARTTransmitter", "UARTReceiver"]
+
+
+class UARTTransmitter(wiring.Component):
+    """Send each byte of a stream as an 8N1 frame.
+
+    Latency: the start bit begins on the line the cycle after a byte is accepted.
+    Throughput: one byte per ``10 * clocks_per_bit`` cycles; a byte offered in time is
+    accepted in the last cycle of the previous stop bit, so frames follow back to back.
+    Model: ``boards.protocol.uart_encode``.
+
+    Parameters
+    ----------
+    clk_freq : float
+        Clock frequency in Hz.
+    baud : float
+        Baud rate.
+
+    Members
+    -------
+    i_stream : ``In(stream.Signature(8))``
+        Bytes to send.
+    tx : ``Out(1)``
+        The serial line (high when idle).
+    """
+
+    def __init__(self, *, clk_freq: float, baud: float):
+        self._clocks_per_bit = _clocks_per_bit(clk_freq, baud)
+        super().__init__({
+            "i_stream": In(stream.Signature(8)),
+            "tx": Out(1, init=1),
+        })
+
+    @property
+    def clocks_per_bit(self) -> int:
+        return self._clocks_per_bit
+
+    def elaborate(self, platform):
+        m = Module()
+        cpb = self._clocks_per_bit
+
+        # The frame being sent, least significant bit on the line; shifted in with 1s.
+        shifter = Signal(10, init=0x3FF)
+        bits_left = Signal(range(11))
+        count = Signal(range(cpb))
+        last_cycle_of_bit = count == cpb - 1
+
+        m.d.comb += [
+            self.tx.eq(shifter[0]),
+            self.i_stream.ready.eq((bits_left == 0) | ((bits_left == 1) & last_cycle_of_bit)),
+        ]
+        with m.If(bits_left != 0):
+            m.d.sync += count.eq(Mux(last_cycle_of_bit, 0, count + 1))
+            with m.If(last_cycle_of_bit):
+                m.d.sync += [
+                    shifter.eq(Cat(shifter[1:], Const(1, 1))),
+                    bits_left.eq(bits_left - 1),
+                ]
+        with m.If(self.i_stream.valid & self.i_stream.ready):
+            m.d.sync += [
+                shifter.eq(Cat(Const(0, 1), self.i_stream.payload, Const(1, 1))),
+                bits_left.eq(10),
+                count.eq(0),
+            ]
+        return m
+
+
+class UARTReceiver(wiring.Component):
+    """Receive 8N1 frames from a serial line into a stream of bytes.
+
+    The line goes through a two-flip-flop synchronizer. A low level while idle starts a frame
+    if it is still low half a bit later (shorter glitches are ignored); each data bit and the
+    stop bit are sampled one bit period apart from there, i.e. in the middle of the bit.
+    A stop bit of 0 is a framing error: the byte is dropped, ``framing_error`` pulses for one
+    cycle and nothing is received until the line is high again. A byte completed while the
+    previous one has not been taken is dropped and ``overrun`` pulses.
+
+    Latency: a byte is offered ``3 + clocks_per_bit // 2 + 9 * clocks_per_bit`` cycles after
+    the falling edge of its start bit reaches ``rx`` (the middle of its stop bit, plus two
+    cycles of synchronizer and one of output register). Throughput: one byte per frame on the line (10 bit periods), with a one-byte
+    holding register. Model: ``boards.protocol.UARTLineDecoder`` (same sampling instants).
+
+    Parameters
+    ----------
+    clk_freq : float
+        Clock frequency in Hz.
+    baud : float
+        Baud rate.
+
+    Members
+    -------
+    rx : ``In(1)``
+        The serial line (asynchronous; high when idle).
+    o_stream : ``Out(stream.Signature(8))``
+        Received bytes.
+    framing_error : ``Out(1)``
+        One-cycle pulse: a frame ended with a stop bit of 0.
+    overrun : ``Out(1)``
+        One-cycle pulse: a byte was dropped because ``o_stream`` still held the previous one.
+    """
+
+    #: Cycles the input synchronizer adds.
+    SYNCHRONIZER_LATENCY = 2
+
+    def __init__(self, *, clk_freq: float, baud: float):
+        self._clocks_per_bit = _clocks_per_bit(clk_freq, baud)
+        super().__init__({
+            "rx": In(1, init=1),
+            "o_stream": Out(stream.Signature(8)),
+            "framing_error": Out(1),
+            "overrun": Out(1),
+        })
+
+    @property
+    def clocks_per_bit(self) -> int:
+        return self._clocks_per_bit
+
+    def elaborate(self, platform):
+        m = Module()
+        cpb = self._clocks_per_bit
+        half = cpb // 2
+
+        line = Signal(init=1)
+        m.submodules.synchronizer = FFSynchronizer(self.rx, line, init=1)
+
+        count = Signal(range(cpb))
+        bit = Signal(range(9))      # data bits sampled so far
+        data = Signal(8)
+
+        with m.If(self.o_stream.ready):
+            m.d.sync += self.o_stream.valid.eq(0)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(~line):
+                    m.d.sync += count.eq(1)
+                    m.next = "START"
+            with m.State("START"):
+                # count = cycles since the candidate start edge; check the line at `half`.
+                m.d.sync += count.eq(count + 1)
+                with m.If(count == half):
+                    m.d.sync += [count.eq(1), bit.eq(0)]
+                    m.next = "DATA"
+                    with m.If(line):
+                        m.next = "IDLE"
+            with m.State("DATA"):
+                # count = cycles since the previous sampling instant.
+                m.d.sync += count.eq(Mux(count == cpb - 1, 0, count + 1))
+                with m.If(count == 0):
+                    m.d.sync += [data.eq(Cat(data[1:], line)), bit.eq(bit + 1)]
+                    with m.If(bit == 7):
+                        m.next = "STOP"
+            with m.State("STOP"):
+                m.d.sync += count.eq(Mux(count == cpb - 1, 0, count + 1))
+                with m.If(count == 0):
+                    with m.If(line):
+                        with m.If(self.o_stream.valid & ~self.o_stream.ready):
+                            m.d.comb += self.overrun.eq(1)
+                        with m.Else():
+                            m.d.sync += [self.o_stream.payload.eq(data),
+                                         self.o_stream.valid.eq(1)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.comb += self.framing_error.eq(1)
+                        m.next = "BREAK"
+            with m.State("BREAK"):
+                with m.If(line):
+                    m.next = "IDLE"
+        return m
