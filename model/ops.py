@@ -14,7 +14,8 @@ Sections:
 - DoReFa bit-serial dot products: ``bitserial_dot``, ``dorefa_bitserial_dot``;
 - batch norm folded into integer thresholds (defined in ``model.thresholds`` and re-exported
   here): ``fold_sign_threshold``, ``apply_sign_threshold``, ``fold_multilevel_thresholds``,
-  ``apply_multilevel_thresholds`` and their float references.
+  ``apply_multilevel_thresholds``, their ``fold_affine_*`` forms and the float references
+  ``batch_norm_inference``, ``affine_inference``, ``sign_pm1``, ``multilevel_code``.
 
 Layouts: activations [C, H, W] (or a batch [N, C, H, W]), weights [M, C, R, S], outputs
 [M, E, F] (or [N, M, E, F]) with ``E = (H + 2*padding - R) // stride + 1`` and likewise F.
@@ -36,13 +37,16 @@ from model.quant import (
 from model.thresholds import (
     MultilevelThresholds,
     SignThreshold,
+    affine_inference,
     apply_multilevel_thresholds,
     apply_sign_threshold,
     batch_norm_inference,
+    fold_affine_multilevel_thresholds,
+    fold_affine_sign_threshold,
     fold_multilevel_thresholds,
     fold_sign_threshold,
-    reference_multilevel,
-    reference_sign,
+    multilevel_code,
+    sign_pm1,
 )
 
 __all__ = [
@@ -64,11 +68,14 @@ __all__ = [
     "SignThreshold",
     "MultilevelThresholds",
     "batch_norm_inference",
-    "reference_sign",
-    "reference_multilevel",
+    "affine_inference",
+    "sign_pm1",
+    "multilevel_code",
     "fold_sign_threshold",
+    "fold_affine_sign_threshold",
     "apply_sign_threshold",
     "fold_multilevel_thresholds",
+    "fold_affine_multilevel_thresholds",
     "apply_multilevel_thresholds",
 ]
 

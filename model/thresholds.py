@@ -6,22 +6,28 @@ float model then applies an inference batch norm per output channel and either t
 (binary activations) or the k-bit DoReFa activation quantizer. Both are monotone in ``y``,
 so each output is a comparison of ``y`` with integer thresholds: no multiplier, no float.
 
-The float computation the thresholds reproduce *exactly* (bit for bit, in float64) is pinned
-here; deployment and training code should use the same expressions:
+The float computations the thresholds reproduce *exactly* (bit for bit, in float64, per
+channel) are pinned here; deployment and training code should use the same expressions:
 
 - ``x = scale * float64(y)``
-- ``z = (x - mean) / sqrt(var + eps) * gamma + beta`` (``batch_norm_inference``)
-- sign output: ``+1 if z >= 0 else -1`` (sign(0) = +1) (``reference_sign``)
-- k-bit output code: ``round(n * clip(z, 0, 1))``, ``n = 2**k - 1``, round half to even
-  (``np.round``), i.e. ``quantize_k(clip(z, 0, 1)) * n`` (``reference_multilevel``).
+- the normalisation, one of
+  ``z = (x - mean) / sqrt(var + eps) * gamma + beta`` (``batch_norm_inference``;
+  ``fold_sign_threshold``, ``fold_multilevel_thresholds``) or
+  ``z = x * gain + offset`` (``affine_inference``, e.g. a batch norm already reduced to
+  gain/offset or its shift-based form; ``fold_affine_sign_threshold``,
+  ``fold_affine_multilevel_thresholds``);
+- the output, one of ``sign_pm1(z)`` = ``+1 if z >= 0 else -1`` (sign(0) = +1) or
+  ``multilevel_code(z, k)`` = ``round(n * clip(z, 0, 1))`` with ``n = 2**k - 1`` and round half
+  to even (``np.round``), i.e. ``quantize_k(clip(z, 0, 1)) * n``.
 
 How the thresholds are found: every float operation above is correctly rounded, hence
 monotone, so the output is a monotone step function of ``y`` whose direction is the sign of
-``gamma * scale``. The algebraic boundary (e.g. ``y* = (mean - beta*sqrt(var+eps)/gamma) /
-scale``) gives a first guess ``T = ceil(y*)`` (``floor`` when the direction is negative); the
-guess is checked by evaluating the float computation at ``T - 1`` and ``T``; where rounding
-moved the step, a bisection on the float computation finds it. Finally ``T - 1``, ``T`` and
-``T + 1`` are verified for every threshold.
+``gamma * scale`` (``gain * scale``). The algebraic boundary (for the sign,
+``y* = (mean - beta * sqrt(var + eps) / gamma) / scale``) gives a first guess
+``T = ceil(y*)`` (``floor`` when the direction is negative); the guess is checked by
+evaluating the float computation at ``T - 1`` and ``T``; where rounding moved the step, a
+bisection on the float computation finds it. Finally ``T - 1``, ``T`` and ``T + 1`` are
+verified for every threshold (``RuntimeError`` if that ever failed).
 
 Domain: thresholds are exact for every integer ``y`` in ``y_range`` (default
 ``[-2**53, 2**53]``, where float64 holds every integer). Give the accumulator's range
@@ -41,11 +47,14 @@ __all__ = [
     "SignThreshold",
     "MultilevelThresholds",
     "batch_norm_inference",
-    "reference_sign",
-    "reference_multilevel",
+    "affine_inference",
+    "sign_pm1",
+    "multilevel_code",
     "fold_sign_threshold",
+    "fold_affine_sign_threshold",
     "apply_sign_threshold",
     "fold_multilevel_thresholds",
+    "fold_affine_multilevel_thresholds",
     "apply_multilevel_thresholds",
 ]
 
@@ -55,7 +64,7 @@ EXACT_LIMIT = 1 << 53
 
 @dataclass(frozen=True)
 class SignThreshold:
-    """Per-channel integer form of ``sign(BN(scale * y))``.
+    """Per-channel integer form of ``sign_pm1(BN(scale * y))``.
 
     Members
     -------
@@ -79,7 +88,7 @@ class SignThreshold:
 
 @dataclass(frozen=True)
 class MultilevelThresholds:
-    """Per-channel integer form of the k-bit code ``round(n * clip(BN(scale * y), 0, 1))``.
+    """Per-channel integer form of ``multilevel_code(BN(scale * y), bits)``.
 
     Members
     -------
@@ -101,13 +110,11 @@ class MultilevelThresholds:
 
 
 # --------------------------------------------------------------------------------------------
-# The float computation (the reference the thresholds reproduce)
+# The float computations (the references the thresholds reproduce)
 # --------------------------------------------------------------------------------------------
 
-def _channel_params(gamma, beta, mean, var, eps, scale):
-    """Validate the batch-norm parameters and broadcast them to float64 [C]."""
-    named = {"gamma": gamma, "beta": beta, "mean": mean, "var": var, "eps": eps,
-             "scale": scale}
+def _channel_params(**named) -> dict[str, np.ndarray]:
+    """Validate per-channel parameters (finite scalars or [C]) and broadcast to float64 [C]."""
     arrays = {}
     for name, value in named.items():
         arr = np.asarray(value)
@@ -122,16 +129,21 @@ def _channel_params(gamma, beta, mean, var, eps, scale):
         shape = np.broadcast_shapes(*(a.shape for a in arrays.values()))
     except ValueError:
         shapes = ", ".join(f"{k} {v.shape}" for k, v in arrays.items())
-        raise ValueError(f"per-channel parameters must have one length C; got {shapes}") from None
+        raise ValueError(f"per-channel parameters must share one length C; got {shapes}") \
+            from None
     channels = shape[0] if shape else 1
     if channels == 0:
-        raise ValueError("batch-norm parameters are empty; allowed: at least one channel")
-    out = {k: np.broadcast_to(v, (channels,)) for k, v in arrays.items()}
-    if np.any(out["var"] < 0) or np.any(out["eps"] < 0):
+        raise ValueError("per-channel parameters are empty; allowed: at least one channel")
+    return {k: np.broadcast_to(v, (channels,)) for k, v in arrays.items()}
+
+
+def _batch_norm_params(gamma, beta, mean, var, eps, **extra) -> dict[str, np.ndarray]:
+    p = _channel_params(gamma=gamma, beta=beta, mean=mean, var=var, eps=eps, **extra)
+    if np.any(p["var"] < 0) or np.any(p["eps"] < 0):
         raise ValueError("var and eps must be >= 0")
-    if np.any(out["var"] + out["eps"] <= 0):
+    if np.any(p["var"] + p["eps"] <= 0):
         raise ValueError("var + eps must be > 0 in every channel")
-    return out
+    return p
 
 
 def _along(param: np.ndarray, ndim: int, axis: int) -> np.ndarray:
@@ -142,65 +154,57 @@ def _along(param: np.ndarray, ndim: int, axis: int) -> np.ndarray:
 
 
 def _channel_axis(y: np.ndarray, channels: int, axis: int) -> int:
-    """Normalise ``axis`` and check that it holds ``channels`` channels."""
+    """Normalise ``axis`` and check that it holds ``channels`` channels (or params are 1)."""
     if y.ndim == 0:
-        raise ValueError("y must have a channel axis, not be a scalar")
+        raise ValueError("the input must have a channel axis, not be a scalar")
     if not -y.ndim <= axis < y.ndim:
-        raise ValueError(f"axis {axis} is out of range for y of shape {y.shape}")
+        raise ValueError(f"axis {axis} is out of range for shape {y.shape}")
     axis %= y.ndim
     if y.shape[axis] != channels and channels != 1:
-        raise ValueError(f"y has {y.shape[axis]} channels on axis {axis} but the parameters "
-                         f"have {channels}")
+        raise ValueError(f"the input has {y.shape[axis]} channels on axis {axis} but the "
+                         f"parameters have {channels}")
     return axis
+
+
+def _bn(x, p, along):
+    return (x - along(p["mean"])) / np.sqrt(along(p["var"] + p["eps"])) * along(p["gamma"]) \
+        + along(p["beta"])
+
+
+def _affine(x, p, along):
+    return x * along(p["gain"]) + along(p["offset"])
 
 
 def batch_norm_inference(x, gamma, beta, mean, var, eps, *, axis: int = 0) -> np.ndarray:
     """Inference batch norm in float64: ``(x - mean) / sqrt(var + eps) * gamma + beta``.
 
-    Parameters are scalars or per-channel [C] arrays broadcast along ``axis`` of ``x``. This
-    exact order of operations is the one the folded thresholds reproduce.
+    Parameters are scalars or per-channel [C] arrays broadcast along ``axis`` of ``x`` (0 for
+    [C, H, W] or [C], 1 for batches). This order of operations is the one
+    ``fold_sign_threshold`` and ``fold_multilevel_thresholds`` reproduce.
     """
-    p = _channel_params(gamma, beta, mean, var, eps, 1.0)
+    p = _batch_norm_params(gamma, beta, mean, var, eps)
     x = np.asarray(x, dtype=np.float64)
     axis = _channel_axis(x, p["gamma"].shape[0], axis)
-
-    def along(v):
-        return _along(v, x.ndim, axis)
-    return (x - along(p["mean"])) / np.sqrt(along(p["var"] + p["eps"])) * along(p["gamma"]) \
-        + along(p["beta"])
+    return _bn(x, p, lambda v: _along(v, x.ndim, axis))
 
 
-def _bn_of_accumulator(y: np.ndarray, p: dict, along) -> np.ndarray:
-    """``batch_norm_inference(scale * float64(y))`` with parameters reshaped by ``along``."""
-    x = along(p["scale"]) * y.astype(np.float64)
-    return (x - along(p["mean"])) / np.sqrt(along(p["var"] + p["eps"])) * along(p["gamma"]) \
-        + along(p["beta"])
+def affine_inference(x, gain, offset, *, axis: int = 0) -> np.ndarray:
+    """Per-channel affine map in float64: ``x * gain + offset`` (the ``fold_affine_*`` form)."""
+    p = _channel_params(gain=gain, offset=offset)
+    x = np.asarray(x, dtype=np.float64)
+    axis = _channel_axis(x, p["gain"].shape[0], axis)
+    return _affine(x, p, lambda v: _along(v, x.ndim, axis))
 
 
-def _multilevel_code(z: np.ndarray, bits: int) -> np.ndarray:
-    """``round(n * clip(z, 0, 1))`` with n = 2**bits - 1 (round half to even)."""
-    n = float((1 << bits) - 1)
-    return np.round(n * np.clip(z, 0.0, 1.0)).astype(np.int64)
+def sign_pm1(z) -> np.ndarray:
+    """``+1 where z >= 0 else -1`` as int64 (sign(0) = +1)."""
+    return np.where(np.asarray(z) >= 0, 1, -1).astype(np.int64)
 
 
-def reference_sign(y, gamma, beta, mean, var, eps, scale, *, axis: int = 0) -> np.ndarray:
-    """Float reference: ``sign(BN(scale * y))`` with sign(0) = +1, as int64 +/-1."""
-    p = _channel_params(gamma, beta, mean, var, eps, scale)
-    y = np.asarray(y)
-    axis = _channel_axis(y, p["gamma"].shape[0], axis)
-    z = _bn_of_accumulator(y, p, lambda v: _along(v, y.ndim, axis))
-    return np.where(z >= 0, 1, -1).astype(np.int64)
-
-
-def reference_multilevel(y, gamma, beta, mean, var, eps, scale, bits: int, *,
-                         axis: int = 0) -> np.ndarray:
-    """Float reference: ``round(n * clip(BN(scale * y), 0, 1))``, int64 codes in [0, n]."""
-    bits = _check_bits(bits)
-    p = _channel_params(gamma, beta, mean, var, eps, scale)
-    y = np.asarray(y)
-    axis = _channel_axis(y, p["gamma"].shape[0], axis)
-    z = _bn_of_accumulator(y, p, lambda v: _along(v, y.ndim, axis))
-    return _multilevel_code(z, bits)
+def multilevel_code(z, bits: int) -> np.ndarray:
+    """``round(n * clip(z, 0, 1))`` as int64 codes in [0, n], n = 2**bits - 1 (half to even)."""
+    n = float((1 << _check_bits(bits)) - 1)
+    return np.round(n * np.clip(np.asarray(z, dtype=np.float64), 0.0, 1.0)).astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,33 +230,25 @@ def _check_bits(bits) -> int:
     return int(bits)
 
 
-def _float_ceil(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """``ceil(values)`` clipped into ``[lo, hi]`` as int64 (NaN and inf land on the edges)."""
-    v = np.nan_to_num(values, nan=0.0, posinf=np.inf, neginf=-np.inf)
-    v = np.clip(v, lo.astype(np.float64), hi.astype(np.float64))
-    return np.clip(np.ceil(v).astype(np.int64), lo, hi)
-
-
 def _first_passing(passes, guess: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """Smallest integer t in ``[lo, hi + 1]`` with ``passes(t)``, elementwise.
 
     ``passes(t)`` (int64 array -> bool array of the same shape, only called with t in
     ``[lo, hi]``) must be non-decreasing in t; ``hi + 1`` stands for "no t in range passes".
-    ``guess`` (float, the algebraic boundary) is tried first; bisection fixes wrong guesses.
+    ``ceil(guess)`` (the algebraic boundary) is tried first; bisection fixes wrong guesses.
     """
-    t_lo = np.full(guess.shape, lo, dtype=np.int64)
-    t_end = np.full(guess.shape, hi + 1, dtype=np.int64)
-
     def passes_at(t):
-        """``passes`` clipped to the range: t == hi + 1 passes, t == lo - 1 does not."""
+        """``passes`` extended beyond the range: hi + 1 passes, lo - 1 does not."""
         result = passes(np.clip(t, lo, hi))
         return np.where(t > hi, True, np.where(t < lo, False, result))
 
-    t = _float_ceil(guess, t_lo, t_end)
+    finite = np.nan_to_num(guess, nan=0.0)
+    t = np.ceil(np.clip(finite, float(lo - 1), float(hi + 1))).astype(np.int64)
+    t = np.clip(t, lo, hi + 1)
     wrong = ~passes_at(t) | passes_at(t - 1)
     if np.any(wrong):
-        low = np.where(wrong, t_lo, t)
-        high = np.where(wrong, t_end, t)
+        low = np.where(wrong, lo, t)
+        high = np.where(wrong, hi + 1, t)
         while np.any(low < high):
             mid = low + (high - low) // 2
             ok = passes_at(mid)
@@ -267,50 +263,91 @@ def _first_passing(passes, guess: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return t
 
 
-def _fold(passes_z, boundary_z, p, bits_shape, y_range):
-    """Thresholds where ``passes_z(BN(scale * y))`` switches, per channel (and per level).
+def _fold(normalise, z_to_y, slope, passes_z, boundary_z, channels, y_range):
+    """Integer steps of ``passes_z(normalise(scale * y))`` per channel and level.
 
-    ``passes_z`` maps BN outputs z (shape [C, L]) to bool and is non-decreasing in z;
-    ``boundary_z`` [C or 1, L] is the z where it switches (for the first guess only).
+    ``normalise(x)`` maps x [C, L] to z; ``passes_z(z)`` -> bool [C, L] is non-decreasing in
+    z; ``boundary_z`` [1, L] is where it switches and ``z_to_y(z)`` its algebraic y (first
+    guess only); ``slope`` [C] is the sign of dz/dy (0: constant channel).
     Returns (thresholds int64 [C, L], flip bool [C], constant bool [C]).
     """
     lo, hi = y_range
-    channels = p["gamma"].shape[0]
-    direction = (np.sign(p["gamma"]) * np.sign(p["scale"])).astype(np.int64)  # [C]
-    constant = direction == 0
-    flip = direction < 0
-    d = np.where(constant, 1, direction)[:, None]                  # [C, 1]
-
-    def along(v):
-        return v[:, None]
-
-    # Search in t = d * y, in which passing is non-decreasing: t in [lo', hi'] with
-    # lo' = lo, hi' = hi for d = +1 and lo' = -hi, hi' = -lo for d = -1.
+    constant = slope == 0
+    flip = slope < 0
     flip_col = flip[:, None]
+    levels = boundary_z.shape[1]
+    # Search in t, in which passing is non-decreasing: t = y where not flipped and
+    # t = lo + hi - y where flipped (maps [lo, hi] onto itself reversed; t = hi + 1, "never
+    # passes", becomes T = lo - 1).
+    mirror = lo + hi
+
+    def y_of(t):
+        return np.where(flip_col, mirror - t, t)
 
     def passes_t(t):
-        y = np.where(flip_col, -t, t)
-        return passes_z(_bn_of_accumulator(y, p, along))
+        return passes_z(normalise(y_of(t).astype(np.float64)))
 
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        y_star = np.broadcast_to(z_to_y(boundary_z), (channels, levels))
+        # ceil in t is ceil(y*) unflipped and mirror - floor(y*) flipped.
+        guess = np.where(flip_col, mirror - np.floor(y_star), y_star)
+    guess = np.where(constant[:, None], 0.0, guess)
+    t = _first_passing(passes_t, guess, lo, hi)
+    return y_of(t), flip, constant
+
+
+def _fold_sign(normalise, z_to_y, slope, channels, y_range) -> SignThreshold:
+    thresholds, flip, constant = _fold(normalise, z_to_y, slope, lambda z: z >= 0,
+                                       np.zeros((1, 1)), channels, y_range)
+    return SignThreshold(threshold=thresholds[:, 0], flip=flip, constant=constant,
+                         y_range=y_range)
+
+
+def _fold_multilevel(normalise, z_to_y, slope, channels, bits, y_range):
+    n = (1 << bits) - 1
+    levels = np.arange(1, n + 1, dtype=np.int64)[None, :]          # [1, n]
+
+    def passes_z(z):
+        return multilevel_code(z, bits) >= levels
+
+    thresholds, flip, constant = _fold(normalise, z_to_y, slope, passes_z, (levels - 0.5) / n,
+                                       channels, y_range)
+    return MultilevelThresholds(thresholds=thresholds, flip=flip, constant=constant,
+                                bits=bits, y_range=y_range)
+
+
+def _column(v: np.ndarray) -> np.ndarray:
+    return v[:, None]
+
+
+def _batch_norm_form(gamma, beta, mean, var, eps, scale):
+    """(normalise, z_to_y, slope, channels) of ``batch_norm_inference(scale * y)``."""
+    p = _batch_norm_params(gamma, beta, mean, var, eps, scale=scale)
+
+    def normalise(y):
+        return _bn(_column(p["scale"]) * y, p, _column)
+
+    def z_to_y(z):
         sd = np.sqrt(p["var"] + p["eps"])
-        y_star = (along(p["mean"]) + (boundary_z - along(p["beta"])) * along(sd)
-                  / along(p["gamma"])) / along(p["scale"])
-    guess = np.broadcast_to(np.where(constant[:, None], 0.0, d * y_star),
-                            (channels,) + bits_shape)
+        return (_column(p["mean"]) + (z - _column(p["beta"])) * _column(sd / p["gamma"])) \
+            / _column(p["scale"])
 
-    # Both directions at once: shift the flipped channels' range so one call serves all.
-    t_lo = np.where(flip_col, -hi, lo)
-    shift = t_lo - lo                                               # [C, 1]
+    slope = (np.sign(p["gamma"]) * np.sign(p["scale"])).astype(np.int64)
+    return normalise, z_to_y, slope, p["gamma"].shape[0]
 
-    def passes_shifted(u):
-        return passes_t(u + shift)
 
-    u = _first_passing(passes_shifted, np.asarray(guess - shift, dtype=np.float64), lo, hi)
-    t = u + shift
-    thresholds = np.where(flip_col, -t, t)
-    # Constant channels: always passing -> lo; never passing -> hi + 1 (not flipped).
-    return thresholds, flip, constant
+def _affine_form(gain, offset, scale):
+    """(normalise, z_to_y, slope, channels) of ``affine_inference(scale * y)``."""
+    p = _channel_params(gain=gain, offset=offset, scale=scale)
+
+    def normalise(y):
+        return _affine(_column(p["scale"]) * y, p, _column)
+
+    def z_to_y(z):
+        return (z - _column(p["offset"])) / _column(p["gain"]) / _column(p["scale"])
+
+    slope = (np.sign(p["gain"]) * np.sign(p["scale"])).astype(np.int64)
+    return normalise, z_to_y, slope, p["gain"].shape[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,14 +356,14 @@ def _fold(passes_z, boundary_z, p, bits_shape, y_range):
 
 def fold_sign_threshold(gamma, beta, mean, var, eps, scale, *,
                         y_range=None) -> SignThreshold:
-    """Fold ``sign(BN(scale * y))`` into one integer threshold per channel.
+    """Fold ``sign_pm1(batch_norm_inference(scale * y))`` into one threshold per channel.
 
     Parameters
     ----------
     gamma, beta, mean, var : float scalar or array [C]
         The inference batch norm (running mean and variance).
-    eps : float
-        Batch-norm epsilon (scalar or [C]).
+    eps : float scalar or array [C]
+        Batch-norm epsilon.
     scale : float scalar or array [C]
         The real value of one accumulator unit (e.g. alpha / n), any sign.
     y_range : (int, int), optional
@@ -335,39 +372,45 @@ def fold_sign_threshold(gamma, beta, mean, var, eps, scale, *,
     Returns
     -------
     SignThreshold
-        Apply with ``apply_sign_threshold``; for every integer y in ``y_range`` it equals
-        ``reference_sign`` (the float computation). Raises ``ValueError`` on NaN/inf,
-        negative var/eps, mismatched channel counts or a bad ``y_range``.
+        Apply with ``apply_sign_threshold``; for every integer y in ``y_range`` it equals the
+        float computation. Raises ``ValueError`` on NaN/inf, negative var or eps, mismatched
+        channel counts or a bad ``y_range``.
     """
-    p = _channel_params(gamma, beta, mean, var, eps, scale)
-    y_range = _check_range(y_range)
-    thresholds, flip, constant = _fold(lambda z: z >= 0, np.zeros((1, 1)), p, (1,), y_range)
-    return SignThreshold(threshold=thresholds[:, 0], flip=flip, constant=constant,
-                         y_range=y_range)
+    form = _batch_norm_form(gamma, beta, mean, var, eps, scale)
+    return _fold_sign(*form, _check_range(y_range))
+
+
+def fold_affine_sign_threshold(gain, offset, scale, *, y_range=None) -> SignThreshold:
+    """Fold ``sign_pm1(affine_inference(scale * y, gain, offset))`` (see ``fold_sign_threshold``).
+
+    ``gain`` and ``offset`` are finite scalars or [C] arrays; the direction flips where
+    ``gain * scale < 0`` and the output is constant where it is 0.
+    """
+    return _fold_sign(*_affine_form(gain, offset, scale), _check_range(y_range))
 
 
 def fold_multilevel_thresholds(gamma, beta, mean, var, eps, scale, bits: int, *,
                                y_range=None) -> MultilevelThresholds:
-    """Fold the k-bit activation ``round(n * clip(BN(scale * y), 0, 1))`` into thresholds.
+    """Fold ``multilevel_code(batch_norm_inference(scale * y), bits)`` into thresholds.
 
     Parameters as ``fold_sign_threshold``; ``bits`` is k (1..16), ``n = 2**k - 1``. Returns
     ``MultilevelThresholds`` with n integer thresholds per channel such that the number of
-    thresholds passed equals ``reference_multilevel`` (``quantize_k(clip(z, 0, 1)) * n``)
+    thresholds passed equals ``round(n * clip(z, 0, 1))`` (``quantize_k(clip(z, 0, 1)) * n``)
     for every integer y in ``y_range``; ties at ``n*z = i + 1/2`` round half to even.
     """
     bits = _check_bits(bits)
-    p = _channel_params(gamma, beta, mean, var, eps, scale)
-    y_range = _check_range(y_range)
-    n = (1 << bits) - 1
-    levels = np.arange(1, n + 1, dtype=np.int64)[None, :]           # [1, n]
+    form = _batch_norm_form(gamma, beta, mean, var, eps, scale)
+    return _fold_multilevel(*form, bits, _check_range(y_range))
 
-    def passes_z(z):
-        return _multilevel_code(z, bits) >= levels
 
-    boundary_z = (levels - 0.5) / n
-    thresholds, flip, constant = _fold(passes_z, boundary_z, p, (n,), y_range)
-    return MultilevelThresholds(thresholds=thresholds, flip=flip, constant=constant,
-                                bits=bits, y_range=y_range)
+def fold_affine_multilevel_thresholds(gain, offset, scale, bits: int, *,
+                                      y_range=None) -> MultilevelThresholds:
+    """Fold ``multilevel_code(affine_inference(scale * y, gain, offset), bits)``.
+
+    As ``fold_multilevel_thresholds`` with the affine form of ``fold_affine_sign_threshold``.
+    """
+    bits = _check_bits(bits)
+    return _fold_multilevel(*_affine_form(gain, offset, scale), bits, _check_range(y_range))
 
 
 def _check_accumulator(y, y_range) -> np.ndarray:
@@ -387,6 +430,7 @@ def apply_sign_threshold(y, th: SignThreshold, *, axis: int = 0) -> np.ndarray:
 
     ``axis`` is the channel axis of ``y``: 0 for ``conv2d``'s [M, E, F] and ``dense``'s [M],
     1 for batches [N, M, ...]. Output is +1 where ``y >= T`` (``y <= T`` where flipped).
+    Raises ``ValueError`` on non-integer ``y`` or values outside ``th.y_range``.
     """
     y = _check_accumulator(y, th.y_range)
     axis = _channel_axis(y, th.threshold.shape[0], axis)
