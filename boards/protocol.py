@@ -155,8 +155,7 @@ class UARTLineDecoder:
     is idle again from the next cycle. A stop bit of 0 is a framing error: no byte, and
     nothing is decoded until the line has been high again.
 
-    ``feed(samples)`` returns the events decoded so far, each an ``int`` byte or the string
-    ``"framing"``.
+    Events are ``int`` bytes or the string ``"framing"``.
     """
 
     def __init__(self, clocks_per_bit: int):
@@ -168,36 +167,42 @@ class UARTLineDecoder:
         self._count = 0  # cycles since the candidate start edge
         self._bits = 0
 
-    def feed(self, samples) -> list:
-        events = []
+    def push(self, level: int):
+        """Take one sample; return the byte or ``"framing"`` it completes, else ``None``."""
+        if self._state == "idle":
+            if level == 0:
+                self._state, self._count, self._bits = "start", 0, 0
+            return None
+        if self._state == "break":
+            if level == 1:
+                self._state = "idle"
+            return None
+        self._count += 1
         half, cpb = self._cpb // 2, self._cpb
+        if self._count == half:
+            if level != 0:
+                self._state = "idle"  # a glitch, not a start bit
+            return None
+        offset = self._count - half
+        if offset <= 0 or offset % cpb:
+            return None
+        k = offset // cpb
+        if k <= 8:
+            self._bits |= level << (k - 1)
+            return None
+        if level == 1:
+            self._state = "idle"
+            return self._bits
+        self._state = "break"
+        return "framing"
+
+    def feed(self, samples) -> list:
+        """Take many samples; return the events they complete."""
+        events = []
         for level in np.asarray(samples, dtype=np.uint8).tolist():
-            if self._state == "idle":
-                if level == 0:
-                    self._state, self._count, self._bits = "start", 0, 0
-                continue
-            if self._state == "break":
-                if level == 1:
-                    self._state = "idle"
-                continue
-            self._count += 1
-            if self._count == half:
-                if level != 0:
-                    self._state = "idle"  # a glitch, not a start bit
-                continue
-            offset = self._count - half
-            if offset <= 0 or offset % cpb:
-                continue
-            k = offset // cpb
-            if k <= 8:
-                self._bits |= level << (k - 1)
-            else:
-                if level == 1:
-                    events.append(self._bits)
-                    self._state = "idle"
-                else:
-                    events.append("framing")
-                    self._state = "break"
+            event = self.push(level)
+            if event is not None:
+                events.append(event)
         return events
 
 

@@ -1,0 +1,196 @@
+# amaranth: UnusedElaboratable=no
+"""The host driver end to end: its bytes go through the simulated UART into the simulated link
+and a stand-in design, and back."""
+
+import numpy as np
+import pytest
+from amaranth import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from boards.host import BoardClient, BoardError, SerialTransport
+from boards.link import HostLink
+from boards.protocol import Command, Identity
+from boards.simulated import SimulatedSerial
+
+CLK = 1_000_000
+BAUD = 250_000          # 4 clocks per bit: the fastest the receiver allows, so the test is quick
+MAX_PAYLOAD = 64
+
+
+class LoopbackDesign(wiring.Component):
+    """Stands in for the accelerator: inputs come back as outputs and config as counters
+    (through FIFOs), weights are counted, starts are counted."""
+
+    rx: In(1, init=1)
+    tx: Out(1, init=1)
+    weight_bytes: Out(16)
+    starts: Out(8)
+
+    def __init__(self):
+        super().__init__()
+        self.link = HostLink(clk_freq=CLK, baud=BAUD, max_payload=MAX_PAYLOAD,
+                             target_info=b"loopback", frame_timeout=0.001,
+                             target_timeout=0.002)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.link = link = self.link
+        m.submodules.inputs_fifo = inputs_fifo = SyncFIFOBuffered(width=8, depth=512)
+        m.submodules.config_fifo = config_fifo = SyncFIFOBuffered(width=8, depth=64)
+        m.d.comb += [link.rx.eq(self.rx), self.tx.eq(link.tx)]
+        for source, fifo, sink in ((link.inputs_stream, inputs_fifo, link.outputs_stream),
+                                   (link.config_stream, config_fifo, link.counters_stream)):
+            m.d.comb += [fifo.w_data.eq(source.payload), fifo.w_en.eq(source.valid),
+                         source.ready.eq(fifo.w_rdy),
+                         sink.payload.eq(fifo.r_data), sink.valid.eq(fifo.r_rdy),
+                         fifo.r_en.eq(sink.ready)]
+        m.d.comb += link.weights_stream.ready.eq(1)
+        with m.If(link.weights_stream.valid):
+            m.d.sync += self.weight_bytes.eq(self.weight_bytes + 1)
+        with m.If(link.start):
+            m.d.sync += self.starts.eq(self.starts + 1)
+        return m
+
+
+class Board:
+    """The simulated board, a client on it, and a way to look at the design's counters."""
+
+    def __init__(self, wrap=None):
+        self.design = LoopbackDesign()
+        self.serial = SimulatedSerial(self.design, rx=self.design.rx, tx=self.design.tx,
+                                      clk_freq=CLK, baud=BAUD, testbenches=[self._probe])
+        self.probed = {}
+        transport = wrap(self.serial) if wrap else self.serial
+        self.client = BoardClient(transport, timeout=0.02)
+
+    async def _probe(self, ctx):
+        async for _, _, weights, starts in ctx.tick().sample(self.design.weight_bytes,
+                                                             self.design.starts):
+            self.probed = {"weights": weights, "starts": starts}
+
+
+class CorruptOnce:
+    """A transport that flips one bit of the ``index``-th byte written, once."""
+
+    def __init__(self, inner, index, bit=3):
+        self.inner, self.index, self.bit, self.written = inner, index, bit, 0
+
+    def write(self, data):
+        data = bytearray(data)
+        if self.written <= self.index < self.written + len(data):
+            data[self.index - self.written] ^= 1 << self.bit
+        self.written += len(data)
+        self.inner.write(bytes(data))
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_identify_over_the_line():
+    board = Board()
+    identity = board.client.identify()
+    assert identity == Identity(max_payload=MAX_PAYLOAD, clk_freq=CLK, baud=BAUD,
+                                target_info=b"loopback")
+    assert board.serial.line_errors == 0
+
+
+def test_echo_write_read_and_start_round_trip():
+    rng = np.random.default_rng(8)
+    board = Board()
+    client = board.client
+    for n in (0, 1, MAX_PAYLOAD):
+        data = bytes(rng.integers(0, 256, n, dtype=np.uint8))
+        assert client.echo(data) == data
+    data = bytes(rng.integers(0, 256, 3 * MAX_PAYLOAD + 5, dtype=np.uint8))
+    client.write_inputs(data)                      # four frames
+    assert client.read_outputs(len(data)) == data
+    client.write_config(b"\x00\xff\x80")
+    assert client.read_counters(3) == b"\x00\xff\x80"
+    client.write_weights(bytes(100))
+    client.start()
+    client.start()
+    board.serial.idle(1e-4)
+    assert board.probed == {"weights": 100, "starts": 2}
+    assert client.refusals == 0
+
+
+def test_a_corrupted_request_is_refused_then_sent_again_and_runs_once():
+    data = bytes(range(40))
+    board = Board(wrap=lambda serial: CorruptOnce(serial, index=10))
+    board.client.write_inputs(data)
+    assert board.client.refusals == 1
+    assert board.client.read_outputs(len(data)) == data
+    with pytest.raises(BoardError, match="TARGET_TIMEOUT after 0 of 1 bytes"):
+        board.client.read_outputs(1)               # nothing was written twice
+
+
+def test_a_read_of_more_than_the_design_has_reports_how_much_came():
+    board = Board()
+    board.client.write_inputs(b"abc")
+    with pytest.raises(BoardError, match="TARGET_TIMEOUT after 3 of 5 bytes"):
+        board.client.read_outputs(5)
+
+
+def test_a_corrupted_response_is_detected():
+    class CorruptReads:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def read(self, count, timeout):
+            data = bytearray(self.inner.read(count, timeout))
+            if count > 5 and data:
+                data[0] ^= 0x40
+            return bytes(data)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    board = Board(wrap=CorruptReads)
+    with pytest.raises(BoardError, match="corrupted on the line"):
+        board.client.echo(b"hello")
+
+
+def test_refusal_after_every_retry_raises():
+    class AlwaysCorrupt(CorruptOnce):
+        def write(self, data):
+            self.written = 0
+            super().write(data)
+
+    board = Board(wrap=lambda serial: AlwaysCorrupt(serial, index=4))  # a checksum byte
+    with pytest.raises(BoardError, match=r"START was refused by the board \(BAD_CHECKSUM"):
+        board.client.start()
+    assert board.client.refusals == 3
+    board.serial.idle(1e-4)
+    assert board.probed["starts"] == 0
+
+
+def test_silence_and_strangers_are_reported():
+    class Silent:
+        def write(self, data):
+            pass
+
+        def read(self, count, timeout):
+            return b""
+
+        def discard_input(self):
+            pass
+
+    with pytest.raises(BoardError, match="no answer from the board"):
+        BoardClient(Silent(), timeout=0.01).identify()
+    # pyserial's loopback URL answers with our own request: not a mulfree response
+    port = SerialTransport("loop://", 115200)
+    with pytest.raises(BoardError, match="not a mulfree response"):
+        BoardClient(port, timeout=0.2).identify()
+    port.close()
+    with pytest.raises(ValueError, match="cannot open serial port"):
+        SerialTransport("/dev/mulfree-no-such-port", 115200)
+
+
+def test_write_and_read_commands_are_checked():
+    client = BoardClient(transport=None)
+    with pytest.raises(ValueError, match="not a write command"):
+        client.write(Command.READ_OUTPUTS, b"x")
+    with pytest.raises(ValueError, match="not a read command"):
+        client.read(Command.WRITE_INPUTS, 1)
