@@ -59,6 +59,7 @@ __all__ = [
     "dense",
     "maxpool2d",
     "popcount",
+    "popcount_swar",
     "xnor_dense",
     "xnor_conv2d",
     "valid_tap_counts",
@@ -319,7 +320,18 @@ _M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
 
 
 def popcount(words) -> np.ndarray:
-    """Number of set bits of each unsigned 64-bit word, as int64 (SWAR, no multiplier)."""
+    """Number of set bits of each unsigned 64-bit word, as int64.
+
+    Uses NumPy's ``bitwise_count`` where it exists (NumPy >= 2), else ``popcount_swar``.
+    """
+    x = np.asarray(words).astype(np.uint64)
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x).astype(np.int64)
+    return popcount_swar(x)
+
+
+def popcount_swar(words) -> np.ndarray:
+    """Set bits of each unsigned 64-bit word by SWAR adds and shifts (no multiplier): int64."""
     x = np.asarray(words).astype(np.uint64)
     x = x - ((x >> np.uint64(1)) & _M1)
     x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
@@ -328,6 +340,13 @@ def popcount(words) -> np.ndarray:
     x = x + (x >> np.uint64(16))
     x = x + (x >> np.uint64(32))
     return (x & np.uint64(0x7F)).astype(np.int64)
+
+
+def _popcount_sum(words: np.ndarray, axis) -> np.ndarray:
+    """``popcount(words).sum(axis)`` as int64 without an int64 copy of every count."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(words).sum(axis=axis, dtype=np.int64)
+    return popcount_swar(words).sum(axis=axis)
 
 
 def _packed_words(name: str, codes, lanes: int) -> np.ndarray:
@@ -354,7 +373,7 @@ def xnor_dense(a_packed, w_packed, lanes: int) -> np.ndarray:
     a = _packed_words("xnor activation words", a, lanes)
     w = _packed_words("xnor weight words", w, lanes)
     _check_fits_int64("xnor", lanes, lanes, w.shape[1])
-    mismatches = popcount(a[..., None, :] ^ w).sum(axis=-1)    # [..., M]
+    mismatches = _popcount_sum(a[..., None, :] ^ w, axis=-1)       # [..., M]
     return lanes * w.shape[1] - 2 * mismatches
 
 
@@ -456,10 +475,14 @@ def xnor_conv2d(a_packed, w_packed, lanes: int, *, stride: int = 1,
     a = _packed_words("xnor activation words", a, lanes)
     w = _packed_words("xnor weight words", w, lanes)
     _check_fits_int64("xnor", lanes, lanes, cw * kh * kw)
-    win = _windows(a, (kh, kw), stride, padding)                    # [N, Cw, E, F, R, S]
-    mismatches = np.stack([                                          # [N, M, E, F]
-        popcount(win ^ w_m[:, None, None]).sum(axis=(1, 4, 5)) for w_m in w
-    ], axis=1)
+    out_h, out_w = valid.shape
+    padded = np.pad(a, ((0, 0), (0, 0), (padding, padding), (padding, padding)))  # zero word
+    mismatches = np.zeros((a.shape[0], w.shape[0], out_h, out_w), dtype=np.int64)
+    for r in range(kh):          # one pass per kernel tap: [N, Cw, E, F] against [M, Cw]
+        for s in range(kw):
+            tap = padded[:, :, r:r + stride * (out_h - 1) + 1:stride,
+                         s:s + stride * (out_w - 1) + 1:stride]
+            mismatches += _popcount_sum(tap[:, None] ^ w[None, :, :, r, s, None, None], axis=2)
     correction = xnor_padding_correction(w, height, width, stride=stride, padding=padding)
     out = lanes * cw * valid - 2 * (mismatches - correction)
     return out if batch_given else out[0]

@@ -302,6 +302,7 @@ def test_popcount_matches_python_bit_count():
     words[:3] = [0, 2**64 - 1, 2**63]
     expected = [bin(int(w)).count("1") for w in words]
     np.testing.assert_array_equal(ops.popcount(words), expected)
+    np.testing.assert_array_equal(ops.popcount_swar(words), expected)
 
 
 def test_product_xnor_is_lanes_minus_twice_the_mismatches():
