@@ -1,0 +1,667 @@
+"""Dataflow energy model: row stationary (RS) against WS, OS and NLR, for any network and scheme.
+
+Energy = access counts x cost per access, summed over the storage levels (DRAM, global
+buffer, array, register file) and the data types (inputs, weights, partial sums), plus the
+compute term (``alu``) of the product unit and its accumulator. The counts come from
+``sim.dataflows`` (the least-energy legal mapping of each layer under each dataflow, searched
+with the chosen cost table); this module adds the costs, the hardware each dataflow gets
+under equal storage area, and the outputs (table, JSON, plots).
+
+Cost tables (``COST_TABLES``)
+-----------------------------
+``normalized``
+    Eyeriss (ISCA 2016, 65 nm), relative to one 16-bit MAC: DRAM 200, global buffer 6,
+    array (inter-PE) 2, register file 1, MAC 1 -- per 16-bit word, scaled linearly for
+    other widths (packed storage). Other product units cost their 45 nm energy divided by
+    the 45 nm energy of a 16-bit MAC.
+``45nm``
+    Absolute picojoules from Horowitz (ISSCC 2014, 45 nm, 0.9 V) and Han et al. (NIPS 2015):
+
+    - DRAM: 640 pJ per 32-bit word (20 pJ/bit; Horowitz gives 1.3-2.6 nJ per 64 bits, we
+      take the low end, which is Han et al.'s figure).
+    - SRAM (global buffer and register file): 64-bit reads cost 10 pJ at 8 KB, 20 pJ at
+      32 KB, 100 pJ at 1 MB; energy per bit is interpolated linearly in log(size)-log(energy)
+      between these points and extrapolated with the nearest segment (512 B: 0.039 pJ/bit,
+      128 KB: 0.59 pJ/bit). *Assumption*: a register file costs what an SRAM of its size
+      costs.
+    - Array (one inter-PE transfer): twice a 512-B register-file access per bit, the Eyeriss
+      ratio (no 45 nm figure exists). *Assumption.*
+    - Compute, from the adder and multiplier figures (8-bit add 0.03 pJ, 32-bit add 0.1 pJ,
+      8-bit multiply 0.2 pJ, 32-bit multiply 3.1 pJ):
+
+      * add of b bits: linear through the two adder points (``0.03 + (b - 8) * 0.07 / 24``),
+        proportional below 8 bits;
+      * a x w-bit multiply: ``0.2 * a * w / 64`` (array-multiplier area ~ a*w; gives 3.2 pJ
+        at 32 bits against the measured 3.1);
+      * a full-adder cell: an 8-bit add / 8 (0.00375 pJ); an XOR, XNOR or 2:1 mux cell:
+        half a full adder. *Assumptions.*
+
+      Per product unit (every non-skipped product is also accumulated: one add of the
+      accumulator width):
+
+      * ``int``: the multiplier;
+      * ``binary``: pass/negate = a row of a_bits XORs, the +1 of the negation is the
+        accumulator's carry-in;
+      * ``ternary``: as ``binary``; a zero weight is skipped (gated: no product, no add);
+      * ``pow2``: shift by 0 or 1 (a row of a_bits + 1 muxes) and the negate row; zero skipped;
+      * ``dorefa``: one read of a product word from a table of 2^(w_bits + a_bits) entries,
+        priced as an SRAM of that size;
+      * ``xnor``: per lane one XNOR and one popcount full adder; the accumulate add is shared
+        by the ``lanes`` lanes of a word.
+
+Zero skipping saves only the compute term: the weight is still read to learn it is zero, so
+data movement is unchanged. The zero fraction comes from a deployment model when one is
+given, else ``default_sparsity`` (ternary: the expectation for Gaussian weights under the TWN
+threshold, 0.7 E|w|; every other scheme: 0).
+
+Equal storage area (Eyeriss ISCA 2016, section VI)
+--------------------------------------------------
+The baseline area of ``pes`` PEs is ``pes x area(512-B RF) + area(pes x 512-B buffer)``.
+RS gets 512 B of RF per PE and a ``pes x 512`` B global buffer (128 KB at 256 PEs). Each
+other dataflow gets an RF sized to what it keeps there -- WS one weight, OS one partial sum,
+NLR nothing -- and the area left over goes to its global buffer. *Assumption*: a byte of
+RF costs ``rf_area_ratio`` (default 2) bytes of buffer area; the paper does not give the
+figure it used.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from model.ops import accumulator_width
+from model.quant import SCHEMES, check_scheme, weight_bits
+from sim.dataflows import (DATA_TYPES, DATAFLOWS, LEVELS, CandidateCounts, Hardware, Problem,
+                           candidate_counts, describe)
+from sim.energy_presets import Layer, network
+
+__all__ = [
+    "COST_TABLES", "ENERGY_LEVELS", "Scheme", "Hardware", "equal_area_hardware",
+    "default_sparsity", "add_pj", "multiply_pj", "sram_pj_per_bit", "compute_pj",
+    "LayerEnergy", "DataflowEnergy", "EnergyReport", "layer_energy", "network_energy",
+    "format_table", "to_json", "write_json", "plot_dataflows", "plot_schemes",
+    "parse_dataflows",
+]
+
+ENERGY_LEVELS = LEVELS + ("alu",)
+COST_TABLES = ("normalized", "45nm")
+_UNITS = {"normalized": "MAC-normalised", "45nm": "pJ"}
+
+# ---------------------------------------------------------------------------------------
+# 45 nm figures (Horowitz, ISSCC 2014; Han et al., NIPS 2015).
+
+_ADD8_PJ, _ADD32_PJ = 0.03, 0.1
+_MULT8_PJ = 0.2
+_DRAM_PJ_PER_BIT = 640.0 / 32
+_SRAM_POINTS = ((8 * 1024, 10.0 / 64), (32 * 1024, 20.0 / 64), (1024 * 1024, 100.0 / 64))
+_FULL_ADDER_PJ = _ADD8_PJ / 8
+_GATE_PJ = _FULL_ADDER_PJ / 2
+_HOP_REFERENCE_RF_BYTES = 512
+
+
+def add_pj(bits: int) -> float:
+    """Energy of one ``bits``-bit addition at 45 nm (pJ)."""
+    if bits <= 8:
+        return _ADD8_PJ * bits / 8
+    return _ADD8_PJ + (bits - 8) * (_ADD32_PJ - _ADD8_PJ) / 24
+
+
+def multiply_pj(a_bits: int, w_bits: int) -> float:
+    """Energy of one ``a_bits`` x ``w_bits`` multiplication at 45 nm (pJ)."""
+    return _MULT8_PJ * a_bits * w_bits / 64
+
+
+def sram_pj_per_bit(size_bytes: float) -> float:
+    """Read energy per bit of an SRAM of ``size_bytes`` at 45 nm (log-log interpolation)."""
+    if size_bytes <= 0:
+        raise ValueError(f"SRAM size must be > 0 bytes, not {size_bytes!r}")
+    pts = _SRAM_POINTS
+    if size_bytes <= pts[1][0]:
+        (s0, e0), (s1, e1) = pts[0], pts[1]
+    else:
+        (s0, e0), (s1, e1) = pts[1], pts[2]
+    slope = math.log(e1 / e0) / math.log(s1 / s0)
+    return e0 * (size_bytes / s0) ** slope
+
+
+#: 45 nm energy of the 16-bit MAC that the normalised table calls 1.
+REFERENCE_MAC_PJ = multiply_pj(16, 16) + add_pj(16)
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """A product scheme and its widths: what the PEs compute and what the words hold.
+
+    ``acc_bits`` ``None`` means: each layer's accumulator width from
+    ``model.ops.accumulator_width``. For ``xnor`` ``a_bits`` = ``w_bits`` = lanes per word and
+    every lane counts as one MAC moving 1-bit words.
+    """
+
+    name: str = "int"
+    a_bits: int = 16
+    w_bits: int | None = 16
+    acc_bits: int | None = None
+
+    def __post_init__(self):
+        check_scheme(self.name)
+        if self.name == "xnor" and self.w_bits not in (None, self.a_bits):
+            raise ValueError(f"xnor needs a_bits == w_bits (lanes), not {self.a_bits} "
+                             f"and {self.w_bits}")
+        object.__setattr__(self, "w_bits", weight_bits(
+            self.name, self.a_bits if self.name == "xnor" else self.w_bits))
+
+    @property
+    def label(self) -> str:
+        if self.name == "int":
+            return f"int{self.w_bits}"
+        if self.name == "dorefa":
+            return f"dorefa W{self.w_bits}A{self.a_bits}"
+        return self.name
+
+    def word_bits(self, data_type: str, acc_bits: int) -> int:
+        if data_type == "psums":
+            return acc_bits
+        if self.name == "xnor":
+            return 1
+        return self.a_bits if data_type == "inputs" else self.w_bits
+
+    def layer_acc_bits(self, layer: Layer) -> int:
+        if self.acc_bits is not None:
+            return self.acc_bits
+        fan_in = (layer.C // layer.groups) * layer.R * layer.S
+        if self.name == "xnor":
+            fan_in = math.ceil(fan_in / self.a_bits)
+        return accumulator_width(self.name, a_bits=self.a_bits, w_bits=self.w_bits,
+                                 fan_in=fan_in)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "a_bits": self.a_bits, "w_bits": self.w_bits,
+                "acc_bits": self.acc_bits}
+
+
+#: The 16-bit multiplier of the Eyeriss comparison.
+INT16 = Scheme("int", 16, 16, 16)
+
+
+def compute_pj(scheme: Scheme, acc_bits: int) -> dict:
+    """45 nm energy of one product and its accumulation (pJ), by part (see module docstring).
+
+    Returns ``{"product": ..., "accumulate": ..., "total": ...}`` for one non-skipped MAC
+    (for ``xnor``: one lane).
+    """
+    a, w = scheme.a_bits, scheme.w_bits
+    accumulate = add_pj(acc_bits)
+    if scheme.name == "int":
+        product = multiply_pj(a, w)
+    elif scheme.name in ("binary", "ternary"):
+        product = a * _GATE_PJ
+    elif scheme.name == "pow2":
+        product = (a + 1) * _GATE_PJ + (a + 1) * _GATE_PJ
+    elif scheme.name == "dorefa":
+        entries = 2 ** (w + a)
+        word = max(1, (2 ** w - 1).bit_length() + a + 1)
+        product = word * sram_pj_per_bit(entries * word / 8)
+    else:  # xnor: per lane, XNOR + popcount adder; the accumulate shared by the lanes
+        product = _GATE_PJ + _FULL_ADDER_PJ
+        accumulate = accumulate / a
+    return {"product": product, "accumulate": accumulate, "total": product + accumulate}
+
+
+def default_sparsity(scheme: str) -> float:
+    """Zero-weight fraction assumed when no model is given (see module docstring)."""
+    if scheme == "ternary":
+        # P(|w| <= 0.7 E|w|) for Gaussian w: E|w| = sigma sqrt(2/pi).
+        return math.erf(0.7 * math.sqrt(2 / math.pi) / math.sqrt(2))
+    return 0.0
+
+
+def _can_skip(scheme: str) -> bool:
+    return scheme in ("ternary", "pow2")
+
+
+# ---------------------------------------------------------------------------------------
+# Costs per access.
+
+def access_cost(costs: str, level: str, bits: int, hw: Hardware) -> float:
+    """Energy of one access of a ``bits``-bit word at ``level`` under cost table ``costs``."""
+    if costs == "normalized":
+        per_word = {"dram": 200.0, "glb": 6.0, "array": 2.0, "rf": 1.0}[level]
+        return per_word * bits / 16
+    if level == "dram":
+        per_bit = _DRAM_PJ_PER_BIT
+    elif level == "glb":
+        per_bit = sram_pj_per_bit(hw.glb_bytes)
+    elif level == "rf":
+        per_bit = sram_pj_per_bit(hw.rf_bytes) if hw.rf_bytes else 0.0
+    else:
+        per_bit = 2 * sram_pj_per_bit(_HOP_REFERENCE_RF_BYTES)
+    return per_bit * bits
+
+
+def alu_cost(costs: str, scheme: Scheme, acc_bits: int) -> float:
+    """Energy of one non-skipped MAC (normalised: relative to a 16-bit MAC at 45 nm)."""
+    pj = compute_pj(scheme, acc_bits)["total"]
+    return pj / REFERENCE_MAC_PJ if costs == "normalized" else pj
+
+
+def check_costs(costs: str) -> str:
+    if costs not in COST_TABLES:
+        raise ValueError(f"unknown cost table {costs!r}; allowed: {', '.join(COST_TABLES)}")
+    return costs
+
+
+# ---------------------------------------------------------------------------------------
+# Hardware under equal storage area.
+
+def equal_area_hardware(dataflow: str, pes: int = 256, *, rows: int | None = None,
+                        cols: int | None = None, baseline_rf_bytes: int = 512,
+                        rf_area_ratio: float = 2.0, scheme: Scheme = INT16,
+                        psum_bits: int | None = None) -> Hardware:
+    """The hardware ``dataflow`` gets under the storage area of RS (module docstring)."""
+    dataflow = check_dataflow(dataflow)
+    if isinstance(pes, bool) or not isinstance(pes, int) or pes < 1:
+        raise ValueError(f"pes must be a positive integer, not {pes!r}")
+    if rows is None and cols is None:
+        rows = _near_square_rows(pes)
+    if rows is None:
+        rows = pes // cols
+    if cols is None:
+        cols = pes // rows
+    if rows * cols != pes:
+        raise ValueError(f"a {rows}x{cols} arrangement does not give {pes} PEs")
+    if not rf_area_ratio > 0:
+        raise ValueError(f"rf_area_ratio must be > 0, not {rf_area_ratio!r}")
+    psum_bits = psum_bits or scheme.acc_bits or 16
+    a_bits = scheme.word_bits("inputs", psum_bits)
+    w_bits = scheme.word_bits("weights", psum_bits)
+    needs = {"rs": baseline_rf_bytes * 8, "ws": w_bits, "os": psum_bits, "nlr": 0}[dataflow]
+    rf_bytes = math.ceil(needs / 8)
+    area = pes * baseline_rf_bytes * rf_area_ratio + pes * baseline_rf_bytes
+    glb_bytes = int(area - pes * rf_bytes * rf_area_ratio)
+    return Hardware(pes=pes, rows=rows, cols=cols, rf_bytes=rf_bytes, glb_bytes=glb_bytes,
+                    input_bits=a_bits, weight_bits=w_bits, psum_bits=psum_bits)
+
+
+def _near_square_rows(pes: int) -> int:
+    rows = int(math.isqrt(pes))
+    while pes % rows:
+        rows -= 1
+    return rows
+
+
+def check_dataflow(name: str) -> str:
+    if name not in DATAFLOWS:
+        raise ValueError(f"unknown dataflow {name!r}; allowed: {', '.join(DATAFLOWS)}")
+    return name
+
+
+def parse_dataflows(text: str) -> tuple[str, ...]:
+    """``"rs,ws"`` -> ``("rs", "ws")``, refusing unknown or repeated names."""
+    names = tuple(n.strip().lower() for n in str(text).split(",") if n.strip())
+    if not names:
+        raise ValueError(f"no dataflow in {text!r}; allowed: {', '.join(DATAFLOWS)}")
+    for n in names:
+        check_dataflow(n)
+    if len(set(names)) != len(names):
+        raise ValueError(f"dataflow listed twice in {text!r}")
+    return names
+
+
+# ---------------------------------------------------------------------------------------
+# Energy of layers and networks.
+
+@dataclass
+class LayerEnergy:
+    """Energy of one layer (all groups, whole batch) under one dataflow.
+
+    ``counts[level][data_type]`` are word accesses, ``energy[level]`` and ``by_type`` the
+    energy by level and by data type (``alu`` is the compute term), ``mapping`` the chosen
+    mapping of one group.
+    """
+
+    layer: Layer
+    dataflow: str
+    batch: int
+    counts: dict
+    macs: float
+    skipped: float
+    energy: dict
+    by_type: dict
+    mapping: dict
+    acc_bits: int
+
+    @property
+    def total(self) -> float:
+        return float(sum(self.energy.values()))
+
+    @property
+    def data_movement(self) -> float:
+        return float(sum(self.energy[lv] for lv in LEVELS))
+
+    def to_dict(self) -> dict:
+        counts = {lv: {x: float(self.counts[lv][x]) for x in DATA_TYPES} for lv in LEVELS}
+        counts.update(macs=float(self.macs), skipped=float(self.skipped))
+        return {"total": self.total,
+                "levels": {lv: float(self.energy[lv]) for lv in ENERGY_LEVELS},
+                "counts": counts,
+                "by_type": {k: float(v) for k, v in self.by_type.items()},
+                "kind": self.layer.kind,
+                "shape": self.layer.to_dict(),
+                "acc_bits": self.acc_bits,
+                "mapping": describe(self.mapping)}
+
+
+@functools.lru_cache(maxsize=256)
+def _candidates(problem: Problem, dataflow: str, hw: Hardware) -> CandidateCounts:
+    return candidate_counts(problem, dataflow, hw)
+
+
+def layer_problem(layer: Layer, batch: int) -> Problem:
+    """The loop bounds of one group of ``layer`` over ``batch`` images."""
+    return Problem(batch, layer.M // layer.groups, layer.C // layer.groups, layer.E, layer.F,
+                   layer.R, layer.S, layer.stride)
+
+
+def layer_energy(layer: Layer, dataflow: str, hw: Hardware, *, batch: int = 1,
+                 costs: str = "normalized", scheme: Scheme = INT16,
+                 sparsity: float = 0.0) -> LayerEnergy:
+    """Least energy of ``layer`` under ``dataflow`` on ``hw`` (searched with ``costs``)."""
+    check_costs(costs)
+    check_dataflow(dataflow)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be a positive integer, not {batch!r}")
+    if not 0.0 <= sparsity <= 1.0:
+        raise ValueError(f"sparsity must be in [0, 1], not {sparsity!r}")
+    acc_bits = scheme.layer_acc_bits(layer)
+    bits = {x: scheme.word_bits(x, acc_bits) for x in DATA_TYPES}
+    # The buffers hold what the scheme's words need; the search sees the same widths.
+    hw_words = replace(hw, input_bits=bits["inputs"], weight_bits=bits["weights"],
+                       psum_bits=bits["psums"])
+    cand = _candidates(layer_problem(layer, batch), dataflow, hw_words)
+    price = {(lv, x): access_cost(costs, lv, bits[x], hw) for lv in LEVELS for x in DATA_TYPES}
+    energy = np.zeros(len(cand))
+    for lv in LEVELS:
+        for x in DATA_TYPES:
+            energy = energy + cand.counts[lv][x] * price[(lv, x)]
+    best = int(np.argmin(energy))
+    g = layer.groups
+    counts = {lv: {x: float(cand.counts[lv][x][best]) * g for x in DATA_TYPES} for lv in LEVELS}
+    macs = cand.macs * g
+    skipped = macs * sparsity if _can_skip(scheme.name) else 0.0
+    by_level = {lv: sum(counts[lv][x] * price[(lv, x)] for x in DATA_TYPES) for lv in LEVELS}
+    by_level["alu"] = (macs - skipped) * alu_cost(costs, scheme, acc_bits)
+    by_type = {x: sum(counts[lv][x] * price[(lv, x)] for lv in LEVELS) for x in DATA_TYPES}
+    by_type["compute"] = by_level["alu"]
+    return LayerEnergy(layer, dataflow, batch, counts, macs, skipped, by_level, by_type,
+                       cand.mappings[best], acc_bits)
+
+
+@dataclass
+class DataflowEnergy:
+    dataflow: str
+    hardware: Hardware
+    layers: list
+
+    @property
+    def total(self) -> float:
+        return float(sum(le.total for le in self.layers))
+
+    def total_of(self, kind: str) -> float:
+        return float(sum(le.total for le in self.layers if le.layer.kind == kind))
+
+    def level_totals(self, kind: str | None = None) -> dict:
+        out = dict.fromkeys(ENERGY_LEVELS, 0.0)
+        for le in self.layers:
+            if kind is None or le.layer.kind == kind:
+                for lv in ENERGY_LEVELS:
+                    out[lv] += le.energy[lv]
+        return out
+
+    def type_totals(self, kind: str | None = None) -> dict:
+        out = dict.fromkeys(DATA_TYPES + ("compute",), 0.0)
+        for le in self.layers:
+            if kind is None or le.layer.kind == kind:
+                for k in out:
+                    out[k] += le.by_type[k]
+        return out
+
+    def macs(self, kind: str | None = None) -> float:
+        return float(sum(le.macs for le in self.layers
+                         if kind is None or le.layer.kind == kind))
+
+
+@dataclass
+class EnergyReport:
+    """Energy of a network under several dataflows (see ``network_energy``)."""
+
+    network: str
+    batch: int
+    costs: str
+    scheme: Scheme
+    dataflows: dict
+    sparsity: dict = field(default_factory=dict)
+
+    @property
+    def unit(self) -> str:
+        return _UNITS[self.costs]
+
+    def ratios(self, kind: str) -> dict:
+        """Energy of each dataflow / energy of RS, over the layers of ``kind`` (conv, fc)."""
+        if "rs" not in self.dataflows:
+            return {}
+        rs = self.dataflows["rs"].total_of(kind)
+        if rs == 0:
+            return {}
+        return {name: d.total_of(kind) / rs for name, d in self.dataflows.items()
+                if name != "rs"}
+
+    def kinds(self) -> list[str]:
+        first = next(iter(self.dataflows.values()))
+        return [k for k in ("conv", "fc") if any(le.layer.kind == k for le in first.layers)]
+
+
+def network_energy(layers, *, name: str = "network", dataflows=("rs", "ws", "os", "nlr"),
+                   batch: int = 16, pes: int = 256, costs: str = "normalized",
+                   scheme: Scheme = INT16, sparsity=None, hardware: dict | None = None,
+                   rf_area_ratio: float = 2.0) -> EnergyReport:
+    """Energy of ``layers`` (a preset name or a sequence of ``Layer``) under ``dataflows``.
+
+    Each dataflow runs on ``hardware[dataflow]`` if given, else on ``equal_area_hardware``
+    of ``pes`` PEs. ``sparsity``: ``None`` (``default_sparsity`` of the scheme), one zero
+    fraction for every layer, or ``{layer name: fraction}``.
+    """
+    check_costs(costs)
+    if isinstance(layers, str):
+        name, layers = layers, network(layers)
+    layers = tuple(layers)
+    if not layers:
+        raise ValueError("the network has no convolution or dense layer")
+    dataflows = tuple(check_dataflow(d) for d in dataflows)
+    per_layer = _sparsity_per_layer(layers, scheme, sparsity)
+    hardware = dict(hardware or {})
+    result = {}
+    widest_psum = max(scheme.layer_acc_bits(layer) for layer in layers)
+    for df in dataflows:
+        hw = hardware.get(df) or equal_area_hardware(df, pes, rf_area_ratio=rf_area_ratio,
+                                                     scheme=scheme, psum_bits=widest_psum)
+        result[df] = DataflowEnergy(df, hw, [
+            layer_energy(layer, df, hw, batch=batch, costs=costs, scheme=scheme,
+                         sparsity=per_layer[layer.name]) for layer in layers])
+    return EnergyReport(name, batch, costs, scheme, result, per_layer)
+
+
+def _sparsity_per_layer(layers, scheme: Scheme, sparsity) -> dict:
+    names = [layer.name for layer in layers]
+    if len(set(names)) != len(names):
+        raise ValueError(f"layer names must be unique, not {names}")
+    if sparsity is None:
+        return dict.fromkeys(names, default_sparsity(scheme.name))
+    if isinstance(sparsity, dict):
+        unknown = set(sparsity) - set(names)
+        if unknown:
+            raise ValueError(f"sparsity given for unknown layer(s) {sorted(unknown)}; "
+                             f"layers: {', '.join(names)}")
+        out = {n: float(sparsity.get(n, default_sparsity(scheme.name))) for n in names}
+    else:
+        out = dict.fromkeys(names, float(sparsity))
+    for n, s in out.items():
+        if not 0.0 <= s <= 1.0:
+            raise ValueError(f"sparsity of layer {n!r} must be in [0, 1], not {s!r}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Outputs.
+
+def _fmt(x: float) -> str:
+    if x == 0:
+        return "0"
+    if abs(x) >= 1e5 or abs(x) < 1e-2:
+        return f"{x:.3e}"
+    return f"{x:.3f}" if abs(x) < 100 else f"{x:.0f}"
+
+
+def format_table(report: EnergyReport) -> str:
+    """Per layer, per dataflow, per level; then totals and the RS ratios by layer kind."""
+    levels = ENERGY_LEVELS
+    head = ["layer", "dataflow"] + list(levels) + ["total", "per MAC"]
+    rows = [head]
+    names = [le.layer.name for le in next(iter(report.dataflows.values())).layers]
+    for i, lname in enumerate(names):
+        for df, d in report.dataflows.items():
+            le = d.layers[i]
+            rows.append([lname, df.upper()] + [_fmt(le.energy[lv]) for lv in levels]
+                        + [_fmt(le.total), _fmt(le.total / le.macs)])
+    for kind in report.kinds():
+        for df, d in report.dataflows.items():
+            lt = d.level_totals(kind)
+            total = d.total_of(kind)
+            rows.append([f"all {kind}", df.upper()] + [_fmt(lt[lv]) for lv in levels]
+                        + [_fmt(total), _fmt(total / d.macs(kind))])
+    widths = [max(len(r[k]) for r in rows) for k in range(len(head))]
+    lines = [f"{report.network}: batch {report.batch}, {report.scheme.label}, "
+             f"energy in {report.unit} units"]
+    for r in rows:
+        lines.append("  ".join(c.rjust(w) if k > 1 else c.ljust(w)
+                               for k, (c, w) in enumerate(zip(r, widths))))
+    for kind in report.kinds():
+        ratios = report.ratios(kind)
+        if ratios:
+            lines.append(f"{kind.upper()} layers, energy relative to RS: " + ", ".join(
+                f"{df.upper()} {r:.2f}x" for df, r in ratios.items()))
+    return "\n".join(lines)
+
+
+def to_json(report: EnergyReport) -> dict:
+    """The report as JSON-ready data: ``dataflows[df]["layers"][layer]`` = total/levels/counts."""
+    out = {"network": report.network, "batch": report.batch, "costs": report.costs,
+           "unit": report.unit, "scheme": report.scheme.to_dict(),
+           "sparsity": report.sparsity, "dataflows": {}, "ratios_to_rs": {}}
+    for df, d in report.dataflows.items():
+        out["dataflows"][df] = {
+            "total": d.total,
+            "hardware": d.hardware.to_dict(),
+            "description": DATAFLOWS[df].description,
+            "layers": {le.layer.name: le.to_dict() for le in d.layers},
+        }
+    for kind in report.kinds():
+        out["ratios_to_rs"][kind] = report.ratios(kind)
+    return out
+
+
+def write_atomically(path, write) -> None:
+    """Write ``path`` through a temporary file in its folder, replaced only when complete."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(report: EnergyReport, path) -> None:
+    data = to_json(report)
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+    write_atomically(path, write)
+
+
+_LEVEL_COLOURS = {"dram": "#4c72b0", "glb": "#55a868", "array": "#c44e52", "rf": "#8172b2",
+                  "alu": "#ccb974"}
+_TYPE_COLOURS = {"inputs": "#4c72b0", "weights": "#55a868", "psums": "#c44e52",
+                 "compute": "#ccb974"}
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_dataflows(report: EnergyReport, path) -> None:
+    """Stacked bars of energy per MAC by level and by data type, per dataflow and layer kind."""
+    plt = _pyplot()
+    kinds = report.kinds()
+    fig, axes = plt.subplots(2, len(kinds), figsize=(5 * len(kinds), 7), squeeze=False)
+    names = list(report.dataflows)
+    for col, kind in enumerate(kinds):
+        for row, (parts, colours, getter) in enumerate((
+                (ENERGY_LEVELS, _LEVEL_COLOURS, "level_totals"),
+                (DATA_TYPES + ("compute",), _TYPE_COLOURS, "type_totals"))):
+            ax = axes[row][col]
+            bottom = np.zeros(len(names))
+            for part in parts:
+                vals = np.array([getattr(report.dataflows[n], getter)(kind)[part]
+                                 / report.dataflows[n].macs(kind) for n in names])
+                ax.bar([n.upper() for n in names], vals, bottom=bottom, label=part,
+                       color=colours[part])
+                bottom += vals
+            ax.set_title(f"{report.network} {kind.upper()} layers, by "
+                         f"{'level' if row == 0 else 'data type'}")
+            ax.set_ylabel(f"energy per MAC ({report.unit})")
+            ax.legend(fontsize="small")
+    fig.suptitle(f"batch {report.batch}, {report.scheme.label}, "
+                 f"{next(iter(report.dataflows.values())).hardware.pes} PEs")
+    fig.tight_layout()
+    write_atomically(path, lambda tmp: fig.savefig(tmp, format=_image_format(path), dpi=110))
+    plt.close(fig)
+
+
+def _image_format(path) -> str:
+    ext = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+    return ext or "png"
+
+
+def plot_schemes(reports: list, path, *, dataflow: str = "rs", title: str = "") -> None:
+    """Stacked bars of energy per inference by scheme: compute against data movement."""
+    plt = _pyplot()
+    labels = [r.scheme.label for r in reports]
+    per_inf = [r.dataflows[dataflow] for r in reports]
+    compute = np.array([sum(le.energy["alu"] for le in d.layers) / r.batch
+                        for d, r in zip(per_inf, reports)])
+    movement = np.array([sum(le.data_movement for le in d.layers) / r.batch
+                         for d, r in zip(per_inf, reports)])
+    fig, ax = plt.subplots(figsize=(1.3 * len(labels) + 3, 4))
+    ax.bar(labels, movement, label="data movement", color=_LEVEL_COLOURS["dram"])
+    ax.bar(labels, compute, bottom=movement, label="compute", color=_LEVEL_COLOURS["alu"])
+    ax.set_ylabel(f"energy per inference ({reports[0].unit})")
+    ax.set_title(title or f"{reports[0].network}, {dataflow.upper()}")
+    ax.legend()
+    fig.tight_layout()
+    write_atomically(path, lambda tmp: fig.savefig(tmp, format=_image_format(path), dpi=110))
+    plt.close(fig)
