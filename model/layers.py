@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from model import quant
+
 __all__ = [
-    "Layer", "Dense", "Conv2d", "BatchNorm", "MaxPool2d", "Flatten", "ReLU", "HardTanh",
-    "Sign", "im2col", "col2im", "conv_output_size", "softmax_cross_entropy", "ap2",
+    "Layer", "Sequential", "Dense", "Conv2d", "BinaryDense", "BinaryConv2d", "TernaryDense",
+    "TernaryConv2d", "Pow2Dense", "Pow2Conv2d", "DorefaDense", "DorefaConv2d", "IntDense",
+    "IntConv2d", "Sign", "BatchNorm", "MaxPool2d", "Flatten", "ReLU", "HardTanh", "im2col",
+    "col2im", "conv_output_size", "softmax_cross_entropy", "ap2", "QUANTIZED_LAYERS",
 ]
 
 
@@ -123,79 +127,121 @@ def _glorot(rng: np.random.Generator, shape: tuple, fan_in: int, fan_out: int) -
     return rng.uniform(-limit, limit, size=shape)
 
 
-class Dense(Layer):
+class _Linear(Layer):
+    """What ``Dense`` and ``Conv2d`` share: ``y = (codes @ levels.T) * scale (+ bias)``.
+
+    A float layer's "codes" are its input and its "levels" its weights (``input_scale``
+    multiplies the product; 1 by default). A quantized layer overrides ``weight_levels``
+    (integer levels and their scale, from a ``model.quant`` quantizer) and, when it has
+    ``input_bits``, quantizes its input to DoReFa activation codes; the product of integer
+    levels and integer codes is then exact in float64 and ``y = float64(acc) * scale`` is the
+    very computation the folded thresholds of ``model.thresholds`` reproduce.
+    """
+
+    input_bits: int | None = None
+
+    def _init_linear(self, weight_shape, fan_in, fan_out, bias, rng, input_scale):
+        rng = rng if rng is not None else np.random.default_rng(0)
+        self.params["weight"] = _glorot(rng, weight_shape, fan_in, fan_out)
+        if bias:
+            self.params["bias"] = np.zeros(weight_shape[0])
+        self.input_scale = float(input_scale)
+
+    def weight_levels(self) -> tuple[np.ndarray, float | np.ndarray]:
+        """``(levels, scale)``: the weight is ``levels * scale`` (scale: scalar or [M])."""
+        return self.params["weight"], 1.0
+
+    def weight_gradient(self, weight, grad_value: np.ndarray) -> np.ndarray:
+        """Gradient on the shadow weight from the one on the weight value (the STE)."""
+        return grad_value
+
+    def input_codes(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """``(codes, scale)`` of the input: its value is ``codes * scale``."""
+        return x, self.input_scale
+
+    def input_gradient(self, x: np.ndarray, grad_value: np.ndarray) -> np.ndarray:
+        """Gradient on the input from the one on the input value ``codes * scale``."""
+        return grad_value * self.input_scale
+
+    def output_scale(self) -> float | np.ndarray:
+        """The real value of one accumulator unit: weight scale times input-code scale."""
+        _, w_scale = self.weight_levels()
+        return self._output_scale(w_scale, self.input_codes_scale())
+
+    def input_codes_scale(self) -> float:
+        return self.input_scale
+
+    @staticmethod
+    def _output_scale(w_scale, code_scale):
+        return np.asarray(w_scale, dtype=np.float64).reshape(-1) * code_scale \
+            if np.ndim(w_scale) else float(w_scale) * code_scale
+
+    def _product(self, cols, x_for_grad):
+        """``cols`` [P, K] of input codes -> [P, M] outputs; caches what backward needs."""
+        levels, w_scale = self.weight_levels()
+        codes_scale = self.input_codes_scale()
+        m = levels.shape[0]
+        lv = levels.reshape(m, -1).astype(np.float64)
+        scale = self._output_scale(w_scale, codes_scale)
+        w_value = lv * (np.asarray(w_scale, dtype=np.float64).reshape(-1, 1)
+                        if np.ndim(w_scale) else float(w_scale))
+        y = (cols @ lv.T) * scale
+        if "bias" in self.params:
+            y = y + self.params["bias"]
+        self._cache = cols, w_value, codes_scale, x_for_grad
+        return y
+
+    def _product_backward(self, g):
+        """From ``g`` [P, M]: set the weight gradients, return the gradient on the codes' values."""
+        cols, w_value, codes_scale, _ = self._cache
+        weight = self.params["weight"]
+        grad_value = ((g * codes_scale).T @ cols).reshape(weight.shape)
+        self.grads["weight"] = self.weight_gradient(weight, grad_value)
+        if "bias" in self.params:
+            self.grads["bias"] = g.sum(axis=0)
+        return g @ w_value
+
+
+class Dense(_Linear):
     """Fully connected layer ``y = x @ W.T + b``; ``W`` is ``[out, in]`` (Glorot init)."""
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
-                 rng: np.random.Generator | None = None):
+                 rng: np.random.Generator | None = None, input_scale: float = 1.0):
         super().__init__()
-        rng = rng if rng is not None else np.random.default_rng(0)
         self.in_features, self.out_features = int(in_features), int(out_features)
-        self.params["weight"] = _glorot(rng, (self.out_features, self.in_features),
-                                        self.in_features, self.out_features)
-        if bias:
-            self.params["bias"] = np.zeros(self.out_features)
+        self._init_linear((self.out_features, self.in_features), self.in_features,
+                          self.out_features, bias, rng, input_scale)
 
     def describe(self) -> str:
         return f"{self.in_features} -> {self.out_features}"
 
-    def effective_weight(self, training: bool) -> np.ndarray:
-        """The weight the forward pass multiplies with (quantized layers override)."""
-        return self.params["weight"]
-
-    def weight_gradient(self, grad_effective: np.ndarray) -> np.ndarray:
-        """Gradient on the shadow weight from the one on the effective weight (STE)."""
-        return grad_effective
-
-    def input_transform(self, x: np.ndarray, training: bool) -> np.ndarray:
-        """What the layer does to its input before the product (quantized inputs)."""
-        return x
-
-    def input_gradient(self, grad: np.ndarray) -> np.ndarray:
-        return grad
-
     def forward(self, x, *, training=False):
-        xq = self.input_transform(x, training)
-        w = self.effective_weight(training)
-        self._cache = xq, w
-        y = xq @ w.T
-        if "bias" in self.params:
-            y = y + self.params["bias"]
-        return y
+        codes, _ = self.input_codes(x)
+        return self._product(codes, x)
 
     def backward(self, grad):
-        xq, w = self._cache
-        self.grads["weight"] = self.weight_gradient(grad.T @ xq)
-        if "bias" in self.params:
-            self.grads["bias"] = grad.sum(axis=0)
-        return self.input_gradient(grad @ w)
+        x = self._cache[3]
+        return self.input_gradient(x, self._product_backward(grad))
 
 
-class Conv2d(Layer):
+class Conv2d(_Linear):
     """2-D convolution (cross-correlation) of ``[N, C, H, W]`` with ``W`` ``[M, C, R, S]``."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, *, stride: int = 1,
-                 padding: int = 0, bias: bool = True, rng: np.random.Generator | None = None):
+                 padding: int = 0, bias: bool = True, rng: np.random.Generator | None = None,
+                 input_scale: float = 1.0):
         super().__init__()
-        rng = rng if rng is not None else np.random.default_rng(0)
         r, s = (kernel_size, kernel_size) if np.isscalar(kernel_size) else kernel_size
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel = (int(r), int(s))
         self.stride, self.padding = int(stride), int(padding)
-        fan_in, fan_out = in_channels * r * s, out_channels * r * s
-        self.params["weight"] = _glorot(rng, (out_channels, in_channels, r, s), fan_in, fan_out)
-        if bias:
-            self.params["bias"] = np.zeros(out_channels)
+        self._init_linear((self.out_channels, self.in_channels, r, s), in_channels * r * s,
+                          out_channels * r * s, bias, rng, input_scale)
 
     def describe(self) -> str:
         r, s = self.kernel
         return (f"{self.in_channels} -> {self.out_channels}, {r}x{s}, stride {self.stride}, "
                 f"padding {self.padding}")
-
-    effective_weight = Dense.effective_weight
-    weight_gradient = Dense.weight_gradient
-    input_transform = Dense.input_transform
-    input_gradient = Dense.input_gradient
 
     def output_shape(self, in_shape: tuple) -> tuple:
         """``(M, Ho, Wo)`` for an input of shape ``(C, H, W)``."""
@@ -204,26 +250,293 @@ class Conv2d(Layer):
                 conv_output_size(w, self.kernel[1], self.stride, self.padding))
 
     def forward(self, x, *, training=False):
-        xq = self.input_transform(x, training)
-        w = self.effective_weight(training)
         n = x.shape[0]
         m, ho, wo = self.output_shape(x.shape[1:])
-        cols = im2col(xq, self.kernel, self.stride, self.padding)
-        self._cache = cols, w, xq.shape
-        y = cols @ w.reshape(m, -1).T
-        if "bias" in self.params:
-            y = y + self.params["bias"]
+        codes, _ = self.input_codes(x)
+        y = self._product(im2col(codes, self.kernel, self.stride, self.padding), x)
         return y.reshape(n, ho, wo, m).transpose(0, 3, 1, 2)
 
     def backward(self, grad):
-        cols, w, x_shape = self._cache
-        m = w.shape[0]
-        g = grad.transpose(0, 2, 3, 1).reshape(-1, m)
-        self.grads["weight"] = self.weight_gradient((g.T @ cols).reshape(w.shape))
-        if "bias" in self.params:
-            self.grads["bias"] = g.sum(axis=0)
-        dcols = g @ w.reshape(m, -1)
-        return self.input_gradient(col2im(dcols, x_shape, self.kernel, self.stride, self.padding))
+        x = self._cache[3]
+        g = grad.transpose(0, 2, 3, 1).reshape(-1, grad.shape[1])
+        dcols = self._product_backward(g)
+        dcodes = col2im(dcols, x.shape, self.kernel, self.stride, self.padding)
+        return self.input_gradient(x, dcodes)
+
+
+class _QuantizedWeights:
+    """Mixin for quantized ``Dense``/``Conv2d``: shadow weights, quantized every forward pass.
+
+    Subclasses set ``scheme`` and implement ``quantized_weight()`` (a ``model.quant.QTensor``
+    of the current shadow weights) and ``weight_gradient`` (the paper's straight-through
+    estimator). ``input_bits`` (optional) quantizes the layer's input with
+    ``model.quant.dorefa_activations`` (``quantize_k(clip(x, 0, 1))``) first, as DoReFa-Net's
+    layers do; without it the input must already be integer codes (the +/-1 output of
+    ``Sign``, or pixel codes with ``input_scale = 1 / pixel_max`` in a first layer).
+    No bias: the batch norm that follows provides the offset.
+    """
+
+    scheme = ""
+
+    def _init_quantized(self, input_bits):
+        if input_bits is not None:
+            quant.activation_code_range("dorefa", input_bits)  # validates the width
+        self.input_bits = input_bits
+
+    def quantized_weight(self) -> quant.QTensor:
+        raise NotImplementedError
+
+    def weight_levels(self):
+        q = self.quantized_weight()
+        scale = q.scale if np.ndim(q.scale) == 0 else np.asarray(q.scale).reshape(-1)
+        return q.levels().astype(np.float64), scale
+
+    def input_codes_scale(self) -> float:
+        if self.input_bits is None:
+            return self.input_scale
+        return 1.0 / ((1 << self.input_bits) - 1)
+
+    def input_codes(self, x):
+        if self.input_bits is None:
+            return x, self.input_scale
+        q = quant.dorefa_activations(x, self.input_bits)
+        return q.codes.astype(np.float64), self.input_codes_scale()
+
+    def input_gradient(self, x, grad_value):
+        if self.input_bits is None:
+            return grad_value * self.input_scale
+        return quant.ste_dorefa_activations_grad(x, grad_value)
+
+    def describe(self) -> str:
+        extra = f", input {self.input_bits}-bit" if self.input_bits is not None else ""
+        base = Conv2d if isinstance(self, Conv2d) else Dense
+        return base.describe(self) + extra
+
+
+class BinaryDense(_QuantizedWeights, Dense):
+    """Dense layer with binary weights ``sign(W)`` (BinaryConnect / BinaryNet).
+
+    Forward: ``binarize(W)`` (+/-1, sign(0) = +1, no scale: the batch norm that follows
+    absorbs it). Backward: ``ste_sign_grad`` (``grad * 1{|W| <= 1}``); ``constrain`` clips the
+    shadow weights to [-1, 1] after each update, as the paper does.
+    """
+
+    scheme = "binary"
+
+    def __init__(self, in_features, out_features, *, rng=None, input_bits=None,
+                 input_scale=1.0):
+        Dense.__init__(self, in_features, out_features, bias=False, rng=rng,
+                       input_scale=input_scale)
+        self._init_quantized(input_bits)
+
+    def quantized_weight(self):
+        return quant.binarize(self.params["weight"])
+
+    def weight_gradient(self, weight, grad_value):
+        return quant.ste_sign_grad(weight, grad_value)
+
+    def constrain(self):
+        np.clip(self.params["weight"], -1.0, 1.0, out=self.params["weight"])
+
+
+class BinaryConv2d(_QuantizedWeights, Conv2d):
+    """Convolution with binary weights; as ``BinaryDense`` (BinaryNet)."""
+
+    scheme = "binary"
+
+    def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, padding=0,
+                 rng=None, input_bits=None, input_scale=1.0):
+        Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride,
+                        padding=padding, bias=False, rng=rng, input_scale=input_scale)
+        self._init_quantized(input_bits)
+
+    quantized_weight = BinaryDense.quantized_weight
+    weight_gradient = BinaryDense.weight_gradient
+    constrain = BinaryDense.constrain
+
+
+class TernaryDense(_QuantizedWeights, Dense):
+    """Dense layer with ternary weights ``alpha * {-1, 0, +1}`` (TWN, ``quant.ternarize``).
+
+    ``Delta = 0.7 mean|W|`` per layer (strict ``|w| > Delta``), alpha the mean of the kept
+    magnitudes. Backward: the gradient passes straight to the shadow weights
+    (``ste_ternary_grad``); no clipping.
+    """
+
+    scheme = "ternary"
+
+    def __init__(self, in_features, out_features, *, rng=None, input_bits=None,
+                 input_scale=1.0):
+        Dense.__init__(self, in_features, out_features, bias=False, rng=rng,
+                       input_scale=input_scale)
+        self._init_quantized(input_bits)
+
+    def quantized_weight(self):
+        return quant.ternarize(self.params["weight"])
+
+    def weight_gradient(self, weight, grad_value):
+        return quant.ste_ternary_grad(weight, grad_value)
+
+
+class TernaryConv2d(_QuantizedWeights, Conv2d):
+    """Convolution with ternary weights; as ``TernaryDense`` (TWN)."""
+
+    scheme = "ternary"
+
+    def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, padding=0,
+                 rng=None, input_bits=None, input_scale=1.0):
+        Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride,
+                        padding=padding, bias=False, rng=rng, input_scale=input_scale)
+        self._init_quantized(input_bits)
+
+    quantized_weight = TernaryDense.quantized_weight
+    weight_gradient = TernaryDense.weight_gradient
+
+
+class Pow2Dense(_QuantizedWeights, Dense):
+    """Dense layer with five-level weights ``alpha * {-2, -1, 0, +1, +2}`` (``quantize_pow2``).
+
+    INQ's rule at b = 3: alpha a power of two from ``max|W|``, nearest level. Backward: the
+    gradient passes straight through (``ste_identity_grad``).
+    """
+
+    scheme = "pow2"
+
+    def __init__(self, in_features, out_features, *, rng=None, input_bits=None,
+                 input_scale=1.0):
+        Dense.__init__(self, in_features, out_features, bias=False, rng=rng,
+                       input_scale=input_scale)
+        self._init_quantized(input_bits)
+
+    def quantized_weight(self):
+        return quant.quantize_pow2(self.params["weight"])
+
+    def weight_gradient(self, weight, grad_value):
+        return quant.ste_identity_grad(weight, grad_value)
+
+
+class Pow2Conv2d(_QuantizedWeights, Conv2d):
+    """Convolution with five-level weights; as ``Pow2Dense``."""
+
+    scheme = "pow2"
+
+    def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, padding=0,
+                 rng=None, input_bits=None, input_scale=1.0):
+        Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride,
+                        padding=padding, bias=False, rng=rng, input_scale=input_scale)
+        self._init_quantized(input_bits)
+
+    quantized_weight = Pow2Dense.quantized_weight
+    weight_gradient = Pow2Dense.weight_gradient
+
+
+class DorefaDense(_QuantizedWeights, Dense):
+    """DoReFa-Net dense layer: ``bitW``-bit weights, input quantized to ``bitA`` bits.
+
+    Weights: ``dorefa_weights(W, bitW)`` (k = 1: ``sign(W) mean|W|``; k > 1: the tanh form);
+    input: ``dorefa_activations(x, bitA)`` = ``quantize_k(clip(x, 0, 1))`` (``bitA=None``:
+    the input is used as it is, e.g. pixel codes in a first layer). Backward:
+    ``ste_dorefa_weights_grad`` and ``ste_dorefa_activations_grad``.
+    """
+
+    scheme = "dorefa"
+
+    def __init__(self, in_features, out_features, *, bitW=1, bitA=None, rng=None,
+                 input_scale=1.0):
+        Dense.__init__(self, in_features, out_features, bias=False, rng=rng,
+                       input_scale=input_scale)
+        self.bitW = quant.weight_bits("dorefa", bitW)
+        self._init_quantized(bitA)
+
+    def quantized_weight(self):
+        return quant.dorefa_weights(self.params["weight"], self.bitW)
+
+    def weight_gradient(self, weight, grad_value):
+        return quant.ste_dorefa_weights_grad(weight, grad_value, self.bitW)
+
+    def describe(self) -> str:
+        return _QuantizedWeights.describe(self) + f", W{self.bitW}"
+
+
+class DorefaConv2d(_QuantizedWeights, Conv2d):
+    """DoReFa-Net convolution (``bitW``, ``bitA``); as ``DorefaDense``."""
+
+    scheme = "dorefa"
+
+    def __init__(self, in_channels, out_channels, kernel_size, *, bitW=1, bitA=None, stride=1,
+                 padding=0, rng=None, input_scale=1.0):
+        Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride,
+                        padding=padding, bias=False, rng=rng, input_scale=input_scale)
+        self.bitW = quant.weight_bits("dorefa", bitW)
+        self._init_quantized(bitA)
+
+    quantized_weight = DorefaDense.quantized_weight
+    weight_gradient = DorefaDense.weight_gradient
+    describe = DorefaDense.describe
+
+
+class IntDense(_QuantizedWeights, Dense):
+    """Dense layer with symmetric ``bits``-bit integer weights (``quantize_int``, per layer).
+
+    The higher-precision layer of a low-bit network (DoReFa keeps its last layer wide) and the
+    ``int`` baseline. Backward: straight through (``ste_identity_grad``).
+    """
+
+    scheme = "int"
+
+    def __init__(self, in_features, out_features, *, bits=8, input_bits=None, rng=None,
+                 input_scale=1.0):
+        Dense.__init__(self, in_features, out_features, bias=False, rng=rng,
+                       input_scale=input_scale)
+        self.bits = quant.weight_bits("int", bits)
+        self._init_quantized(input_bits)
+
+    def quantized_weight(self):
+        return quant.quantize_int(self.params["weight"], self.bits)
+
+    def weight_gradient(self, weight, grad_value):
+        return quant.ste_identity_grad(weight, grad_value)
+
+    def describe(self) -> str:
+        return _QuantizedWeights.describe(self) + f", {self.bits}-bit"
+
+
+class IntConv2d(_QuantizedWeights, Conv2d):
+    """Convolution with symmetric ``bits``-bit integer weights; as ``IntDense``."""
+
+    scheme = "int"
+
+    def __init__(self, in_channels, out_channels, kernel_size, *, bits=8, input_bits=None,
+                 stride=1, padding=0, rng=None, input_scale=1.0):
+        Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride,
+                        padding=padding, bias=False, rng=rng, input_scale=input_scale)
+        self.bits = quant.weight_bits("int", bits)
+        self._init_quantized(input_bits)
+
+    quantized_weight = IntDense.quantized_weight
+    weight_gradient = IntDense.weight_gradient
+    describe = IntDense.describe
+
+
+#: Every quantized weight layer, by name.
+QUANTIZED_LAYERS = {cls.__name__: cls for cls in (
+    BinaryDense, BinaryConv2d, TernaryDense, TernaryConv2d, Pow2Dense, Pow2Conv2d, DorefaDense,
+    DorefaConv2d, IntDense, IntConv2d)}
+
+
+class Sign(Layer):
+    """Binarized activation ``sign(x)`` (+/-1, sign(0) = +1) with the htanh STE.
+
+    Forward: ``model.quant.binarize``; backward: ``ste_sign_grad``, ``grad * 1{|x| <= 1}``
+    (BNN paper).
+    """
+
+    def forward(self, x, *, training=False):
+        self._x = x
+        return quant.binarize(x).levels().astype(np.float64)
+
+    def backward(self, grad):
+        return quant.ste_sign_grad(self._x, grad)
 
 
 class BatchNorm(Layer):
@@ -263,17 +576,37 @@ class BatchNorm(Layer):
             return ap2(gamma), ap2(inv)
         return gamma, inv
 
+    def inference_params(self) -> dict[str, np.ndarray]:
+        """``gamma, beta, mean, var, eps`` of the evaluation map, per channel (float64).
+
+        Evaluation computes ``(x - mean) / sqrt(var + eps) * gamma + beta`` in exactly this
+        order, the expression ``model.thresholds`` folds into integer thresholds. For the
+        shift-based variant ``gamma`` is ``ap2(gamma)`` and ``sqrt(var + eps)`` is the power of
+        two ``1 / ap2(1 / sqrt(running_var + eps))`` (given as ``var`` with ``eps = 0``, so
+        its square root is exact).
+        """
+        var = self.buffers["running_var"]
+        if self.shift_based:
+            gamma, inv = self._scale(var)
+            std = 1.0 / inv
+            return {"gamma": gamma, "beta": self.params["beta"].copy(),
+                    "mean": self.buffers["running_mean"].copy(), "var": std * std,
+                    "eps": np.zeros(self.num_features)}
+        return {"gamma": self.params["gamma"].copy(), "beta": self.params["beta"].copy(),
+                "mean": self.buffers["running_mean"].copy(), "var": var.copy(),
+                "eps": np.full(self.num_features, self.eps)}
+
     def eval_affine(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-channel ``(gain, offset)`` with evaluation output ``x * gain + offset``."""
-        gamma, inv = self._scale(self.buffers["running_var"])
-        gain = gamma * inv
-        return gain, self.params["beta"] - self.buffers["running_mean"] * gain
+        """Per-channel ``(gain, offset)``: evaluation is ``x * gain + offset`` up to rounding."""
+        p = self.inference_params()
+        gain = p["gamma"] / np.sqrt(p["var"] + p["eps"])
+        return gain, p["beta"] - p["mean"] * gain
 
     def forward(self, x, *, training=False):
         shape = self._bshape(x)
         if not training:
-            gain, offset = self.eval_affine()
-            return x * gain.reshape(shape) + offset.reshape(shape)
+            p = {k: v.reshape(shape) for k, v in self.inference_params().items()}
+            return (x - p["mean"]) / np.sqrt(p["var"] + p["eps"]) * p["gamma"] + p["beta"]
         axes = self._axes(x)
         mean = x.mean(axis=axes)
         centred = x - mean.reshape(shape)
@@ -375,3 +708,56 @@ class HardTanh(Layer):
 
     def backward(self, grad):
         return grad * self._mask
+
+
+class Sequential(Layer):
+    """Layers applied in order; parameters are named ``"<index>.<key>"`` (e.g. ``"0.weight"``)."""
+
+    def __init__(self, layers: list[Layer]):
+        super().__init__()
+        self.layers = list(layers)
+
+    def describe(self) -> str:
+        return ", ".join(repr(layer) for layer in self.layers)
+
+    def forward(self, x, *, training=False):
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    def backward(self, grad):
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+        return grad
+
+    def constrain(self) -> None:
+        for layer in self.layers:
+            layer.constrain()
+
+    def named_parameters(self) -> list[tuple[str, Layer, str]]:
+        """``(name, layer, key)`` of every trainable array, in a fixed order."""
+        return [(f"{i}.{key}", layer, key) for i, layer in enumerate(self.layers)
+                for key in layer.params]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter and buffer, by name."""
+        state = {}
+        for i, layer in enumerate(self.layers):
+            for key, value in {**layer.params, **layer.buffers}.items():
+                state[f"{i}.{key}"] = value.copy()
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Set parameters and buffers from ``state_dict()`` output (names and shapes checked)."""
+        mine = self.state_dict()
+        if set(state) != set(mine):
+            raise ValueError(f"state names differ: missing {sorted(set(mine) - set(state))}, "
+                             f"unexpected {sorted(set(state) - set(mine))}")
+        for i, layer in enumerate(self.layers):
+            for store in (layer.params, layer.buffers):
+                for key in store:
+                    value = np.asarray(state[f"{i}.{key}"], dtype=np.float64)
+                    if value.shape != store[key].shape:
+                        raise ValueError(f"{i}.{key} has shape {value.shape}, the network "
+                                         f"needs {store[key].shape}")
+                    store[key] = value.copy()

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from model import layers as L
+from model.thresholds import batch_norm_inference
 
 
 def direct_conv(x, w, stride, padding):
@@ -158,7 +159,9 @@ def test_batchnorm_eval_is_the_running_affine():
     y = bn.forward(x, training=False)
     np.testing.assert_allclose(y, (x - x.mean(0)) / np.sqrt(x.var(0, ddof=1) + bn.eps),
                                rtol=1e-10, atol=1e-12)
-    np.testing.assert_array_equal(y, x * gain + offset)
+    np.testing.assert_allclose(y, x * gain + offset, rtol=1e-12, atol=1e-12)
+    # Bit for bit the expression the integer thresholds are folded from.
+    np.testing.assert_array_equal(y, batch_norm_inference(x, **bn.inference_params(), axis=1))
 
 
 def test_shift_based_batchnorm_uses_powers_of_two():
