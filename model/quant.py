@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from model.profiles import LARQ, PAPER, PROFILES, TENSORLAYER, check_profile
+from model.profiles import LARQ, PAPER, TENSORLAYER, check_profile
 
 __all__ = [
     "SCHEMES",
@@ -222,7 +222,9 @@ def unpack_pm1(codes, lanes: int) -> np.ndarray:
     Bit value 1 means -1 and 0 means +1 (sign bit, sign(0) = +1).
     """
     lanes = check_bits("xnor lane count", lanes, 1, 64)
-    c = check_codes("packed xnor codes", codes, 0, (1 << lanes) - 1).astype(np.uint64)
+    c = np.asarray(codes)
+    if not (lanes == 64 and c.dtype == np.uint64):  # every uint64 is a legal 64-lane code
+        c = check_codes("packed xnor codes", c, 0, (1 << lanes) - 1).astype(np.uint64)
     bits = (c[..., None] >> np.arange(lanes, dtype=np.uint64)) & np.uint64(1)
     return 1 - 2 * bits.astype(np.int64)
 
@@ -312,7 +314,8 @@ class QTensor:
     codes : array of int
         Codes in the encoding of this module: weight codes (``weight_code_range``) when
         ``kind="weight"``, activation codes (``activation_code_range``) when
-        ``kind="activation"``. ``xnor`` codes pack ``bits`` lanes.
+        ``kind="activation"``. Stored as int64, except ``xnor`` codes of 64 lanes given as
+        uint64 (what ``pack_pm1`` returns for 64 lanes), which stay uint64.
     scale : float or array
         A scalar, or one value per channel along axis 0 (shape ``(C,)`` or ``(C, 1, ..., 1)``;
         stored as the latter so it broadcasts over the codes). Finite and >= 0.
@@ -344,7 +347,9 @@ class QTensor:
                 raise ValueError(f"activation codes of scheme {self.scheme!r} need bits, not None")
             lo, hi = activation_code_range(self.scheme, self.bits)
             bits = int(self.bits)
-        codes = check_codes(f"{self.scheme} {self.kind} codes", self.codes, lo, hi)
+        codes = np.asarray(self.codes)
+        if not (self.scheme == "xnor" and bits == 64 and codes.dtype == np.uint64):
+            codes = check_codes(f"{self.scheme} {self.kind} codes", codes, lo, hi)
         if codes.size == 0:
             raise ValueError(f"codes are empty (shape {codes.shape}); allowed: at least one")
         codes = codes.copy()
@@ -578,8 +583,9 @@ def quantize_pow2(w, *, method: str = "inq", iters: int = 100) -> QTensor:
 
     ``method="inq"`` (INQ, Zhou et al. 2017, with b = 3): ``s = max|W|``,
     ``n1 = floor(log2(4 s / 3))`` (exact, from ``np.frexp`` of the float64 ``4 s / 3``),
-    ``alpha = 2**(n1 - 1)`` (a power of two: the scale is a shift), then the nearest level;
-    ``s < 3 alpha`` always, so the nearest-level error is at most ``alpha / 2``.
+    ``alpha = 2**(n1 - 1)`` (a power of two: the scale is a shift), then the nearest level.
+    ``3 alpha / 2 <= s < 3 alpha`` always, so every weight is within ``max(alpha / 2, s - 2 alpha)``
+    (< alpha) of its level; nothing is clipped to 0.
     Ties are pinned to the larger magnitude: ``|w| = alpha / 2`` gives +/-1 and
     ``|w| = 3 alpha / 2`` gives +/-2 (INQ's inclusive lower bounds).
 
