@@ -387,7 +387,7 @@ class XnorPopcountUnit(_ProductUnit):
 
     @quiet_if_invalid
     def __init__(self, *, lanes: int, src_loc_at: int = 0):
-        lanes = weight_bits("xnor", lanes)
+        lanes = check_bits("xnor lane count", lanes, 1, 64)
         super().__init__(scheme="xnor", a_bits=lanes, w_bits=lanes, a_shape=unsigned(lanes),
                          w_shape=unsigned(lanes), p_lo=-lanes, p_hi=lanes, can_skip=False,
                          src_loc_at=src_loc_at)

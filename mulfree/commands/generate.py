@@ -1,0 +1,92 @@
+"""``mulfree generate KIND``: Verilog and a JSON manifest for a product unit or a MAC cell.
+
+Each design kind is one entry of ``KINDS``: a help line, a function adding its flags to its
+parser and a function turning the parsed flags into the keyword parameters of its builder
+in ``hw.generate.GENERATORS``. Adding a kind (``array``, ``accelerator``) is one more entry
+here, or a call to ``add_kind`` before the command line is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from hw.generate import GENERATORS, write_outputs
+from model.quant import SCHEMES
+from mulfree.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One design kind of ``mulfree generate``."""
+
+    help: str
+    add_arguments: Callable  # (parser) -> None
+    parameters: Callable  # (args) -> dict of keyword parameters for GENERATORS[kind]
+
+
+def _add_product_arguments(parser) -> None:
+    parser.add_argument("--scheme", required=True, metavar="SCHEME",
+                        help=f"product scheme: {', '.join(SCHEMES)}")
+    parser.add_argument("--a-bits", type=int, required=True, metavar="N",
+                        help="activation code width (the lane count for xnor)")
+    parser.add_argument("--w-bits", type=int, default=None, metavar="N",
+                        help="weight code width (needed for dorefa and int; fixed for binary, "
+                             "ternary, pow2; the lane count for xnor)")
+
+
+def _product_parameters(args) -> dict:
+    return {"scheme": args.scheme, "a_bits": args.a_bits, "w_bits": args.w_bits}
+
+
+def _add_mac_arguments(parser) -> None:
+    _add_product_arguments(parser)
+    parser.add_argument("--fan-in", type=int, required=True, metavar="N",
+                        help="largest number of products in one sum (sizes the accumulator)")
+
+
+def _mac_parameters(args) -> dict:
+    return dict(_product_parameters(args), fan_in=args.fan_in)
+
+
+#: Design kind -> how its flags are read (the builders are ``hw.generate.GENERATORS``).
+KINDS: dict[str, Kind] = {
+    "unit": Kind("a combinational product unit (hw.units)", _add_product_arguments,
+                 _product_parameters),
+    "mac": Kind("a MAC cell: product unit + accumulator on stream handshakes (hw.mac)",
+                _add_mac_arguments, _mac_parameters),
+}
+
+
+def add_kind(name: str, kind: Kind) -> None:
+    """Add a design kind (its builder must be in ``hw.generate.GENERATORS`` under ``name``)."""
+    KINDS[name] = kind
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "generate", help="write Verilog and a JSON manifest for a unit or a MAC cell",
+        description="Write deterministic Verilog (<module>.v) and a JSON manifest "
+                    "(<module>.json: scheme, widths, ports, latency) into a folder.")
+    kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
+    for name, kind in KINDS.items():
+        sub = kinds.add_parser(name, help=kind.help, description=f"Generate {kind.help}.")
+        kind.add_arguments(sub)
+        sub.add_argument("-o", "--output", required=True, metavar="DIR",
+                         help="output folder (created if missing)")
+        sub.add_argument("--module", default=None, metavar="NAME",
+                         help="Verilog top module name (default: the class name in snake_case)")
+        sub.add_argument("--force", action="store_true", help="overwrite existing files")
+        sub.set_defaults(func=run)
+
+
+def run(args) -> int:
+    build = GENERATORS[args.kind]
+    design = build(**KINDS[args.kind].parameters(args), module=args.module)
+    try:
+        written = write_outputs(args.output, design.files, force=args.force)
+    except FileExistsError as exc:
+        raise UsageError(str(exc)) from None
+    for path in written:
+        print(path)
+    return 0
