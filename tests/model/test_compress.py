@@ -162,7 +162,7 @@ def test_compressed_layer_decodes_to_the_shared_weights_and_counts_its_bits():
     w = np.zeros((4, 10))
     w[0, 1], w[1, 5], w[3, 9] = 0.5, -0.5, 0.5  # positions 1, 15, 39
     shared = share_weights(w, 2)  # codebook [0, -0.5, 0.5, 0]
-    layer = compress_layer("fc", shared, index_bits=4, n_biases=4)
+    layer = compress_layer("fc", shared, index_bits=4)
     np.testing.assert_array_equal(layer.weights(), w)
     # Gaps 2, 14, 24 -> fields 1, 13, then a filler (15) at 31 and the entry at 39 (field 7).
     np.testing.assert_array_equal(layer.sparse.fields, [1, 13, 15, 7])
@@ -176,7 +176,7 @@ def test_compressed_layer_decodes_to_the_shared_weights_and_counts_its_bits():
     assert s.value_stream_bits == 6 and s.field_stream_bits == 8
     assert s.table_bits == (32 + 3 * (2 + 2)) + (32 + 4 * (4 + 2))
     assert s.huffman_bits == 6 + 8 + s.table_bits + 4 * 32
-    assert s.bias_bits == 4 * 32 and s.density == 3 / 40
+    assert s.density == 3 / 40
 
 
 def test_compressed_layer_round_trip_seeded():
@@ -189,3 +189,204 @@ def test_compressed_layer_round_trip_seeded():
         np.testing.assert_array_equal(layer.indices(), shared.indices)
         s = layer.storage()
         assert s.huffman_bits < s.shared_bits < s.pruned_bits < s.dense_bits
+
+
+# --- through the real training loop -----------------------------------------------------
+
+import model.train as train_module  # noqa: E402
+from model.compress import (  # noqa: E402
+    SharedWeightLayer,
+    compressible_layers,
+    deep_compress,
+    prune_network,
+    share_network,
+)
+from model.data import load_digits  # noqa: E402
+from model.layers import softmax_cross_entropy  # noqa: E402
+from model.nets import build  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_digits()
+    return data.x_train[:400], data.y_train[:400], data.x_test[:200], data.y_test[:200]
+
+
+def small_lenet(seed=0):
+    return build("lenet300", (1, 8, 8), pixel_max=16, seed=seed)
+
+
+class RecordingAdam(Adam):
+    """The training loop's optimiser, recording the gradients it is given."""
+
+    seen: list = []
+
+    def step(self, params, grads, lr):
+        RecordingAdam.seen.append([g.copy() for g in grads])
+        super().step(params, grads, lr)
+
+
+def test_pruned_weights_get_no_gradient_and_stay_zero_in_the_training_loop(monkeypatch, digits):
+    x, y, _, _ = digits
+    monkeypatch.setattr(train_module, "make_optimizer", lambda name: RecordingAdam())
+    RecordingAdam.seen = []
+    net = small_lenet()
+    masks = prune_network(net, sparsity=[0.8, 0.7, 0.5])
+    names = [name for name, _, _ in net.named_parameters()]
+    before = {name: layer.params[key].copy() for name, layer, key in net.named_parameters()}
+    zero_at_every_step = []
+
+    def check(step, net):
+        zero_at_every_step.append(all(
+            np.all(layer.params[key][~masks[name]] == 0)
+            for name, layer, key in net.named_parameters() if name in masks))
+
+    train_module.train(net, x, y, epochs=1, masks=masks, on_step=check, progress=False)
+    assert len(RecordingAdam.seen) == len(zero_at_every_step) > 0 and all(zero_at_every_step)
+    for grads in RecordingAdam.seen:
+        for name, g in zip(names, grads):
+            if name in masks:
+                assert np.all(g[~masks[name]] == 0), name  # no gradient reaches a pruned weight
+    for name, layer, key in net.named_parameters():  # while the kept weights did train
+        if name in masks:
+            kept = masks[name]
+            moved = layer.params[key][kept] != before[name][kept]
+            assert np.count_nonzero(moved) > 0.5 * kept.sum()  # (some inputs are always 0)
+
+
+def test_centroid_gradient_through_a_shared_layer_matches_finite_differences(digits):
+    x, y, _, _ = digits
+    net = small_lenet()
+    prune_network(net, sparsity=0.5)
+    shared = share_network(net, 3)
+    i, _, layer = compressible_layers(shared)[1]
+    assert isinstance(layer, SharedWeightLayer)
+    xb = x[:64].astype(np.float64)
+
+    def loss():
+        return softmax_cross_entropy(shared.forward(xb, training=True), y[:64])
+
+    value, grad = loss()
+    shared.backward(grad)
+    g = layer.grads["codebook"].copy()
+    assert g[0] == 0
+    eps = 1e-6
+    for code in range(1, 8):
+        layer.params["codebook"][code] += eps
+        up, _ = loss()
+        layer.params["codebook"][code] -= 2 * eps
+        down, _ = loss()
+        layer.params["codebook"][code] += eps
+        assert abs((up - down) / (2 * eps) - g[code]) < 1e-6 * max(1.0, abs(g[code]))
+
+
+def test_deep_compress_pipeline(monkeypatch, digits):
+    x, y, xt, yt = digits
+    monkeypatch.setattr(train_module, "make_optimizer", lambda name: RecordingAdam())
+    RecordingAdam.seen = []
+    net = small_lenet()
+    train_module.train(net, x, y, epochs=2, progress=False)
+    result = deep_compress(net, x, y, xt, yt, sparsity=0.8, prune_steps=2, retrain_epochs=1,
+                           share_bits=4, finetune_epochs=1, index_bits=5)
+    assert set(result.accuracy) == {"original", "pruned", "shared, before fine-tuning",
+                                    "shared", "stored"}
+    assert result.accuracy["stored"] == result.accuracy["shared"]  # Huffman is lossless
+    layers = result.compressed.layers
+    # Fine-tuning gave code 0 no gradient, so pruned weights stayed zero.
+    fine_tune_steps = RecordingAdam.seen[-len(RecordingAdam.seen) // 3:]
+    for grads in fine_tune_steps:
+        assert all(g[0] == 0 for g in grads if g.shape == (16,))
+    for (_, name, layer), stored in zip(compressible_layers(result.net), layers):
+        w = layer.params["weight"]
+        i = [i for i, n, _ in compressible_layers(net) if n == name][0]
+        mask = result.masks[f"{i}.weight"]
+        assert np.all(w[~mask] == 0)
+        assert np.unique(w[w != 0]).size <= 15
+        np.testing.assert_array_equal(w, stored.codebook[stored.indices()])
+        assert stored.storage().density <= 0.2 + 1e-9
+    totals = result.compressed.totals()
+    assert totals["huffman"] < totals["shared"] < totals["pruned"] < totals["dense"]
+    # The input network is untouched.
+    assert np.count_nonzero(compressible_layers(net)[0][2].params["weight"]) == 64 * 300
+
+
+def test_deep_compress_refuses_a_network_with_nothing_to_compress(digits):
+    x, y, xt, yt = digits
+    net = build("binarymlp", (1, 8, 8), pixel_max=16)
+    with pytest.raises(ValueError, match="no float Dense or Conv2d"):
+        deep_compress(net, x, y, xt, yt, sparsity=0.5)
+    with pytest.raises(ValueError, match="exactly one"):
+        prune_network(small_lenet(), quality=1.0, sparsity=0.5)
+    with pytest.raises(ValueError, match="3 compressible layers"):
+        prune_network(small_lenet(), sparsity=[0.5, 0.5])
+
+
+# --- the compressed model file ----------------------------------------------------------
+
+from model.compress import load_compressed  # noqa: E402
+from model.train import predict  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def compressed(digits):
+    x, y, xt, yt = digits
+    net = small_lenet(seed=3)
+    train_module.train(net, x, y, epochs=1, progress=False)
+    result = deep_compress(net, x, y, xt, yt, quality=1.0, prune_steps=1, retrain_epochs=1,
+                           share_bits=[4, 4, 5], finetune_epochs=1, index_bits=[4, 5, 8])
+    result.compressed.meta.update(net="lenet300", input_shape=[1, 8, 8], pixel_max=16,
+                                  classes=10)
+    return result
+
+
+@pytest.mark.parametrize("huffman", [True, False])
+def test_file_round_trip_gives_the_same_network(tmp_path, compressed, digits, huffman):
+    path = tmp_path / "out.npz"
+    compressed.compressed.save(path, huffman=huffman)
+    back = load_compressed(path)
+    assert [layer.name for layer in back.layers] == ["fc1", "fc2", "fc3"]
+    assert [layer.sparse.index_bits for layer in back.layers] == [4, 5, 8]
+    for a, b in zip(back.layers, compressed.compressed.layers):
+        np.testing.assert_array_equal(a.sparse.fields, b.sparse.fields)
+        np.testing.assert_array_equal(a.sparse.values, b.sparse.values)
+        np.testing.assert_array_equal(a.codebook, b.codebook)
+    assert back.totals() == compressed.compressed.totals()
+    net = back.network()
+    for (_, _, a), (_, _, b) in zip(compressible_layers(net), compressible_layers(compressed.net)):
+        np.testing.assert_array_equal(a.params["weight"], b.params["weight"])
+        np.testing.assert_array_equal(a.params["bias"], b.params["bias"])
+    _, _, xt, _ = digits
+    np.testing.assert_array_equal(predict(net, xt), predict(compressed.net, xt))
+
+
+def test_file_is_never_overwritten_or_half_written(tmp_path, compressed):
+    path = tmp_path / "out.npz"
+    path.write_text("precious")
+    with pytest.raises(ValueError, match="--force"):
+        compressed.compressed.save(path)
+    assert path.read_text() == "precious"
+    compressed.compressed.save(path, overwrite=True)
+    assert load_compressed(path).layers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz"]
+
+
+def test_corrupt_or_foreign_files_are_refused(tmp_path, compressed):
+    with pytest.raises(ValueError, match="not found"):
+        load_compressed(tmp_path / "missing.npz")
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="cannot read"):
+        load_compressed(junk)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, manifest=np.frombuffer(b'{"format": "other"}', dtype=np.uint8))
+    with pytest.raises(ValueError, match="format is not"):
+        load_compressed(foreign)
+    path = tmp_path / "out.npz"
+    compressed.compressed.save(path)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["fc1.codebook"] = arrays["fc1.codebook"] + np.float32(1)
+    tampered = tmp_path / "tampered.npz"
+    np.savez(tampered, **arrays)
+    with pytest.raises(ValueError, match="checksum"):
+        load_compressed(tampered)
