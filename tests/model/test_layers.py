@@ -180,3 +180,91 @@ def test_shift_based_batchnorm_uses_powers_of_two():
     # The straight-through gradient has the standard shape and flows into every parameter.
     dx = bn.backward(np.ones_like(y))
     assert dx.shape == x.shape and set(bn.grads) == {"gamma", "beta"}
+
+
+# --------------------------------------------------------------------------------------------
+# Quantized layers
+# --------------------------------------------------------------------------------------------
+
+from model import quant  # noqa: E402
+
+QUANTIZED_CONVS = [
+    (L.BinaryConv2d, {}, lambda w: quant.binarize(w), lambda w, g: quant.ste_sign_grad(w, g)),
+    (L.TernaryConv2d, {}, lambda w: quant.ternarize(w), lambda w, g: quant.ste_ternary_grad(w, g)),
+    (L.Pow2Conv2d, {}, lambda w: quant.quantize_pow2(w), quant.ste_identity_grad),
+    (L.DorefaConv2d, {"bitW": 1, "bitA": 3}, lambda w: quant.dorefa_weights(w, 1),
+     lambda w, g: quant.ste_dorefa_weights_grad(w, g, 1)),
+    (L.DorefaConv2d, {"bitW": 2, "bitA": 2}, lambda w: quant.dorefa_weights(w, 2),
+     lambda w, g: quant.ste_dorefa_weights_grad(w, g, 2)),
+    (L.IntConv2d, {"bits": 4, "input_bits": 2}, lambda w: quant.quantize_int(w, 4),
+     quant.ste_identity_grad),
+]
+
+
+@pytest.mark.parametrize("cls,kwargs,quantize,ste", QUANTIZED_CONVS,
+                         ids=lambda v: getattr(v, "__name__", None) if isinstance(v, type) else None)
+def test_quantized_conv_is_the_float_conv_of_quantized_operands(cls, kwargs, quantize, ste):
+    rng = np.random.default_rng(11)
+    layer = cls(3, 4, 3, padding=1, rng=rng, **kwargs)
+    layer.params["weight"] = rng.normal(size=layer.params["weight"].shape) * 0.5
+    x = rng.normal(size=(2, 3, 5, 5)) * 0.8 + 0.3
+    bits = layer.input_bits
+    xq = quant.dorefa_activations(x, bits).dequantize() if bits else x
+    wq = quantize(layer.params["weight"]).dequantize()
+    ref = L.Conv2d(3, 4, 3, padding=1, bias=False)
+    ref.params["weight"] = wq
+    y = layer.forward(x, training=True)
+    np.testing.assert_allclose(y, ref.forward(xq, training=True), rtol=1e-12, atol=1e-12)
+    # Backward: the float conv's gradients through the paper's straight-through estimators.
+    g = rng.normal(size=y.shape)
+    dx = layer.backward(g)
+    dxq = ref.backward(g)
+    np.testing.assert_allclose(layer.grads["weight"], ste(layer.params["weight"],
+                                                          ref.grads["weight"]),
+                               rtol=1e-10, atol=1e-12)
+    expected_dx = quant.ste_dorefa_activations_grad(x, dxq) if bits else dxq
+    np.testing.assert_allclose(dx, expected_dx, rtol=1e-10, atol=1e-12)
+
+
+def test_quantized_product_is_exact_integer_accumulator_times_scale():
+    """The float forward is float64(acc) * scale with acc the exact integer convolution."""
+    from model import ops
+    rng = np.random.default_rng(12)
+    layer = L.TernaryConv2d(2, 3, 3, padding=1, rng=rng, input_bits=3)
+    x = rng.uniform(-0.2, 1.2, size=(2, 2, 6, 6))
+    q = layer.quantized_weight()
+    codes = quant.dorefa_activations(x, 3).codes
+    acc = ops.conv2d("ternary", codes, q.codes, padding=1, a_bits=4, w_bits=2)
+    scale = layer.output_scale()
+    np.testing.assert_array_equal(layer.forward(x), acc.astype(np.float64) * scale)
+    assert scale == q.scale / 7
+
+
+def test_binary_layers_clip_shadow_weights_and_block_large_gradients():
+    layer = L.BinaryDense(3, 2, rng=np.random.default_rng(0))
+    layer.params["weight"] = np.array([[1.5, -0.2, 0.0], [-3.0, 1.0, -1.0]])
+    y = layer.forward(np.array([[1.0, 1.0, 1.0]]), training=True)
+    np.testing.assert_array_equal(y, [[1 - 1 + 1, -1 + 1 - 1]])  # sign(0) = +1
+    layer.backward(np.ones((1, 2)))
+    np.testing.assert_array_equal(layer.grads["weight"], [[0, 1, 1], [0, 1, 1]])
+    layer.constrain()
+    np.testing.assert_array_equal(layer.params["weight"], [[1.0, -0.2, 0.0], [-1.0, 1.0, -1.0]])
+
+
+def test_sign_forward_ties_and_htanh_gradient():
+    s = L.Sign()
+    x = np.array([[-2.0, -1.0, -0.1, 0.0, 0.3, 1.0, 1.5]])
+    np.testing.assert_array_equal(s(x), [[-1, -1, -1, 1, 1, 1, 1]])
+    np.testing.assert_array_equal(s.backward(np.full_like(x, 2.0)), [[0, 2, 2, 2, 2, 2, 0]])
+
+
+def test_dense_input_scale_gradients():
+    rng = np.random.default_rng(13)
+    check_gradients(L.Dense(4, 3, rng=rng, input_scale=1 / 16), rng.normal(size=(2, 4)) * 8)
+
+
+def test_bad_quantized_widths_are_rejected():
+    with pytest.raises(ValueError, match="dorefa"):
+        L.DorefaDense(4, 2, bitW=9)
+    with pytest.raises(ValueError):
+        L.DorefaDense(4, 2, bitA=0)
