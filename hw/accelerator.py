@@ -1,0 +1,251 @@
+"""The accelerator: row-stationary array, global buffer and controller behind four streams.
+
+One layer at a time:
+
+1. ``config_stream``: one beat, the layer's configuration (``hw.controller.config_layout``,
+   values from ``sim.cycle_model.config_values``). Resets the counters.
+2. ``weight_stream``: ``M * C * R * S`` weight codes (hardware bit patterns) in the order of
+   ``sim.cycle_model.weight_stream_order``; they go to the weight banks.
+3. ``input_stream``: ``C * H * W`` activation codes, channel-major ``[C, H, W]``.
+4. the compute phase (no stream activity): the controller runs every pass.
+5. ``output_stream``: ``M * E * F`` exact sums (signed ``acc_bits``) in the order of
+   ``sim.cycle_model.output_stream_order``; then the accelerator takes the next config.
+
+Every stream honours back-pressure (``valid``/``ready`` of ``amaranth.lib.stream``).
+
+Counters (``counters``, 48-bit each, valid once ``output_stream`` has delivered the last
+word; they restart when a configuration is accepted):
+
+``cycles``
+    clock cycles of the compute phase (step 4): from the cycle after the last input word is
+    accepted until the last partial sum is written to the psum buffer, inclusive.
+``macs``
+    multiply-accumulate slots on a real (weight, activation) pair: a PE that holds an input
+    row, at a tap inside the image. Equal to the number of terms of the layer's sum; includes
+    the skipped ones.
+``skipped``
+    those of ``macs`` whose product unit raised ``skip`` (weight level 0): the accumulator is
+    not clocked. Always 0 for units that cannot skip (``binary``, ``xnor``, ``dorefa``,
+    ``int``).
+``rf_reads``
+    scratchpad reads in the PEs: 2 per MAC slot (weight and activation) + 1 per psum entry
+    read by an active PE during a drain.
+``rf_writes``
+    scratchpad writes in the PEs: every weight word written into a filter scratchpad, every
+    input word taken into an input scratchpad, every psum written at the end of a dot by an
+    active PE.
+``array_transfers``
+    partial sums handed from a PE to the PE below during drains (``rows - 1`` per psum per
+    drained column).
+``glb_reads``
+    words read from the global buffer: input words broadcast to the array, weight words sent
+    to the PE rows, old partial sums read during drains (after the first row fold), outputs
+    read for ``output_stream``.
+``glb_writes``
+    words written to the global buffer: weights and inputs from the streams, partial sums
+    written by drains.
+``offchip_words``
+    words crossing the accelerator boundary on ``weight_stream``, ``input_stream`` and
+    ``output_stream`` (the configuration beat is not counted).
+
+Latency and throughput: see ``hw.controller``; the streams take or give one word per cycle.
+
+Model: ``model.ops.conv2d`` / ``model.ops.dense`` (outputs) and ``sim.cycle_model.predict``
+(cycles and every counter).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.array import RowStationaryArray
+from hw.buffer import GlobalBuffer
+from hw.controller import Controller, config_layout
+
+__all__ = ["Accelerator", "COUNTER_NAMES", "COUNTER_BITS"]
+
+#: The counters, in the order of ``counters`` (and of OUT.npz).
+COUNTER_NAMES = ("cycles", "macs", "skipped", "rf_reads", "rf_writes", "array_transfers",
+                 "glb_reads", "glb_writes", "offchip_words")
+#: Width of each counter.
+COUNTER_BITS = 48
+
+
+def _popcount(bits):
+    return sum(bits[i] for i in range(len(bits)))
+
+
+class Accelerator(wiring.Component):
+    """Row-stationary accelerator for one scheme (see module docstring).
+
+    Parameters
+    ----------
+    rows, cols : int
+        PE array size.
+    scheme, a_bits, w_bits : as ``hw.units.product_unit``.
+    acc_bits : int
+        Partial-sum width: at least ``model.ops.accumulator_width`` of every layer run.
+    filter_spad, ifmap_spad, psum_spad : int
+        PE scratchpad entries per bank (powers of two).
+    in_depth, wb_depth, pb_depth : int
+        Global buffer: input words, words per weight bank, words per psum bank.
+
+    Members
+    -------
+    config_stream : In(stream.Signature(config_layout()))
+    weight_stream : In(stream.Signature(w_bits))
+    input_stream : In(stream.Signature(a_bits))
+    output_stream : Out(stream.Signature(signed(acc_bits)))
+    counters : Out(StructLayout of ``COUNTER_NAMES``, 48 bits each)
+    idle : Out(1)
+        High while waiting for a configuration.
+    """
+
+    def __init__(self, rows: int, cols: int, scheme: str, *, a_bits: int,
+                 w_bits: int | None = None, acc_bits: int, filter_spad: int = 16,
+                 ifmap_spad: int = 16, psum_spad: int = 16, in_depth: int = 1024,
+                 wb_depth: int = 1024, pb_depth: int = 1024):
+        self._array = RowStationaryArray(rows, cols, scheme, a_bits=a_bits, w_bits=w_bits,
+                                         acc_bits=acc_bits, filter_spad=filter_spad,
+                                         ifmap_spad=ifmap_spad, psum_spad=psum_spad)
+        arr = self._array
+        self._buffer = GlobalBuffer(rows=rows, cols=cols, a_bits=arr.a_bits, w_bits=arr.w_bits,
+                                    acc_bits=acc_bits, in_depth=in_depth, wb_depth=wb_depth,
+                                    pb_depth=pb_depth)
+        self._controller = Controller(self._array, self._buffer)
+        self._counter_layout = data.StructLayout(
+            {name: unsigned(COUNTER_BITS) for name in COUNTER_NAMES})
+        super().__init__({
+            "config_stream": In(stream.Signature(config_layout())),
+            "weight_stream": In(stream.Signature(arr.w_bits)),
+            "input_stream": In(stream.Signature(arr.a_bits)),
+            "output_stream": Out(stream.Signature(signed(acc_bits))),
+            "counters": Out(self._counter_layout),
+            "idle": Out(1),
+        })
+
+    @property
+    def array(self) -> RowStationaryArray:
+        return self._array
+
+    @property
+    def buffer(self) -> GlobalBuffer:
+        return self._buffer
+
+    def elaborate(self, platform):
+        m = Module()
+        arr, buf, ctl = self._array, self._buffer, self._controller
+        m.submodules.array = arr
+        m.submodules.buffer = buf
+        m.submodules.controller = ctl
+        Y, X = arr.rows, arr.cols
+
+        cfg = Signal(config_layout())
+        m.d.comb += ctl.cfg.eq(cfg)
+
+        # ---- weight stream -> weight banks -------------------------------------------
+        wk = Signal(24)
+        wbank = Signal(range(Y))
+        wslot = Signal(26)
+        wcount = Signal(26)
+        # ---- input stream -> input buffer --------------------------------------------
+        icount = Signal(26)
+        # ---- output stream <- psum banks ---------------------------------------------
+        u_ke = Signal(24)
+        u_j = Signal(range(X))
+        u_a = Signal(26)
+        u_base = Signal(26)
+        u_more = Signal()
+        u_jd = Signal(range(X))
+        u_cols = Signal(8)
+        m.d.comb += u_cols.eq(Mux(u_ke + 1 == cfg.n_e, cfg.cols_last, X))
+
+        out = self.output_stream
+        issue = Signal()
+        m.d.comb += [buf.wb_waddr.eq(wslot + wk), buf.wb_wdata.eq(self.weight_stream.payload),
+                     buf.in_waddr.eq(icount), buf.in_wdata.eq(self.input_stream.payload),
+                     ctl.unload_raddr.eq(u_base + u_a),
+                     out.payload.eq(buf.pb_rdata[u_jd])]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [self.idle.eq(1), self.config_stream.ready.eq(1)]
+                with m.If(self.config_stream.valid):
+                    m.d.sync += [cfg.eq(self.config_stream.payload), wk.eq(0), wbank.eq(0),
+                                 wslot.eq(0), wcount.eq(0), icount.eq(0)]
+                    m.d.comb += ctl.init.eq(1)
+                    m.next = "INIT"
+            with m.State("INIT"):
+                with m.If(~ctl.initialising):
+                    m.next = "WEIGHTS"
+            with m.State("WEIGHTS"):
+                m.d.comb += self.weight_stream.ready.eq(1)
+                with m.If(self.weight_stream.valid):
+                    m.d.comb += buf.wb_we.eq(1 << wbank)
+                    m.d.sync += [wk.eq(wk + 1), wcount.eq(wcount + 1)]
+                    with m.If(wk + 1 == cfg.MqS):
+                        m.d.sync += wk.eq(0)
+                        with m.If(wbank == Y - 1):
+                            m.d.sync += [wbank.eq(0), wslot.eq(wslot + cfg.MqS)]
+                        with m.Else():
+                            m.d.sync += wbank.eq(wbank + 1)
+                    with m.If(wcount + 1 == cfg.n_weights):
+                        m.next = "INPUTS"
+            with m.State("INPUTS"):
+                m.d.comb += self.input_stream.ready.eq(1)
+                with m.If(self.input_stream.valid):
+                    m.d.comb += buf.in_we.eq(1)
+                    m.d.sync += icount.eq(icount + 1)
+                    with m.If(icount + 1 == cfg.n_inputs):
+                        m.next = "START"
+            with m.State("START"):
+                m.d.comb += ctl.start.eq(1)
+                m.next = "COMPUTE"
+            with m.State("COMPUTE"):
+                with m.If(~ctl.running):
+                    m.d.sync += [u_ke.eq(0), u_j.eq(0), u_a.eq(0), u_base.eq(0),
+                                 u_more.eq(1), out.valid.eq(0)]
+                    m.next = "UNLOAD"
+            with m.State("UNLOAD"):
+                m.d.comb += issue.eq(u_more & (~out.valid | out.ready))
+                m.d.comb += ctl.unload_re.eq(Mux(issue, 1 << u_j, 0))
+                with m.If(issue):
+                    m.d.sync += [out.valid.eq(1), u_jd.eq(u_j), u_a.eq(u_a + 1)]
+                    with m.If(u_a + 1 == cfg.MF):
+                        m.d.sync += [u_a.eq(0), u_j.eq(u_j + 1)]
+                        with m.If(u_j + 1 == u_cols):
+                            m.d.sync += [u_j.eq(0), u_ke.eq(u_ke + 1),
+                                         u_base.eq(u_base + cfg.MF)]
+                            with m.If(u_ke + 1 == cfg.n_e):
+                                m.d.sync += u_more.eq(0)
+                with m.Elif(out.ready):
+                    m.d.sync += out.valid.eq(0)
+                with m.If(~u_more & (~out.valid | out.ready)):
+                    m.d.sync += out.valid.eq(0)
+                    m.next = "IDLE"
+
+        # ---- counters -----------------------------------------------------------------
+        cnt = self.counters
+        events = {
+            "cycles": ctl.running,
+            "macs": arr.ev_mac,
+            "skipped": arr.ev_skip,
+            "rf_reads": arr.ev_rf_reads,
+            "rf_writes": arr.ev_rf_writes,
+            "array_transfers": arr.ev_hops,
+            "glb_reads": buf.in_re + _popcount(buf.wb_re) + _popcount(buf.pb_re),
+            "glb_writes": buf.in_we + _popcount(buf.wb_we) + _popcount(buf.pb_we),
+            "offchip_words": ((self.weight_stream.valid & self.weight_stream.ready)
+                              + (self.input_stream.valid & self.input_stream.ready)
+                              + (out.valid & out.ready)),
+        }
+        with m.If(self.config_stream.valid & self.config_stream.ready):
+            for name in COUNTER_NAMES:
+                m.d.sync += getattr(cnt, name).eq(0)
+        with m.Else():
+            for name in COUNTER_NAMES:
+                field = getattr(cnt, name)
+                m.d.sync += field.eq(field + events[name])
+        return m

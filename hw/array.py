@@ -1,0 +1,174 @@
+"""The row-stationary PE array (Eyeriss-style), generic over every product scheme.
+
+``rows`` x ``cols`` PEs (``hw.pe.PE``). In one pass PE(i, j) holds filter row ``r_i`` of a
+channel group ``cg_i`` (for ``p`` filters x ``q`` channels) and convolves it with input row
+``e_j * stride + r_i - padding`` of the same channels, where ``e_j = e0 + j`` is the output
+row of column ``j``:
+
+- filter rows are reused horizontally: one weight bus per PE row writes the same words into
+  every PE of the row;
+- input rows are reused diagonally: one input bus carries each word once, tagged with its
+  channel group and row, and every PE whose (``cg_i``, ``e_j * stride + r_i - padding``)
+  matches takes it (``i_d = h + padding - r_i - e0 * stride`` per row, compared with
+  ``j * stride`` in each PE);
+- partial sums accumulate vertically: a drain token walks down each column, every PE adding
+  its psum entry to the running sum, and the bottom PE hands the column sum to the global
+  buffer.
+
+The array has no control of its own: addresses, strobes and tokens come from
+``hw.controller.Controller``; every PE runs the same schedule in lockstep.
+
+Latency: 2 cycles from slot addresses to the accumulators; a drain token reaches the bottom
+``rows`` cycles after entering row 0. Throughput: ``rows * cols`` MACs per cycle.
+
+Model: ``model.ops.conv2d`` (through the mapping of ``sim.cycle_model``).
+
+Members
+-------
+c_* : In
+    Shared compute slot (see ``hw.pe.PE``).
+w_we : In(rows)
+    Per-row weight write strobes; ``w_data`` one word per row; ``w_addr`` shared;
+    ``w_col_en`` (In(cols)) gates the columns that take weights.
+i_we, i_addr, i_data, i_bank, i_clear, stride : In
+    Shared input bus; ``i_row_hit`` (In(rows)) and ``i_d`` (one per row) select the
+    diagonal; ``i_col_ok`` (In(cols)) gates idle columns.
+d_tok, d_addr, d_pp : In
+    Drain token entering row 0; ``d_top`` holds one running sum per column (the global
+    buffer's old partial sum, or 0); ``d_col_ok`` (In(cols)) marks the columns drained.
+d_bottom : Out
+    One column sum per column, valid when ``d_bottom_tok`` is high.
+ev_mac, ev_skip, ev_rf_reads, ev_rf_writes, ev_hops : Out
+    Per-cycle event counts summed over the PEs (``ev_hops``: psum words passed from a PE to
+    the PE below in drained columns).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.pe import PE, MAX_STRIDE, _bits, check_spad_size
+from hw.units import product_unit
+
+__all__ = ["RowStationaryArray"]
+
+
+class RowStationaryArray(wiring.Component):
+    """``rows`` x ``cols`` PEs wired for the row-stationary dataflow (see module docstring).
+
+    Parameters
+    ----------
+    rows, cols : int
+        Physical array size (1..64 each).
+    scheme, a_bits, w_bits : as ``hw.units.product_unit``.
+    acc_bits : int
+        Partial-sum width (``model.ops.accumulator_width`` of the largest layer).
+    filter_spad, ifmap_spad, psum_spad : int
+        Scratchpad entries per bank (powers of two).
+    """
+
+    def __init__(self, rows: int, cols: int, scheme: str, *, a_bits: int,
+                 w_bits: int | None = None, acc_bits: int, filter_spad: int = 16,
+                 ifmap_spad: int = 16, psum_spad: int = 16):
+        for name, v in (("rows", rows), ("cols", cols)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 64:
+                raise ValueError(f"{name} must be an integer in [1, 64], not {v!r}")
+        unit = product_unit(scheme, a_bits=a_bits, w_bits=w_bits)
+        unit._MustUse__silence = True  # only asked for its widths
+        self._rows, self._cols = rows, cols
+        self._scheme = scheme
+        self._a_bits, self._w_bits = unit.a_bits, unit.w_bits
+        self._can_skip = unit.can_skip
+        self._acc_bits = int(acc_bits)
+        self._fs = check_spad_size("filter_spad", filter_spad)
+        self._is = check_spad_size("ifmap_spad", ifmap_spad)
+        self._ps = check_spad_size("psum_spad", psum_spad)
+        acc = signed(self._acc_bits)
+        n = rows * cols
+        super().__init__({
+            "c_faddr": In(_bits(2 * self._fs)),
+            "c_iaddr": In(_bits(2 * self._is)),
+            "c_paddr": In(_bits(2 * self._ps)),
+            "c_valid": In(1), "c_first": In(1), "c_last": In(1), "c_pp": In(1),
+            "c_start": In(1), "c_start_pp": In(1), "c_start_bp": In(1),
+            "w_we": In(rows), "w_addr": In(_bits(2 * self._fs)),
+            "w_data": In(data.ArrayLayout(self._w_bits, rows)), "w_col_en": In(cols),
+            "i_we": In(1), "i_row_hit": In(rows), "i_d": In(data.ArrayLayout(signed(18), rows)),
+            "i_col_ok": In(cols), "i_addr": In(_bits(2 * self._is)), "i_data": In(self._a_bits),
+            "i_bank": In(1), "i_clear": In(1), "stride": In(range(MAX_STRIDE + 1)),
+            "d_tok": In(1), "d_addr": In(_bits(2 * self._ps)), "d_pp": In(1),
+            "d_top": In(data.ArrayLayout(acc, cols)), "d_col_ok": In(cols),
+            "d_bottom": Out(data.ArrayLayout(acc, cols)), "d_bottom_tok": Out(1),
+            "ev_mac": Out(range(n + 1)), "ev_skip": Out(range(n + 1)),
+            "ev_rf_reads": Out(range(3 * n + 1)), "ev_rf_writes": Out(range(3 * n + 1)),
+            "ev_hops": Out(range(n + 1)),
+        })
+
+    rows = property(lambda self: self._rows)
+    cols = property(lambda self: self._cols)
+    scheme = property(lambda self: self._scheme)
+    a_bits = property(lambda self: self._a_bits)
+    w_bits = property(lambda self: self._w_bits)
+    acc_bits = property(lambda self: self._acc_bits)
+    can_skip = property(lambda self: self._can_skip)
+    filter_spad = property(lambda self: self._fs)
+    ifmap_spad = property(lambda self: self._is)
+    psum_spad = property(lambda self: self._ps)
+
+    def elaborate(self, platform):
+        m = Module()
+        Y, X = self._rows, self._cols
+        pes = [[PE(self._scheme, a_bits=self._a_bits,
+                   w_bits=self._w_bits,
+                   acc_bits=self._acc_bits, column=j, filter_spad=self._fs,
+                   ifmap_spad=self._is, psum_spad=self._ps)
+                for j in range(X)] for i in range(Y)]
+
+        # Drain token pipeline, one stage per row (shared by the columns, which run in step).
+        tok = [Signal(name=f"tok{i}") for i in range(Y + 1)]
+        taddr = [Signal.like(self.d_addr, name=f"tok_addr{i}") for i in range(Y)]
+        tpp = [Signal(name=f"tok_pp{i}") for i in range(Y)]
+        m.d.comb += [tok[0].eq(self.d_tok), taddr[0].eq(self.d_addr), tpp[0].eq(self.d_pp)]
+        for i in range(1, Y + 1):
+            m.d.sync += tok[i].eq(tok[i - 1])
+            if i < Y:
+                m.d.sync += [taddr[i].eq(taddr[i - 1]), tpp[i].eq(tpp[i - 1])]
+        m.d.comb += self.d_bottom_tok.eq(tok[Y])
+
+        for i in range(Y):
+            for j in range(X):
+                pe = pes[i][j]
+                m.submodules[f"pe_{i}_{j}"] = pe
+                m.d.comb += [
+                    pe.c_faddr.eq(self.c_faddr), pe.c_iaddr.eq(self.c_iaddr),
+                    pe.c_paddr.eq(self.c_paddr), pe.c_valid.eq(self.c_valid),
+                    pe.c_first.eq(self.c_first), pe.c_last.eq(self.c_last),
+                    pe.c_pp.eq(self.c_pp), pe.c_start.eq(self.c_start),
+                    pe.c_start_pp.eq(self.c_start_pp), pe.c_start_bp.eq(self.c_start_bp),
+                    pe.w_we.eq(self.w_we[i] & self.w_col_en[j]), pe.w_addr.eq(self.w_addr),
+                    pe.w_data.eq(self.w_data[i]),
+                    pe.i_we.eq(self.i_we & self.i_row_hit[i] & self.i_col_ok[j]),
+                    pe.i_d.eq(self.i_d[i]), pe.i_addr.eq(self.i_addr),
+                    pe.i_data.eq(self.i_data), pe.i_bank.eq(self.i_bank),
+                    pe.i_clear.eq(self.i_clear), pe.stride.eq(self.stride),
+                    pe.d_tok.eq(tok[i]), pe.d_addr.eq(taddr[i]), pe.d_pp.eq(tpp[i]),
+                    pe.d_in.eq(self.d_top[j] if i == 0 else pes[i - 1][j].d_out),
+                ]
+        for j in range(X):
+            m.d.comb += self.d_bottom[j].eq(pes[Y - 1][j].d_out)
+
+        flat = [pe for row in pes for pe in row]
+        m.d.comb += [
+            self.ev_mac.eq(sum(pe.ev_mac for pe in flat)),
+            self.ev_skip.eq(sum(pe.ev_skip for pe in flat)),
+            self.ev_rf_reads.eq(sum(pe.ev_rf_reads for pe in flat)),
+            self.ev_rf_writes.eq(sum(pe.ev_rf_writes for pe in flat)),
+        ]
+        # A hop from row i-1 to row i happens when row i holds a valid token.
+        hops_per_col = Signal(range(Y + 1))
+        m.d.comb += hops_per_col.eq(sum(tok[i] for i in range(1, Y)) if Y > 1 else 0)
+        m.d.comb += self.ev_hops.eq(sum(Mux(self.d_col_ok[j], hops_per_col, 0)
+                                        for j in range(X)))
+        return m

@@ -1,0 +1,517 @@
+"""The controller: sequences the folds of a layer over the array, one pass after another.
+
+A layer ``[M, C, R, S]`` on ``[C, H, W]`` (stride ``U``, padding ``P``, output ``[M, E, F]``)
+is mapped as follows (the host computes every constant; ``sim.cycle_model`` holds the
+arithmetic, this module only counts):
+
+- *reduction units* ``u = cg * R + r`` (channel group ``cg`` of ``q`` channels, filter row
+  ``r``) go down the PE rows; ``ceil(Cg * R / rows)`` *row folds* ``kr``;
+- *output rows* ``e = ke * cols + j`` go across the PE columns; ``ceil(E / cols)`` *column
+  folds* ``ke``;
+- output columns are cut into *segments* ``kf`` of ``F'`` positions (the input and psum
+  scratchpads hold one segment);
+- the ``M`` filters are taken ``p`` at a time: ``G = M / p`` *filter groups* ``g``.
+
+One *pass* is one (``kr``, ``ke``, ``kf``, ``g``), in that loop order (``g`` innermost); one
+*block* is one (``kr``, ``ke``, ``kf``): its input rows stay in the input scratchpads for all
+``G`` passes of the block. Four engines run concurrently:
+
+- the *compute sequencer* issues one slot per cycle to every PE: ``F_v * p * q * S`` slots
+  per pass (``F_v`` the segment's length);
+- the *weight loader* fills the other filter bank with the next pass's weights:
+  ``p * q * S`` words per PE row in parallel, plus one cycle of read latency;
+- the *input loader* fills the other input bank with the next block's rows: two set-up
+  cycles, one word per cycle over the channel groups of the row fold, the input rows of the
+  column fold and the columns of the segment (clipped to the image), one cycle of latency;
+- the *drain* walks the previous pass's ``p * F_v`` psums down every column, adds the psum
+  buffer's old value (after the first row fold) and writes the sums back: ``p * F_v`` tokens
+  plus ``rows + 1`` cycles.
+
+The next pass starts in the cycle after the last of: this pass's last slot, the next
+pass's weights written, the previous pass's drain written, and (when the next pass begins a
+block) the block's inputs written. The schedule depends only on the layer's shape, never on
+its data. ``sim.cycle_model.predict`` gives the same cycle count.
+
+Latency: 1 set-up cycle, then the first block's inputs and first pass's weights, then the
+passes, then the last drain. Throughput: ``rows * cols`` slots per cycle while computing.
+
+Model: ``sim.cycle_model.predict`` (cycles and counters), ``model.ops.conv2d`` (sums).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.array import RowStationaryArray
+from hw.buffer import GlobalBuffer
+from hw.pe import MAX_STRIDE, _bits
+
+__all__ = ["CONFIG_FIELDS", "CONFIG_FIELD_BITS", "config_layout", "Controller"]
+
+#: Width of every configuration field (values are checked against it by the host).
+CONFIG_FIELD_BITS = 24
+
+#: The configuration fields, in payload order (low bits first), with their meaning.
+CONFIG_FIELDS = {
+    "H": "input height", "W": "input width", "R": "filter height", "S": "filter width",
+    "U": "stride", "P": "padding", "E": "output height",
+    "q": "channels per PE", "p": "filters per PE", "Cg": "channel groups C / q",
+    "G": "filter groups M / p", "Fseg": "segment length F'", "n_f": "segments",
+    "F_last": "length of the last segment", "Wseg": "input scratchpad row stride",
+    "n_r": "row folds", "rows_last": "PE rows used in the last row fold",
+    "n_e": "column folds", "cols_last": "PE columns used in the last column fold",
+    "YdivR": "rows // R", "YmodR": "rows % R", "qS": "q * S", "pqS": "p * q * S",
+    "MqS": "weight words per reduction unit M * q * S", "n_weights": "M * C * R * S",
+    "HW": "H * W", "qHW": "q * H * W", "YdivR_qHW": "(rows // R) * q * H * W",
+    "n_inputs": "C * H * W", "XU": "cols * U", "XUW": "cols * U * W", "PW": "P * W",
+    "FsegU": "F' * U", "Fp": "F * p", "MF": "M * F", "Fsegp": "F' * p",
+    "CLU": "(cols_last - 1) * U", "XU_U": "(cols - 1) * U", "FsU1": "(F' - 1) * U",
+    "FlU1": "(F_last - 1) * U", "Flastp": "F_last * p",
+}
+
+
+def config_layout() -> data.StructLayout:
+    """Layout of the configuration word (``config_stream`` payload of the accelerator)."""
+    return data.StructLayout({name: unsigned(CONFIG_FIELD_BITS) for name in CONFIG_FIELDS})
+
+
+def _wide(name: str, bits: int = 26, sign: bool = True) -> Signal:
+    return Signal(signed(bits) if sign else unsigned(bits), name=name)
+
+
+class Controller(wiring.Component):
+    """Compute-phase sequencer of the accelerator (see module docstring).
+
+    Parameters
+    ----------
+    array : RowStationaryArray
+        The array it drives (for its size and scratchpad sizes).
+    buffer : GlobalBuffer
+        The global buffer it reads and writes.
+
+    Members
+    -------
+    cfg : In(config_layout())
+        The layer's configuration (held stable while running).
+    init : In(1)
+        Strobe: set up the row descriptors for a new layer (takes ``rows`` cycles, while
+        ``initialising`` is high).
+    start : In(1)
+        Strobe: run the compute phase; ``running`` is high from the next cycle until the
+        last partial sum is written.
+    running, initialising : Out(1)
+    unload_re, unload_raddr : In
+        Psum bank read port for unloading the outputs (used while not running).
+    a_*, g_* : the array's and buffer's ports it drives (connected by the accelerator).
+    """
+
+    def __init__(self, array: RowStationaryArray, buffer: GlobalBuffer):
+        self._array = array
+        self._buffer = buffer
+        super().__init__({
+            "cfg": In(config_layout()), "init": In(1), "start": In(1),
+            "running": Out(1), "initialising": Out(1),
+            "unload_re": In(buffer.pb_re.shape()), "unload_raddr": In(buffer.pb_raddr.shape()),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        arr, buf, cfg = self._array, self._buffer, self.cfg
+        Y, X = arr.rows, arr.cols
+        FS, IS, PS = arr.filter_spad, arr.ifmap_spad, arr.psum_spad
+
+        # ============================ row descriptors ===================================
+        # (cg_i, r_i): the reduction unit of PE row i in the row fold the input loader is
+        # loading. Set up by a walker (init), advanced by rows units per row fold.
+        row_cg = Array([Signal(16, name=f"row_cg{i}") for i in range(Y)])
+        row_r = Array([Signal(16, name=f"row_r{i}") for i in range(Y)])
+        walk_k = Signal(range(Y + 1))
+        walk_cg = Signal(16)
+        walk_r = Signal(16)
+        m.d.comb += self.initialising.eq(walk_k != Y)
+        with m.If(self.init):
+            m.d.sync += [walk_k.eq(0), walk_cg.eq(0), walk_r.eq(0)]
+        with m.Elif(walk_k != Y):
+            m.d.sync += [row_cg[walk_k].eq(walk_cg), row_r[walk_k].eq(walk_r),
+                         walk_k.eq(walk_k + 1)]
+            with m.If(walk_r + 1 == cfg.R):
+                m.d.sync += [walk_r.eq(0), walk_cg.eq(walk_cg + 1)]
+            with m.Else():
+                m.d.sync += walk_r.eq(walk_r + 1)
+
+        # ============================ pass descriptors ==================================
+        # dw: the pass whose weights are loading (next to compute); its iterator state.
+        dw_valid = Signal()
+        dw_kr, dw_ke, dw_kf, dw_g = (Signal(24, name=n) for n in ("dw_kr", "dw_ke", "dw_kf",
+                                                                   "dw_g"))
+        dw_wbase_kr = Signal(26)
+        dw_wbase = Signal(26)
+        dw_pbase_ke = Signal(26)
+        dw_pbase_kf = Signal(26)
+        dw_pbase_g = Signal(26)
+        dw_ws = _wide("dw_ws")
+        dw_pp = Signal()
+        dw_bp = Signal()
+        dw_kr_last = Signal()
+        dw_ke_last = Signal()
+        dw_kf_last = Signal()
+        m.d.comb += [dw_kr_last.eq(dw_kr + 1 == cfg.n_r), dw_ke_last.eq(dw_ke + 1 == cfg.n_e),
+                     dw_kf_last.eq(dw_kf + 1 == cfg.n_f)]
+        dw_first_in_block = Signal()
+        m.d.comb += dw_first_in_block.eq(dw_g == 0)
+
+        # next(dw), combinational
+        nx = {name: Signal.like(sig, name=f"nx_{name}") for name, sig in (
+            ("valid", dw_valid), ("kr", dw_kr), ("ke", dw_ke), ("kf", dw_kf), ("g", dw_g),
+            ("wbase_kr", dw_wbase_kr), ("wbase", dw_wbase), ("pbase_ke", dw_pbase_ke),
+            ("pbase_kf", dw_pbase_kf), ("pbase_g", dw_pbase_g), ("ws", dw_ws),
+            ("pp", dw_pp), ("bp", dw_bp))}
+        m.d.comb += [nx["valid"].eq(dw_valid), nx["kr"].eq(dw_kr), nx["ke"].eq(dw_ke),
+                     nx["kf"].eq(dw_kf), nx["g"].eq(dw_g + 1), nx["wbase_kr"].eq(dw_wbase_kr),
+                     nx["wbase"].eq(dw_wbase + cfg.pqS), nx["pbase_ke"].eq(dw_pbase_ke),
+                     nx["pbase_kf"].eq(dw_pbase_kf), nx["pbase_g"].eq(dw_pbase_g + cfg.Fp),
+                     nx["ws"].eq(dw_ws), nx["pp"].eq(~dw_pp), nx["bp"].eq(dw_bp)]
+        with m.If(dw_g + 1 == cfg.G):
+            m.d.comb += [nx["g"].eq(0), nx["pbase_g"].eq(0), nx["wbase"].eq(dw_wbase_kr),
+                         nx["bp"].eq(~dw_bp)]
+            with m.If(dw_kf_last):
+                m.d.comb += [nx["kf"].eq(0), nx["pbase_kf"].eq(0), nx["ws"].eq(-cfg.P)]
+                with m.If(dw_ke_last):
+                    m.d.comb += [nx["ke"].eq(0), nx["pbase_ke"].eq(0)]
+                    with m.If(dw_kr_last):
+                        m.d.comb += nx["valid"].eq(0)
+                    with m.Else():
+                        m.d.comb += [nx["kr"].eq(dw_kr + 1),
+                                     nx["wbase_kr"].eq(dw_wbase_kr + cfg.MqS),
+                                     nx["wbase"].eq(dw_wbase_kr + cfg.MqS)]
+                with m.Else():
+                    m.d.comb += [nx["ke"].eq(dw_ke + 1),
+                                 nx["pbase_ke"].eq(dw_pbase_ke + cfg.MF)]
+            with m.Else():
+                m.d.comb += [nx["kf"].eq(dw_kf + 1), nx["pbase_kf"].eq(dw_pbase_kf + cfg.Fsegp),
+                             nx["ws"].eq(dw_ws + cfg.FsegU)]
+
+        # dc: the pass computing; dd: the pass draining (snapshots).
+        dc_valid, dc_kf_last, dc_pp, dc_bp = Signal(), Signal(), Signal(), Signal()
+        dc_ws = _wide("dc_ws")
+        dc_kr_first, dc_ke_last = Signal(), Signal()
+        dc_pbase = Signal(26)
+        dd_valid, dd_kf_last, dd_pp, dd_kr_first, dd_ke_last = (Signal(name=f"dd_{n}") for n in
+                                                                 ("valid", "kf_last", "pp",
+                                                                  "kr_first", "ke_last"))
+        dd_pbase = Signal(26)
+
+        # ============================ engines ===========================================
+        starting = Signal()
+        running = self.running
+
+        # ---- compute sequencer ----
+        c_busy = Signal()
+        c_fi, c_mi, c_cq, c_s = (Signal(16, name=n) for n in ("c_fi", "c_mi", "c_cq", "c_s"))
+        c_kw = Signal(16)
+        c_kp = Signal(16)
+        c_fU = Signal(20)
+        c_cqW = Signal(20)
+        c_Fv = Signal(24)
+        m.d.comb += c_Fv.eq(Mux(dc_kf_last, cfg.F_last, cfg.Fseg))
+        s_last = Signal()
+        cq_last = Signal()
+        mi_last = Signal()
+        fi_last = Signal()
+        m.d.comb += [s_last.eq(c_s + 1 == cfg.S), cq_last.eq(c_cq + 1 == cfg.q),
+                     mi_last.eq(c_mi + 1 == cfg.p), fi_last.eq(c_fi + 1 == c_Fv)]
+        c_last_slot = Signal()
+        m.d.comb += c_last_slot.eq(c_busy & s_last & cq_last & mi_last & fi_last)
+        wg = _wide("c_wg")
+        m.d.comb += wg.eq(dc_ws + c_fU + c_s)
+        m.d.comb += [
+            arr.c_faddr.eq(c_kw | Mux(dc_pp, FS, 0)),
+            arr.c_iaddr.eq((c_cqW + c_fU + c_s) | Mux(dc_bp, IS, 0)),
+            arr.c_paddr.eq(c_kp | Mux(dc_pp, PS, 0)),
+            arr.c_valid.eq(c_busy & (wg >= 0) & (wg < cfg.W)),
+            arr.c_first.eq((c_s == 0) & (c_cq == 0)),
+            arr.c_last.eq(c_busy & s_last & cq_last),
+            arr.c_pp.eq(dc_pp),
+        ]
+        with m.If(c_busy):
+            m.d.sync += [c_s.eq(c_s + 1), c_kw.eq(c_kw + 1)]
+            with m.If(s_last):
+                m.d.sync += [c_s.eq(0), c_cq.eq(c_cq + 1), c_cqW.eq(c_cqW + cfg.Wseg)]
+                with m.If(cq_last):
+                    m.d.sync += [c_cq.eq(0), c_cqW.eq(0), c_kp.eq(c_kp + 1),
+                                 c_mi.eq(c_mi + 1)]
+                    with m.If(mi_last):
+                        m.d.sync += [c_mi.eq(0), c_kw.eq(0), c_fi.eq(c_fi + 1),
+                                     c_fU.eq(c_fU + cfg.U)]
+                        with m.If(fi_last):
+                            m.d.sync += c_busy.eq(0)
+
+        # ---- weight loader ----
+        wl_issue = Signal()
+        wl_wr = Signal()
+        wl_k = Signal(16)
+        wl_base = Signal(26)
+        wl_pp = Signal()
+        wl_rows = Signal(8)
+        wl_cols = Signal(8)
+        wl_waddr = Signal.like(arr.w_addr)
+        rowmask = Signal(Y)
+        m.d.comb += [rowmask[i].eq(wl_rows > i) for i in range(Y)]
+        m.d.comb += [
+            buf.wb_re.eq(Mux(wl_issue, rowmask, 0)),
+            buf.wb_raddr.eq(wl_base + wl_k),
+            arr.w_addr.eq(wl_waddr),
+            arr.w_col_en.eq(Cat([wl_cols > j for j in range(X)])),
+        ]
+        rowmask_d = Signal(Y)
+        m.d.sync += [wl_wr.eq(wl_issue), rowmask_d.eq(rowmask),
+                     wl_waddr.eq(wl_k | Mux(wl_pp, FS, 0))]
+        m.d.comb += arr.w_we.eq(Mux(wl_wr, rowmask_d, 0))
+        for i in range(Y):
+            m.d.comb += arr.w_data[i].eq(buf.wb_rdata[i])
+        with m.If(wl_issue):
+            m.d.sync += wl_k.eq(wl_k + 1)
+            with m.If(wl_k + 1 == cfg.pqS):
+                m.d.sync += wl_issue.eq(0)
+        wl_busy = Signal()
+        wl_ready = Signal()
+        m.d.comb += [wl_busy.eq(wl_issue | wl_wr), wl_ready.eq(~wl_issue)]
+
+        # ---- input loader ----
+        il_phase = Signal(range(5))  # 0 idle, 1 advance, 2 ranges, 3 issue, 4 tail
+        il_first = Signal()
+        il_kr, il_ke, il_kf = Signal(24), Signal(24), Signal(24)
+        il_eU0 = Signal(24)
+        il_eUW = Signal(26)
+        il_ws = _wide("il_ws")
+        il_cbase0 = Signal(26)
+        il_bp = Signal()
+        il_kr_last, il_ke_last, il_kf_last = Signal(), Signal(), Signal()
+        m.d.comb += [il_kr_last.eq(il_kr + 1 == cfg.n_r), il_ke_last.eq(il_ke + 1 == cfg.n_e),
+                     il_kf_last.eq(il_kf + 1 == cfg.n_f)]
+        il_more = Signal()
+        m.d.comb += il_more.eq(il_first | ~(il_kr_last & il_ke_last & il_kf_last))
+        il_rows = Signal(8)
+        m.d.comb += il_rows.eq(Mux(il_kr_last, cfg.rows_last, Y))
+        il_cols = Signal(8)
+        m.d.comb += il_cols.eq(Mux(il_ke_last, cfg.cols_last, X))
+        # ranges (registered in phase 2)
+        r_cg_hi = Signal(16)
+        r_hlo, r_hhi, r_wlo, r_whi = (_wide(n) for n in ("il_hlo", "il_hhi", "il_wlo",
+                                                          "il_whi"))
+        # issue counters
+        i_cg, i_cq = Signal(16), Signal(16)
+        i_h = _wide("il_h")
+        i_w = _wide("il_w")
+        i_addr = Signal(26)
+        i_row_addr = Signal(26)
+        i_chan_addr = Signal(26)
+        i_cqW = Signal(20)
+        i_wl = Signal(20)
+
+        with m.Switch(il_phase):
+            with m.Case(1):  # advance the block and the row descriptors; clear activity
+                with m.If(il_first):
+                    m.d.sync += [il_first.eq(0), il_kr.eq(0), il_ke.eq(0), il_kf.eq(0),
+                                 il_eU0.eq(0), il_eUW.eq(0), il_ws.eq(-cfg.P),
+                                 il_cbase0.eq(0), il_bp.eq(0)]
+                with m.Else():
+                    m.d.sync += il_bp.eq(~il_bp)
+                    with m.If(il_kf_last):
+                        m.d.sync += [il_kf.eq(0), il_ws.eq(-cfg.P)]
+                        with m.If(il_ke_last):
+                            m.d.sync += [il_ke.eq(0), il_eU0.eq(0), il_eUW.eq(0),
+                                         il_kr.eq(il_kr + 1)]
+                            wrap0 = row_r[0] + cfg.YmodR >= cfg.R
+                            m.d.sync += il_cbase0.eq(il_cbase0 + cfg.YdivR_qHW +
+                                                     Mux(wrap0, cfg.qHW, 0))
+                            for i in range(Y):
+                                nr = row_r[i] + cfg.YmodR
+                                with m.If(nr >= cfg.R):
+                                    m.d.sync += [row_r[i].eq(nr - cfg.R),
+                                                 row_cg[i].eq(row_cg[i] + cfg.YdivR + 1)]
+                                with m.Else():
+                                    m.d.sync += [row_r[i].eq(nr),
+                                                 row_cg[i].eq(row_cg[i] + cfg.YdivR)]
+                        with m.Else():
+                            m.d.sync += [il_ke.eq(il_ke + 1), il_eU0.eq(il_eU0 + cfg.XU),
+                                         il_eUW.eq(il_eUW + cfg.XUW)]
+                    with m.Else():
+                        m.d.sync += [il_kf.eq(il_kf + 1), il_ws.eq(il_ws + cfg.FsegU)]
+                m.d.sync += il_phase.eq(2)
+            with m.Case(2):  # clipped ranges and start address
+                hlo = _wide("hlo_c")
+                hhi = _wide("hhi_c")
+                whi = _wide("whi_c")
+                m.d.comb += [
+                    hlo.eq(il_eU0 - cfg.P),
+                    hhi.eq(il_eU0 + Mux(il_ke_last, cfg.CLU, cfg.XU_U) + cfg.R - 1 - cfg.P),
+                    whi.eq(il_ws + Mux(il_kf_last, cfg.FlU1, cfg.FsU1) + cfg.S - 1),
+                ]
+                hlo_c = Mux(hlo < 0, 0, hlo)
+                hhi_c = Mux(hhi >= cfg.H, cfg.H - 1, hhi)
+                wlo_c = Mux(il_ws < 0, 0, il_ws)
+                whi_c = Mux(whi >= cfg.W, cfg.W - 1, whi)
+                chan = il_cbase0 + Mux(hlo < 0, 0, il_eUW - cfg.PW) + wlo_c
+                cg_hi = Mux(il_rows == Y, row_cg[Y - 1], cfg.Cg - 1)
+                m.d.sync += [r_hlo.eq(hlo_c), r_hhi.eq(hhi_c), r_wlo.eq(wlo_c), r_whi.eq(whi_c),
+                             r_cg_hi.eq(cg_hi),
+                             i_cg.eq(row_cg[0]), i_cq.eq(0), i_h.eq(hlo_c), i_w.eq(wlo_c),
+                             i_addr.eq(chan), i_row_addr.eq(chan), i_chan_addr.eq(chan),
+                             i_cqW.eq(0), i_wl.eq(wlo_c - il_ws)]
+                with m.If((hlo_c > hhi_c) | (wlo_c > whi_c)):
+                    m.d.sync += il_phase.eq(4)
+                with m.Else():
+                    m.d.sync += il_phase.eq(3)
+            with m.Case(3):  # one word per cycle
+                with m.If(i_w != r_whi):
+                    m.d.sync += [i_w.eq(i_w + 1), i_addr.eq(i_addr + 1), i_wl.eq(i_wl + 1)]
+                with m.Else():
+                    m.d.sync += [i_w.eq(r_wlo), i_wl.eq(r_wlo - il_ws)]
+                    with m.If(i_h != r_hhi):
+                        m.d.sync += [i_h.eq(i_h + 1), i_row_addr.eq(i_row_addr + cfg.W),
+                                     i_addr.eq(i_row_addr + cfg.W)]
+                    with m.Else():
+                        m.d.sync += [i_h.eq(r_hlo), i_chan_addr.eq(i_chan_addr + cfg.HW),
+                                     i_row_addr.eq(i_chan_addr + cfg.HW),
+                                     i_addr.eq(i_chan_addr + cfg.HW)]
+                        with m.If(i_cq + 1 != cfg.q):
+                            m.d.sync += [i_cq.eq(i_cq + 1), i_cqW.eq(i_cqW + cfg.Wseg)]
+                        with m.Else():
+                            m.d.sync += [i_cq.eq(0), i_cqW.eq(0)]
+                            with m.If(i_cg != r_cg_hi):
+                                m.d.sync += i_cg.eq(i_cg + 1)
+                            with m.Else():
+                                m.d.sync += il_phase.eq(4)
+            with m.Case(4):
+                m.d.sync += il_phase.eq(0)
+
+        issuing = Signal()
+        m.d.comb += issuing.eq(il_phase == 3)
+        m.d.comb += [buf.in_re.eq(issuing), buf.in_raddr.eq(i_addr)]
+        # broadcast stage (registered from the issue stage)
+        b_we = Signal()
+        b_addr = Signal.like(arr.i_addr)
+        b_hit = Signal(Y)
+        b_d = [Signal(signed(18), name=f"b_d{i}") for i in range(Y)]
+        b_cols = Signal(X)
+        t = _wide("il_t")
+        m.d.comb += t.eq(i_h - il_eU0 + cfg.P)
+        m.d.sync += [b_we.eq(issuing), b_addr.eq((i_cqW + i_wl) | Mux(il_bp, IS, 0)),
+                     b_cols.eq(Cat([il_cols > j for j in range(X)]))]
+        for i in range(Y):
+            m.d.sync += [b_hit[i].eq((row_cg[i] == i_cg) & (il_rows > i)),
+                         b_d[i].eq(t - row_r[i])]
+            m.d.comb += arr.i_d[i].eq(b_d[i])
+        m.d.comb += [arr.i_we.eq(b_we), arr.i_row_hit.eq(b_hit), arr.i_col_ok.eq(b_cols),
+                     arr.i_addr.eq(b_addr), arr.i_data.eq(buf.in_rdata), arr.i_bank.eq(il_bp),
+                     arr.i_clear.eq(il_phase == 2), arr.stride.eq(cfg.U)]
+        il_busy = Signal()
+        il_ready = Signal()
+        m.d.comb += [il_busy.eq(il_phase != 0), il_ready.eq((il_phase == 0) | (il_phase == 4))]
+
+        # ---- drain ----
+        dr_left = Signal(24)
+        dr_k = Signal(16)
+        dr_issue = Signal()
+        dr_count = Signal(24)
+        dr_cols = Signal(8)
+        colmask = Signal(X)
+        m.d.comb += [colmask[j].eq(dr_cols > j) for j in range(X)]
+        dr_tok = Signal()
+        dr_tok_addr = Signal.like(arr.d_addr)
+        dr_wptr = Signal(26)
+        m.d.comb += [
+            buf.pb_re.eq(Mux(running, Mux(dr_issue & ~dd_kr_first, colmask, 0),
+                             self.unload_re)),
+            buf.pb_raddr.eq(Mux(running, dd_pbase + dr_k, self.unload_raddr)),
+        ]
+        m.d.sync += [dr_tok.eq(dr_issue), dr_tok_addr.eq(dr_k | Mux(dd_pp, PS, 0))]
+        m.d.comb += [arr.d_tok.eq(dr_tok), arr.d_addr.eq(dr_tok_addr), arr.d_pp.eq(dd_pp),
+                     arr.d_col_ok.eq(colmask)]
+        for j in range(X):
+            m.d.comb += arr.d_top[j].eq(Mux(dd_kr_first, 0, buf.pb_rdata[j]))
+            m.d.comb += buf.pb_wdata[j].eq(arr.d_bottom[j])
+        m.d.comb += [buf.pb_we.eq(Mux(arr.d_bottom_tok, colmask, 0)),
+                     buf.pb_waddr.eq(dr_wptr)]
+        with m.If(arr.d_bottom_tok):
+            m.d.sync += dr_wptr.eq(dr_wptr + 1)
+        with m.If(dr_issue):
+            m.d.sync += dr_k.eq(dr_k + 1)
+            with m.If(dr_k + 1 == dr_count):
+                m.d.sync += dr_issue.eq(0)
+        with m.If(dr_left != 0):
+            m.d.sync += dr_left.eq(dr_left - 1)
+        dr_busy = Signal()
+        dr_ready = Signal()
+        m.d.comb += [dr_busy.eq(dr_left != 0), dr_ready.eq(dr_left <= 1)]
+
+        # ============================ swap ==============================================
+        c_ready = Signal()
+        m.d.comb += c_ready.eq(~c_busy | c_last_slot)
+        need_i = Signal()
+        m.d.comb += need_i.eq(dw_valid & dw_first_in_block)
+        swap = Signal()
+        m.d.comb += swap.eq(running & ~starting & (dw_valid | dc_valid) & c_ready & wl_ready &
+                            dr_ready & (~need_i | il_ready))
+        finish = Signal()
+        m.d.comb += finish.eq(running & ~starting & ~dw_valid & ~dc_valid & dr_ready &
+                              ~c_busy & ~wl_busy & ~il_busy)
+
+        def start_weight_loader(valid, kr_last, ke_last, wbase, pp):
+            m.d.sync += [wl_issue.eq(valid), wl_k.eq(0), wl_base.eq(wbase), wl_pp.eq(pp),
+                         wl_rows.eq(Mux(kr_last, cfg.rows_last, Y)),
+                         wl_cols.eq(Mux(ke_last, cfg.cols_last, X))]
+
+        with m.If(self.start):
+            m.d.sync += [running.eq(1), starting.eq(1),
+                         dw_valid.eq(1), dw_kr.eq(0), dw_ke.eq(0), dw_kf.eq(0), dw_g.eq(0),
+                         dw_wbase_kr.eq(0), dw_wbase.eq(0), dw_pbase_ke.eq(0),
+                         dw_pbase_kf.eq(0), dw_pbase_g.eq(0), dw_ws.eq(-cfg.P),
+                         dw_pp.eq(0), dw_bp.eq(0),
+                         dc_valid.eq(0), dd_valid.eq(0), c_busy.eq(0), il_first.eq(1)]
+        with m.Elif(starting):
+            # the pre-swap: first pass's weights and first block's inputs
+            m.d.sync += starting.eq(0)
+            start_weight_loader(1, dw_kr_last, dw_ke_last, dw_wbase, dw_pp)
+            m.d.sync += il_phase.eq(1)
+        with m.Elif(swap):
+            # compute the pass whose weights are loaded
+            m.d.sync += [dc_valid.eq(dw_valid), dc_kf_last.eq(dw_kf_last), dc_pp.eq(dw_pp),
+                         dc_bp.eq(dw_bp), dc_ws.eq(dw_ws), dc_kr_first.eq(dw_kr == 0),
+                         dc_ke_last.eq(dw_ke_last),
+                         dc_pbase.eq(dw_pbase_ke + dw_pbase_kf + dw_pbase_g),
+                         c_busy.eq(dw_valid), c_fi.eq(0), c_mi.eq(0), c_cq.eq(0), c_s.eq(0),
+                         c_kw.eq(0), c_kp.eq(0), c_fU.eq(0), c_cqW.eq(0)]
+            m.d.comb += [arr.c_start.eq(dw_valid), arr.c_start_pp.eq(dw_pp),
+                         arr.c_start_bp.eq(dw_bp)]
+            # drain the pass that just computed
+            m.d.sync += [dd_valid.eq(dc_valid), dd_kf_last.eq(dc_kf_last), dd_pp.eq(dc_pp),
+                         dd_kr_first.eq(dc_kr_first), dd_ke_last.eq(dc_ke_last),
+                         dd_pbase.eq(dc_pbase)]
+            dcount = Signal(24)
+            m.d.comb += dcount.eq(Mux(dc_kf_last, cfg.Flastp, cfg.Fsegp))
+            with m.If(dc_valid):
+                m.d.sync += [dr_issue.eq(1), dr_k.eq(0), dr_count.eq(dcount),
+                             dr_left.eq(dcount + Y + 1), dr_wptr.eq(dc_pbase),
+                             dr_cols.eq(Mux(dc_ke_last, cfg.cols_last, X))]
+            # load the weights of the pass after
+            nx_kr_last = nx["kr"] + 1 == cfg.n_r
+            nx_ke_last = nx["ke"] + 1 == cfg.n_e
+            with m.If(dw_valid):
+                start_weight_loader(nx["valid"], nx_kr_last, nx_ke_last, nx["wbase"], nx["pp"])
+                for name, sig in (("valid", dw_valid), ("kr", dw_kr), ("ke", dw_ke),
+                                  ("kf", dw_kf), ("g", dw_g), ("wbase_kr", dw_wbase_kr),
+                                  ("wbase", dw_wbase), ("pbase_ke", dw_pbase_ke),
+                                  ("pbase_kf", dw_pbase_kf), ("pbase_g", dw_pbase_g),
+                                  ("ws", dw_ws), ("pp", dw_pp), ("bp", dw_bp)):
+                    m.d.sync += sig.eq(nx[name])
+            # a block starts: load the next block's inputs
+            with m.If(need_i & il_more):
+                m.d.sync += il_phase.eq(1)
+        with m.Elif(finish):
+            m.d.sync += running.eq(0)
+        return m
+

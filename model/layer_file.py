@@ -1,0 +1,219 @@
+"""LAYER.npz and OUT.npz: one layer for the accelerator, and what it computed (NumPy only).
+
+LAYER.npz
+    ``scheme`` (str, a name of ``model.quant.SCHEMES``), ``weights`` (integer codes in the
+    scheme's encoding, [M, C, R, S]), ``inputs`` (integer activation codes, [C, H, W]),
+    ``stride`` and ``padding`` (integers), and optionally ``a_bits`` and ``w_bits``. A dense
+    layer is [M, C, 1, 1] weights on a [C, 1, 1] input. For ``xnor`` C counts packed words
+    and ``a_bits`` (= ``w_bits``) is the lane count.
+OUT.npz
+    ``outputs`` (int64 [M, E, F], the exact sums of level(w) * a before any scale),
+    ``cycles`` and one array per counter (``macs``, ``skipped``, ``rf_reads``,
+    ``rf_writes``, ``array_transfers``, ``glb_reads``, ``glb_writes``, ``offchip_words``),
+    each an int64 scalar array; extra scalars (``rows``, ``cols``, the mapping) may follow.
+
+``load_layer`` validates everything and refuses a bad file with one ``ValueError`` naming
+the bad value; ``save_layer``/``save_outputs`` never overwrite an existing file unless
+``force`` is set and never leave a half-written file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from model.ops import conv_output_size, signed_width
+from model.quant import (SCHEMES, activation_code_range, check_codes, check_scheme,
+                         weight_bits, weight_code_range)
+
+__all__ = ["Layer", "load_layer", "save_layer", "save_outputs", "load_outputs",
+           "OUTPUT_COUNTERS", "infer_bits"]
+
+#: The counters of OUT.npz besides ``outputs``, in order.
+OUTPUT_COUNTERS = ("cycles", "macs", "skipped", "rf_reads", "rf_writes", "array_transfers",
+                   "glb_reads", "glb_writes", "offchip_words")
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """One validated layer (see the module docstring for the fields)."""
+
+    scheme: str
+    weights: np.ndarray
+    inputs: np.ndarray
+    stride: int = 1
+    padding: int = 0
+    a_bits: int | None = None
+    w_bits: int | None = None
+
+    def __post_init__(self):
+        check_scheme(self.scheme)
+        w = np.asarray(self.weights)
+        a = np.asarray(self.inputs)
+        if w.ndim != 4:
+            raise ValueError(f"weights must have shape [M, C, R, S], not {w.shape}")
+        if a.ndim != 3:
+            raise ValueError(f"inputs must have shape [C, H, W], not {a.shape}")
+        if w.size == 0 or a.size == 0:
+            raise ValueError(f"weights {w.shape} and inputs {a.shape} must not be empty")
+        if w.shape[1] != a.shape[0]:
+            raise ValueError(f"weights {w.shape} expect {w.shape[1]} input channels, "
+                             f"the inputs {a.shape} have {a.shape[0]}")
+        for name in ("stride", "padding"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ValueError(f"{name} must be an integer, not {v!r}")
+        if self.stride < 1:
+            raise ValueError(f"stride must be >= 1, not {self.stride}")
+        if self.padding < 0:
+            raise ValueError(f"padding must be >= 0, not {self.padding}")
+        conv_output_size(a.shape[1], w.shape[2], int(self.stride), int(self.padding))
+        conv_output_size(a.shape[2], w.shape[3], int(self.stride), int(self.padding))
+        a_bits, w_bits = infer_bits(self.scheme, w, a, self.a_bits, self.w_bits)
+        lo, hi = weight_code_range(self.scheme, w_bits)
+        w = check_codes(f"{self.scheme} weight codes", w, lo, hi)
+        lo, hi = activation_code_range(self.scheme, a_bits)
+        a = check_codes(f"{self.scheme} activation codes", a, lo, hi)
+        object.__setattr__(self, "weights", w)
+        object.__setattr__(self, "inputs", a)
+        object.__setattr__(self, "stride", int(self.stride))
+        object.__setattr__(self, "padding", int(self.padding))
+        object.__setattr__(self, "a_bits", a_bits)
+        object.__setattr__(self, "w_bits", w_bits)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        M, _, R, S = self.weights.shape
+        _, H, W = self.inputs.shape
+        return (M, conv_output_size(H, R, self.stride, self.padding),
+                conv_output_size(W, S, self.stride, self.padding))
+
+
+def _unsigned_bits(values) -> int:
+    top = int(np.max(values)) if np.size(values) else 0
+    return max(1, top.bit_length())
+
+
+def infer_bits(scheme: str, weights, inputs, a_bits=None, w_bits=None) -> tuple[int, int]:
+    """``a_bits`` and ``w_bits`` as given, else the smallest widths that hold the codes.
+
+    Signed activations take at least 2 bits; ``xnor`` takes the lane count from ``a_bits``
+    or ``w_bits`` (else the widest code); fixed-width schemes ignore the codes.
+    """
+    check_scheme(scheme)
+    w = np.asarray(weights, dtype=np.int64)
+    a = np.asarray(inputs, dtype=np.int64)
+    if a_bits is not None:
+        a_bits = int(a_bits)
+    if w_bits is not None:
+        w_bits = int(w_bits)
+    if scheme == "xnor":
+        lanes = a_bits or w_bits or max(_unsigned_bits(w), _unsigned_bits(a))
+        if a_bits is not None and w_bits is not None and a_bits != w_bits:
+            raise ValueError(f"xnor needs a_bits == w_bits (lanes), not {a_bits} and {w_bits}")
+        lanes = weight_bits("xnor", lanes)
+        return lanes, lanes
+    if w_bits is None:
+        if scheme in ("binary", "ternary", "pow2"):
+            w_bits = weight_bits(scheme)
+        elif scheme == "dorefa":
+            w_bits = _unsigned_bits(w)
+        else:
+            w_bits = max(2, signed_width(int(w.min()), int(w.max())))
+    w_bits = weight_bits(scheme, w_bits)
+    if a_bits is None:
+        if scheme == "dorefa":
+            a_bits = _unsigned_bits(a)
+        else:
+            a_bits = max(2, signed_width(int(a.min()), int(a.max())))
+    activation_code_range(scheme, a_bits)  # validates
+    return a_bits, w_bits
+
+
+def _scalar(data, name: str, default=None):
+    if name not in data:
+        if default is not None:
+            return default
+        raise ValueError(f"layer file has no {name!r}")
+    arr = np.asarray(data[name])
+    if arr.ndim != 0 and arr.size != 1:
+        raise ValueError(f"{name!r} must be a scalar, not shape {arr.shape}")
+    return arr.reshape(()).item()
+
+
+def load_layer(path) -> Layer:
+    """Read and validate LAYER.npz; ``ValueError`` (one line) on anything wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"layer file {str(path)!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            contents = {k: data[k] for k in data.files}
+    except Exception as exc:  # zip or format errors from NumPy
+        raise ValueError(f"{str(path)!r} is not a readable .npz file ({exc})") from None
+    for key in ("scheme", "weights", "inputs"):
+        if key not in contents:
+            raise ValueError(f"layer file {str(path)!r} has no {key!r} array; needs scheme, "
+                             "weights, inputs, stride, padding")
+    scheme = str(_scalar(contents, "scheme"))
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r}; allowed: {', '.join(SCHEMES)}")
+    opt = {k: int(_scalar(contents, k)) for k in ("a_bits", "w_bits") if k in contents}
+    return Layer(scheme=scheme, weights=contents["weights"], inputs=contents["inputs"],
+                 stride=int(_scalar(contents, "stride", 1)),
+                 padding=int(_scalar(contents, "padding", 0)), **opt)
+
+
+def _atomic_savez(path, force: bool, arrays: dict) -> None:
+    path = Path(path)
+    if path.exists() and not force:
+        raise ValueError(f"{str(path)!r} exists; use --force to overwrite it")
+    if not path.parent.exists():
+        raise ValueError(f"folder {str(path.parent)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_layer(path, layer: Layer, *, force: bool = False) -> None:
+    """Write LAYER.npz (refuses to overwrite unless ``force``)."""
+    _atomic_savez(path, force, {
+        "scheme": np.array(layer.scheme), "weights": layer.weights, "inputs": layer.inputs,
+        "stride": np.int64(layer.stride), "padding": np.int64(layer.padding),
+        "a_bits": np.int64(layer.a_bits), "w_bits": np.int64(layer.w_bits)})
+
+
+def save_outputs(path, outputs, counters: dict, *, extra: dict | None = None,
+                 force: bool = False) -> None:
+    """Write OUT.npz: ``outputs`` (int64), ``cycles`` and every counter (int64 scalars)."""
+    arrays = {"outputs": np.asarray(outputs, dtype=np.int64)}
+    for name in OUTPUT_COUNTERS:
+        if name not in counters:
+            raise ValueError(f"counter {name!r} missing")
+        arrays[name] = np.int64(counters[name])
+    for k, v in (extra or {}).items():
+        arrays[k] = np.asarray(v)
+    _atomic_savez(path, force, arrays)
+
+
+def load_outputs(path) -> dict:
+    """Read OUT.npz into a dict (``outputs`` array, counters as ints)."""
+    with np.load(path, allow_pickle=False) as data:
+        out = {k: data[k] for k in data.files}
+    if "outputs" not in out:
+        raise ValueError(f"{str(path)!r} has no 'outputs' array")
+    for name in OUTPUT_COUNTERS:
+        if name not in out:
+            raise ValueError(f"{str(path)!r} has no {name!r} counter")
+        out[name] = int(out[name])
+    return out

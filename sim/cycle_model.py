@@ -1,0 +1,335 @@
+"""The mapping of a layer onto the row-stationary array, and its exact cycle and access model.
+
+One place holds the folding arithmetic: the accelerator (``hw.accelerator``) only counts
+through the loops this module configures (``config_values``), and ``predict`` computes, from
+the layer's shape and the array's parameters alone, the cycles and every counter the RTL
+reports (only ``skipped`` needs the weights). Tests assert equality for every layer run.
+
+Mapping (see ``hw.controller``): reduction units ``(cg, r)`` (``q`` channels, one filter
+row) down the PE rows, output rows across the PE columns, output columns in segments of
+``Fseg``, filters ``p`` at a time. Loop order: row fold ``kr``, column fold ``ke``,
+segment ``kf`` (one *block*), filter group ``g`` (one *pass*).
+
+For ``xnor`` a layer's channels are packed words: ``C`` counts words of ``lanes`` channels
+(``model.ops.xnor_conv2d``), each word is one activation code and one MAC slot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+__all__ = ["LayerShape", "ArrayParams", "Mapping", "check_mappable", "mappings",
+           "choose_mapping", "config_values", "weight_stream_order", "output_stream_order",
+           "predict", "memory_depths", "COUNTERS"]
+
+#: Counter names, in the accelerator's order.
+COUNTERS = ("cycles", "macs", "skipped", "rf_reads", "rf_writes", "array_transfers",
+            "glb_reads", "glb_writes", "offchip_words")
+
+_FIELD_LIMIT = 1 << 24  # hw.controller.CONFIG_FIELD_BITS
+_MAX_STRIDE = 4         # hw.pe.MAX_STRIDE
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerShape:
+    """A convolution ``[M, C, R, S]`` on ``[C, H, W]`` (a dense layer: R = S = H = W = 1)."""
+
+    M: int
+    C: int
+    R: int
+    S: int
+    H: int
+    W: int
+    stride: int = 1
+    padding: int = 0
+
+    @property
+    def E(self) -> int:
+        return (self.H + 2 * self.padding - self.R) // self.stride + 1
+
+    @property
+    def F(self) -> int:
+        return (self.W + 2 * self.padding - self.S) // self.stride + 1
+
+    @classmethod
+    def of(cls, weights_shape, inputs_shape, stride=1, padding=0) -> "LayerShape":
+        M, C, R, S = (int(v) for v in weights_shape)
+        _, H, W = (int(v) for v in inputs_shape)
+        return cls(M, C, R, S, H, W, int(stride), int(padding))
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayParams:
+    """The array's size and its PE scratchpad sizes (entries per bank)."""
+
+    rows: int = 3
+    cols: int = 4
+    filter_spad: int = 32
+    ifmap_spad: int = 32
+    psum_spad: int = 32
+
+    @property
+    def pes(self) -> int:
+        return self.rows * self.cols
+
+
+@dataclasses.dataclass(frozen=True)
+class Mapping:
+    """``q`` channels and ``p`` filters per PE, output segments of ``Fseg`` columns."""
+
+    q: int
+    p: int
+    Fseg: int
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def check_mappable(shape: LayerShape, params: ArrayParams) -> None:
+    """Raise ``ValueError`` naming the limit if the layer cannot run on this array at all."""
+    s = shape
+    for name in ("M", "C", "R", "S", "H", "W"):
+        if getattr(s, name) < 1:
+            raise ValueError(f"layer dimension {name} must be >= 1, not {getattr(s, name)}")
+    if not 1 <= s.stride <= _MAX_STRIDE:
+        raise ValueError(f"stride {s.stride} is not supported; allowed: 1 to {_MAX_STRIDE}")
+    if s.padding < 0:
+        raise ValueError(f"padding must be >= 0, not {s.padding}")
+    if s.H + 2 * s.padding < s.R or s.W + 2 * s.padding < s.S:
+        raise ValueError(f"the {s.R}x{s.S} filter exceeds the padded {s.H}x{s.W} input")
+    if s.S > params.filter_spad:
+        raise ValueError(f"filter width {s.S} exceeds the filter scratchpad "
+                         f"({params.filter_spad} entries)")
+    if s.S > params.ifmap_spad:
+        raise ValueError(f"filter width {s.S} exceeds the input scratchpad "
+                         f"({params.ifmap_spad} entries)")
+    if not mappings(shape, params):
+        raise ValueError("no mapping fits the scratchpads (filter "
+                         f"{params.filter_spad}, input {params.ifmap_spad}, psum "
+                         f"{params.psum_spad} entries)")
+
+
+def mappings(shape: LayerShape, params: ArrayParams) -> list[Mapping]:
+    """Every mapping whose scratchpad needs fit, with the longest segment for each (q, p)."""
+    s = shape
+    out = []
+    for q in _divisors(s.C):
+        for p in _divisors(s.M):
+            if p * q * s.S > params.filter_spad:
+                continue
+            # longest segment: q * ((Fseg - 1) * U + S) <= ifmap, p * Fseg <= psum
+            fmax = min(s.F, params.psum_spad // p,
+                       (params.ifmap_spad // q - s.S) // s.stride + 1
+                       if params.ifmap_spad // q >= s.S else 0)
+            if fmax < 1:
+                continue
+            # segments of equal length waste the least: F split into ceil(F / fmax) parts
+            fseg = _ceil(s.F, _ceil(s.F, fmax))
+            out.append(Mapping(q, p, fseg))
+    return out
+
+
+def choose_mapping(shape: LayerShape, params: ArrayParams) -> Mapping:
+    """The mapping with the fewest predicted cycles (ties: fewer global-buffer reads)."""
+    check_mappable(shape, params)
+    best = None
+    for mp in mappings(shape, params):
+        pred = predict(shape, params, mp)
+        key = (pred["cycles"], pred["glb_reads"], -mp.p, -mp.q)
+        if best is None or key < best[0]:
+            best = (key, mp)
+    return best[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Folds:
+    Cg: int
+    G: int
+    units: int
+    n_r: int
+    rows_last: int
+    n_e: int
+    cols_last: int
+    n_f: int
+    F_last: int
+    Wseg: int
+
+
+def _folds(shape: LayerShape, params: ArrayParams, mp: Mapping) -> _Folds:
+    s, Y, X = shape, params.rows, params.cols
+    Cg, G = s.C // mp.q, s.M // mp.p
+    units = Cg * s.R
+    n_r = _ceil(units, Y)
+    n_e = _ceil(s.E, X)
+    n_f = _ceil(s.F, mp.Fseg)
+    return _Folds(Cg=Cg, G=G, units=units, n_r=n_r, rows_last=units - (n_r - 1) * Y,
+                  n_e=n_e, cols_last=s.E - (n_e - 1) * X, n_f=n_f,
+                  F_last=s.F - (n_f - 1) * mp.Fseg, Wseg=(mp.Fseg - 1) * s.stride + s.S)
+
+
+def memory_depths(shape: LayerShape, params: ArrayParams, mp: Mapping) -> tuple[int, int, int]:
+    """Global-buffer words the layer needs: (input buffer, per weight bank, per psum bank)."""
+    fo = _folds(shape, params, mp)
+    s = shape
+    return (s.C * s.H * s.W, _ceil(fo.units, params.rows) * s.M * mp.q * s.S,
+            fo.n_e * s.M * s.F)
+
+
+def config_values(shape: LayerShape, params: ArrayParams, mp: Mapping) -> dict[str, int]:
+    """The configuration word's fields (``hw.controller.CONFIG_FIELDS``) for this layer."""
+    s, Y, X, fo = shape, params.rows, params.cols, _folds(shape, params, mp)
+    U, P = s.stride, s.padding
+    v = {
+        "H": s.H, "W": s.W, "R": s.R, "S": s.S, "U": U, "P": P, "E": s.E,
+        "q": mp.q, "p": mp.p, "Cg": fo.Cg, "G": fo.G, "Fseg": mp.Fseg, "n_f": fo.n_f,
+        "F_last": fo.F_last, "Wseg": fo.Wseg, "n_r": fo.n_r, "rows_last": fo.rows_last,
+        "n_e": fo.n_e, "cols_last": fo.cols_last, "YdivR": Y // s.R, "YmodR": Y % s.R,
+        "qS": mp.q * s.S, "pqS": mp.p * mp.q * s.S, "MqS": s.M * mp.q * s.S,
+        "n_weights": s.M * s.C * s.R * s.S, "HW": s.H * s.W, "qHW": mp.q * s.H * s.W,
+        "YdivR_qHW": (Y // s.R) * mp.q * s.H * s.W, "n_inputs": s.C * s.H * s.W,
+        "XU": X * U, "XUW": X * U * s.W, "PW": P * s.W, "FsegU": mp.Fseg * U,
+        "Fp": s.F * mp.p, "MF": s.M * s.F, "Fsegp": mp.Fseg * mp.p,
+        "CLU": (fo.cols_last - 1) * U, "XU_U": (X - 1) * U, "FsU1": (mp.Fseg - 1) * U,
+        "FlU1": (fo.F_last - 1) * U, "Flastp": fo.F_last * mp.p,
+    }
+    for name, value in v.items():
+        if not 0 <= value < _FIELD_LIMIT:
+            raise ValueError(f"layer too large: configuration field {name} = {value}; "
+                             f"allowed: below 2**24")
+    return v
+
+
+def weight_stream_order(shape: LayerShape, params: ArrayParams, mp: Mapping) -> np.ndarray:
+    """Flat indices into ``weights.ravel()`` ([M, C, R, S]) in ``weight_stream`` order.
+
+    For each reduction unit ``u = cg * R + r`` (bank ``u % rows``): every filter ``m``, then
+    the ``q`` channels of the group, then the ``S`` taps.
+    """
+    s = shape
+    cg, r, m, cq, t = np.meshgrid(np.arange(s.C // mp.q), np.arange(s.R), np.arange(s.M),
+                                  np.arange(mp.q), np.arange(s.S), indexing="ij")
+    c = cg * mp.q + cq
+    return (((m * s.C + c) * s.R + r) * s.S + t).ravel()
+
+
+def output_stream_order(shape: LayerShape, params: ArrayParams, mp: Mapping) -> np.ndarray:
+    """Flat indices into the output [M, E, F] of each ``output_stream`` word, in order.
+
+    Column by column (``e = ke * cols + j``), each column's psum bank in address order:
+    filter group ``g``, output column ``f``, filter ``mi`` of the group.
+    """
+    s, X = shape, params.cols
+    g, f, mi = np.meshgrid(np.arange(s.M // mp.p), np.arange(s.F), np.arange(mp.p),
+                           indexing="ij")
+    per_row = ((g * mp.p + mi) * s.E * s.F + f).ravel()     # for e = 0
+    order = [per_row + e * s.F for ke in range(_ceil(s.E, X))
+             for e in range(ke * X, min(s.E, (ke + 1) * X))]
+    return np.concatenate(order)
+
+
+def _valid_counts(size: int, kernel: int, stride: int, padding: int, out: int) -> np.ndarray:
+    """For each tap k: how many output positions put it inside the image."""
+    pos = np.arange(out)[:, None] * stride + np.arange(kernel)[None, :] - padding
+    return ((pos >= 0) & (pos < size)).sum(axis=0)
+
+
+def _block_geometry(shape, params, mp, fo, kr, ke, kf):
+    """Input words, active PEs and words per active PE of one block."""
+    s, Y, X = shape, params.rows, params.cols
+    U, P = s.stride, s.padding
+    rows_valid = fo.rows_last if kr == fo.n_r - 1 else Y
+    cols_valid = fo.cols_last if ke == fo.n_e - 1 else X
+    fv = fo.F_last if kf == fo.n_f - 1 else mp.Fseg
+    u0 = kr * Y
+    cg_lo, cg_hi = u0 // s.R, (u0 + rows_valid - 1) // s.R
+    e0 = ke * X
+    hlo, hhi = max(0, e0 * U - P), min(s.H - 1, (e0 + cols_valid - 1) * U + s.R - 1 - P)
+    ws = kf * mp.Fseg * U - P
+    wlo, whi = max(0, ws), min(s.W - 1, ws + (fv - 1) * U + s.S - 1)
+    nh, nw = max(0, hhi - hlo + 1), max(0, whi - wlo + 1)
+    words = (cg_hi - cg_lo + 1) * mp.q * nh * nw
+    r_of_row = (u0 + np.arange(rows_valid)) % s.R
+    h = (e0 + np.arange(cols_valid))[None, :] * U + r_of_row[:, None] - P
+    active = int(((h >= 0) & (h < s.H)).sum()) if nw > 0 else 0
+    return rows_valid, cols_valid, fv, words, active, nw
+
+
+def predict(shape: LayerShape, params: ArrayParams, mp: Mapping | None = None, *,
+            weights=None, scheme: str | None = None, w_bits: int | None = None) -> dict:
+    """Cycles and every counter of ``hw.accelerator.Accelerator`` for this layer.
+
+    ``skipped`` is counted from ``weights`` (codes, [M, C, R, S]) when ``scheme``'s product
+    unit can skip (``ternary``, ``pow2``); without weights it is 0. Also returns
+    ``utilisation`` = macs / (PEs x cycles) and the ``mapping``.
+    """
+    s, Y, X = shape, params.rows, params.cols
+    mp = mp or choose_mapping(shape, params)
+    fo = _folds(shape, params, mp)
+    pqS = mp.p * mp.q * s.S
+    Lw = pqS + 1
+
+    blocks = [(kr, ke, kf) for kr in range(fo.n_r) for ke in range(fo.n_e)
+              for kf in range(fo.n_f)]
+    geo = [_block_geometry(shape, params, mp, fo, *b) for b in blocks]
+    counters = dict.fromkeys(COUNTERS, 0)
+
+    # ---- timeline: a pass starts when its predecessors' engines are all done -----------
+    def lc(b):
+        return geo[b][2] * pqS
+
+    def ld(b):
+        return mp.p * geo[b][2] + Y + 1
+
+    n_blocks, G = len(blocks), fo.G
+    T = max(1 + Lw, 1 + geo[0][3] + 3)
+    prev_ld = None
+    for b in range(n_blocks):
+        block_start = T
+        last_block = b == n_blocks - 1
+        for g in (range(G) if G <= 3 else (0, 1, None, G - 1)):
+            if g is None:            # the G - 3 identical middle passes
+                T += (G - 3) * max(lc(b), Lw, ld(b))
+                continue
+            ends = [T + lc(b)]
+            if not (last_block and g == G - 1):
+                ends.append(T + Lw)
+            if prev_ld is not None:
+                ends.append(T + prev_ld)
+            if g == G - 1 and not last_block:
+                ends.append(block_start + geo[b + 1][3] + 3)
+            prev_ld = ld(b)
+            T = max(ends)
+    counters["cycles"] = T + prev_ld
+
+    # ---- counters ----------------------------------------------------------------------
+    nr = _valid_counts(s.H, s.R, s.stride, s.padding, s.E)      # per r
+    ns = _valid_counts(s.W, s.S, s.stride, s.padding, s.F)      # per s
+    macs = s.M * s.C * int(nr.sum()) * int(ns.sum())
+    skipped = 0
+    if weights is not None and scheme in ("ternary", "pow2"):
+        zero = (np.asarray(weights) == 0)                         # level 0 <=> code 0
+        skipped = int((zero.sum(axis=(0, 1)) * np.outer(nr, ns)).sum())
+    psum_rf = rf_w = transfers = glb_r = glb_w = 0
+    for b, (kr, ke, kf) in enumerate(blocks):
+        rows_valid, cols_valid, fv, words, active, nw = geo[b]
+        pf = mp.p * fv
+        psum_rf += G * active * pf
+        rf_w += G * rows_valid * cols_valid * pqS + active * mp.q * nw + G * active * pf
+        transfers += G * cols_valid * (Y - 1) * pf
+        glb_r += words + G * rows_valid * pqS + (G * cols_valid * pf if kr > 0 else 0)
+        glb_w += G * cols_valid * pf
+    n_w, n_in, n_out = s.M * s.C * s.R * s.S, s.C * s.H * s.W, s.M * s.E * s.F
+    counters.update(macs=macs, skipped=skipped, rf_reads=2 * macs + psum_rf, rf_writes=rf_w,
+                    array_transfers=transfers, glb_reads=glb_r + n_out,
+                    glb_writes=glb_w + n_w + n_in, offchip_words=n_w + n_in + n_out)
+    counters["utilisation"] = macs / (params.pes * counters["cycles"])
+    counters["mapping"] = mp
+    return counters

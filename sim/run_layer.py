@@ -1,0 +1,257 @@
+"""Run layers on the simulated accelerator: Amaranth's simulator, Verilator or Icarus.
+
+Every backend takes the same *jobs* (``plan``: the packed configuration word, the weight and
+input stream words, the number of outputs) on an accelerator built by
+``build_accelerator`` and returns the output stream words and the counters; ``run_layers``
+turns them back into [M, E, F] sums. A new backend (a board) is a class with
+``run(accelerator_args, jobs, progress) -> list[(words, counters)]`` added to ``BACKENDS``.
+
+- ``amaranth``: ``amaranth.sim`` in this process (a tqdm bar over the predicted cycles when
+  ``progress`` is set);
+- ``verilator`` / ``icarus``: the Verilog of the same accelerator (``amaranth.back.verilog``)
+  under cocotb (``sim/tb/test_accelerator.py``), built in a temporary folder.
+
+Several layers can share one accelerator (sized for the largest) and one simulation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from model.layer_file import Layer
+from model.ops import accumulator_width
+from model.quant import to_unsigned_bits
+from sim.cycle_model import (ArrayParams, LayerShape, Mapping, check_mappable, choose_mapping,
+                             config_values, memory_depths, output_stream_order, predict,
+                             weight_stream_order)
+
+__all__ = ["Job", "LayerRun", "plan", "accelerator_args", "build_accelerator", "run_layers",
+           "run_layer", "BACKENDS", "pack_config"]
+
+
+@dataclasses.dataclass
+class Job:
+    """One layer as stream words for the accelerator."""
+
+    config: int
+    weights: list[int]
+    inputs: list[int]
+    n_outputs: int
+    predicted_cycles: int
+
+
+@dataclasses.dataclass
+class LayerRun:
+    """What running one layer gave: exact sums [M, E, F], counters, mapping."""
+
+    outputs: np.ndarray
+    counters: dict
+    mapping: Mapping
+    params: ArrayParams
+
+
+def pack_config(values: dict) -> int:
+    """The configuration word as one integer (fields of ``hw.controller.config_layout``)."""
+    from hw.controller import CONFIG_FIELD_BITS, CONFIG_FIELDS
+    word = 0
+    for i, name in enumerate(CONFIG_FIELDS):
+        word |= int(values[name]) << (i * CONFIG_FIELD_BITS)
+    return word
+
+
+def _shape(layer: Layer) -> LayerShape:
+    return LayerShape.of(layer.weights.shape, layer.inputs.shape, layer.stride, layer.padding)
+
+
+def plan(layer: Layer, params: ArrayParams, mapping: Mapping | None = None):
+    """(shape, mapping, Job) for ``layer`` on an array with ``params``."""
+    shape = _shape(layer)
+    check_mappable(shape, params)
+    mp = mapping or choose_mapping(shape, params)
+    cfg = config_values(shape, params, mp)
+    w_words = to_unsigned_bits(layer.weights.ravel()[weight_stream_order(shape, params, mp)],
+                               layer.w_bits)
+    i_words = to_unsigned_bits(layer.inputs.ravel(), layer.a_bits)
+    job = Job(pack_config(cfg), [int(v) for v in w_words], [int(v) for v in i_words],
+              shape.M * shape.E * shape.F, predict(shape, params, mp)["cycles"])
+    return shape, mp, job
+
+
+def accelerator_args(layers: list[Layer], params: ArrayParams,
+                     mappings: list[Mapping] | None = None) -> dict:
+    """Keyword arguments of ``hw.accelerator.Accelerator`` that fit every layer."""
+    first = layers[0]
+    for layer in layers:
+        if (layer.scheme, layer.a_bits, layer.w_bits) != (first.scheme, first.a_bits,
+                                                          first.w_bits):
+            raise ValueError("layers sharing an accelerator need one scheme and one width")
+    acc = max(accumulator_width(layer.scheme, a_bits=layer.a_bits, w_bits=layer.w_bits,
+                                fan_in=int(np.prod(layer.weights.shape[1:])))
+              for layer in layers)
+    depths = [1, 1, 1]
+    for i, layer in enumerate(layers):
+        shape = _shape(layer)
+        mp = mappings[i] if mappings else choose_mapping(shape, params)
+        depths = [max(a, b) for a, b in zip(depths, memory_depths(shape, params, mp))]
+    return dict(rows=params.rows, cols=params.cols, scheme=first.scheme, a_bits=first.a_bits,
+                w_bits=first.w_bits, acc_bits=acc, filter_spad=params.filter_spad,
+                ifmap_spad=params.ifmap_spad, psum_spad=params.psum_spad, in_depth=depths[0],
+                wb_depth=depths[1], pb_depth=depths[2])
+
+
+def build_accelerator(args: dict):
+    """An ``hw.accelerator.Accelerator`` from ``accelerator_args``."""
+    from hw.accelerator import Accelerator
+    args = dict(args)
+    return Accelerator(args.pop("rows"), args.pop("cols"), args.pop("scheme"), **args)
+
+
+def _counters_from(values: dict) -> dict:
+    from hw.accelerator import COUNTER_NAMES
+    return {name: int(values[name]) for name in COUNTER_NAMES}
+
+
+class AmaranthBackend:
+    """``amaranth.sim`` in this process."""
+
+    name = "amaranth"
+
+    def run(self, args: dict, jobs: list[Job], progress: bool = False):
+        from amaranth.sim import Simulator
+        from hw.accelerator import COUNTER_NAMES
+        dut = build_accelerator(args)
+        sim = Simulator(dut)
+        sim.add_clock(1e-8)
+        results = []
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=sum(j.predicted_cycles for j in jobs), unit="cycle",
+                       desc="simulating", leave=False)
+
+        async def put(ctx, port, words):
+            ctx.set(port.valid, 1)
+            for word in words:
+                ctx.set(port.payload, word)
+                await ctx.tick().until(port.ready)
+            ctx.set(port.valid, 0)
+
+        async def testbench(ctx):
+            for job in jobs:
+                ctx.set(dut.config_stream.payload.as_value(), job.config)
+                ctx.set(dut.config_stream.valid, 1)
+                await ctx.tick().until(dut.config_stream.ready)
+                ctx.set(dut.config_stream.valid, 0)
+                await put(ctx, dut.weight_stream, job.weights)
+                await put(ctx, dut.input_stream, job.inputs)
+                if bar is not None:
+                    done = 0
+                    while not ctx.get(dut.output_stream.valid):
+                        await ctx.tick().repeat(256)
+                        now = ctx.get(dut.counters.cycles)
+                        bar.update(now - done)
+                        done = now
+                ctx.set(dut.output_stream.ready, 1)
+                words = []
+                for _ in range(job.n_outputs):
+                    (word,) = await ctx.tick().sample(dut.output_stream.payload).until(
+                        dut.output_stream.valid)
+                    words.append(int(word))
+                ctx.set(dut.output_stream.ready, 0)
+                results.append((words, _counters_from(
+                    {n: ctx.get(getattr(dut.counters, n)) for n in COUNTER_NAMES})))
+
+        sim.add_testbench(testbench)
+        sim.run()
+        if bar is not None:
+            bar.close()
+        return results
+
+
+class CocotbBackend:
+    """The generated Verilog under cocotb, on Verilator or Icarus."""
+
+    def __init__(self, simulator: str):
+        self.name = simulator
+        self.simulator = simulator
+
+    def available(self) -> tuple[bool, str]:
+        from sim import toolchain
+        if self.simulator == "verilator":
+            return toolchain.verilator_available()
+        return toolchain.icarus_available()
+
+    def run(self, args: dict, jobs: list[Job], progress: bool = False, build_dir=None):
+        from amaranth.back import verilog
+        from cocotb_tools.runner import get_runner
+        from sim import toolchain
+        ok, why = self.available()
+        if not ok:
+            raise ValueError(f"backend {self.simulator!r} is unavailable: {why}")
+        toolchain.setup_environment()
+        dut = build_accelerator(args)
+        with tempfile.TemporaryDirectory(prefix="mulfree-run-") as tmp:
+            work = Path(build_dir or tmp)
+            work.mkdir(parents=True, exist_ok=True)
+            src = work / "accelerator.v"
+            src.write_text(verilog.convert(dut, name="accelerator", emit_src=False))
+            jobs_file = work / "jobs.json"
+            jobs_file.write_text(json.dumps([dataclasses.asdict(j) for j in jobs]))
+            result_file = work / "results.json"
+            runner = get_runner(self.simulator)
+            build_args = ["-Wno-fatal", "-Wno-WIDTH"] if self.simulator == "verilator" else []
+            kwargs = {"timescale": ("1ns", "1ps")} if self.simulator == "icarus" else {}
+            runner.build(sources=[src], hdl_toplevel="accelerator", build_dir=work / "build",
+                         build_args=build_args, always=True, **kwargs)
+            env = {"MULFREE_JOBS": str(jobs_file), "MULFREE_RESULTS": str(result_file),
+                   "MULFREE_PROGRESS": "1" if progress else "0"}
+            old = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
+            try:
+                runner.test(hdl_toplevel="accelerator", test_module="sim.tb.test_accelerator",
+                            build_dir=work / "build", test_dir=work,
+                            waves=bool(os.environ.get("MULFREE_WAVES")), **kwargs)
+            finally:
+                for k, v in old.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+            if not result_file.exists():
+                raise RuntimeError(f"the {self.simulator} run produced no results "
+                                   f"(see {work / 'build'})")
+            data = json.loads(result_file.read_text())
+        return [(r["outputs"], _counters_from(r["counters"])) for r in data]
+
+
+#: Backends by name (``mulfree run-layer --backend``).
+BACKENDS = {"amaranth": AmaranthBackend, "verilator": lambda: CocotbBackend("verilator"),
+            "icarus": lambda: CocotbBackend("icarus")}
+
+
+def run_layers(layers: list[Layer], *, backend: str = "amaranth",
+               params: ArrayParams = ArrayParams(), progress: bool = False) -> list[LayerRun]:
+    """Run ``layers`` (one scheme and width) on one accelerator; results in order."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    plans = [plan(layer, params) for layer in layers]
+    args = accelerator_args(layers, params, [mp for _, mp, _ in plans])
+    raw = BACKENDS[backend]().run(args, [job for _, _, job in plans], progress)
+    runs = []
+    for (shape, mp, _), (words, counters) in zip(plans, raw):
+        out = np.zeros(shape.M * shape.E * shape.F, dtype=np.int64)
+        out[output_stream_order(shape, params, mp)] = np.asarray(words, dtype=np.int64)
+        runs.append(LayerRun(out.reshape(shape.M, shape.E, shape.F), counters, mp, params))
+    return runs
+
+
+def run_layer(layer: Layer, *, backend: str = "amaranth", params: ArrayParams = ArrayParams(),
+              progress: bool = False) -> LayerRun:
+    """Run one layer (see ``run_layers``)."""
+    return run_layers([layer], backend=backend, params=params, progress=progress)[0]
