@@ -494,7 +494,7 @@ class CompressedModel:
         """The decoded network, rebuilt by ``model.nets.build`` from ``meta``."""
         m = self.meta
         net = nets.build(m["net"], tuple(m["input_shape"]), int(m["classes"]),
-                         pixel_max=int(m["pixel_max"]))
+                         pixel_max=int(m["pixel_max"]), shift_bn=bool(m.get("shift_bn", False)))
         return self.apply(net)
 
     def save(self, path, *, huffman: bool = True, overwrite: bool = False) -> None:
@@ -618,24 +618,40 @@ def _round_state_to_float32(net: Sequential) -> None:
 def deep_compress(net: Sequential, x_train, y_train, x_test, y_test, *, quality=None,
                   sparsity=None, prune_steps: int = 3, retrain_epochs: int = 10,
                   share_bits=5, finetune_epochs: int = 5, index_bits=5,
-                  lr: float = 1e-3, seed: int = 0, progress: bool = False) -> CompressionResult:
+                  lr: float = 1e-3, lr_end: float | None = None, seed: int = 0,
+                  progress: bool = False) -> CompressionResult:
     """Prune (in ``prune_steps`` steps, each retrained), share, fine-tune, store and code.
 
     The pruning setting ramps linearly to its target over the steps (step k of K prunes to
     ``k/K`` of the target sparsity, or with ``k/K`` of the quality), each step followed by
     ``retrain_epochs`` of ``model.train`` with the masks; then weight sharing and
     ``finetune_epochs`` of centroid fine-tuning. ``quality``, ``sparsity``, ``share_bits``
-    and ``index_bits`` take one value or one per compressible layer. ``net`` is not modified.
+    and ``index_bits`` take one value or one per compressible layer. Each retraining run
+    decays the learning rate from ``lr`` to ``lr_end`` (constant by default). ``net`` is not
+    modified.
     """
     prune_steps = check_bits("prune steps", prune_steps, 1, 100)
     work = copy.deepcopy(net)
     layers = compressible_layers(work)
     if not layers:
         raise ValueError("the network has no float Dense or Conv2d layer to compress")
-    bits_per_layer = _per_layer("index bits", index_bits, len(layers))
-    accuracy_at = {"original": accuracy(work, x_test, y_test)}
+    # Every setting is checked before the first epoch, not after minutes of retraining.
+    if (quality is None) == (sparsity is None):
+        raise ValueError("give exactly one of a pruning quality and a target sparsity")
+    bits_per_layer = [check_bits("index bits", b, 1, 16)
+                      for b in _per_layer("index bits", index_bits, len(layers))]
+    for b in _per_layer("weight-sharing bits", share_bits, len(layers)):
+        check_bits("weight-sharing bits", b, 2, 8)
     target_q = None if quality is None else _per_layer("pruning quality", quality, len(layers))
     target_s = None if sparsity is None else _per_layer("target sparsity", sparsity, len(layers))
+    for q in target_q or []:
+        prune_by_std(np.zeros(1), q)
+    for t in target_s or []:
+        prune_to_sparsity(np.zeros(1), t)
+    for name, value in (("retrain epochs", retrain_epochs), ("fine-tuning epochs",
+                                                            finetune_epochs)):
+        check_bits(name, value, 0, 100_000)
+    accuracy_at = {"original": accuracy(work, x_test, y_test)}
     masks: dict[str, np.ndarray] = {}
     for step in range(1, prune_steps + 1):
         ramp = step / prune_steps
@@ -644,7 +660,8 @@ def deep_compress(net: Sequential, x_train, y_train, x_test, y_test, *, quality=
             quality=None if target_q is None else [q * ramp for q in target_q],
             sparsity=None if target_s is None else [s * ramp for s in target_s])
         if retrain_epochs:
-            train(work, x_train, y_train, epochs=retrain_epochs, lr=lr, seed=seed + step,
+            train(work, x_train, y_train, epochs=retrain_epochs, lr=lr, lr_end=lr_end,
+                  seed=seed + step,
                   masks=masks, progress=progress, desc=f"prune step {step}/{prune_steps}")
     accuracy_at["pruned"] = accuracy(work, x_test, y_test)
     shared_net = share_network(work, share_bits)
@@ -652,7 +669,8 @@ def deep_compress(net: Sequential, x_train, y_train, x_test, y_test, *, quality=
     if finetune_epochs:
         keep_zero = {f"{i}.codebook": (np.arange(layer.params["codebook"].size) > 0)
                      for i, _, layer in compressible_layers(shared_net)}
-        train(shared_net, x_train, y_train, epochs=finetune_epochs, lr=lr, seed=seed,
+        train(shared_net, x_train, y_train, epochs=finetune_epochs, lr=lr, lr_end=lr_end,
+              seed=seed,
               masks=keep_zero, progress=progress, desc="centroid fine-tuning")
     _round_state_to_float32(shared_net)  # what is stored
     accuracy_at["shared"] = accuracy(shared_net, x_test, y_test)
