@@ -172,8 +172,9 @@ class PE(wiring.Component):
             m.d.sync += act_blk[self.i_bank].eq(0)
         with m.Elif(take):
             m.d.sync += act_blk[self.i_bank].eq(1)
-        with m.If(self.c_start):
-            m.d.sync += act_pass[self.c_start_pp].eq(act_blk[self.c_start_bp])
+        with m.If(self.c_start):  # (a word taken in the same cycle counts already)
+            m.d.sync += act_pass[self.c_start_pp].eq(
+                act_blk[self.c_start_bp] | (take & (self.i_bank == self.c_start_bp)))
 
         # ---- compute: stage 1 registers the scratchpad reads ----------------------------
         m.d.comb += [f_rd.addr.eq(self.c_faddr), i_rd.addr.eq(self.c_iaddr)]
