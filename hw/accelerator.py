@@ -25,8 +25,8 @@ word; they restart when a configuration is accepted):
     the skipped ones.
 ``skipped``
     those of ``macs`` whose product unit raised ``skip`` (weight level 0): the accumulator is
-    not clocked. Always 0 for units that cannot skip (``binary``, ``xnor``, ``dorefa``,
-    ``int``).
+    not clocked. Always 0 for units that cannot skip (``binary``, ``xnor``, ``dorefa``
+    without a codebook holding a 0 level, ``int``).
 ``rf_reads``
     scratchpad reads in the PEs: 2 per MAC slot (weight and activation) + 1 per psum entry
     read by an active PE during a drain.
@@ -84,7 +84,7 @@ class Accelerator(wiring.Component):
     ----------
     rows, cols : int
         PE array size.
-    scheme, a_bits, w_bits : as ``hw.units.product_unit``.
+    scheme, a_bits, w_bits, codebook : as ``hw.units.product_unit``.
     acc_bits : int
         Partial-sum width: at least ``model.ops.accumulator_width`` of every layer run.
     filter_spad, ifmap_spad, psum_spad : int
@@ -106,10 +106,11 @@ class Accelerator(wiring.Component):
     def __init__(self, rows: int, cols: int, scheme: str, *, a_bits: int,
                  w_bits: int | None = None, acc_bits: int, filter_spad: int = 16,
                  ifmap_spad: int = 16, psum_spad: int = 16, in_depth: int = 1024,
-                 wb_depth: int = 1024, pb_depth: int = 1024):
+                 wb_depth: int = 1024, pb_depth: int = 1024, codebook=None):
         self._array = RowStationaryArray(rows, cols, scheme, a_bits=a_bits, w_bits=w_bits,
                                          acc_bits=acc_bits, filter_spad=filter_spad,
-                                         ifmap_spad=ifmap_spad, psum_spad=psum_spad)
+                                         ifmap_spad=ifmap_spad, psum_spad=psum_spad,
+                                         codebook=codebook)
         arr = self._array
         self._buffer = GlobalBuffer(rows=rows, cols=cols, a_bits=arr.a_bits, w_bits=arr.w_bits,
                                     acc_bits=acc_bits, in_depth=in_depth, wb_depth=wb_depth,

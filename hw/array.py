@@ -62,7 +62,7 @@ class RowStationaryArray(wiring.Component):
     ----------
     rows, cols : int
         Physical array size (1..64 each).
-    scheme, a_bits, w_bits : as ``hw.units.product_unit``.
+    scheme, a_bits, w_bits, codebook : as ``hw.units.product_unit``.
     acc_bits : int
         Partial-sum width (``model.ops.accumulator_width`` of the largest layer).
     filter_spad, ifmap_spad, psum_spad : int
@@ -71,12 +71,13 @@ class RowStationaryArray(wiring.Component):
 
     def __init__(self, rows: int, cols: int, scheme: str, *, a_bits: int,
                  w_bits: int | None = None, acc_bits: int, filter_spad: int = 16,
-                 ifmap_spad: int = 16, psum_spad: int = 16):
+                 ifmap_spad: int = 16, psum_spad: int = 16, codebook=None):
         for name, v in (("rows", rows), ("cols", cols)):
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 64:
                 raise ValueError(f"{name} must be an integer in [1, 64], not {v!r}")
-        unit = product_unit(scheme, a_bits=a_bits, w_bits=w_bits)
+        unit = product_unit(scheme, a_bits=a_bits, w_bits=w_bits, codebook=codebook)
         unit._MustUse__silence = True  # only asked for its widths
+        self._codebook = codebook
         self._rows, self._cols = rows, cols
         self._scheme = scheme
         self._a_bits, self._w_bits = unit.a_bits, unit.w_bits
@@ -123,7 +124,7 @@ class RowStationaryArray(wiring.Component):
         pes = [[PE(self._scheme, a_bits=self._a_bits,
                    w_bits=self._w_bits,
                    acc_bits=self._acc_bits, column=j, filter_spad=self._fs,
-                   ifmap_spad=self._is, psum_spad=self._ps)
+                   ifmap_spad=self._is, psum_spad=self._ps, codebook=self._codebook)
                 for j in range(X)] for i in range(Y)]
 
         # Drain token pipeline, one stage per row (shared by the columns, which run in step).

@@ -67,7 +67,7 @@ class PE(wiring.Component):
     ----------
     scheme : str
         Product scheme (``model.quant.SCHEMES``); the product unit is
-        ``hw.units.product_unit(scheme, a_bits=, w_bits=)``.
+        ``hw.units.product_unit(scheme, a_bits=, w_bits=, codebook=)``.
     a_bits, w_bits : int
         Activation and weight code widths (``xnor``: lanes).
     acc_bits : int
@@ -76,6 +76,8 @@ class PE(wiring.Component):
         The PE's column index ``j``: it takes the input row of output row ``e0 + j``.
     filter_spad, ifmap_spad, psum_spad : int
         Entries per bank of each scratchpad (powers of two).
+    codebook : sequence of int, optional
+        Integer level of each weight code (weight sharing; ``dorefa``'s table only).
 
     Members
     -------
@@ -104,8 +106,8 @@ class PE(wiring.Component):
 
     def __init__(self, scheme: str, *, a_bits: int, w_bits: int | None = None, acc_bits: int,
                  column: int = 0, filter_spad: int = 16, ifmap_spad: int = 16,
-                 psum_spad: int = 16):
-        self._unit = product_unit(scheme, a_bits=a_bits, w_bits=w_bits)
+                 psum_spad: int = 16, codebook=None):
+        self._unit = product_unit(scheme, a_bits=a_bits, w_bits=w_bits, codebook=codebook)
         self._scheme = scheme
         self._acc_bits = int(acc_bits)
         self._column = int(column)

@@ -458,15 +458,22 @@ def _check_fixed_weight_bits(scheme: str, w_bits) -> None:
                          f"{fixed} or omitted, not {w_bits!r}")
 
 
-def product_unit(scheme: str, *, a_bits: int, w_bits: int | None = None) -> _ProductUnit:
+def product_unit(scheme: str, *, a_bits: int, w_bits: int | None = None,
+                 codebook=None) -> _ProductUnit:
     """Build the product unit of ``scheme`` (a name of ``model.quant.SCHEMES``).
 
     ``binary``, ``ternary`` and ``pow2`` have fixed weight widths (``w_bits`` may be omitted);
     ``dorefa`` and ``int`` need ``w_bits``; ``xnor`` takes the lane count as ``a_bits`` (and
-    ``w_bits``, if given, must be equal). Bad arguments raise ``ValueError`` naming the bad
-    value and what is allowed.
+    ``w_bits``, if given, must be equal). ``codebook`` (``dorefa`` only: ``2**w_bits``
+    integer levels, weight sharing) makes the LUT hold ``codebook[w] * a``. Bad arguments
+    raise ``ValueError`` naming the bad value and what is allowed.
     """
     check_scheme(scheme)
+    if codebook is not None:
+        if scheme != "dorefa":
+            raise ValueError(f"a codebook needs the table-look-up scheme 'dorefa', not "
+                             f"{scheme!r}")
+        return LutUnit(a_bits=a_bits, w_bits=w_bits, codebook=codebook, src_loc_at=1)
     if scheme == "xnor":
         if w_bits is not None and w_bits != a_bits:
             raise ValueError(f"xnor takes the lane count as a_bits and w_bits; they must be "

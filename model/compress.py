@@ -47,10 +47,10 @@ from functools import cached_property
 
 import numpy as np
 
-from model import nets
+from model import nets, ops
 from model.huffman import HuffmanStream, decode, encode
 from model.layers import Conv2d, Dense, Layer, Sequential
-from model.quant import check_bits
+from model.quant import check_bits, check_codes
 from model.sparse import RelativeIndexed, decode_relative, encode_relative
 from model.train import accuracy, train
 
@@ -64,6 +64,8 @@ __all__ = [
     "tie_gradients",
     "sharing_rate",
     "integer_codebook",
+    "codebook_conv2d",
+    "codebook_accumulator_width",
     "CompressedLayer",
     "compress_layer",
     "LayerStorage",
@@ -212,6 +214,40 @@ def integer_codebook(codebook, bits: int) -> tuple[np.ndarray, float]:
     top = float(np.max(np.abs(c), initial=0.0))
     scale = top / ((1 << (bits - 1)) - 1) if top > 0 else 1.0
     return np.round(c / scale).astype(np.int64), scale
+
+
+def _check_codebook_layer(indices, levels, a_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    lv = check_codes("integer codebook", levels, -(1 << 15), (1 << 15) - 1)
+    if lv.ndim != 1 or lv.size < 2 or lv.size & (lv.size - 1):
+        raise ValueError(f"an integer codebook needs 2**bits levels, not {lv.size}")
+    idx = check_codes("codebook indices", indices, 0, lv.size - 1)
+    check_bits("activation width", a_bits, 1, 15)
+    return idx, lv
+
+
+def codebook_conv2d(inputs, indices, levels, *, stride: int = 1, padding: int = 0,
+                    a_bits: int) -> np.ndarray:
+    """Exact sums of ``levels[indices] * a`` over a convolution (shared weights, integer codebook).
+
+    ``inputs`` are unsigned ``a_bits`` activation codes [C, H, W] (or a batch), ``indices``
+    the codebook indices [M, C, R, S]. Model of the row-stationary array whose ``LutUnit``
+    holds ``levels[w] * a`` (``hw.units.product_unit("dorefa", codebook=levels)``): it is
+    ``model.ops.conv2d("int", ...)`` on the weight levels, the unsigned codes read as
+    ``a_bits + 1``-bit signed ones.
+    """
+    idx, lv = _check_codebook_layer(indices, levels, a_bits)
+    check_codes("activation codes", inputs, 0, (1 << a_bits) - 1)
+    w = lv[idx]
+    return ops.conv2d("int", inputs, w, stride=stride, padding=padding, a_bits=a_bits + 1,
+                      w_bits=max(2, ops.signed_width(int(lv.min()), int(lv.max()))))
+
+
+def codebook_accumulator_width(levels, *, a_bits: int, fan_in: int) -> int:
+    """Smallest signed accumulator for ``fan_in`` products ``levels[w] * a``, a unsigned."""
+    _, lv = _check_codebook_layer(np.zeros(1, dtype=np.int64), levels, a_bits)
+    top = (1 << a_bits) - 1
+    lo, hi = min(int(lv.min()) * top, 0), max(int(lv.max()) * top, 0)
+    return ops.signed_width(fan_in * lo, fan_in * hi)
 
 
 @dataclass(frozen=True)

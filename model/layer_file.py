@@ -5,7 +5,9 @@ LAYER.npz
     scheme's encoding, [M, C, R, S]), ``inputs`` (integer activation codes, [C, H, W]),
     ``stride`` and ``padding`` (integers), and optionally ``a_bits`` and ``w_bits``. A dense
     layer is [M, C, 1, 1] weights on a [C, 1, 1] input. For ``xnor`` C counts packed words
-    and ``a_bits`` (= ``w_bits``) is the lane count.
+    and ``a_bits`` (= ``w_bits``) is the lane count. Optionally ``codebook`` (scheme
+    ``dorefa`` only, weight sharing): ``2**w_bits`` integer levels, the level of weight code
+    ``q`` being ``codebook[q]`` instead of ``2q - n`` (``model.compress.codebook_conv2d``).
 OUT.npz
     ``outputs`` (int64 [M, E, F], the exact sums of level(w) * a before any scale),
     ``cycles`` and one array per counter (``macs``, ``skipped``, ``rf_reads``,
@@ -49,6 +51,7 @@ class Layer:
     padding: int = 0
     a_bits: int | None = None
     w_bits: int | None = None
+    codebook: np.ndarray | None = None
 
     def __post_init__(self):
         check_scheme(self.scheme)
@@ -84,6 +87,15 @@ class Layer:
         object.__setattr__(self, "padding", int(self.padding))
         object.__setattr__(self, "a_bits", a_bits)
         object.__setattr__(self, "w_bits", w_bits)
+        if self.codebook is not None:
+            if self.scheme != "dorefa":
+                raise ValueError(f"a codebook needs scheme 'dorefa' (the look-up table), not "
+                                 f"{self.scheme!r}")
+            book = check_codes("codebook", self.codebook, -(1 << 15), (1 << 15) - 1)
+            if book.shape != (1 << w_bits,):
+                raise ValueError(f"codebook must hold 2^w_bits = {1 << w_bits} levels, not "
+                                 f"shape {book.shape}")
+            object.__setattr__(self, "codebook", book)
 
     @property
     def output_shape(self) -> tuple[int, int, int]:
@@ -163,6 +175,8 @@ def load_layer(path) -> Layer:
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}; allowed: {', '.join(SCHEMES)}")
     opt = {k: int(_scalar(contents, k)) for k in ("a_bits", "w_bits") if k in contents}
+    if "codebook" in contents:
+        opt["codebook"] = contents["codebook"]
     return Layer(scheme=scheme, weights=contents["weights"], inputs=contents["inputs"],
                  stride=int(_scalar(contents, "stride", 1)),
                  padding=int(_scalar(contents, "padding", 0)), **opt)
@@ -187,10 +201,11 @@ def _atomic_savez(path, force: bool, arrays: dict) -> None:
 
 def save_layer(path, layer: Layer, *, force: bool = False) -> None:
     """Write LAYER.npz (refuses to overwrite unless ``force``)."""
+    extra = {} if layer.codebook is None else {"codebook": layer.codebook}
     _atomic_savez(path, force, {
         "scheme": np.array(layer.scheme), "weights": layer.weights, "inputs": layer.inputs,
         "stride": np.int64(layer.stride), "padding": np.int64(layer.padding),
-        "a_bits": np.int64(layer.a_bits), "w_bits": np.int64(layer.w_bits)})
+        "a_bits": np.int64(layer.a_bits), "w_bits": np.int64(layer.w_bits), **extra})
 
 
 def save_outputs(path, outputs, counters: dict, *, extra: dict | None = None,

@@ -263,12 +263,14 @@ def _block_geometry(shape, params, mp, fo, kr, ke, kf):
 
 
 def predict(shape: LayerShape, params: ArrayParams, mp: Mapping | None = None, *,
-            weights=None, scheme: str | None = None, w_bits: int | None = None) -> dict:
+            weights=None, scheme: str | None = None, w_bits: int | None = None,
+            codebook=None) -> dict:
     """Cycles and every counter of ``hw.accelerator.Accelerator`` for this layer.
 
     ``skipped`` is counted from ``weights`` (codes, [M, C, R, S]) when ``scheme``'s product
-    unit can skip (``ternary``, ``pow2``); without weights it is 0. Also returns
-    ``utilisation`` = macs / (PEs x cycles) and the ``mapping``.
+    unit can skip (``ternary``, ``pow2``, or a ``codebook`` with a 0 level: the weights are
+    then codebook indices); without weights it is 0. Also returns ``utilisation`` = macs /
+    (PEs x cycles) and the ``mapping``.
     """
     s, Y, X = shape, params.rows, params.cols
     mp = mp or choose_mapping(shape, params)
@@ -314,8 +316,11 @@ def predict(shape: LayerShape, params: ArrayParams, mp: Mapping | None = None, *
     ns = _valid_counts(s.W, s.S, s.stride, s.padding, s.F)      # per s
     macs = s.M * s.C * int(nr.sum()) * int(ns.sum())
     skipped = 0
-    if weights is not None and scheme in ("ternary", "pow2"):
-        zero = (np.asarray(weights) == 0)                         # level 0 <=> code 0
+    if weights is not None and (codebook is not None or scheme in ("ternary", "pow2")):
+        if codebook is not None:                                  # level 0 <=> codebook 0
+            zero = np.asarray(codebook)[np.asarray(weights)] == 0
+        else:
+            zero = (np.asarray(weights) == 0)                     # level 0 <=> code 0
         skipped = int((zero.sum(axis=(0, 1)) * np.outer(nr, ns)).sum())
     psum_rf = rf_w = transfers = glb_r = glb_w = 0
     for b, (kr, ke, kf) in enumerate(blocks):
