@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -187,47 +187,45 @@ class CocotbBackend:
             return toolchain.verilator_available()
         return toolchain.icarus_available()
 
-    def run(self, args: dict, jobs: list[Job], progress: bool = False, build_dir=None):
+    def run(self, args: dict, jobs: list[Job], progress: bool = False, *,
+            p_valid: float = 1.0, p_ready: float = 1.0, expect: list | None = None):
+        """Run ``jobs``; ``expect`` (per job: stream-order ``outputs`` and ``counters``)
+        makes the testbench's scoreboard assert them too."""
         from amaranth.back import verilog
-        from cocotb_tools.runner import get_runner
-        from sim import toolchain
+        from sim.cocotb_runner import run_cocotb
         ok, why = self.available()
         if not ok:
             raise ValueError(f"backend {self.simulator!r} is unavailable: {why}")
-        toolchain.setup_environment()
-        dut = build_accelerator(args)
+        text = verilog.convert(build_accelerator(args), name="accelerator", emit_src=False)
+        if self.simulator == "icarus":
+            text = icarus_time_zero_fix(text)
         with tempfile.TemporaryDirectory(prefix="mulfree-run-") as tmp:
-            work = Path(build_dir or tmp)
-            work.mkdir(parents=True, exist_ok=True)
-            src = work / "accelerator.v"
-            src.write_text(verilog.convert(dut, name="accelerator", emit_src=False))
-            jobs_file = work / "jobs.json"
+            jobs_file, result_file = Path(tmp, "jobs.json"), Path(tmp, "results.json")
             jobs_file.write_text(json.dumps([dataclasses.asdict(j) for j in jobs]))
-            result_file = work / "results.json"
-            runner = get_runner(self.simulator)
-            build_args = ["-Wno-fatal", "-Wno-WIDTH"] if self.simulator == "verilator" else []
-            kwargs = {"timescale": ("1ns", "1ps")} if self.simulator == "icarus" else {}
-            runner.build(sources=[src], hdl_toplevel="accelerator", build_dir=work / "build",
-                         build_args=build_args, always=True, **kwargs)
-            env = {"MULFREE_JOBS": str(jobs_file), "MULFREE_RESULTS": str(result_file),
-                   "MULFREE_PROGRESS": "1" if progress else "0"}
-            old = {k: os.environ.get(k) for k in env}
-            os.environ.update(env)
-            try:
-                runner.test(hdl_toplevel="accelerator", test_module="sim.tb.test_accelerator",
-                            build_dir=work / "build", test_dir=work,
-                            waves=bool(os.environ.get("MULFREE_WAVES")), **kwargs)
-            finally:
-                for k, v in old.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
-            if not result_file.exists():
-                raise RuntimeError(f"the {self.simulator} run produced no results "
-                                   f"(see {work / 'build'})")
+            config = {"jobs": str(jobs_file), "results": str(result_file),
+                      "p_valid": p_valid, "p_ready": p_ready, "expect": expect}
+            result = run_cocotb(sources={"accelerator.v": text}, toplevel="accelerator",
+                                test_module="sim.tb.test_accelerator",
+                                simulator=self.simulator, config=config)
+            if not result.passed or not result_file.exists():
+                raise RuntimeError(f"the {self.simulator} run failed:\n{result.summary()}")
             data = json.loads(result_file.read_text())
         return [(r["outputs"], _counters_from(r["counters"])) for r in data]
+
+
+_TRIGGER = re.compile(r"^(\s*)reg (\\\S*dump_module\$\d+) += 0;$", re.MULTILINE)
+
+
+def icarus_time_zero_fix(text: str) -> str:
+    """Make Icarus evaluate every ``always @*`` block once at the start.
+
+    Yosys guards each combinational block with a ``reg`` initialised to 0 so that simulators
+    run it at time 0; Icarus 11 applies the initialiser without an event, so a block whose
+    inputs never change (a state decoder while the state stays in reset) stays X. Toggling
+    the guard at 1 ps after time 0 runs them all once; nothing else changes.
+    """
+    return _TRIGGER.sub(lambda m: f"{m.group(0)}\n{m.group(1)}initial #0.001 {m.group(2)} = 1;",
+                        text)
 
 
 #: Backends by name (``mulfree run-layer --backend``).
