@@ -1,0 +1,197 @@
+"""Whole layers on ``hw.accelerator.Accelerator`` in Amaranth's simulator.
+
+Every output is compared with ``model.ops.conv2d`` (``model.ops.dense`` for dense layers)
+and every counter with ``sim.cycle_model.predict``, for every scheme, over fixed shapes that
+cover each folding case and seeded random ones.
+"""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from model.layer_file import Layer
+from model.ops import accumulator_width, conv2d, dense, product_range
+from model.quant import SCHEMES, activation_code_range, weight_code_range
+from sim.cycle_model import ArrayParams, LayerShape, predict
+from sim.run_layer import accelerator_args, build_accelerator, plan, run_layers
+
+#: (a_bits, w_bits) per scheme (xnor: lanes)
+WIDTHS = {"binary": (4, 1), "xnor": (6, 6), "ternary": (4, 2), "pow2": (3, 3),
+          "dorefa": (3, 2), "int": (4, 4)}
+
+PARAMS = ArrayParams(rows=3, cols=4, filter_spad=16, ifmap_spad=16, psum_spad=16)
+
+#: (M, C, R, S, H, W, stride, padding): each folding case of the mapping
+FIXED_SHAPES = [
+    (2, 2, 3, 3, 6, 6, 1, 0),   # M, C > 1
+    (2, 1, 5, 3, 7, 6, 1, 2),   # R > rows, padding
+    (1, 2, 3, 3, 9, 5, 2, 1),   # stride 2, E > cols
+    (3, 2, 1, 1, 4, 5, 1, 0),   # 1x1
+    (4, 6, 1, 1, 1, 1, 1, 0),   # dense
+    (2, 1, 2, 4, 3, 9, 2, 0),   # rectangular filter, stride 2
+    (1, 1, 3, 3, 1, 1, 1, 1),   # 1x1 input, padded 3x3 filter
+]
+
+
+def random_layer(rng, scheme, shape) -> Layer:
+    M, C, R, S, H, W, U, P = shape
+    a_bits, w_bits = WIDTHS[scheme]
+    lo, hi = weight_code_range(scheme, w_bits)
+    weights = rng.integers(lo, hi + 1, size=(M, C, R, S))
+    lo, hi = activation_code_range(scheme, a_bits)
+    inputs = rng.integers(lo, hi + 1, size=(C, H, W))
+    return Layer(scheme, weights, inputs, U, P, a_bits=a_bits, w_bits=w_bits)
+
+
+def random_shape(rng):
+    R, S = (int(v) for v in rng.integers(1, 5, 2))
+    U = int(rng.integers(1, 3))
+    P = int(rng.integers(0, min(R, S)))
+    H = int(rng.integers(max(1, R - 2 * P), 10))
+    W = int(rng.integers(max(1, S - 2 * P), 10))
+    M, C = (int(v) for v in rng.integers(1, 5, 2))
+    return (M, C, R, S, H, W, U, P)
+
+
+def golden(layer: Layer) -> np.ndarray:
+    M, C, R, S = layer.weights.shape
+    if (R, S) == (1, 1) and layer.inputs.shape[1:] == (1, 1) and layer.padding == 0:
+        out = dense(layer.scheme, layer.inputs[:, 0, 0], layer.weights[:, :, 0, 0],
+                    a_bits=layer.a_bits, w_bits=layer.w_bits)
+        return out.reshape(M, 1, 1)
+    return conv2d(layer.scheme, layer.inputs, layer.weights, stride=layer.stride,
+                  padding=layer.padding, a_bits=layer.a_bits, w_bits=layer.w_bits)
+
+
+def predicted(layer: Layer, params: ArrayParams, mapping) -> dict:
+    shape = LayerShape.of(layer.weights.shape, layer.inputs.shape, layer.stride, layer.padding)
+    return predict(shape, params, mapping, weights=layer.weights, scheme=layer.scheme)
+
+
+def check_runs(layers, params):
+    runs = run_layers(layers, params=params)
+    for layer, run in zip(layers, runs):
+        np.testing.assert_array_equal(run.outputs, golden(layer))
+        model = predicted(layer, params, run.mapping)
+        assert run.counters == {k: model[k] for k in run.counters}, (
+            f"{layer.weights.shape} on {layer.inputs.shape}: RTL {run.counters}, "
+            f"model {model}")
+    return runs
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_layers_bit_exact_with_exact_counters(scheme):
+    rng = np.random.default_rng(SCHEMES.index(scheme))
+    shapes = FIXED_SHAPES + [random_shape(rng) for _ in range(4)]
+    check_runs([random_layer(rng, scheme, s) for s in shapes], PARAMS)
+
+
+@pytest.mark.parametrize("scheme", ["ternary", "xnor"])
+def test_small_scratchpads_force_segments_and_other_array_sizes(scheme):
+    rng = np.random.default_rng(7)
+    params = ArrayParams(rows=2, cols=3, filter_spad=8, ifmap_spad=8, psum_spad=4)
+    shapes = [(2, 2, 3, 3, 5, 11, 1, 1), (3, 1, 3, 2, 7, 9, 2, 0)] + [
+        random_shape(rng) for _ in range(3)]
+    runs = check_runs([random_layer(rng, scheme, s) for s in shapes], params)
+    assert runs[0].mapping.Fseg < 11  # the first layer cannot keep a whole output row
+
+
+@pytest.mark.parametrize("scheme", ["ternary", "pow2"])
+def test_all_zero_weights_skip_every_mac(scheme):
+    rng = np.random.default_rng(3)
+    layer = random_layer(rng, scheme, (2, 2, 3, 3, 5, 5, 1, 1))
+    layer = Layer(scheme, np.zeros_like(layer.weights), layer.inputs, 1, 1,
+                  a_bits=layer.a_bits, w_bits=layer.w_bits)
+    (run,) = check_runs([layer], PARAMS)
+    assert run.counters["skipped"] == run.counters["macs"] > 0
+    assert not run.outputs.any()
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_extreme_codes_reach_the_accumulator_bound(scheme):
+    a_bits, w_bits = WIDTHS[scheme]
+    lo, hi = product_range(scheme, a_bits=a_bits, w_bits=w_bits)
+    # the codes whose product is the most negative and the most positive
+    a_lo, a_hi = activation_code_range(scheme, a_bits)
+    w_lo, w_hi = weight_code_range(scheme, w_bits)
+    pairs = [(a, w) for a in (a_lo, a_hi) for w in (w_lo, w_hi)]
+    from model.ops import product
+    worst = min(pairs, key=lambda p: int(product(scheme, p[0], p[1], a_bits=a_bits,
+                                                  w_bits=w_bits)))
+    best = max(pairs, key=lambda p: int(product(scheme, p[0], p[1], a_bits=a_bits,
+                                                 w_bits=w_bits)))
+    shape = (1, 3, 3, 3, 3, 3)
+    layers = []
+    for a, w in (worst, best):
+        weights = np.full((2,) + shape[1:4], w)
+        inputs = np.full(shape[1:2] + shape[4:], a)
+        layers.append(Layer(scheme, weights, inputs, 1, 0, a_bits=a_bits, w_bits=w_bits))
+    runs = check_runs(layers, PARAMS)
+    fan_in = 27
+    assert runs[0].outputs.min() == fan_in * lo
+    assert runs[1].outputs.max() == fan_in * hi
+    width = accumulator_width(scheme, a_bits=a_bits, w_bits=w_bits, fan_in=fan_in)
+    assert fan_in * lo >= -(1 << (width - 1)) and fan_in * hi < (1 << (width - 1))
+
+
+def test_back_pressure_and_idle_input_cycles_change_nothing():
+    """Random gaps on the input streams and dropped ``ready`` on the output stream."""
+    rng = np.random.default_rng(11)
+    layers = [random_layer(rng, "ternary", s) for s in [(2, 2, 3, 3, 5, 6, 1, 1),
+                                                        (3, 1, 2, 2, 4, 4, 2, 0)]]
+    plans = [plan(layer, PARAMS) for layer in layers]
+    dut = build_accelerator(accelerator_args(layers, PARAMS, [mp for _, mp, _ in plans]))
+    pace = random.Random(5)
+    results = []
+
+    async def put(ctx, port, words):
+        payload = getattr(port.payload, "as_value", lambda: port.payload)()
+        for word in words:
+            while pace.random() < 0.3:
+                ctx.set(port.valid, 0)
+                await ctx.tick()
+            ctx.set(port.valid, 1)
+            ctx.set(payload, word)
+            await ctx.tick().until(port.ready)
+        ctx.set(port.valid, 0)
+
+    async def testbench(ctx):
+        for _, _, job in plans:
+            await put(ctx, dut.config_stream, [job.config])
+            await put(ctx, dut.weight_stream, job.weights)
+            await put(ctx, dut.input_stream, job.inputs)
+            words = []
+            while len(words) < job.n_outputs:
+                ready = pace.random() < 0.5
+                ctx.set(dut.output_stream.ready, ready)
+                valid, word = (await ctx.tick().sample(dut.output_stream.valid,
+                                                       dut.output_stream.payload))[2:]
+                if valid and ready:
+                    words.append(int(word))
+            ctx.set(dut.output_stream.ready, 0)
+            await ctx.tick().until(dut.idle)
+            results.append((words, {n: ctx.get(getattr(dut.counters, n))
+                                    for n in ("cycles", "glb_reads", "offchip_words")}))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    from sim.cycle_model import output_stream_order
+    for layer, (shape, mp, job), (words, counters) in zip(layers, plans, results):
+        out = np.zeros(shape.M * shape.E * shape.F, dtype=np.int64)
+        out[output_stream_order(shape, PARAMS, mp)] = words
+        np.testing.assert_array_equal(out.reshape(shape.M, shape.E, shape.F), golden(layer))
+        model = predicted(layer, PARAMS, mp)
+        assert counters == {k: model[k] for k in counters}
+
+
+def test_refuses_layers_that_cannot_map():
+    rng = np.random.default_rng(0)
+    layer = random_layer(rng, "ternary", (1, 1, 3, 9, 4, 12, 1, 0))
+    with pytest.raises(ValueError, match="filter width 9 exceeds the filter scratchpad"):
+        run_layers([layer], params=ArrayParams(3, 4, 8, 16, 16))
+    with pytest.raises(ValueError, match="stride 5 is not supported"):
+        run_layers([random_layer(rng, "ternary", (1, 1, 1, 1, 6, 6, 5, 0))], params=PARAMS)
