@@ -1,0 +1,108 @@
+"""``mulfree run-layer LAYER.npz -o OUT.npz``: one layer on the simulated accelerator.
+
+Reads LAYER.npz (``model.layer_file``), runs it on the row-stationary accelerator in the
+chosen simulator (``sim.run_layer``), checks the sums against the golden model, and writes
+OUT.npz with the outputs, the cycles and every access counter. A layer that cannot be mapped
+(a scratchpad too small, a stride over the array's) is refused with one line, exit 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from model.layer_file import load_layer, save_outputs
+from mulfree.errors import UsageError
+
+#: Above this many predicted cycles the Amaranth simulation shows a progress bar.
+PROGRESS_CYCLES = 20_000
+
+
+def register(subparsers) -> None:
+    from sim.run_layer import BACKENDS
+    parser = subparsers.add_parser(
+        "run-layer", help="run one layer on the simulated accelerator (outputs + counters)",
+        description="Run LAYER.npz (scheme, weights [M,C,R,S], inputs [C,H,W], stride, "
+                    "padding) on the row-stationary accelerator and write OUT.npz: the exact "
+                    "sums [M,E,F], the cycles and the access counters.")
+    parser.add_argument("layer", metavar="LAYER.npz", help="the layer file")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.npz",
+                        help="where to write outputs and counters")
+    parser.add_argument("--backend", default="amaranth", choices=list(BACKENDS),
+                        help="simulator (default: amaranth)")
+    parser.add_argument("--rows", type=int, default=3, help="PE rows (default 3)")
+    parser.add_argument("--cols", type=int, default=4, help="PE columns (default 4)")
+    parser.add_argument("--filter-spad", type=int, default=32, metavar="N",
+                        help="filter scratchpad entries per bank (power of two, default 32)")
+    parser.add_argument("--ifmap-spad", type=int, default=32, metavar="N",
+                        help="input scratchpad entries per bank (power of two, default 32)")
+    parser.add_argument("--psum-spad", type=int, default=32, metavar="N",
+                        help="psum scratchpad entries per bank (power of two, default 32)")
+    parser.add_argument("--force", action="store_true", help="overwrite OUT.npz")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def _golden(layer) -> np.ndarray:
+    if layer.codebook is not None:
+        from model.compress import codebook_conv2d
+        return codebook_conv2d(layer.inputs, layer.weights, layer.codebook,
+                               stride=layer.stride, padding=layer.padding, a_bits=layer.a_bits)
+    from model.ops import conv2d
+    return conv2d(layer.scheme, layer.inputs, layer.weights, stride=layer.stride,
+                  padding=layer.padding, a_bits=layer.a_bits, w_bits=layer.w_bits)
+
+
+def run(args) -> int:
+    from hw.pe import check_spad_size
+    from sim.cycle_model import ArrayParams, LayerShape, check_mappable, predict
+    from sim.run_layer import BACKENDS, run_layer
+
+    out_path = Path(args.output)
+    if out_path.exists() and not args.force:
+        raise UsageError(f"{str(out_path)!r} exists; use --force to overwrite it")
+    if not out_path.parent.is_dir():
+        raise UsageError(f"folder {str(out_path.parent)!r} does not exist")
+    for name in ("rows", "cols"):
+        value = getattr(args, name)
+        if not 1 <= value <= 64:
+            raise UsageError(f"--{name} must be in [1, 64], not {value}")
+    for name in ("filter_spad", "ifmap_spad", "psum_spad"):
+        check_spad_size(f"--{name.replace('_', '-')}", getattr(args, name))
+    layer = load_layer(args.layer)
+    params = ArrayParams(args.rows, args.cols, args.filter_spad, args.ifmap_spad,
+                         args.psum_spad)
+    shape = LayerShape.of(layer.weights.shape, layer.inputs.shape, layer.stride,
+                          layer.padding)
+    try:
+        check_mappable(shape, params)
+    except ValueError as exc:
+        raise UsageError(f"cannot map the layer on a {args.rows}x{args.cols} array: {exc}")
+    backend = BACKENDS[args.backend]()
+    if hasattr(backend, "available"):
+        ok, why = backend.available()
+        if not ok:
+            raise UsageError(f"backend {args.backend!r} is unavailable: {why}")
+    model = predict(shape, params, weights=layer.weights, scheme=layer.scheme,
+                    codebook=layer.codebook)
+    progress = not args.quiet and model["cycles"] > PROGRESS_CYCLES
+    result = run_layer(layer, backend=args.backend, params=params, progress=progress)
+    expected = _golden(layer)
+    exact = np.array_equal(result.outputs, expected)
+    counters = result.counters
+    mp = result.mapping
+    save_outputs(out_path, result.outputs, counters, force=args.force, extra={
+        "rows": args.rows, "cols": args.cols, "q": mp.q, "p": mp.p, "Fseg": mp.Fseg})
+    M, C, R, S = layer.weights.shape
+    print(f"{layer.scheme} layer [{M},{C},{R},{S}] on {list(layer.inputs.shape)}, stride "
+          f"{layer.stride}, padding {layer.padding} -> {list(result.outputs.shape)}")
+    print(f"array {args.rows}x{args.cols} ({args.backend}), mapping q={mp.q} p={mp.p} "
+          f"segment={mp.Fseg}: {counters['cycles']} cycles, utilisation "
+          f"{counters['macs'] / (params.pes * counters['cycles']):.1%}")
+    print("  " + ", ".join(f"{k} {v}" for k, v in counters.items() if k != "cycles"))
+    matches = all(counters[k] == model[k] for k in counters)
+    print(f"outputs equal the golden model: {'yes' if exact else 'NO'}; counters equal the "
+          f"cycle model: {'yes' if matches else 'NO'}")
+    print(f"wrote {out_path}")
+    return 0 if exact and matches else 1
