@@ -88,21 +88,37 @@ def accelerator_args(layers: list[Layer], params: ArrayParams,
     """Keyword arguments of ``hw.accelerator.Accelerator`` that fit every layer."""
     first = layers[0]
     for layer in layers:
-        if (layer.scheme, layer.a_bits, layer.w_bits) != (first.scheme, first.a_bits,
-                                                          first.w_bits):
-            raise ValueError("layers sharing an accelerator need one scheme and one width")
-    acc = max(accumulator_width(layer.scheme, a_bits=layer.a_bits, w_bits=layer.w_bits,
-                                fan_in=int(np.prod(layer.weights.shape[1:])))
-              for layer in layers)
+        if (layer.scheme, layer.a_bits, layer.w_bits, _codebook(layer)) != (
+                first.scheme, first.a_bits, first.w_bits, _codebook(first)):
+            raise ValueError("layers sharing an accelerator need one scheme, one width and "
+                             "one codebook")
+    acc = max(_accumulator_width(layer) for layer in layers)
     depths = [1, 1, 1]
     for i, layer in enumerate(layers):
         shape = _shape(layer)
         mp = mappings[i] if mappings else choose_mapping(shape, params)
         depths = [max(a, b) for a, b in zip(depths, memory_depths(shape, params, mp))]
-    return dict(rows=params.rows, cols=params.cols, scheme=first.scheme, a_bits=first.a_bits,
+    args = dict(rows=params.rows, cols=params.cols, scheme=first.scheme, a_bits=first.a_bits,
                 w_bits=first.w_bits, acc_bits=acc, filter_spad=params.filter_spad,
                 ifmap_spad=params.ifmap_spad, psum_spad=params.psum_spad, in_depth=depths[0],
                 wb_depth=depths[1], pb_depth=depths[2])
+    if first.codebook is not None:
+        args["codebook"] = _codebook(first)
+    return args
+
+
+def _codebook(layer: Layer) -> tuple | None:
+    """The layer's integer codebook (weight sharing) as a tuple, or None."""
+    return None if layer.codebook is None else tuple(int(v) for v in layer.codebook)
+
+
+def _accumulator_width(layer: Layer) -> int:
+    fan_in = int(np.prod(layer.weights.shape[1:]))
+    if layer.codebook is not None:
+        from model.compress import codebook_accumulator_width
+        return codebook_accumulator_width(layer.codebook, a_bits=layer.a_bits, fan_in=fan_in)
+    return accumulator_width(layer.scheme, a_bits=layer.a_bits, w_bits=layer.w_bits,
+                             fan_in=fan_in)
 
 
 def build_accelerator(args: dict):
