@@ -1,0 +1,91 @@
+"""``mulfree run-layer``: OUT.npz equal to the golden model, one-line refusals, no overwrite."""
+
+import numpy as np
+import pytest
+
+from model.layer_file import Layer, load_outputs, save_layer, OUTPUT_COUNTERS
+from model.ops import conv2d
+from mulfree.cli import main
+from sim import toolchain
+from sim.cycle_model import ArrayParams, LayerShape, predict
+
+
+def _layer(tmp_path, name="layer.npz", **kw):
+    rng = np.random.default_rng(4)
+    layer = Layer("ternary", rng.integers(-1, 2, (3, 2, 3, 3)), rng.integers(-8, 8, (2, 6, 7)),
+                  kw.get("stride", 1), kw.get("padding", 1), a_bits=4)
+    path = tmp_path / name
+    save_layer(path, layer)
+    return layer, path
+
+
+def _check_out(layer, out_path, params):
+    out = load_outputs(out_path)
+    np.testing.assert_array_equal(out["outputs"], conv2d(
+        layer.scheme, layer.inputs, layer.weights, stride=layer.stride,
+        padding=layer.padding, a_bits=layer.a_bits))
+    assert out["outputs"].dtype == np.int64
+    shape = LayerShape.of(layer.weights.shape, layer.inputs.shape, layer.stride, layer.padding)
+    model = predict(shape, params, weights=layer.weights, scheme=layer.scheme)
+    for name in OUTPUT_COUNTERS:
+        assert out[name] == model[name], name
+
+
+def test_run_layer_writes_exact_outputs_and_counters(tmp_path, capsys):
+    layer, path = _layer(tmp_path)
+    out = tmp_path / "out.npz"
+    assert main(["run-layer", str(path), "-o", str(out), "--rows", "2", "--cols", "3",
+                 "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "outputs equal the golden model: yes; counters equal the cycle model: yes" in text
+    _check_out(layer, out, ArrayParams(2, 3, 32, 32, 32))
+
+
+def test_refuses_to_overwrite_without_force(tmp_path, capsys):
+    layer, path = _layer(tmp_path)
+    out = tmp_path / "out.npz"
+    out.write_bytes(b"keep me")
+    assert main(["run-layer", str(path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "exists; use --force" in err[0]
+    assert out.read_bytes() == b"keep me"
+    assert main(["run-layer", str(path), "-o", str(out), "--force", "--quiet"]) == 0
+    _check_out(layer, out, ArrayParams())
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--filter-spad", "2"], "filter width 3 exceeds the filter scratchpad (2 entries)"),
+    (["--ifmap-spad", "2"], "filter width 3 exceeds the input scratchpad (2 entries)"),
+    (["--psum-spad", "12"], "--psum-spad must be a power of two"),
+    (["--rows", "0"], "--rows must be in [1, 64], not 0"),
+])
+def test_unmappable_layer_is_refused_with_one_line(tmp_path, capsys, flags, message):
+    _, path = _layer(tmp_path)
+    out = tmp_path / "out.npz"
+    assert main(["run-layer", str(path), "-o", str(out)] + flags) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists()
+
+
+def test_bad_layer_files_are_refused(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, scheme=np.array("ternary"), weights=np.full((1, 1, 3, 3), 2),
+             inputs=np.zeros((1, 4, 4), dtype=np.int64))
+    assert main(["run-layer", str(bad), "-o", str(tmp_path / "o.npz")]) == 2
+    assert "holds 2; allowed: integers in [-1, 1]" in capsys.readouterr().err
+    assert main(["run-layer", str(tmp_path / "none.npz"), "-o", str(tmp_path / "o.npz")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    stride = tmp_path / "stride.npz"
+    np.savez(stride, scheme=np.array("ternary"), weights=np.ones((1, 1, 1, 1), dtype=np.int64),
+             inputs=np.ones((1, 8, 8), dtype=np.int64), stride=6, padding=0)
+    assert main(["run-layer", str(stride), "-o", str(tmp_path / "o.npz")]) == 2
+    assert "stride 6 is not supported; allowed: 1 to 4" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not toolchain.icarus_available()[0], reason="Icarus Verilog not installed")
+def test_icarus_backend(tmp_path):
+    layer, path = _layer(tmp_path, stride=2)
+    out = tmp_path / "out.npz"
+    assert main(["run-layer", str(path), "-o", str(out), "--backend", "icarus"]) == 0
+    _check_out(layer, out, ArrayParams())
