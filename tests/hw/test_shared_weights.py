@@ -138,3 +138,20 @@ def test_verilator_runs_a_shared_layer_bit_exact(request):
     indices, levels, inputs = shared_layer(rng, (2, 2, 3, 3, 5, 5))
     layer = Layer("dorefa", indices, inputs, padding=1, a_bits=5, w_bits=3, codebook=levels)
     check_on_array(layer, ArrayParams(), backend="verilator")
+
+
+def test_run_layer_command_accepts_a_shared_layer(tmp_path, capsys):
+    from model.layer_file import load_outputs
+    from mulfree.cli import main
+
+    rng = np.random.default_rng(6)
+    indices, levels, inputs = shared_layer(rng, (4, 9, 1, 1, 1, 1), sparsity=0.7)
+    layer = Layer("dorefa", indices, inputs, a_bits=5, w_bits=3, codebook=levels)
+    save_layer(tmp_path / "layer.npz", layer)
+    assert main(["run-layer", str(tmp_path / "layer.npz"), "-o", str(tmp_path / "out.npz"),
+                 "--quiet"]) == 0
+    assert "golden model: yes" in capsys.readouterr().out
+    out = load_outputs(tmp_path / "out.npz")
+    expected = codebook_conv2d(inputs, indices, levels, a_bits=5)
+    np.testing.assert_array_equal(out["outputs"], expected)
+    assert int(out["skipped"]) == int(np.count_nonzero(levels[indices] == 0)) > 0
