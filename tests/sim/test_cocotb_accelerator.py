@@ -1,0 +1,74 @@
+"""The generated Verilog of the accelerator under cocotb (``sim/tb/test_accelerator.py``).
+
+The testbench's scoreboard asserts every output against ``model.ops.conv2d`` and every
+counter against ``sim.cycle_model.predict`` (passed in as ``expect``), with random idle
+cycles on the input streams and dropped ``ready`` on the output stream; the runner's
+results are checked again here. One Verilator build (it costs ~30-60 s) and a few Icarus runs.
+"""
+
+import numpy as np
+import pytest
+
+from model.layer_file import Layer
+from model.ops import conv2d
+from model.quant import activation_code_range, weight_code_range
+from sim import toolchain
+from sim.cycle_model import ArrayParams, LayerShape, output_stream_order, predict
+from sim.run_layer import BACKENDS, accelerator_args, plan
+
+PARAMS = ArrayParams(rows=3, cols=4, filter_spad=16, ifmap_spad=16, psum_spad=16)
+WIDTHS = {"binary": (4, 1), "xnor": (8, 8), "ternary": (4, 2), "pow2": (3, 3),
+          "dorefa": (3, 2), "int": (4, 4)}
+
+
+def _layers(scheme, shapes, seed):
+    rng = np.random.default_rng(seed)
+    a_bits, w_bits = WIDTHS[scheme]
+    layers = []
+    for M, C, R, S, H, W, U, P in shapes:
+        lo, hi = weight_code_range(scheme, w_bits)
+        w = rng.integers(lo, hi + 1, size=(M, C, R, S))
+        lo, hi = activation_code_range(scheme, a_bits)
+        a = rng.integers(lo, hi + 1, size=(C, H, W))
+        layers.append(Layer(scheme, w, a, U, P, a_bits=a_bits, w_bits=w_bits))
+    return layers
+
+
+def _run_and_check(simulator, layers):
+    plans = [plan(layer, PARAMS) for layer in layers]
+    expect = []
+    for layer, (shape, mp, _) in zip(layers, plans):
+        gold = conv2d(layer.scheme, layer.inputs, layer.weights, stride=layer.stride,
+                      padding=layer.padding, a_bits=layer.a_bits, w_bits=layer.w_bits)
+        model = predict(shape, PARAMS, mp, weights=layer.weights, scheme=layer.scheme)
+        expect.append({
+            "outputs": [int(v) for v in gold.ravel()[output_stream_order(shape, PARAMS, mp)]],
+            "counters": {k: model[k] for k in ("cycles", "macs", "skipped", "rf_reads",
+                                               "rf_writes", "array_transfers", "glb_reads",
+                                               "glb_writes", "offchip_words")}})
+    args = accelerator_args(layers, PARAMS, [mp for _, mp, _ in plans])
+    raw = BACKENDS[simulator]().run(args, [job for _, _, job in plans], p_valid=0.8,
+                                    p_ready=0.6, expect=expect)
+    for (words, counters), exp in zip(raw, expect):
+        assert words == exp["outputs"]
+        assert counters == exp["counters"]
+
+
+@pytest.mark.skipif(not toolchain.verilator_available()[0],
+                    reason=toolchain.verilator_available()[1] or "Verilator unavailable")
+def test_verilator_ternary_layers():
+    shapes = [(2, 2, 3, 3, 6, 6, 1, 1),    # padding, M and C > 1
+              (2, 1, 5, 3, 7, 6, 1, 2),    # R > rows
+              (1, 2, 3, 3, 9, 5, 2, 1),    # stride 2, E > cols
+              (4, 6, 1, 1, 1, 1, 1, 0)]    # dense
+    layers = _layers("ternary", shapes, 1)
+    zero = Layer("ternary", np.zeros((2, 1, 2, 2), dtype=np.int64), layers[0].inputs[:1],
+                 1, 0, a_bits=4)
+    _run_and_check("verilator", layers + [zero])
+
+
+@pytest.mark.skipif(not toolchain.icarus_available()[0], reason="Icarus Verilog not installed")
+@pytest.mark.parametrize("scheme", ["xnor", "dorefa", "int"])
+def test_icarus_layers(scheme):
+    shapes = [(2, 2, 3, 3, 5, 6, 1, 1), (3, 1, 2, 2, 4, 9, 2, 0), (2, 3, 1, 1, 1, 1, 1, 0)]
+    _run_and_check("icarus", _layers(scheme, shapes, 2))
