@@ -11,7 +11,7 @@ import itertools
 
 import numpy as np
 import pytest
-from amaranth.hdl import Shape, signed, unsigned
+from amaranth.hdl import Module, Mux, Shape, signed, unsigned
 from amaranth.sim import Simulator
 
 from hw.units import (LutUnit, MultiplyUnit, ShiftUnit, SignUnit, TernaryUnit,
@@ -218,3 +218,37 @@ def test_product_unit_rejects_bad_arguments(kwargs, message):
 def test_lut_unit_rejects_bad_codebooks(kwargs, message):
     with pytest.raises(ValueError, match=message):
         LutUnit(**kwargs)
+
+
+# --- the ladder can fail ------------------------------------------------------------------
+
+class SignUnitWithoutCarry(SignUnit):
+    """A deliberately wrong sign unit: its negate forgets the +1 (one's complement)."""
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.p.eq(Mux(self.w, ~self.a, self.a))
+        return m
+
+
+def test_a_wrong_unit_is_caught():
+    a, w = all_pairs("binary", 8)
+    p, _ = rtl_products(SignUnitWithoutCarry(a_bits=8), a, w)
+    expected = product("binary", a, w, a_bits=8)
+    with pytest.raises(AssertionError, match="Mismatched elements: 256 / 512"):
+        np.testing.assert_array_equal(p, expected)
+    np.testing.assert_array_equal(p[w == 1], expected[w == 1] - 1)
+
+
+# --- shared weights through the factory -----------------------------------------------------
+
+def test_product_unit_with_a_codebook_builds_the_shared_weight_table():
+    codebook = [0, -3, 5, 7]
+    unit = product_unit("dorefa", a_bits=3, w_bits=2, codebook=codebook)
+    assert isinstance(unit, LutUnit) and unit.scheme == "codebook" and unit.can_skip
+    a, w = np.meshgrid(np.arange(8), np.arange(4))
+    p, skip = rtl_products(unit, a.ravel(), w.ravel())
+    np.testing.assert_array_equal(p, np.array(codebook)[w.ravel()] * a.ravel())
+    np.testing.assert_array_equal(skip, w.ravel() == 0)
+    with pytest.raises(ValueError, match="needs the table-look-up scheme 'dorefa', not 'int'"):
+        product_unit("int", a_bits=3, w_bits=2, codebook=codebook)
