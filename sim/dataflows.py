@@ -25,8 +25,9 @@ other dimensions inside the innermost such loop leave the data stationary; a ste
 sliding-window loop fetches only the new rows or columns of inputs), spatial loops over a
 dimension a data type does not depend on multicast it (one GLB read, several deliveries), and
 spatial loops over a reduction dimension add partial sums across PEs (array transfers).
-Dimensions that do not divide evenly are padded up to the mapping's tiles and every count
-is scaled by real / padded MACs.
+Dimensions that do not divide evenly are padded up to the mapping's tiles; the counts of a
+data type are scaled by its real / padded volume (a partial tile still costs one refetch of
+what it needs), and per-MAC counts use the real MACs.
 
 Each dataflow fixes which dimensions may be spatial, which data types the RF holds and which
 dimensions the PE iterates (``DATAFLOWS``); the search enumerates RF tiles that fill the RF,
@@ -39,6 +40,7 @@ a fixed set: raising any cost can never lower it.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -47,7 +49,7 @@ import numpy as np
 
 __all__ = [
     "DIMS", "DATA_TYPES", "LEVELS", "DATAFLOWS", "DataflowSpec", "Problem", "Hardware",
-    "CandidateCounts", "candidate_counts", "best_mapping",
+    "CandidateCounts", "candidate_counts", "describe",
 ]
 
 DIMS = ("N", "M", "C", "E", "F", "R", "S")
@@ -200,27 +202,39 @@ def _fold_sizes(n: int, limit: int) -> list[int]:
 # ----------------------------------------------------------------------------------------
 # The generic tile analysis, vectorised over candidate mappings.
 
+def _span(outputs, taps, U):
+    """Distinct input rows under ``outputs`` output rows x ``taps`` filter rows at stride U.
+
+    The windows ``[e*U, e*U + taps)`` overlap or touch when ``U <= taps`` (one run of
+    ``(outputs - 1) * U + taps`` rows); with a larger stride they leave gaps.
+    """
+    return (outputs - 1) * np.minimum(U, taps) + taps
+
+
 def _footprint(x: str, ext: dict, U) -> np.ndarray:
     if x == "weights":
         return ext["M"] * ext["C"] * ext["R"] * ext["S"]
     if x == "psums":
         return ext["N"] * ext["M"] * ext["E"] * ext["F"]
-    rows = (ext["E"] - 1) * U + ext["R"]
-    cols = (ext["F"] - 1) * U + ext["S"]
-    return ext["N"] * ext["C"] * rows * cols
+    return ext["N"] * ext["C"] * _span(ext["E"], ext["R"], U) * _span(ext["F"], ext["S"], U)
 
 
 def _step_fraction(x: str, dim: str, ext: dict, U) -> np.ndarray | float:
-    """Share of a tile that is new when a loop over ``dim`` advances by one tile."""
+    """Share of a tile that is new when a loop over ``dim`` advances by one tile.
+
+    Outputs advancing by ``e`` rows bring ``e * min(U, r)`` new input rows; filter rows
+    advancing by ``r`` bring ``(e - 1) * (min(U, 2r) - min(U, r)) + r`` (both count the
+    rows of the union of the two tiles that the first one lacks).
+    """
     if x != "inputs" or dim in ("N", "C"):
         return 1.0
-    if dim in ("E", "R"):
-        span = (ext["E"] - 1) * U + ext["R"]
-        step = ext["E"] * U if dim == "E" else ext["R"]
+    outs, taps = ("E", "R") if dim in ("E", "R") else ("F", "S")
+    e, r = ext[outs], ext[taps]
+    if dim in ("E", "F"):
+        new = e * np.minimum(U, r)
     else:
-        span = (ext["F"] - 1) * U + ext["S"]
-        step = ext["F"] * U if dim == "F" else ext["S"]
-    return np.minimum(step, span) / span
+        new = (e - 1) * (np.minimum(U, 2 * r) - np.minimum(U, r)) + r
+    return new / _span(e, r, U)
 
 
 def _fills(loops: list, x: str, ext: dict, U) -> np.ndarray:
@@ -285,8 +299,11 @@ def _evaluate(problem: Problem, spec: DataflowSpec, hw: Hardware, trips: dict,
     ext_arr = {d: ext_pe[d] * t("sp", d) for d in DIMS}
     ext_glb = {d: ext_arr[d] * t("glb", d) for d in DIMS}
     padded = {d: ext_glb[d] * t("dram", d) for d in DIMS}
-    padded_macs = np.prod(np.stack([padded[d] for d in DIMS]).astype(float), axis=0)
-    scale = problem.macs / padded_macs
+    real = {d: np.full(len(one), v) for d, v in problem.dims.items()}
+    # Padding a dimension inflates the data that depends on it: scale each data type by its
+    # real / padded volume (a partial tile still costs one refetch of what it needs).
+    scale = {x: _footprint(x, real, U) / _footprint(x, padded, U) for x in DATA_TYPES}
+    macs = float(problem.macs)
     pes = np.prod(np.stack([t("sp", d) for d in DIMS]).astype(float), axis=0)
 
     dram_loops = [(d, t("dram", d)) for d in dram_order]
@@ -296,34 +313,33 @@ def _evaluate(problem: Problem, spec: DataflowSpec, hw: Hardware, trips: dict,
     counts = {lv: {} for lv in LEVELS}
     for x in ("inputs", "weights"):
         if x in spec.rf_keeps:
-            delivered = _fills(above_rf, x, ext_rf, U) * pes
-            counts["rf"][x] = padded_macs.copy()
+            delivered = _fills(above_rf, x, ext_rf, U) * pes * scale[x]
+            counts["rf"][x] = np.full(len(one), macs)
         else:
-            delivered = padded_macs.copy()
-            counts["rf"][x] = np.zeros_like(padded_macs)
+            delivered = np.full(len(one), macs)
+            counts["rf"][x] = np.zeros(len(one))
         multicast = _footprint(x, ext_arr, U) / (_footprint(x, ext_pe, U) * pes)
         counts["array"][x] = delivered
         counts["glb"][x] = delivered * multicast
-        counts["dram"][x] = _fills(dram_loops, x, ext_glb, U) * 1.0
+        counts["dram"][x] = _fills(dram_loops, x, ext_glb, U) * scale[x]
 
-    outputs = np.prod(np.stack([padded[d] for d in "NMEF"]).astype(float), axis=0)
+    outputs = float(problem.N * problem.M * problem.E * problem.F)
     if "psums" in spec.rf_keeps:
-        rf_segments = _fills(above_rf, "psums", ext_rf, U) * pes
+        rf_segments = np.minimum(_fills(above_rf, "psums", ext_rf, U) * pes * scale["psums"],
+                                 macs)
     else:
-        rf_segments = padded_macs.copy()
+        rf_segments = np.full(len(one), macs)
     reduce = _footprint("psums", ext_arr, U) / (_footprint("psums", ext_pe, U) * pes)
     array_results = rf_segments * reduce
-    glb_segments = np.minimum(_fills(dram_loops, "psums", ext_glb, U) * 1.0, array_results)
-    counts["rf"]["psums"] = 2 * (padded_macs - rf_segments)
+    glb_segments = np.minimum(_fills(dram_loops, "psums", ext_glb, U) * scale["psums"],
+                              array_results)
+    counts["rf"]["psums"] = 2 * (macs - rf_segments)
     counts["array"]["psums"] = rf_segments - array_results
     counts["glb"]["psums"] = 2 * (array_results - glb_segments)
     counts["dram"]["psums"] = 2 * glb_segments - outputs
-    for lv in LEVELS:
-        for x in DATA_TYPES:
-            counts[lv][x] = counts[lv][x] * scale
 
     rf_bits = sum(_footprint(x, ext_rf, U) * hw.bits(x) for x in spec.rf_keeps) \
-        if spec.rf_keeps else np.zeros_like(padded_macs)
+        if spec.rf_keeps else np.zeros(len(one))
     glb_bits = sum(_footprint(x, ext_glb, U) * hw.bits(x) for x in DATA_TYPES)
     feasible = (rf_bits <= 8 * hw.rf_bytes) & (glb_bits <= 8 * hw.glb_bytes)
     return counts, feasible, pes
@@ -361,7 +377,10 @@ def _spatial_options(problem: Problem, spec: DataflowSpec, hw: Hardware) -> list
                 for m_sp in _sizes(problem.M, sets // c_sp):
                     options.append({"R": r_sp, "E": e_sp, "C": c_sp, "M": m_sp})
     else:
-        choices = [_sizes(dims[d], hw.pes) for d in spec.spatial]
+        # A PE holds a whole filter row/plane or single taps of it: R and S are spread over
+        # PEs entirely or not at all (as in 2-D convolution engines).
+        choices = [sorted({1, dims[d]}) if d in ("R", "S") else _sizes(dims[d], hw.pes)
+                   for d in spec.spatial]
         for combo in itertools.product(*choices):
             if math.prod(combo) <= hw.pes:
                 options.append(dict(zip(spec.spatial, combo)))
@@ -439,31 +458,40 @@ def _glb_tiles(problem: Problem, hw: Hardware, pass_ext: dict) -> dict:
 
     Returns ``{dim: array of trips}`` over the tiles found (empty arrays if none fits).
     """
+    return _glb_tiles_cached(problem, hw.glb_bytes, tuple(hw.bits(x) for x in DATA_TYPES),
+                             tuple(pass_ext[d] for d in DIMS))
+
+
+@functools.lru_cache(maxsize=65536)
+def _glb_tiles_cached(problem: Problem, glb_bytes: int, bits: tuple, pass_ext: tuple) -> dict:
     dims = problem.dims
+    pass_ext = dict(zip(DIMS, pass_ext))
     remaining = {d: _ceil_div(dims[d], pass_ext[d]) for d in DIMS}
-    fixed = {d: remaining[d] for d in _GLB_WHOLE}
     free = [d for d in DIMS if d not in _GLB_WHOLE and remaining[d] > 1]
     choices = [np.array(_sizes(remaining[d])) for d in free]
-    grids = np.meshgrid(*choices, indexing="ij") if free else []
-    shape = grids[0].shape if free else ()
-    ext = {d: np.full(shape, min(pass_ext[d] * fixed.get(d, 1), dims[d])) for d in DIMS}
-    for d, g in zip(free, grids):
-        ext[d] = np.minimum(pass_ext[d] * g, dims[d])
-    bits = sum(_footprint(x, ext, problem.U) * hw.bits(x) for x in DATA_TYPES)
-    fits = np.asarray(bits <= 8 * hw.glb_bytes)
+    # Open grids: axis k varies dimension free[k]; footprints broadcast to the full grid.
+    ext = {}
+    for d in DIMS:
+        if d in free:
+            k = free.index(d)
+            shape = [1] * len(free)
+            shape[k] = len(choices[k])
+            ext[d] = (pass_ext[d] * choices[k]).reshape(shape)
+        else:  # padded extents, as _evaluate sees them
+            ext[d] = pass_ext[d] * remaining[d] if d in _GLB_WHOLE else pass_ext[d]
+    total = sum(_footprint(x, ext, problem.U) * b for x, b in zip(DATA_TYPES, bits))
+    fits = np.broadcast_to(np.asarray(total) <= 8 * glb_bytes,
+                           tuple(len(c) for c in choices))
     maximal = fits.copy()
     for axis in range(len(free)):
-        grown = np.zeros_like(fits)
         index = [slice(None)] * len(free)
         index[axis] = slice(0, -1)
         source = [slice(None)] * len(free)
         source[axis] = slice(1, None)
-        grown[tuple(index)] = fits[tuple(source)]
-        maximal &= ~grown
-    picked = np.nonzero(maximal) if free else ((np.array([0]) if bool(fits) else
-                                                np.array([], dtype=int)),)
-    count = len(picked[0])
-    tiles = {d: np.full(count, fixed[d]) for d in _GLB_WHOLE}
+        maximal[tuple(index)] &= ~fits[tuple(source)]
+    picked = np.nonzero(np.atleast_1d(maximal)) if free else ()
+    count = int(np.count_nonzero(maximal))
+    tiles = {d: np.full(count, remaining[d]) for d in _GLB_WHOLE}
     for k, d in enumerate(free):
         tiles[d] = choices[k][picked[k]]
     return tiles
@@ -473,7 +501,9 @@ def candidate_counts(problem: Problem, dataflow: str, hw: Hardware) -> Candidate
     """Counts of every candidate mapping of ``problem`` under ``dataflow`` on ``hw``."""
     spec = DATAFLOWS[dataflow]
     dims = problem.dims
-    blocks = []
+    array_keys = [(r, d) for r in ("rf", "pe", "sp") for d in DIMS]
+    scalars = {k: [] for k in array_keys}
+    lengths, glb_parts, dram_parts = [], {d: [] for d in DIMS}, {d: [] for d in DIMS}
     for array_map in _array_mappings(problem, spec, hw):
         pass_ext = {d: math.prod(array_map.get((r, d), 1) for r in ("rf", "pe", "sp"))
                     for d in DIMS}
@@ -481,18 +511,21 @@ def candidate_counts(problem: Problem, dataflow: str, hw: Hardware) -> Candidate
         count = len(glb["F"])
         if not count:
             continue
-        block = {k: np.full(count, v, dtype=np.int64) for k, v in array_map.items()}
+        lengths.append(count)
+        for k in array_keys:
+            scalars[k].append(array_map.get(k, 1))
         for d in DIMS:
-            g = glb.get(d, np.ones(count, dtype=np.int64)).astype(np.int64)
-            block[("glb", d)] = g
-            block[("dram", d)] = _ceil_div(_ceil_div(dims[d], pass_ext[d]), g)
-        blocks.append(block)
-    if not blocks:
+            g = glb.get(d)
+            g = np.ones(count, dtype=np.int64) if g is None else g.astype(np.int64)
+            glb_parts[d].append(g)
+            dram_parts[d].append(_ceil_div(_ceil_div(dims[d], pass_ext[d]), g))
+    if not lengths:
         raise ValueError(f"no legal {dataflow.upper()} mapping of layer {problem} fits "
                          f"RF {hw.rf_bytes} B/PE and GLB {hw.glb_bytes} B")
-    keys = sorted({k for b in blocks for k in b})
-    trips = {k: np.concatenate([b.get(k, np.ones(len(b[("glb", "N")]), dtype=np.int64))
-                                for b in blocks]) for k in keys}
+    trips = {k: np.repeat(np.array(v, dtype=np.int64), lengths) for k, v in scalars.items()}
+    for d in DIMS:
+        trips[("glb", d)] = np.concatenate(glb_parts[d])
+        trips[("dram", d)] = np.concatenate(dram_parts[d])
     all_counts = {lv: {x: [] for x in DATA_TYPES} for lv in LEVELS}
     orders, rows = [], []
     for glb_stay in DATA_TYPES:
@@ -506,10 +539,20 @@ def candidate_counts(problem: Problem, dataflow: str, hw: Hardware) -> Candidate
                     all_counts[lv][x].append(counts[lv][x][keep])
             orders += [(glb_stay, dram_stay)] * len(keep)
             rows.append(keep)
+    if not orders:
+        raise ValueError(f"no legal {dataflow.upper()} mapping of layer {problem} fits "
+                         f"RF {hw.rf_bytes} B/PE and GLB {hw.glb_bytes} B")
     counts = {lv: {x: np.concatenate(all_counts[lv][x]) for x in DATA_TYPES}
               for lv in LEVELS}
-    return CandidateCounts(counts, float(problem.macs), _Mappings(trips, np.concatenate(rows),
-                                                                  orders))
+    # Candidates with identical counts cost the same under every cost table: keep one.
+    matrix = np.stack([counts[lv][x] for lv in LEVELS for x in DATA_TYPES], axis=1)
+    keep = np.sort(np.unique(matrix, axis=0, return_index=True)[1])
+    counts = {lv: {x: counts[lv][x][keep] for x in DATA_TYPES} for lv in LEVELS}
+    rows = np.concatenate(rows)[keep]
+    trips = {k: v[rows] for k, v in trips.items()}
+    orders = [orders[i] for i in keep]
+    return CandidateCounts(counts, float(problem.macs),
+                           _Mappings(trips, np.arange(len(keep)), orders))
 
 
 class _Mappings:
@@ -530,16 +573,6 @@ class _Mappings:
                 "pes_used": pes}
 
 
-def best_mapping(candidates: CandidateCounts, level_costs: dict, bits: dict,
-                 cost_of) -> int:
-    """Index of the least-energy candidate; ``cost_of(level, bits)`` prices one access."""
-    energy = np.zeros(len(candidates))
-    for lv in LEVELS:
-        for x in DATA_TYPES:
-            energy = energy + candidates.counts[lv][x] * cost_of(lv, bits[x])
-    return int(np.argmin(energy))
-
-
 def describe(mapping: dict) -> str:
     """A one-line description of a mapping, e.g. ``sp R3 E13 C2 M2 | rf M4 C8 S3 | ...``."""
     parts = []
@@ -547,5 +580,7 @@ def describe(mapping: dict) -> str:
         loops = {d: n for (r, d), n in mapping["loops"].items() if r == region}
         if loops:
             parts.append(region + " " + " ".join(f"{d}{loops[d]}" for d in DIMS if d in loops))
-    return " | ".join(parts) + f" | glb-order {mapping['glb_order']}, " \
+    text = " | ".join(parts) + f" | glb-order {mapping['glb_order']}, " \
         f"dram-order {mapping['dram_order']}"
+    runs = mapping.get("batch_runs", 1)
+    return text if runs == 1 else f"batch in {runs} runs of: {text}"

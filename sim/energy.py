@@ -79,19 +79,18 @@ from model.ops import accumulator_width
 from model.quant import SCHEMES, check_scheme, weight_bits
 from sim.dataflows import (DATA_TYPES, DATAFLOWS, LEVELS, CandidateCounts, Hardware, Problem,
                            candidate_counts, describe)
-from sim.energy_presets import Layer, network
+from sim.energy_presets import Layer, layers_from_model, network
 
 __all__ = [
     "COST_TABLES", "ENERGY_LEVELS", "Scheme", "Hardware", "equal_area_hardware",
     "default_sparsity", "add_pj", "multiply_pj", "sram_pj_per_bit", "compute_pj",
     "LayerEnergy", "DataflowEnergy", "EnergyReport", "layer_energy", "network_energy",
     "format_table", "to_json", "write_json", "plot_dataflows", "plot_schemes",
-    "parse_dataflows",
+    "parse_dataflows", "resolve_network",
 ]
 
 ENERGY_LEVELS = LEVELS + ("alu",)
 COST_TABLES = ("normalized", "45nm")
-_UNITS = {"normalized": "MAC-normalised", "45nm": "pJ"}
 
 # ---------------------------------------------------------------------------------------
 # 45 nm figures (Horowitz, ISSCC 2014; Han et al., NIPS 2015).
@@ -139,22 +138,28 @@ class Scheme:
     """A product scheme and its widths: what the PEs compute and what the words hold.
 
     ``acc_bits`` ``None`` means: each layer's accumulator width from
-    ``model.ops.accumulator_width``. For ``xnor`` ``a_bits`` = ``w_bits`` = lanes per word and
-    every lane counts as one MAC moving 1-bit words.
+    ``model.ops.accumulator_width``. ``w_bits`` ``None``: the scheme's fixed width, or
+    ``a_bits`` for ``int``. For ``xnor`` ``a_bits`` = ``w_bits`` = lanes per word and every
+    lane counts as one MAC moving 1-bit words.
     """
 
     name: str = "int"
     a_bits: int = 16
-    w_bits: int | None = 16
+    w_bits: int | None = None
     acc_bits: int | None = None
 
     def __post_init__(self):
         check_scheme(self.name)
+        if isinstance(self.a_bits, bool) or not isinstance(self.a_bits, int) \
+                or not 1 <= self.a_bits <= 64:
+            raise ValueError(f"a_bits must be an integer in [1, 64], not {self.a_bits!r}")
         if self.name == "xnor" and self.w_bits not in (None, self.a_bits):
             raise ValueError(f"xnor needs a_bits == w_bits (lanes), not {self.a_bits} "
                              f"and {self.w_bits}")
-        object.__setattr__(self, "w_bits", weight_bits(
-            self.name, self.a_bits if self.name == "xnor" else self.w_bits))
+        w = self.w_bits
+        if w is None and self.name in ("int", "xnor"):
+            w = self.a_bits
+        object.__setattr__(self, "w_bits", weight_bits(self.name, w))
 
     @property
     def label(self) -> str:
@@ -228,32 +233,68 @@ def _can_skip(scheme: str) -> bool:
 # ---------------------------------------------------------------------------------------
 # Costs per access.
 
-def access_cost(costs: str, level: str, bits: int, hw: Hardware) -> float:
-    """Energy of one access of a ``bits``-bit word at ``level`` under cost table ``costs``."""
-    if costs == "normalized":
-        per_word = {"dram": 200.0, "glb": 6.0, "array": 2.0, "rf": 1.0}[level]
-        return per_word * bits / 16
-    if level == "dram":
-        per_bit = _DRAM_PJ_PER_BIT
-    elif level == "glb":
-        per_bit = sram_pj_per_bit(hw.glb_bytes)
-    elif level == "rf":
-        per_bit = sram_pj_per_bit(hw.rf_bytes) if hw.rf_bytes else 0.0
-    else:
-        per_bit = 2 * sram_pj_per_bit(_HOP_REFERENCE_RF_BYTES)
-    return per_bit * bits
+@dataclass(frozen=True)
+class CostTable:
+    """Cost of one access per level and of one MAC.
+
+    ``normalized`` and custom tables price a 16-bit word at ``dram``/``glb``/``array``/``rf``
+    (linear in the word width) and a MAC at ``alu`` times its 45 nm energy relative to a
+    16-bit MAC; ``45nm`` uses the physical figures of the module docstring (the level fields
+    are then unused).
+    """
+
+    name: str = "normalized"
+    dram: float = 200.0
+    glb: float = 6.0
+    array: float = 2.0
+    rf: float = 1.0
+    alu: float = 1.0
+
+    @property
+    def unit(self) -> str:
+        return {"normalized": "MAC-normalised", "45nm": "pJ"}.get(self.name, "custom")
+
+    def access(self, level: str, bits: int, hw: Hardware) -> float:
+        """Energy of one access of a ``bits``-bit word at ``level``."""
+        if self.name != "45nm":
+            return getattr(self, level) * bits / 16
+        if level == "dram":
+            per_bit = _DRAM_PJ_PER_BIT
+        elif level == "glb":
+            per_bit = sram_pj_per_bit(hw.glb_bytes)
+        elif level == "rf":
+            per_bit = sram_pj_per_bit(hw.rf_bytes) if hw.rf_bytes else 0.0
+        else:
+            per_bit = 2 * sram_pj_per_bit(_HOP_REFERENCE_RF_BYTES)
+        return per_bit * bits
+
+    def mac(self, scheme: "Scheme", acc_bits: int) -> float:
+        """Energy of one non-skipped MAC."""
+        pj = compute_pj(scheme, acc_bits)["total"]
+        return pj if self.name == "45nm" else self.alu * pj / REFERENCE_MAC_PJ
 
 
-def alu_cost(costs: str, scheme: Scheme, acc_bits: int) -> float:
-    """Energy of one non-skipped MAC (normalised: relative to a 16-bit MAC at 45 nm)."""
-    pj = compute_pj(scheme, acc_bits)["total"]
-    return pj / REFERENCE_MAC_PJ if costs == "normalized" else pj
-
-
-def check_costs(costs: str) -> str:
-    if costs not in COST_TABLES:
-        raise ValueError(f"unknown cost table {costs!r}; allowed: {', '.join(COST_TABLES)}")
-    return costs
+def cost_table(costs) -> CostTable:
+    """``"normalized"``, ``"45nm"``, a ``CostTable``, or a dict of level costs (custom)."""
+    if isinstance(costs, CostTable):
+        return costs
+    if isinstance(costs, str):
+        if costs not in COST_TABLES:
+            raise ValueError(f"unknown cost table {costs!r}; allowed: {', '.join(COST_TABLES)}")
+        return CostTable(costs)
+    if isinstance(costs, dict):
+        allowed = ENERGY_LEVELS
+        unknown = set(costs) - set(allowed)
+        if unknown:
+            raise ValueError(f"unknown cost level(s) {sorted(unknown)}; allowed: "
+                             f"{', '.join(allowed)}")
+        for k, v in costs.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 \
+                    or not math.isfinite(v):
+                raise ValueError(f"cost of {k!r} must be a finite number >= 0, not {v!r}")
+        return CostTable("custom", **{k: float(v) for k, v in costs.items()})
+    raise ValueError(f"costs must be one of {', '.join(COST_TABLES)} or a dict of level "
+                     f"costs, not {costs!r}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -261,8 +302,8 @@ def check_costs(costs: str) -> str:
 
 def equal_area_hardware(dataflow: str, pes: int = 256, *, rows: int | None = None,
                         cols: int | None = None, baseline_rf_bytes: int = 512,
-                        rf_area_ratio: float = 2.0, scheme: Scheme = INT16,
-                        psum_bits: int | None = None) -> Hardware:
+                        rf_area_ratio: float = 2.0, input_bits: int = 16,
+                        weight_bits: int = 16, psum_bits: int = 16) -> Hardware:
     """The hardware ``dataflow`` gets under the storage area of RS (module docstring)."""
     dataflow = check_dataflow(dataflow)
     if isinstance(pes, bool) or not isinstance(pes, int) or pes < 1:
@@ -277,15 +318,12 @@ def equal_area_hardware(dataflow: str, pes: int = 256, *, rows: int | None = Non
         raise ValueError(f"a {rows}x{cols} arrangement does not give {pes} PEs")
     if not rf_area_ratio > 0:
         raise ValueError(f"rf_area_ratio must be > 0, not {rf_area_ratio!r}")
-    psum_bits = psum_bits or scheme.acc_bits or 16
-    a_bits = scheme.word_bits("inputs", psum_bits)
-    w_bits = scheme.word_bits("weights", psum_bits)
-    needs = {"rs": baseline_rf_bytes * 8, "ws": w_bits, "os": psum_bits, "nlr": 0}[dataflow]
+    needs = {"rs": baseline_rf_bytes * 8, "ws": weight_bits, "os": psum_bits, "nlr": 0}[dataflow]
     rf_bytes = math.ceil(needs / 8)
     area = pes * baseline_rf_bytes * rf_area_ratio + pes * baseline_rf_bytes
     glb_bytes = int(area - pes * rf_bytes * rf_area_ratio)
     return Hardware(pes=pes, rows=rows, cols=cols, rf_bytes=rf_bytes, glb_bytes=glb_bytes,
-                    input_bits=a_bits, weight_bits=w_bits, psum_bits=psum_bits)
+                    input_bits=input_bits, weight_bits=weight_bits, psum_bits=psum_bits)
 
 
 def _near_square_rows(pes: int) -> int:
@@ -335,6 +373,7 @@ class LayerEnergy:
     by_type: dict
     mapping: dict
     acc_bits: int
+    scheme: Scheme
 
     @property
     def total(self) -> float:
@@ -353,11 +392,11 @@ class LayerEnergy:
                 "by_type": {k: float(v) for k, v in self.by_type.items()},
                 "kind": self.layer.kind,
                 "shape": self.layer.to_dict(),
-                "acc_bits": self.acc_bits,
+                "scheme": self.scheme.to_dict() | {"acc_bits": self.acc_bits},
                 "mapping": describe(self.mapping)}
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)  # candidate arrays can be megabytes each
 def _candidates(problem: Problem, dataflow: str, hw: Hardware) -> CandidateCounts:
     return candidate_counts(problem, dataflow, hw)
 
@@ -369,10 +408,14 @@ def layer_problem(layer: Layer, batch: int) -> Problem:
 
 
 def layer_energy(layer: Layer, dataflow: str, hw: Hardware, *, batch: int = 1,
-                 costs: str = "normalized", scheme: Scheme = INT16,
+                 costs="normalized", scheme: Scheme = INT16,
                  sparsity: float = 0.0) -> LayerEnergy:
-    """Least energy of ``layer`` under ``dataflow`` on ``hw`` (searched with ``costs``)."""
-    check_costs(costs)
+    """Least energy of ``layer`` under ``dataflow`` on ``hw`` (searched with ``costs``).
+
+    The search also considers running the batch as two halves one after the other (and so
+    on recursively), so that doubling the batch can never more than double the energy.
+    """
+    table = cost_table(costs)
     check_dataflow(dataflow)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch must be a positive integer, not {batch!r}")
@@ -380,26 +423,46 @@ def layer_energy(layer: Layer, dataflow: str, hw: Hardware, *, batch: int = 1,
         raise ValueError(f"sparsity must be in [0, 1], not {sparsity!r}")
     acc_bits = scheme.layer_acc_bits(layer)
     bits = {x: scheme.word_bits(x, acc_bits) for x in DATA_TYPES}
-    # The buffers hold what the scheme's words need; the search sees the same widths.
+    # The storage holds the scheme's words; the search sees the same widths.
     hw_words = replace(hw, input_bits=bits["inputs"], weight_bits=bits["weights"],
                        psum_bits=bits["psums"])
-    cand = _candidates(layer_problem(layer, batch), dataflow, hw_words)
-    price = {(lv, x): access_cost(costs, lv, bits[x], hw) for lv in LEVELS for x in DATA_TYPES}
-    energy = np.zeros(len(cand))
-    for lv in LEVELS:
-        for x in DATA_TYPES:
-            energy = energy + cand.counts[lv][x] * price[(lv, x)]
-    best = int(np.argmin(energy))
+    price = tuple(table.access(lv, bits[x], hw) for lv in LEVELS for x in DATA_TYPES)
+    movement, counts, mapping = _least_movement(layer_problem(layer, 1), batch, dataflow,
+                                                hw_words, price)
     g = layer.groups
-    counts = {lv: {x: float(cand.counts[lv][x][best]) * g for x in DATA_TYPES} for lv in LEVELS}
-    macs = cand.macs * g
+    counts = {lv: {x: counts[lv][x] * g for x in DATA_TYPES} for lv in LEVELS}
+    macs = float(layer.macs(batch))
     skipped = macs * sparsity if _can_skip(scheme.name) else 0.0
-    by_level = {lv: sum(counts[lv][x] * price[(lv, x)] for x in DATA_TYPES) for lv in LEVELS}
-    by_level["alu"] = (macs - skipped) * alu_cost(costs, scheme, acc_bits)
-    by_type = {x: sum(counts[lv][x] * price[(lv, x)] for lv in LEVELS) for x in DATA_TYPES}
+    p = dict(zip([(lv, x) for lv in LEVELS for x in DATA_TYPES], price))
+    by_level = {lv: sum(counts[lv][x] * p[(lv, x)] for x in DATA_TYPES) for lv in LEVELS}
+    by_level["alu"] = (macs - skipped) * table.mac(scheme, acc_bits)
+    by_type = {x: sum(counts[lv][x] * p[(lv, x)] for lv in LEVELS) for x in DATA_TYPES}
     by_type["compute"] = by_level["alu"]
     return LayerEnergy(layer, dataflow, batch, counts, macs, skipped, by_level, by_type,
-                       cand.mappings[best], acc_bits)
+                       mapping, acc_bits, scheme)
+
+
+@functools.lru_cache(maxsize=16384)
+def _least_movement(unit_problem: Problem, batch: int, dataflow: str, hw: Hardware,
+                    price: tuple):
+    """(energy, counts, mapping) of the least data-movement energy for ``batch`` images."""
+    problem = replace(unit_problem, N=batch)
+    cand = _candidates(problem, dataflow, hw)
+    energy = cand.matrix() @ np.asarray(price)
+    best = int(np.argmin(energy))
+    counts = {lv: {x: float(cand.counts[lv][x][best]) for x in DATA_TYPES} for lv in LEVELS}
+    mapping = dict(cand.mappings[best])
+    mapping["batch_runs"] = 1
+    result = (float(energy[best]), counts, mapping)
+    if batch % 2 == 0:
+        half_energy, half_counts, half_mapping = _least_movement(unit_problem, batch // 2,
+                                                                 dataflow, hw, price)
+        if 2 * half_energy < result[0]:
+            mapping = dict(half_mapping)
+            mapping["batch_runs"] = 2 * half_mapping["batch_runs"]
+            result = (2 * half_energy, {lv: {x: 2 * half_counts[lv][x] for x in DATA_TYPES}
+                                        for lv in LEVELS}, mapping)
+    return result
 
 
 @dataclass
@@ -438,18 +501,27 @@ class DataflowEnergy:
 
 @dataclass
 class EnergyReport:
-    """Energy of a network under several dataflows (see ``network_energy``)."""
+    """Energy of a network under several dataflows (see ``network_energy``).
+
+    ``schemes`` maps each layer name to its ``Scheme``.
+    """
 
     network: str
     batch: int
     costs: str
-    scheme: Scheme
+    schemes: dict
     dataflows: dict
     sparsity: dict = field(default_factory=dict)
 
     @property
+    def scheme_label(self) -> str:
+        labels = {s.label for s in self.schemes.values()}
+        return labels.pop() if len(labels) == 1 else "mixed schemes (" + ", ".join(
+            f"{n} {s.label}" for n, s in self.schemes.items()) + ")"
+
+    @property
     def unit(self) -> str:
-        return _UNITS[self.costs]
+        return cost_table(self.costs).unit
 
     def ratios(self, kind: str) -> dict:
         """Energy of each dataflow / energy of RS, over the layers of ``kind`` (conv, fc)."""
@@ -467,52 +539,87 @@ class EnergyReport:
 
 
 def network_energy(layers, *, name: str = "network", dataflows=("rs", "ws", "os", "nlr"),
-                   batch: int = 16, pes: int = 256, costs: str = "normalized",
-                   scheme: Scheme = INT16, sparsity=None, hardware: dict | None = None,
-                   rf_area_ratio: float = 2.0) -> EnergyReport:
+                   batch: int = 16, pes: int = 256, rows: int | None = None,
+                   costs: str = "normalized", scheme=INT16, sparsity=None,
+                   hardware: dict | None = None, rf_area_ratio: float = 2.0) -> EnergyReport:
     """Energy of ``layers`` (a preset name or a sequence of ``Layer``) under ``dataflows``.
 
-    Each dataflow runs on ``hardware[dataflow]`` if given, else on ``equal_area_hardware``
-    of ``pes`` PEs. ``sparsity``: ``None`` (``default_sparsity`` of the scheme), one zero
-    fraction for every layer, or ``{layer name: fraction}``.
+    ``scheme``: one ``Scheme`` for every layer or ``{layer name: Scheme}``. Each dataflow
+    runs on ``hardware[dataflow]`` if given, else on ``equal_area_hardware`` of ``pes`` PEs
+    in ``rows`` rows (default: nearest to square), storage sized for the widest words of the
+    network. ``sparsity``: ``None`` (each
+    scheme's ``default_sparsity``), one zero fraction for every layer, or
+    ``{layer name: fraction}``.
     """
-    check_costs(costs)
+    table = cost_table(costs)
     if isinstance(layers, str):
         name, layers = layers, network(layers)
     layers = tuple(layers)
     if not layers:
         raise ValueError("the network has no convolution or dense layer")
     dataflows = tuple(check_dataflow(d) for d in dataflows)
-    per_layer = _sparsity_per_layer(layers, scheme, sparsity)
+    schemes = _schemes_per_layer(layers, scheme)
+    per_layer = _sparsity_per_layer(layers, schemes, sparsity)
+    widest = {x: max(schemes[ly.name].word_bits(x, schemes[ly.name].layer_acc_bits(ly))
+                     for ly in layers) for x in DATA_TYPES}
     hardware = dict(hardware or {})
     result = {}
-    widest_psum = max(scheme.layer_acc_bits(layer) for layer in layers)
     for df in dataflows:
-        hw = hardware.get(df) or equal_area_hardware(df, pes, rf_area_ratio=rf_area_ratio,
-                                                     scheme=scheme, psum_bits=widest_psum)
+        hw = hardware.get(df) or equal_area_hardware(
+            df, pes, rows=rows, rf_area_ratio=rf_area_ratio, input_bits=widest["inputs"],
+            weight_bits=widest["weights"], psum_bits=widest["psums"])
         result[df] = DataflowEnergy(df, hw, [
-            layer_energy(layer, df, hw, batch=batch, costs=costs, scheme=scheme,
-                         sparsity=per_layer[layer.name]) for layer in layers])
-    return EnergyReport(name, batch, costs, scheme, result, per_layer)
+            layer_energy(ly, df, hw, batch=batch, costs=table, scheme=schemes[ly.name],
+                         sparsity=per_layer[ly.name]) for ly in layers])
+    return EnergyReport(name, batch, table, schemes, result, per_layer)
 
 
-def _sparsity_per_layer(layers, scheme: Scheme, sparsity) -> dict:
-    names = [layer.name for layer in layers]
+def _schemes_per_layer(layers, scheme) -> dict:
+    names = [ly.name for ly in layers]
     if len(set(names)) != len(names):
         raise ValueError(f"layer names must be unique, not {names}")
+    if isinstance(scheme, Scheme):
+        return dict.fromkeys(names, scheme)
+    if not isinstance(scheme, dict) or set(scheme) != set(names) or not all(
+            isinstance(v, Scheme) for v in scheme.values()):
+        raise ValueError(f"scheme must be a Scheme or one Scheme per layer ({', '.join(names)})")
+    return {n: scheme[n] for n in names}
+
+
+def resolve_network(spec: str, *, scheme: Scheme | None = None, sparsity=None):
+    """Layers, name, scheme and sparsity of a preset name or a deployment model file.
+
+    A preset runs ``scheme`` (default: 16-bit ``int``); a model file brings its layers, its
+    scheme and the zero fraction of each layer's weights (``scheme``/``sparsity`` override).
+    """
+    from sim.energy_presets import NETWORKS
+    if spec in NETWORKS:
+        return network(spec), spec, scheme or INT16, sparsity
+    if os.path.exists(spec):
+        layers, widths, model_sparsity = layers_from_model(spec)
+        model_schemes = {n: Scheme(*w) for n, w in widths.items()}
+        return (layers, os.path.splitext(os.path.basename(spec))[0], scheme or model_schemes,
+                model_sparsity if sparsity is None else sparsity)
+    raise ValueError(f"unknown network {spec!r}: not a preset ({', '.join(NETWORKS)}) "
+                     f"and no such model file")
+
+
+def _sparsity_per_layer(layers, schemes: dict, sparsity) -> dict:
+    names = [ly.name for ly in layers]
+    defaults = {n: default_sparsity(schemes[n].name) for n in names}
     if sparsity is None:
-        return dict.fromkeys(names, default_sparsity(scheme.name))
+        return defaults
     if isinstance(sparsity, dict):
         unknown = set(sparsity) - set(names)
         if unknown:
             raise ValueError(f"sparsity given for unknown layer(s) {sorted(unknown)}; "
                              f"layers: {', '.join(names)}")
-        out = {n: float(sparsity.get(n, default_sparsity(scheme.name))) for n in names}
+        out = {n: float(sparsity.get(n, defaults[n])) for n in names}
     else:
         out = dict.fromkeys(names, float(sparsity))
-    for n, s in out.items():
-        if not 0.0 <= s <= 1.0:
-            raise ValueError(f"sparsity of layer {n!r} must be in [0, 1], not {s!r}")
+    for n, v in out.items():
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"sparsity of layer {n!r} must be in [0, 1], not {v!r}")
     return out
 
 
@@ -545,7 +652,7 @@ def format_table(report: EnergyReport) -> str:
             rows.append([f"all {kind}", df.upper()] + [_fmt(lt[lv]) for lv in levels]
                         + [_fmt(total), _fmt(total / d.macs(kind))])
     widths = [max(len(r[k]) for r in rows) for k in range(len(head))]
-    lines = [f"{report.network}: batch {report.batch}, {report.scheme.label}, "
+    lines = [f"{report.network}: batch {report.batch}, {report.scheme_label}, "
              f"energy in {report.unit} units"]
     for r in rows:
         lines.append("  ".join(c.rjust(w) if k > 1 else c.ljust(w)
@@ -560,8 +667,12 @@ def format_table(report: EnergyReport) -> str:
 
 def to_json(report: EnergyReport) -> dict:
     """The report as JSON-ready data: ``dataflows[df]["layers"][layer]`` = total/levels/counts."""
-    out = {"network": report.network, "batch": report.batch, "costs": report.costs,
-           "unit": report.unit, "scheme": report.scheme.to_dict(),
+    table = cost_table(report.costs)
+    out = {"network": report.network, "batch": report.batch, "costs": table.name,
+           "cost_table": {lv: getattr(table, lv) for lv in ENERGY_LEVELS}
+           if table.name != "45nm" else "Horowitz 45 nm (see sim.energy)",
+           "unit": report.unit,
+           "schemes": {n: sc.to_dict() for n, sc in report.schemes.items()},
            "sparsity": report.sparsity, "dataflows": {}, "ratios_to_rs": {}}
     for df, d in report.dataflows.items():
         out["dataflows"][df] = {
@@ -635,7 +746,7 @@ def plot_dataflows(report: EnergyReport, path) -> None:
                          f"{'level' if row == 0 else 'data type'}")
             ax.set_ylabel(f"energy per MAC ({report.unit})")
             ax.legend(fontsize="small")
-    fig.suptitle(f"batch {report.batch}, {report.scheme.label}, "
+    fig.suptitle(f"batch {report.batch}, {report.scheme_label}, "
                  f"{next(iter(report.dataflows.values())).hardware.pes} PEs")
     fig.tight_layout()
     write_atomically(path, lambda tmp: fig.savefig(tmp, format=_image_format(path), dpi=110))
@@ -650,7 +761,7 @@ def _image_format(path) -> str:
 def plot_schemes(reports: list, path, *, dataflow: str = "rs", title: str = "") -> None:
     """Stacked bars of energy per inference by scheme: compute against data movement."""
     plt = _pyplot()
-    labels = [r.scheme.label for r in reports]
+    labels = [r.scheme_label for r in reports]
     per_inf = [r.dataflows[dataflow] for r in reports]
     compute = np.array([sum(le.energy["alu"] for le in d.layers) / r.batch
                         for d, r in zip(per_inf, reports)])

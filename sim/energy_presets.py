@@ -26,7 +26,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-__all__ = ["Layer", "conv", "dense", "NETWORKS", "network", "network_names"]
+import numpy as np
+
+__all__ = ["Layer", "conv", "dense", "NETWORKS", "network", "network_names",
+           "layers_from_model"]
 
 
 def _positive(name: str, value) -> int:
@@ -191,3 +194,35 @@ def network(name: str) -> tuple[Layer, ...]:
         raise ValueError(f"unknown network {name!r}; allowed: {', '.join(NETWORKS)} "
                          f"or a deployment model file")
     return NETWORKS[name]
+
+
+def layers_from_model(path) -> tuple[tuple[Layer, ...], dict, dict]:
+    """Layers, product widths and zero-weight fractions of a deployment model file.
+
+    Reads a file of ``model.deploy.save``. Returns ``(layers, schemes, sparsity)``: layers
+    named ``conv<i>``/``fc<i>`` by position (1-based, as the presets), ``schemes[name]`` =
+    ``(scheme, a_bits, w_bits, acc_bits)`` of the layer as the accelerator runs it (``xnor``:
+    lanes per word, and ``C`` counts channels, not packed words), ``sparsity[name]`` the
+    fraction of weights whose level is 0 (what a skipping unit skips; 0 for the schemes
+    that have no zero level).
+    """
+    from model import deploy, quant
+
+    loaded = deploy.load(path)
+    if not isinstance(loaded, deploy.IntegerModel):
+        raise ValueError(f"{path!r} holds a float network; the energy model needs an integer "
+                         f"deployment model (a quantized network folded by model.deploy)")
+    layers, schemes, sparsity = [], {}, {}
+    for i, ly in enumerate(loaded.layers, start=1):
+        m, _, r, s = ly.weights.shape
+        _, h, w = ly.in_shape
+        name = f"{'conv' if ly.kind == 'conv' else 'fc'}{i}"
+        layers.append(Layer(name, int(ly.channels), int(m), int(h), int(w), int(r), int(s),
+                            int(ly.stride), int(ly.padding)))
+        schemes[name] = (ly.scheme, int(ly.a_bits), int(ly.w_bits), int(ly.accumulator_width))
+        if ly.scheme == "xnor":
+            sparsity[name] = 0.0
+        else:
+            levels = quant.weight_level(ly.scheme, ly.weights, ly.w_bits)
+            sparsity[name] = float(np.mean(levels == 0))
+    return tuple(layers), schemes, sparsity
