@@ -138,6 +138,9 @@ class CommandDispatcher(wiring.Component):
         # `read.data` always holds buffer[index].
         index = Signal(range(max_payload + 1))
         index_next = Signal.like(index)
+        # Bytes still to go in the current payload (received, replayed, read or sent).
+        remaining = Signal(16)
+        last = remaining == 1
         m.d.comb += [index_next.eq(index), read.addr.eq(index_next)]
         m.d.sync += index.eq(index_next)
 
@@ -152,7 +155,10 @@ class CommandDispatcher(wiring.Component):
         rx, tx = self.rx_stream, self.tx_stream
         write_streams = [getattr(self, f"{n}_stream") for n in WRITE_CHANNELS.values()]
         read_streams = [getattr(self, f"{n}_stream") for n in READ_CHANNELS.values()]
-        identity_rom = Array(Const(b, 8) for b in identity_bytes)
+        m.submodules.identity_rom = identity_rom = Memory(shape=8, depth=len(identity_bytes),
+                                                          init=identity_bytes)
+        identity_read = identity_rom.read_port()
+        m.d.comb += identity_read.addr.eq(index_next)
 
         def respond(code, payload_length=0):
             m.d.sync += [status.eq(code), response_length.eq(payload_length)]
@@ -197,7 +203,7 @@ class CommandDispatcher(wiring.Component):
             with m.State("LENGTH_HIGH"):
                 def on_length_high(byte):
                     full = Cat(length[:8], byte)
-                    m.d.sync += [length[8:].eq(byte), argument.eq(0)]
+                    m.d.sync += [length[8:].eq(byte), argument.eq(0), remaining.eq(full)]
                     m.d.comb += index_next.eq(0)
                     with m.If(full > max_payload):
                         refuse_and_drain(Status.BAD_LENGTH)
@@ -211,11 +217,12 @@ class CommandDispatcher(wiring.Component):
                 def on_payload(byte):
                     m.d.comb += [write.addr.eq(index), write.data.eq(byte), write.en.eq(1),
                                  index_next.eq(index + 1)]
+                    m.d.sync += remaining.eq(remaining - 1)
                     with m.If(index == 0):
                         m.d.sync += argument[:8].eq(byte)
                     with m.If(index == 1):
                         m.d.sync += argument[8:].eq(byte)
-                    with m.If(index == length - 1):
+                    with m.If(last):
                         m.next = "CHECKSUM_HIGH"
                 receiving(on_payload)
 
@@ -261,14 +268,14 @@ class CommandDispatcher(wiring.Component):
                             respond(Status.OK)
                     for number, code in enumerate(WRITE_CHANNELS):
                         with m.Case(code):
-                            m.d.sync += channel.eq(number)
+                            m.d.sync += [channel.eq(number), remaining.eq(length)]
                             with m.If(length == 0):
                                 respond(Status.OK)
                             with m.Else():
                                 m.next = "WRITE"
                     for number, code in enumerate(READ_CHANNELS):
                         with m.Case(code):
-                            m.d.sync += channel.eq(number)
+                            m.d.sync += [channel.eq(number), remaining.eq(argument)]
                             with m.If((length != 2) | (argument > max_payload)):
                                 respond(Status.BAD_LENGTH)
                             with m.Elif(argument == 0):
@@ -283,9 +290,9 @@ class CommandDispatcher(wiring.Component):
                 for number, s in enumerate(write_streams):
                     m.d.comb += [s.payload.eq(read.data), s.valid.eq(channel == number)]
                 with m.If(target.ready):
-                    m.d.sync += stall.eq(0)
+                    m.d.sync += [stall.eq(0), remaining.eq(remaining - 1)]
                     m.d.comb += index_next.eq(index + 1)
-                    with m.If(index == length - 1):
+                    with m.If(last):
                         respond(Status.OK)
                 with m.Elif(stall == self._target_timeout - 1):
                     respond(Status.TARGET_TIMEOUT)
@@ -297,10 +304,10 @@ class CommandDispatcher(wiring.Component):
                 for number, s in enumerate(read_streams):
                     m.d.comb += s.ready.eq(channel == number)
                 with m.If(source.valid):
-                    m.d.sync += stall.eq(0)
+                    m.d.sync += [stall.eq(0), remaining.eq(remaining - 1)]
                     m.d.comb += [write.addr.eq(index), write.data.eq(source.payload),
                                  write.en.eq(1), index_next.eq(index + 1)]
-                    with m.If(index == argument - 1):
+                    with m.If(last):
                         respond(Status.OK, argument)
                 with m.Elif(stall == self._target_timeout - 1):
                     respond(Status.TARGET_TIMEOUT, index)
@@ -317,7 +324,7 @@ class CommandDispatcher(wiring.Component):
                     with m.If(header_index == 0):
                         m.d.sync += crc.eq(0xFFFF)
                     with m.If(header_index == 4):
-                        m.d.sync += header_index.eq(0)
+                        m.d.sync += [header_index.eq(0), remaining.eq(response_length)]
                         with m.If(response_length == 0):
                             m.next = "SEND_CHECKSUM_HIGH"
                         with m.Else():
@@ -325,12 +332,12 @@ class CommandDispatcher(wiring.Component):
 
             with m.State("SEND_PAYLOAD"):
                 m.d.comb += [tx.valid.eq(1),
-                             tx.payload.eq(Mux(from_identity, identity_rom[index], read.data)),
+                             tx.payload.eq(Mux(from_identity, identity_read.data, read.data)),
                              crc_byte.eq(tx.payload)]
                 with m.If(tx.ready):
-                    m.d.sync += crc.eq(crc_next)
+                    m.d.sync += [crc.eq(crc_next), remaining.eq(remaining - 1)]
                     m.d.comb += index_next.eq(index + 1)
-                    with m.If(index == response_length - 1):
+                    with m.If(last):
                         m.next = "SEND_CHECKSUM_HIGH"
 
             with m.State("SEND_CHECKSUM_HIGH"):

@@ -49,7 +49,7 @@ __all__ = [
     "clocks_per_bit", "uart_encode", "uart_decode", "UARTLineDecoder",
     "crc16", "encode_request", "encode_response", "decode_response", "response_length",
     "Response",
-    "ProtocolError", "Identity", "ReferenceDevice",
+    "ProtocolError", "Identity", "ReferenceDevice", "word_bytes", "pack_words", "unpack_words",
 ]
 
 REQUEST_SYNC = 0xA5
@@ -310,6 +310,46 @@ class Identity:
                                 f"(answer {payload[:16].hex()})")
         version, max_payload, clk_freq, baud = struct.unpack("<BHII", payload[4:15])
         return cls(max_payload, clk_freq, baud, payload[15:], version)
+
+
+# --- words on a byte stream -------------------------------------------------------------------
+
+def word_bytes(bits: int) -> int:
+    """Bytes a word of ``bits`` bits takes on the link (whole bytes, little-endian)."""
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits < 1:
+        raise ValueError(f"word width must be a positive integer, not {bits!r}")
+    return (int(bits) + 7) // 8
+
+
+def pack_words(words, bits: int) -> bytes:
+    """Words as bytes: each word's ``bits``-bit two's-complement pattern, little-endian, in
+    ``word_bytes(bits)`` bytes. Model of ``boards.adapters.BytesToWords`` (in reverse)."""
+    n = word_bytes(bits)
+    mask = (1 << int(bits)) - 1
+    out = bytearray()
+    for word in words:
+        word = int(word)
+        if not -(1 << (bits - 1)) <= word <= mask:
+            raise ValueError(f"word {word} does not fit in {bits} bits")
+        out += (word & mask).to_bytes(n, "little")
+    return bytes(out)
+
+
+def unpack_words(data: bytes, bits: int, *, signed: bool = False) -> list[int]:
+    """Inverse of ``pack_words``: the words (sign-extended from ``bits`` when ``signed``).
+    Model of ``boards.adapters.WordsToBytes`` (in reverse)."""
+    n = word_bytes(bits)
+    data = bytes(data)
+    if len(data) % n:
+        raise ValueError(f"{len(data)} bytes is not a whole number of {n}-byte words")
+    mask = (1 << int(bits)) - 1
+    words = []
+    for offset in range(0, len(data), n):
+        word = int.from_bytes(data[offset:offset + n], "little") & mask
+        if signed and word >> (bits - 1):
+            word -= 1 << bits
+        words.append(word)
+    return words
 
 
 # --- the device, as a model ---------------------------------------------------------------------

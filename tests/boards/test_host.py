@@ -4,71 +4,36 @@ and a stand-in design, and back."""
 
 import numpy as np
 import pytest
-from amaranth import Module, Signal
-from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.wiring import In, Out
 
 from boards.host import BoardClient, BoardError, SerialTransport
-from boards.link import HostLink
 from boards.protocol import Command, Identity
 from boards.simulated import SimulatedSerial
+from boards.top import BoardCore, LinkLoopback
 
 CLK = 1_000_000
 BAUD = 250_000          # 4 clocks per bit: the fastest the receiver allows, so the test is quick
 MAX_PAYLOAD = 64
 
 
-class LoopbackDesign(wiring.Component):
-    """Stands in for the accelerator: inputs come back as outputs and config as counters
-    (through FIFOs), weights are counted, starts are counted."""
-
-    rx: In(1, init=1)
-    tx: Out(1, init=1)
-    weight_bytes: Out(16)
-    starts: Out(8)
-
-    def __init__(self):
-        super().__init__()
-        self.link = HostLink(clk_freq=CLK, baud=BAUD, max_payload=MAX_PAYLOAD,
-                             target_info=b"loopback", frame_timeout=0.001,
-                             target_timeout=0.002)
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.link = link = self.link
-        m.submodules.inputs_fifo = inputs_fifo = SyncFIFOBuffered(width=8, depth=512)
-        m.submodules.config_fifo = config_fifo = SyncFIFOBuffered(width=8, depth=64)
-        m.d.comb += [link.rx.eq(self.rx), self.tx.eq(link.tx)]
-        for source, fifo, sink in ((link.inputs_stream, inputs_fifo, link.outputs_stream),
-                                   (link.config_stream, config_fifo, link.counters_stream)):
-            m.d.comb += [fifo.w_data.eq(source.payload), fifo.w_en.eq(source.valid),
-                         source.ready.eq(fifo.w_rdy),
-                         sink.payload.eq(fifo.r_data), sink.valid.eq(fifo.r_rdy),
-                         fifo.r_en.eq(sink.ready)]
-        m.d.comb += link.weights_stream.ready.eq(1)
-        with m.If(link.weights_stream.valid):
-            m.d.sync += self.weight_bytes.eq(self.weight_bytes + 1)
-        with m.If(link.start):
-            m.d.sync += self.starts.eq(self.starts + 1)
-        return m
-
-
 class Board:
-    """The simulated board, a client on it, and a way to look at the design's counters."""
+    """The simulated board (the link self-test design), a client on it, and what reached the
+    design: weight bytes taken and START pulses."""
 
     def __init__(self, wrap=None):
-        self.design = LoopbackDesign()
-        self.serial = SimulatedSerial(self.design, rx=self.design.rx, tx=self.design.tx,
+        self.core = BoardCore(LinkLoopback(), clk_freq=CLK, baud=BAUD, max_payload=MAX_PAYLOAD,
+                              frame_timeout=0.001, target_timeout=0.002)
+        self.serial = SimulatedSerial(self.core, rx=self.core.rx, tx=self.core.tx,
                                       clk_freq=CLK, baud=BAUD, testbenches=[self._probe])
-        self.probed = {}
+        self.probed = {"weights": 0, "starts": 0}
         transport = wrap(self.serial) if wrap else self.serial
         self.client = BoardClient(transport, timeout=0.02)
 
     async def _probe(self, ctx):
-        async for _, _, weights, starts in ctx.tick().sample(self.design.weight_bytes,
-                                                             self.design.starts):
-            self.probed = {"weights": weights, "starts": starts}
+        weights = self.core.target.weights_stream
+        async for _, _, valid, ready, start in ctx.tick().sample(weights.valid, weights.ready,
+                                                                 self.core.target.start):
+            self.probed["weights"] += valid & ready
+            self.probed["starts"] += start
 
 
 class CorruptOnce:
@@ -92,7 +57,7 @@ def test_identify_over_the_line():
     board = Board()
     identity = board.client.identify()
     assert identity == Identity(max_payload=MAX_PAYLOAD, clk_freq=CLK, baud=BAUD,
-                                target_info=b"loopback")
+                                target_info=b"link-loopback")
     assert board.serial.line_errors == 0
 
 

@@ -1,0 +1,214 @@
+"""The accelerator behind the host link: the board-side adapter and the host-side backend.
+
+On the board, ``AcceleratorTarget`` puts ``hw.accelerator.Accelerator`` behind the link's byte
+streams: ``WRITE_CONFIG`` carries the configuration word, ``WRITE_WEIGHTS``/``WRITE_INPUTS``
+the weight and activation words, ``READ_OUTPUTS`` the output sums and ``READ_COUNTERS`` a
+snapshot of the nine 48-bit counters (``hw.accelerator.COUNTER_NAMES``), every word as
+little-endian bytes (``boards.protocol.pack_words``). ``IDENTIFY`` ends with the
+accelerator's parameters (``encode_accelerator_info``), so the host can check that a layer
+runs on the board before sending it.
+
+On the host, ``BoardBackend`` has the interface of ``sim.run_layer``'s backends
+(``run(accelerator_args, jobs, progress) -> [(output words, counters)]``) and drives a board
+through ``boards.host.BoardClient``: over a serial port on hardware, over
+``boards.simulated.SimulatedSerial`` in the tests.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from amaranth import Module, Value
+from amaranth.lib import wiring
+
+from boards.adapters import BytesToWords, SnapshotToBytes, WordsToBytes
+from boards.host import BoardClient, BoardError, SerialTransport
+from boards.link import DEFAULT_BAUD
+from boards.protocol import pack_words, unpack_words, word_bytes
+from boards.top import TARGET_SIGNATURE
+from model.quant import SCHEMES, weight_bits
+
+__all__ = ["AcceleratorTarget", "BoardBackend", "encode_accelerator_info",
+           "decode_accelerator_info", "check_runs_on", "register_board_backend",
+           "run_layers_on_board"]
+
+_INFO_MAGIC = b"RSA1"
+_INFO_FORMAT = "<4sBBBBBBHHHIII"
+_INFO_FIELDS = ("scheme", "rows", "cols", "a_bits", "w_bits", "acc_bits", "filter_spad",
+                "ifmap_spad", "psum_spad", "in_depth", "wb_depth", "pb_depth")
+#: Fields a layer's accelerator must match exactly, and fields the board's may exceed.
+_SAME = ("scheme", "rows", "cols", "a_bits", "w_bits", "filter_spad", "ifmap_spad",
+         "psum_spad")
+_AT_LEAST = ("acc_bits", "in_depth", "wb_depth", "pb_depth")
+
+
+def _normalise(args: dict) -> dict:
+    args = dict(args)
+    args["w_bits"] = weight_bits(args["scheme"], args.get("w_bits"))
+    return {name: args[name] for name in _INFO_FIELDS}
+
+
+def encode_accelerator_info(args: dict) -> bytes:
+    """The accelerator's parameters (``sim.run_layer.accelerator_args``) as ``IDENTIFY``
+    target bytes."""
+    a = _normalise(args)
+    return struct.pack(_INFO_FORMAT, _INFO_MAGIC, SCHEMES.index(a["scheme"]),
+                       *(a[name] for name in _INFO_FIELDS[1:]))
+
+
+def decode_accelerator_info(info: bytes) -> dict:
+    """Inverse of ``encode_accelerator_info``; ``BoardError`` if the board holds no
+    accelerator."""
+    info = bytes(info)
+    if info[:4] != _INFO_MAGIC or len(info) != struct.calcsize(_INFO_FORMAT):
+        raise BoardError(f"the board's design is not an accelerator (it says {info[:24]!r})")
+    values = struct.unpack(_INFO_FORMAT, info)[1:]
+    args = dict(zip(_INFO_FIELDS, values))
+    args["scheme"] = SCHEMES[args["scheme"]]
+    return args
+
+
+def check_runs_on(needed: dict, board: dict) -> None:
+    """``ValueError`` naming the first parameter in which the board's accelerator cannot run
+    what ``needed`` (``accelerator_args`` of the layers) asks for."""
+    needed = _normalise(needed)
+    for name in _SAME:
+        if needed[name] != board[name]:
+            raise ValueError(f"the layers need an accelerator with {name} = {needed[name]}, "
+                             f"the board's has {board[name]} (its array: {board['rows']}x"
+                             f"{board['cols']} {board['scheme']}, a_bits {board['a_bits']}, "
+                             f"scratchpads {board['filter_spad']}/{board['ifmap_spad']}/"
+                             f"{board['psum_spad']})")
+    for name in _AT_LEAST:
+        if needed[name] > board[name]:
+            raise ValueError(f"the layers need {name} >= {needed[name]}, the board's "
+                             f"accelerator has {board[name]}")
+
+
+class AcceleratorTarget(wiring.Component):
+    """``hw.accelerator.Accelerator`` on the host link's byte streams (``TARGET_SIGNATURE``).
+
+    Latency and throughput: those of the accelerator; each word costs ``word_bytes(bits)``
+    cycles on the byte streams (the serial line is far slower).
+    Model: ``model.ops.conv2d``/``dense`` and ``sim.cycle_model.predict`` (the accelerator's).
+
+    Parameters
+    ----------
+    args : dict
+        ``sim.run_layer.accelerator_args``: the accelerator to build.
+    """
+
+    def __init__(self, args: dict):
+        from hw.accelerator import COUNTER_BITS, COUNTER_NAMES
+        from sim.run_layer import build_accelerator
+
+        self._args = _normalise(args)
+        self.accelerator = build_accelerator(args)
+        self.target_info = encode_accelerator_info(args)
+        self._counter_bits = COUNTER_BITS * len(COUNTER_NAMES)
+        super().__init__(TARGET_SIGNATURE)
+
+    @property
+    def args(self) -> dict:
+        return dict(self._args)
+
+    def elaborate(self, platform):
+        from hw.controller import config_layout
+
+        m = Module()
+        acc = m.submodules.accelerator = self.accelerator
+        a = self._args
+        m.submodules.config = config = BytesToWords(config_layout().size)
+        m.submodules.weights = weights = BytesToWords(a["w_bits"])
+        m.submodules.inputs = inputs = BytesToWords(a["a_bits"])
+        m.submodules.outputs = outputs = WordsToBytes(a["acc_bits"])
+        m.submodules.counters = counters = SnapshotToBytes(self._counter_bits)
+
+        wiring.connect(m, wiring.flipped(self.config_stream), config.i_stream)
+        wiring.connect(m, wiring.flipped(self.weights_stream), weights.i_stream)
+        wiring.connect(m, wiring.flipped(self.inputs_stream), inputs.i_stream)
+        wiring.connect(m, outputs.o_stream, wiring.flipped(self.outputs_stream))
+        wiring.connect(m, counters.o_stream, wiring.flipped(self.counters_stream))
+        for word_stream, port in ((config.o_stream, acc.config_stream),
+                                  (weights.o_stream, acc.weight_stream),
+                                  (inputs.o_stream, acc.input_stream)):
+            m.d.comb += [Value.cast(port.payload).eq(word_stream.payload),
+                         port.valid.eq(word_stream.valid), word_stream.ready.eq(port.ready)]
+        m.d.comb += [outputs.i_stream.payload.eq(acc.output_stream.payload.as_unsigned()),
+                     outputs.i_stream.valid.eq(acc.output_stream.valid),
+                     acc.output_stream.ready.eq(outputs.i_stream.ready),
+                     counters.value.eq(Value.cast(acc.counters))]
+        return m
+
+
+class BoardBackend:
+    """Run layers on a board: the ``sim.run_layer`` backend interface over the host link.
+
+    Parameters
+    ----------
+    port : str or transport
+        A serial port name or pyserial URL, or a transport (``boards.host``).
+    baud : int
+        Baud rate of the port.
+    timeout : float
+        Seconds to wait for each response.
+    """
+
+    name = "board"
+
+    def __init__(self, port, *, baud: int = DEFAULT_BAUD, timeout: float = 3.0):
+        transport = SerialTransport(port, baud) if isinstance(port, str) else port
+        self.client = BoardClient(transport, timeout=timeout)
+
+    def accelerator(self) -> dict:
+        """The parameters of the board's accelerator."""
+        return decode_accelerator_info(self.client.identify().target_info)
+
+    def run(self, args: dict, jobs, progress: bool = False):
+        from hw.accelerator import COUNTER_BITS, COUNTER_NAMES
+        from hw.controller import config_layout
+
+        board = self.accelerator()
+        check_runs_on(args, board)
+        config_bits = config_layout().size
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=len(jobs), unit="layer", desc="on the board", leave=False)
+        results = []
+        for job in jobs:
+            self.client.write_config(pack_words([job.config], config_bits))
+            self.client.write_weights(pack_words(job.weights, board["w_bits"]))
+            self.client.write_inputs(pack_words(job.inputs, board["a_bits"]))
+            raw = self.client.read_outputs(job.n_outputs * word_bytes(board["acc_bits"]))
+            words = unpack_words(raw, board["acc_bits"], signed=True)
+            raw = self.client.read_counters(len(COUNTER_NAMES) * word_bytes(COUNTER_BITS))
+            counters = dict(zip(COUNTER_NAMES, unpack_words(raw, COUNTER_BITS)))
+            results.append((words, counters))
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        return results
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def register_board_backend(port, *, baud: int = DEFAULT_BAUD, timeout: float = 3.0):
+    """Make ``backend="board"`` of ``sim.run_layer.run_layers`` talk to the board on ``port``
+    (a port name, pyserial URL or transport); returns the ``BoardBackend``."""
+    from sim.run_layer import BACKENDS
+
+    backend = port if isinstance(port, BoardBackend) else BoardBackend(port, baud=baud,
+                                                                       timeout=timeout)
+    BACKENDS["board"] = lambda: backend
+    return backend
+
+
+def run_layers_on_board(layers, backend: BoardBackend, params, *, progress: bool = False):
+    """``sim.run_layer.run_layers`` on the board behind ``backend``."""
+    from sim.run_layer import run_layers
+
+    register_board_backend(backend)
+    return run_layers(layers, backend="board", params=params, progress=progress)

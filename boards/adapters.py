@@ -1,0 +1,124 @@
+"""Byte streams to word streams and back, for the host link's design side.
+
+A word of ``width`` bits travels as ``word_bytes(width)`` bytes, least significant first
+(``boards.protocol.pack_words`` / ``unpack_words``).
+"""
+
+from amaranth import Cat, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from boards.protocol import word_bytes
+
+__all__ = ["BytesToWords", "WordsToBytes", "SnapshotToBytes"]
+
+
+class BytesToWords(wiring.Component):
+    """Assemble words from little-endian bytes.
+
+    Latency: a word is offered the cycle after its last byte is taken. Throughput: one byte
+    per cycle; no byte is taken while a finished word waits for ``o_stream.ready``.
+    Model: ``boards.protocol.pack_words`` (this is its inverse).
+
+    Parameters
+    ----------
+    width : int
+        Bits per word (the high bits of the last byte beyond ``width`` are dropped).
+
+    Members
+    -------
+    i_stream : ``In(stream.Signature(8))``
+    o_stream : ``Out(stream.Signature(width))``
+    """
+
+    def __init__(self, width: int):
+        self._width = width
+        self._bytes = word_bytes(width)
+        super().__init__({"i_stream": In(stream.Signature(8)),
+                          "o_stream": Out(stream.Signature(width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._bytes
+        shifter = Signal(8 * n)
+        count = Signal(range(n + 1))
+        full = count == n
+        m.d.comb += [self.o_stream.payload.eq(shifter[:self._width]),
+                     self.o_stream.valid.eq(full), self.i_stream.ready.eq(~full)]
+        with m.If(self.i_stream.valid & ~full):
+            m.d.sync += [shifter.eq(Cat(shifter[8:], self.i_stream.payload)), count.eq(count + 1)]
+        with m.If(self.o_stream.valid & self.o_stream.ready):
+            m.d.sync += count.eq(0)
+        return m
+
+
+class WordsToBytes(wiring.Component):
+    """Send each word as little-endian bytes.
+
+    Latency: the first byte is offered the cycle after a word is taken. Throughput: one byte
+    per cycle, so one word per ``word_bytes(width)`` cycles.
+    Model: ``boards.protocol.unpack_words`` (this is its inverse).
+
+    Parameters
+    ----------
+    width : int
+        Bits per word (sent sign- or zero-agnostic: the bit pattern, padded with zeros).
+
+    Members
+    -------
+    i_stream : ``In(stream.Signature(width))``
+    o_stream : ``Out(stream.Signature(8))``
+    """
+
+    def __init__(self, width: int):
+        self._width = width
+        self._bytes = word_bytes(width)
+        super().__init__({"i_stream": In(stream.Signature(width)),
+                          "o_stream": Out(stream.Signature(8))})
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._bytes
+        shifter = Signal(8 * n)
+        left = Signal(range(n + 1))
+        m.d.comb += [self.o_stream.payload.eq(shifter[:8]), self.o_stream.valid.eq(left != 0),
+                     self.i_stream.ready.eq(left == 0)]
+        with m.If(self.o_stream.valid & self.o_stream.ready):
+            m.d.sync += [shifter.eq(shifter >> 8), left.eq(left - 1)]
+        with m.If(self.i_stream.valid & self.i_stream.ready):
+            m.d.sync += [shifter.eq(self.i_stream.payload), left.eq(n)]
+        return m
+
+
+class SnapshotToBytes(wiring.Component):
+    """Send a snapshot of a value as little-endian bytes, taken when the first byte is asked.
+
+    While idle, ``o_stream.ready`` high takes a copy of ``value``; its bytes follow, one per
+    cycle. A reader that takes all ``word_bytes(width)`` bytes leaves it idle again, so the
+    next read sees the value as it is then.
+    Latency: 1 cycle from the request to the first byte. Throughput: one byte per cycle.
+    Model: ``boards.protocol.unpack_words`` of the value at the request.
+
+    Members
+    -------
+    value : ``In(width)``
+    o_stream : ``Out(stream.Signature(8))``
+    """
+
+    def __init__(self, width: int):
+        self._width = width
+        self._bytes = word_bytes(width)
+        super().__init__({"value": In(width), "o_stream": Out(stream.Signature(8))})
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._bytes
+        shifter = Signal(8 * n)
+        left = Signal(range(n + 1))
+        m.d.comb += [self.o_stream.payload.eq(shifter[:8]), self.o_stream.valid.eq(left != 0)]
+        with m.If(left == 0):
+            with m.If(self.o_stream.ready):
+                m.d.sync += [shifter.eq(self.value), left.eq(n)]
+        with m.Elif(self.o_stream.ready):
+            m.d.sync += [shifter.eq(shifter >> 8), left.eq(left - 1)]
+        return m

@@ -1,0 +1,118 @@
+# amaranth: UnusedElaboratable=no
+"""Layers on the simulated board: the host driver's bytes go through the simulated UART into
+the simulated accelerator and back, and the sums are bit-exact."""
+
+import numpy as np
+import pytest
+
+from boards.accelerator import (AcceleratorTarget, BoardBackend, check_runs_on,
+                                decode_accelerator_info, encode_accelerator_info,
+                                run_layers_on_board)
+from boards.host import BoardClient, BoardError
+from boards.simulated import SimulatedSerial
+from boards.top import BoardCore, LinkLoopback
+from hw.accelerator import COUNTER_NAMES
+from model import ops
+from model.layer_file import Layer
+from sim.cycle_model import ArrayParams, LayerShape, choose_mapping, predict
+from sim.run_layer import accelerator_args
+
+CLK = 1_000_000
+BAUD = 250_000
+PARAMS = ArrayParams(rows=2, cols=2, filter_spad=16, ifmap_spad=16, psum_spad=16)
+
+
+def simulated_board(args, wrap=None):
+    core = BoardCore(AcceleratorTarget(args), clk_freq=CLK, baud=BAUD, max_payload=128,
+                     frame_timeout=0.001, target_timeout=0.01)
+    serial = SimulatedSerial(core, rx=core.rx, tx=core.tx, clk_freq=CLK, baud=BAUD)
+    return BoardBackend(wrap(serial) if wrap else serial, timeout=0.05)
+
+
+def golden(layer):
+    return ops.conv2d(layer.scheme, layer.inputs[None], layer.weights, stride=layer.stride,
+                      padding=layer.padding, a_bits=layer.a_bits, w_bits=layer.w_bits)[0]
+
+
+def predicted_counters(layer):
+    shape = LayerShape.of(layer.weights.shape, layer.inputs.shape, layer.stride, layer.padding)
+    predicted = predict(shape, PARAMS, choose_mapping(shape, PARAMS), weights=layer.weights,
+                        scheme=layer.scheme, w_bits=layer.w_bits)
+    return {name: predicted[name] for name in COUNTER_NAMES}
+
+
+def layers(rng):
+    """A 3x3 conv with padding and stride 2 (R > rows: folded), a dense layer whose weights
+    are all zero (every MAC skipped), and a conv at the extremes of the codes."""
+    conv = Layer("ternary", rng.integers(-1, 2, (3, 2, 3, 3)), rng.integers(-8, 8, (2, 5, 5)),
+                 stride=2, padding=1, a_bits=4)
+    dense = Layer("ternary", np.zeros((3, 6, 1, 1), dtype=np.int64),
+                  rng.integers(-8, 8, (6, 1, 1)), a_bits=4)
+    extreme = Layer("ternary", -np.ones((2, 2, 2, 2), dtype=np.int64),
+                    np.full((2, 3, 3), -8), a_bits=4)
+    return [conv, dense, extreme]
+
+
+def test_layers_on_the_simulated_board_are_bit_exact():
+    batch = layers(np.random.default_rng(2024))
+    args = accelerator_args(batch, PARAMS)
+    runs = run_layers_on_board(batch, simulated_board(args), PARAMS)
+    for layer, run in zip(batch, runs):
+        np.testing.assert_array_equal(run.outputs, golden(layer))
+        assert run.counters == predicted_counters(layer)
+    assert runs[1].counters["skipped"] == runs[1].counters["macs"] > 0
+    assert runs[2].outputs.max() == 8 * 2 * 2 * 2   # -1 * -8 over the 8 taps: the bound
+
+
+def test_a_corrupted_frame_mid_layer_is_sent_again_and_the_result_stays_exact():
+    class CorruptOnce:
+        def __init__(self, inner, index):
+            self.inner, self.index, self.written = inner, index, 0
+
+        def write(self, data):
+            data = bytearray(data)
+            if self.written <= self.index < self.written + len(data):
+                data[self.index - self.written] ^= 0x10
+            self.written += len(data)
+            self.inner.write(bytes(data))
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    layer = layers(np.random.default_rng(5))[0]
+    args = accelerator_args([layer], PARAMS)
+    backend = simulated_board(args, wrap=lambda s: CorruptOnce(s, index=200))  # in the config
+    (run,) = run_layers_on_board([layer], backend, PARAMS)
+    assert backend.client.refusals == 1
+    np.testing.assert_array_equal(run.outputs, golden(layer))
+    assert run.counters == predicted_counters(layer)
+
+
+def test_a_layer_the_board_cannot_hold_is_refused_before_anything_is_sent():
+    rng = np.random.default_rng(1)
+    small = Layer("ternary", rng.integers(-1, 2, (1, 1, 2, 2)), rng.integers(-8, 8, (1, 3, 3)),
+                  a_bits=4)
+    big = Layer("ternary", rng.integers(-1, 2, (1, 1, 2, 2)), rng.integers(-8, 8, (1, 9, 9)),
+                a_bits=4)
+    backend = simulated_board(accelerator_args([small], PARAMS))
+    with pytest.raises(ValueError, match=r"in_depth >= 81, the board's accelerator has 9"):
+        run_layers_on_board([big], backend, PARAMS)
+    wider = ArrayParams(rows=3, cols=2, filter_spad=16, ifmap_spad=16, psum_spad=16)
+    with pytest.raises(ValueError, match="rows = 3, the board's has 2"):
+        run_layers_on_board([small], backend, wider)
+
+
+def test_accelerator_info_round_trips_and_a_loopback_board_is_not_an_accelerator():
+    args = accelerator_args(layers(np.random.default_rng(0)), PARAMS)
+    info = encode_accelerator_info(args)
+    assert decode_accelerator_info(info) == {k: args[k] for k in decode_accelerator_info(info)}
+    check_runs_on(args, decode_accelerator_info(info))
+    with pytest.raises(BoardError, match="not an accelerator"):
+        decode_accelerator_info(LinkLoopback.target_info)
+
+    core = BoardCore(LinkLoopback(), clk_freq=CLK, baud=BAUD, frame_timeout=0.001)
+    serial = SimulatedSerial(core, rx=core.rx, tx=core.tx, clk_freq=CLK, baud=BAUD)
+    backend = BoardBackend(serial, timeout=0.05)
+    with pytest.raises(BoardError, match="not an accelerator"):
+        backend.accelerator()
+    assert isinstance(backend.client, BoardClient)
