@@ -67,7 +67,6 @@ FORMAT = "mulfree-model"
 VERSION = 1
 _OUTPUTS = ("sign", "levels", "scores")
 _ACTIVATIONS_BEFORE_SIGN = (L.HardTanh,)
-_ACTIVATIONS_BEFORE_LEVELS = (L.HardTanh, L.ReLU)
 
 
 @dataclass
@@ -620,8 +619,9 @@ def load(path) -> IntegerModel | FloatCheckpoint:
         manifest = json.loads(arrays.pop("manifest").tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise _corrupt(path, "its manifest is not JSON") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise _corrupt(path, f"format is {manifest.get('format') if isinstance(manifest, dict) else None!r}, not {FORMAT!r}")
+    found = manifest.get("format") if isinstance(manifest, dict) else None
+    if found != FORMAT:
+        raise _corrupt(path, f"format is {found!r}, not {FORMAT!r}")
     if manifest.get("version") != VERSION:
         raise ValueError(f"{path!r} is a version {manifest.get('version')!r} mulfree model; "
                          f"this mulfree reads version {VERSION} only (train it again)")

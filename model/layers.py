@@ -67,7 +67,9 @@ def col2im(cols: np.ndarray, x_shape: tuple, kernel: tuple[int, int], stride: in
     xp = np.zeros((n, c, h + 2 * padding, w + 2 * padding), dtype=cols.dtype)
     for i in range(r):
         for j in range(s):
-            xp[:, :, i : i + stride * ho : stride, j : j + stride * wo : stride] += patches[:, :, i, j]
+            rows = slice(i, i + stride * ho, stride)
+            cols_ = slice(j, j + stride * wo, stride)
+            xp[:, :, rows, cols_] += patches[:, :, i, j]
     return xp[:, :, padding : padding + h, padding : padding + w]
 
 
@@ -660,7 +662,8 @@ class MaxPool2d(Layer):
         _, ho, wo = self.output_shape(x.shape[1:])
         k, st = self.size, self.stride
         win = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3))
-        win = win[:, :, : (ho - 1) * st + 1 : st, : (wo - 1) * st + 1 : st].reshape(n, c, ho, wo, k * k)
+        win = win[:, :, : (ho - 1) * st + 1 : st, : (wo - 1) * st + 1 : st]
+        win = win.reshape(n, c, ho, wo, k * k)
         arg = win.argmax(axis=-1)
         self._cache = arg, x.shape
         return np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]

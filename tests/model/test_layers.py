@@ -202,7 +202,7 @@ QUANTIZED_CONVS = [
 
 
 @pytest.mark.parametrize("cls,kwargs,quantize,ste", QUANTIZED_CONVS,
-                         ids=lambda v: getattr(v, "__name__", None) if isinstance(v, type) else None)
+                         ids=lambda v: v.__name__ if isinstance(v, type) else None)
 def test_quantized_conv_is_the_float_conv_of_quantized_operands(cls, kwargs, quantize, ste):
     rng = np.random.default_rng(11)
     layer = cls(3, 4, 3, padding=1, rng=rng, **kwargs)
