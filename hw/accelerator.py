@@ -63,6 +63,7 @@ from amaranth.lib.wiring import In, Out
 from hw.array import RowStationaryArray
 from hw.buffer import GlobalBuffer
 from hw.controller import Controller, config_layout
+from hw.units import quiet_if_invalid
 
 __all__ = ["Accelerator", "COUNTER_NAMES", "COUNTER_BITS"]
 
@@ -103,6 +104,7 @@ class Accelerator(wiring.Component):
         High while waiting for a configuration.
     """
 
+    @quiet_if_invalid
     def __init__(self, rows: int, cols: int, scheme: str, *, a_bits: int,
                  w_bits: int | None = None, acc_bits: int, filter_spad: int = 16,
                  ifmap_spad: int = 16, psum_spad: int = 16, in_depth: int = 1024,

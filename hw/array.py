@@ -50,7 +50,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.pe import PE, MAX_STRIDE, _bits, check_spad_size
-from hw.units import product_unit
+from hw.units import product_unit, quiet_if_invalid
 
 __all__ = ["RowStationaryArray"]
 
@@ -69,12 +69,16 @@ class RowStationaryArray(wiring.Component):
         Scratchpad entries per bank (powers of two).
     """
 
+    @quiet_if_invalid
     def __init__(self, rows: int, cols: int, scheme: str, *, a_bits: int,
                  w_bits: int | None = None, acc_bits: int, filter_spad: int = 16,
                  ifmap_spad: int = 16, psum_spad: int = 16, codebook=None):
         for name, v in (("rows", rows), ("cols", cols)):
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 64:
                 raise ValueError(f"{name} must be an integer in [1, 64], not {v!r}")
+        self._fs = check_spad_size("filter_spad", filter_spad)
+        self._is = check_spad_size("ifmap_spad", ifmap_spad)
+        self._ps = check_spad_size("psum_spad", psum_spad)
         unit = product_unit(scheme, a_bits=a_bits, w_bits=w_bits, codebook=codebook)
         unit._MustUse__silence = True  # only asked for its widths
         self._codebook = codebook
@@ -83,9 +87,6 @@ class RowStationaryArray(wiring.Component):
         self._a_bits, self._w_bits = unit.a_bits, unit.w_bits
         self._can_skip = unit.can_skip
         self._acc_bits = int(acc_bits)
-        self._fs = check_spad_size("filter_spad", filter_spad)
-        self._is = check_spad_size("ifmap_spad", ifmap_spad)
-        self._ps = check_spad_size("psum_spad", psum_spad)
         acc = signed(self._acc_bits)
         n = rows * cols
         super().__init__({

@@ -39,7 +39,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.units import product_unit
+from hw.units import product_unit, quiet_if_invalid
 
 __all__ = ["PE", "MAX_STRIDE", "check_spad_size"]
 
@@ -104,16 +104,17 @@ class PE(wiring.Component):
         Scratchpad reads / writes this cycle.
     """
 
+    @quiet_if_invalid
     def __init__(self, scheme: str, *, a_bits: int, w_bits: int | None = None, acc_bits: int,
                  column: int = 0, filter_spad: int = 16, ifmap_spad: int = 16,
                  psum_spad: int = 16, codebook=None):
+        self._fs = check_spad_size("filter_spad", filter_spad)
+        self._is = check_spad_size("ifmap_spad", ifmap_spad)
+        self._ps = check_spad_size("psum_spad", psum_spad)
         self._unit = product_unit(scheme, a_bits=a_bits, w_bits=w_bits, codebook=codebook)
         self._scheme = scheme
         self._acc_bits = int(acc_bits)
         self._column = int(column)
-        self._fs = check_spad_size("filter_spad", filter_spad)
-        self._is = check_spad_size("ifmap_spad", ifmap_spad)
-        self._ps = check_spad_size("psum_spad", psum_spad)
         ab, wb = self._unit.a_bits, self._unit.w_bits
         super().__init__({
             "c_faddr": In(_bits(2 * self._fs)),
