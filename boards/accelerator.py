@@ -38,33 +38,42 @@ _INFO_FIELDS = ("scheme", "rows", "cols", "a_bits", "w_bits", "acc_bits", "filte
                 "ifmap_spad", "psum_spad", "in_depth", "wb_depth", "pb_depth")
 #: Fields a layer's accelerator must match exactly, and fields the board's may exceed.
 _SAME = ("scheme", "rows", "cols", "a_bits", "w_bits", "filter_spad", "ifmap_spad",
-         "psum_spad")
+         "psum_spad", "codebook")
 _AT_LEAST = ("acc_bits", "in_depth", "wb_depth", "pb_depth")
 
 
 def _normalise(args: dict) -> dict:
     args = dict(args)
     args["w_bits"] = weight_bits(args["scheme"], args.get("w_bits"))
-    return {name: args[name] for name in _INFO_FIELDS}
+    out = {name: args[name] for name in _INFO_FIELDS}
+    out["codebook"] = None if args.get("codebook") is None else tuple(
+        int(v) for v in args["codebook"])
+    return out
 
 
 def encode_accelerator_info(args: dict) -> bytes:
     """The accelerator's parameters (``sim.run_layer.accelerator_args``) as ``IDENTIFY``
-    target bytes."""
+    target bytes: the fixed fields, then the codebook's length and levels (int32 each)."""
     a = _normalise(args)
-    return struct.pack(_INFO_FORMAT, _INFO_MAGIC, SCHEMES.index(a["scheme"]),
-                       *(a[name] for name in _INFO_FIELDS[1:]))
+    codebook = a["codebook"] or ()
+    return (struct.pack(_INFO_FORMAT, _INFO_MAGIC, SCHEMES.index(a["scheme"]),
+                        *(a[name] for name in _INFO_FIELDS[1:]))
+            + struct.pack(f"<B{len(codebook)}i", len(codebook), *codebook))
 
 
 def decode_accelerator_info(info: bytes) -> dict:
     """Inverse of ``encode_accelerator_info``; ``BoardError`` if the board holds no
     accelerator."""
     info = bytes(info)
-    if info[:4] != _INFO_MAGIC or len(info) != struct.calcsize(_INFO_FORMAT):
+    size = struct.calcsize(_INFO_FORMAT)
+    if info[:4] != _INFO_MAGIC or len(info) < size + 1 or \
+            len(info) != size + 1 + 4 * info[size]:
         raise BoardError(f"the board's design is not an accelerator (it says {info[:24]!r})")
-    values = struct.unpack(_INFO_FORMAT, info)[1:]
+    values = struct.unpack(_INFO_FORMAT, info[:size])[1:]
     args = dict(zip(_INFO_FIELDS, values))
     args["scheme"] = SCHEMES[args["scheme"]]
+    levels = struct.unpack(f"<{info[size]}i", info[size + 1:])
+    args["codebook"] = tuple(levels) if levels else None
     return args
 
 

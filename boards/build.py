@@ -30,7 +30,7 @@ from boards.platforms import DEVICE_CAPACITY, Board, find_board
 from sim.toolchain import setup_environment
 
 __all__ = ["BuildReport", "Utilisation", "DoesNotFit", "BuildError", "build",
-           "synthesis_estimate", "check_fit"]
+           "synthesis_estimate", "check_fit", "estimate", "largest_array_that_fits"]
 
 # nextpnr's resource names, in report order, with the names used in mulfree's reports.
 _REPORTED = {
@@ -202,7 +202,7 @@ def _commit(work: Path, out_dir: Path) -> None:
 
 
 def build(board, top, out_dir, *, force: bool = False, name: str = "top", progress=None,
-          on_synthesis=None) -> BuildReport:
+          on_synthesis=None, extra_files=None) -> BuildReport:
     """Build ``top`` (an elaboratable that requests the board's pins) for ``board``.
 
     Parameters
@@ -219,6 +219,8 @@ def build(board, top, out_dir, *, force: bool = False, name: str = "top", progre
         Called with a short line before each step.
     on_synthesis : callable, optional
         Called with the synthesis estimate before the fit check (e.g. to keep it).
+    extra_files : dict, optional
+        File name -> text, written into ``out_dir`` too (e.g. what the design is).
 
     Returns the ``BuildReport``; raises ``DoesNotFit`` (a ``ValueError``) when synthesis shows
     the design cannot fit, ``BuildError`` when a tool fails.
@@ -248,6 +250,8 @@ def build(board, top, out_dir, *, force: bool = False, name: str = "top", progre
         report.seconds = time.monotonic() - started
         (work / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
         (work / "report.txt").write_text("\n".join(report.lines()) + "\n")
+        for file_name, text in (extra_files or {}).items():
+            (work / file_name).write_text(text)
         _commit(work, Path(out_dir))
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -284,3 +288,68 @@ def _run_open_toolchain(plan, work: Path, name: str, report: BuildReport, say,
             break
     report.built = True
     report.needs = None
+
+
+def estimate(board, top, *, name: str = "top") -> dict:
+    """Synthesize ``top`` for ``board`` (Yosys only, in a temporary folder) and return what
+    it needs (``synthesis_estimate``)."""
+    board = board if isinstance(board, Board) else find_board(board)
+    described = board.describe()
+    if not described["open_toolchain"]:
+        raise ValueError(f"board {board.name!r} needs {described['needs']}; no estimate here")
+    setup_environment()
+    plan = board.platform().prepare(
+        top, name, script_after_synth=f"tee -q -o {name}.stat.json stat -json")
+    with tempfile.TemporaryDirectory(prefix="mulfree-estimate-") as tmp:
+        work = Path(tmp)
+        plan.extract(work)
+        synthesis = json.loads(plan.files[f"{plan.script}.json"])["commands"][0]
+        _run(synthesis, work, work / f"{name}.yosys.log")
+        stat = json.loads((work / f"{name}.stat.json").read_text())
+    return synthesis_estimate(stat["design"].get("num_cells_by_type", {}), described["device"])
+
+
+def largest_array_that_fits(board, make_top, rows: int, cols: int, overflow: DoesNotFit, *,
+                            progress=None):
+    """The largest array whose design fits ``board`` after ``make_top(rows, cols)`` did not
+    (``overflow``): ``(rows', cols', estimate)`` with ``rows' <= rows`` and ``cols' <= cols``
+    as large as fits for that ``rows'``, or ``(0, 0, estimate of 1x1)`` if not even 1x1 fits.
+
+    The overflowing resource is modelled as a fixed cost plus a cost per PE from two
+    syntheses (the requested size and 1x1); sizes near what that model allows are then
+    synthesized until the boundary is found (``cols'`` fits, ``cols' + 1`` does not).
+    """
+    say = progress or (lambda line: None)
+    board = board if isinstance(board, Board) else find_board(board)
+    device = board.describe()["device"]
+    seen = {}
+
+    def fits(r, c):
+        if (r, c) not in seen:
+            say(f"synthesizing a {r}x{c} array to find the largest that fits")
+            needed = estimate(board, make_top(r, c))
+            try:
+                check_fit(needed, device, board.name)
+                seen[r, c] = needed
+            except DoesNotFit:
+                seen[r, c] = None
+        return seen[r, c] is not None
+
+    seen[rows, cols] = None
+    if not fits(1, 1):
+        return 0, 0, estimate(board, make_top(1, 1))
+    resource = overflow.resource
+    per_pe = max(1.0, (overflow.needed - seen[1, 1][resource]) / max(1, rows * cols - 1))
+    pes = 1 + int((overflow.available - seen[1, 1][resource]) // per_pe)
+    r = max(1, min(rows, pes))
+    while r > 1 and not fits(r, 1):
+        r -= 1
+    c = max(1, min(cols, pes // r))
+    if fits(r, c):
+        while c < cols and fits(r, c + 1):
+            c += 1
+    else:
+        while c > 1 and not fits(r, c - 1):
+            c -= 1
+        c = max(1, c - 1)
+    return r, c, seen[r, c]

@@ -1,0 +1,236 @@
+"""``mulfree build --board NAME -o DIR``: a bitstream with the open toolchain, and its report.
+
+The design is the accelerator behind the serial host link (``boards.accelerator``), sized from
+flags (``--scheme --rows --cols``) or for the layers of a deployed model (``--model``), or
+the link self-test design (``--link-test``). Synthesis, place-and-route and packing run
+through YoWASP (``boards.build``); the report gives the utilisation of each resource, its
+share of the device and fmax against the board clock. A design that cannot fit is refused
+after synthesis, before place-and-route, with the largest array that fits.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from mulfree.errors import UsageError
+
+#: The accelerator's defaults on a board (the same scratchpads as ``mulfree run-layer``).
+DEFAULTS = {"a_bits": 8, "acc_bits": 20, "depth": 512, "spad": 32}
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "build", help="build a bitstream for a board (open toolchain) and report its size/fmax",
+        description="Build the accelerator behind a UART host link for an FPGA board with "
+                    "Yosys and nextpnr (YoWASP), and print LUTs/logic cells, RAM blocks, "
+                    "DSPs, their share of the device, and fmax against the board clock.")
+    parser.add_argument("--board", metavar="NAME",
+                        help="board name: icebreaker, ulx3s-85f (tested) or any amaranth-boards "
+                             "platform (see --list-boards)")
+    parser.add_argument("--list-boards", action="store_true",
+                        help="list every board, its device and whether it builds here")
+    parser.add_argument("-o", "--output", metavar="DIR",
+                        help="output folder: build tree, bitstream, report.txt/report.json")
+    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
+    design = parser.add_argument_group("design (one of)")
+    design.add_argument("--scheme", metavar="SCHEME", help="product scheme of the accelerator")
+    design.add_argument("--model", metavar="MODEL.npz",
+                        help="a deployed model (mulfree train): the accelerator is sized for "
+                             "its layers of the scheme with the most MACs")
+    design.add_argument("--link-test", action="store_true",
+                        help="only the host link and a loopback design (link bring-up)")
+    sizes = parser.add_argument_group("accelerator size")
+    sizes.add_argument("--rows", type=int, default=3, help="PE rows (default 3)")
+    sizes.add_argument("--cols", type=int, default=4, help="PE columns (default 4)")
+    sizes.add_argument("--a-bits", type=int, default=None, metavar="N",
+                       help=f"activation width with --scheme (default {DEFAULTS['a_bits']}; "
+                            "the lane count for xnor)")
+    sizes.add_argument("--w-bits", type=int, default=None, metavar="N",
+                       help="weight width with --scheme (dorefa, int, xnor)")
+    sizes.add_argument("--acc-bits", type=int, default=DEFAULTS["acc_bits"], metavar="N",
+                       help=f"partial-sum width with --scheme (default {DEFAULTS['acc_bits']})")
+    sizes.add_argument("--depth", type=int, default=DEFAULTS["depth"], metavar="N",
+                       help="global-buffer words per bank with --scheme (default "
+                            f"{DEFAULTS['depth']})")
+    sizes.add_argument("--spad", type=int, default=DEFAULTS["spad"], metavar="N",
+                       help=f"PE scratchpad entries per bank (default {DEFAULTS['spad']})")
+    parser.add_argument("--baud", type=int, default=115200, help="host link baud rate "
+                        "(default 115200)")
+    parser.set_defaults(func=run)
+
+
+_STARTED = time.monotonic()
+
+
+def _say(line: str) -> None:
+    print(f"[{time.monotonic() - _STARTED:5.0f} s] {line}", file=sys.stderr, flush=True)
+
+
+def _list_boards() -> int:
+    from boards.platforms import list_boards
+    rows = [("board", "device", "clock", "builds")]
+    for board in list_boards():
+        try:
+            d = board.describe()
+        except ValueError as exc:
+            rows.append((board.name, "?", "?", f"broken in amaranth-boards ({exc})"[:60]))
+            continue
+        clock = f"{d['clock_hz'] / 1e6:g} MHz" if d["clock_hz"] else "-"
+        how = ("here (tested)" if board.tested else "here") if d["open_toolchain"] else \
+            f"tree only: needs {d['needs']}"
+        rows.append((board.name, str(d["device"]), clock, how))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
+    return 0
+
+
+def _scheme_args(args, params) -> tuple[dict, str]:
+    from model.quant import activation_code_range, check_scheme, weight_bits
+    scheme = check_scheme(args.scheme)
+    a_bits = args.a_bits if args.a_bits is not None else (
+        args.w_bits if scheme == "xnor" and args.w_bits else DEFAULTS["a_bits"])
+    w_bits = weight_bits(scheme, args.w_bits if scheme != "xnor" else (args.w_bits or a_bits))
+    activation_code_range(scheme, a_bits)
+    if not 2 <= args.acc_bits <= 48:
+        raise UsageError(f"--acc-bits must be in [2, 48], not {args.acc_bits}")
+    if not 16 <= args.depth <= 1 << 20:
+        raise UsageError(f"--depth must be in [16, 1048576], not {args.depth}")
+    accel = dict(rows=params.rows, cols=params.cols, scheme=scheme, a_bits=a_bits,
+                 w_bits=w_bits, acc_bits=args.acc_bits, filter_spad=params.filter_spad,
+                 ifmap_spad=params.ifmap_spad, psum_spad=params.psum_spad,
+                 in_depth=args.depth, wb_depth=args.depth, pb_depth=args.depth)
+    return accel, f"{scheme} accelerator, A{a_bits} W{w_bits}, {args.acc_bits}-bit sums"
+
+
+def _model_args(path, params) -> tuple[dict, str]:
+    from model import deploy
+    from model.layer_file import Layer
+    from sim.cycle_model import LayerShape, check_mappable
+    from sim.run_layer import accelerator_args
+
+    loaded = deploy.load(path)
+    if not isinstance(loaded, deploy.IntegerModel):
+        raise UsageError(f"{path} is a float checkpoint; the accelerator needs a quantized "
+                         "model (mulfree train --scheme ...)")
+    groups = {}
+    for index, il in enumerate(loaded.layers):
+        key = (il.scheme, il.a_bits, il.w_bits)
+        macs = il.fan_in * il.out_channels * _out_pixels(il)
+        groups.setdefault(key, []).append((index, il, macs))
+    key = max(groups, key=lambda k: sum(m for _, _, m in groups[k]))
+    chosen = groups[key]
+    layers = []
+    for index, il, _ in chosen:
+        layer = Layer(il.scheme, il.weights, _zeros(il.in_shape), stride=il.stride,
+                      padding=il.padding, a_bits=il.a_bits, w_bits=il.w_bits)
+        try:
+            check_mappable(LayerShape.of(il.weights.shape, il.in_shape, il.stride, il.padding),
+                           params)
+        except ValueError as exc:
+            raise UsageError(f"layer {index} of {path} cannot run on a {params.rows}x"
+                             f"{params.cols} array: {exc}") from None
+        layers.append(layer)
+    others = [i for k, g in groups.items() if k != key for i, _, _ in g]
+    note = (f"{key[0]} accelerator, A{key[1]} W{key[2]}, for layers "
+            f"{', '.join(str(i) for i, _, _ in chosen)} of {path}")
+    if others:
+        note += f" (layers {', '.join(map(str, others))} use another scheme or width)"
+    return accelerator_args(layers, params), note
+
+
+def _out_pixels(il) -> int:
+    from model.ops import conv_output_size
+    _, h, w = il.in_shape
+    _, _, r, s = il.weights.shape
+    return (conv_output_size(h, r, il.stride, il.padding)
+            * conv_output_size(w, s, il.stride, il.padding))
+
+
+def _zeros(shape):
+    import numpy as np
+    return np.zeros(tuple(int(v) for v in shape), dtype=np.int64)
+
+
+def run(args) -> int:
+    if args.list_boards:
+        return _list_boards()
+    if not args.board:
+        raise UsageError("--board is required (e.g. --board icebreaker; --list-boards lists "
+                         "them)")
+    if not args.output:
+        raise UsageError("-o/--output DIR is required")
+    chosen = [bool(args.scheme), bool(args.model), args.link_test]
+    if sum(chosen) != 1:
+        raise UsageError("give exactly one of --scheme SCHEME, --model MODEL.npz, --link-test")
+
+    from boards.build import DoesNotFit, build, largest_array_that_fits
+    from boards.platforms import DEVICE_CAPACITY, find_board
+    from boards.protocol import clocks_per_bit
+    from boards.top import BoardTop, LinkLoopback
+
+    board = find_board(args.board)
+    described = board.describe()
+    if described["clock_hz"] is None:
+        raise UsageError(f"board {board.name!r} has no default clock in amaranth-boards")
+    clocks_per_bit(described["clock_hz"], args.baud)
+
+    if args.link_test:
+        note = "host link self-test (loopback)"
+        make_top = None
+        extra = {}
+        top = BoardTop(LinkLoopback, baud=args.baud)
+    else:
+        from hw.pe import check_spad_size
+        from sim.cycle_model import ArrayParams
+        for name in ("rows", "cols"):
+            value = getattr(args, name)
+            if not 1 <= value <= 64:
+                raise UsageError(f"--{name} must be in [1, 64], not {value}")
+        check_spad_size("--spad", args.spad)
+
+        def params_for(rows, cols):
+            return ArrayParams(rows, cols, args.spad, args.spad, args.spad)
+
+        def accel_for(rows, cols):
+            if args.model:
+                return _model_args(args.model, params_for(rows, cols))
+            return _scheme_args(args, params_for(rows, cols))
+
+        accel, note = accel_for(args.rows, args.cols)
+
+        def make_top(rows, cols):
+            from boards.accelerator import AcceleratorTarget
+            a = accel_for(rows, cols)[0]
+            return BoardTop(lambda: AcceleratorTarget(a), baud=args.baud)
+
+        top = make_top(args.rows, args.cols)
+        note = f"{args.rows}x{args.cols} {note}"
+        extra = {"accelerator.json": json.dumps(dict(accel, baud=args.baud), indent=2) + "\n"}
+
+    _say(f"{board.name}: {note}")
+    try:
+        report = build(board, top, args.output, force=args.force, progress=_say,
+                       extra_files=extra)
+    except DoesNotFit as overflow:
+        if make_top is None:
+            raise
+        r, c, needed = largest_array_that_fits(board, make_top, args.rows, args.cols,
+                                               overflow, progress=_say)
+        if r == 0:
+            worst = next(k for k, v in needed.items()
+                         if v > DEVICE_CAPACITY[overflow.device].get(k, v))
+            raise UsageError(f"{overflow}; no array fits: even 1x1 needs {needed[worst]:,} "
+                             f"{worst}") from None
+        used = needed[overflow.resource]
+        raise UsageError(f"{overflow}; the largest that fits is {r}x{c} ({used:,} "
+                         f"{overflow.resource}, {used / overflow.available:.0%})") from None
+    for line in report.lines():
+        print(line)
+    if report.built and report.meets_timing is False:
+        print(f"mulfree build: warning: fmax is below the {report.clock_hz / 1e6:g} MHz board "
+              "clock; the bitstream may not work", file=sys.stderr)
+        return 1
+    return 0
