@@ -60,8 +60,8 @@ from model import ops, quant
 from model.thresholds import fold_multilevel_thresholds, fold_sign_threshold
 
 __all__ = ["FORMAT", "VERSION", "IntegerLayer", "IntegerModel", "LayerTrace", "IntegerTrace",
-           "FloatCheckpoint", "fold", "run_integer", "predict", "save", "save_float", "load",
-           "xnor_lanes"]
+           "FloatCheckpoint", "fold", "run_integer", "predict", "hardware_layer", "save",
+           "save_float", "load", "xnor_lanes", "MAX_XNOR_LANES"]
 
 FORMAT = "mulfree-model"
 VERSION = 1
@@ -250,9 +250,14 @@ class IntegerTrace:
 # Folding a trained network
 # --------------------------------------------------------------------------------------------
 
+#: Most +/-1 lanes per packed ``xnor`` word (32, the BNN paper's SWAR word; words then fit
+#: int64 codes everywhere, LAYER.npz included).
+MAX_XNOR_LANES = 32
+
+
 def xnor_lanes(channels: int) -> int:
-    """Lanes per packed word for ``channels`` +/-1 inputs: the largest divisor <= 64."""
-    return max(d for d in range(1, min(channels, 64) + 1) if channels % d == 0)
+    """Lanes per packed word for ``channels`` +/-1 inputs: the largest divisor <= 32."""
+    return max(d for d in range(1, min(channels, MAX_XNOR_LANES) + 1) if channels % d == 0)
 
 
 def _stages(net: L.Sequential):
@@ -488,6 +493,25 @@ def run_integer(model: IntegerModel, x_codes, upto: int | None = None) -> Intege
         acts = out
     done = count == len(model.layers)
     return IntegerTrace(traces, np.argmax(acts, axis=1) if done else None)
+
+
+def hardware_layer(model: IntegerModel, index: int, image) -> "layer_file.Layer":
+    """Layer ``index`` of the integer model on one image, as a ``LAYER.npz`` record.
+
+    ``image`` is one image's pixel codes ``[C, H, W]``; the earlier layers run on the integer
+    model to give this layer's input codes. Save it with ``model.layer_file.save_layer``;
+    the accelerator's ``outputs`` must equal ``run_integer(model, image[None]).layers[index]
+    .accumulators[0]``.
+    """
+    from model import layer_file
+
+    if not 0 <= index < len(model.layers):
+        raise ValueError(f"layer index must be in [0, {len(model.layers) - 1}], not {index!r}")
+    trace = run_integer(model, np.asarray(image)[None], upto=index + 1)
+    rec = model.layers[index]
+    return layer_file.Layer(scheme=rec.scheme, weights=rec.weights,
+                            inputs=trace.layers[index].inputs[0], stride=rec.stride,
+                            padding=rec.padding, a_bits=rec.a_bits, w_bits=rec.w_bits)
 
 
 def predict(model: IntegerModel, x_codes, *, batch_size: int = 256) -> np.ndarray:

@@ -114,7 +114,7 @@ def test_schemes_of_the_seed_networks(models):
     schemes = {name: [(r.scheme, r.a_bits, r.w_bits, r.output) for r in m.layers]
                for name, (_, m) in models.items()}
     assert schemes["binarynet"] == [("binary", 6, 1, "sign"), ("xnor", 32, 32, "sign"),
-                                    ("xnor", 64, 64, "sign"), ("xnor", 64, 64, "scores")]
+                                    ("xnor", 32, 32, "sign"), ("xnor", 32, 32, "scores")]
     assert schemes["ternarynet"][1:] == [("ternary", 2, 2, "sign")] * 2 + [
         ("ternary", 2, 2, "scores")]
     assert schemes["dorefanet"] == [("dorefa", 5, 1, "levels"), ("dorefa", 3, 1, "levels"),
@@ -219,11 +219,14 @@ def test_save_load_round_trip(models, digits, tmp_path):
         assert all(z[k].dtype.kind in "iu" for k in z.files)  # integers only
 
 
-def test_xnor_weights_of_64_lanes_survive_saving(models, tmp_path):
+def test_xnor_words_pack_by_channel_and_survive_saving(models, tmp_path):
     _, model = models["binarynet"]
+    assert [deploy.xnor_lanes(c) for c in (32, 64, 256, 3136, 10)] == [32, 32, 32, 32, 10]
+    dense = model.layers[2]
+    assert dense.weights.shape == (256, 8, 1, 1) and dense.weights.dtype == np.int64
     deploy.save(model, tmp_path / "b.npz")
     loaded = deploy.load(tmp_path / "b.npz")
-    np.testing.assert_array_equal(loaded.layers[2].weights, model.layers[2].weights)
+    np.testing.assert_array_equal(loaded.layers[2].weights, dense.weights)
 
 
 def rewrite(path, edit):
@@ -285,3 +288,20 @@ def test_float_checkpoint_round_trip(digits, tmp_path):
     again.load_state_dict(ck.state)
     x = digits.x_test.astype(float)
     np.testing.assert_array_equal(train.predict(again, x), train.predict(net, x))
+
+
+@pytest.mark.parametrize("name,index", [("binarynet", 1), ("binarynet", 3), ("dorefanet", 1),
+                                        ("ternarynet", 0)])
+def test_hardware_layer_files_hold_the_golden_layer(models, digits, tmp_path, name, index):
+    from model import layer_file
+    _, model = models[name]
+    image = digits.x_test[7]
+    path = tmp_path / "LAYER.npz"
+    layer_file.save_layer(path, deploy.hardware_layer(model, index, image))
+    hw = layer_file.load_layer(path)
+    golden = deploy.run_integer(model, image[None]).layers[index].accumulators[0]
+    out = ops.conv2d(hw.scheme, hw.inputs, hw.weights, stride=hw.stride, padding=hw.padding,
+                     a_bits=hw.a_bits, w_bits=hw.w_bits)
+    np.testing.assert_array_equal(out, golden)
+    with pytest.raises(ValueError, match="layer index"):
+        deploy.hardware_layer(model, 9, image)
