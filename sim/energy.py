@@ -86,7 +86,8 @@ __all__ = [
     "default_sparsity", "add_pj", "multiply_pj", "sram_pj_per_bit", "compute_pj",
     "LayerEnergy", "DataflowEnergy", "EnergyReport", "layer_energy", "network_energy",
     "format_table", "to_json", "write_json", "plot_dataflows", "plot_schemes",
-    "parse_dataflows", "resolve_network",
+    "parse_dataflows", "resolve_network", "array_counters", "shape_counters",
+    "array_hardware", "array_energy",
 ]
 
 ENERGY_LEVELS = LEVELS + ("alu",)
@@ -621,6 +622,127 @@ def _sparsity_per_layer(layers, schemes: dict, sparsity) -> dict:
         if not 0.0 <= v <= 1.0:
             raise ValueError(f"sparsity of layer {n!r} must be in [0, 1], not {v!r}")
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# Our accelerator: its own row-stationary mapping and counters (hw.accelerator).
+
+def array_counters(layer, params=None) -> dict:
+    """The counters our accelerator reports for ``layer`` (a ``model.layer_file.Layer``).
+
+    Under the array's own row-stationary mapping (``sim.cycle_model.choose_mapping``), from
+    ``sim.cycle_model.predict`` -- the one place that holds the array's folding arithmetic;
+    ``skipped`` comes from the layer's weights. Keys: ``sim.cycle_model.COUNTERS``.
+    """
+    from sim.cycle_model import COUNTERS, ArrayParams, LayerShape, predict
+
+    params = params or ArrayParams()
+    shape = LayerShape.of(np.shape(layer.weights), np.shape(layer.inputs), int(layer.stride),
+                          int(layer.padding))
+    pred = predict(shape, params, weights=layer.weights, scheme=layer.scheme,
+                   w_bits=layer.w_bits, codebook=getattr(layer, "codebook", None))
+    return {k: int(pred[k]) for k in COUNTERS}
+
+
+def shape_counters(layer: Layer, params=None, *, scheme: Scheme = INT16,
+                   weights=None) -> dict:
+    """``array_counters`` of a preset-style ``Layer`` (batch 1), without building inputs.
+
+    ``weights`` (codes ``[M, C, R, S]``, ``xnor``: packed words) give ``skipped``; without
+    them it is 0. ``xnor`` layers run ``C / lanes`` packed words.
+    """
+    from sim.cycle_model import COUNTERS, ArrayParams, LayerShape, predict
+
+    if layer.groups != 1:
+        raise ValueError(f"layer {layer.name!r}: the accelerator runs one group; split "
+                         f"groups={layer.groups} into separate layers")
+    params = params or ArrayParams()
+    c = layer.C
+    if scheme.name == "xnor":
+        if c % scheme.a_bits:
+            raise ValueError(f"layer {layer.name!r}: {c} channels do not pack into words "
+                             f"of {scheme.a_bits} lanes")
+        c //= scheme.a_bits
+    shape = LayerShape(layer.M, c, layer.R, layer.S, layer.H, layer.W, layer.stride,
+                       layer.padding)
+    pred = predict(shape, params, weights=weights, scheme=scheme.name, w_bits=scheme.w_bits)
+    return {k: int(pred[k]) for k in COUNTERS}
+
+
+def array_hardware(params=None, *, scheme: Scheme = INT16, acc_bits: int = 16,
+                   glb_words: int = 0) -> Hardware:
+    """Our array as a ``Hardware`` for pricing: scratchpad bytes per PE, buffer bytes."""
+    from sim.cycle_model import ArrayParams
+
+    params = params or ArrayParams()
+    a = scheme.word_bits("inputs", acc_bits)
+    w = scheme.word_bits("weights", acc_bits)
+    # Two banks of each scratchpad (hw.pe double-buffers filters, inputs and psums).
+    rf_bits = 2 * (params.filter_spad * w + params.ifmap_spad * a + params.psum_spad * acc_bits)
+    return Hardware(pes=params.pes, rows=params.rows, cols=params.cols,
+                    rf_bytes=math.ceil(rf_bits / 8),
+                    glb_bytes=max(1, math.ceil(glb_words * acc_bits / 8)),
+                    input_bits=a, weight_bits=w, psum_bits=acc_bits)
+
+
+def array_energy(layer: Layer, counters: dict, hw: Hardware, *, scheme: Scheme = INT16,
+                 costs="45nm", batch: int = 1) -> LayerEnergy:
+    """Energy of ``layer`` on our accelerator from its counters (``array_counters``).
+
+    The counters do not say which data type every access moves. The pricing uses what the
+    accelerator's definitions (``hw.accelerator``) pin down, and the accumulator width
+    where they do not (an upper bound for the narrow schemes):
+
+    - ``offchip_words``: the layer's weights, inputs and outputs, each at its width;
+    - ``glb_writes``: the weights and inputs from the streams, the rest psums;
+    - ``glb_reads``: the outputs; the rest (inputs broadcast, weights sent, old psums) at
+      the accumulator width, booked half to inputs and half to weights;
+    - ``rf_reads``: ``macs`` weight and ``macs`` activation reads, the rest psum reads;
+    - ``rf_writes``: as many psum writes as psum reads, the rest weights and activations
+      taken into the scratchpads (half each);
+    - ``array_transfers``: psums; compute: ``macs - skipped`` MACs.
+
+    ``batch`` images run one after the other (every count scales with it).
+    """
+    table = cost_table(costs)
+    acc = scheme.layer_acc_bits(layer)
+    a, w = scheme.word_bits("inputs", acc), scheme.word_bits("weights", acc)
+    cin = layer.C // (scheme.a_bits if scheme.name == "xnor" else 1)
+    n_w, n_in = layer.M * cin * layer.R * layer.S, cin * layer.H * layer.W
+    n_out = layer.M * layer.E * layer.F
+    k = counters
+    if k["offchip_words"] != n_w + n_in + n_out:
+        raise ValueError(f"counters do not belong to layer {layer.name!r}: "
+                         f"{k['offchip_words']} off-chip words, not {n_w + n_in + n_out}")
+    macs = k["macs"]
+    psum_rf = k["rf_reads"] - 2 * macs
+    operand_writes = k["rf_writes"] - psum_rf
+    mixed_glb = k["glb_reads"] - n_out
+    if min(psum_rf, operand_writes, mixed_glb, k["glb_writes"] - n_w - n_in) < 0:
+        raise ValueError(f"counters of layer {layer.name!r} contradict the accelerator's "
+                         f"counter definitions: {k}")
+    terms = [
+        ("dram", "inputs", n_in, a), ("dram", "weights", n_w, w), ("dram", "psums", n_out, acc),
+        ("glb", "inputs", n_in, a), ("glb", "weights", n_w, w),
+        ("glb", "psums", k["glb_writes"] - n_w - n_in + n_out, acc),
+        ("glb", "inputs", mixed_glb / 2, acc), ("glb", "weights", mixed_glb / 2, acc),
+        ("array", "psums", k["array_transfers"], acc),
+        ("rf", "inputs", macs, a), ("rf", "weights", macs, w), ("rf", "psums", 2 * psum_rf, acc),
+        ("rf", "inputs", operand_writes / 2, a), ("rf", "weights", operand_writes / 2, w),
+    ]
+    counts = {lv: dict.fromkeys(DATA_TYPES, 0.0) for lv in LEVELS}
+    by_level = dict.fromkeys(ENERGY_LEVELS, 0.0)
+    by_type = dict.fromkeys(DATA_TYPES + ("compute",), 0.0)
+    for lv, x, n, bits in terms:
+        e = n * batch * table.access(lv, bits, hw)
+        counts[lv][x] += n * batch
+        by_level[lv] += e
+        by_type[x] += e
+    skipped = k["skipped"] * batch
+    by_level["alu"] = by_type["compute"] = (macs * batch - skipped) * table.mac(scheme, acc)
+    return LayerEnergy(layer, "rs (our array)", batch, counts, float(macs * batch),
+                       float(skipped), by_level, by_type,
+                       {"loops": {}, "glb_order": "-", "dram_order": "-"}, acc, scheme)
 
 
 # ---------------------------------------------------------------------------------------

@@ -511,3 +511,70 @@ def test_bad_input_is_refused():
         energy.Scheme("float")
     with pytest.raises(ValueError, match="no such model file"):
         energy.resolve_network("no/such/file.npz")
+
+
+# ------------------------------------------------------------------------------------------
+# Against our RTL: the counters the energy model uses for our accelerator equal the ones the
+# accelerator reports in simulation (Amaranth backend of sim.run_layer).
+
+def _rtl_layers(rng):
+    from model.layer_file import Layer as LayerFile
+
+    def codes(lo, hi, shape):
+        return rng.integers(lo, hi + 1, size=shape)
+
+    ternary = [  # (weights, inputs, stride, padding): a shared accelerator, one simulation
+        (codes(-1, 1, (4, 3, 3, 3)), codes(-8, 7, (3, 6, 6)), 1, 1),     # padding, zeros
+        (codes(-1, 1, (2, 2, 3, 3)), codes(-8, 7, (2, 7, 7)), 2, 0),     # stride 2
+        (codes(-1, 1, (2, 1, 5, 5)), codes(-8, 7, (1, 6, 6)), 1, 2),     # R > rows: row folds
+        (codes(-1, 1, (2, 2, 3, 1)), codes(-8, 7, (2, 9, 3)), 1, 0),     # E > cols
+        (codes(-1, 1, (5, 12, 1, 1)), codes(-8, 7, (12, 1, 1)), 1, 0),   # dense
+    ]
+    pow2 = [(codes(-2, 2, (3, 2, 3, 3)), codes(-8, 7, (2, 5, 5)), 1, 1)]
+    return ([LayerFile("ternary", w, a, s, p, a_bits=4) for w, a, s, p in ternary],
+            [LayerFile("pow2", w, a, s, p, a_bits=4) for w, a, s, p in pow2])
+
+
+def _zero_products(layer):
+    """Products with a zero weight level whose tap lands inside the image (brute force)."""
+    w, (_, h, wd) = np.asarray(layer.weights), np.shape(layer.inputs)
+    _, _, R, S = w.shape
+    U, P = int(layer.stride), int(layer.padding)
+    E, F = (h + 2 * P - R) // U + 1, (wd + 2 * P - S) // U + 1
+    count = 0
+    for r, s_ in itertools.product(range(R), range(S)):
+        zeros = int(np.sum(w[:, :, r, s_] == 0))
+        inside = sum(0 <= e * U + r - P < h and 0 <= f * U + s_ - P < wd
+                     for e in range(E) for f in range(F))
+        count += zeros * inside
+    return count
+
+
+def test_array_counters_equal_the_rtl():
+    from sim.cycle_model import ArrayParams
+    from sim.run_layer import run_layers
+
+    params = ArrayParams(rows=3, cols=4, filter_spad=16, ifmap_spad=16, psum_spad=16)
+    rng = np.random.default_rng(2024)
+    for group in _rtl_layers(rng):
+        runs = run_layers(group, backend="amaranth", params=params)
+        for layer, run in zip(group, runs):
+            predicted = energy.array_counters(layer, params)
+            assert predicted == {k: int(v) for k, v in run.counters.items()}
+            assert predicted["skipped"] == _zero_products(layer)
+    # The skipped count is the weights' zeros times the taps they meet: all-zero weights
+    # skip every MAC, and the energy of the layer then has no compute term.
+    zero_layer = _rtl_layers(np.random.default_rng(1))[0][0]
+    zero_layer = type(zero_layer)("ternary", np.zeros_like(zero_layer.weights),
+                                  zero_layer.inputs, 1, 1, a_bits=4)
+    run = run_layers([zero_layer], backend="amaranth", params=params)[0]
+    counters = energy.array_counters(zero_layer, params)
+    assert counters == {k: int(v) for k, v in run.counters.items()}
+    assert counters["skipped"] == counters["macs"] > 0
+    shape_layer = conv("z", 3, 4, 6, 3, padding=1)
+    scheme = energy.Scheme("ternary", 4, acc_bits=None)
+    hw = energy.array_hardware(params, scheme=scheme, acc_bits=8, glb_words=1024)
+    le = energy.array_energy(shape_layer, counters, hw, scheme=scheme)
+    assert le.energy["alu"] == 0 and le.data_movement > 0
+    assert le.total == pytest.approx(le.data_movement)
+    assert le.counts["dram"] == {"inputs": 3 * 36, "weights": 4 * 27, "psums": 4 * 36}
