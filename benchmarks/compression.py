@@ -29,8 +29,7 @@ import numpy as np
 
 from model import data, nets
 from model.compress import (CompressedLayer, CompressedModel, codebook_conv2d,
-                            compressible_layers, deep_compress, format_table,
-                            integer_codebook)
+                            deep_compress, format_table, integer_codebook)
 from model.sparse import (
     break_even_density,
     encode_relative,

@@ -61,7 +61,6 @@ __all__ = [
     "SharedWeights",
     "share_weights",
     "centroid_gradients",
-    "tie_gradients",
     "sharing_rate",
     "integer_codebook",
     "codebook_conv2d",
@@ -180,17 +179,6 @@ def centroid_gradients(indices, grad, n_codes: int) -> np.ndarray:
     g = np.bincount(idx, weights=np.asarray(grad, dtype=np.float64).ravel(), minlength=n_codes)
     g[0] = 0.0  # the zero code is not trained: pruned weights stay zero
     return g
-
-
-def tie_gradients(indices, grad) -> np.ndarray:
-    """Give every weight its centroid's gradient (the sum over its cluster).
-
-    An element-wise optimiser (Adam) fed these tied gradients moves every weight of a
-    cluster by the same amount from the same state, so the weights of a cluster stay equal
-    and the step is exactly the optimiser's step on the centroid with its summed gradient.
-    """
-    idx = np.asarray(indices, dtype=np.int64)
-    return centroid_gradients(idx, grad, int(idx.max(initial=0)) + 1)[idx]
 
 
 def sharing_rate(n_weights: int, n_clusters: int, weight_bits: int = FLOAT_BITS) -> float:
@@ -497,18 +485,19 @@ class CompressedModel:
     state: dict[str, np.ndarray]
     meta: dict = field(default_factory=dict)
 
+    def other_parameters(self) -> int:
+        """Numbers stored besides the compressed weights (biases, ...)."""
+        return sum(int(v.size) for v in self.state.values())
+
     def totals(self) -> dict[str, int]:
         """Total bits per stage (``dense``, ``pruned``, ``shared``, ``huffman``).
 
         Every other parameter (biases, ...) counts as dense float32 at every stage.
         """
         storage = [layer.storage() for layer in self.layers]
-        other = sum(int(v.size) for v in self.state.values()) * FLOAT_BITS
+        other = self.other_parameters() * FLOAT_BITS
         return {stage: sum(getattr(s, f"{stage}_bits") for s in storage) + other
                 for stage in ("dense", "pruned", "shared", "huffman")}
-
-    def other_parameters(self) -> int:
-        return sum(int(v.size) for v in self.state.values())
 
     def apply(self, net: Sequential) -> Sequential:
         """A copy of ``net`` holding the decoded weights and the stored parameters."""

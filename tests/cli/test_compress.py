@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from model import data, deploy, nets
 from model.compress import load_compressed
@@ -17,7 +18,8 @@ FAST = ["--prune-steps", "1", "--retrain-epochs", "1", "--finetune-epochs", "1",
 def checkpoint(tmp_path_factory):
     ds = data.load_digits()
     net = nets.build("lenet300", ds.input_shape, pixel_max=ds.pixel_max, seed=0)
-    train(net, ds.x_train.astype(np.float64), ds.y_train, epochs=3, progress=False)
+    with threadpool_limits(1, user_api="blas"):  # small products: one thread is faster
+        train(net, ds.x_train.astype(np.float64), ds.y_train, epochs=3, progress=False)
     path = tmp_path_factory.mktemp("ckpt") / "lenet.npz"
     deploy.save_float(net, path, net_name="lenet300", input_shape=ds.input_shape,
                       pixel_max=ds.pixel_max, classes=10, meta={"dataset": ds.spec()})

@@ -12,7 +12,6 @@ from model.compress import (
     prune_to_sparsity,
     share_weights,
     sharing_rate,
-    tie_gradients,
 )
 from model.optim import Adam
 
@@ -120,25 +119,6 @@ def test_centroid_gradient_is_the_sum_of_its_weights_gradients():
     idx = np.array([[0, 1, 2], [2, 1, 3]])
     grad = np.array([[5.0, 0.5, 1.0], [2.0, -0.25, 4.0]])
     np.testing.assert_array_equal(centroid_gradients(idx, grad, 4), [0.0, 0.25, 3.0, 4.0])
-    np.testing.assert_array_equal(tie_gradients(idx, grad),
-                                  [[0.0, 0.25, 3.0], [3.0, 0.25, 4.0]])
-
-
-def test_tied_gradients_under_adam_keep_clusters_tied_and_zeros_zero():
-    rng = np.random.default_rng(4)
-    w = rng.standard_normal((20, 10))
-    w *= prune_to_sparsity(w, 0.6)
-    shared = share_weights(w, 3)
-    weights = shared.weights()
-    centroids = shared.codebook.copy()
-    opt_w, opt_c = Adam(), Adam()
-    for _ in range(5):
-        grad = rng.standard_normal(w.shape)
-        opt_w.step([weights], [tie_gradients(shared.indices, grad)], 0.01)
-        opt_c.step([centroids], [centroid_gradients(shared.indices, grad, 8)], 0.01)
-    # Per-weight Adam on tied gradients == Adam on the centroids with summed gradients.
-    np.testing.assert_array_equal(weights, centroids[shared.indices])
-    assert np.all(weights[shared.indices == 0] == 0)
 
 
 def test_sharing_rate_of_the_papers_example():
@@ -206,10 +186,20 @@ from model.layers import softmax_cross_entropy  # noqa: E402
 from model.nets import build  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_blas_thread():
+    """Small products run faster on one BLAS thread (and the machine is shared)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
 @pytest.fixture(scope="module")
 def digits():
     data = load_digits()
-    return data.x_train[:400], data.y_train[:400], data.x_test[:200], data.y_test[:200]
+    x_train, x_test = data.x_train.astype(np.float64), data.x_test.astype(np.float64)
+    return x_train[:400], data.y_train[:400], x_test[:200], data.y_test[:200]
 
 
 def small_lenet(seed=0):
@@ -293,9 +283,9 @@ def test_deep_compress_pipeline(monkeypatch, digits):
     assert result.accuracy["stored"] == result.accuracy["shared"]  # Huffman is lossless
     layers = result.compressed.layers
     # Fine-tuning gave code 0 no gradient, so pruned weights stayed zero.
-    fine_tune_steps = RecordingAdam.seen[-len(RecordingAdam.seen) // 3:]
-    for grads in fine_tune_steps:
-        assert all(g[0] == 0 for g in grads if g.shape == (16,))
+    codebook_grads = [g for grads in RecordingAdam.seen for g in grads if g.shape == (16,)]
+    assert len(codebook_grads) == 3 * -(-len(x) // 64)  # three layers, one epoch
+    assert all(g[0] == 0 for g in codebook_grads)
     for (_, name, layer), stored in zip(compressible_layers(result.net), layers):
         w = layer.params["weight"]
         i = [i for i, n, _ in compressible_layers(net) if n == name][0]
