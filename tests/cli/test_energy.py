@@ -1,0 +1,119 @@
+"""``mulfree energy`` as a user meets it: the table, JSON and plot files, refusals."""
+
+import json
+
+import numpy as np
+import pytest
+
+from model import deploy, nets
+from mulfree.cli import main
+from sim import energy
+
+
+def _run(capsys, *args):
+    code = main(["energy", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_the_issue_command_writes_table_json_and_plot(capsys, tmp_path):
+    js, png = tmp_path / "alexnet.json", tmp_path / "alexnet.png"
+    code, out, err = _run(capsys, "--network", "alexnet", "--pes", "256", "--batch", "16",
+                          "--dataflows", "rs,ws,os,nlr", "--json", str(js), "--plot", str(png))
+    assert code == 0, err
+    assert "CONV layers, energy relative to RS" in out and "FC layers" in out
+    for name in ("conv1", "conv5", "fc8"):
+        assert any(line.startswith(name) for line in out.splitlines())
+    data = json.loads(js.read_text())
+    assert set(data["dataflows"]) == {"rs", "ws", "os", "nlr"}
+    report = energy.network_energy("alexnet", batch=16, pes=256)
+    for df, d in data["dataflows"].items():
+        assert list(d["layers"]) == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6",
+                                     "fc7", "fc8"]
+        for le in report.dataflows[df].layers:
+            got = d["layers"][le.layer.name]
+            assert got["total"] == pytest.approx(le.total)
+            assert got["levels"]["dram"] == pytest.approx(le.energy["dram"])
+            assert got["counts"]["rf"]["psums"] == pytest.approx(le.counts["rf"]["psums"])
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_45nm_and_a_subset_of_dataflows(capsys, tmp_path):
+    js = tmp_path / "lenet.json"
+    code, out, err = _run(capsys, "--network", "lenet5", "--pes", "64", "--batch", "2",
+                          "--dataflows", "rs,nlr", "--costs", "45nm", "--json", str(js))
+    assert code == 0, err
+    data = json.loads(js.read_text())
+    assert data["unit"] == "pJ" and set(data["dataflows"]) == {"rs", "nlr"}
+    assert data["dataflows"]["rs"]["hardware"]["pes"] == 64
+    assert "energy in pJ units" in out
+
+
+def test_scheme_flags(capsys, tmp_path):
+    js = tmp_path / "t.json"
+    code, _, err = _run(capsys, "--network", "digits", "--pes", "16", "--batch", "1",
+                        "--scheme", "ternary", "--a-bits", "8", "--sparsity", "0.5",
+                        "--json", str(js))
+    assert code == 0, err
+    data = json.loads(js.read_text())
+    conv1 = data["dataflows"]["rs"]["layers"]["conv1"]
+    assert conv1["scheme"]["name"] == "ternary" and conv1["scheme"]["a_bits"] == 8
+    assert conv1["counts"]["skipped"] == pytest.approx(conv1["counts"]["macs"] / 2)
+
+
+def test_a_deployment_model_file(capsys, tmp_path):
+    net = nets.build("ternarynet", (1, 8, 8), 10, pixel_max=16, seed=5)
+    model = deploy.fold(net, input_shape=(1, 8, 8), pixel_max=16)
+    path = tmp_path / "ternary.npz"
+    deploy.save(model, path)
+    js = tmp_path / "m.json"
+    code, out, err = _run(capsys, "--network", str(path), "--pes", "16", "--batch", "1",
+                          "--json", str(js))
+    assert code == 0, err
+    data = json.loads(js.read_text())
+    assert data["network"] == "ternary"
+    layers = data["dataflows"]["rs"]["layers"]
+    assert list(layers) == ["conv1", "conv2", "fc3", "fc4"]
+    for (name, ly), src in zip(layers.items(), model.layers):
+        zeros = np.mean(src.weights == 0)
+        assert ly["counts"]["skipped"] == pytest.approx(ly["counts"]["macs"] * zeros)
+        assert ly["scheme"]["acc_bits"] == src.accumulator_width
+
+
+def test_existing_outputs_need_force(capsys, tmp_path):
+    js = tmp_path / "e.json"
+    js.write_text("keep me")
+    code, out, err = _run(capsys, "--network", "digits", "--pes", "16", "--json", str(js))
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "--force" in err
+    assert js.read_text() == "keep me"
+    code, _, err = _run(capsys, "--network", "digits", "--pes", "16", "--json", str(js),
+                        "--force")
+    assert code == 0, err
+    assert json.loads(js.read_text())["network"] == "digits"
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--dataflows", "rs,xs"], "unknown dataflow 'xs'"),
+    (["--network", "resnet"], "unknown network 'resnet'"),
+    (["--batch", "0"], "--batch must be >= 1"),
+    (["--pes", "16", "--rows", "5"], "--rows 5 does not divide --pes 16"),
+    (["--sparsity", "2"], "--sparsity must be in [0, 1]"),
+    (["--scheme", "binary", "--w-bits", "4"], "fixed weight width"),
+    (["--json", "no/such/folder/e.json"], "does not exist"),
+])
+def test_bad_input_is_one_line_exit_2(capsys, tmp_path, args, words):
+    code, out, err = _run(capsys, "--network", "digits", *args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], lines
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_float_checkpoint_is_refused(capsys, tmp_path):
+    net = nets.build("float", (1, 8, 8), 10, pixel_max=16, seed=0)
+    path = tmp_path / "float.npz"
+    deploy.save_float(net, path, net_name="float", input_shape=(1, 8, 8), pixel_max=16,
+                      classes=10)
+    code, _, err = _run(capsys, "--network", str(path))
+    assert code == 2 and "float network" in err and len(err.strip().splitlines()) == 1
