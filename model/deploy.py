@@ -265,8 +265,8 @@ def _stages(net: L.Sequential):
     stages = []
     pending_flatten = False
     for i, layer in enumerate(net.layers):
-        if isinstance(layer, L._Linear):
-            if not isinstance(layer, L._QuantizedWeights):
+        if isinstance(layer, L.Linear):
+            if not isinstance(layer, L.QuantizedWeights):
                 raise ValueError(f"layer {i} ({type(layer).__name__}) has float weights; only "
                                  "quantized networks fold to integers (save it as a float "
                                  "checkpoint instead)")

@@ -23,10 +23,11 @@ import numpy as np
 from model import quant
 
 __all__ = [
-    "Layer", "Sequential", "Dense", "Conv2d", "BinaryDense", "BinaryConv2d", "TernaryDense",
-    "TernaryConv2d", "Pow2Dense", "Pow2Conv2d", "DorefaDense", "DorefaConv2d", "IntDense",
-    "IntConv2d", "Sign", "BatchNorm", "MaxPool2d", "Flatten", "ReLU", "HardTanh", "im2col",
-    "col2im", "conv_output_size", "softmax_cross_entropy", "ap2", "QUANTIZED_LAYERS",
+    "Layer", "Sequential", "Linear", "QuantizedWeights", "Dense", "Conv2d", "BinaryDense",
+    "BinaryConv2d", "TernaryDense", "TernaryConv2d", "Pow2Dense", "Pow2Conv2d", "DorefaDense",
+    "DorefaConv2d", "IntDense", "IntConv2d", "Sign", "BatchNorm", "MaxPool2d", "Flatten", "ReLU",
+    "HardTanh", "im2col", "col2im", "conv_output_size", "softmax_cross_entropy", "ap2",
+    "QUANTIZED_LAYERS",
 ]
 
 
@@ -129,7 +130,7 @@ def _glorot(rng: np.random.Generator, shape: tuple, fan_in: int, fan_out: int) -
     return rng.uniform(-limit, limit, size=shape)
 
 
-class _Linear(Layer):
+class Linear(Layer):
     """What ``Dense`` and ``Conv2d`` share: ``y = (codes @ levels.T) * scale (+ bias)``.
 
     A float layer's "codes" are its input and its "levels" its weights (``input_scale``
@@ -204,7 +205,7 @@ class _Linear(Layer):
         return g @ w_value
 
 
-class Dense(_Linear):
+class Dense(Linear):
     """Fully connected layer ``y = x @ W.T + b``; ``W`` is ``[out, in]`` (Glorot init)."""
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
@@ -226,7 +227,7 @@ class Dense(_Linear):
         return self.input_gradient(x, self._product_backward(grad))
 
 
-class Conv2d(_Linear):
+class Conv2d(Linear):
     """2-D convolution (cross-correlation) of ``[N, C, H, W]`` with ``W`` ``[M, C, R, S]``."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, *, stride: int = 1,
@@ -266,7 +267,7 @@ class Conv2d(_Linear):
         return self.input_gradient(x, dcodes)
 
 
-class _QuantizedWeights:
+class QuantizedWeights:
     """Mixin for quantized ``Dense``/``Conv2d``: shadow weights, quantized every forward pass.
 
     Subclasses set ``scheme`` and implement ``quantized_weight()`` (a ``model.quant.QTensor``
@@ -315,7 +316,7 @@ class _QuantizedWeights:
         return base.describe(self) + extra
 
 
-class BinaryDense(_QuantizedWeights, Dense):
+class BinaryDense(QuantizedWeights, Dense):
     """Dense layer with binary weights ``sign(W)`` (BinaryConnect / BinaryNet).
 
     Forward: ``binarize(W)`` (+/-1, sign(0) = +1, no scale: the batch norm that follows
@@ -341,7 +342,7 @@ class BinaryDense(_QuantizedWeights, Dense):
         np.clip(self.params["weight"], -1.0, 1.0, out=self.params["weight"])
 
 
-class BinaryConv2d(_QuantizedWeights, Conv2d):
+class BinaryConv2d(QuantizedWeights, Conv2d):
     """Convolution with binary weights; as ``BinaryDense`` (BinaryNet)."""
 
     scheme = "binary"
@@ -357,7 +358,7 @@ class BinaryConv2d(_QuantizedWeights, Conv2d):
     constrain = BinaryDense.constrain
 
 
-class TernaryDense(_QuantizedWeights, Dense):
+class TernaryDense(QuantizedWeights, Dense):
     """Dense layer with ternary weights ``alpha * {-1, 0, +1}`` (TWN, ``quant.ternarize``).
 
     ``Delta = 0.7 mean|W|`` per layer (strict ``|w| > Delta``), alpha the mean of the kept
@@ -380,7 +381,7 @@ class TernaryDense(_QuantizedWeights, Dense):
         return quant.ste_ternary_grad(weight, grad_value)
 
 
-class TernaryConv2d(_QuantizedWeights, Conv2d):
+class TernaryConv2d(QuantizedWeights, Conv2d):
     """Convolution with ternary weights; as ``TernaryDense`` (TWN)."""
 
     scheme = "ternary"
@@ -395,7 +396,7 @@ class TernaryConv2d(_QuantizedWeights, Conv2d):
     weight_gradient = TernaryDense.weight_gradient
 
 
-class Pow2Dense(_QuantizedWeights, Dense):
+class Pow2Dense(QuantizedWeights, Dense):
     """Dense layer with five-level weights ``alpha * {-2, -1, 0, +1, +2}`` (``quantize_pow2``).
 
     INQ's rule at b = 3: alpha a power of two from ``max|W|``, nearest level. Backward: the
@@ -417,7 +418,7 @@ class Pow2Dense(_QuantizedWeights, Dense):
         return quant.ste_identity_grad(weight, grad_value)
 
 
-class Pow2Conv2d(_QuantizedWeights, Conv2d):
+class Pow2Conv2d(QuantizedWeights, Conv2d):
     """Convolution with five-level weights; as ``Pow2Dense``."""
 
     scheme = "pow2"
@@ -432,7 +433,7 @@ class Pow2Conv2d(_QuantizedWeights, Conv2d):
     weight_gradient = Pow2Dense.weight_gradient
 
 
-class DorefaDense(_QuantizedWeights, Dense):
+class DorefaDense(QuantizedWeights, Dense):
     """DoReFa-Net dense layer: ``bitW``-bit weights, input quantized to ``bitA`` bits.
 
     Weights: ``dorefa_weights(W, bitW)`` (k = 1: ``sign(W) mean|W|``; k > 1: the tanh form);
@@ -457,10 +458,10 @@ class DorefaDense(_QuantizedWeights, Dense):
         return quant.ste_dorefa_weights_grad(weight, grad_value, self.bitW)
 
     def describe(self) -> str:
-        return _QuantizedWeights.describe(self) + f", W{self.bitW}"
+        return QuantizedWeights.describe(self) + f", W{self.bitW}"
 
 
-class DorefaConv2d(_QuantizedWeights, Conv2d):
+class DorefaConv2d(QuantizedWeights, Conv2d):
     """DoReFa-Net convolution (``bitW``, ``bitA``); as ``DorefaDense``."""
 
     scheme = "dorefa"
@@ -477,7 +478,7 @@ class DorefaConv2d(_QuantizedWeights, Conv2d):
     describe = DorefaDense.describe
 
 
-class IntDense(_QuantizedWeights, Dense):
+class IntDense(QuantizedWeights, Dense):
     """Dense layer with symmetric ``bits``-bit integer weights (``quantize_int``, per layer).
 
     The higher-precision layer of a low-bit network (DoReFa keeps its last layer wide) and the
@@ -500,10 +501,10 @@ class IntDense(_QuantizedWeights, Dense):
         return quant.ste_identity_grad(weight, grad_value)
 
     def describe(self) -> str:
-        return _QuantizedWeights.describe(self) + f", {self.bits}-bit"
+        return QuantizedWeights.describe(self) + f", {self.bits}-bit"
 
 
-class IntConv2d(_QuantizedWeights, Conv2d):
+class IntConv2d(QuantizedWeights, Conv2d):
     """Convolution with symmetric ``bits``-bit integer weights; as ``IntDense``."""
 
     scheme = "int"

@@ -43,7 +43,7 @@ def float_linear_outputs(net, x):
     outs = []
     for layer in net.layers:
         x = layer.forward(x, training=False)
-        if isinstance(layer, L._Linear):
+        if isinstance(layer, L.Linear):
             outs.append(x)
     return outs
 
@@ -63,7 +63,7 @@ def test_each_layer_is_the_integer_op_and_the_float_layer(models, digits, name):
     x = digits.x_test[:40]
     trace = deploy.run_integer(model, x)
     floats = float_linear_outputs(net, x.astype(float))
-    linear = [layer for layer in net.layers if isinstance(layer, L._Linear)]
+    linear = [layer for layer in net.layers if isinstance(layer, L.Linear)]
     assert len(trace.layers) == len(model.layers) == len(linear)
     for rec, t, y_float, layer in zip(model.layers, trace.layers, floats, linear):
         # The accelerator's view: the record's fields and the inputs drive model.ops.conv2d.
@@ -102,7 +102,7 @@ def test_dorefanet_codes_match_float_quantized_inputs(models, digits):
     h = x.astype(float)
     codes = []
     for layer in net.layers:
-        if isinstance(layer, L._Linear) and layer.input_bits is not None:
+        if isinstance(layer, L.Linear) and layer.input_bits is not None:
             codes.append(quant.dorefa_activations(h, layer.input_bits).codes)
         h = layer.forward(h, training=False)
     assert len(codes) == 3
