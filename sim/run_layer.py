@@ -20,6 +20,7 @@ import dataclasses
 import json
 import re
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -141,9 +142,11 @@ class AmaranthBackend:
     def run(self, args: dict, jobs: list[Job], progress: bool = False):
         from amaranth.sim import Simulator
         from hw.accelerator import COUNTER_NAMES
+        started = time.perf_counter()
         dut = build_accelerator(args)
         sim = Simulator(dut)
         sim.add_clock(1e-8)
+        elaborated = time.perf_counter()
         results = []
         bar = None
         if progress:
@@ -185,6 +188,8 @@ class AmaranthBackend:
 
         sim.add_testbench(testbench)
         sim.run()
+        #: seconds spent elaborating and simulating in the last run
+        self.last_timing = (elaborated - started, time.perf_counter() - elaborated)
         if bar is not None:
             bar.close()
         return results
@@ -223,6 +228,7 @@ class CocotbBackend:
             result = run_cocotb(sources={"accelerator.v": text}, toplevel="accelerator",
                                 test_module="sim.tb.test_accelerator",
                                 simulator=self.simulator, config=config)
+            self.last_result = result   # its log holds cocotb's simulation wall time
             if not result.passed or not result_file.exists():
                 raise RuntimeError(f"the {self.simulator} run failed:\n{result.summary()}")
             data = json.loads(result_file.read_text())
