@@ -29,7 +29,7 @@ import numpy as np
 
 from model import data, nets
 from model.compress import (CompressedLayer, CompressedModel, codebook_conv2d,
-                            deep_compress, format_table, integer_codebook)
+                            deep_compress, format_table, integer_codebook, sharing_rate)
 from model.sparse import (
     break_even_density,
     encode_relative,
@@ -194,6 +194,13 @@ def network_benchmark(dataset: str, seeds: int, run_rtl: bool) -> None:
     print("\nseed 0, per layer (the shape of Deep Compression's Table 2):")
     for line in format_table(result.compressed):
         print(line)
+    rates = ", ".join(f"{s.name} {sharing_rate(s.n_weights, 1 << s.share_bits):.2f}x"
+                      for s in (layer.storage() for layer in result.compressed.layers))
+    tot = result.compressed.totals()
+    print(f"weight sharing alone, the paper's r = n b / (n log2 k + k b), b = 32: {rates}")
+    print(f"measured with pruning and relative indices: P+Q {tot['dense'] / tot['shared']:.1f}x,"
+          f" P+Q+H {tot['dense'] / tot['huffman']:.1f}x (Huffman saves "
+          f"{100 * (1 - tot['huffman'] / tot['shared']):.0f} % of P+Q)")
     for bits in (8, 6, 5, 4):
         model, _ = with_integer_codebooks(result.compressed, bits)
         acc = accuracy(model.apply(result.net), x_test, ds.y_test)
