@@ -154,7 +154,7 @@ class NetSpec:
 
 
 NETS: dict[str, NetSpec] = {spec.name: spec for spec in (
-    NetSpec("binarynet", binarynet, "BinaryNet: binary weights and activations", 30, 1e-2, 1e-4),
+    NetSpec("binarynet", binarynet, "BinaryNet: binary weights and activations", 20, 1e-2, 1e-4),
     NetSpec("ternarynet", ternarynet, "ternary weights, binary activations", 30, 1e-2, 1e-4),
     NetSpec("dorefanet", dorefanet, "DoReFa-Net W1A3, 8-bit last layer", 30, 1e-2, 1e-4),
     NetSpec("float", float_net, "float baseline of the same shape", 30, 3e-3, 1e-4,
