@@ -814,8 +814,11 @@ def write_atomically(path, write) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; outputs follow the umask
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -880,20 +883,26 @@ def _image_format(path) -> str:
     return ext or "png"
 
 
-def plot_schemes(reports: list, path, *, dataflow: str = "rs", title: str = "") -> None:
-    """Stacked bars of energy per inference by scheme: compute against data movement."""
+def plot_schemes(results: dict, path, *, unit: str = "pJ", title: str = "") -> None:
+    """Stacked bars of energy per inference by scheme: data movement and compute.
+
+    ``results`` maps a scheme label to the ``LayerEnergy`` list of one inference (or of a
+    batch: each layer's energy is divided by its ``batch``).
+    """
     plt = _pyplot()
-    labels = [r.scheme_label for r in reports]
-    per_inf = [r.dataflows[dataflow] for r in reports]
-    compute = np.array([sum(le.energy["alu"] for le in d.layers) / r.batch
-                        for d, r in zip(per_inf, reports)])
-    movement = np.array([sum(le.data_movement for le in d.layers) / r.batch
-                         for d, r in zip(per_inf, reports)])
-    fig, ax = plt.subplots(figsize=(1.3 * len(labels) + 3, 4))
+    labels = list(results)
+    compute = np.array([sum(le.energy["alu"] / le.batch for le in results[k]) for k in labels])
+    movement = np.array([sum(le.data_movement / le.batch for le in results[k])
+                         for k in labels])
+    fig, ax = plt.subplots(figsize=(1.4 * len(labels) + 3, 4.2))
     ax.bar(labels, movement, label="data movement", color=_LEVEL_COLOURS["dram"])
     ax.bar(labels, compute, bottom=movement, label="compute", color=_LEVEL_COLOURS["alu"])
-    ax.set_ylabel(f"energy per inference ({reports[0].unit})")
-    ax.set_title(title or f"{reports[0].network}, {dataflow.upper()}")
+    for i, (c, m) in enumerate(zip(compute, movement)):
+        ax.annotate(f"{100 * c / (c + m):.1f}% compute", (i, c + m), ha="center",
+                    va="bottom", fontsize="small")
+    ax.set_ylabel(f"energy per inference ({unit})")
+    ax.set_title(title)
+    ax.tick_params(axis="x", labelrotation=20)
     ax.legend()
     fig.tight_layout()
     write_atomically(path, lambda tmp: fig.savefig(tmp, format=_image_format(path), dpi=110))

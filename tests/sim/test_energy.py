@@ -407,7 +407,9 @@ def test_json_has_the_structure_of_the_issue(alexnet, tmp_path):
 
 def test_plots_are_written(alexnet, tmp_path):
     energy.plot_dataflows(alexnet, tmp_path / "d.png")
-    energy.plot_schemes([alexnet], tmp_path / "s.png")
+    energy.plot_schemes({"int16": alexnet.dataflows["rs"].layers,
+                         "(nlr)": alexnet.dataflows["nlr"].layers}, tmp_path / "s.png",
+                        unit=alexnet.unit, title="AlexNet")
     for name in ("d.png", "s.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".tmp-*"))
