@@ -20,20 +20,29 @@ The reuse factors are not written by hand per dataflow: each mapping is a loop n
 ``[DRAM loops] GLB [GLB loops] [spatial loops over PEs] [PE loops] RF [RF-resident tile]``
 
 over the seven dimensions N, M, C, E, F, R, S, and a generic tile analysis gives the counts:
-a level is refilled whenever a loop above it that indexes the data type advances (loops over
-other dimensions inside the innermost such loop leave the data stationary; a step of a
-sliding-window loop fetches only the new rows or columns of inputs), spatial loops over a
-dimension a data type does not depend on multicast it (one GLB read, several deliveries), and
-spatial loops over a reduction dimension add partial sums across PEs (array transfers).
+a level holds one tile and is refilled whenever a loop above it that indexes the data type
+advances. Loops over other dimensions inside the innermost such loop leave the data
+stationary; a step of that innermost loop fetches only what is new (for inputs, the new rows
+or columns of the sliding window, with the gaps a stride wider than the filter tile leaves);
+any other change of tile refetches all of it. A *pass* is one iteration of the loops above
+the spatial ones: a word the PEs need during a pass is read from the GLB once and delivered to
+every PE that needs it (multicast, or forwarded PE to PE), so spatial loops over a dimension
+a data type does not depend on multicast it, and spatial loops over a reduction dimension add
+partial sums across PEs (array transfers). ``tests/sim/test_energy.py`` checks every count
+against a walk of the loop nest that tracks the exact words each tile holds.
 Dimensions that do not divide evenly are padded up to the mapping's tiles; the counts of a
 data type are scaled by its real / padded volume (a partial tile still costs one refetch of
 what it needs), and per-MAC counts use the real MACs.
 
 Each dataflow fixes which dimensions may be spatial, which data types the RF holds and which
 dimensions the PE iterates (``DATAFLOWS``); the search enumerates RF tiles that fill the RF,
-spatial assignments that use at least half of the PEs the dataflow can use for the layer,
-global-buffer tiles that fill the buffer (no dimension can be doubled), and for the GLB and
-DRAM loop levels one of three orders (keeping inputs, weights or partial sums stationary).
+spatial assignments that use at least half of the PEs the dataflow can use for the layer
+(RS: filter rows down the PE rows and output rows across the columns, replicated for
+channels and filters, as physical sets; WS: whole filter planes or single taps per PE),
+global-buffer tiles that fill the buffer (no dimension among N, M, C, E can be doubled; rows
+and filter planes are held whole), and for the GLB and DRAM loop levels one of three orders
+each (keeping inputs, weights or partial sums stationary). Sizes tried per dimension are the
+powers of two and the whole dimension (RS output rows: every even split of E).
 The candidate set does not depend on the cost table, so the least energy is a minimum over
 a fixed set: raising any cost can never lower it.
 """

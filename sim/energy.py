@@ -4,8 +4,14 @@ Energy = access counts x cost per access, summed over the storage levels (DRAM, 
 buffer, array, register file) and the data types (inputs, weights, partial sums), plus the
 compute term (``alu``) of the product unit and its accumulator. The counts come from
 ``sim.dataflows`` (the least-energy legal mapping of each layer under each dataflow, searched
-with the chosen cost table); this module adds the costs, the hardware each dataflow gets
-under equal storage area, and the outputs (table, JSON, plots).
+with the chosen cost table; a batch may also run as two halves, recursively, so doubling the
+batch never more than doubles the energy); this module adds the costs, the hardware each
+dataflow gets under equal storage area, and the outputs (table, JSON, plots).
+
+Our own accelerator (``hw.accelerator``) is priced from its counters: ``array_counters``
+gives, for a layer under the array's row-stationary mapping, exactly the counters the RTL
+reports (through ``sim.cycle_model.predict``, the one place that holds the array's folding
+arithmetic), and ``array_energy`` turns them into energy by level.
 
 Cost tables (``COST_TABLES``)
 -----------------------------
@@ -14,6 +20,8 @@ Cost tables (``COST_TABLES``)
     array (inter-PE) 2, register file 1, MAC 1 -- per 16-bit word, scaled linearly for
     other widths (packed storage). Other product units cost their 45 nm energy divided by
     the 45 nm energy of a 16-bit MAC.
+a dict ``{level: cost}``
+    A custom table in the normalised form (keys among dram, glb, array, rf, alu).
 ``45nm``
     Absolute picojoules from Horowitz (ISSCC 2014, 45 nm, 0.9 V) and Han et al. (NIPS 2015):
 
@@ -59,9 +67,11 @@ Equal storage area (Eyeriss ISCA 2016, section VI)
 The baseline area of ``pes`` PEs is ``pes x area(512-B RF) + area(pes x 512-B buffer)``.
 RS gets 512 B of RF per PE and a ``pes x 512`` B global buffer (128 KB at 256 PEs). Each
 other dataflow gets an RF sized to what it keeps there -- WS one weight, OS one partial sum,
-NLR nothing -- and the area left over goes to its global buffer. *Assumption*: a byte of
-RF costs ``rf_area_ratio`` (default 2) bytes of buffer area; the paper does not give the
-figure it used.
+NLR nothing -- and the area left over goes to its global buffer. *Assumptions*: a byte of
+RF costs ``rf_area_ratio`` (default 2) bytes of buffer area (we did not find the paper's
+figure; the normalised ratios move by less than 0.03 between 1 and 4), and the RF sizes of
+WS, OS and NLR are our choice (the smallest that holds what they keep, which leaves them the
+largest buffer).
 """
 
 from __future__ import annotations
@@ -76,7 +86,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from model.ops import accumulator_width
-from model.quant import SCHEMES, check_scheme, weight_bits
+from model.quant import check_scheme, weight_bits
 from sim.dataflows import (DATA_TYPES, DATAFLOWS, LEVELS, CandidateCounts, Hardware, Problem,
                            candidate_counts, describe)
 from sim.energy_presets import Layer, layers_from_model, network

@@ -13,7 +13,7 @@ from model import deploy, nets, quant
 from sim import energy
 from sim.dataflows import (DATA_TYPES, DATAFLOWS, DIMS, LEVELS, STATIONARY_ORDERS, Hardware,
                            Problem, _evaluate, candidate_counts)
-from sim.energy_presets import Layer, conv, dense, layers_from_model, network
+from sim.energy_presets import Layer, conv, layers_from_model, network
 
 # ------------------------------------------------------------------------------------------
 # A brute-force reference of the access counts: walk every iteration of a mapping's loop
