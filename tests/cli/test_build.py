@@ -1,0 +1,106 @@
+"""``mulfree build``: boards by name, one real place-and-route, clear one-line refusals."""
+
+import json
+import re
+
+import pytest
+
+from boards.platforms import DEVICE_CAPACITY
+from mulfree.cli import main
+from sim import toolchain
+
+
+def run(capsys, *argv):
+    status = main(["build", *argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def open_toolchain_found():
+    return all(t.found for t in toolchain.find_fpga_tools()
+               if t.name in ("yosys", "nextpnr-ice40", "icepack"))
+
+
+def assert_one_line_error(status, err, *fragments):
+    assert status == 2
+    lines = [line for line in err.splitlines() if line.startswith("mulfree build: error:")]
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_list_boards_shows_the_tested_ones_first(capsys):
+    status, out, _ = run(capsys, "--list-boards")
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[1].split()[:4] == ["icebreaker", "iCE40UP5K", "12", "MHz"]
+    assert lines[2].split()[:4] == ["ulx3s-85f", "LFE5U-85F", "25", "MHz"]
+    assert "here (tested)" in lines[1] and "here (tested)" in lines[2]
+    arty = next(line for line in lines if line.startswith("arty-a7-35 "))
+    assert "tree only: needs AMD Vivado" in arty
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    ((), ["--board is required"]),
+    (("--board", "icebreaker", "--link-test"), ["-o/--output DIR is required"]),
+    (("--board", "icebreaker", "-o", "x"), ["exactly one of --scheme"]),
+    (("--board", "icebreaker", "-o", "x", "--link-test", "--scheme", "ternary"),
+     ["exactly one of --scheme"]),
+    (("--board", "icebreakr", "-o", "x", "--link-test"),
+     ["unknown board 'icebreakr'", "tested: icebreaker, ulx3s-85f"]),
+    (("--board", "icebreaker", "-o", "x", "--link-test", "--baud", "4000000"),
+     ["baud rate 4e+06 is too fast for a 12 MHz clock"]),
+    (("--board", "icebreaker", "-o", "x", "--scheme", "quaternary"),
+     ["unknown scheme 'quaternary'"]),
+    (("--board", "icebreaker", "-o", "x", "--scheme", "ternary", "--rows", "0"),
+     ["--rows must be in [1, 64], not 0"]),
+    (("--board", "icebreaker", "-o", "x", "--scheme", "ternary", "--acc-bits", "99"),
+     ["--acc-bits must be in [2, 48], not 99"]),
+    (("--board", "icebreaker", "-o", "x", "--scheme", "dorefa"), ["needs a weight width"]),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, fragments):
+    monkeypatch.chdir(tmp_path)
+    status, _, err = run(capsys, *argv)
+    assert_one_line_error(status, err, *fragments)
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_existing_output_is_not_replaced_without_force(capsys, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    status, _, err = run(capsys, "--board", "icebreaker", "--link-test", "-o", str(out))
+    assert_one_line_error(status, err, "exists and is not empty; use --force")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_a_vendor_board_writes_its_build_tree_and_names_the_tool(capsys, tmp_path):
+    status, out, _ = run(capsys, "--board", "arty-a7-35", "--link-test", "-o",
+                         str(tmp_path / "arty"))
+    assert status == 0
+    assert "not built here: it needs AMD Vivado (vivado)" in out
+    assert json.loads((tmp_path / "arty" / "report.json").read_text())["built"] is False
+
+
+@pytest.mark.skipif(not open_toolchain_found(), reason="YoWASP Yosys/nextpnr-ice40 not installed")
+def test_link_test_bitstream_for_the_icebreaker(capsys, tmp_path):
+    """The one real place-and-route of the test suite (well under a minute)."""
+    out = tmp_path / "link"
+    status, printed, _ = run(capsys, "--board", "icebreaker", "--link-test", "-o", str(out))
+    assert status == 0
+    bitstream = out / "top.bin"
+    assert bitstream.exists() and bitstream.stat().st_size > 100_000  # the UP5K image
+    report = json.loads((out / "report.json").read_text())
+    assert report["built"] and report["meets_timing"] is True
+    # nextpnr's own count of the device agrees with the table the fit check uses
+    capacity = DEVICE_CAPACITY["iCE40UP5K"]
+    for resource in ("logic cells", "block RAM", "DSP", "SPRAM"):
+        assert report["utilisation"][resource]["available"] == capacity[resource]
+    used = report["utilisation"]["logic cells"]["used"]
+    assert report["synthesis_estimate"]["logic cells"] <= used < capacity["logic cells"]
+    (fmax,) = report["fmax_mhz"].values()
+    assert fmax >= 12
+    assert re.search(rf"^  logic cells +{used:,} / 5,280 +{100 * used / 5280:.1f} %$", printed,
+                     re.MULTILINE)
+    assert f"fmax cd_sync.clk: {fmax:.1f} MHz  (meets the 12 MHz board clock" in printed
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial folder
