@@ -323,6 +323,7 @@ def predict(shape: LayerShape, params: ArrayParams, mp: Mapping | None = None, *
             zero = (np.asarray(weights) == 0)                     # level 0 <=> code 0
         skipped = int((zero.sum(axis=(0, 1)) * np.outer(nr, ns)).sum())
     psum_rf = rf_w = transfers = glb_r = glb_w = 0
+    in_glb = w_glb = in_rf = w_rf = 0  # the inputs' and weights' shares (for by_type)
     for b, (kr, ke, kf) in enumerate(blocks):
         rows_valid, cols_valid, fv, words, active, nw = geo[b]
         pf = mp.p * fv
@@ -331,7 +332,14 @@ def predict(shape: LayerShape, params: ArrayParams, mp: Mapping | None = None, *
         transfers += G * cols_valid * (Y - 1) * pf
         glb_r += words + G * rows_valid * pqS + (G * cols_valid * pf if kr > 0 else 0)
         glb_w += G * cols_valid * pf
+        in_glb, w_glb = in_glb + words, w_glb + G * rows_valid * pqS
+        in_rf, w_rf = in_rf + active * mp.q * nw, w_rf + G * rows_valid * cols_valid * pqS
     n_w, n_in, n_out = s.M * s.C * s.R * s.S, s.C * s.H * s.W, s.M * s.E * s.F
+    # Words by data type of the counters that mix them (sim.energy prices each at its width).
+    counters["by_type"] = {
+        "glb_reads": {"inputs": in_glb, "weights": w_glb, "psums": glb_r - in_glb - w_glb + n_out},
+        "rf_writes": {"inputs": in_rf, "weights": w_rf, "psums": rf_w - in_rf - w_rf},
+    }
     counters.update(macs=macs, skipped=skipped, rf_reads=2 * macs + psum_rf, rf_writes=rf_w,
                     array_transfers=transfers, glb_reads=glb_r + n_out,
                     glb_writes=glb_w + n_w + n_in, offchip_words=n_w + n_in + n_out)
