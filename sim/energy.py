@@ -96,8 +96,8 @@ __all__ = [
     "default_sparsity", "add_pj", "multiply_pj", "sram_pj_per_bit", "compute_pj",
     "LayerEnergy", "DataflowEnergy", "EnergyReport", "layer_energy", "network_energy",
     "format_table", "to_json", "write_json", "plot_dataflows", "plot_schemes",
-    "parse_dataflows", "resolve_network", "array_counters", "shape_counters",
-    "array_hardware", "array_energy",
+    "parse_dataflows", "resolve_network", "array_counters", "counters_by_type",
+    "shape_counters", "array_hardware", "array_energy",
 ]
 
 ENERGY_LEVELS = LEVELS + ("alu",)
@@ -654,12 +654,22 @@ def array_counters(layer, params=None) -> dict:
     return {k: int(pred[k]) for k in COUNTERS}
 
 
+def counters_by_type(layer, params=None) -> dict:
+    """How ``glb_reads`` and ``rf_writes`` of ``array_counters`` split by data type."""
+    from sim.cycle_model import ArrayParams, LayerShape, predict
+
+    shape = LayerShape.of(np.shape(layer.weights), np.shape(layer.inputs), int(layer.stride),
+                          int(layer.padding))
+    return predict(shape, params or ArrayParams())["by_type"]
+
+
 def shape_counters(layer: Layer, params=None, *, scheme: Scheme = INT16,
                    weights=None) -> dict:
     """``array_counters`` of a preset-style ``Layer`` (batch 1), without building inputs.
 
     ``weights`` (codes ``[M, C, R, S]``, ``xnor``: packed words) give ``skipped``; without
-    them it is 0. ``xnor`` layers run ``C / lanes`` packed words.
+    them it is 0. ``xnor`` layers run ``C / lanes`` packed words. Also returns ``by_type``
+    (``counters_by_type``).
     """
     from sim.cycle_model import COUNTERS, ArrayParams, LayerShape, predict
 
@@ -676,7 +686,9 @@ def shape_counters(layer: Layer, params=None, *, scheme: Scheme = INT16,
     shape = LayerShape(layer.M, c, layer.R, layer.S, layer.H, layer.W, layer.stride,
                        layer.padding)
     pred = predict(shape, params, weights=weights, scheme=scheme.name, w_bits=scheme.w_bits)
-    return {k: int(pred[k]) for k in COUNTERS}
+    out = {k: int(pred[k]) for k in COUNTERS}
+    out["by_type"] = pred["by_type"]
+    return out
 
 
 def array_hardware(params=None, *, scheme: Scheme = INT16, acc_bits: int = 16,
@@ -697,26 +709,25 @@ def array_hardware(params=None, *, scheme: Scheme = INT16, acc_bits: int = 16,
 
 def array_energy(layer: Layer, counters: dict, hw: Hardware, *, scheme: Scheme = INT16,
                  costs="45nm", batch: int = 1) -> LayerEnergy:
-    """Energy of ``layer`` on our accelerator from its counters (``array_counters``).
+    """Energy of ``layer`` on our accelerator from its counters.
 
-    The counters do not say which data type every access moves. The pricing uses what the
-    accelerator's definitions (``hw.accelerator``) pin down, and the accumulator width
-    where they do not (an upper bound for the narrow schemes):
+    ``counters``: ``array_counters`` plus ``by_type`` (``counters_by_type``: how
+    ``glb_reads`` and ``rf_writes`` split into inputs, weights and psums). With the
+    accelerator's counter definitions (``hw.accelerator``) every access then has a data type
+    and is priced at that type's width:
 
-    - ``offchip_words``: the layer's weights, inputs and outputs, each at its width;
-    - ``glb_writes``: the weights and inputs from the streams, the rest psums;
-    - ``glb_reads``: the outputs; the rest (inputs broadcast, weights sent, old psums) at
-      the accumulator width, booked half to inputs and half to weights;
+    - ``offchip_words``: the layer's weights, inputs and outputs;
+    - ``glb_writes``: the weights and inputs from the streams, the rest psums (drains);
+    - ``glb_reads`` and ``rf_writes``: by ``by_type``;
     - ``rf_reads``: ``macs`` weight and ``macs`` activation reads, the rest psum reads;
-    - ``rf_writes``: as many psum writes as psum reads, the rest weights and activations
-      taken into the scratchpads (half each);
     - ``array_transfers``: psums; compute: ``macs - skipped`` MACs.
 
     ``batch`` images run one after the other (every count scales with it).
     """
     table = cost_table(costs)
     acc = scheme.layer_acc_bits(layer)
-    a, w = scheme.word_bits("inputs", acc), scheme.word_bits("weights", acc)
+    width = {"inputs": scheme.word_bits("inputs", acc),
+             "weights": scheme.word_bits("weights", acc), "psums": acc}
     cin = layer.C // (scheme.a_bits if scheme.name == "xnor" else 1)
     n_w, n_in = layer.M * cin * layer.R * layer.S, cin * layer.H * layer.W
     n_out = layer.M * layer.E * layer.F
@@ -725,29 +736,22 @@ def array_energy(layer: Layer, counters: dict, hw: Hardware, *, scheme: Scheme =
         raise ValueError(f"counters do not belong to layer {layer.name!r}: "
                          f"{k['offchip_words']} off-chip words, not {n_w + n_in + n_out}")
     macs = k["macs"]
-    psum_rf = k["rf_reads"] - 2 * macs
-    operand_writes = k["rf_writes"] - psum_rf
-    mixed_glb = k["glb_reads"] - n_out
-    if min(psum_rf, operand_writes, mixed_glb, k["glb_writes"] - n_w - n_in) < 0:
-        raise ValueError(f"counters of layer {layer.name!r} contradict the accelerator's "
-                         f"counter definitions: {k}")
-    terms = [
-        ("dram", "inputs", n_in, a), ("dram", "weights", n_w, w), ("dram", "psums", n_out, acc),
-        ("glb", "inputs", n_in, a), ("glb", "weights", n_w, w),
-        ("glb", "psums", k["glb_writes"] - n_w - n_in + n_out, acc),
-        ("glb", "inputs", mixed_glb / 2, acc), ("glb", "weights", mixed_glb / 2, acc),
-        ("array", "psums", k["array_transfers"], acc),
-        ("rf", "inputs", macs, a), ("rf", "weights", macs, w), ("rf", "psums", 2 * psum_rf, acc),
-        ("rf", "inputs", operand_writes / 2, a), ("rf", "weights", operand_writes / 2, w),
-    ]
-    counts = {lv: dict.fromkeys(DATA_TYPES, 0.0) for lv in LEVELS}
-    by_level = dict.fromkeys(ENERGY_LEVELS, 0.0)
-    by_type = dict.fromkeys(DATA_TYPES + ("compute",), 0.0)
-    for lv, x, n, bits in terms:
-        e = n * batch * table.access(lv, bits, hw)
-        counts[lv][x] += n * batch
-        by_level[lv] += e
-        by_type[x] += e
+    reads, writes = k["by_type"]["glb_reads"], k["by_type"]["rf_writes"]
+    if sum(reads.values()) != k["glb_reads"] or sum(writes.values()) != k["rf_writes"]:
+        raise ValueError(f"by_type of layer {layer.name!r} does not add up to its counters")
+    counts = {
+        "dram": {"inputs": n_in, "weights": n_w, "psums": n_out},
+        "glb": {"inputs": n_in + reads["inputs"], "weights": n_w + reads["weights"],
+                "psums": k["glb_writes"] - n_w - n_in + reads["psums"]},
+        "array": {"inputs": 0, "weights": 0, "psums": k["array_transfers"]},
+        "rf": {"inputs": macs + writes["inputs"], "weights": macs + writes["weights"],
+               "psums": k["rf_reads"] - 2 * macs + writes["psums"]},
+    }
+    counts = {lv: {x: float(n) * batch for x, n in c.items()} for lv, c in counts.items()}
+    energy_of = {(lv, x): counts[lv][x] * table.access(lv, width[x], hw)
+                 for lv in LEVELS for x in DATA_TYPES}
+    by_level = {lv: sum(energy_of[(lv, x)] for x in DATA_TYPES) for lv in LEVELS}
+    by_type = {x: sum(energy_of[(lv, x)] for lv in LEVELS) for x in DATA_TYPES}
     skipped = k["skipped"] * batch
     by_level["alu"] = by_type["compute"] = (macs * batch - skipped) * table.mac(scheme, acc)
     return LayerEnergy(layer, "rs (our array)", batch, counts, float(macs * batch),

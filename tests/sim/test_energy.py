@@ -573,6 +573,17 @@ def test_array_counters_equal_the_rtl():
     counters = energy.array_counters(zero_layer, params)
     assert counters == {k: int(v) for k, v in run.counters.items()}
     assert counters["skipped"] == counters["macs"] > 0
+    # The split by data type adds up to the RTL's counters, and its weight and input words
+    # are what the definitions say: each weight word is sent once per block, a block being
+    # one column fold (E = 6 on 4 columns: 2) and one output-column segment; psum writes
+    # equal psum reads.
+    by_type = energy.counters_by_type(zero_layer, params)
+    assert sum(by_type["glb_reads"].values()) == run.counters["glb_reads"]
+    assert sum(by_type["rf_writes"].values()) == run.counters["rf_writes"]
+    assert by_type["rf_writes"]["psums"] == run.counters["rf_reads"] - 2 * run.counters["macs"]
+    segments = -(-6 // run.mapping.Fseg)
+    assert by_type["glb_reads"]["weights"] == zero_layer.weights.size * 2 * segments
+    counters["by_type"] = by_type
     shape_layer = conv("z", 3, 4, 6, 3, padding=1)
     scheme = energy.Scheme("ternary", 4, acc_bits=None)
     hw = energy.array_hardware(params, scheme=scheme, acc_bits=8, glb_words=1024)
