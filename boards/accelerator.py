@@ -160,12 +160,13 @@ class BoardBackend:
     baud : int
         Baud rate of the port.
     timeout : float
-        Seconds to wait for each response.
+        Seconds to wait for each response (generous: a stalled board answers after its own
+        one-second timeout, a simulated one is slow).
     """
 
     name = "board"
 
-    def __init__(self, port, *, baud: int = DEFAULT_BAUD, timeout: float = 3.0):
+    def __init__(self, port, *, baud: int = DEFAULT_BAUD, timeout: float = 10.0):
         transport = SerialTransport(port, baud) if isinstance(port, str) else port
         self.client = BoardClient(transport, timeout=timeout)
 
@@ -204,7 +205,7 @@ class BoardBackend:
         self.client.close()
 
 
-def register_board_backend(port, *, baud: int = DEFAULT_BAUD, timeout: float = 3.0):
+def register_board_backend(port, *, baud: int = DEFAULT_BAUD, timeout: float = 10.0):
     """Make ``backend="board"`` of ``sim.run_layer.run_layers`` talk to the board on ``port``
     (a port name, pyserial URL or transport); returns the ``BoardBackend``."""
     from sim.run_layer import BACKENDS

@@ -9,13 +9,15 @@ for bytes; timeouts are in simulated seconds.
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections import deque
 
 from amaranth.sim import Simulator
 
 from boards.protocol import UARTLineDecoder, clocks_per_bit
 
-__all__ = ["SimulatedSerial"]
+__all__ = ["SimulatedSerial", "TcpBridge"]
 
 
 class SimulatedSerial:
@@ -99,3 +101,74 @@ class SimulatedSerial:
     def idle(self, seconds: float) -> None:
         """Let simulated time pass with nothing sent."""
         self._run(seconds)
+
+    @property
+    def sending(self) -> bool:
+        """Whether bits written are still being driven onto the design's line."""
+        return bool(self._to_device)
+
+    def run_for(self, seconds: float) -> bytes:
+        """Let ``seconds`` of simulated time pass; return every byte the design sent."""
+        self._run(seconds)
+        out = bytes(self._from_device)
+        self._from_device.clear()
+        return out
+
+
+class TcpBridge:
+    """Serve a ``SimulatedSerial`` on a local TCP port, so that anything that opens a serial
+    port through pyserial (``socket://127.0.0.1:PORT``, e.g. ``mulfree run-layer --backend
+    board --port ...``) talks to the simulated board.
+
+    Simulated time runs while bytes are on their way in, and for ``linger`` simulated seconds
+    after the last byte in either direction (long enough for a command to finish).
+    """
+
+    def __init__(self, serial: SimulatedSerial, *, linger: float):
+        self._serial = serial
+        self._linger = linger
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"socket://127.0.0.1:{self._server.getsockname()[1]}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._server.close()
+        self._thread.join(timeout=5)
+
+    def _serve(self):
+        self._server.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._server.accept()
+            except OSError:
+                continue
+            with connection:
+                self._relay(connection)
+
+    def _relay(self, connection):
+        connection.settimeout(0.002)
+        slice_seconds = self._linger / 50
+        busy = 0.0
+        while not self._stop.is_set():
+            try:
+                data = connection.recv(4096)
+                if not data:
+                    return
+                self._serial.write(data)
+                busy = self._linger
+            except socket.timeout:
+                pass
+            except OSError:
+                return
+            if busy > 0 or self._serial.sending:
+                out = self._serial.run_for(slice_seconds)
+                busy -= slice_seconds
+                if out:
+                    connection.sendall(out)
+                    busy = self._linger

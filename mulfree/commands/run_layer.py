@@ -29,8 +29,12 @@ def register(subparsers) -> None:
     parser.add_argument("layer", metavar="LAYER.npz", help="the layer file")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.npz",
                         help="where to write outputs and counters")
-    parser.add_argument("--backend", default="amaranth", choices=list(BACKENDS),
-                        help="simulator (default: amaranth)")
+    parser.add_argument("--backend", default="amaranth", choices=[*BACKENDS, "board"],
+                        help="simulator, or a board built by mulfree build (default: amaranth)")
+    parser.add_argument("--port", default=None, metavar="PORT",
+                        help="serial port of the board (--backend board), e.g. /dev/ttyUSB1")
+    parser.add_argument("--baud", type=int, default=115200,
+                        help="baud rate of the board's link (default 115200)")
     parser.add_argument("--rows", type=int, default=3, help="PE rows (default 3)")
     parser.add_argument("--cols", type=int, default=4, help="PE columns (default 4)")
     parser.add_argument("--filter-spad", type=int, default=32, metavar="N",
@@ -79,6 +83,11 @@ def run(args) -> int:
         check_mappable(shape, params)
     except ValueError as exc:
         raise UsageError(f"cannot map the layer on a {args.rows}x{args.cols} array: {exc}")
+    if args.backend == "board":
+        if not args.port:
+            raise UsageError("--backend board needs --port (the board's serial port)")
+        from boards.accelerator import register_board_backend
+        register_board_backend(args.port, baud=args.baud)
     backend = BACKENDS[args.backend]()
     if hasattr(backend, "available"):
         ok, why = backend.available()

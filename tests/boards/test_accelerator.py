@@ -9,7 +9,7 @@ from boards.accelerator import (AcceleratorTarget, BoardBackend, check_runs_on,
                                 decode_accelerator_info, encode_accelerator_info,
                                 run_layers_on_board)
 from boards.host import BoardClient, BoardError
-from boards.simulated import SimulatedSerial
+from boards.simulated import SimulatedSerial, TcpBridge
 from boards.top import BoardCore, LinkLoopback
 from hw.accelerator import COUNTER_NAMES
 from model import ops
@@ -121,3 +121,38 @@ def test_accelerator_info_round_trips_and_a_loopback_board_is_not_an_accelerator
     with pytest.raises(BoardError, match="not an accelerator"):
         backend.accelerator()
     assert isinstance(backend.client, BoardClient)
+
+
+def test_run_layer_command_on_a_board_through_a_serial_port(tmp_path, capsys):
+    """``mulfree run-layer --backend board --port URL`` with pyserial's socket:// port: the
+    command's bytes go through a real pyserial port into the simulated UART and accelerator."""
+    from model.layer_file import load_outputs, save_layer
+    from mulfree.cli import main
+
+    layer = layers(np.random.default_rng(77))[0]
+    save_layer(tmp_path / "layer.npz", layer)
+    core = BoardCore(AcceleratorTarget(accelerator_args([layer], PARAMS)), clk_freq=CLK,
+                     baud=BAUD, max_payload=64, frame_timeout=0.001, target_timeout=0.01)
+    serial = SimulatedSerial(core, rx=core.rx, tx=core.tx, clk_freq=CLK, baud=BAUD)
+    with TcpBridge(serial, linger=0.02) as bridge:
+        status = main(["run-layer", str(tmp_path / "layer.npz"), "-o", str(tmp_path / "out.npz"),
+                       "--backend", "board", "--port", bridge.url, "--rows", "2", "--cols", "2",
+                       "--filter-spad", "16", "--ifmap-spad", "16", "--psum-spad", "16"])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    assert "outputs equal the golden model: yes; counters equal the cycle model: yes" in printed
+    saved = load_outputs(tmp_path / "out.npz")
+    np.testing.assert_array_equal(saved["outputs"], golden(layer))
+    assert {name: int(saved[name]) for name in COUNTER_NAMES} == predicted_counters(layer)
+
+
+def test_run_layer_command_needs_a_port_for_the_board(tmp_path, capsys):
+    from model.layer_file import save_layer
+    from mulfree.cli import main
+
+    save_layer(tmp_path / "layer.npz", layers(np.random.default_rng(1))[0])
+    status = main(["run-layer", str(tmp_path / "layer.npz"), "-o", str(tmp_path / "o.npz"),
+                   "--backend", "board"])
+    assert status == 2
+    assert capsys.readouterr().err.strip() == \
+        "mulfree run-layer: error: --backend board needs --port (the board's serial port)"
