@@ -137,7 +137,9 @@ def _model_args(path, params) -> tuple[dict, str]:
     note = (f"{key[0]} accelerator, A{key[1]} W{key[2]}, for layers "
             f"{', '.join(str(i) for i, _, _ in chosen)} of {path}")
     if others:
-        note += f" (layers {', '.join(map(str, others))} use another scheme or width)"
+        which = (f"layer {others[0]} uses" if len(others) == 1 else
+                 f"layers {', '.join(map(str, others))} use")
+        note += f" ({which} another scheme or width)"
     return accelerator_args(layers, params), note
 
 

@@ -104,3 +104,26 @@ def test_link_test_bitstream_for_the_icebreaker(capsys, tmp_path):
                      re.MULTILINE)
     assert f"fmax cd_sync.clk: {fmax:.1f} MHz  (meets the 12 MHz board clock" in printed
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial folder
+
+
+def test_model_flag_sizes_the_accelerator_for_the_layers_with_most_macs(tmp_path, capsys):
+    from model import deploy, nets
+    from mulfree.commands.build import _model_args
+    from sim.cycle_model import ArrayParams
+
+    net = nets.build("ternarynet", (1, 8, 8), pixel_max=16)
+    model = deploy.fold(net, input_shape=(1, 8, 8), pixel_max=16)
+    path = tmp_path / "model.npz"
+    deploy.save(model, path)
+    args, note = _model_args(path, ArrayParams(3, 4, 32, 32, 32))
+    first, rest = model.layers[0], model.layers[1:]
+    assert first.a_bits != rest[0].a_bits                     # the pixels are wider
+    assert (args["scheme"], args["a_bits"], args["w_bits"]) == ("ternary", rest[0].a_bits, 2)
+    assert args["acc_bits"] == max(layer.accumulator_width for layer in rest)
+    assert "for layers 1, 2, 3" in note and "(layer 0 uses another scheme or width)" in note
+
+    deploy.save_float(nets.build("float", (1, 8, 8), pixel_max=16), tmp_path / "float.npz",
+                      net_name="float", input_shape=(1, 8, 8), pixel_max=16, classes=10)
+    status, _, err = run(capsys, "--board", "icebreaker", "-o", str(tmp_path / "x"),
+                         "--model", str(tmp_path / "float.npz"))
+    assert_one_line_error(status, err, "is a float checkpoint")
