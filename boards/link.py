@@ -36,8 +36,9 @@ class HostLink(wiring.Component):
         Largest payload of a frame, in bytes (the frame buffer's size).
     target_info : bytes
         The design's own description, appended to the ``IDENTIFY`` answer.
-    frame_timeout : float
-        Seconds without a byte after which a frame is abandoned (at least 20 byte times).
+    frame_timeout : float, optional
+        Seconds without a byte after which a frame is abandoned (at least 20 byte times;
+        default: 20 ms or 20 byte times, whichever is longer).
     target_timeout : float
         Seconds the design may stall a write or read command.
 
@@ -54,9 +55,11 @@ class HostLink(wiring.Component):
 
     def __init__(self, *, clk_freq: float, baud: float = DEFAULT_BAUD,
                  max_payload: int = DEFAULT_MAX_PAYLOAD, target_info: bytes = b"",
-                 frame_timeout: float = 0.02, target_timeout: float = 1.0):
+                 frame_timeout: float | None = None, target_timeout: float = 1.0):
         self._clocks_per_bit = clocks_per_bit(clk_freq, baud)
         byte_cycles = 10 * self._clocks_per_bit
+        if frame_timeout is None:
+            frame_timeout = max(0.02, 20 * byte_cycles / clk_freq)
         frame_cycles = round(frame_timeout * clk_freq)
         if frame_cycles < 20 * byte_cycles:
             raise ValueError(f"frame timeout {frame_timeout:g} s is shorter than 20 bytes at "

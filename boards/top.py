@@ -84,7 +84,7 @@ class BoardCore(wiring.Component):
     activity: Out(1)
 
     def __init__(self, target, *, clk_freq: float, baud: float = DEFAULT_BAUD,
-                 max_payload: int = DEFAULT_MAX_PAYLOAD, frame_timeout: float = 0.02,
+                 max_payload: int = DEFAULT_MAX_PAYLOAD, frame_timeout: float | None = None,
                  target_timeout: float = 1.0):
         if not isinstance(target, wiring.Component) or target.signature != TARGET_SIGNATURE:
             raise TypeError(f"target must be a component with the members of "

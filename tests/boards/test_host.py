@@ -159,3 +159,14 @@ def test_write_and_read_commands_are_checked():
         client.write(Command.READ_OUTPUTS, b"x")
     with pytest.raises(ValueError, match="not a read command"):
         client.read(Command.WRITE_INPUTS, 1)
+
+
+def test_link_and_core_parameters_are_checked():
+    from boards.link import HostLink
+
+    assert HostLink(clk_freq=12e6, baud=9600).frame_timeout_cycles == 250_000  # 20 bytes
+    assert HostLink(clk_freq=12e6).frame_timeout_cycles == 240_000             # 20 ms
+    with pytest.raises(ValueError, match="frame timeout 0.001 s is shorter than 20 bytes"):
+        HostLink(clk_freq=12e6, baud=115200, frame_timeout=0.001)
+    with pytest.raises(TypeError, match="target must be a component with the members"):
+        BoardCore(HostLink(clk_freq=12e6), clk_freq=12e6)
