@@ -1,0 +1,400 @@
+"""The main job, end to end, on the embedded default (``mulfree demo``).
+
+``run_demo`` trains the default network on scikit-learn's 8x8 digits, folds it into the
+integer model, runs test images through the generated accelerator in RTL simulation and
+checks every accumulator against the golden model, then prices the run (energy by level on
+our array, by dataflow and by scheme), estimates the design's size on a board with Yosys and
+optionally builds its bitstream. Every number is computed in the run. It writes a report
+folder: ``report.md`` (tables and plots), ``summary.json``, the model file, the Verilog of
+each accelerator it simulated, the plots.
+
+Each stage is a function taking what the previous ones produced; ``run_demo`` calls them in
+order and reports progress through ``say`` (a line per stage) and tqdm bars.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["DemoSettings", "run_demo", "summary_lines"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSettings:
+    """What the demo runs (defaults: the embedded default)."""
+
+    net: str = "binarynet"
+    epochs: int | None = None      # None: the network's default
+    seed: int = 0
+    images: int = 4                # test images through the RTL simulation
+    backend: str = "amaranth"
+    rows: int = 3
+    cols: int = 4
+    spad: int = 32
+    board: str = "icebreaker"      # for the synthesis estimate and --build
+    synthesize: bool = True
+    build: bool = False
+    progress: bool = True
+
+
+# --- stages --------------------------------------------------------------------------------------
+
+def train_and_fold(settings: DemoSettings, say):
+    """Train the network, fold it; the data set, the integer model and the accuracies."""
+    from model import data, deploy, nets
+    from model import train as training
+    from mulfree.commands.train import one_blas_thread
+
+    ds = data.load_digits()
+    spec = nets.NETS[settings.net]
+    if not spec.quantized:
+        raise ValueError(f"network {settings.net!r} is a float network; the demo needs a "
+                         f"quantized one ({', '.join(n for n, s in nets.NETS.items() if s.quantized)})")
+    epochs = spec.epochs if settings.epochs is None else settings.epochs
+    net = nets.build(settings.net, ds.input_shape, ds.classes, pixel_max=ds.pixel_max,
+                     seed=settings.seed)
+    say(f"training {settings.net} on {ds.name} ({len(ds.y_train)} train / {len(ds.y_test)} "
+        f"test images) for {epochs} epochs")
+    x_train, x_test = ds.x_train.astype(np.float64), ds.x_test.astype(np.float64)
+    with one_blas_thread():
+        history = training.train(net, x_train, ds.y_train, epochs=epochs,
+                                 batch_size=spec.batch_size, lr=spec.lr, lr_end=spec.lr_end,
+                                 seed=settings.seed, progress=settings.progress,
+                                 desc=settings.net)
+        float_pred = training.predict(net, x_test)
+        model = deploy.fold(net, input_shape=ds.input_shape, pixel_max=ds.pixel_max,
+                            classes=ds.classes)
+        int_pred = deploy.predict(model, ds.x_test)
+    accuracy = {
+        "trained_model": float(np.mean(float_pred == ds.y_test)),
+        "integer_model": float(np.mean(int_pred == ds.y_test)),
+        "agreement": float(np.mean(int_pred == float_pred)),
+        "test_images": int(len(ds.y_test)),
+    }
+    model.meta = {"net": settings.net, "dataset": ds.spec(), "seed": settings.seed,
+                  "epochs": epochs, "train_seconds": round(history.seconds, 2),
+                  "accuracy": accuracy}
+    say(f"trained in {history.seconds:.0f} s: test accuracy {100 * accuracy['trained_model']:.2f}"
+        f" %, integer model {100 * accuracy['integer_model']:.2f} %, agreement "
+        f"{100 * accuracy['agreement']:.2f} %")
+    return ds, model, accuracy
+
+
+@dataclasses.dataclass
+class LayerOnArray:
+    """One layer of the network as the RTL ran it (first image's counters)."""
+
+    index: int
+    scheme: str
+    shape: tuple
+    counters: dict
+    utilisation: float
+    exact_images: int
+    images: int
+    counters_match_model: bool
+
+
+def simulate(model, images, settings: DemoSettings, say):
+    """Every layer of ``images`` on the accelerator (one accelerator per scheme and width);
+    returns the per-layer results, the accelerator parameters of each group and the number
+    of accumulators compared."""
+    from model import deploy
+    from model.layer_file import Layer
+    from sim.cycle_model import ArrayParams, LayerShape, check_mappable, predict
+    from sim.run_layer import accelerator_args, run_layers
+
+    params = ArrayParams(settings.rows, settings.cols, settings.spad, settings.spad,
+                         settings.spad)
+    trace = deploy.run_integer(model, images)
+    groups = {}
+    for k, il in enumerate(model.layers):
+        groups.setdefault((il.scheme, il.a_bits, il.w_bits), []).append(k)
+    results, accelerators, compared = {}, [], 0
+    for (scheme, a_bits, w_bits), indices in groups.items():
+        hw_layers = []
+        for k in indices:
+            il = model.layers[k]
+            check_mappable(LayerShape.of(il.weights.shape, il.in_shape, il.stride, il.padding),
+                           params)
+            for i in range(len(images)):
+                hw_layers.append(Layer(il.scheme, il.weights, trace.layers[k].inputs[i],
+                                       stride=il.stride, padding=il.padding, a_bits=il.a_bits,
+                                       w_bits=il.w_bits))
+        args = accelerator_args(hw_layers, params)
+        accelerators.append({"layers": indices, **args})
+        say(f"RTL simulation ({settings.backend}): layers {', '.join(map(str, indices))} "
+            f"({scheme}, A{a_bits} W{w_bits}) on a {params.rows}x{params.cols} array, "
+            f"{len(images)} images")
+        runs = run_layers(hw_layers, backend=settings.backend, params=params,
+                          progress=settings.progress)
+        for j, k in enumerate(indices):
+            mine = runs[j * len(images):(j + 1) * len(images)]
+            exact = sum(int(np.array_equal(run.outputs, trace.layers[k].accumulators[i]))
+                        for i, run in enumerate(mine))
+            compared += sum(run.outputs.size for run in mine)
+            il = model.layers[k]
+            shape = LayerShape.of(il.weights.shape, il.in_shape, il.stride, il.padding)
+            predicted = predict(shape, params, mine[0].mapping, weights=il.weights,
+                                scheme=il.scheme, w_bits=il.w_bits)
+            match = all(run.counters[name] == predicted[name]
+                        for run in mine for name in run.counters)
+            counters = mine[0].counters
+            results[k] = LayerOnArray(
+                k, il.scheme, tuple(int(v) for v in il.weights.shape), counters,
+                counters["macs"] / (params.pes * counters["cycles"]), exact, len(images),
+                match)
+    ordered = [results[k] for k in sorted(results)]
+    return ordered, accelerators, compared
+
+
+def energy_views(model_path: Path, on_array, settings: DemoSettings, out: Path, say):
+    """Energy of the run on our array (45 nm, from the RTL counters), of the network by
+    dataflow (RS/WS/OS/NLR at equal area) and by scheme (RS); writes two plots."""
+    from sim import energy
+    from sim.cycle_model import ArrayParams
+
+    layers, name, schemes, sparsity = energy.resolve_network(str(model_path))
+    say("energy: our array from the RTL counters, the dataflows, the schemes")
+    params = ArrayParams(settings.rows, settings.cols, settings.spad, settings.spad,
+                         settings.spad)
+    names = [ly.name for ly in layers]
+    measured = []
+    widest = max(schemes[n].layer_acc_bits(ly) for n, ly in zip(names, layers))
+    glb_words = max(r.counters["offchip_words"] for r in on_array)
+    for ly, r in zip(layers, on_array):
+        sc = schemes[ly.name]
+        counters = dict(r.counters, by_type=energy.shape_counters(ly, params, scheme=sc)["by_type"])
+        hw = energy.array_hardware(params, scheme=sc, acc_bits=widest, glb_words=glb_words)
+        measured.append(energy.array_energy(ly, counters, hw, scheme=sc, costs="45nm"))
+    by_dataflow = energy.network_energy(layers, name=name, costs="45nm", scheme=schemes,
+                                        sparsity=sparsity, batch=16)
+    energy.plot_dataflows(by_dataflow, out / "energy_dataflows.png")
+    by_scheme = {"as trained": by_dataflow.dataflows["rs"].layers}
+    for label, scheme in (("int8", energy.Scheme("int", 8, 8)),
+                          ("binary", energy.Scheme("binary", 8)),
+                          ("ternary", energy.Scheme("ternary", 8)),
+                          ("pow2", energy.Scheme("pow2", 8)),
+                          ("dorefa W2A2", energy.Scheme("dorefa", 2, 2))):
+        report = energy.network_energy(layers, name=name, dataflows=("rs",), costs="45nm",
+                                       scheme=scheme, batch=16)
+        by_scheme[label] = report.dataflows["rs"].layers
+    energy.plot_schemes(by_scheme, out / "energy_schemes.png", unit="pJ",
+                        title=f"{name}: row stationary, 45 nm, per inference")
+    return measured, by_dataflow, by_scheme
+
+
+def synthesis_estimate(accelerators, settings: DemoSettings, say):
+    """Yosys's estimate of the largest group's accelerator behind the host link on the board,
+    and whether it fits."""
+    from boards.accelerator import AcceleratorTarget
+    from boards.build import DoesNotFit, check_fit, estimate
+    from boards.platforms import DEVICE_CAPACITY, find_board
+    from boards.top import BoardTop
+
+    board = find_board(settings.board)
+    device = board.describe()["device"]
+    args = max(accelerators, key=lambda a: (a["rows"] * a["cols"], a["acc_bits"]))
+    args = {k: v for k, v in args.items() if k != "layers"}
+    say(f"synthesis estimate for the {board.name} ({device}): Yosys on the {args['scheme']} "
+        "accelerator behind the host link")
+    needed = estimate(board, BoardTop(lambda: AcceleratorTarget(args)))
+    capacity = DEVICE_CAPACITY.get(device, {})
+    try:
+        check_fit(needed, device, board.name)
+        verdict = "fits"
+    except DoesNotFit as exc:
+        verdict = str(exc).split("; refused")[0]
+    return {"board": board.name, "device": device, "accelerator": args, "needed": needed,
+            "capacity": capacity, "verdict": verdict}
+
+
+def build_bitstream(accelerators, settings: DemoSettings, out: Path, say):
+    """The bitstream of the same design for the board (or why not)."""
+    from boards.accelerator import AcceleratorTarget
+    from boards.build import DoesNotFit, build
+    from boards.top import BoardTop
+
+    args = max(accelerators, key=lambda a: (a["rows"] * a["cols"], a["acc_bits"]))
+    args = {k: v for k, v in args.items() if k != "layers"}
+    try:
+        report = build(settings.board, BoardTop(lambda: AcceleratorTarget(args)),
+                       out / "bitstream", progress=say)
+    except DoesNotFit as exc:
+        return {"built": False, "refused": str(exc)}
+    return {"built": report.built, "lines": report.lines(), **report.to_json()}
+
+
+# --- the whole run -------------------------------------------------------------------------------
+
+def run_demo(settings: DemoSettings, out_dir, *, force: bool = False, say=print) -> dict:
+    """Run every stage and write the report folder ``out_dir``; returns the summary."""
+    from hw.generate import to_verilog
+    from model import deploy
+    from sim.run_layer import build_accelerator
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not force:
+        raise ValueError(f"output folder {out_dir} exists and is not empty; use --force to "
+                         "replace it")
+    if settings.images < 1:
+        raise ValueError(f"images must be at least 1, not {settings.images}")
+    started = time.monotonic()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        ds, model, accuracy = train_and_fold(settings, say)
+        deploy.save(model, work / "model.npz")
+        images = ds.x_test[:settings.images]
+        on_array, accelerators, compared = simulate(model, images, settings, say)
+        (work / "verilog").mkdir()
+        for args in accelerators:
+            a = {k: v for k, v in args.items() if k != "layers"}
+            name = f"accelerator_{a['scheme']}_a{a['a_bits']}_w{a['w_bits']}"
+            (work / "verilog" / f"{name}.v").write_text(
+                to_verilog(build_accelerator(a), name=name))
+        measured, by_dataflow, by_scheme = energy_views(work / "model.npz", on_array,
+                                                        settings, work, say)
+        synthesis = synthesis_estimate(accelerators, settings, say) if settings.synthesize \
+            else None
+        bitstream = build_bitstream(accelerators, settings, work, say) if settings.build \
+            else None
+        summary = _summary(settings, model, accuracy, on_array, accelerators, compared,
+                           measured, by_dataflow, by_scheme, synthesis, bitstream,
+                           time.monotonic() - started)
+        (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (work / "report.md").write_text(_markdown(summary, model))
+        os.chmod(work, 0o777 & ~_umask())
+        if out_dir.exists():
+            shutil.rmtree(out_dir) if out_dir.is_dir() else out_dir.unlink()
+        os.replace(work, out_dir)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return summary
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _summary(settings, model, accuracy, on_array, accelerators, compared, measured,
+             by_dataflow, by_scheme, synthesis, bitstream, seconds) -> dict:
+    exact = all(r.exact_images == r.images for r in on_array)
+    per_scheme = {label: sum(le.total / le.batch for le in les) for label, les in
+                  by_scheme.items()}
+    return {
+        "settings": dataclasses.asdict(settings),
+        "model": model.summary(),
+        "accuracy": accuracy,
+        "rtl": {
+            "images": settings.images, "accumulators_compared": compared,
+            "bit_exact": exact,
+            "counters_equal_cycle_model": all(r.counters_match_model for r in on_array),
+            "layers": [{"layer": r.index, "scheme": r.scheme, "weights": list(r.shape),
+                        "cycles": r.counters["cycles"], "macs": r.counters["macs"],
+                        "skipped": r.counters["skipped"],
+                        "utilisation": round(r.utilisation, 4),
+                        "exact_images": r.exact_images} for r in on_array],
+            "accelerators": accelerators,
+        },
+        "energy_pj": {
+            "our_array_per_image": {"total": sum(le.total for le in measured),
+                                    "compute": sum(le.energy["alu"] for le in measured),
+                                    "by_level": {lv: sum(le.energy[lv] for le in measured)
+                                                 for lv in measured[0].energy}},
+            "by_dataflow_per_image": {df.upper(): d.total / by_dataflow.batch
+                                      for df, d in by_dataflow.dataflows.items()},
+            "by_scheme_per_image": per_scheme,
+        },
+        "synthesis": synthesis,
+        "bitstream": bitstream,
+        "seconds": round(seconds, 1),
+    }
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """The summary table printed at the end (one fact per line, every number from the run)."""
+    acc, rtl, e = summary["accuracy"], summary["rtl"], summary["energy_pj"]
+    cycles = sum(layer["cycles"] for layer in rtl["layers"])
+    macs = sum(layer["macs"] for layer in rtl["layers"])
+    s = summary["settings"]
+    rows = [
+        ("network", f"{s['net']} on the 8x8 digits"),
+        ("test accuracy", f"{100 * acc['trained_model']:.2f} % trained, "
+                          f"{100 * acc['integer_model']:.2f} % integer model "
+                          f"({acc['test_images']} images)"),
+        ("RTL simulation", f"{rtl['images']} images, {rtl['accumulators_compared']:,} "
+                           f"accumulators: {'bit-exact' if rtl['bit_exact'] else 'MISMATCH'}"),
+        ("cycles per image", f"{cycles:,} on a {s['rows']}x{s['cols']} array "
+                             f"({macs / (s['rows'] * s['cols'] * cycles):.1%} PE utilisation)"),
+        ("counters", "equal the cycle model" if rtl["counters_equal_cycle_model"]
+         else "DIFFER from the cycle model"),
+        ("energy, our array", f"{e['our_array_per_image']['total'] / 1e3:.2f} nJ per image "
+                              f"(45 nm; compute {e['our_array_per_image']['compute']:.1f} pJ)"),
+        ("energy by dataflow", ", ".join(f"{k} {v / 1e3:.2f} nJ"
+                                         for k, v in e["by_dataflow_per_image"].items())),
+        ("energy by scheme (RS)", ", ".join(f"{k} {v / 1e3:.2f} nJ"
+                                            for k, v in e["by_scheme_per_image"].items())),
+    ]
+    syn = summary["synthesis"]
+    if syn:
+        main = next(iter(syn["needed"]))
+        rows.append((f"synthesis, {syn['board']}",
+                     f"{syn['needed'][main]:,} {main} needed, "
+                     f"{syn['capacity'].get(main, '?'):,} available: {syn['verdict']}"))
+    bit = summary["bitstream"]
+    if bit is not None:
+        rows.append(("bitstream", bit.get("refused") or
+                     f"{bit.get('bitstream')} ({'meets' if bit.get('meets_timing') else 'fails'}"
+                     " timing)"))
+    rows.append(("time", f"{summary['seconds']:.0f} s"))
+    width = max(len(k) for k, _ in rows)
+    return [f"{k:<{width}}  {v}" for k, v in rows]
+
+
+def _markdown(summary: dict, model) -> str:
+    rtl, e = summary["rtl"], summary["energy_pj"]
+    lines = ["# mulfree demo", "", "Every number below was computed in this run "
+             f"({summary['seconds']:.0f} s).", "", "## Summary", "", "```",
+             *summary_lines(summary), "```", "", "## The integer model", "", "```",
+             *model.summary(), "```", "", "## RTL simulation, layer by layer", "",
+             "| layer | scheme | weights | cycles | MACs | skipped | utilisation | "
+             "exact images |", "|---|---|---|---|---|---|---|---|"]
+    for layer in rtl["layers"]:
+        lines.append(f"| {layer['layer']} | {layer['scheme']} | {layer['weights']} | "
+                     f"{layer['cycles']:,} | {layer['macs']:,} | {layer['skipped']:,} | "
+                     f"{100 * layer['utilisation']:.1f} % | {layer['exact_images']}/"
+                     f"{rtl['images']} |")
+    lines += ["", "The Verilog of each accelerator is in `verilog/`.", "",
+              "## Energy (45 nm)", "",
+              "| | pJ per image |", "|---|---|",
+              f"| our array, from the RTL counters | "
+              f"{e['our_array_per_image']['total']:,.0f} |"]
+    for k, v in e["by_dataflow_per_image"].items():
+        lines.append(f"| {k}, equal area (256 PEs) | {v:,.0f} |")
+    for k, v in e["by_scheme_per_image"].items():
+        lines.append(f"| RS, {k} | {v:,.0f} |")
+    lines += ["", "![energy by dataflow](energy_dataflows.png)", "",
+              "![energy by scheme](energy_schemes.png)", ""]
+    syn = summary["synthesis"]
+    if syn:
+        lines += [f"## Synthesis estimate: {syn['board']} ({syn['device']})", "",
+                  "| resource | needed | available |", "|---|---|---|"]
+        for k, v in syn["needed"].items():
+            lines.append(f"| {k} | {v:,} | {syn['capacity'].get(k, '?')} |")
+        lines += ["", f"Verdict: {syn['verdict']}.", ""]
+    bit = summary["bitstream"]
+    if bit is not None:
+        lines += ["## Bitstream", "", *(["```", *bit["lines"], "```"] if bit.get("lines")
+                                        else [bit.get("refused", "")]), ""]
+    return "\n".join(lines) + "\n"
