@@ -34,20 +34,16 @@ other parameter as float32.
 from __future__ import annotations
 
 import copy
-import hashlib
-import io
-import json
 import math
 import os
-import tempfile
 import warnings
-import zipfile
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
 from model import nets, ops
+from model.container import read_container, write_container
 from model.huffman import HuffmanStream, decode, encode
 from model.layers import Conv2d, Dense, Layer, Sequential
 from model.quant import check_bits, check_codes
@@ -539,38 +535,9 @@ class CompressedModel:
                 arrays[f"{n}.fields"] = layer.sparse.fields.astype(np.uint16)
         for key, value in self.state.items():
             arrays[f"state.{key}"] = np.asarray(value, dtype=np.float32)
-        manifest = {"format": FORMAT, "version": VERSION, "huffman": bool(huffman),
-                    "layers": layers, "meta": self.meta, "sha256": _checksum(arrays)}
-        _write_npz(os.fspath(path), manifest, arrays, overwrite)
-
-
-def _checksum(arrays: dict) -> str:
-    h = hashlib.sha256()
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _write_npz(path: str, manifest: dict, arrays: dict, overwrite: bool) -> None:
-    """Write a temporary file in the target folder and rename it: never half a file."""
-    if os.path.exists(path) and not overwrite:
-        raise ValueError(f"{path!r} exists; pass --force to replace it")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"folder {folder!r} does not exist")
-    text = json.dumps(manifest, indent=1, sort_keys=True)
-    payload = dict(arrays, manifest=np.frombuffer(text.encode("utf-8"), dtype=np.uint8))
-    fd, tmp = tempfile.mkstemp(prefix=".mulfree-", suffix=".npz.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        manifest = {"huffman": bool(huffman), "layers": layers, "meta": self.meta}
+        write_container(path, format=FORMAT, version=VERSION, manifest=manifest, arrays=arrays,
+                        overwrite=overwrite, compressed=False)
 
 
 def load_compressed(path) -> CompressedModel:
@@ -579,23 +546,9 @@ def load_compressed(path) -> CompressedModel:
     Raises ``ValueError`` (one line) when the file is missing, not a compressed mulfree
     model, of another version, or corrupt.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"compressed model file {path!r} not found")
-    bad = f"{path!r} is not a valid compressed mulfree model"
-    try:
-        with open(path, "rb") as f, np.load(io.BytesIO(f.read()), allow_pickle=False) as z:
-            arrays = {name: z[name] for name in z.files}
-        manifest = json.loads(arrays.pop("manifest").tobytes().decode("utf-8"))
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, UnicodeDecodeError):
-        raise ValueError(f"{bad}: cannot read its arrays and manifest") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"{bad}: its format is not {FORMAT!r}")
-    if manifest.get("version") != VERSION:
-        raise ValueError(f"{path!r} is a version {manifest.get('version')!r} compressed model; "
-                         f"this mulfree reads version {VERSION} only")
-    if manifest.get("sha256") != _checksum(arrays):
-        raise ValueError(f"{bad}: checksum mismatch (the arrays were changed or damaged)")
+    what = "compressed mulfree model"
+    manifest, arrays = read_container(path, format=FORMAT, version=VERSION, what=what)
+    bad = f"{os.fspath(path)!r} is not a valid {what} file"
     try:
         layers = []
         for entry in manifest["layers"]:

@@ -44,19 +44,14 @@ checkpoint (``save_float``) that ``load`` returns as such.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import math
-import os
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from model import layers as L
 from model import ops, quant
+from model.container import read_container, write_container
 from model.thresholds import fold_multilevel_thresholds, fold_sign_threshold
 
 __all__ = ["FORMAT", "VERSION", "IntegerLayer", "IntegerModel", "LayerTrace", "IntegerTrace",
@@ -544,51 +539,6 @@ class FloatCheckpoint:
     meta: dict = field(default_factory=dict)
 
 
-def _checksum(arrays: dict) -> str:
-    h = hashlib.sha256()
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
-
-
-def _write(path: str, manifest: dict, arrays: dict, overwrite: bool) -> None:
-    """Write atomically: a temporary file in the same folder, renamed at the end."""
-    path = os.fspath(path)
-    if os.path.exists(path) and not overwrite:
-        raise ValueError(f"{path!r} exists; pass overwrite (--force) to replace it")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"folder {folder!r} does not exist")
-    manifest = dict(manifest, format=FORMAT, version=VERSION, sha256=_checksum(arrays))
-    text = json.dumps(_jsonable(manifest), indent=1, sort_keys=True)
-    payload = dict(arrays, manifest=np.frombuffer(text.encode("utf-8"), dtype=np.uint8))
-    fd, tmp = tempfile.mkstemp(prefix=".mulfree-", suffix=".npz.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **payload)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save(model: IntegerModel, path, *, overwrite: bool = False) -> None:
     """Save an ``IntegerModel`` as ``.npz`` integer arrays plus a JSON manifest."""
     arrays, layers = {}, []
@@ -605,7 +555,8 @@ def save(model: IntegerModel, path, *, overwrite: bool = False) -> None:
     manifest = {"kind": "integer", "input_shape": list(model.input_shape),
                 "pixel_max": model.pixel_max, "classes": model.classes, "layers": layers,
                 "meta": model.meta}
-    _write(path, manifest, arrays, overwrite)
+    write_container(path, format=FORMAT, version=VERSION, manifest=manifest, arrays=arrays,
+                    overwrite=overwrite)
 
 
 def save_float(net: L.Sequential, path, *, net_name: str, input_shape, pixel_max: int,
@@ -614,7 +565,8 @@ def save_float(net: L.Sequential, path, *, net_name: str, input_shape, pixel_max
     arrays = {f"state.{k}": v for k, v in net.state_dict().items()}
     manifest = {"kind": "float", "net": net_name, "input_shape": list(input_shape),
                 "pixel_max": int(pixel_max), "classes": int(classes), "meta": dict(meta or {})}
-    _write(path, manifest, arrays, overwrite)
+    write_container(path, format=FORMAT, version=VERSION, manifest=manifest, arrays=arrays,
+                    overwrite=overwrite)
 
 
 def _corrupt(path, why: str) -> ValueError:
@@ -627,30 +579,8 @@ def load(path) -> IntegerModel | FloatCheckpoint:
     Raises ``ValueError`` with one clear line when the file is missing, not a mulfree model,
     of another format version, or corrupt (checksum mismatch, missing or malformed fields).
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"model file {path!r} not found")
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-            arrays = {name: z[name] for name in z.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
-        raise _corrupt(path, f"cannot read it as .npz ({type(exc).__name__})") from None
-    if "manifest" not in arrays:
-        raise _corrupt(path, "no manifest")
-    try:
-        manifest = json.loads(arrays.pop("manifest").tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise _corrupt(path, "its manifest is not JSON") from None
-    found = manifest.get("format") if isinstance(manifest, dict) else None
-    if found != FORMAT:
-        raise _corrupt(path, f"format is {found!r}, not {FORMAT!r}")
-    if manifest.get("version") != VERSION:
-        raise ValueError(f"{path!r} is a version {manifest.get('version')!r} mulfree model; "
-                         f"this mulfree reads version {VERSION} only (train it again)")
-    if manifest.get("sha256") != _checksum(arrays):
-        raise _corrupt(path, "checksum mismatch (the arrays were changed or damaged)")
+    manifest, arrays = read_container(path, format=FORMAT, version=VERSION,
+                                      what="mulfree model", again=" (train it again)")
     try:
         if manifest["kind"] == "float":
             state = {k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}
