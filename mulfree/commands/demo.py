@@ -53,8 +53,12 @@ def run(args) -> int:
     from model import nets
     from mulfree.demo import DemoSettings, run_demo, summary_lines
 
+    quantized = [n for n, spec in nets.NETS.items() if spec.quantized]
     if args.net not in nets.NETS:
-        raise UsageError(f"unknown network {args.net!r}; allowed: {', '.join(nets.NETS)}")
+        raise UsageError(f"unknown network {args.net!r}; allowed: {', '.join(quantized)}")
+    if args.net not in quantized:
+        raise UsageError(f"network {args.net!r} is a float network; the demo needs a quantized "
+                         f"one: {', '.join(quantized)}")
     for name, value, lo in (("--images", args.images, 1), ("--rows", args.rows, 1),
                             ("--cols", args.cols, 1)):
         if value < lo:

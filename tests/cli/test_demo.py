@@ -1,0 +1,79 @@
+"""``mulfree demo``: a short run end to end (one epoch, one image, no synthesis)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from model import deploy
+from mulfree.cli import main
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "report"
+    status = main(["demo", "--epochs", "1", "--images", "1", "--no-synthesis", "--no-progress",
+                   "-o", str(out)])
+    return status, out
+
+
+def test_short_demo_is_bit_exact_and_writes_its_report(short_run, capsys):
+    status, out = short_run
+    assert status == 0
+    summary = json.loads((out / "summary.json").read_text())
+    rtl = summary["rtl"]
+    assert rtl["bit_exact"] and rtl["counters_equal_cycle_model"]
+    model = deploy.load(out / "model.npz")
+    # every accumulator of every layer of the image was compared
+    expected = sum(int(np.prod(layer.weights.shape[:1])) * _out_pixels(layer)
+                   for layer in model.layers)
+    assert rtl["accumulators_compared"] == expected
+    assert [layer["layer"] for layer in rtl["layers"]] == list(range(len(model.layers)))
+    for layer in rtl["layers"]:
+        assert layer["exact_images"] == 1
+        assert layer["utilisation"] == pytest.approx(layer["macs"] / (12 * layer["cycles"]),
+                                                     abs=1e-4)
+    acc = summary["accuracy"]
+    assert acc["agreement"] == 1.0 and acc["integer_model"] == acc["trained_model"]
+    assert model.meta["accuracy"] == acc
+    assert {p.name for p in (out / "verilog").iterdir()} == {
+        f"accelerator_{a['scheme']}_a{a['a_bits']}_w{a['w_bits']}.v" for a in rtl["accelerators"]}
+    for plot in ("energy_dataflows.png", "energy_schemes.png"):
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (out / "report.md").read_text()
+    assert "bit-exact" in report and "| 0 | binary |" in report
+    energy = summary["energy_pj"]
+    assert set(energy["by_dataflow_per_image"]) == {"RS", "WS", "OS", "NLR"}
+    assert energy["our_array_per_image"]["total"] > energy["our_array_per_image"]["compute"] > 0
+    assert summary["synthesis"] is None and summary["bitstream"] is None
+
+
+def _out_pixels(layer):
+    from model.ops import conv_output_size
+    _, h, w = layer.in_shape
+    _, _, r, s = layer.weights.shape
+    return (conv_output_size(h, r, layer.stride, layer.padding)
+            * conv_output_size(w, s, layer.stride, layer.padding))
+
+
+def test_the_demo_does_not_replace_a_report_without_force(short_run, capsys):
+    _, out = short_run
+    before = sorted(p.name for p in out.iterdir())
+    status = main(["demo", "--epochs", "1", "--images", "1", "--no-synthesis", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "exists and is not empty; use --force" in err.strip().splitlines()[-1]
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--images", "0"], "--images must be at least 1, not 0"),
+    (["--net", "float"], "is a float network"),
+    (["--net", "resnet"], "unknown network 'resnet'"),
+    (["--board", "nope"], "unknown board 'nope'"),
+])
+def test_bad_input_is_one_line(tmp_path, capsys, argv, message):
+    status = main(["demo", "--epochs", "1", "--no-synthesis", "-o", str(tmp_path / "r"), *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and message in err[-1] and err[-1].startswith("mulfree demo: error:")
+    assert not (tmp_path / "r").exists()
