@@ -14,7 +14,7 @@ target        Yosys command                     what is counted
 
 ``Area.luts`` counts LUT4s (on ECP5 each CCU2C carry cell holds two LUT4s and counts as
 two). ``Area.lcs`` is the iCE40 logic-cell count: with ``pack=True`` the exact number of
-ICESTORM_LCs after nextpnr-ice40's packer (``--pack-only`` on an HX8K, no placement), else
+ICESTORM_LCs after nextpnr-ice40's packer (``--pack-only`` on an UP5K, no placement), else
 the estimate ``max(SB_LUT4, FFs)`` (every flip-flop shares a cell with a LUT where it can).
 On ECP5 ``lcs`` is ``luts`` (a slice holds two LUT4s and two FFs).
 """
@@ -40,8 +40,10 @@ TARGETS = {"ice40": "synth_ice40", "ice40-dsp": "synth_ice40 -dsp", "ecp5": "syn
 _FF_PREFIXES = ("SB_DFF", "TRELLIS_FF")
 _DSP_CELLS = ("SB_MAC16", "MULT18X18D", "ALU54B")
 _CARRY_CELLS = ("SB_CARRY", "CCU2C")
-# The device the iCE40 packer counts logic cells on: enough IOs (206) for every unit.
-_PACK_DEVICE = ["--hx8k", "--package", "ct256"]
+# The device the iCE40 packer counts logic cells on: the UP5K (iCEBreaker), which has the
+# SB_MAC16 DSPs of synth_ice40 -dsp. Packing alone never places IOs, so a design may have
+# more ports than the package has pins.
+_PACK_DEVICE = ["--up5k", "--package", "sg48"]
 
 
 class SynthesisError(RuntimeError):

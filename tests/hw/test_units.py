@@ -111,16 +111,20 @@ def test_units_random_beyond_8_bits(scheme, a_bits, w_bits):
                                                                 seed=a_bits))
 
 
-@pytest.mark.parametrize("lanes", [17, 31, 32, 33, 63])
+@pytest.mark.parametrize("lanes", [17, 31, 32, 33, 63, 64])
 def test_xnor_unit_random_beyond_16_lanes(lanes):
     top = (1 << lanes) - 1
     alternating = int("01" * 32, 2) & top
     edges = [0, top, alternating, top ^ alternating, 1, 1 << (lanes - 1)]
     rng = np.random.default_rng(lanes)
-    edge_pairs = np.array(list(itertools.product(edges, edges)), dtype=object)
-    a = list(edge_pairs[:, 0]) + [int(x) for x in rng.integers(0, top, 1000, endpoint=True)]
-    w = list(edge_pairs[:, 1]) + [int(x) for x in rng.integers(0, top, 1000, endpoint=True)]
-    check_against_model("xnor", lanes, None, np.array(a), np.array(w))
+    pairs = list(itertools.product(edges, edges))
+    a = [x for x, _ in pairs] + [int(x) for x in rng.integers(0, top, 1000, endpoint=True,
+                                                              dtype=np.uint64)]
+    w = [y for _, y in pairs] + [int(x) for x in rng.integers(0, top, 1000, endpoint=True,
+                                                              dtype=np.uint64)]
+    # 64-lane codes need every bit: uint64 (what model.quant.pack_pm1 gives for 64 lanes).
+    dtype = np.uint64 if lanes == 64 else np.int64
+    check_against_model("xnor", lanes, None, np.array(a, dtype=dtype), np.array(w, dtype=dtype))
 
 
 # --- LutUnit with a shared-weight codebook --------------------------------------------------
