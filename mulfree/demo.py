@@ -191,9 +191,16 @@ def energy_views(model_path: Path, on_array, settings: DemoSettings, out: Path, 
     return measured, by_dataflow, by_scheme
 
 
-def synthesis_estimate(accelerators, settings: DemoSettings, say):
-    """Yosys's estimate of the largest group's accelerator behind the host link on the board,
-    and whether it fits."""
+def _main_accelerator(accelerators, on_array) -> dict:
+    """The parameters of the accelerator that ran the most MACs."""
+    macs = {r.index: r.counters["macs"] for r in on_array}
+    best = max(accelerators, key=lambda a: sum(macs[k] for k in a["layers"]))
+    return {k: v for k, v in best.items() if k != "layers"}
+
+
+def synthesis_estimate(args: dict, settings: DemoSettings, say):
+    """Yosys's estimate of the accelerator ``args`` behind the host link on the board, and
+    whether it fits."""
     from boards.accelerator import AcceleratorTarget
     from boards.build import DoesNotFit, check_fit, estimate
     from boards.platforms import DEVICE_CAPACITY, find_board
@@ -201,8 +208,6 @@ def synthesis_estimate(accelerators, settings: DemoSettings, say):
 
     board = find_board(settings.board)
     device = board.describe()["device"]
-    args = max(accelerators, key=lambda a: (a["rows"] * a["cols"], a["acc_bits"]))
-    args = {k: v for k, v in args.items() if k != "layers"}
     say(f"synthesis estimate for the {board.name} ({device}): Yosys on the {args['scheme']} "
         "accelerator behind the host link")
     needed = estimate(board, BoardTop(lambda: AcceleratorTarget(args)))
@@ -211,19 +216,18 @@ def synthesis_estimate(accelerators, settings: DemoSettings, say):
         check_fit(needed, device, board.name)
         verdict = "fits"
     except DoesNotFit as exc:
-        verdict = str(exc).split("; refused")[0]
+        verdict = f"does not fit ({exc.needed:,} > {exc.available:,} {exc.resource})"
     return {"board": board.name, "device": device, "accelerator": args, "needed": needed,
             "capacity": capacity, "verdict": verdict}
 
 
-def build_bitstream(accelerators, settings: DemoSettings, out: Path, say):
-    """The bitstream of the same design for the board (or why not)."""
+def build_bitstream(args: dict, settings: DemoSettings, out: Path, say):
+    """The bitstream of the accelerator ``args`` behind the host link for the board (or why
+    not)."""
     from boards.accelerator import AcceleratorTarget
     from boards.build import DoesNotFit, build
     from boards.top import BoardTop
 
-    args = max(accelerators, key=lambda a: (a["rows"] * a["cols"], a["acc_bits"]))
-    args = {k: v for k, v in args.items() if k != "layers"}
     try:
         report = build(settings.board, BoardTop(lambda: AcceleratorTarget(args)),
                        out / "bitstream", progress=say)
@@ -262,10 +266,9 @@ def run_demo(settings: DemoSettings, out_dir, *, force: bool = False, say=print)
                 to_verilog(build_accelerator(a), name=name))
         measured, by_dataflow, by_scheme = energy_views(work / "model.npz", on_array,
                                                         settings, work, say)
-        synthesis = synthesis_estimate(accelerators, settings, say) if settings.synthesize \
-            else None
-        bitstream = build_bitstream(accelerators, settings, work, say) if settings.build \
-            else None
+        main = _main_accelerator(accelerators, on_array)
+        synthesis = synthesis_estimate(main, settings, say) if settings.synthesize else None
+        bitstream = build_bitstream(main, settings, work, say) if settings.build else None
         summary = _summary(settings, model, accuracy, on_array, accelerators, compared,
                            measured, by_dataflow, by_scheme, synthesis, bitstream,
                            time.monotonic() - started)
@@ -349,9 +352,11 @@ def summary_lines(summary: dict) -> list[str]:
     syn = summary["synthesis"]
     if syn:
         main = next(iter(syn["needed"]))
+        available = syn["capacity"].get(main)
         rows.append((f"synthesis, {syn['board']}",
                      f"{syn['needed'][main]:,} {main} needed, "
-                     f"{syn['capacity'].get(main, '?'):,} available: {syn['verdict']}"))
+                     f"{'?' if available is None else f'{available:,}'} available: "
+                     f"{syn['verdict']}"))
     bit = summary["bitstream"]
     if bit is not None:
         rows.append(("bitstream", bit.get("refused") or
