@@ -40,6 +40,9 @@ _INFO_FIELDS = ("scheme", "rows", "cols", "a_bits", "w_bits", "acc_bits", "filte
 _SAME = ("scheme", "rows", "cols", "a_bits", "w_bits", "filter_spad", "ifmap_spad",
          "psum_spad", "codebook")
 _AT_LEAST = ("acc_bits", "in_depth", "wb_depth", "pb_depth")
+#: Schemes whose activations are signed integers: a narrower code runs on a wider board
+#: (sign-extended by the host).
+_SIGNED_ACTIVATIONS = ("binary", "ternary", "pow2", "int")
 
 
 def _normalise(args: dict) -> dict:
@@ -79,8 +82,12 @@ def decode_accelerator_info(info: bytes) -> dict:
 
 def check_runs_on(needed: dict, board: dict) -> None:
     """``ValueError`` naming the first parameter in which the board's accelerator cannot run
-    what ``needed`` (``accelerator_args`` of the layers) asks for."""
+    what ``needed`` (``accelerator_args`` of the layers) asks for. Its buffers and sums may be
+    larger; signed activations (binary, ternary, pow2, int) may be narrower than its own."""
     needed = _normalise(needed)
+    if needed["scheme"] in _SIGNED_ACTIVATIONS and needed["a_bits"] < board["a_bits"] and \
+            needed["scheme"] == board["scheme"]:
+        needed["a_bits"] = board["a_bits"]   # sign-extended by BoardBackend.run
     for name in _SAME:
         if needed[name] != board[name]:
             raise ValueError(f"the layers need an accelerator with {name} = {needed[name]}, "
@@ -180,6 +187,7 @@ class BoardBackend:
 
         board = self.accelerator()
         check_runs_on(args, board)
+        widen = args["a_bits"] != board["a_bits"]   # signed codes, sign-extended
         config_bits = config_layout().size
         bar = None
         if progress:
@@ -189,7 +197,11 @@ class BoardBackend:
         for job in jobs:
             self.client.write_config(pack_words([job.config], config_bits))
             self.client.write_weights(pack_words(job.weights, board["w_bits"]))
-            self.client.write_inputs(pack_words(job.inputs, board["a_bits"]))
+            inputs = job.inputs
+            if widen:
+                inputs = unpack_words(pack_words(inputs, args["a_bits"]), args["a_bits"],
+                                      signed=True)
+            self.client.write_inputs(pack_words(inputs, board["a_bits"]))
             raw = self.client.read_outputs(job.n_outputs * word_bytes(board["acc_bits"]))
             words = unpack_words(raw, board["acc_bits"], signed=True)
             raw = self.client.read_counters(len(COUNTER_NAMES) * word_bytes(COUNTER_BITS))

@@ -156,3 +156,19 @@ def test_run_layer_command_needs_a_port_for_the_board(tmp_path, capsys):
     assert status == 2
     assert capsys.readouterr().err.strip() == \
         "mulfree run-layer: error: --backend board needs --port (the board's serial port)"
+
+
+def test_narrower_signed_activations_run_on_a_wider_board():
+    """A board built for 8-bit activations and 16-bit sums runs 4-bit layers exactly (the host
+    sign-extends the codes); the refusal still names a wider need."""
+    rng = np.random.default_rng(31)
+    inputs = np.where(rng.random((2, 3, 3)) < 0.5, -8, rng.integers(-8, 8, (2, 3, 3)))
+    layer = Layer("ternary", rng.integers(-1, 2, (2, 2, 2, 2)), inputs, a_bits=4)
+    assert inputs.min() == -8  # the most negative 4-bit code: its sign extension matters
+    board_args = dict(accelerator_args([layer], PARAMS), a_bits=8, acc_bits=16)
+    (run,) = run_layers_on_board([layer], simulated_board(board_args), PARAMS)
+    np.testing.assert_array_equal(run.outputs, golden(layer))
+    wide = Layer("ternary", layer.weights, layer.inputs, a_bits=9)
+    with pytest.raises(ValueError, match="a_bits = 9, the board's has 8"):
+        check_runs_on(accelerator_args([wide], PARAMS), decode_accelerator_info(
+            encode_accelerator_info(board_args)))
