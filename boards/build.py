@@ -281,7 +281,8 @@ def _run_open_toolchain(plan, work: Path, name: str, report: BuildReport, say,
         if key in nextpnr.get("utilization", {}):
             u = nextpnr["utilization"][key]
             report.utilisation.append(Utilisation(label, int(u["used"]), int(u["available"])))
-    report.fmax_mhz = {clock: float(v["achieved"]) for clock, v in nextpnr.get("fmax", {}).items()}
+    report.fmax_mhz = {clock.replace("$glbnet$", ""): float(v["achieved"])
+                       for clock, v in nextpnr.get("fmax", {}).items()}
     for suffix in (".bin", ".bit"):
         if (work / f"{name}{suffix}").exists():
             report.bitstream = work / f"{name}{suffix}"
