@@ -6,6 +6,8 @@ at a representative width, and the testbench (``sim.tb.units_tb``) drives each u
 exhaustively (XNOR: every activation of 16 lanes; random with the extremes at 64 lanes).
 """
 
+import shutil
+
 import pytest
 from amaranth.hdl import Module, Mux
 
@@ -64,3 +66,18 @@ def test_a_wrong_unit_fails_on_the_simulator():
     assert "256 of 512 products differ" in sign.message
     assert "a=-128 w=1 gave 127, model 128" in sign.message
     assert result.testcase("name=ternary").passed
+
+
+def test_waveforms_are_opt_in_and_keep_the_build(monkeypatch):
+    bank = UnitBank({"ternary": (product_unit("ternary", a_bits=3), "exhaustive")})
+    quiet = run_bank(bank, "icarus")
+    assert quiet.passed and quiet.build_dir is None and quiet.waves is None
+    monkeypatch.setenv("MULFREE_WAVES", "1")
+    bank = UnitBank({"ternary": (product_unit("ternary", a_bits=3), "exhaustive")})
+    traced = run_bank(bank, "icarus")
+    try:
+        assert traced.passed
+        assert traced.waves is not None and traced.waves.stat().st_size > 0
+        assert traced.waves.parent == traced.build_dir
+    finally:
+        shutil.rmtree(traced.build_dir, ignore_errors=True)
