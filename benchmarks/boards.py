@@ -6,6 +6,7 @@ refusal, and for the ternary array the largest size that fits is then built too.
 accelerator builds take minutes to an hour on two cores.
 
     python benchmarks/boards.py [--out DIR] [--only icebreaker|ulx3s-85f] [--quick]
+                                [--case LABEL ...]
 """
 
 from __future__ import annotations
@@ -76,12 +77,16 @@ def main(argv=None) -> int:
     parser.add_argument("--only", choices=["icebreaker", "ulx3s-85f"], default=None)
     parser.add_argument("--quick", action="store_true",
                         help="only the link builds and the ULX3S ternary 3x4")
+    parser.add_argument("--case", action="append", default=None, metavar="LABEL",
+                        help="only the cases whose design label contains LABEL (repeatable)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     rows = ["| board | design | logic cells / LUT4 | flip-flops | block RAM | DSP | "
             "fmax vs board clock | build time |", "|---|---|---|---|---|---|---|---|"]
     for board, label, flags in CASES:
         if (args.only and board != args.only) or (args.quick and (board, label) not in QUICK):
+            continue
+        if args.case and not any(c in label for c in args.case):
             continue
         folder = out / f"{board}-{re.sub(r'[^a-z0-9]+', '-', label.lower()).strip('-')}"
         report = build(board, flags, folder)

@@ -310,11 +310,28 @@ def estimate(board, top, *, name: str = "top") -> dict:
     return synthesis_estimate(stat["design"].get("num_cells_by_type", {}), described["device"])
 
 
+#: Share of a device's logic the size search fills at most: the synthesis estimate is a
+#: lower bound, and placement and routing need room beyond it.
+LOGIC_HEADROOM = 0.9
+_LOGIC = ("logic cells", "LUT4", "flip-flops")
+
+
+def _fits_with_headroom(needed: dict, device: str) -> bool:
+    capacity = DEVICE_CAPACITY.get(device, {})
+    for resource, n in needed.items():
+        limit = capacity.get(resource)
+        if limit is not None and n > (limit * LOGIC_HEADROOM if resource in _LOGIC else limit):
+            return False
+    return True
+
+
 def largest_array_that_fits(board, make_top, rows: int, cols: int, overflow: DoesNotFit, *,
                             progress=None):
     """The largest array whose design fits ``board`` after ``make_top(rows, cols)`` did not
     (``overflow``): ``(rows', cols', estimate)`` with ``rows' <= rows`` and ``cols' <= cols``
     as large as fits for that ``rows'``, or ``(0, 0, estimate of 1x1)`` if not even 1x1 fits.
+    "Fits" leaves room for place-and-route: at most ``LOGIC_HEADROOM`` of the logic (block
+    RAMs and DSPs are exact counts and may be used up).
 
     The overflowing resource is modelled as a fixed cost plus a cost per PE from two
     syntheses (the requested size and 1x1); sizes near what that model allows are then
@@ -329,19 +346,16 @@ def largest_array_that_fits(board, make_top, rows: int, cols: int, overflow: Doe
         if (r, c) not in seen:
             say(f"synthesizing a {r}x{c} array to find the largest that fits")
             needed = estimate(board, make_top(r, c))
-            try:
-                check_fit(needed, device, board.name)
-                seen[r, c] = needed
-            except DoesNotFit:
-                seen[r, c] = None
+            seen[r, c] = needed if _fits_with_headroom(needed, device) else None
         return seen[r, c] is not None
 
     seen[rows, cols] = None
     if not fits(1, 1):
         return 0, 0, estimate(board, make_top(1, 1))
     resource = overflow.resource
+    limit = overflow.available * (LOGIC_HEADROOM if resource in _LOGIC else 1)
     per_pe = max(1.0, (overflow.needed - seen[1, 1][resource]) / max(1, rows * cols - 1))
-    pes = 1 + int((overflow.available - seen[1, 1][resource]) // per_pe)
+    pes = 1 + int((limit - seen[1, 1][resource]) // per_pe)
     r = max(1, min(rows, pes))
     while r > 1 and not fits(r, 1):
         r -= 1

@@ -228,7 +228,8 @@ def run(args) -> int:
                              f"{worst}") from None
         used = needed[overflow.resource]
         raise UsageError(f"{overflow}; the largest that fits is {r}x{c} ({used:,} "
-                         f"{overflow.resource}, {used / overflow.available:.0%})") from None
+                         f"{overflow.resource}, {used / overflow.available:.0%}, with room "
+                         "for place-and-route)") from None
     for line in report.lines():
         print(line)
     if report.built and report.meets_timing is False:

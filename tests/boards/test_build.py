@@ -77,8 +77,9 @@ def test_estimate_and_fit_check_by_family():
 
 
 def test_largest_array_search_finds_the_boundary(monkeypatch):
-    """Against a cost model (40 + 100 per PE logic cells, 5280 available): the search must
-    return the largest cols for its rows, and report 1x1 failures as (0, 0, ...)."""
+    """Against a cost model (40 + 100 per PE logic cells, 5280 available, 90 % of it usable):
+    the search must return the largest cols for its rows, and report 1x1 failures as
+    (0, 0, ...)."""
     cost = {"fixed": 40, "per_pe": 100}
     asked = []
 
@@ -90,8 +91,9 @@ def test_largest_array_search_finds_the_boundary(monkeypatch):
     monkeypatch.setattr(flow, "estimate", fake_estimate)
     overflow = DoesNotFit("logic cells", 40 + 100 * 60, 5280, "iCE40UP5K", "icebreaker")
     r, c, needed = largest_array_that_fits("icebreaker", lambda r, c: (r, c), 6, 10, overflow)
-    assert (r, c) == (6, 8) and needed["logic cells"] == 4840
-    assert 40 + 100 * 6 * 9 > 5280  # one more column would not fit
+    assert flow.LOGIC_HEADROOM == 0.9
+    assert (r, c) == (6, 7) and needed["logic cells"] == 4240
+    assert 40 + 100 * 6 * 8 > 0.9 * 5280  # one more column would not leave the headroom
     assert len(asked) <= 4
 
     cost.update(per_pe=40 * 100, fixed=100)   # nonlinear surprise: the model overestimates
