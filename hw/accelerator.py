@@ -252,3 +252,32 @@ class Accelerator(wiring.Component):
                 field = getattr(cnt, name)
                 m.d.sync += field.eq(field + events[name])
         return m
+
+
+def accelerator_design(*, rows: int, cols: int, scheme: str, a_bits: int,
+                       w_bits: int | None = None, acc_bits: int, filter_spad: int = 16,
+                       ifmap_spad: int = 16, psum_spad: int = 16, in_depth: int = 1024,
+                       wb_depth: int = 1024, pb_depth: int = 1024, module: str | None = None):
+    """The accelerator as Verilog and manifest (``hw.generate.Design``; module
+    ``accelerator``). The manifest lists the ports (the configuration word's fields with
+    their offsets), the counters and the buffer sizes."""
+    from hw.generate import Design, _base_manifest, _ordered, check_module_name, to_verilog
+    if module is not None:
+        check_module_name(module)
+    acc = Accelerator(rows, cols, scheme, a_bits=a_bits, w_bits=w_bits, acc_bits=acc_bits,
+                      filter_spad=filter_spad, ifmap_spad=ifmap_spad, psum_spad=psum_spad,
+                      in_depth=in_depth, wb_depth=wb_depth, pb_depth=pb_depth)
+    module = module or "accelerator"
+    text = to_verilog(acc, name=module)
+    manifest = _base_manifest("accelerator", acc, module, text)
+    manifest.update({
+        "scheme": scheme, "a_bits": acc.array.a_bits, "w_bits": acc.array.w_bits,
+        "acc_width": acc_bits, "can_skip": acc.array.can_skip,
+        "latency": "layer-dependent: sim.cycle_model.predict",
+        "throughput": f"{rows * cols} MACs per cycle while computing",
+        "model": "model.ops.conv2d; counters: sim.cycle_model.predict",
+        "rows": rows, "cols": cols, "filter_spad": filter_spad, "ifmap_spad": ifmap_spad,
+        "psum_spad": psum_spad, "in_depth": in_depth, "wb_depth": wb_depth,
+        "pb_depth": pb_depth, "counters": list(COUNTER_NAMES), "counter_bits": COUNTER_BITS,
+    })
+    return Design(module, text, _ordered(manifest))

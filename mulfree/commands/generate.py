@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from hw.accelerator import accelerator_design
 from hw.generate import GENERATORS, write_outputs
 from model.quant import SCHEMES
 from mulfree.errors import UsageError
@@ -56,6 +57,34 @@ KINDS: dict[str, Kind] = {
     "mac": Kind("a MAC cell: product unit + accumulator on stream handshakes (hw.mac)",
                 _add_mac_arguments, _mac_parameters),
 }
+
+
+def _add_accelerator_arguments(parser) -> None:
+    _add_product_arguments(parser)
+    parser.add_argument("--acc-bits", type=int, required=True, metavar="N",
+                        help="partial-sum width (model.ops.accumulator_width of the layers)")
+    for flag, default, text in (("--rows", 3, "PE rows"), ("--cols", 4, "PE columns"),
+                                ("--filter-spad", 16, "filter scratchpad entries per bank"),
+                                ("--ifmap-spad", 16, "input scratchpad entries per bank"),
+                                ("--psum-spad", 16, "psum scratchpad entries per bank"),
+                                ("--in-depth", 1024, "input buffer words"),
+                                ("--wb-depth", 1024, "words per weight bank"),
+                                ("--pb-depth", 1024, "words per psum bank")):
+        parser.add_argument(flag, type=int, default=default, metavar="N",
+                            help=f"{text} (default {default})")
+
+
+def _accelerator_parameters(args) -> dict:
+    return dict(_product_parameters(args), acc_bits=args.acc_bits, rows=args.rows,
+                cols=args.cols, filter_spad=args.filter_spad, ifmap_spad=args.ifmap_spad,
+                psum_spad=args.psum_spad, in_depth=args.in_depth, wb_depth=args.wb_depth,
+                pb_depth=args.pb_depth)
+
+
+KINDS["accelerator"] = Kind("the row-stationary accelerator: PE array, global buffer, "
+                            "controller, streams (hw.accelerator)", _add_accelerator_arguments,
+                            _accelerator_parameters)
+GENERATORS.setdefault("accelerator", accelerator_design)
 
 
 def add_kind(name: str, kind: Kind) -> None:

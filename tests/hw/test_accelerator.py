@@ -195,3 +195,21 @@ def test_refuses_layers_that_cannot_map():
         run_layers([layer], params=ArrayParams(3, 4, 8, 16, 16))
     with pytest.raises(ValueError, match="stride 5 is not supported"):
         run_layers([random_layer(rng, "ternary", (1, 1, 1, 1, 6, 6, 5, 0))], params=PARAMS)
+
+
+def test_generate_accelerator_is_deterministic_with_a_manifest(tmp_path):
+    from mulfree.cli import main
+    flags = ["generate", "accelerator", "--scheme", "ternary", "--a-bits", "4", "--acc-bits",
+             "10", "--rows", "2", "--cols", "2", "--in-depth", "64", "--wb-depth", "64",
+             "--pb-depth", "64"]
+    assert main(flags + ["-o", str(tmp_path / "a")]) == 0
+    assert main(flags + ["-o", str(tmp_path / "b")]) == 0
+    text = (tmp_path / "a" / "accelerator.v").read_text()
+    assert text == (tmp_path / "b" / "accelerator.v").read_text()
+    assert "src =" not in text
+    import json
+    manifest = json.loads((tmp_path / "a" / "accelerator.json").read_text())
+    ports = {p["name"]: p for p in manifest["ports"]}
+    from hw.controller import CONFIG_FIELDS
+    assert list(ports["config_stream__payload"]["fields"]) == list(CONFIG_FIELDS)
+    assert manifest["counters"][0] == "cycles" and manifest["rows"] == 2
