@@ -24,7 +24,7 @@ from boards.protocol import (
     response_length,
 )
 
-__all__ = ["BoardError", "BoardClient", "SerialTransport"]
+__all__ = ["BoardError", "BoardClient", "SerialTransport", "check_board"]
 
 
 class BoardError(Exception):
@@ -202,3 +202,58 @@ def _name(command) -> str:
         return Command(command).name
     except ValueError:
         return f"command 0x{int(command):02x}"
+
+
+def check_board(client: BoardClient, *, rounds: int = 4, seed: int = 0) -> list[str]:
+    """Bring-up check of a board: identify it, echo random frames, and for the link self-test
+    design write and read back random inputs. Returns report lines; ``BoardError`` on any
+    failure."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    identity = client.identify()
+    lines = [f"identified: protocol {identity.version}, {identity.clk_freq / 1e6:g} MHz clock, "
+             f"{identity.baud} baud, frames up to {identity.max_payload} bytes, design "
+             f"{identity.target_info[:24]!r}"]
+    sizes = [0, 1, identity.max_payload] + [int(n) for n in
+                                            rng.integers(1, identity.max_payload + 1, rounds)]
+    for size in sizes:
+        data = rng.bytes(size)
+        if client.echo(data) != data:
+            raise BoardError(f"echo of {size} bytes came back different")
+    lines.append(f"echo: {len(sizes)} frames ({sum(sizes)} bytes) came back intact")
+    if identity.target_info == b"link-loopback":
+        data = rng.bytes(3 * identity.max_payload + 7)
+        client.write_inputs(data)
+        if client.read_outputs(len(data)) != data:
+            raise BoardError("loopback: the bytes read back differ from those written")
+        lines.append(f"loopback: {len(data)} bytes written and read back intact")
+    lines.append(f"refused frames sent again: {client.refusals}")
+    return lines
+
+
+def main(argv=None) -> int:
+    """``python -m boards.host PORT [--baud N]``: the bring-up check of a board."""
+    import argparse
+    import sys
+
+    from boards.link import DEFAULT_BAUD
+
+    parser = argparse.ArgumentParser(prog="python -m boards.host",
+                                     description="Check the serial link to a mulfree board.")
+    parser.add_argument("port", help="serial port or pyserial URL, e.g. /dev/ttyUSB1")
+    parser.add_argument("--baud", type=int, default=DEFAULT_BAUD)
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds per response")
+    args = parser.parse_args(argv)
+    try:
+        with BoardClient(SerialTransport(args.port, args.baud), timeout=args.timeout) as client:
+            for line in check_board(client):
+                print(line)
+    except (BoardError, ValueError) as exc:
+        print(f"board check failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -170,3 +170,28 @@ def test_link_and_core_parameters_are_checked():
         HostLink(clk_freq=12e6, baud=115200, frame_timeout=0.001)
     with pytest.raises(TypeError, match="target must be a component with the members"):
         BoardCore(HostLink(clk_freq=12e6), clk_freq=12e6)
+
+
+def test_bring_up_check_over_a_pyserial_port(capsys):
+    """``python -m boards.host socket://...``: the check a user runs on a fresh board, here
+    through pyserial into the simulated link self-test design."""
+    from boards.host import main
+    from boards.simulated import TcpBridge
+
+    board = Board()
+    with TcpBridge(board.serial, linger=0.005) as bridge:
+        status = main([bridge.url, "--timeout", "20"])
+    out = capsys.readouterr().out.splitlines()
+    assert status == 0, out
+    assert out[0].startswith("identified: protocol 1, 1 MHz clock, 250000 baud, frames up to "
+                             f"{MAX_PAYLOAD} bytes, design b'link-loopback'")
+    assert out[1].startswith("echo: 7 frames") and out[1].endswith("came back intact")
+    assert out[2] == f"loopback: {3 * MAX_PAYLOAD + 7} bytes written and read back intact"
+
+
+def test_bring_up_check_reports_a_silent_port(capsys):
+    from boards.host import main
+
+    status = main(["loop://", "--timeout", "0.2"])
+    assert status == 1
+    assert capsys.readouterr().err.startswith("board check failed: the board's answer is not")
