@@ -16,8 +16,9 @@ One *pass* is one (``kr``, ``ke``, ``kf``, ``g``), in that loop order (``g`` inn
 *block* is one (``kr``, ``ke``, ``kf``): its input rows stay in the input scratchpads for all
 ``G`` passes of the block. Four engines run concurrently:
 
-- the *compute sequencer* issues one slot per cycle to every PE: ``F_v * p * q * S`` slots
-  per pass (``F_v`` the segment's length);
+- the *compute sequencer* issues one slot per cycle to every PE: ``p * q * n_s(f)`` slots
+  for each output column ``f`` of the segment, ``n_s(f)`` being the number of taps of its
+  window inside the image's width (at least 1): padding columns cost no cycle;
 - the *weight loader* fills the other filter bank with the next pass's weights:
   ``p * q * S`` words per PE row in parallel, plus one cycle of read latency;
 - the *input loader* fills the other input bank with the next block's rows: two set-up
@@ -208,43 +209,62 @@ class Controller(wiring.Component):
         running = self.running
 
         # ---- compute sequencer ----
+        # Taps outside the image's width are the same for every PE (they depend on the output
+        # column only), so they get no slot: for each output column the tap loop runs over
+        # the valid taps [s_first, s_last] only (one invalid slot if none is valid).
         c_busy = Signal()
         c_fi, c_mi, c_cq, c_s = (Signal(16, name=n) for n in ("c_fi", "c_mi", "c_cq", "c_s"))
-        c_kw = Signal(16)
+        c_sfirst, c_slast = Signal(16), Signal(16)
+        c_fb = Signal(16)  # (mi * q + cq) * S: the filter scratchpad row of the dot
         c_kp = Signal(16)
         c_fU = Signal(20)
         c_cqW = Signal(20)
         c_Fv = Signal(24)
         m.d.comb += c_Fv.eq(Mux(dc_kf_last, cfg.F_last, cfg.Fseg))
+
+        def tap_bounds(name, wf):
+            """First and last valid tap of a window starting at input column ``wf``."""
+            w0 = _wide(f"{name}_w0")
+            lo, room, hi = _wide(f"{name}_lo"), _wide(f"{name}_room"), _wide(f"{name}_hi")
+            first, last = Signal(16, name=f"{name}_first"), Signal(16, name=f"{name}_last")
+            m.d.comb += [w0.eq(wf), lo.eq(Mux(w0 < 0, -w0, 0)), room.eq(cfg.W - 1 - w0),
+                         hi.eq(Mux(room < cfg.S - 1, room, cfg.S - 1))]
+            empty = (room < 0) | (lo > hi)
+            m.d.comb += [first.eq(Mux(empty, 0, lo)), last.eq(Mux(empty, 0, hi))]
+            return first, last
+
+        next_first, next_last = tap_bounds("nf", dc_ws + c_fU + cfg.U)
         s_last = Signal()
         cq_last = Signal()
         mi_last = Signal()
         fi_last = Signal()
-        m.d.comb += [s_last.eq(c_s + 1 == cfg.S), cq_last.eq(c_cq + 1 == cfg.q),
+        m.d.comb += [s_last.eq(c_s == c_slast), cq_last.eq(c_cq + 1 == cfg.q),
                      mi_last.eq(c_mi + 1 == cfg.p), fi_last.eq(c_fi + 1 == c_Fv)]
         c_last_slot = Signal()
         m.d.comb += c_last_slot.eq(c_busy & s_last & cq_last & mi_last & fi_last)
         wg = _wide("c_wg")
         m.d.comb += wg.eq(dc_ws + c_fU + c_s)
         m.d.comb += [
-            arr.c_faddr.eq(c_kw | Mux(dc_pp, FS, 0)),
+            arr.c_faddr.eq((c_fb + c_s) | Mux(dc_pp, FS, 0)),
             arr.c_iaddr.eq((c_cqW + c_fU + c_s) | Mux(dc_bp, IS, 0)),
             arr.c_paddr.eq(c_kp | Mux(dc_pp, PS, 0)),
             arr.c_valid.eq(c_busy & (wg >= 0) & (wg < cfg.W)),
-            arr.c_first.eq((c_s == 0) & (c_cq == 0)),
+            arr.c_first.eq((c_s == c_sfirst) & (c_cq == 0)),
             arr.c_last.eq(c_busy & s_last & cq_last),
             arr.c_pp.eq(dc_pp),
         ]
         with m.If(c_busy):
-            m.d.sync += [c_s.eq(c_s + 1), c_kw.eq(c_kw + 1)]
+            m.d.sync += c_s.eq(c_s + 1)
             with m.If(s_last):
-                m.d.sync += [c_s.eq(0), c_cq.eq(c_cq + 1), c_cqW.eq(c_cqW + cfg.Wseg)]
+                m.d.sync += [c_s.eq(c_sfirst), c_cq.eq(c_cq + 1), c_cqW.eq(c_cqW + cfg.Wseg),
+                             c_fb.eq(c_fb + cfg.S)]
                 with m.If(cq_last):
                     m.d.sync += [c_cq.eq(0), c_cqW.eq(0), c_kp.eq(c_kp + 1),
                                  c_mi.eq(c_mi + 1)]
                     with m.If(mi_last):
-                        m.d.sync += [c_mi.eq(0), c_kw.eq(0), c_fi.eq(c_fi + 1),
-                                     c_fU.eq(c_fU + cfg.U)]
+                        m.d.sync += [c_mi.eq(0), c_fb.eq(0), c_fi.eq(c_fi + 1),
+                                     c_fU.eq(c_fU + cfg.U), c_s.eq(next_first),
+                                     c_sfirst.eq(next_first), c_slast.eq(next_last)]
                         with m.If(fi_last):
                             m.d.sync += c_busy.eq(0)
 
@@ -465,6 +485,7 @@ class Controller(wiring.Component):
                          wl_rows.eq(Mux(kr_last, cfg.rows_last, Y)),
                          wl_cols.eq(Mux(ke_last, cfg.cols_last, X))]
 
+        start_first, start_last = tap_bounds("sf", dw_ws)
         with m.If(self.start):
             m.d.sync += [running.eq(1), starting.eq(1),
                          dw_valid.eq(1), dw_kr.eq(0), dw_ke.eq(0), dw_kf.eq(0), dw_g.eq(0),
@@ -483,8 +504,10 @@ class Controller(wiring.Component):
                          dc_bp.eq(dw_bp), dc_ws.eq(dw_ws), dc_kr_first.eq(dw_kr == 0),
                          dc_ke_last.eq(dw_ke_last),
                          dc_pbase.eq(dw_pbase_ke + dw_pbase_kf + dw_pbase_g),
-                         c_busy.eq(dw_valid), c_fi.eq(0), c_mi.eq(0), c_cq.eq(0), c_s.eq(0),
-                         c_kw.eq(0), c_kp.eq(0), c_fU.eq(0), c_cqW.eq(0)]
+                         c_busy.eq(dw_valid), c_fi.eq(0), c_mi.eq(0), c_cq.eq(0),
+                         c_s.eq(start_first), c_sfirst.eq(start_first),
+                         c_slast.eq(start_last), c_fb.eq(0), c_kp.eq(0), c_fU.eq(0),
+                         c_cqW.eq(0)]
             m.d.comb += [arr.c_start.eq(dw_valid), arr.c_start_pp.eq(dw_pp),
                          arr.c_start_bp.eq(dw_bp)]
             # drain the pass that just computed

@@ -241,6 +241,13 @@ def _valid_counts(size: int, kernel: int, stride: int, padding: int, out: int) -
     return ((pos >= 0) & (pos < size)).sum(axis=0)
 
 
+def _valid_taps_per_output(size: int, kernel: int, stride: int, padding: int,
+                           out: int) -> np.ndarray:
+    """For each output position: how many of its taps fall inside the image."""
+    pos = np.arange(out)[:, None] * stride + np.arange(kernel)[None, :] - padding
+    return ((pos >= 0) & (pos < size)).sum(axis=1)
+
+
 def _block_geometry(shape, params, mp, fo, kr, ke, kf):
     """Input words, active PEs and words per active PE of one block."""
     s, Y, X = shape, params.rows, params.cols
@@ -284,8 +291,13 @@ def predict(shape: LayerShape, params: ArrayParams, mp: Mapping | None = None, *
     counters = dict.fromkeys(COUNTERS, 0)
 
     # ---- timeline: a pass starts when its predecessors' engines are all done -----------
+    # slots per output column: the taps inside the image's width (at least one)
+    taps_f = np.maximum(1, _valid_taps_per_output(s.W, s.S, s.stride, s.padding, s.F))
+    seg_taps = [int(taps_f[kf * mp.Fseg:kf * mp.Fseg + geo[b][2]].sum())
+                for b, (_, _, kf) in enumerate(blocks)]
+
     def lc(b):
-        return geo[b][2] * pqS
+        return mp.p * mp.q * seg_taps[b]
 
     def ld(b):
         return mp.p * geo[b][2] + Y + 1
