@@ -102,41 +102,61 @@ class LayerOnArray:
     counters_match_model: bool
 
 
-def simulate(model, images, settings: DemoSettings, say):
-    """Every layer of ``images`` on the accelerator (one accelerator per scheme and width);
-    returns the per-layer results, the accelerator parameters of each group and the number
-    of accumulators compared."""
-    from model import deploy
+@dataclasses.dataclass
+class HardwareGroup:
+    """Layers that share one accelerator (one scheme and width), on every image."""
+
+    indices: list           # layer indices of the model
+    layers: list            # model.layer_file.Layer per (layer, image), layer-major
+    args: dict              # sim.run_layer.accelerator_args
+    macs: int               # per image, from the cycle model
+
+
+def plan_hardware(model, trace, images: int, settings: DemoSettings) -> list[HardwareGroup]:
+    """Group the layers by scheme and width and size one accelerator per group."""
     from model.layer_file import Layer
     from sim.cycle_model import ArrayParams, LayerShape, check_mappable, predict
-    from sim.run_layer import accelerator_args, run_layers
+    from sim.run_layer import accelerator_args
 
     params = ArrayParams(settings.rows, settings.cols, settings.spad, settings.spad,
                          settings.spad)
-    trace = deploy.run_integer(model, images)
-    groups = {}
+    by_key = {}
     for k, il in enumerate(model.layers):
-        groups.setdefault((il.scheme, il.a_bits, il.w_bits), []).append(k)
-    results, accelerators, compared = {}, [], 0
-    for (scheme, a_bits, w_bits), indices in groups.items():
-        hw_layers = []
+        by_key.setdefault((il.scheme, il.a_bits, il.w_bits), []).append(k)
+    groups = []
+    for indices in by_key.values():
+        layers, macs = [], 0
         for k in indices:
             il = model.layers[k]
-            check_mappable(LayerShape.of(il.weights.shape, il.in_shape, il.stride, il.padding),
-                           params)
-            for i in range(len(images)):
-                hw_layers.append(Layer(il.scheme, il.weights, trace.layers[k].inputs[i],
-                                       stride=il.stride, padding=il.padding, a_bits=il.a_bits,
-                                       w_bits=il.w_bits))
-        args = accelerator_args(hw_layers, params)
-        accelerators.append({"layers": indices, **args})
-        say(f"RTL simulation ({settings.backend}): layers {', '.join(map(str, indices))} "
-            f"({scheme}, A{a_bits} W{w_bits}) on a {params.rows}x{params.cols} array, "
-            f"{len(images)} images")
-        runs = run_layers(hw_layers, backend=settings.backend, params=params,
+            shape = LayerShape.of(il.weights.shape, il.in_shape, il.stride, il.padding)
+            check_mappable(shape, params)
+            macs += predict(shape, params)["macs"]
+            layers += [Layer(il.scheme, il.weights, trace.layers[k].inputs[i], stride=il.stride,
+                             padding=il.padding, a_bits=il.a_bits, w_bits=il.w_bits)
+                       for i in range(images)]
+        groups.append(HardwareGroup(indices, layers, accelerator_args(layers, params), macs))
+    return groups
+
+
+def simulate(model, trace, groups: list[HardwareGroup], images: int, settings: DemoSettings,
+             say):
+    """Every layer of every image on its group's accelerator; returns the per-layer results
+    and the number of accumulators compared with the golden model."""
+    from sim.cycle_model import ArrayParams, LayerShape, predict
+    from sim.run_layer import run_layers
+
+    params = ArrayParams(settings.rows, settings.cols, settings.spad, settings.spad,
+                         settings.spad)
+    results, compared = {}, 0
+    for group in groups:
+        a = group.args
+        say(f"RTL simulation ({settings.backend}): layers "
+            f"{', '.join(map(str, group.indices))} ({a['scheme']}, A{a['a_bits']} "
+            f"W{a['w_bits']}) on a {params.rows}x{params.cols} array, {images} images")
+        runs = run_layers(group.layers, backend=settings.backend, params=params,
                           progress=settings.progress)
-        for j, k in enumerate(indices):
-            mine = runs[j * len(images):(j + 1) * len(images)]
+        for j, k in enumerate(group.indices):
+            mine = runs[j * images:(j + 1) * images]
             exact = sum(int(np.array_equal(run.outputs, trace.layers[k].accumulators[i]))
                         for i, run in enumerate(mine))
             compared += sum(run.outputs.size for run in mine)
@@ -149,10 +169,8 @@ def simulate(model, images, settings: DemoSettings, say):
             counters = mine[0].counters
             results[k] = LayerOnArray(
                 k, il.scheme, tuple(int(v) for v in il.weights.shape), counters,
-                counters["macs"] / (params.pes * counters["cycles"]), exact, len(images),
-                match)
-    ordered = [results[k] for k in sorted(results)]
-    return ordered, accelerators, compared
+                counters["macs"] / (params.pes * counters["cycles"]), exact, images, match)
+    return [results[k] for k in sorted(results)], compared
 
 
 def energy_views(model_path: Path, on_array, settings: DemoSettings, out: Path, say):
@@ -189,13 +207,6 @@ def energy_views(model_path: Path, on_array, settings: DemoSettings, out: Path, 
     energy.plot_schemes(by_scheme, out / "energy_schemes.png", unit="pJ",
                         title=f"{name}: row stationary, 45 nm, per inference")
     return measured, by_dataflow, by_scheme
-
-
-def _main_accelerator(accelerators, on_array) -> dict:
-    """The parameters of the accelerator that ran the most MACs."""
-    macs = {r.index: r.counters["macs"] for r in on_array}
-    best = max(accelerators, key=lambda a: sum(macs[k] for k in a["layers"]))
-    return {k: v for k, v in best.items() if k != "layers"}
 
 
 def synthesis_estimate(args: dict, settings: DemoSettings, say):
@@ -240,6 +251,8 @@ def build_bitstream(args: dict, settings: DemoSettings, out: Path, say):
 
 def run_demo(settings: DemoSettings, out_dir, *, force: bool = False, say=print) -> dict:
     """Run every stage and write the report folder ``out_dir``; returns the summary."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from hw.generate import to_verilog
     from model import deploy
     from sim.run_layer import build_accelerator
@@ -256,18 +269,26 @@ def run_demo(settings: DemoSettings, out_dir, *, force: bool = False, say=print)
     try:
         ds, model, accuracy = train_and_fold(settings, say)
         deploy.save(model, work / "model.npz")
-        images = ds.x_test[:settings.images]
-        on_array, accelerators, compared = simulate(model, images, settings, say)
-        (work / "verilog").mkdir()
-        for args in accelerators:
-            a = {k: v for k, v in args.items() if k != "layers"}
-            name = f"accelerator_{a['scheme']}_a{a['a_bits']}_w{a['w_bits']}"
-            (work / "verilog" / f"{name}.v").write_text(
-                to_verilog(build_accelerator(a), name=name))
-        measured, by_dataflow, by_scheme = energy_views(work / "model.npz", on_array,
-                                                        settings, work, say)
-        main = _main_accelerator(accelerators, on_array)
-        synthesis = synthesis_estimate(main, settings, say) if settings.synthesize else None
+        trace = deploy.run_integer(model, ds.x_test[:settings.images])
+        groups = plan_hardware(model, trace, settings.images, settings)
+        main = max(groups, key=lambda g: g.macs).args      # the accelerator doing most work
+        accelerators = [{"layers": g.indices, **g.args} for g in groups]
+        # Yosys runs in its own process beside the simulation (two cores).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            synthesis = pool.submit(synthesis_estimate, main, settings, say) \
+                if settings.synthesize else None
+            on_array, compared = simulate(model, trace, groups, settings.images, settings,
+                                          say)
+            (work / "verilog").mkdir()
+            for a in (g.args for g in groups):
+                name = f"accelerator_{a['scheme']}_a{a['a_bits']}_w{a['w_bits']}"
+                (work / "verilog" / f"{name}.v").write_text(
+                    to_verilog(build_accelerator(a), name=name))
+            measured, by_dataflow, by_scheme = energy_views(work / "model.npz", on_array,
+                                                            settings, work, say)
+            if synthesis is not None:
+                say("waiting for the synthesis estimate")
+                synthesis = synthesis.result()
         bitstream = build_bitstream(main, settings, work, say) if settings.build else None
         summary = _summary(settings, model, accuracy, on_array, accelerators, compared,
                            measured, by_dataflow, by_scheme, synthesis, bitstream,
