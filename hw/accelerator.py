@@ -163,7 +163,7 @@ class Accelerator(wiring.Component):
         u_more = Signal()
         u_jd = Signal(range(X))
         u_cols = Signal(8)
-        m.d.comb += u_cols.eq(Mux(u_ke + 1 == cfg.n_e, cfg.cols_last, X))
+        m.d.comb += u_cols.eq(Mux(u_ke + 1 == cfg.n_v, cfg.cols_last, X))
 
         out = self.output_stream
         issue = Signal()
@@ -216,12 +216,12 @@ class Accelerator(wiring.Component):
                 m.d.comb += ctl.unload_re.eq(Mux(issue, 1 << u_j, 0))
                 with m.If(issue):
                     m.d.sync += [out.valid.eq(1), u_jd.eq(u_j), u_a.eq(u_a + 1)]
-                    with m.If(u_a + 1 == cfg.MF):
+                    with m.If(u_a + 1 == cfg.GiFp):
                         m.d.sync += [u_a.eq(0), u_j.eq(u_j + 1)]
                         with m.If(u_j + 1 == u_cols):
                             m.d.sync += [u_j.eq(0), u_ke.eq(u_ke + 1),
-                                         u_base.eq(u_base + cfg.MF)]
-                            with m.If(u_ke + 1 == cfg.n_e):
+                                         u_base.eq(u_base + cfg.GiFp)]
+                            with m.If(u_ke + 1 == cfg.n_v):
                                 m.d.sync += u_more.eq(0)
                 with m.Elif(out.ready):
                     m.d.sync += out.valid.eq(0)

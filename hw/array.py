@@ -1,16 +1,17 @@
 """The row-stationary PE array (Eyeriss-style), generic over every product scheme.
 
 ``rows`` x ``cols`` PEs (``hw.pe.PE``). In one pass PE(i, j) holds filter row ``r_i`` of a
-channel group ``cg_i`` (for ``p`` filters x ``q`` channels) and convolves it with input row
-``e_j * stride + r_i - padding`` of the same channels, where ``e_j = e0 + j`` is the output
-row of column ``j``:
+channel group ``cg_i`` (for ``p`` filters x ``q`` channels) of the filter group of its column
+and convolves it with input row ``e_j * stride + r_i - padding`` of the same channels, where
+``e_j`` is the output row of column ``j`` (columns take consecutive column units
+``(gsub, e)``: several filter groups may sit side by side when the output has few rows):
 
 - filter rows are reused horizontally: one weight bus per PE row writes the same words into
-  every PE of the row;
+  every PE of the row that computes the same filter group (``w_col_en``);
 - input rows are reused diagonally: one input bus carries each word once, tagged with its
   channel group and row, and every PE whose (``cg_i``, ``e_j * stride + r_i - padding``)
-  matches takes it (``i_d = h + padding - r_i - e0 * stride`` per row, compared with
-  ``j * stride`` in each PE);
+  matches takes it (``i_d = h + padding - r_i`` per row, compared with ``i_eu = e_j *
+  stride`` per column);
 - partial sums accumulate vertically: a drain token walks down each column, every PE adding
   its psum entry to the running sum, and the bottom PE hands the column sum to the global
   buffer.
@@ -30,9 +31,9 @@ c_* : In
 w_we : In(rows)
     Per-row weight write strobes; ``w_data`` one word per row; ``w_addr`` shared;
     ``w_col_en`` (In(cols)) gates the columns that take weights.
-i_we, i_addr, i_data, i_bank, i_clear, stride : In
-    Shared input bus; ``i_row_hit`` (In(rows)) and ``i_d`` (one per row) select the
-    diagonal; ``i_col_ok`` (In(cols)) gates idle columns.
+i_we, i_addr, i_data, i_bank, i_clear : In
+    Shared input bus; ``i_row_hit`` (In(rows)), ``i_d`` (one per row) and ``i_eu`` (one
+    per column) select the diagonal; ``i_col_ok`` (In(cols)) gates idle columns.
 d_tok, d_addr, d_pp : In
     Drain token entering row 0; ``d_top`` holds one running sum per column (the global
     buffer's old partial sum, or 0); ``d_col_ok`` (In(cols)) marks the columns drained.
@@ -49,7 +50,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.pe import PE, MAX_STRIDE, _bits, check_spad_size
+from hw.pe import PE, _bits, check_spad_size
 from hw.units import product_unit, quiet_if_invalid
 
 __all__ = ["RowStationaryArray"]
@@ -99,7 +100,8 @@ class RowStationaryArray(wiring.Component):
             "w_data": In(data.ArrayLayout(self._w_bits, rows)), "w_col_en": In(cols),
             "i_we": In(1), "i_row_hit": In(rows), "i_d": In(data.ArrayLayout(signed(18), rows)),
             "i_col_ok": In(cols), "i_addr": In(_bits(2 * self._is)), "i_data": In(self._a_bits),
-            "i_bank": In(1), "i_clear": In(1), "stride": In(range(MAX_STRIDE + 1)),
+            "i_bank": In(1), "i_clear": In(1),
+            "i_eu": In(data.ArrayLayout(signed(18), cols)),
             "d_tok": In(1), "d_addr": In(_bits(2 * self._ps)), "d_pp": In(1),
             "d_top": In(data.ArrayLayout(acc, cols)), "d_col_ok": In(cols),
             "d_bottom": Out(data.ArrayLayout(acc, cols)), "d_bottom_tok": Out(1),
@@ -154,7 +156,7 @@ class RowStationaryArray(wiring.Component):
                     pe.i_we.eq(self.i_we & self.i_row_hit[i] & self.i_col_ok[j]),
                     pe.i_d.eq(self.i_d[i]), pe.i_addr.eq(self.i_addr),
                     pe.i_data.eq(self.i_data), pe.i_bank.eq(self.i_bank),
-                    pe.i_clear.eq(self.i_clear), pe.stride.eq(self.stride),
+                    pe.i_clear.eq(self.i_clear), pe.i_eu.eq(self.i_eu[j]),
                     pe.d_tok.eq(tok[i]), pe.d_addr.eq(taddr[i]), pe.d_pp.eq(tpp[i]),
                     pe.d_in.eq(self.d_top[j] if i == 0 else pes[i - 1][j].d_out),
                 ]

@@ -47,7 +47,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.array import RowStationaryArray
 from hw.buffer import GlobalBuffer
-from hw.pe import MAX_STRIDE, _bits
+from hw.pe import _bits
 
 __all__ = ["CONFIG_FIELDS", "CONFIG_FIELD_BITS", "config_layout", "Controller"]
 
@@ -59,17 +59,20 @@ CONFIG_FIELDS = {
     "H": "input height", "W": "input width", "R": "filter height", "S": "filter width",
     "U": "stride", "P": "padding", "E": "output height",
     "q": "channels per PE", "p": "filters per PE", "Cg": "channel groups C / q",
-    "G": "filter groups M / p", "Fseg": "segment length F'", "n_f": "segments",
+    "Gi": "inner filter groups M / p / Gc", "Gc": "filter groups across the columns",
+    "Fseg": "segment length F'", "n_f": "segments",
     "F_last": "length of the last segment", "Wseg": "input scratchpad row stride",
     "n_r": "row folds", "rows_last": "PE rows used in the last row fold",
-    "n_e": "column folds", "cols_last": "PE columns used in the last column fold",
+    "n_v": "column folds", "cols_last": "PE columns used in the last column fold",
     "YdivR": "rows // R", "YmodR": "rows % R", "qS": "q * S", "pqS": "p * q * S",
     "MqS": "weight words per reduction unit M * q * S", "n_weights": "M * C * R * S",
     "HW": "H * W", "qHW": "q * H * W", "YdivR_qHW": "(rows // R) * q * H * W",
-    "n_inputs": "C * H * W", "XU": "cols * U", "XUW": "cols * U * W", "PW": "P * W",
-    "FsegU": "F' * U", "Fp": "F * p", "MF": "M * F", "Fsegp": "F' * p",
-    "CLU": "(cols_last - 1) * U", "XU_U": "(cols - 1) * U", "FsU1": "(F' - 1) * U",
-    "FlU1": "(F_last - 1) * U", "Flastp": "F_last * p",
+    "n_inputs": "C * H * W", "PW": "P * W", "FsegU": "F' * U", "Fp": "F * p",
+    "GiFp": "Gi * F * p", "Fsegp": "F' * p", "FsU1": "(F' - 1) * U",
+    "FlU1": "(F_last - 1) * U", "Flastp": "F_last * p", "GcpqS": "Gc * p * q * S",
+    "XmodE": "cols % E", "XdivE": "cols // E", "XmodEU": "(cols % E) * U", "EU": "E * U",
+    "E1U": "(E - 1) * U", "XmodEUW": "(cols % E) * U * W", "EUW": "E * U * W",
+    "XdivE_pqS": "(cols // E) * p * q * S",
 }
 
 
@@ -123,29 +126,89 @@ class Controller(wiring.Component):
         Y, X = arr.rows, arr.cols
         FS, IS, PS = arr.filter_spad, arr.ifmap_spad, arr.psum_spad
 
-        # ============================ row descriptors ===================================
+        # ============================ row and column descriptors =======================
         # (cg_i, r_i): the reduction unit of PE row i in the row fold the input loader is
-        # loading. Set up by a walker (init), advanced by rows units per row fold.
+        # loading; advanced by ``rows`` units per row fold.
+        # (gsub_j, e_j, e_j * U): the column unit of PE column j, one set per block parity
+        # (the input loader fills the next block's set, the weight loader reads the set of
+        # the pass it loads); advanced by ``cols`` units per column fold. Column 0 also
+        # keeps e_0 * U * W and gsub_0 * p * q * S (start addresses).
+        # A walker sets up the rows and the first column fold (``init_*``) for a new layer.
         row_cg = Array([Signal(16, name=f"row_cg{i}") for i in range(Y)])
         row_r = Array([Signal(16, name=f"row_r{i}") for i in range(Y)])
-        walk_k = Signal(range(Y + 1))
-        walk_cg = Signal(16)
-        walk_r = Signal(16)
-        m.d.comb += self.initialising.eq(walk_k != Y)
+        init_e = Array([Signal(16, name=f"init_e{j}") for j in range(X)])
+        init_g = Array([Signal(16, name=f"init_g{j}") for j in range(X)])
+        init_eu = Array([Signal(20, name=f"init_eu{j}") for j in range(X)])
+        col_e = Array([Array([Signal(16, name=f"col{b}_e{j}") for j in range(X)])
+                       for b in range(2)])
+        col_g = Array([Array([Signal(16, name=f"col{b}_g{j}") for j in range(X)])
+                       for b in range(2)])
+        col_eu = Array([Array([Signal(20, name=f"col{b}_eu{j}") for j in range(X)])
+                        for b in range(2)])
+        col_euw0 = Array([Signal(26, name=f"col{b}_euw0") for b in range(2)])
+        col_gpqs0 = Array([Signal(26, name=f"col{b}_gpqs0") for b in range(2)])
+        K = max(Y, X)
+        walk_k = Signal(range(K + 1))
+        walk_cg, walk_r = Signal(16), Signal(16)
+        walk_g, walk_e, walk_eu = Signal(16), Signal(16), Signal(20)
+        m.d.comb += self.initialising.eq(walk_k != K)
         with m.If(self.init):
-            m.d.sync += [walk_k.eq(0), walk_cg.eq(0), walk_r.eq(0)]
-        with m.Elif(walk_k != Y):
-            m.d.sync += [row_cg[walk_k].eq(walk_cg), row_r[walk_k].eq(walk_r),
-                         walk_k.eq(walk_k + 1)]
+            m.d.sync += [walk_k.eq(0), walk_cg.eq(0), walk_r.eq(0), walk_g.eq(0),
+                         walk_e.eq(0), walk_eu.eq(0)]
+        with m.Elif(walk_k != K):
+            m.d.sync += walk_k.eq(walk_k + 1)
+            with m.If(walk_k < Y):
+                m.d.sync += [row_cg[walk_k].eq(walk_cg), row_r[walk_k].eq(walk_r)]
+            with m.If(walk_k < X):
+                m.d.sync += [init_g[walk_k].eq(walk_g), init_e[walk_k].eq(walk_e),
+                             init_eu[walk_k].eq(walk_eu)]
             with m.If(walk_r + 1 == cfg.R):
                 m.d.sync += [walk_r.eq(0), walk_cg.eq(walk_cg + 1)]
             with m.Else():
                 m.d.sync += walk_r.eq(walk_r + 1)
+            with m.If(walk_e + 1 == cfg.E):
+                m.d.sync += [walk_e.eq(0), walk_eu.eq(0), walk_g.eq(walk_g + 1)]
+            with m.Else():
+                m.d.sync += [walk_e.eq(walk_e + 1), walk_eu.eq(walk_eu + cfg.U)]
+
+        def columns_from_init(b):
+            stmts = [col_euw0[b].eq(0), col_gpqs0[b].eq(0)]
+            for j in range(X):
+                stmts += [col_e[b][j].eq(init_e[j]), col_g[b][j].eq(init_g[j]),
+                          col_eu[b][j].eq(init_eu[j])]
+            return stmts
+
+        def columns_copy(dst, src):
+            stmts = [col_euw0[dst].eq(col_euw0[src]), col_gpqs0[dst].eq(col_gpqs0[src])]
+            for j in range(X):
+                stmts += [col_e[dst][j].eq(col_e[src][j]), col_g[dst][j].eq(col_g[src][j]),
+                          col_eu[dst][j].eq(col_eu[src][j])]
+            return stmts
+
+        def columns_advance(dst, src):
+            """Set ``dst`` to the next column fold after ``src`` (``cols`` units on)."""
+            for j in range(X):
+                ne = col_e[src][j] + cfg.XmodE
+                with m.If(ne >= cfg.E):
+                    m.d.sync += [col_e[dst][j].eq(ne - cfg.E),
+                                 col_g[dst][j].eq(col_g[src][j] + cfg.XdivE + 1),
+                                 col_eu[dst][j].eq(col_eu[src][j] + cfg.XmodEU - cfg.EU)]
+                    if j == 0:
+                        m.d.sync += [
+                            col_euw0[dst].eq(col_euw0[src] + cfg.XmodEUW - cfg.EUW),
+                            col_gpqs0[dst].eq(col_gpqs0[src] + cfg.XdivE_pqS + cfg.pqS)]
+                with m.Else():
+                    m.d.sync += [col_e[dst][j].eq(ne),
+                                 col_g[dst][j].eq(col_g[src][j] + cfg.XdivE),
+                                 col_eu[dst][j].eq(col_eu[src][j] + cfg.XmodEU)]
+                    if j == 0:
+                        m.d.sync += [col_euw0[dst].eq(col_euw0[src] + cfg.XmodEUW),
+                                     col_gpqs0[dst].eq(col_gpqs0[src] + cfg.XdivE_pqS)]
 
         # ============================ pass descriptors ==================================
         # dw: the pass whose weights are loading (next to compute); its iterator state.
         dw_valid = Signal()
-        dw_kr, dw_ke, dw_kf, dw_g = (Signal(24, name=n) for n in ("dw_kr", "dw_ke", "dw_kf",
+        dw_kr, dw_ke, dw_kf, dw_g = (Signal(24, name=n) for n in ("dw_kr", "dw_kv", "dw_kf",
                                                                    "dw_g"))
         dw_wbase_kr = Signal(26)
         dw_wbase = Signal(26)
@@ -158,7 +221,7 @@ class Controller(wiring.Component):
         dw_kr_last = Signal()
         dw_ke_last = Signal()
         dw_kf_last = Signal()
-        m.d.comb += [dw_kr_last.eq(dw_kr + 1 == cfg.n_r), dw_ke_last.eq(dw_ke + 1 == cfg.n_e),
+        m.d.comb += [dw_kr_last.eq(dw_kr + 1 == cfg.n_r), dw_ke_last.eq(dw_ke + 1 == cfg.n_v),
                      dw_kf_last.eq(dw_kf + 1 == cfg.n_f)]
         dw_first_in_block = Signal()
         m.d.comb += dw_first_in_block.eq(dw_g == 0)
@@ -171,10 +234,10 @@ class Controller(wiring.Component):
             ("pp", dw_pp), ("bp", dw_bp))}
         m.d.comb += [nx["valid"].eq(dw_valid), nx["kr"].eq(dw_kr), nx["ke"].eq(dw_ke),
                      nx["kf"].eq(dw_kf), nx["g"].eq(dw_g + 1), nx["wbase_kr"].eq(dw_wbase_kr),
-                     nx["wbase"].eq(dw_wbase + cfg.pqS), nx["pbase_ke"].eq(dw_pbase_ke),
+                     nx["wbase"].eq(dw_wbase + cfg.GcpqS), nx["pbase_ke"].eq(dw_pbase_ke),
                      nx["pbase_kf"].eq(dw_pbase_kf), nx["pbase_g"].eq(dw_pbase_g + cfg.Fp),
                      nx["ws"].eq(dw_ws), nx["pp"].eq(~dw_pp), nx["bp"].eq(dw_bp)]
-        with m.If(dw_g + 1 == cfg.G):
+        with m.If(dw_g + 1 == cfg.Gi):
             m.d.comb += [nx["g"].eq(0), nx["pbase_g"].eq(0), nx["wbase"].eq(dw_wbase_kr),
                          nx["bp"].eq(~dw_bp)]
             with m.If(dw_kf_last):
@@ -189,7 +252,7 @@ class Controller(wiring.Component):
                                      nx["wbase"].eq(dw_wbase_kr + cfg.MqS)]
                 with m.Else():
                     m.d.comb += [nx["ke"].eq(dw_ke + 1),
-                                 nx["pbase_ke"].eq(dw_pbase_ke + cfg.MF)]
+                                 nx["pbase_ke"].eq(dw_pbase_ke + cfg.GiFp)]
             with m.Else():
                 m.d.comb += [nx["kf"].eq(dw_kf + 1), nx["pbase_kf"].eq(dw_pbase_kf + cfg.Fsegp),
                              nx["ws"].eq(dw_ws + cfg.FsegU)]
@@ -269,32 +332,47 @@ class Controller(wiring.Component):
                             m.d.sync += c_busy.eq(0)
 
         # ---- weight loader ----
+        # One pass's weights: for each filter group of the pass's columns (gsub from column
+        # 0's to the last used column's), p * q * S words per PE row; a column takes the
+        # words of its own group. The column set is read while loading (never at the start),
+        # so a set written in the swap cycle is seen.
         wl_issue = Signal()
         wl_wr = Signal()
-        wl_k = Signal(16)
+        wl_k = Signal(16)      # word within the group
+        wl_rel = Signal(16)    # group, relative to column 0's
+        wl_off = Signal(26)    # word of the pass
         wl_base = Signal(26)
         wl_pp = Signal()
+        wl_bp = Signal()
         wl_rows = Signal(8)
         wl_cols = Signal(8)
         wl_waddr = Signal.like(arr.w_addr)
+        wl_tag_d = Signal(16)
+        wl_tag = Signal(16)
+        wl_tag_hi = Signal(16)
+        m.d.comb += [wl_tag.eq(col_g[wl_bp][0] + wl_rel),
+                     wl_tag_hi.eq(col_g[wl_bp][wl_cols - 1])]
         rowmask = Signal(Y)
         m.d.comb += [rowmask[i].eq(wl_rows > i) for i in range(Y)]
         m.d.comb += [
             buf.wb_re.eq(Mux(wl_issue, rowmask, 0)),
-            buf.wb_raddr.eq(wl_base + wl_k),
+            buf.wb_raddr.eq(wl_base + col_gpqs0[wl_bp] + wl_off),
             arr.w_addr.eq(wl_waddr),
-            arr.w_col_en.eq(Cat([wl_cols > j for j in range(X)])),
+            arr.w_col_en.eq(Cat([(wl_cols > j) & (col_g[wl_bp][j] == wl_tag_d)
+                                 for j in range(X)])),
         ]
         rowmask_d = Signal(Y)
-        m.d.sync += [wl_wr.eq(wl_issue), rowmask_d.eq(rowmask),
+        m.d.sync += [wl_wr.eq(wl_issue), rowmask_d.eq(rowmask), wl_tag_d.eq(wl_tag),
                      wl_waddr.eq(wl_k | Mux(wl_pp, FS, 0))]
         m.d.comb += arr.w_we.eq(Mux(wl_wr, rowmask_d, 0))
         for i in range(Y):
             m.d.comb += arr.w_data[i].eq(buf.wb_rdata[i])
         with m.If(wl_issue):
-            m.d.sync += wl_k.eq(wl_k + 1)
+            m.d.sync += [wl_k.eq(wl_k + 1), wl_off.eq(wl_off + 1)]
             with m.If(wl_k + 1 == cfg.pqS):
-                m.d.sync += wl_issue.eq(0)
+                m.d.sync += [wl_k.eq(0), wl_rel.eq(wl_rel + 1)]
+                with m.If(wl_tag == wl_tag_hi):
+                    m.d.sync += wl_issue.eq(0)
         wl_busy = Signal()
         wl_ready = Signal()
         m.d.comb += [wl_busy.eq(wl_issue | wl_wr), wl_ready.eq(~wl_issue)]
@@ -303,13 +381,11 @@ class Controller(wiring.Component):
         il_phase = Signal(range(5))  # 0 idle, 1 advance, 2 ranges, 3 issue, 4 tail
         il_first = Signal()
         il_kr, il_ke, il_kf = Signal(24), Signal(24), Signal(24)
-        il_eU0 = Signal(24)
-        il_eUW = Signal(26)
         il_ws = _wide("il_ws")
         il_cbase0 = Signal(26)
         il_bp = Signal()
         il_kr_last, il_ke_last, il_kf_last = Signal(), Signal(), Signal()
-        m.d.comb += [il_kr_last.eq(il_kr + 1 == cfg.n_r), il_ke_last.eq(il_ke + 1 == cfg.n_e),
+        m.d.comb += [il_kr_last.eq(il_kr + 1 == cfg.n_r), il_ke_last.eq(il_ke + 1 == cfg.n_v),
                      il_kf_last.eq(il_kf + 1 == cfg.n_f)]
         il_more = Signal()
         m.d.comb += il_more.eq(il_first | ~(il_kr_last & il_ke_last & il_kf_last))
@@ -335,15 +411,14 @@ class Controller(wiring.Component):
             with m.Case(1):  # advance the block and the row descriptors; clear activity
                 with m.If(il_first):
                     m.d.sync += [il_first.eq(0), il_kr.eq(0), il_ke.eq(0), il_kf.eq(0),
-                                 il_eU0.eq(0), il_eUW.eq(0), il_ws.eq(-cfg.P),
+                                 il_ws.eq(-cfg.P),
                                  il_cbase0.eq(0), il_bp.eq(0)]
                 with m.Else():
                     m.d.sync += il_bp.eq(~il_bp)
                     with m.If(il_kf_last):
                         m.d.sync += [il_kf.eq(0), il_ws.eq(-cfg.P)]
                         with m.If(il_ke_last):
-                            m.d.sync += [il_ke.eq(0), il_eU0.eq(0), il_eUW.eq(0),
-                                         il_kr.eq(il_kr + 1)]
+                            m.d.sync += [il_ke.eq(0), il_kr.eq(il_kr + 1)]
                             wrap0 = row_r[0] + cfg.YmodR >= cfg.R
                             m.d.sync += il_cbase0.eq(il_cbase0 + cfg.YdivR_qHW +
                                                      Mux(wrap0, cfg.qHW, 0))
@@ -356,8 +431,7 @@ class Controller(wiring.Component):
                                     m.d.sync += [row_r[i].eq(nr),
                                                  row_cg[i].eq(row_cg[i] + cfg.YdivR)]
                         with m.Else():
-                            m.d.sync += [il_ke.eq(il_ke + 1), il_eU0.eq(il_eU0 + cfg.XU),
-                                         il_eUW.eq(il_eUW + cfg.XUW)]
+                            m.d.sync += il_ke.eq(il_ke + 1)
                     with m.Else():
                         m.d.sync += [il_kf.eq(il_kf + 1), il_ws.eq(il_ws + cfg.FsegU)]
                 m.d.sync += il_phase.eq(2)
@@ -365,16 +439,22 @@ class Controller(wiring.Component):
                 hlo = _wide("hlo_c")
                 hhi = _wide("hhi_c")
                 whi = _wide("whi_c")
+                # output rows of the fold: all of them when it spans two filter groups
+                last_j = il_cols - 1
+                wrap = col_g[il_bp][last_j] != col_g[il_bp][0]
+                eu_min = Mux(wrap, 0, col_eu[il_bp][0])
+                eu_max = Mux(wrap, cfg.E1U, col_eu[il_bp][last_j])
+                euw_min = Mux(wrap, 0, col_euw0[il_bp])
                 m.d.comb += [
-                    hlo.eq(il_eU0 - cfg.P),
-                    hhi.eq(il_eU0 + Mux(il_ke_last, cfg.CLU, cfg.XU_U) + cfg.R - 1 - cfg.P),
+                    hlo.eq(eu_min - cfg.P),
+                    hhi.eq(eu_max + cfg.R - 1 - cfg.P),
                     whi.eq(il_ws + Mux(il_kf_last, cfg.FlU1, cfg.FsU1) + cfg.S - 1),
                 ]
                 hlo_c = Mux(hlo < 0, 0, hlo)
                 hhi_c = Mux(hhi >= cfg.H, cfg.H - 1, hhi)
                 wlo_c = Mux(il_ws < 0, 0, il_ws)
                 whi_c = Mux(whi >= cfg.W, cfg.W - 1, whi)
-                chan = il_cbase0 + Mux(hlo < 0, 0, il_eUW - cfg.PW) + wlo_c
+                chan = il_cbase0 + Mux(hlo < 0, 0, euw_min - cfg.PW) + wlo_c
                 cg_hi = Mux(il_rows == Y, row_cg[Y - 1], cfg.Cg - 1)
                 m.d.sync += [r_hlo.eq(hlo_c), r_hhi.eq(hhi_c), r_wlo.eq(wlo_c), r_whi.eq(whi_c),
                              r_cg_hi.eq(cg_hi),
@@ -418,7 +498,7 @@ class Controller(wiring.Component):
         b_d = [Signal(signed(18), name=f"b_d{i}") for i in range(Y)]
         b_cols = Signal(X)
         t = _wide("il_t")
-        m.d.comb += t.eq(i_h - il_eU0 + cfg.P)
+        m.d.comb += t.eq(i_h + cfg.P)
         m.d.sync += [b_we.eq(issuing), b_addr.eq((i_cqW + i_wl) | Mux(il_bp, IS, 0)),
                      b_cols.eq(Cat([il_cols > j for j in range(X)]))]
         for i in range(Y):
@@ -427,7 +507,9 @@ class Controller(wiring.Component):
             m.d.comb += arr.i_d[i].eq(b_d[i])
         m.d.comb += [arr.i_we.eq(b_we), arr.i_row_hit.eq(b_hit), arr.i_col_ok.eq(b_cols),
                      arr.i_addr.eq(b_addr), arr.i_data.eq(buf.in_rdata), arr.i_bank.eq(il_bp),
-                     arr.i_clear.eq(il_phase == 2), arr.stride.eq(cfg.U)]
+                     arr.i_clear.eq(il_phase == 2)]
+        for j in range(X):
+            m.d.comb += arr.i_eu[j].eq(col_eu[il_bp][j])
         il_busy = Signal()
         il_ready = Signal()
         m.d.comb += [il_busy.eq(il_phase != 0), il_ready.eq((il_phase == 0) | (il_phase == 4))]
@@ -480,8 +562,9 @@ class Controller(wiring.Component):
         m.d.comb += finish.eq(running & ~starting & ~dw_valid & ~dc_valid & dr_ready &
                               ~c_busy & ~wl_busy & ~il_busy)
 
-        def start_weight_loader(valid, kr_last, ke_last, wbase, pp):
-            m.d.sync += [wl_issue.eq(valid), wl_k.eq(0), wl_base.eq(wbase), wl_pp.eq(pp),
+        def start_weight_loader(valid, kr_last, ke_last, wbase, pp, bp):
+            m.d.sync += [wl_issue.eq(valid), wl_k.eq(0), wl_rel.eq(0), wl_off.eq(0),
+                         wl_base.eq(wbase), wl_pp.eq(pp), wl_bp.eq(bp),
                          wl_rows.eq(Mux(kr_last, cfg.rows_last, Y)),
                          wl_cols.eq(Mux(ke_last, cfg.cols_last, X))]
 
@@ -493,10 +576,11 @@ class Controller(wiring.Component):
                          dw_pbase_kf.eq(0), dw_pbase_g.eq(0), dw_ws.eq(-cfg.P),
                          dw_pp.eq(0), dw_bp.eq(0),
                          dc_valid.eq(0), dd_valid.eq(0), c_busy.eq(0), il_first.eq(1)]
+            m.d.sync += columns_from_init(0)
         with m.Elif(starting):
             # the pre-swap: first pass's weights and first block's inputs
             m.d.sync += starting.eq(0)
-            start_weight_loader(1, dw_kr_last, dw_ke_last, dw_wbase, dw_pp)
+            start_weight_loader(1, dw_kr_last, dw_ke_last, dw_wbase, dw_pp, dw_bp)
             m.d.sync += il_phase.eq(1)
         with m.Elif(swap):
             # compute the pass whose weights are loaded
@@ -522,18 +606,27 @@ class Controller(wiring.Component):
                              dr_cols.eq(Mux(dc_ke_last, cfg.cols_last, X))]
             # load the weights of the pass after
             nx_kr_last = nx["kr"] + 1 == cfg.n_r
-            nx_ke_last = nx["ke"] + 1 == cfg.n_e
+            nx_ke_last = nx["ke"] + 1 == cfg.n_v
             with m.If(dw_valid):
-                start_weight_loader(nx["valid"], nx_kr_last, nx_ke_last, nx["wbase"], nx["pp"])
+                start_weight_loader(nx["valid"], nx_kr_last, nx_ke_last, nx["wbase"], nx["pp"],
+                                    nx["bp"])
                 for name, sig in (("valid", dw_valid), ("kr", dw_kr), ("ke", dw_ke),
                                   ("kf", dw_kf), ("g", dw_g), ("wbase_kr", dw_wbase_kr),
                                   ("wbase", dw_wbase), ("pbase_ke", dw_pbase_ke),
                                   ("pbase_kf", dw_pbase_kf), ("pbase_g", dw_pbase_g),
                                   ("ws", dw_ws), ("pp", dw_pp), ("bp", dw_bp)):
                     m.d.sync += sig.eq(nx[name])
-            # a block starts: load the next block's inputs
+            # a block starts: load the next block's inputs, whose column set is written now
+            # (the weight loader may need it from the next cycle on)
             with m.If(need_i & il_more):
                 m.d.sync += il_phase.eq(1)
+                nb = ~il_bp
+                with m.If(il_kf_last & il_ke_last):
+                    m.d.sync += columns_from_init(nb)
+                with m.Elif(il_kf_last):
+                    columns_advance(nb, il_bp)
+                with m.Else():
+                    m.d.sync += columns_copy(nb, il_bp)
         with m.Elif(finish):
             m.d.sync += running.eq(0)
         return m

@@ -73,7 +73,7 @@ class PE(wiring.Component):
     acc_bits : int
         Width of the signed accumulator and of the partial sums.
     column : int
-        The PE's column index ``j``: it takes the input row of output row ``e0 + j``.
+        The PE's column index (for names only).
     filter_spad, ifmap_spad, psum_spad : int
         Entries per bank of each scratchpad (powers of two).
     codebook : sequence of int, optional
@@ -91,9 +91,10 @@ class PE(wiring.Component):
         Strobe before a pass: copy the block's activity flag into the pass's flag.
     w_we, w_addr, w_data : In
         Filter scratchpad write (the row's weight bus, already gated for this PE).
-    i_we, i_d, i_addr, i_data, i_bank, i_clear, stride : In
+    i_we, i_d, i_eu, i_addr, i_data, i_bank, i_clear : In
         Input bus: ``i_we`` is the row/column-gated strobe; the PE takes the word when
-        ``i_d == column * stride``. ``i_clear`` clears the activity flag of bank ``i_bank``.
+        ``i_d`` (the row's ``h + padding - r``) equals ``i_eu`` (the column's output row
+        times the stride). ``i_clear`` clears the activity flag of bank ``i_bank``.
     d_tok, d_addr, d_pp, d_in : In
         Drain token of this row: psum entry ``d_addr`` of pass parity ``d_pp``, running sum.
     d_out : Out(signed(acc_bits))
@@ -125,7 +126,7 @@ class PE(wiring.Component):
             "w_we": In(1), "w_addr": In(_bits(2 * self._fs)), "w_data": In(wb),
             "i_we": In(1), "i_d": In(signed(18)), "i_addr": In(_bits(2 * self._is)),
             "i_data": In(ab), "i_bank": In(1), "i_clear": In(1),
-            "stride": In(range(MAX_STRIDE + 1)),
+            "i_eu": In(signed(18)),
             "d_tok": In(1), "d_addr": In(_bits(2 * self._ps)), "d_pp": In(1),
             "d_in": In(signed(self._acc_bits)),
             "d_out": Out(signed(self._acc_bits)),
@@ -163,11 +164,7 @@ class PE(wiring.Component):
         m.d.comb += [f_wr.addr.eq(self.w_addr), f_wr.data.eq(self.w_data),
                      f_wr.en.eq(self.w_we)]
         match = Signal()
-        # i_d == column * stride, as a choice of constants (no multiplier)
-        m.d.comb += match.eq(0)
-        for u in range(1, MAX_STRIDE + 1):
-            with m.If(self.stride == u):
-                m.d.comb += match.eq(self.i_d == u * self._column)
+        m.d.comb += match.eq(self.i_d == self.i_eu)
         take = Signal()
         m.d.comb += [take.eq(self.i_we & match),
                      i_wr.addr.eq(self.i_addr), i_wr.data.eq(self.i_data), i_wr.en.eq(take)]

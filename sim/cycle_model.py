@@ -6,9 +6,10 @@ the layer's shape and the array's parameters alone, the cycles and every counter
 reports (only ``skipped`` needs the weights). Tests assert equality for every layer run.
 
 Mapping (see ``hw.controller``): reduction units ``(cg, r)`` (``q`` channels, one filter
-row) down the PE rows, output rows across the PE columns, output columns in segments of
-``Fseg``, filters ``p`` at a time. Loop order: row fold ``kr``, column fold ``ke``,
-segment ``kf`` (one *block*), filter group ``g`` (one *pass*).
+row) down the PE rows; column units ``(gsub, e)`` (``Gc`` filter groups side by side, each
+over the ``E`` output rows) across the PE columns; output columns in segments of ``Fseg``;
+filters ``p`` at a time. Loop order: row fold ``kr``, column fold ``kv``, segment ``kf``
+(one *block*), inner filter group ``g`` (one *pass*).
 
 For ``xnor`` a layer's channels are packed words: ``C`` counts words of ``lanes`` channels
 (``model.ops.xnor_conv2d``), each word is one activation code and one MAC slot.
@@ -78,11 +79,14 @@ class ArrayParams:
 
 @dataclasses.dataclass(frozen=True)
 class Mapping:
-    """``q`` channels and ``p`` filters per PE, output segments of ``Fseg`` columns."""
+    """``q`` channels and ``p`` filters per PE, output segments of ``Fseg`` columns, and
+    ``Gc`` filter groups side by side across the PE columns (column unit ``v = gsub * E + e``
+    computes output row ``e`` of filter group ``g * Gc + gsub``)."""
 
     q: int
     p: int
     Fseg: int
+    Gc: int = 1
 
 
 def _divisors(n: int) -> list[int]:
@@ -133,7 +137,11 @@ def mappings(shape: LayerShape, params: ArrayParams) -> list[Mapping]:
                 continue
             # segments of equal length waste the least: F split into ceil(F / fmax) parts
             fseg = _ceil(s.F, _ceil(s.F, fmax))
-            out.append(Mapping(q, p, fseg))
+            groups = s.M // p
+            for gc in _divisors(groups):
+                # more filter groups across the columns than columns only add weight loads
+                if gc == 1 or (gc - 1) * s.E < params.cols:
+                    out.append(Mapping(q, p, fseg, gc))
     return out
 
 
@@ -143,7 +151,7 @@ def choose_mapping(shape: LayerShape, params: ArrayParams) -> Mapping:
     best = None
     for mp in mappings(shape, params):
         pred = predict(shape, params, mp)
-        key = (pred["cycles"], pred["glb_reads"], -mp.p, -mp.q)
+        key = (pred["cycles"], pred["glb_reads"], -mp.p, -mp.q, mp.Gc)
         if best is None or key < best[0]:
             best = (key, mp)
     return best[1]
@@ -153,10 +161,12 @@ def choose_mapping(shape: LayerShape, params: ArrayParams) -> Mapping:
 class _Folds:
     Cg: int
     G: int
+    Gi: int
     units: int
     n_r: int
     rows_last: int
-    n_e: int
+    V: int
+    n_v: int
     cols_last: int
     n_f: int
     F_last: int
@@ -168,11 +178,13 @@ def _folds(shape: LayerShape, params: ArrayParams, mp: Mapping) -> _Folds:
     Cg, G = s.C // mp.q, s.M // mp.p
     units = Cg * s.R
     n_r = _ceil(units, Y)
-    n_e = _ceil(s.E, X)
+    V = mp.Gc * s.E
+    n_v = _ceil(V, X)
     n_f = _ceil(s.F, mp.Fseg)
-    return _Folds(Cg=Cg, G=G, units=units, n_r=n_r, rows_last=units - (n_r - 1) * Y,
-                  n_e=n_e, cols_last=s.E - (n_e - 1) * X, n_f=n_f,
-                  F_last=s.F - (n_f - 1) * mp.Fseg, Wseg=(mp.Fseg - 1) * s.stride + s.S)
+    return _Folds(Cg=Cg, G=G, Gi=G // mp.Gc, units=units, n_r=n_r,
+                  rows_last=units - (n_r - 1) * Y, V=V, n_v=n_v,
+                  cols_last=V - (n_v - 1) * X, n_f=n_f, F_last=s.F - (n_f - 1) * mp.Fseg,
+                  Wseg=(mp.Fseg - 1) * s.stride + s.S)
 
 
 def memory_depths(shape: LayerShape, params: ArrayParams, mp: Mapping) -> tuple[int, int, int]:
@@ -180,7 +192,7 @@ def memory_depths(shape: LayerShape, params: ArrayParams, mp: Mapping) -> tuple[
     fo = _folds(shape, params, mp)
     s = shape
     return (s.C * s.H * s.W, _ceil(fo.units, params.rows) * s.M * mp.q * s.S,
-            fo.n_e * s.M * s.F)
+            fo.n_v * fo.Gi * mp.p * s.F)
 
 
 def config_values(shape: LayerShape, params: ArrayParams, mp: Mapping) -> dict[str, int]:
@@ -189,16 +201,19 @@ def config_values(shape: LayerShape, params: ArrayParams, mp: Mapping) -> dict[s
     U, P = s.stride, s.padding
     v = {
         "H": s.H, "W": s.W, "R": s.R, "S": s.S, "U": U, "P": P, "E": s.E,
-        "q": mp.q, "p": mp.p, "Cg": fo.Cg, "G": fo.G, "Fseg": mp.Fseg, "n_f": fo.n_f,
-        "F_last": fo.F_last, "Wseg": fo.Wseg, "n_r": fo.n_r, "rows_last": fo.rows_last,
-        "n_e": fo.n_e, "cols_last": fo.cols_last, "YdivR": Y // s.R, "YmodR": Y % s.R,
-        "qS": mp.q * s.S, "pqS": mp.p * mp.q * s.S, "MqS": s.M * mp.q * s.S,
-        "n_weights": s.M * s.C * s.R * s.S, "HW": s.H * s.W, "qHW": mp.q * s.H * s.W,
-        "YdivR_qHW": (Y // s.R) * mp.q * s.H * s.W, "n_inputs": s.C * s.H * s.W,
-        "XU": X * U, "XUW": X * U * s.W, "PW": P * s.W, "FsegU": mp.Fseg * U,
-        "Fp": s.F * mp.p, "MF": s.M * s.F, "Fsegp": mp.Fseg * mp.p,
-        "CLU": (fo.cols_last - 1) * U, "XU_U": (X - 1) * U, "FsU1": (mp.Fseg - 1) * U,
-        "FlU1": (fo.F_last - 1) * U, "Flastp": fo.F_last * mp.p,
+        "q": mp.q, "p": mp.p, "Cg": fo.Cg, "Gi": fo.Gi, "Gc": mp.Gc, "Fseg": mp.Fseg,
+        "n_f": fo.n_f, "F_last": fo.F_last, "Wseg": fo.Wseg, "n_r": fo.n_r,
+        "rows_last": fo.rows_last, "n_v": fo.n_v, "cols_last": fo.cols_last,
+        "YdivR": Y // s.R, "YmodR": Y % s.R, "qS": mp.q * s.S, "pqS": mp.p * mp.q * s.S,
+        "MqS": s.M * mp.q * s.S, "n_weights": s.M * s.C * s.R * s.S, "HW": s.H * s.W,
+        "qHW": mp.q * s.H * s.W, "YdivR_qHW": (Y // s.R) * mp.q * s.H * s.W,
+        "n_inputs": s.C * s.H * s.W, "PW": P * s.W, "FsegU": mp.Fseg * U,
+        "Fp": s.F * mp.p, "GiFp": fo.Gi * s.F * mp.p, "Fsegp": mp.Fseg * mp.p,
+        "FsU1": (mp.Fseg - 1) * U, "FlU1": (fo.F_last - 1) * U, "Flastp": fo.F_last * mp.p,
+        "GcpqS": mp.Gc * mp.p * mp.q * s.S, "XmodE": X % s.E, "XdivE": X // s.E,
+        "XmodEU": (X % s.E) * U, "EU": s.E * U, "E1U": (s.E - 1) * U,
+        "XmodEUW": (X % s.E) * U * s.W, "EUW": s.E * U * s.W,
+        "XdivE_pqS": (X // s.E) * mp.p * mp.q * s.S,
     }
     for name, value in v.items():
         if not 0 <= value < _FIELD_LIMIT:
@@ -223,15 +238,17 @@ def weight_stream_order(shape: LayerShape, params: ArrayParams, mp: Mapping) -> 
 def output_stream_order(shape: LayerShape, params: ArrayParams, mp: Mapping) -> np.ndarray:
     """Flat indices into the output [M, E, F] of each ``output_stream`` word, in order.
 
-    Column by column (``e = ke * cols + j``), each column's psum bank in address order:
-    filter group ``g``, output column ``f``, filter ``mi`` of the group.
+    Column unit by column unit (``v = kv * cols + j = gsub * E + e``), each column's psum
+    bank in address order: inner filter group ``g``, output column ``f``, filter ``mi``
+    (filter ``m = (g * Gc + gsub) * p + mi``).
     """
-    s, X = shape, params.cols
-    g, f, mi = np.meshgrid(np.arange(s.M // mp.p), np.arange(s.F), np.arange(mp.p),
-                           indexing="ij")
-    per_row = ((g * mp.p + mi) * s.E * s.F + f).ravel()     # for e = 0
-    order = [per_row + e * s.F for ke in range(_ceil(s.E, X))
-             for e in range(ke * X, min(s.E, (ke + 1) * X))]
+    s, fo = shape, _folds(shape, params, mp)
+    g, f, mi = np.meshgrid(np.arange(fo.Gi), np.arange(s.F), np.arange(mp.p), indexing="ij")
+    order = []
+    for v in range(fo.V):
+        gsub, e = divmod(v, s.E)
+        m = (g * mp.Gc + gsub) * mp.p + mi
+        order.append(((m * s.E + e) * s.F + f).ravel())
     return np.concatenate(order)
 
 
@@ -248,25 +265,27 @@ def _valid_taps_per_output(size: int, kernel: int, stride: int, padding: int,
     return ((pos >= 0) & (pos < size)).sum(axis=1)
 
 
-def _block_geometry(shape, params, mp, fo, kr, ke, kf):
-    """Input words, active PEs and words per active PE of one block."""
+def _block_geometry(shape, params, mp, fo, kr, kv, kf):
+    """Input words, active PEs, words per active PE and filter groups of one block."""
     s, Y, X = shape, params.rows, params.cols
     U, P = s.stride, s.padding
     rows_valid = fo.rows_last if kr == fo.n_r - 1 else Y
-    cols_valid = fo.cols_last if ke == fo.n_e - 1 else X
+    cols_valid = fo.cols_last if kv == fo.n_v - 1 else X
     fv = fo.F_last if kf == fo.n_f - 1 else mp.Fseg
     u0 = kr * Y
     cg_lo, cg_hi = u0 // s.R, (u0 + rows_valid - 1) // s.R
-    e0 = ke * X
-    hlo, hhi = max(0, e0 * U - P), min(s.H - 1, (e0 + cols_valid - 1) * U + s.R - 1 - P)
+    gsub, e = np.divmod(kv * X + np.arange(cols_valid), s.E)
+    gsubs = int(gsub[-1] - gsub[0] + 1)
+    e_lo, e_hi = (0, s.E - 1) if gsubs > 1 else (int(e[0]), int(e[-1]))
+    hlo, hhi = max(0, e_lo * U - P), min(s.H - 1, e_hi * U + s.R - 1 - P)
     ws = kf * mp.Fseg * U - P
     wlo, whi = max(0, ws), min(s.W - 1, ws + (fv - 1) * U + s.S - 1)
     nh, nw = max(0, hhi - hlo + 1), max(0, whi - wlo + 1)
     words = (cg_hi - cg_lo + 1) * mp.q * nh * nw
     r_of_row = (u0 + np.arange(rows_valid)) % s.R
-    h = (e0 + np.arange(cols_valid))[None, :] * U + r_of_row[:, None] - P
+    h = e[None, :] * U + r_of_row[:, None] - P
     active = int(((h >= 0) & (h < s.H)).sum()) if nw > 0 else 0
-    return rows_valid, cols_valid, fv, words, active, nw
+    return rows_valid, cols_valid, fv, words, active, nw, gsubs
 
 
 def predict(shape: LayerShape, params: ArrayParams, mp: Mapping | None = None, *,
@@ -283,9 +302,8 @@ def predict(shape: LayerShape, params: ArrayParams, mp: Mapping | None = None, *
     mp = mp or choose_mapping(shape, params)
     fo = _folds(shape, params, mp)
     pqS = mp.p * mp.q * s.S
-    Lw = pqS + 1
 
-    blocks = [(kr, ke, kf) for kr in range(fo.n_r) for ke in range(fo.n_e)
+    blocks = [(kr, kv, kf) for kr in range(fo.n_r) for kv in range(fo.n_v)
               for kf in range(fo.n_f)]
     geo = [_block_geometry(shape, params, mp, fo, *b) for b in blocks]
     counters = dict.fromkeys(COUNTERS, 0)
@@ -302,19 +320,22 @@ def predict(shape: LayerShape, params: ArrayParams, mp: Mapping | None = None, *
     def ld(b):
         return mp.p * geo[b][2] + Y + 1
 
-    n_blocks, G = len(blocks), fo.G
-    T = max(1 + Lw, 1 + geo[0][3] + 3)
+    def lw(b):  # the weights of one pass: every filter group of the block's columns
+        return geo[b][6] * pqS + 1
+
+    n_blocks, G = len(blocks), fo.Gi
+    T = max(1 + lw(0), 1 + geo[0][3] + 3)
     prev_ld = None
     for b in range(n_blocks):
         block_start = T
         last_block = b == n_blocks - 1
         for g in (range(G) if G <= 3 else (0, 1, None, G - 1)):
             if g is None:            # the G - 3 identical middle passes
-                T += (G - 3) * max(lc(b), Lw, ld(b))
+                T += (G - 3) * max(lc(b), lw(b), ld(b))
                 continue
             ends = [T + lc(b)]
             if not (last_block and g == G - 1):
-                ends.append(T + Lw)
+                ends.append(T + lw(b + 1 if g == G - 1 else b))
             if prev_ld is not None:
                 ends.append(T + prev_ld)
             if g == G - 1 and not last_block:
@@ -336,13 +357,14 @@ def predict(shape: LayerShape, params: ArrayParams, mp: Mapping | None = None, *
         skipped = int((zero.sum(axis=(0, 1)) * np.outer(nr, ns)).sum())
     psum_rf = rf_w = transfers = glb_r = glb_w = 0
     in_glb = w_glb = in_rf = w_rf = 0  # the inputs' and weights' shares (for by_type)
-    for b, (kr, ke, kf) in enumerate(blocks):
-        rows_valid, cols_valid, fv, words, active, nw = geo[b]
+    for b, (kr, kv, kf) in enumerate(blocks):
+        rows_valid, cols_valid, fv, words, active, nw, gsubs = geo[b]
         pf = mp.p * fv
         psum_rf += G * active * pf
         rf_w += G * rows_valid * cols_valid * pqS + active * mp.q * nw + G * active * pf
         transfers += G * cols_valid * (Y - 1) * pf
-        glb_r += words + G * rows_valid * pqS + (G * cols_valid * pf if kr > 0 else 0)
+        glb_r += (words + G * rows_valid * gsubs * pqS
+                  + (G * cols_valid * pf if kr > 0 else 0))
         glb_w += G * cols_valid * pf
         in_glb, w_glb = in_glb + words, w_glb + G * rows_valid * pqS
         in_rf, w_rf = in_rf + active * mp.q * nw, w_rf + G * rows_valid * cols_valid * pqS

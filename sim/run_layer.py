@@ -256,11 +256,14 @@ BACKENDS = {"amaranth": AmaranthBackend, "verilator": lambda: CocotbBackend("ver
 
 
 def run_layers(layers: list[Layer], *, backend: str = "amaranth",
-               params: ArrayParams = ArrayParams(), progress: bool = False) -> list[LayerRun]:
-    """Run ``layers`` (one scheme and width) on one accelerator; results in order."""
+               params: ArrayParams = ArrayParams(), progress: bool = False,
+               mappings: list[Mapping] | None = None) -> list[LayerRun]:
+    """Run ``layers`` (one scheme and width) on one accelerator; results in order.
+    ``mappings`` (one per layer) overrides ``sim.cycle_model.choose_mapping``."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
-    plans = [plan(layer, params) for layer in layers]
+    plans = [plan(layer, params, mappings[i] if mappings else None)
+             for i, layer in enumerate(layers)]
     args = accelerator_args(layers, params, [mp for _, mp, _ in plans])
     raw = BACKENDS[backend]().run(args, [job for _, _, job in plans], progress)
     runs = []

@@ -213,3 +213,23 @@ def test_generate_accelerator_is_deterministic_with_a_manifest(tmp_path):
     from hw.controller import CONFIG_FIELDS
     assert list(ports["config_stream__payload"]["fields"]) == list(CONFIG_FIELDS)
     assert manifest["counters"][0] == "cycles" and manifest["rows"] == 2
+
+
+@pytest.mark.parametrize("scheme", ["ternary", "int"])
+def test_every_kind_of_mapping(scheme):
+    """Forced mappings: channels and filters interleaved in the scratchpads (q, p > 1),
+    short segments, and filter groups side by side across the columns (Gc > 1), with column
+    folds that split a filter group."""
+    from sim.cycle_model import Mapping
+    rng = np.random.default_rng(21)
+    shape = (8, 4, 3, 3, 5, 7, 1, 1)          # E = 5 output rows on 4 columns
+    layers = [random_layer(rng, scheme, shape) for _ in range(5)]
+    maps = [Mapping(q=2, p=2, Fseg=3, Gc=1), Mapping(q=1, p=1, Fseg=7, Gc=2),
+            Mapping(q=4, p=1, Fseg=2, Gc=4), Mapping(q=1, p=2, Fseg=4, Gc=4),
+            Mapping(q=2, p=1, Fseg=7, Gc=8)]
+    runs = run_layers(layers, params=PARAMS, mappings=maps)
+    for layer, run, mp in zip(layers, runs, maps):
+        assert run.mapping == mp
+        np.testing.assert_array_equal(run.outputs, golden(layer))
+        model = predicted(layer, PARAMS, mp)
+        assert run.counters == {k: model[k] for k in run.counters}

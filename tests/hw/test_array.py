@@ -36,7 +36,8 @@ def run_one_pass(scheme, weights, inputs, *, stride, rows, cols, drain_cols=None
             ev["rf_writes"] += wr
             ev["hops"] += hops
 
-        ctx.set(arr.stride, stride)
+        for j in range(cols):
+            ctx.set(arr.i_eu[j], j * stride)     # column j computes output row j
         # filter row i on row bus i, every column takes it
         ctx.set(arr.w_col_en, (1 << cols) - 1)
         for s in range(S):

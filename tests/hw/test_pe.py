@@ -28,7 +28,7 @@ def run_pe(scheme, weights, inputs, *, stride, padding, d_in=0):
     out = {}
 
     async def testbench(ctx):
-        ctx.set(pe.stride, stride)
+        ctx.set(pe.i_eu, 0)
         for k, code in enumerate(to_unsigned_bits(weights.ravel(), w_bits)):
             ctx.set(pe.w_we, 1)
             ctx.set(pe.w_addr, k)
@@ -42,7 +42,7 @@ def run_pe(scheme, weights, inputs, *, stride, padding, d_in=0):
             for w in range(W):
                 if w + padding < wseg:
                     ctx.set(pe.i_we, 1)
-                    ctx.set(pe.i_d, 0)       # column 0 takes d == 0
+                    ctx.set(pe.i_d, 0)       # the column's output row: i_eu == 0
                     ctx.set(pe.i_addr, cq * wseg + w + padding)
                     ctx.set(pe.i_data, int(to_unsigned_bits(inputs[cq, w], a_bits)))
                     await ctx.tick()
