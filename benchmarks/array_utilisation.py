@@ -5,6 +5,9 @@ chosen and its predicted cycles, utilisation = MACs / (PEs x cycles) and the off
 are printed as one Markdown table. The cycle model equals the RTL's counters for every layer
 the tests run (``tests/hw/test_accelerator.py``); these layers are too large to simulate.
 
+Mapping: ``q`` channels and ``p`` filters per PE, output segments of ``F'`` columns, ``Gc``
+filter groups side by side across the PE columns (``sim.cycle_model.Mapping``).
+
 Cycles are those of the compute phase (``hw.accelerator``: data already in the global
 buffer); ``+I/O`` adds one cycle per off-chip word for streaming weights and inputs in and
 outputs out, which the accelerator does before and after computing.
@@ -41,7 +44,7 @@ ARRAYS = [(3, 4), (6, 8), (12, 14)]
 
 
 def table(filter_spad: int, ifmap_spad: int, psum_spad: int) -> list[str]:
-    lines = ["| layer | array | mapping (q, p, F') | cycles | +I/O | MACs | utilisation | "
+    lines = ["| layer | array | mapping (q, p, F', Gc) | cycles | +I/O | MACs | utilisation | "
              "goal (R <= rows) |",
              "|---|---|---|---:|---:|---:|---:|---|"]
     for name, shape in LAYERS.items():
@@ -52,7 +55,7 @@ def table(filter_spad: int, ifmap_spad: int, psum_spad: int) -> list[str]:
             util = pred["utilisation"]
             applies = shape.R <= rows
             goal = ("met" if util >= 0.9 else "missed") if applies else "n/a"
-            lines.append(f"| {name} | {rows}x{cols} | {mp.q}, {mp.p}, {mp.Fseg} | "
+            lines.append(f"| {name} | {rows}x{cols} | {mp.q}, {mp.p}, {mp.Fseg}, {mp.Gc} | "
                          f"{pred['cycles']:,} | {pred['cycles'] + pred['offchip_words']:,} | "
                          f"{pred['macs']:,} | {util:.1%} | {goal} |")
     return lines

@@ -137,11 +137,14 @@ def mappings(shape: LayerShape, params: ArrayParams) -> list[Mapping]:
                 continue
             # segments of equal length waste the least: F split into ceil(F / fmax) parts
             fseg = _ceil(s.F, _ceil(s.F, fmax))
-            groups = s.M // p
-            for gc in _divisors(groups):
-                # more filter groups across the columns than columns only add weight loads
-                if gc == 1 or (gc - 1) * s.E < params.cols:
-                    out.append(Mapping(q, p, fseg, gc))
+            # filter groups across the columns: 1, and the (at most two) counts up to cols
+            # that fill the columns best (the cycle model decides among them)
+            def fill(gc):
+                return gc * s.E / (params.cols * _ceil(gc * s.E, params.cols))
+            gcs = [gc for gc in _divisors(s.M // p) if 1 < gc <= params.cols]
+            gcs = sorted(gcs, key=lambda gc: (-fill(gc), gc))[:2]
+            for gc in [1] + [gc for gc in gcs if fill(gc) > fill(1)]:
+                out.append(Mapping(q, p, fseg, gc))
     return out
 
 
