@@ -13,6 +13,13 @@ One layer at a time:
 
 Every stream honours back-pressure (``valid``/``ready`` of ``amaranth.lib.stream``).
 
+Generic over every scheme of ``model.quant.SCHEMES`` through ``hw.units.product_unit``. For
+``xnor`` an activation word and a weight word each pack ``lanes`` channels (bit i = channel
+i of the word, ``model.quant.pack_pm1``): the layer's ``C`` counts packed words, one MAC slot
+is one word pair and adds ``lanes - 2 * popcount(a ^ w)``; padded positions are never
+multiplied (there is no zero in +/-1), which is exactly the border correction of
+``model.ops.xnor_conv2d``.
+
 Counters (``counters``, 48-bit each, valid once ``output_stream`` has delivered the last
 word; they restart when a configuration is accepted):
 

@@ -2,25 +2,29 @@
 
 A layer ``[M, C, R, S]`` on ``[C, H, W]`` (stride ``U``, padding ``P``, output ``[M, E, F]``)
 is mapped as follows (the host computes every constant; ``sim.cycle_model`` holds the
-arithmetic, this module only counts):
+arithmetic, this module only counts and adds):
 
 - *reduction units* ``u = cg * R + r`` (channel group ``cg`` of ``q`` channels, filter row
   ``r``) go down the PE rows; ``ceil(Cg * R / rows)`` *row folds* ``kr``;
-- *output rows* ``e = ke * cols + j`` go across the PE columns; ``ceil(E / cols)`` *column
-  folds* ``ke``;
+- *column units* ``v = gsub * E + e`` (output row ``e`` of the ``gsub``-th of ``Gc`` filter
+  groups side by side) go across the PE columns; ``ceil(Gc * E / cols)`` *column folds*
+  ``kv`` (``Gc`` > 1 fills the columns when the output has few rows);
 - output columns are cut into *segments* ``kf`` of ``F'`` positions (the input and psum
   scratchpads hold one segment);
-- the ``M`` filters are taken ``p`` at a time: ``G = M / p`` *filter groups* ``g``.
+- the ``M`` filters are taken ``p`` at a time: ``Gi = M / p / Gc`` *inner filter groups*
+  ``g``; column unit ``(gsub, e)`` of pass ``g`` computes filters ``(g * Gc + gsub) * p``
+  onwards.
 
-One *pass* is one (``kr``, ``ke``, ``kf``, ``g``), in that loop order (``g`` innermost); one
-*block* is one (``kr``, ``ke``, ``kf``): its input rows stay in the input scratchpads for all
-``G`` passes of the block. Four engines run concurrently:
+One *pass* is one (``kr``, ``kv``, ``kf``, ``g``), in that loop order (``g`` innermost); one
+*block* is one (``kr``, ``kv``, ``kf``): its input rows stay in the input scratchpads for all
+``Gi`` passes of the block. Four engines run concurrently:
 
 - the *compute sequencer* issues one slot per cycle to every PE: ``p * q * n_s(f)`` slots
   for each output column ``f`` of the segment, ``n_s(f)`` being the number of taps of its
   window inside the image's width (at least 1): padding columns cost no cycle;
 - the *weight loader* fills the other filter bank with the next pass's weights:
-  ``p * q * S`` words per PE row in parallel, plus one cycle of read latency;
+  ``p * q * S`` words per PE row in parallel for each filter group among the pass's
+  columns, plus one cycle of read latency;
 - the *input loader* fills the other input bank with the next block's rows: two set-up
   cycles, one word per cycle over the channel groups of the row fold, the input rows of the
   column fold and the columns of the segment (clipped to the image), one cycle of latency;
