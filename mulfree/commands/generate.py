@@ -8,8 +8,15 @@ here, or a call to ``add_kind`` before the command line is built.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 from hw.accelerator import accelerator_design
 from hw.generate import GENERATORS, write_outputs
@@ -106,10 +113,54 @@ def register(subparsers) -> None:
         sub.add_argument("--module", default=None, metavar="NAME",
                          help="Verilog top module name (default: the class name in snake_case)")
         sub.add_argument("--force", action="store_true", help="overwrite existing files")
-        sub.set_defaults(func=run)
+        sub.add_argument("--config", default=None, metavar="FILE.toml",
+                         help="read the parameters from a TOML file (keys are the flag names, "
+                              "e.g. scheme = \"ternary\", a-bits = 8; at the top level or "
+                              f"under [{name}]); flags given on the command line win")
+        # Flags the kind requires may come from the config file instead: checked in run().
+        required = {a.dest: a.option_strings[0] for a in sub._actions
+                    if a.required and a.option_strings}
+        for action in sub._actions:
+            action.required = action.required and not action.option_strings
+        defaults = {a.dest: a.default for a in sub._actions
+                    if a.option_strings and a.dest != "help"}
+        sub.set_defaults(func=run, required_flags=required, flag_defaults=defaults)
+
+
+def apply_config(args) -> None:
+    """Fill the flags not given on the command line from ``--config``; check required flags.
+
+    A flag counts as given when its value differs from its default.
+    """
+    flags = {dest: "--" + dest.replace("_", "-") for dest in args.flag_defaults}
+    config = {}
+    if args.config is not None:
+        path = Path(args.config)
+        try:
+            table = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise UsageError(f"config file {str(path)!r} not found") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise UsageError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        section = table.get(args.kind, {})
+        if not isinstance(section, dict):
+            raise UsageError(f"[{args.kind}] in {str(path)!r} must be a table")
+        config = {k: v for k, v in table.items() if not isinstance(v, dict)} | section
+    for key, value in config.items():
+        dest = key.replace("-", "_")
+        if dest not in flags or dest in ("config", "force", "output"):
+            allowed = ", ".join(sorted(f[2:] for d, f in flags.items()
+                                       if d not in ("config", "force", "output")))
+            raise UsageError(f"unknown key {key!r} in {str(args.config)!r}; allowed: {allowed}")
+        if getattr(args, dest) == args.flag_defaults[dest]:
+            setattr(args, dest, value)
+    missing = [flag for dest, flag in args.required_flags.items() if getattr(args, dest) is None]
+    if missing:
+        raise UsageError(f"{' and '.join(missing)} needed (as flags or in --config FILE.toml)")
 
 
 def run(args) -> int:
+    apply_config(args)
     build = GENERATORS[args.kind]
     design = build(**KINDS[args.kind].parameters(args), module=args.module)
     try:
