@@ -1,16 +1,19 @@
-"""Bitstreams with the open toolchain: synthesis, a fit check, place-and-route, packing, a report.
+"""Bitstreams with the open toolchain: synthesis, packing, a fit check, place-and-route, report.
 
 ``build(board, top, out_dir)`` prepares Amaranth's build plan for the board's platform and
 runs the plan's own commands one at a time (the same commands ``platform.build(...,
 do_build=True)`` runs from its script), with the YoWASP tools of
-``sim.toolchain.setup_environment()``. Running them one at a time lets the flow stop after
-synthesis: if the synthesized netlist needs more of a resource than the device has (more
-LUTs alone than logic cells, more block RAMs or DSPs than there are), the design is refused
-with ``DoesNotFit`` before place-and-route is attempted. nextpnr writes a JSON report
-(``--report``), from which the utilisation and the achieved clock frequency are read.
+``sim.toolchain.setup_environment()``. Between synthesis and place-and-route it runs the
+plan's nextpnr command with ``--pack-only``: packing maps the netlist onto the device's
+cells (logic cells or LUT4s with their flip-flops, block RAMs, DSPs) and reports exactly
+how many of each the design needs and the device has, in seconds. A design that needs more
+of any of them than the device has is refused with ``DoesNotFit`` there, before placement
+and routing are attempted. nextpnr writes JSON reports (``--report``), from which the
+utilisation and the achieved clock frequency are read.
 
 Everything is built in a temporary folder beside ``out_dir`` and moved into place only when
-the build succeeded, so a failed or refused build leaves nothing behind; an existing
+the build succeeded, so a failed or refused build leaves nothing behind but, when a tool
+failed, its log (``<out_dir>.failed.log``); an existing
 ``out_dir`` is replaced only with ``force``. For a board whose toolchain is not open
 (``boards.platforms``), the build tree is written and the report names the tool it needs.
 """
@@ -26,11 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from boards.platforms import DEVICE_CAPACITY, Board, find_board
+from boards.platforms import Board, find_board
 from sim.toolchain import setup_environment
 
 __all__ = ["BuildReport", "Utilisation", "DoesNotFit", "BuildError", "build",
-           "synthesis_estimate", "check_fit", "estimate", "largest_array_that_fits"]
+           "utilisation_of", "check_fit", "check_output", "estimate", "largest_array_that_fits",
+           "LOGIC_HEADROOM"]
 
 # nextpnr's resource names, in report order, with the names used in mulfree's reports.
 _REPORTED = {
@@ -41,6 +45,7 @@ _REPORTED = {
     "SB_IO": "I/O",
     "TRELLIS_COMB": "LUT4",
     "TRELLIS_FF": "flip-flops",
+    "TRELLIS_RAMW": "LUT-RAM write ports",
     "DP16KD": "block RAM",
     "MULT18X18D": "DSP",
     "TRELLIS_IO": "I/O",
@@ -48,7 +53,7 @@ _REPORTED = {
 
 
 class DoesNotFit(ValueError):
-    """The synthesized design needs more of a resource than the device has."""
+    """The packed design needs more of a resource than the device has."""
 
     def __init__(self, resource: str, needed: int, available: int, device: str, board: str):
         self.resource, self.needed, self.available = resource, needed, available
@@ -58,7 +63,11 @@ class DoesNotFit(ValueError):
 
 
 class BuildError(RuntimeError):
-    """A tool of the build failed."""
+    """A tool of the build failed; ``log`` is where its output was kept."""
+
+    def __init__(self, message: str, log: Path | None = None):
+        super().__init__(message)
+        self.log = log
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +134,7 @@ class BuildReport:
         return {
             "board": self.board, "device": self.device, "toolchain": self.toolchain,
             "clock_hz": self.clock_hz, "built": self.built, "needs": self.needs,
-            "synthesis_estimate": self.estimate,
+            "packed": self.estimate,
             "utilisation": {u.resource: {"used": u.used, "available": u.available}
                             for u in self.utilisation},
             "fmax_mhz": self.fmax_mhz, "meets_timing": self.meets_timing,
@@ -134,32 +143,18 @@ class BuildReport:
         }
 
 
-def synthesis_estimate(cells: dict, device: str) -> dict:
-    """What a synthesized netlist (Yosys cell counts by type) needs, in the units of
-    ``DEVICE_CAPACITY``: lower bounds for logic (the LUTs alone; packing only adds), exact
-    counts for block RAMs, DSPs and SPRAMs."""
-    def n(*types):
-        return sum(int(cells.get(t, 0)) for t in types)
-
-    if device.startswith("iCE40"):
-        flip_flops = sum(int(v) for k, v in cells.items() if k.startswith("SB_DFF"))
-        return {"logic cells": max(n("SB_LUT4"), flip_flops, n("SB_CARRY")),
-                "block RAM": n("SB_RAM40_4K"), "DSP": n("SB_MAC16"),
-                "SPRAM": n("SB_SPRAM256KA")}
-    if device.startswith("LFE5U"):
-        return {"LUT4": n("LUT4") + 2 * n("CCU2C"), "flip-flops": n("TRELLIS_FF"),
-                "block RAM": n("DP16KD"), "DSP": n("MULT18X18D")}
-    return {}
+def utilisation_of(nextpnr_report: dict) -> list[Utilisation]:
+    """The resources of a nextpnr JSON report that mulfree reports, in report order."""
+    found = nextpnr_report.get("utilization", {})
+    return [Utilisation(label, int(found[key]["used"]), int(found[key]["available"]))
+            for key, label in _REPORTED.items() if key in found]
 
 
-def check_fit(estimate: dict, device: str, board: str) -> None:
-    """Raise ``DoesNotFit`` for the first resource the estimate needs more of than the device
-    has (devices missing from ``DEVICE_CAPACITY`` are not checked)."""
-    capacity = DEVICE_CAPACITY.get(device, {})
-    for resource, needed in estimate.items():
-        available = capacity.get(resource)
-        if available is not None and needed > available:
-            raise DoesNotFit(resource, needed, available, device, board)
+def check_fit(utilisation: list[Utilisation], device: str, board: str) -> None:
+    """Raise ``DoesNotFit`` for the first resource used beyond what the device has."""
+    for u in utilisation:
+        if u.used > u.available:
+            raise DoesNotFit(u.resource, u.used, u.available, device, board)
 
 
 def _tool_command(argv: list[str]) -> list[str]:
@@ -180,16 +175,22 @@ def _run(argv: list[str], cwd: Path, log: Path) -> None:
         errors = [line.strip() for line in (result.stdout + result.stderr).splitlines()
                   if "ERROR" in line or "Error" in line]
         detail = errors[-1] if errors else (result.stderr.strip().splitlines() or ["?"])[-1]
-        raise BuildError(f"{argv[0]} failed: {detail}")
+        raise BuildError(f"{argv[0]} failed: {detail}", log)
 
 
-def _prepare_output(out_dir: Path, force: bool) -> Path:
+def check_output(out_dir, force: bool) -> None:
+    """``ValueError`` unless ``out_dir`` may be written: absent, empty, or ``force``."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"output {out_dir} exists and is not a folder")
     if out_dir.exists() and any(out_dir.iterdir()) and not force:
         raise ValueError(f"output folder {out_dir} exists and is not empty; use --force to "
                          "replace it")
+
+
+def _prepare_output(out_dir: Path, force: bool) -> Path:
+    out_dir = Path(out_dir)
+    check_output(out_dir, force)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
 
@@ -218,12 +219,12 @@ def build(board, top, out_dir, *, force: bool = False, name: str = "top", progre
     progress : callable, optional
         Called with a short line before each step.
     on_synthesis : callable, optional
-        Called with the synthesis estimate before the fit check (e.g. to keep it).
+        Called with the packed design's needs (resource -> count) before the fit check.
     extra_files : dict, optional
         File name -> text, written into ``out_dir`` too (e.g. what the design is).
 
-    Returns the ``BuildReport``; raises ``DoesNotFit`` (a ``ValueError``) when synthesis shows
-    the design cannot fit, ``BuildError`` when a tool fails.
+    Returns the ``BuildReport``; raises ``DoesNotFit`` (a ``ValueError``) when the packed
+    design cannot fit, ``BuildError`` when a tool fails.
     """
     say = progress or (lambda line: None)
     board = board if isinstance(board, Board) else find_board(board)
@@ -238,8 +239,7 @@ def build(board, top, out_dir, *, force: bool = False, name: str = "top", progre
                              needs=described["needs"])
         overrides = {}
         if described["open_toolchain"]:
-            overrides = {"script_after_synth": f"tee -q -o {name}.stat.json stat -json",
-                         "nextpnr_opts": f"--report {name}.report.json --timing-allow-fail"}
+            overrides = {"nextpnr_opts": f"--report {name}.report.json --timing-allow-fail"}
         say(f"elaborating the design for {board.name} ({described['device']})")
         plan = platform.prepare(top, name, **overrides)
         plan.extract(work)
@@ -253,34 +253,57 @@ def build(board, top, out_dir, *, force: bool = False, name: str = "top", progre
         for file_name, text in (extra_files or {}).items():
             (work / file_name).write_text(text)
         _commit(work, Path(out_dir))
+    except BuildError as exc:
+        if exc.log is not None and exc.log.exists():
+            kept = Path(out_dir).parent / f"{Path(out_dir).name}.failed.log"
+            shutil.copyfile(exc.log, kept)
+            exc.log = kept
+            exc.args = (f"{exc.args[0]} (log: {kept})",)
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return report
 
 
+def _pack_only(place_and_route: list[str], name: str) -> list[str]:
+    """The plan's nextpnr command made to stop after packing, with its own report and log."""
+    argv = list(place_and_route) + ["--pack-only"]
+    for option, value in (("--report", f"{name}.pack.json"), ("--log", f"{name}.pack.tim")):
+        if option in argv:
+            argv[argv.index(option) + 1] = value
+        else:
+            argv += [option, value]
+    return argv
+
+
+def _synthesize_and_pack(plan, work: Path, name: str, say) -> list[Utilisation]:
+    """Run the plan's synthesis, then its nextpnr with ``--pack-only``: the packed design's
+    exact utilisation."""
+    commands = json.loads(plan.files[f"{plan.script}.json"])["commands"]
+    say(f"synthesis ({commands[0][0]})")
+    _run(commands[0], work, work / f"{name}.yosys.log")
+    say(f"packing onto the device ({commands[1][0]} --pack-only)")
+    _run(_pack_only(commands[1], name), work, work / f"{name}.pack.log")
+    return utilisation_of(json.loads((work / f"{name}.pack.json").read_text()))
+
+
 def _run_open_toolchain(plan, work: Path, name: str, report: BuildReport, say,
                         on_synthesis) -> None:
-    commands = json.loads(plan.files[f"{plan.script}.json"])["commands"]
-    synthesis, rest = commands[0], commands[1:]
-    say(f"synthesis ({synthesis[0]})")
-    _run(synthesis, work, work / f"{name}.yosys.log")
-    stat = json.loads((work / f"{name}.stat.json").read_text())
-    report.estimate = synthesis_estimate(stat["design"].get("num_cells_by_type", {}),
-                                         report.device)
+    packed = _synthesize_and_pack(plan, work, name, say)
+    report.estimate = {u.resource: u.used for u in packed}
     if on_synthesis is not None:
         on_synthesis(report.estimate)
-    check_fit(report.estimate, report.device, report.board)
-    for command in rest:
+    check_fit(packed, report.device, report.board)
+    commands = json.loads(plan.files[f"{plan.script}.json"])["commands"]
+    for command in commands[1:]:
         say({"nextpnr-ice40": "place and route (nextpnr-ice40)",
              "nextpnr-ecp5": "place and route (nextpnr-ecp5)"}.get(command[0],
-                                                                  f"packing ({command[0]})"))
+                                                                  f"bitstream ({command[0]})"))
         _run(command, work, work / f"{name}.{command[0]}.log")
     nextpnr = json.loads((work / f"{name}.report.json").read_text())
-    for key, label in _REPORTED.items():
-        if key in nextpnr.get("utilization", {}):
-            u = nextpnr["utilization"][key]
-            report.utilisation.append(Utilisation(label, int(u["used"]), int(u["available"])))
+    report.utilisation = utilisation_of(nextpnr)
     report.fmax_mhz = {clock.replace("$glbnet$", ""): float(v["achieved"])
                        for clock, v in nextpnr.get("fmax", {}).items()}
     for suffix in (".bin", ".bit"):
@@ -291,71 +314,64 @@ def _run_open_toolchain(plan, work: Path, name: str, report: BuildReport, say,
     report.needs = None
 
 
-def estimate(board, top, *, name: str = "top") -> dict:
-    """Synthesize ``top`` for ``board`` (Yosys only, in a temporary folder) and return what
-    it needs (``synthesis_estimate``)."""
+def estimate(board, top, *, name: str = "top") -> list[Utilisation]:
+    """Synthesize and pack ``top`` for ``board`` (no placement, in a temporary folder): the
+    exact utilisation of the packed design."""
     board = board if isinstance(board, Board) else find_board(board)
     described = board.describe()
     if not described["open_toolchain"]:
         raise ValueError(f"board {board.name!r} needs {described['needs']}; no estimate here")
     setup_environment()
-    plan = board.platform().prepare(
-        top, name, script_after_synth=f"tee -q -o {name}.stat.json stat -json")
+    plan = board.platform().prepare(top, name, nextpnr_opts="--timing-allow-fail")
     with tempfile.TemporaryDirectory(prefix="mulfree-estimate-") as tmp:
         work = Path(tmp)
         plan.extract(work)
-        synthesis = json.loads(plan.files[f"{plan.script}.json"])["commands"][0]
-        _run(synthesis, work, work / f"{name}.yosys.log")
-        stat = json.loads((work / f"{name}.stat.json").read_text())
-    return synthesis_estimate(stat["design"].get("num_cells_by_type", {}), described["device"])
+        return _synthesize_and_pack(plan, work, name, lambda line: None)
 
 
-#: Share of a device's logic the size search fills at most: the synthesis estimate is a
-#: lower bound, and placement and routing need room beyond it.
+#: Share of a device's logic the size search fills at most: a packed design that fills the
+#: device may still fail to place or route.
 LOGIC_HEADROOM = 0.9
-_LOGIC = ("logic cells", "LUT4", "flip-flops")
+_LOGIC = ("logic cells", "LUT4", "flip-flops", "LUT-RAM write ports")
 
 
-def _fits_with_headroom(needed: dict, device: str) -> bool:
-    capacity = DEVICE_CAPACITY.get(device, {})
-    for resource, n in needed.items():
-        limit = capacity.get(resource)
-        if limit is not None and n > (limit * LOGIC_HEADROOM if resource in _LOGIC else limit):
-            return False
-    return True
+def _fits_with_headroom(utilisation: list[Utilisation]) -> bool:
+    return all(u.used <= (u.available * LOGIC_HEADROOM if u.resource in _LOGIC else u.available)
+               for u in utilisation)
 
 
 def largest_array_that_fits(board, make_top, rows: int, cols: int, overflow: DoesNotFit, *,
                             progress=None):
     """The largest array whose design fits ``board`` after ``make_top(rows, cols)`` did not
-    (``overflow``): ``(rows', cols', estimate)`` with ``rows' <= rows`` and ``cols' <= cols``
-    as large as fits for that ``rows'``, or ``(0, 0, estimate of 1x1)`` if not even 1x1 fits.
-    "Fits" leaves room for place-and-route: at most ``LOGIC_HEADROOM`` of the logic (block
-    RAMs and DSPs are exact counts and may be used up).
+    (``overflow``): ``(rows', cols', utilisation)`` with ``rows' <= rows`` and
+    ``cols' <= cols`` as large as fits for that ``rows'``, or ``(0, 0, utilisation of 1x1)``
+    if not even 1x1 fits. "Fits" leaves room for placement and routing: at most
+    ``LOGIC_HEADROOM`` of the logic (block RAMs and DSPs may be used up).
 
-    The overflowing resource is modelled as a fixed cost plus a cost per PE from two
-    syntheses (the requested size and 1x1); sizes near what that model allows are then
-    synthesized until the boundary is found (``cols'`` fits, ``cols' + 1`` does not).
+    The overflowing resource is modelled as a fixed cost plus a cost per PE from two packed
+    designs (the requested size and 1x1); sizes near what that model allows are then
+    synthesized and packed until the boundary is found (``cols'`` fits, ``cols' + 1`` does
+    not).
     """
     say = progress or (lambda line: None)
     board = board if isinstance(board, Board) else find_board(board)
-    device = board.describe()["device"]
     seen = {}
 
     def fits(r, c):
         if (r, c) not in seen:
             say(f"synthesizing a {r}x{c} array to find the largest that fits")
-            needed = estimate(board, make_top(r, c))
-            seen[r, c] = needed if _fits_with_headroom(needed, device) else None
+            packed = estimate(board, make_top(r, c))
+            seen[r, c] = packed if _fits_with_headroom(packed) else None
         return seen[r, c] is not None
 
     seen[rows, cols] = None
     if not fits(1, 1):
         return 0, 0, estimate(board, make_top(1, 1))
     resource = overflow.resource
+    small = {u.resource: u.used for u in seen[1, 1]}[resource]
     limit = overflow.available * (LOGIC_HEADROOM if resource in _LOGIC else 1)
-    per_pe = max(1.0, (overflow.needed - seen[1, 1][resource]) / max(1, rows * cols - 1))
-    pes = 1 + int((limit - seen[1, 1][resource]) // per_pe)
+    per_pe = max(1.0, (overflow.needed - small) / max(1, rows * cols - 1))
+    pes = 1 + int((limit - small) // per_pe)
     r = max(1, min(rows, pes))
     while r > 1 and not fits(r, 1):
         r -= 1

@@ -18,7 +18,7 @@ import importlib
 import pkgutil
 import re
 
-__all__ = ["Board", "TESTED_BOARDS", "OPEN_TOOLCHAINS", "DEVICE_CAPACITY", "find_board",
+__all__ = ["Board", "TESTED_BOARDS", "OPEN_TOOLCHAINS", "VENDOR_TOOLS", "find_board",
            "list_boards"]
 
 #: Board name -> (amaranth-boards module, platform class): the targets mulfree is tested on.
@@ -44,28 +44,6 @@ VENDOR_TOOLS = {
     "QLSymbiflow": "QuickLogic SymbiFlow",
     "Symbiflow": "F4PGA (SymbiFlow)",
 }
-
-#: What each device holds, in the units of the synthesis estimate (``boards.build``) and of
-#: nextpnr's report: iCE40 logic cells (a LUT4 with its flip-flop and carry), 4-kbit block
-#: RAMs, MAC16 DSPs, 256-kbit SPRAMs; ECP5 LUT4s, flip-flops, 18-kbit block RAMs (DP16KD),
-#: 18x18 multipliers. From the vendors' data sheets; the benchmark compares them with
-#: nextpnr's own figures.
-DEVICE_CAPACITY = {
-    "iCE40LP384": {"logic cells": 384, "block RAM": 0},
-    "iCE40LP1K": {"logic cells": 1280, "block RAM": 16},
-    "iCE40HX1K": {"logic cells": 1280, "block RAM": 16},
-    "iCE40HX4K": {"logic cells": 3520, "block RAM": 20},
-    "iCE40LP8K": {"logic cells": 7680, "block RAM": 32},
-    "iCE40HX8K": {"logic cells": 7680, "block RAM": 32},
-    "iCE40UP5K": {"logic cells": 5280, "block RAM": 30, "DSP": 8, "SPRAM": 4},
-    "LFE5U-12F": {"LUT4": 12288, "flip-flops": 12288, "block RAM": 32, "DSP": 28},
-    "LFE5U-25F": {"LUT4": 24288, "flip-flops": 24288, "block RAM": 56, "DSP": 28},
-    "LFE5U-45F": {"LUT4": 43848, "flip-flops": 43848, "block RAM": 108, "DSP": 72},
-    "LFE5U-85F": {"LUT4": 83640, "flip-flops": 83640, "block RAM": 208, "DSP": 156},
-}
-for _size in ("25F", "45F", "85F"):
-    DEVICE_CAPACITY[f"LFE5UM-{_size}"] = DEVICE_CAPACITY[f"LFE5U-{_size}"]
-    DEVICE_CAPACITY[f"LFE5UM5G-{_size}"] = DEVICE_CAPACITY[f"LFE5U-{_size}"]
 
 _SKIPPED_MODULES = {"test", "resources", "extensions"}
 

@@ -210,26 +210,26 @@ def energy_views(model_path: Path, on_array, settings: DemoSettings, out: Path, 
 
 
 def synthesis_estimate(args: dict, settings: DemoSettings, say):
-    """Yosys's estimate of the accelerator ``args`` behind the host link on the board, and
-    whether it fits."""
+    """The accelerator ``args`` behind the host link, synthesized and packed for the board
+    (Yosys and nextpnr, no placement): what it needs, what the device has, whether it fits."""
     from boards.accelerator import AcceleratorTarget
     from boards.build import DoesNotFit, check_fit, estimate
-    from boards.platforms import DEVICE_CAPACITY, find_board
+    from boards.platforms import find_board
     from boards.top import BoardTop
 
     board = find_board(settings.board)
     device = board.describe()["device"]
-    say(f"synthesis estimate for the {board.name} ({device}): Yosys on the {args['scheme']} "
-        "accelerator behind the host link")
-    needed = estimate(board, BoardTop(lambda: AcceleratorTarget(args)))
-    capacity = DEVICE_CAPACITY.get(device, {})
+    say(f"synthesis estimate for the {board.name} ({device}): Yosys and nextpnr's packer on "
+        f"the {args['scheme']} accelerator behind the host link")
+    packed = estimate(board, BoardTop(lambda: AcceleratorTarget(args)))
     try:
-        check_fit(needed, device, board.name)
+        check_fit(packed, device, board.name)
         verdict = "fits"
     except DoesNotFit as exc:
         verdict = f"does not fit ({exc.needed:,} > {exc.available:,} {exc.resource})"
-    return {"board": board.name, "device": device, "accelerator": args, "needed": needed,
-            "capacity": capacity, "verdict": verdict}
+    return {"board": board.name, "device": device, "accelerator": args,
+            "needed": {u.resource: u.used for u in packed},
+            "capacity": {u.resource: u.available for u in packed}, "verdict": verdict}
 
 
 def build_bitstream(args: dict, settings: DemoSettings, out: Path, say):

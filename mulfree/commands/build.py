@@ -168,11 +168,13 @@ def run(args) -> int:
     if sum(chosen) != 1:
         raise UsageError("give exactly one of --scheme SCHEME, --model MODEL.npz, --link-test")
 
-    from boards.build import DoesNotFit, build, largest_array_that_fits
-    from boards.platforms import DEVICE_CAPACITY, find_board
+    from boards.build import (BuildError, DoesNotFit, build, check_output,
+                              largest_array_that_fits)
+    from boards.platforms import find_board
     from boards.protocol import clocks_per_bit
     from boards.top import BoardTop, LinkLoopback
 
+    check_output(args.output, args.force)
     board = find_board(args.board)
     described = board.describe()
     if described["clock_hz"] is None:
@@ -219,17 +221,19 @@ def run(args) -> int:
     except DoesNotFit as overflow:
         if make_top is None:
             raise
-        r, c, needed = largest_array_that_fits(board, make_top, args.rows, args.cols,
+        r, c, packed = largest_array_that_fits(board, make_top, args.rows, args.cols,
                                                overflow, progress=_say)
         if r == 0:
-            worst = next(k for k, v in needed.items()
-                         if v > DEVICE_CAPACITY[overflow.device].get(k, v))
-            raise UsageError(f"{overflow}; no array fits: even 1x1 needs {needed[worst]:,} "
-                             f"{worst}") from None
-        used = needed[overflow.resource]
-        raise UsageError(f"{overflow}; the largest that fits is {r}x{c} ({used:,} "
-                         f"{overflow.resource}, {used / overflow.available:.0%}, with room "
-                         "for place-and-route)") from None
+            worst = max(packed, key=lambda u: u.share)
+            raise UsageError(f"{overflow}; no array fits: even 1x1 needs {worst.used:,} "
+                             f"{worst.resource} ({worst.share:.0%})") from None
+        used = next(u for u in packed if u.resource == overflow.resource)
+        raise UsageError(f"{overflow}; the largest that fits is {r}x{c} ({used.used:,} "
+                         f"{used.resource}, {used.share:.0%}, with room for place-and-route)"
+                         ) from None
+    except BuildError as exc:
+        print(f"mulfree build: error: {exc}", file=sys.stderr)
+        return 1
     for line in report.lines():
         print(line)
     if report.built and report.meets_timing is False:

