@@ -40,8 +40,8 @@ d_tok, d_addr, d_pp : In
 d_bottom : Out
     One column sum per column, valid when ``d_bottom_tok`` is high.
 ev_mac, ev_skip, ev_rf_reads, ev_rf_writes, ev_hops : Out
-    Per-cycle event counts summed over the PEs (``ev_hops``: psum words passed from a PE to
-    the PE below in drained columns).
+    Per-cycle event counts summed over the PEs, one cycle after the events (``ev_hops``:
+    psum words passed from a PE to the PE below in drained columns).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.pe import PE, _bits, check_spad_size
+from hw.pe import PE, ROW_BITS, _bits, check_spad_size
 from hw.units import product_unit, quiet_if_invalid
 
 __all__ = ["RowStationaryArray"]
@@ -98,10 +98,10 @@ class RowStationaryArray(wiring.Component):
             "c_start": In(1), "c_start_pp": In(1), "c_start_bp": In(1),
             "w_we": In(rows), "w_addr": In(_bits(2 * self._fs)),
             "w_data": In(data.ArrayLayout(self._w_bits, rows)), "w_col_en": In(cols),
-            "i_we": In(1), "i_row_hit": In(rows), "i_d": In(data.ArrayLayout(signed(18), rows)),
+            "i_we": In(1), "i_row_hit": In(rows), "i_d": In(data.ArrayLayout(signed(ROW_BITS), rows)),
             "i_col_ok": In(cols), "i_addr": In(_bits(2 * self._is)), "i_data": In(self._a_bits),
             "i_bank": In(1), "i_clear": In(1),
-            "i_eu": In(data.ArrayLayout(signed(18), cols)),
+            "i_eu": In(data.ArrayLayout(signed(ROW_BITS), cols)),
             "d_tok": In(1), "d_addr": In(_bits(2 * self._ps)), "d_pp": In(1),
             "d_top": In(data.ArrayLayout(acc, cols)), "d_col_ok": In(cols),
             "d_bottom": Out(data.ArrayLayout(acc, cols)), "d_bottom_tok": Out(1),
@@ -163,16 +163,29 @@ class RowStationaryArray(wiring.Component):
         for j in range(X):
             m.d.comb += self.d_bottom[j].eq(pes[Y - 1][j].d_out)
 
+        # Event counts: balanced adder trees, registered (the counts lag the events by one
+        # cycle, so no path runs through every PE).
         flat = [pe for row in pes for pe in row]
-        m.d.comb += [
-            self.ev_mac.eq(sum(pe.ev_mac for pe in flat)),
-            self.ev_skip.eq(sum(pe.ev_skip for pe in flat)),
-            self.ev_rf_reads.eq(sum(pe.ev_rf_reads for pe in flat)),
-            self.ev_rf_writes.eq(sum(pe.ev_rf_writes for pe in flat)),
+        m.d.sync += [
+            self.ev_mac.eq(_tree_sum([pe.ev_mac for pe in flat])),
+            self.ev_skip.eq(_tree_sum([pe.ev_skip for pe in flat])),
+            self.ev_rf_reads.eq(_tree_sum([pe.ev_rf_reads for pe in flat])),
+            self.ev_rf_writes.eq(_tree_sum([pe.ev_rf_writes for pe in flat])),
         ]
         # A hop from row i-1 to row i happens when row i holds a valid token.
         hops_per_col = Signal(range(Y + 1))
-        m.d.comb += hops_per_col.eq(sum(tok[i] for i in range(1, Y)) if Y > 1 else 0)
-        m.d.comb += self.ev_hops.eq(sum(Mux(self.d_col_ok[j], hops_per_col, 0)
-                                        for j in range(X)))
+        m.d.comb += hops_per_col.eq(_tree_sum([tok[i] for i in range(1, Y)]))
+        m.d.sync += self.ev_hops.eq(_tree_sum([Mux(self.d_col_ok[j], hops_per_col, 0)
+                                               for j in range(X)]))
         return m
+
+
+def _tree_sum(values):
+    """Sum of ``values`` as a balanced tree of adders (0 for none)."""
+    values = list(values)
+    if not values:
+        return 0
+    while len(values) > 1:
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]

@@ -51,7 +51,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.array import RowStationaryArray
 from hw.buffer import GlobalBuffer
-from hw.pe import _bits
+from hw.pe import ROW_BITS, _bits
 
 __all__ = ["CONFIG_FIELDS", "CONFIG_FIELD_BITS", "config_layout", "Controller"]
 
@@ -499,7 +499,7 @@ class Controller(wiring.Component):
         b_we = Signal()
         b_addr = Signal.like(arr.i_addr)
         b_hit = Signal(Y)
-        b_d = [Signal(signed(18), name=f"b_d{i}") for i in range(Y)]
+        b_d = [Signal(signed(ROW_BITS), name=f"b_d{i}") for i in range(Y)]
         b_cols = Signal(X)
         t = _wide("il_t")
         m.d.comb += t.eq(i_h + cfg.P)

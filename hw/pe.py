@@ -41,10 +41,14 @@ from amaranth.lib.wiring import In, Out
 
 from hw.units import product_unit, quiet_if_invalid
 
-__all__ = ["PE", "MAX_STRIDE", "check_spad_size"]
+__all__ = ["PE", "MAX_STRIDE", "ROW_BITS", "check_spad_size"]
 
 #: Largest convolution stride the input-row matching supports.
 MAX_STRIDE = 4
+
+#: Width of the input-row tags compared in every PE (``h + padding - r`` against
+#: ``e * stride``): layers need ``H + padding < 2**(ROW_BITS - 1)``.
+ROW_BITS = 12
 
 
 def check_spad_size(name: str, size) -> int:
@@ -124,9 +128,9 @@ class PE(wiring.Component):
             "c_valid": In(1), "c_first": In(1), "c_last": In(1), "c_pp": In(1),
             "c_start": In(1), "c_start_pp": In(1), "c_start_bp": In(1),
             "w_we": In(1), "w_addr": In(_bits(2 * self._fs)), "w_data": In(wb),
-            "i_we": In(1), "i_d": In(signed(18)), "i_addr": In(_bits(2 * self._is)),
+            "i_we": In(1), "i_d": In(signed(ROW_BITS)), "i_addr": In(_bits(2 * self._is)),
             "i_data": In(ab), "i_bank": In(1), "i_clear": In(1),
-            "i_eu": In(signed(18)),
+            "i_eu": In(signed(ROW_BITS)),
             "d_tok": In(1), "d_addr": In(_bits(2 * self._ps)), "d_pp": In(1),
             "d_in": In(signed(self._acc_bits)),
             "d_out": Out(signed(self._acc_bits)),

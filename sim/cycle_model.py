@@ -32,6 +32,7 @@ COUNTERS = ("cycles", "macs", "skipped", "rf_reads", "rf_writes", "array_transfe
 
 _FIELD_LIMIT = 1 << 24  # hw.controller.CONFIG_FIELD_BITS
 _MAX_STRIDE = 4         # hw.pe.MAX_STRIDE
+_ROW_LIMIT = 1 << 11    # 2 ** (hw.pe.ROW_BITS - 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +108,9 @@ def check_mappable(shape: LayerShape, params: ArrayParams) -> None:
         raise ValueError(f"stride {s.stride} is not supported; allowed: 1 to {_MAX_STRIDE}")
     if s.padding < 0:
         raise ValueError(f"padding must be >= 0, not {s.padding}")
+    if s.H + s.padding >= _ROW_LIMIT or (s.E - 1) * s.stride >= _ROW_LIMIT:
+        raise ValueError(f"input height {s.H} + padding {s.padding} is over the array's "
+                         f"row tags; allowed: below {_ROW_LIMIT}")
     if s.H + 2 * s.padding < s.R or s.W + 2 * s.padding < s.S:
         raise ValueError(f"the {s.R}x{s.S} filter exceeds the padded {s.H}x{s.W} input")
     if s.S > params.filter_spad:
