@@ -373,7 +373,7 @@ def predict(shape: LayerShape, params: ArrayParams, mp: Mapping | None = None, *
         glb_r += (words + G * rows_valid * gsubs * pqS
                   + (G * cols_valid * pf if kr > 0 else 0))
         glb_w += G * cols_valid * pf
-        in_glb, w_glb = in_glb + words, w_glb + G * rows_valid * pqS
+        in_glb, w_glb = in_glb + words, w_glb + G * rows_valid * gsubs * pqS
         in_rf, w_rf = in_rf + active * mp.q * nw, w_rf + G * rows_valid * cols_valid * pqS
     n_w, n_in, n_out = s.M * s.C * s.R * s.S, s.C * s.H * s.W, s.M * s.E * s.F
     # Words by data type of the counters that mix them (sim.energy prices each at its width).
