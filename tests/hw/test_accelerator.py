@@ -233,3 +233,18 @@ def test_every_kind_of_mapping(scheme):
         np.testing.assert_array_equal(run.outputs, golden(layer))
         model = predicted(layer, PARAMS, mp)
         assert run.counters == {k: model[k] for k in run.counters}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(6))
+def test_random_sweep_over_array_sizes_and_scratchpads(seed, request):
+    """Extra: many random layers on random array sizes and scratchpads (-m slow)."""
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("an extra sweep (about a minute); run with -m slow")
+    rng = np.random.default_rng(100 + seed)
+    for scheme in SCHEMES:
+        params = ArrayParams(int(rng.integers(1, 5)), int(rng.integers(1, 6)),
+                             int(2 ** rng.integers(2, 6)), int(2 ** rng.integers(3, 6)),
+                             int(2 ** rng.integers(2, 6)))
+        layers = [random_layer(rng, scheme, random_shape(rng)) for _ in range(6)]
+        check_runs(layers, params)
