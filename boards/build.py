@@ -267,9 +267,23 @@ def build(board, top, out_dir, *, force: bool = False, name: str = "top", progre
     return report
 
 
+#: nextpnr options that write the placed design (meaningless, and fatal on ECP5, when only
+#: packing).
+_PLACED_OUTPUTS = ("--asc", "--textcfg", "--write")
+
+
 def _pack_only(place_and_route: list[str], name: str) -> list[str]:
     """The plan's nextpnr command made to stop after packing, with its own report and log."""
-    argv = list(place_and_route) + ["--pack-only"]
+    argv = []
+    skip = False
+    for arg in place_and_route:
+        if skip:
+            skip = False
+        elif arg in _PLACED_OUTPUTS:
+            skip = True
+        else:
+            argv.append(arg)
+    argv.append("--pack-only")
     for option, value in (("--report", f"{name}.pack.json"), ("--log", f"{name}.pack.tim")):
         if option in argv:
             argv[argv.index(option) + 1] = value

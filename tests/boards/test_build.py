@@ -135,3 +135,18 @@ def test_a_vendor_board_gets_its_build_tree_and_the_tool_it_needs(tmp_path):
         build("arty-a7-35", MemoryHog(2), out)
     build("arty-a7-35", MemoryHog(1), out, force=True)
     assert json.loads((out / "report.json").read_text())["board"] == "arty-a7-35"
+
+
+def test_the_packing_command_is_the_plans_nextpnr_without_placed_outputs():
+    ecp5 = ["nextpnr-ecp5", "--quiet", "--report", "top.report.json", "--timing-allow-fail",
+            "--log", "top.tim", "--85k", "--package", "CABGA381", "--speed", "6", "--json",
+            "top.json", "--lpf", "top.lpf", "--textcfg", "top.config"]
+    assert flow._pack_only(ecp5, "top") == [
+        "nextpnr-ecp5", "--quiet", "--report", "top.pack.json", "--timing-allow-fail", "--log",
+        "top.pack.tim", "--85k", "--package", "CABGA381", "--speed", "6", "--json", "top.json",
+        "--lpf", "top.lpf", "--pack-only"]
+    ice40 = ["nextpnr-ice40", "--up5k", "--package", "sg48", "--json", "top.json", "--pcf",
+             "top.pcf", "--asc", "top.asc"]
+    assert flow._pack_only(ice40, "top") == [
+        "nextpnr-ice40", "--up5k", "--package", "sg48", "--json", "top.json", "--pcf",
+        "top.pcf", "--pack-only", "--report", "top.pack.json", "--log", "top.pack.tim"]
