@@ -19,8 +19,10 @@ and convolves it with input row ``e_j * stride + r_i - padding`` of the same cha
 The array has no control of its own: addresses, strobes and tokens come from
 ``hw.controller.Controller``; every PE runs the same schedule in lockstep.
 
-Latency: 2 cycles from slot addresses to the accumulators; a drain token reaches the bottom
-``rows`` cycles after entering row 0. Throughput: ``rows * cols`` MACs per cycle.
+Every input passes one register stage (a copy per PE row or column: no net fans out to the
+whole array). Latency: 1 + 2 cycles from slot addresses to the accumulators; a drain token
+reaches the bottom ``rows + 1`` cycles after it is offered. Throughput: ``rows * cols`` MACs
+per cycle.
 
 Model: ``model.ops.conv2d`` (through the mapping of ``sim.cycle_model``).
 
@@ -53,7 +55,10 @@ from amaranth.lib.wiring import In, Out
 from hw.pe import PE, ROW_BITS, _bits, check_spad_size
 from hw.units import product_unit, quiet_if_invalid
 
-__all__ = ["RowStationaryArray"]
+__all__ = ["RowStationaryArray", "INPUT_LATENCY"]
+
+#: Cycles from the array's inputs to its PEs (one register stage, per row and column).
+INPUT_LATENCY = 1
 
 
 class RowStationaryArray(wiring.Component):
@@ -130,11 +135,35 @@ class RowStationaryArray(wiring.Component):
                    ifmap_spad=self._is, psum_spad=self._ps, codebook=self._codebook)
                 for j in range(X)] for i in range(Y)]
 
+        # Input registers: every input enters the array through one register stage, with a
+        # copy per PE row of each broadcast signal (a copy per column of each per-column
+        # one), so no net fans out to the whole array. Everything is delayed alike (one
+        # cycle, ``INPUT_LATENCY``), so the schedule inside the array is unchanged.
+        def reg(value, name):
+            r = Signal.like(value, name=name)
+            m.d.sync += r.eq(value)
+            return r
+
+        shared = ("c_faddr", "c_iaddr", "c_paddr", "c_valid", "c_first", "c_last", "c_pp",
+                  "c_start", "c_start_pp", "c_start_bp", "w_addr", "i_we", "i_addr",
+                  "i_data", "i_bank", "i_clear")
+        row_in = [{n: reg(getattr(self, n), f"r{i}_{n}") for n in shared} for i in range(Y)]
+        for i in range(Y):
+            row_in[i].update(w_we=reg(self.w_we[i], f"r{i}_w_we"),
+                             w_data=reg(self.w_data[i], f"r{i}_w_data"),
+                             i_row_hit=reg(self.i_row_hit[i], f"r{i}_i_row_hit"),
+                             i_d=reg(self.i_d[i], f"r{i}_i_d"))
+        col_in = [dict(w_col_en=reg(self.w_col_en[j], f"c{j}_w_col_en"),
+                       i_col_ok=reg(self.i_col_ok[j], f"c{j}_i_col_ok"),
+                       i_eu=reg(self.i_eu[j], f"c{j}_i_eu"),
+                       d_top=reg(self.d_top[j], f"c{j}_d_top"),
+                       d_col_ok=reg(self.d_col_ok[j], f"c{j}_d_col_ok")) for j in range(X)]
+
         # Drain token pipeline, one stage per row (shared by the columns, which run in step).
         tok = [Signal(name=f"tok{i}") for i in range(Y + 1)]
         taddr = [Signal.like(self.d_addr, name=f"tok_addr{i}") for i in range(Y)]
         tpp = [Signal(name=f"tok_pp{i}") for i in range(Y)]
-        m.d.comb += [tok[0].eq(self.d_tok), taddr[0].eq(self.d_addr), tpp[0].eq(self.d_pp)]
+        m.d.sync += [tok[0].eq(self.d_tok), taddr[0].eq(self.d_addr), tpp[0].eq(self.d_pp)]
         for i in range(1, Y + 1):
             m.d.sync += tok[i].eq(tok[i - 1])
             if i < Y:
@@ -142,23 +171,25 @@ class RowStationaryArray(wiring.Component):
         m.d.comb += self.d_bottom_tok.eq(tok[Y])
 
         for i in range(Y):
+            r = row_in[i]
             for j in range(X):
                 pe = pes[i][j]
+                c = col_in[j]
                 m.submodules[f"pe_{i}_{j}"] = pe
                 m.d.comb += [
-                    pe.c_faddr.eq(self.c_faddr), pe.c_iaddr.eq(self.c_iaddr),
-                    pe.c_paddr.eq(self.c_paddr), pe.c_valid.eq(self.c_valid),
-                    pe.c_first.eq(self.c_first), pe.c_last.eq(self.c_last),
-                    pe.c_pp.eq(self.c_pp), pe.c_start.eq(self.c_start),
-                    pe.c_start_pp.eq(self.c_start_pp), pe.c_start_bp.eq(self.c_start_bp),
-                    pe.w_we.eq(self.w_we[i] & self.w_col_en[j]), pe.w_addr.eq(self.w_addr),
-                    pe.w_data.eq(self.w_data[i]),
-                    pe.i_we.eq(self.i_we & self.i_row_hit[i] & self.i_col_ok[j]),
-                    pe.i_d.eq(self.i_d[i]), pe.i_addr.eq(self.i_addr),
-                    pe.i_data.eq(self.i_data), pe.i_bank.eq(self.i_bank),
-                    pe.i_clear.eq(self.i_clear), pe.i_eu.eq(self.i_eu[j]),
+                    pe.c_faddr.eq(r["c_faddr"]), pe.c_iaddr.eq(r["c_iaddr"]),
+                    pe.c_paddr.eq(r["c_paddr"]), pe.c_valid.eq(r["c_valid"]),
+                    pe.c_first.eq(r["c_first"]), pe.c_last.eq(r["c_last"]),
+                    pe.c_pp.eq(r["c_pp"]), pe.c_start.eq(r["c_start"]),
+                    pe.c_start_pp.eq(r["c_start_pp"]), pe.c_start_bp.eq(r["c_start_bp"]),
+                    pe.w_we.eq(r["w_we"] & c["w_col_en"]), pe.w_addr.eq(r["w_addr"]),
+                    pe.w_data.eq(r["w_data"]),
+                    pe.i_we.eq(r["i_we"] & r["i_row_hit"] & c["i_col_ok"]),
+                    pe.i_d.eq(r["i_d"]), pe.i_addr.eq(r["i_addr"]),
+                    pe.i_data.eq(r["i_data"]), pe.i_bank.eq(r["i_bank"]),
+                    pe.i_clear.eq(r["i_clear"]), pe.i_eu.eq(c["i_eu"]),
                     pe.d_tok.eq(tok[i]), pe.d_addr.eq(taddr[i]), pe.d_pp.eq(tpp[i]),
-                    pe.d_in.eq(self.d_top[j] if i == 0 else pes[i - 1][j].d_out),
+                    pe.d_in.eq(c["d_top"] if i == 0 else pes[i - 1][j].d_out),
                 ]
         for j in range(X):
             m.d.comb += self.d_bottom[j].eq(pes[Y - 1][j].d_out)
@@ -175,7 +206,7 @@ class RowStationaryArray(wiring.Component):
         # A hop from row i-1 to row i happens when row i holds a valid token.
         hops_per_col = Signal(range(Y + 1))
         m.d.comb += hops_per_col.eq(_tree_sum([tok[i] for i in range(1, Y)]))
-        m.d.sync += self.ev_hops.eq(_tree_sum([Mux(self.d_col_ok[j], hops_per_col, 0)
+        m.d.sync += self.ev_hops.eq(_tree_sum([Mux(col_in[j]["d_col_ok"], hops_per_col, 0)
                                                for j in range(X)]))
         return m
 

@@ -30,7 +30,7 @@ One *pass* is one (``kr``, ``kv``, ``kf``, ``g``), in that loop order (``g`` inn
   column fold and the columns of the segment (clipped to the image), one cycle of latency;
 - the *drain* walks the previous pass's ``p * F_v`` psums down every column, adds the psum
   buffer's old value (after the first row fold) and writes the sums back: ``p * F_v`` tokens
-  plus ``rows + 1`` cycles.
+  plus ``rows + 2`` cycles (the array's input register included).
 
 The next pass starts in the cycle after the last of: this pass's last slot, the next
 pass's weights written, the previous pass's drain written, and (when the next pass begins a
@@ -49,7 +49,7 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.array import RowStationaryArray
+from hw.array import INPUT_LATENCY, RowStationaryArray
 from hw.buffer import GlobalBuffer
 from hw.pe import ROW_BITS, _bits
 
@@ -606,7 +606,7 @@ class Controller(wiring.Component):
             m.d.comb += dcount.eq(Mux(dc_kf_last, cfg.Flastp, cfg.Fsegp))
             with m.If(dc_valid):
                 m.d.sync += [dr_issue.eq(1), dr_k.eq(0), dr_count.eq(dcount),
-                             dr_left.eq(dcount + Y + 1), dr_wptr.eq(dc_pbase),
+                             dr_left.eq(dcount + Y + 1 + INPUT_LATENCY), dr_wptr.eq(dc_pbase),
                              dr_cols.eq(Mux(dc_ke_last, cfg.cols_last, X))]
             # load the weights of the pass after
             nx_kr_last = nx["kr"] + 1 == cfg.n_r

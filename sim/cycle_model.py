@@ -324,8 +324,8 @@ def predict(shape: LayerShape, params: ArrayParams, mp: Mapping | None = None, *
     def lc(b):
         return mp.p * mp.q * seg_taps[b]
 
-    def ld(b):
-        return mp.p * geo[b][2] + Y + 1
+    def ld(b):  # tokens, the column, the read latency and the array's input register
+        return mp.p * geo[b][2] + Y + 2
 
     def lw(b):  # the weights of one pass: every filter group of the block's columns
         return geo[b][6] * pqS + 1

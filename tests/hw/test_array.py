@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.array import RowStationaryArray
+from hw.array import INPUT_LATENCY, RowStationaryArray
 from model.ops import accumulator_width, conv2d
 from model.quant import activation_code_range, to_unsigned_bits, weight_code_range
 
@@ -76,12 +76,12 @@ def run_one_pass(scheme, weights, inputs, *, stride, rows, cols, drain_cols=None
                 await tick()
         ctx.set(arr.c_valid, 0)
         ctx.set(arr.c_last, 0)
-        await tick()
-        await tick()
+        for _ in range(INPUT_LATENCY + 2):   # the input register and the PE pipeline
+            await tick()
         # drain: one token per output column f, sums come out of the bottom rows later
         ctx.set(arr.d_col_ok, (1 << drain_cols) - 1)
         sums = []
-        for k in range(F + rows + 1):
+        for k in range(F + rows + INPUT_LATENCY + 1):
             ctx.set(arr.d_tok, k < F)
             ctx.set(arr.d_addr, k)
             if ctx.get(arr.d_bottom_tok):

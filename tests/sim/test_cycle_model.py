@@ -48,10 +48,11 @@ def test_macs_and_skips_equal_an_independent_count(shape):
 def test_hand_derived_timeline_of_the_smallest_layer():
     """1x1 layer on a 1x1 array: set-up cycle; weights (1 word + 1) and inputs (2 set-up
     cycles, 1 word, 1 tail) load in parallel, so the pass starts at cycle 1 + 4 = 5; it
-    computes 1 slot; its drain takes p*F + rows + 1 = 3 cycles: 5 + 1 + 3 = 9."""
+    computes 1 slot; its drain takes p*F + rows + 2 = 4 cycles (1 token, 1 row, the buffer's
+    read latency, the array's input register): 5 + 1 + 4 = 10."""
     shape = LayerShape(1, 1, 1, 1, 1, 1)
     pred = predict(shape, ArrayParams(1, 1, 4, 4, 4), Mapping(1, 1, 1))
-    assert pred["cycles"] == 9
+    assert pred["cycles"] == 10
 
 
 def test_each_extra_filter_group_costs_one_steady_pass():
@@ -61,7 +62,7 @@ def test_each_extra_filter_group_costs_one_steady_pass():
     base = LayerShape(M=8, C=2, R=3, S=3, H=6, W=8)
     more = LayerShape(M=16, C=2, R=3, S=3, H=6, W=8)
     mp = Mapping(q=1, p=1, Fseg=base.F)
-    step = max(base.F * 1 * 1 * 3, 1 * 1 * 3 + 1, 1 * base.F + params.rows + 1)
+    step = max(base.F * 1 * 1 * 3, 1 * 1 * 3 + 1, 1 * base.F + params.rows + 2)
     blocks = 2 * 1 * 1          # row folds (C*R = 6 over 3 rows) x column folds x segments
     assert (predict(more, params, mp)["cycles"] - predict(base, params, mp)["cycles"]
             == blocks * 8 * step)
