@@ -126,3 +126,10 @@ def test_model_flag_sizes_the_accelerator_for_the_layers_with_most_macs(tmp_path
     status, _, err = run(capsys, "--board", "icebreaker", "-o", str(tmp_path / "x"),
                          "--model", str(tmp_path / "float.npz"))
     assert_one_line_error(status, err, "is a float checkpoint")
+
+
+def test_a_board_without_a_serial_port_is_refused_in_one_line(capsys, tmp_path):
+    status, _, err = run(capsys, "--board", "orangecrab-r0-2-85f", "--link-test", "-o",
+                         str(tmp_path / "oc"))
+    assert_one_line_error(status, err, "OrangeCrabR0_2_85FPlatform has no 'uart' resource")
+    assert list(tmp_path.iterdir()) == []
