@@ -9,8 +9,8 @@ ECP5-85F (LFE5U-85F), and the largest ternary array that fits each device.
   every path of the array starts and ends at a flip-flop (the harness's flip-flops are
   extra; the area column is the array alone). nextpnr's "Max frequency" is reported.
 - Largest array: area grows linearly with the PE count (measured at two sizes); the largest
-  rows x cols (rows = cols or cols + 1... the squarest shape) predicted to fit is then
-  synthesised to confirm it fits.
+  near-square rows x cols (|rows - cols| <= 2) predicted to fit is synthesised to confirm it
+  (and shrunk until it does). Its area is reported; it is not placed and routed.
 
 PE scratchpads are read combinationally, so on the iCE40 (no LUT RAM) they are flip-flops:
 the iCE40 ones are tiny (4, 4 and 2 entries per bank,
