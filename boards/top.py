@@ -126,16 +126,15 @@ class BoardTop(Elaboratable):
         self._max_payload = max_payload
 
     def elaborate(self, platform):
-        m = Module()
-        clk_freq = platform.default_clk_frequency
-        m.submodules.core = core = BoardCore(self._target_factory(), clk_freq=clk_freq,
-                                             baud=self._baud, max_payload=self._max_payload)
-
         try:
             uart = platform.request("uart", 0, dir="-")
         except ResourceError:
             raise ValueError(f"{type(platform).__name__} has no 'uart' resource in "
                              "amaranth-boards; the host link needs a serial port") from None
+        m = Module()
+        clk_freq = platform.default_clk_frequency
+        m.submodules.core = core = BoardCore(self._target_factory(), clk_freq=clk_freq,
+                                             baud=self._baud, max_payload=self._max_payload)
         m.submodules.rx_buffer = rx_buffer = io.Buffer("i", uart.rx)
         m.submodules.tx_buffer = tx_buffer = io.Buffer("o", uart.tx)
         m.d.comb += [core.rx.eq(rx_buffer.i), tx_buffer.o.eq(core.tx)]
