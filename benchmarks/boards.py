@@ -67,7 +67,7 @@ def row(board: str, label: str, report: dict) -> str:
     verdict = "meets" if fmax >= clock else "FAILS"
     return (f"| {board} | {label} | {_cell(report, 'logic cells', 'LUT4')} | "
             f"{_cell(report, 'flip-flops')} | {_cell(report, 'block RAM')} | "
-            f"{_cell(report, 'DSP')} | {fmax:.1f} MHz vs {clock:g} MHz ({verdict}) | "
+            f"{_cell(report, 'DSP')} | {fmax:.2f} MHz vs {clock:g} MHz ({verdict}) | "
             f"{report['wall_seconds']:.0f} s |")
 
 
