@@ -73,12 +73,12 @@ def test_fixed_weight_units_exhaustive(scheme, a_bits):
     check_against_model(scheme, a_bits, None, *all_pairs(scheme, a_bits))
 
 
-@pytest.mark.parametrize("a_bits, w_bits", itertools.product(range(2, 9), range(2, 9)))
+@pytest.mark.parametrize("a_bits, w_bits", list(itertools.product(range(2, 9), range(2, 9))))
 def test_multiply_unit_exhaustive(a_bits, w_bits):
     check_against_model("int", a_bits, w_bits, *all_pairs("int", a_bits, w_bits))
 
 
-@pytest.mark.parametrize("a_bits, w_bits", itertools.product(range(1, 9), range(1, 9)))
+@pytest.mark.parametrize("a_bits, w_bits", list(itertools.product(range(1, 9), range(1, 9))))
 def test_lut_unit_exhaustive(a_bits, w_bits):
     check_against_model("dorefa", a_bits, w_bits, *all_pairs("dorefa", a_bits, w_bits))
 
