@@ -1,12 +1,15 @@
 """The accelerator behind the host link: the board-side adapter and the host-side backend.
 
 On the board, ``AcceleratorTarget`` puts ``hw.accelerator.Accelerator`` behind the link's byte
-streams: ``WRITE_CONFIG`` carries the configuration word, ``WRITE_WEIGHTS``/``WRITE_INPUTS``
-the weight and activation words, ``READ_OUTPUTS`` the output sums and ``READ_COUNTERS`` a
-snapshot of the nine 48-bit counters (``hw.accelerator.COUNTER_NAMES``), every word as
-little-endian bytes (``boards.protocol.pack_words``). ``IDENTIFY`` ends with the
-accelerator's parameters (``encode_accelerator_info``), so the host can check that a layer
-runs on the board before sending it.
+streams: ``WRITE_CONFIG`` carries the configuration fields (one ``config_stream`` beat of
+``hw.accelerator.config_beat_bits`` per field, ``hw.controller.CONFIG_FIELDS`` order),
+``WRITE_WEIGHTS``/``WRITE_INPUTS`` the weight and activation words, ``READ_OUTPUTS`` the output
+sums and ``READ_COUNTERS`` the nine ``counter_bits``-bit counters
+(``hw.accelerator.COUNTER_NAMES``; read through a byte multiplexer while the accelerator is
+idle, so no copy is kept), every word as little-endian bytes (``boards.protocol.pack_words``).
+``IDENTIFY`` ends with the accelerator's parameters (``encode_accelerator_info``), so the host
+can check that a layer runs on the board before sending it (``check_runs_on``, then
+``sim.run_layer.check_job`` for its configuration fields and counters).
 
 On the host, ``BoardBackend`` has the interface of ``sim.run_layer``'s backends
 (``run(accelerator_args, jobs, progress) -> [(output words, counters)]``) and drives a board
@@ -21,7 +24,7 @@ import struct
 from amaranth import Module, Value
 from amaranth.lib import wiring
 
-from boards.adapters import BytesToWords, SnapshotToBytes, WordsToBytes
+from boards.adapters import BytesToWords, WordMuxToBytes, WordsToBytes
 from boards.host import BoardClient, BoardError, SerialTransport
 from boards.link import DEFAULT_BAUD
 from boards.protocol import pack_words, unpack_words, word_bytes
@@ -32,10 +35,10 @@ __all__ = ["AcceleratorTarget", "BoardBackend", "encode_accelerator_info",
            "decode_accelerator_info", "check_runs_on", "register_board_backend",
            "run_layers_on_board"]
 
-_INFO_MAGIC = b"RSA1"
-_INFO_FORMAT = "<4sBBBBBBHHHIII"
+_INFO_MAGIC = b"RSA2"
+_INFO_FORMAT = "<4sBBBBBBHHHIIIB"
 _INFO_FIELDS = ("scheme", "rows", "cols", "a_bits", "w_bits", "acc_bits", "filter_spad",
-                "ifmap_spad", "psum_spad", "in_depth", "wb_depth", "pb_depth")
+                "ifmap_spad", "psum_spad", "in_depth", "wb_depth", "pb_depth", "counter_bits")
 #: Fields a layer's accelerator must match exactly, and fields the board's may exceed.
 _SAME = ("scheme", "rows", "cols", "a_bits", "w_bits", "filter_spad", "ifmap_spad",
          "psum_spad", "codebook")
@@ -46,8 +49,10 @@ _SIGNED_ACTIVATIONS = ("binary", "ternary", "pow2", "int")
 
 
 def _normalise(args: dict) -> dict:
+    from hw.accelerator import COUNTER_BITS
     args = dict(args)
     args["w_bits"] = weight_bits(args["scheme"], args.get("w_bits"))
+    args.setdefault("counter_bits", COUNTER_BITS)
     out = {name: args[name] for name in _INFO_FIELDS}
     out["codebook"] = None if args.get("codebook") is None else tuple(
         int(v) for v in args["codebook"])
@@ -115,13 +120,11 @@ class AcceleratorTarget(wiring.Component):
     """
 
     def __init__(self, args: dict):
-        from hw.accelerator import COUNTER_BITS, COUNTER_NAMES
         from sim.run_layer import build_accelerator
 
         self._args = _normalise(args)
         self.accelerator = build_accelerator(args)
         self.target_info = encode_accelerator_info(args)
-        self._counter_bits = COUNTER_BITS * len(COUNTER_NAMES)
         super().__init__(TARGET_SIGNATURE)
 
     @property
@@ -129,16 +132,17 @@ class AcceleratorTarget(wiring.Component):
         return dict(self._args)
 
     def elaborate(self, platform):
-        from hw.controller import config_layout
+        from hw.accelerator import COUNTER_NAMES, config_beat_bits
 
         m = Module()
         acc = m.submodules.accelerator = self.accelerator
         a = self._args
-        m.submodules.config = config = BytesToWords(config_layout().size)
+        m.submodules.config = config = BytesToWords(config_beat_bits(acc.field_bits))
         m.submodules.weights = weights = BytesToWords(a["w_bits"])
         m.submodules.inputs = inputs = BytesToWords(a["a_bits"])
         m.submodules.outputs = outputs = WordsToBytes(a["acc_bits"])
-        m.submodules.counters = counters = SnapshotToBytes(self._counter_bits)
+        m.submodules.counters = counters = WordMuxToBytes(len(COUNTER_NAMES),
+                                                          acc.counter_bits)
 
         wiring.connect(m, wiring.flipped(self.config_stream), config.i_stream)
         wiring.connect(m, wiring.flipped(self.weights_stream), weights.i_stream)
@@ -153,7 +157,7 @@ class AcceleratorTarget(wiring.Component):
         m.d.comb += [outputs.i_stream.payload.eq(acc.output_stream.payload.as_unsigned()),
                      outputs.i_stream.valid.eq(acc.output_stream.valid),
                      acc.output_stream.ready.eq(outputs.i_stream.ready),
-                     counters.value.eq(Value.cast(acc.counters))]
+                     counters.values.eq(Value.cast(acc.counters))]
         return m
 
 
@@ -182,20 +186,24 @@ class BoardBackend:
         return decode_accelerator_info(self.client.identify().target_info)
 
     def run(self, args: dict, jobs, progress: bool = False):
-        from hw.accelerator import COUNTER_BITS, COUNTER_NAMES
-        from hw.controller import config_layout
+        from hw.accelerator import COUNTER_NAMES, config_beat_bits
+        from hw.controller import config_field_bits
+        from sim.run_layer import check_job
 
         board = self.accelerator()
         check_runs_on(args, board)
+        for index, job in enumerate(jobs):
+            check_job(board, job, f"layer {index}" if len(jobs) > 1 else "the layer")
         widen = args["a_bits"] != board["a_bits"]   # signed codes, sign-extended
-        config_bits = config_layout().size
+        beat_bits = config_beat_bits(config_field_bits(**board))
+        counter_bits = board["counter_bits"]
         bar = None
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=len(jobs), unit="layer", desc="on the board", leave=False)
         results = []
         for job in jobs:
-            self.client.write_config(pack_words([job.config], config_bits))
+            self.client.write_config(pack_words(job.config, beat_bits))
             self.client.write_weights(pack_words(job.weights, board["w_bits"]))
             inputs = job.inputs
             if widen:
@@ -204,8 +212,8 @@ class BoardBackend:
             self.client.write_inputs(pack_words(inputs, board["a_bits"]))
             raw = self.client.read_outputs(job.n_outputs * word_bytes(board["acc_bits"]))
             words = unpack_words(raw, board["acc_bits"], signed=True)
-            raw = self.client.read_counters(len(COUNTER_NAMES) * word_bytes(COUNTER_BITS))
-            counters = dict(zip(COUNTER_NAMES, unpack_words(raw, COUNTER_BITS)))
+            raw = self.client.read_counters(len(COUNTER_NAMES) * word_bytes(counter_bits))
+            counters = dict(zip(COUNTER_NAMES, unpack_words(raw, counter_bits)))
             results.append((words, counters))
             if bar is not None:
                 bar.update(1)

@@ -4,13 +4,13 @@ A word of ``width`` bits travels as ``word_bytes(width)`` bytes, least significa
 (``boards.protocol.pack_words`` / ``unpack_words``).
 """
 
-from amaranth import Cat, Module, Signal
-from amaranth.lib import stream, wiring
+from amaranth import Array, Cat, Module, Signal
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from boards.protocol import word_bytes
 
-__all__ = ["BytesToWords", "WordsToBytes", "SnapshotToBytes"]
+__all__ = ["BytesToWords", "WordsToBytes", "WordMuxToBytes"]
 
 
 class BytesToWords(wiring.Component):
@@ -90,35 +90,43 @@ class WordsToBytes(wiring.Component):
         return m
 
 
-class SnapshotToBytes(wiring.Component):
-    """Send a snapshot of a value as little-endian bytes, taken when the first byte is asked.
+class WordMuxToBytes(wiring.Component):
+    """Send ``count`` words as little-endian bytes, word 0 first, through a byte multiplexer
+    (no copy of the words is kept).
 
-    While idle, ``o_stream.ready`` high takes a copy of ``value``; its bytes follow, one per
-    cycle. A reader that takes all ``word_bytes(width)`` bytes leaves it idle again, so the
-    next read sees the value as it is then.
-    Latency: 1 cycle from the request to the first byte. Throughput: one byte per cycle.
-    Model: ``boards.protocol.unpack_words`` of the value at the request.
+    The words must hold still while they are read (the accelerator's counters do while it is
+    idle). A reader that takes all ``count * word_bytes(width)`` bytes is back at word 0,
+    byte 0.
+    Latency: combinational (``o_stream`` is always valid). Throughput: one byte per cycle.
+    Model: ``boards.protocol.unpack_words(bytes, width)`` gives back the words.
 
     Members
     -------
-    value : ``In(width)``
+    values : ``In(data.ArrayLayout(width, count))``
     o_stream : ``Out(stream.Signature(8))``
     """
 
-    def __init__(self, width: int):
+    def __init__(self, count: int, width: int):
+        self._count = count
         self._width = width
         self._bytes = word_bytes(width)
-        super().__init__({"value": In(width), "o_stream": Out(stream.Signature(8))})
+        super().__init__({"values": In(data.ArrayLayout(width, count)),
+                          "o_stream": Out(stream.Signature(8))})
 
     def elaborate(self, platform):
         m = Module()
         n = self._bytes
-        shifter = Signal(8 * n)
-        left = Signal(range(n + 1))
-        m.d.comb += [self.o_stream.payload.eq(shifter[:8]), self.o_stream.valid.eq(left != 0)]
-        with m.If(left == 0):
-            with m.If(self.o_stream.ready):
-                m.d.sync += [shifter.eq(self.value), left.eq(n)]
-        with m.Elif(self.o_stream.ready):
-            m.d.sync += [shifter.eq(shifter >> 8), left.eq(left - 1)]
+        total = self._count * n
+        pieces = []
+        for k in range(self._count):
+            word = Signal(8 * n, name=f"word{k}")
+            m.d.comb += word.eq(self.values[k])
+            pieces += [word[8 * b:8 * b + 8] for b in range(n)]
+        position = Signal(range(total))
+        m.d.comb += [self.o_stream.payload.eq(Array(pieces)[position]),
+                     self.o_stream.valid.eq(1)]
+        with m.If(self.o_stream.ready):
+            m.d.sync += position.eq(position + 1)
+            with m.If(position == total - 1):
+                m.d.sync += position.eq(0)
         return m

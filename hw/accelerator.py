@@ -2,8 +2,10 @@
 
 One layer at a time:
 
-1. ``config_stream``: one beat, the layer's configuration (``hw.controller.config_layout``,
-   values from ``sim.cycle_model.config_values``). Resets the counters.
+1. ``config_stream``: the layer's configuration, one field per beat in the order of
+   ``hw.controller.CONFIG_FIELDS`` (values from ``sim.cycle_model.config_values``, each at
+   most its ``hw.controller.config_limits`` value; a beat is ``config_beat_bits`` wide, the
+   widest field, and a field takes its low bits). The first beat resets the counters.
 2. ``weight_stream``: ``M * C * R * S`` weight codes (hardware bit patterns) in the order of
    ``sim.cycle_model.weight_stream_order``; they go to the weight banks.
 3. ``input_stream``: ``C * H * W`` activation codes, channel-major ``[C, H, W]``.
@@ -20,8 +22,10 @@ is one word pair and adds ``lanes - 2 * popcount(a ^ w)``; padded positions are 
 multiplied (there is no zero in +/-1), which is exactly the border correction of
 ``model.ops.xnor_conv2d``.
 
-Counters (``counters``, 48-bit each, valid once ``output_stream`` has delivered the last
-word; they restart when a configuration is accepted):
+Counters (``counters``, ``counter_bits`` each (48 by default), valid once ``output_stream``
+has delivered the last word and steady while ``idle``; they restart with the first
+configuration beat). A counter wraps past ``2**counter_bits - 1``: the host refuses a layer
+whose ``sim.cycle_model.predict`` counts do not fit (``sim.run_layer.check_job``).
 
 ``cycles``
     clock cycles of the compute phase (step 4): from the cycle after the last input word is
@@ -53,7 +57,7 @@ word; they restart when a configuration is accepted):
     written by drains.
 ``offchip_words``
     words crossing the accelerator boundary on ``weight_stream``, ``input_stream`` and
-    ``output_stream`` (the configuration beat is not counted).
+    ``output_stream`` (the configuration beats are not counted).
 
 Latency and throughput: see ``hw.controller``; the streams take or give one word per cycle.
 
@@ -69,16 +73,21 @@ from amaranth.lib.wiring import In, Out
 
 from hw.array import RowStationaryArray
 from hw.buffer import GlobalBuffer
-from hw.controller import Controller, config_layout
+from hw.controller import CONFIG_FIELDS, Controller, config_layout
 from hw.units import quiet_if_invalid
 
-__all__ = ["Accelerator", "COUNTER_NAMES", "COUNTER_BITS"]
+__all__ = ["Accelerator", "COUNTER_NAMES", "COUNTER_BITS", "config_beat_bits"]
 
 #: The counters, in the order of ``counters`` (and of OUT.npz).
 COUNTER_NAMES = ("cycles", "macs", "skipped", "rf_reads", "rf_writes", "array_transfers",
                  "glb_reads", "glb_writes", "offchip_words")
-#: Width of each counter.
+#: Default width of each counter.
 COUNTER_BITS = 48
+
+
+def config_beat_bits(field_bits: dict[str, int]) -> int:
+    """Width of a ``config_stream`` beat: the widest configuration field."""
+    return max(field_bits.values())
 
 
 def _popcount(bits):
@@ -99,14 +108,17 @@ class Accelerator(wiring.Component):
         PE scratchpad entries per bank (powers of two).
     in_depth, wb_depth, pb_depth : int
         Global buffer: input words, words per weight bank, words per psum bank.
+    counter_bits : int
+        Width of each counter (at most 64).
 
     Members
     -------
-    config_stream : In(stream.Signature(config_layout()))
+    config_stream : In(stream.Signature(config_beat_bits))
+        One configuration field per beat (see the module docstring).
     weight_stream : In(stream.Signature(w_bits))
     input_stream : In(stream.Signature(a_bits))
     output_stream : Out(stream.Signature(signed(acc_bits)))
-    counters : Out(StructLayout of ``COUNTER_NAMES``, 48 bits each)
+    counters : Out(StructLayout of ``COUNTER_NAMES``, ``counter_bits`` each)
     idle : Out(1)
         High while waiting for a configuration.
     """
@@ -115,7 +127,13 @@ class Accelerator(wiring.Component):
     def __init__(self, rows: int, cols: int, scheme: str, *, a_bits: int,
                  w_bits: int | None = None, acc_bits: int, filter_spad: int = 16,
                  ifmap_spad: int = 16, psum_spad: int = 16, in_depth: int = 1024,
-                 wb_depth: int = 1024, pb_depth: int = 1024, codebook=None):
+                 wb_depth: int = 1024, pb_depth: int = 1024, codebook=None,
+                 counter_bits: int = COUNTER_BITS):
+        if isinstance(counter_bits, bool) or not isinstance(counter_bits, int) or \
+                not 8 <= counter_bits <= 64:
+            raise ValueError(f"counter_bits must be an integer in [8, 64], not "
+                             f"{counter_bits!r}")
+        self._counter_bits = counter_bits
         self._array = RowStationaryArray(rows, cols, scheme, a_bits=a_bits, w_bits=w_bits,
                                          acc_bits=acc_bits, filter_spad=filter_spad,
                                          ifmap_spad=ifmap_spad, psum_spad=psum_spad,
@@ -126,9 +144,10 @@ class Accelerator(wiring.Component):
                                     pb_depth=pb_depth)
         self._controller = Controller(self._array, self._buffer)
         self._counter_layout = data.StructLayout(
-            {name: unsigned(COUNTER_BITS) for name in COUNTER_NAMES})
+            {name: unsigned(counter_bits) for name in COUNTER_NAMES})
         super().__init__({
-            "config_stream": In(stream.Signature(config_layout())),
+            "config_stream": In(stream.Signature(
+                config_beat_bits(self._controller.field_bits))),
             "weight_stream": In(stream.Signature(arr.w_bits)),
             "input_stream": In(stream.Signature(arr.a_bits)),
             "output_stream": Out(stream.Signature(signed(acc_bits))),
@@ -144,6 +163,20 @@ class Accelerator(wiring.Component):
     def buffer(self) -> GlobalBuffer:
         return self._buffer
 
+    @property
+    def config_limits(self) -> dict[str, int]:
+        """``hw.controller.config_limits``: the largest value of each configuration field."""
+        return self._controller.limits
+
+    @property
+    def field_bits(self) -> dict[str, int]:
+        """``hw.controller.config_field_bits``: the width of each configuration field."""
+        return self._controller.field_bits
+
+    @property
+    def counter_bits(self) -> int:
+        return self._counter_bits
+
     def elaborate(self, platform):
         m = Module()
         arr, buf, ctl = self._array, self._buffer, self._controller
@@ -152,24 +185,32 @@ class Accelerator(wiring.Component):
         m.submodules.controller = ctl
         Y, X = arr.rows, arr.cols
 
-        cfg = Signal(config_layout())
+        cfg = Signal(config_layout(ctl.field_bits))
         m.d.comb += ctl.cfg.eq(cfg)
+        lim = ctl.limits
+        Din, Dw, Dp = buf.depths
 
+        def upto(n):
+            return Signal(range(n + 1))
+
+        # ---- config stream -> configuration register, one field per beat ---------------
+        cfg_k = Signal(range(len(CONFIG_FIELDS)))
+        cfg_first = Signal()
         # ---- weight stream -> weight banks -------------------------------------------
-        wk = Signal(24)
+        wk = upto(Dw)
         wbank = Signal(range(Y))
-        wslot = Signal(26)
-        wcount = Signal(26)
+        wslot = upto(Dw)
+        wcount = upto(Y * Dw)
         # ---- input stream -> input buffer --------------------------------------------
-        icount = Signal(26)
+        icount = upto(Din)
         # ---- output stream <- psum banks ---------------------------------------------
-        u_ke = Signal(24)
+        u_ke = upto(lim["n_v"])
         u_j = Signal(range(X))
-        u_a = Signal(26)
-        u_base = Signal(26)
+        u_a = upto(Dp)
+        u_base = upto(Dp)
         u_more = Signal()
         u_jd = Signal(range(X))
-        u_cols = Signal(8)
+        u_cols = upto(X)
         m.d.comb += u_cols.eq(Mux(u_ke + 1 == cfg.n_v, cfg.cols_last, X))
 
         out = self.output_stream
@@ -181,12 +222,20 @@ class Accelerator(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [self.idle.eq(1), self.config_stream.ready.eq(1)]
+                m.d.comb += [self.idle.eq(1), self.config_stream.ready.eq(1),
+                             cfg_first.eq(cfg_k == 0)]
                 with m.If(self.config_stream.valid):
-                    m.d.sync += [cfg.eq(self.config_stream.payload), wk.eq(0), wbank.eq(0),
-                                 wslot.eq(0), wcount.eq(0), icount.eq(0)]
-                    m.d.comb += ctl.init.eq(1)
-                    m.next = "INIT"
+                    with m.Switch(cfg_k):
+                        for k, name in enumerate(CONFIG_FIELDS):
+                            field = getattr(cfg, name)
+                            with m.Case(k):
+                                m.d.sync += field.eq(self.config_stream.payload[:len(field)])
+                    m.d.sync += cfg_k.eq(cfg_k + 1)
+                    with m.If(cfg_k == len(CONFIG_FIELDS) - 1):
+                        m.d.sync += [cfg_k.eq(0), wk.eq(0), wbank.eq(0), wslot.eq(0),
+                                     wcount.eq(0), icount.eq(0)]
+                        m.d.comb += ctl.init.eq(1)   # the walker reads cfg from the next cycle
+                        m.next = "INIT"
             with m.State("INIT"):
                 with m.If(~ctl.initialising):
                     m.next = "WEIGHTS"
@@ -251,7 +300,7 @@ class Accelerator(wiring.Component):
                               + (self.input_stream.valid & self.input_stream.ready)
                               + (out.valid & out.ready)),
         }
-        with m.If(self.config_stream.valid & self.config_stream.ready):
+        with m.If(self.config_stream.valid & self.config_stream.ready & cfg_first):
             for name in COUNTER_NAMES:
                 m.d.sync += getattr(cnt, name).eq(0)
         with m.Else():
@@ -264,16 +313,18 @@ class Accelerator(wiring.Component):
 def accelerator_design(*, rows: int, cols: int, scheme: str, a_bits: int,
                        w_bits: int | None = None, acc_bits: int, filter_spad: int = 16,
                        ifmap_spad: int = 16, psum_spad: int = 16, in_depth: int = 1024,
-                       wb_depth: int = 1024, pb_depth: int = 1024, module: str | None = None):
+                       wb_depth: int = 1024, pb_depth: int = 1024, module: str | None = None,
+                       counter_bits: int = COUNTER_BITS):
     """The accelerator as Verilog and manifest (``hw.generate.Design``; module
-    ``accelerator``). The manifest lists the ports (the configuration word's fields with
-    their offsets), the counters and the buffer sizes."""
+    ``accelerator``). The manifest lists the ports, the configuration fields (in beat order,
+    with their widths and limits), the counters and the buffer sizes."""
     from hw.generate import Design, _base_manifest, _ordered, check_module_name, to_verilog
     if module is not None:
         check_module_name(module)
     acc = Accelerator(rows, cols, scheme, a_bits=a_bits, w_bits=w_bits, acc_bits=acc_bits,
                       filter_spad=filter_spad, ifmap_spad=ifmap_spad, psum_spad=psum_spad,
-                      in_depth=in_depth, wb_depth=wb_depth, pb_depth=pb_depth)
+                      in_depth=in_depth, wb_depth=wb_depth, pb_depth=pb_depth,
+                      counter_bits=counter_bits)
     module = module or "accelerator"
     text = to_verilog(acc, name=module)
     manifest = _base_manifest("accelerator", acc, module, text)
@@ -285,6 +336,9 @@ def accelerator_design(*, rows: int, cols: int, scheme: str, a_bits: int,
         "model": "model.ops.conv2d; counters: sim.cycle_model.predict",
         "rows": rows, "cols": cols, "filter_spad": filter_spad, "ifmap_spad": ifmap_spad,
         "psum_spad": psum_spad, "in_depth": in_depth, "wb_depth": wb_depth,
-        "pb_depth": pb_depth, "counters": list(COUNTER_NAMES), "counter_bits": COUNTER_BITS,
+        "pb_depth": pb_depth, "counters": list(COUNTER_NAMES), "counter_bits": counter_bits,
+        "config_beat_bits": config_beat_bits(acc.field_bits),
+        "config_fields": {name: {"bits": acc.field_bits[name], "limit": acc.config_limits[name]}
+                          for name in CONFIG_FIELDS},
     })
     return Design(module, text, _ordered(manifest))

@@ -53,12 +53,14 @@ from hw.array import INPUT_LATENCY, RowStationaryArray
 from hw.buffer import GlobalBuffer
 from hw.pe import ROW_BITS, _bits
 
-__all__ = ["CONFIG_FIELDS", "CONFIG_FIELD_BITS", "config_layout", "Controller"]
+__all__ = ["CONFIG_FIELDS", "MAX_PADDING", "config_limits", "config_field_bits",
+           "config_layout", "Controller"]
 
-#: Width of every configuration field (values are checked against it by the host).
-CONFIG_FIELD_BITS = 24
+#: The largest padding a configuration holds (a stated limit: more padding only adds output
+#: rows and columns computed from padding alone).
+MAX_PADDING = 15
 
-#: The configuration fields, in payload order (low bits first), with their meaning.
+#: The configuration fields, in ``config_stream`` order, with their meaning.
 CONFIG_FIELDS = {
     "H": "input height", "W": "input width", "R": "filter height", "S": "filter width",
     "U": "stride", "P": "padding", "E": "output height",
@@ -80,13 +82,48 @@ CONFIG_FIELDS = {
 }
 
 
-def config_layout() -> data.StructLayout:
-    """Layout of the configuration word (``config_stream`` payload of the accelerator)."""
-    return data.StructLayout({name: unsigned(CONFIG_FIELD_BITS) for name in CONFIG_FIELDS})
+def config_limits(*, rows: int, cols: int, filter_spad: int, ifmap_spad: int,
+                  psum_spad: int, in_depth: int, wb_depth: int, pb_depth: int,
+                  **_ignored) -> dict[str, int]:
+    """The largest value of each configuration field on this accelerator.
+
+    Every layer whose buffers fit (``sim.cycle_model.memory_depths`` within the depths),
+    whose mapping fits the scratchpads and whose padding is at most ``MAX_PADDING`` stays
+    within them: ``C * H * W`` input words bound ``H``, ``W`` and their products; the
+    weight words per bank ``n_r * M * q * S`` bound ``n_r`` and ``M * q * S``; the psum
+    words per bank ``n_v * Gi * p * F`` bound ``n_v``, ``Gi`` and ``F``; ``Gc * p * q * S``
+    is at most ``M * q * S``; ``p * q * S`` fits
+    the filter scratchpad, ``q * Wseg`` the input one, ``p * F'`` the psum one; the stride
+    is at most ``hw.pe.MAX_STRIDE``. The host refuses a layer with a larger value (the
+    field, its value and the limit in one line); the controller's counters and addresses
+    are sized from these limits. Extra keyword arguments (``sim.run_layer.accelerator_args``)
+    are ignored.
+    """
+    from hw.pe import MAX_STRIDE as U
+    Y, X, FS, IS, PS = rows, cols, filter_spad, ifmap_spad, psum_spad
+    Din, Dw, Dp, P = in_depth, wb_depth, pb_depth, MAX_PADDING
+    E = Din + 2 * P          # output rows (and filter rows) within the padded input
+    return {
+        "H": Din, "W": Din, "R": E, "S": min(FS, IS), "U": U, "P": P, "E": E,
+        "q": FS, "p": FS, "Cg": Din, "Gi": Dp, "Gc": Dw, "Fseg": PS, "n_f": Dp,
+        "F_last": PS, "Wseg": IS, "n_r": Dw, "rows_last": Y, "n_v": Dp, "cols_last": X,
+        "YdivR": Y, "YmodR": Y, "qS": FS, "pqS": FS, "MqS": Dw, "n_weights": Y * Dw,
+        "HW": Din, "qHW": Din, "YdivR_qHW": Y * Din, "n_inputs": Din, "PW": P * Din,
+        "FsegU": U * PS, "Fp": Dp, "GiFp": Dp, "Fsegp": PS, "FsU1": U * PS, "FlU1": U * PS,
+        "Flastp": PS, "GcpqS": Dw, "XmodE": X, "XdivE": X, "XmodEU": U * X,
+        "EU": U * E, "E1U": U * E, "XmodEUW": U * X * Din, "EUW": U * E * Din,
+        "XdivE_pqS": X * FS,
+    }
 
 
-def _wide(name: str, bits: int = 26, sign: bool = True) -> Signal:
-    return Signal(signed(bits) if sign else unsigned(bits), name=name)
+def config_field_bits(**params) -> dict[str, int]:
+    """Bits of each configuration field: enough for its ``config_limits`` value."""
+    return {name: max(1, limit.bit_length()) for name, limit in config_limits(**params).items()}
+
+
+def config_layout(field_bits: dict[str, int]) -> data.StructLayout:
+    """Layout of the configuration register (fields of ``config_field_bits`` widths)."""
+    return data.StructLayout({name: unsigned(field_bits[name]) for name in CONFIG_FIELDS})
 
 
 class Controller(wiring.Component):
@@ -101,8 +138,9 @@ class Controller(wiring.Component):
 
     Members
     -------
-    cfg : In(config_layout())
-        The layer's configuration (held stable while running).
+    cfg : In(config_layout(field_bits))
+        The layer's configuration (held stable while running); ``field_bits`` is
+        ``config_field_bits`` of the array's and buffer's sizes.
     init : In(1)
         Strobe: set up the row descriptors for a new layer (takes ``rows`` cycles, while
         ``initialising`` is high).
@@ -118,17 +156,52 @@ class Controller(wiring.Component):
     def __init__(self, array: RowStationaryArray, buffer: GlobalBuffer):
         self._array = array
         self._buffer = buffer
+        in_depth, wb_depth, pb_depth = buffer.depths
+        self._limits = config_limits(rows=array.rows, cols=array.cols,
+                                     filter_spad=array.filter_spad,
+                                     ifmap_spad=array.ifmap_spad, psum_spad=array.psum_spad,
+                                     in_depth=in_depth, wb_depth=wb_depth, pb_depth=pb_depth)
+        self._field_bits = {name: max(1, v.bit_length()) for name, v in self._limits.items()}
         super().__init__({
-            "cfg": In(config_layout()), "init": In(1), "start": In(1),
+            "cfg": In(config_layout(self._field_bits)), "init": In(1), "start": In(1),
             "running": Out(1), "initialising": Out(1),
             "unload_re": In(buffer.pb_re.shape()), "unload_raddr": In(buffer.pb_raddr.shape()),
         })
+
+    @property
+    def limits(self) -> dict[str, int]:
+        """``config_limits`` of this controller (the largest value of each field)."""
+        return dict(self._limits)
+
+    @property
+    def field_bits(self) -> dict[str, int]:
+        """``config_field_bits`` of this controller."""
+        return dict(self._field_bits)
 
     def elaborate(self, platform):
         m = Module()
         arr, buf, cfg = self._array, self._buffer, self.cfg
         Y, X = arr.rows, arr.cols
         FS, IS, PS = arr.filter_spad, arr.ifmap_spad, arr.psum_spad
+        lim = self._limits
+        Din, Dw, Dp = buf.depths
+
+        def upto(n, name=None):
+            """An unsigned counter holding 0 .. n."""
+            return Signal(range(n + 1), name=name)
+
+        # Positions along the (padded) input and window offsets, signed: an input position
+        # plus a segment of taps either side, with room for the intermediate sums below.
+        pos_bits = (lim["W"] + lim["E"] + 2 * MAX_PADDING + 2 * lim["FsegU"] + 2 * lim["S"]
+                    + 8).bit_length() + 1
+
+        def pos(name):
+            return Signal(signed(pos_bits), name=name)
+
+        # The filter group of column j in column fold kv is (kv * cols + j) // E <= Gc + cols;
+        # e * U of an output row is at most H + 2 * P - R.
+        G_MAX = lim["Gc"] + X
+        EU_MAX = lim["H"] + 2 * MAX_PADDING
 
         # ============================ row and column descriptors =======================
         # (cg_i, r_i): the reduction unit of PE row i in the row fold the input loader is
@@ -138,23 +211,23 @@ class Controller(wiring.Component):
         # the pass it loads); advanced by ``cols`` units per column fold. Column 0 also
         # keeps e_0 * U * W and gsub_0 * p * q * S (start addresses).
         # A walker sets up the rows and the first column fold (``init_*``) for a new layer.
-        row_cg = Array([Signal(16, name=f"row_cg{i}") for i in range(Y)])
-        row_r = Array([Signal(16, name=f"row_r{i}") for i in range(Y)])
-        init_e = Array([Signal(16, name=f"init_e{j}") for j in range(X)])
-        init_g = Array([Signal(16, name=f"init_g{j}") for j in range(X)])
-        init_eu = Array([Signal(20, name=f"init_eu{j}") for j in range(X)])
-        col_e = Array([Array([Signal(16, name=f"col{b}_e{j}") for j in range(X)])
+        row_cg = Array([upto(lim["Cg"] + Y, name=f"row_cg{i}") for i in range(Y)])
+        row_r = Array([upto(lim["R"], name=f"row_r{i}") for i in range(Y)])
+        init_e = Array([upto(lim["E"], name=f"init_e{j}") for j in range(X)])
+        init_g = Array([upto(G_MAX, name=f"init_g{j}") for j in range(X)])
+        init_eu = Array([upto(EU_MAX, name=f"init_eu{j}") for j in range(X)])
+        col_e = Array([Array([upto(lim["E"], name=f"col{b}_e{j}") for j in range(X)])
                        for b in range(2)])
-        col_g = Array([Array([Signal(16, name=f"col{b}_g{j}") for j in range(X)])
+        col_g = Array([Array([upto(G_MAX, name=f"col{b}_g{j}") for j in range(X)])
                        for b in range(2)])
-        col_eu = Array([Array([Signal(20, name=f"col{b}_eu{j}") for j in range(X)])
+        col_eu = Array([Array([upto(EU_MAX, name=f"col{b}_eu{j}") for j in range(X)])
                         for b in range(2)])
-        col_euw0 = Array([Signal(26, name=f"col{b}_euw0") for b in range(2)])
-        col_gpqs0 = Array([Signal(26, name=f"col{b}_gpqs0") for b in range(2)])
+        col_euw0 = Array([upto(lim["EUW"], name=f"col{b}_euw0") for b in range(2)])
+        col_gpqs0 = Array([upto(lim["GcpqS"], name=f"col{b}_gpqs0") for b in range(2)])
         K = max(Y, X)
         walk_k = Signal(range(K + 1))
-        walk_cg, walk_r = Signal(16), Signal(16)
-        walk_g, walk_e, walk_eu = Signal(16), Signal(16), Signal(20)
+        walk_cg, walk_r = upto(K), upto(K)
+        walk_g, walk_e, walk_eu = upto(K), upto(K), upto(EU_MAX)
         m.d.comb += self.initialising.eq(walk_k != K)
         with m.If(self.init):
             m.d.sync += [walk_k.eq(0), walk_cg.eq(0), walk_r.eq(0), walk_g.eq(0),
@@ -212,14 +285,14 @@ class Controller(wiring.Component):
         # ============================ pass descriptors ==================================
         # dw: the pass whose weights are loading (next to compute); its iterator state.
         dw_valid = Signal()
-        dw_kr, dw_ke, dw_kf, dw_g = (Signal(24, name=n) for n in ("dw_kr", "dw_kv", "dw_kf",
-                                                                   "dw_g"))
-        dw_wbase_kr = Signal(26)
-        dw_wbase = Signal(26)
-        dw_pbase_ke = Signal(26)
-        dw_pbase_kf = Signal(26)
-        dw_pbase_g = Signal(26)
-        dw_ws = _wide("dw_ws")
+        dw_kr, dw_ke, dw_kf, dw_g = (upto(lim[f], name=n) for n, f in (
+            ("dw_kr", "n_r"), ("dw_kv", "n_v"), ("dw_kf", "n_f"), ("dw_g", "Gi")))
+        dw_wbase_kr = upto(Dw)
+        dw_wbase = upto(Dw)
+        dw_pbase_ke = upto(Dp)
+        dw_pbase_kf = upto(Dp)
+        dw_pbase_g = upto(Dp)
+        dw_ws = pos("dw_ws")
         dw_pp = Signal()
         dw_bp = Signal()
         dw_kr_last = Signal()
@@ -263,13 +336,13 @@ class Controller(wiring.Component):
 
         # dc: the pass computing; dd: the pass draining (snapshots).
         dc_valid, dc_kf_last, dc_pp, dc_bp = Signal(), Signal(), Signal(), Signal()
-        dc_ws = _wide("dc_ws")
+        dc_ws = pos("dc_ws")
         dc_kr_first, dc_ke_last = Signal(), Signal()
-        dc_pbase = Signal(26)
+        dc_pbase = upto(Dp)
         dd_valid, dd_kf_last, dd_pp, dd_kr_first, dd_ke_last = (Signal(name=f"dd_{n}") for n in
                                                                  ("valid", "kf_last", "pp",
                                                                   "kr_first", "ke_last"))
-        dd_pbase = Signal(26)
+        dd_pbase = upto(Dp)
 
         # ============================ engines ===========================================
         starting = Signal()
@@ -280,20 +353,20 @@ class Controller(wiring.Component):
         # column only), so they get no slot: for each output column the tap loop runs over
         # the valid taps [s_first, s_last] only (one invalid slot if none is valid).
         c_busy = Signal()
-        c_fi, c_mi, c_cq, c_s = (Signal(16, name=n) for n in ("c_fi", "c_mi", "c_cq", "c_s"))
-        c_sfirst, c_slast = Signal(16), Signal(16)
-        c_fb = Signal(16)  # (mi * q + cq) * S: the filter scratchpad row of the dot
-        c_kp = Signal(16)
-        c_fU = Signal(20)
-        c_cqW = Signal(20)
-        c_Fv = Signal(24)
+        c_fi, c_mi, c_cq = upto(PS, "c_fi"), upto(FS, "c_mi"), upto(FS, "c_cq")
+        c_s, c_sfirst, c_slast = upto(lim["S"], "c_s"), upto(lim["S"]), upto(lim["S"])
+        c_fb = upto(FS)  # (mi * q + cq) * S: the filter scratchpad row of the dot
+        c_kp = upto(PS)
+        c_fU = upto(lim["FsegU"])
+        c_cqW = upto(IS)
+        c_Fv = upto(PS)
         m.d.comb += c_Fv.eq(Mux(dc_kf_last, cfg.F_last, cfg.Fseg))
 
         def tap_bounds(name, wf):
             """First and last valid tap of a window starting at input column ``wf``."""
-            w0 = _wide(f"{name}_w0")
-            lo, room, hi = _wide(f"{name}_lo"), _wide(f"{name}_room"), _wide(f"{name}_hi")
-            first, last = Signal(16, name=f"{name}_first"), Signal(16, name=f"{name}_last")
+            w0 = pos(f"{name}_w0")
+            lo, room, hi = pos(f"{name}_lo"), pos(f"{name}_room"), pos(f"{name}_hi")
+            first, last = upto(lim["S"], f"{name}_first"), upto(lim["S"], f"{name}_last")
             m.d.comb += [w0.eq(wf), lo.eq(Mux(w0 < 0, -w0, 0)), room.eq(cfg.W - 1 - w0),
                          hi.eq(Mux(room < cfg.S - 1, room, cfg.S - 1))]
             empty = (room < 0) | (lo > hi)
@@ -309,7 +382,7 @@ class Controller(wiring.Component):
                      mi_last.eq(c_mi + 1 == cfg.p), fi_last.eq(c_fi + 1 == c_Fv)]
         c_last_slot = Signal()
         m.d.comb += c_last_slot.eq(c_busy & s_last & cq_last & mi_last & fi_last)
-        wg = _wide("c_wg")
+        wg = pos("c_wg")
         m.d.comb += wg.eq(dc_ws + c_fU + c_s)
         m.d.comb += [
             arr.c_faddr.eq((c_fb + c_s) | Mux(dc_pp, FS, 0)),
@@ -342,18 +415,18 @@ class Controller(wiring.Component):
         # so a set written in the swap cycle is seen.
         wl_issue = Signal()
         wl_wr = Signal()
-        wl_k = Signal(16)      # word within the group
-        wl_rel = Signal(16)    # group, relative to column 0's
-        wl_off = Signal(26)    # word of the pass
-        wl_base = Signal(26)
+        wl_k = upto(FS)            # word within the group
+        wl_rel = upto(G_MAX + 1)   # group, relative to column 0's
+        wl_off = upto(Dw)          # word of the pass
+        wl_base = upto(Dw)
         wl_pp = Signal()
         wl_bp = Signal()
-        wl_rows = Signal(8)
-        wl_cols = Signal(8)
+        wl_rows = upto(Y)
+        wl_cols = upto(X)
         wl_waddr = Signal.like(arr.w_addr)
-        wl_tag_d = Signal(16)
-        wl_tag = Signal(16)
-        wl_tag_hi = Signal(16)
+        wl_tag_d = upto(G_MAX + 1)
+        wl_tag = upto(G_MAX + 1)
+        wl_tag_hi = upto(G_MAX + 1)
         m.d.comb += [wl_tag.eq(col_g[wl_bp][0] + wl_rel),
                      wl_tag_hi.eq(col_g[wl_bp][wl_cols - 1])]
         rowmask = Signal(Y)
@@ -384,32 +457,32 @@ class Controller(wiring.Component):
         # ---- input loader ----
         il_phase = Signal(range(5))  # 0 idle, 1 advance, 2 ranges, 3 issue, 4 tail
         il_first = Signal()
-        il_kr, il_ke, il_kf = Signal(24), Signal(24), Signal(24)
-        il_ws = _wide("il_ws")
-        il_cbase0 = Signal(26)
+        il_kr, il_ke, il_kf = upto(lim["n_r"]), upto(lim["n_v"]), upto(lim["n_f"])
+        il_ws = pos("il_ws")
+        il_cbase0 = upto(Din)
         il_bp = Signal()
         il_kr_last, il_ke_last, il_kf_last = Signal(), Signal(), Signal()
         m.d.comb += [il_kr_last.eq(il_kr + 1 == cfg.n_r), il_ke_last.eq(il_ke + 1 == cfg.n_v),
                      il_kf_last.eq(il_kf + 1 == cfg.n_f)]
         il_more = Signal()
         m.d.comb += il_more.eq(il_first | ~(il_kr_last & il_ke_last & il_kf_last))
-        il_rows = Signal(8)
+        il_rows = upto(Y)
         m.d.comb += il_rows.eq(Mux(il_kr_last, cfg.rows_last, Y))
-        il_cols = Signal(8)
+        il_cols = upto(X)
         m.d.comb += il_cols.eq(Mux(il_ke_last, cfg.cols_last, X))
         # ranges (registered in phase 2)
-        r_cg_hi = Signal(16)
-        r_hlo, r_hhi, r_wlo, r_whi = (_wide(n) for n in ("il_hlo", "il_hhi", "il_wlo",
+        r_cg_hi = upto(lim["Cg"] + Y)
+        r_hlo, r_hhi, r_wlo, r_whi = (pos(n) for n in ("il_hlo", "il_hhi", "il_wlo",
                                                           "il_whi"))
         # issue counters
-        i_cg, i_cq = Signal(16), Signal(16)
-        i_h = _wide("il_h")
-        i_w = _wide("il_w")
-        i_addr = Signal(26)
-        i_row_addr = Signal(26)
-        i_chan_addr = Signal(26)
-        i_cqW = Signal(20)
-        i_wl = Signal(20)
+        i_cg, i_cq = upto(lim["Cg"] + Y), upto(FS)
+        i_h = pos("il_h")
+        i_w = pos("il_w")
+        i_addr = upto(2 * Din)       # (one channel past the last when the block ends)
+        i_row_addr = upto(2 * Din)
+        i_chan_addr = upto(2 * Din)
+        i_cqW = upto(IS)
+        i_wl = upto(IS)
 
         with m.Switch(il_phase):
             with m.Case(1):  # advance the block and the row descriptors; clear activity
@@ -440,9 +513,9 @@ class Controller(wiring.Component):
                         m.d.sync += [il_kf.eq(il_kf + 1), il_ws.eq(il_ws + cfg.FsegU)]
                 m.d.sync += il_phase.eq(2)
             with m.Case(2):  # clipped ranges and start address
-                hlo = _wide("hlo_c")
-                hhi = _wide("hhi_c")
-                whi = _wide("whi_c")
+                hlo = pos("hlo_c")
+                hhi = pos("hhi_c")
+                whi = pos("whi_c")
                 # output rows of the fold: all of them when it spans two filter groups
                 last_j = il_cols - 1
                 wrap = col_g[il_bp][last_j] != col_g[il_bp][0]
@@ -501,7 +574,7 @@ class Controller(wiring.Component):
         b_hit = Signal(Y)
         b_d = [Signal(signed(ROW_BITS), name=f"b_d{i}") for i in range(Y)]
         b_cols = Signal(X)
-        t = _wide("il_t")
+        t = pos("il_t")
         m.d.comb += t.eq(i_h + cfg.P)
         m.d.sync += [b_we.eq(issuing), b_addr.eq((i_cqW + i_wl) | Mux(il_bp, IS, 0)),
                      b_cols.eq(Cat([il_cols > j for j in range(X)]))]
@@ -519,16 +592,16 @@ class Controller(wiring.Component):
         m.d.comb += [il_busy.eq(il_phase != 0), il_ready.eq((il_phase == 0) | (il_phase == 4))]
 
         # ---- drain ----
-        dr_left = Signal(24)
-        dr_k = Signal(16)
+        dr_left = upto(PS + Y + 1 + INPUT_LATENCY)
+        dr_k = upto(PS)
         dr_issue = Signal()
-        dr_count = Signal(24)
-        dr_cols = Signal(8)
+        dr_count = upto(PS)
+        dr_cols = upto(X)
         colmask = Signal(X)
         m.d.comb += [colmask[j].eq(dr_cols > j) for j in range(X)]
         dr_tok = Signal()
         dr_tok_addr = Signal.like(arr.d_addr)
-        dr_wptr = Signal(26)
+        dr_wptr = upto(Dp)
         m.d.comb += [
             buf.pb_re.eq(Mux(running, Mux(dr_issue & ~dd_kr_first, colmask, 0),
                              self.unload_re)),
@@ -602,7 +675,7 @@ class Controller(wiring.Component):
             m.d.sync += [dd_valid.eq(dc_valid), dd_kf_last.eq(dc_kf_last), dd_pp.eq(dc_pp),
                          dd_kr_first.eq(dc_kr_first), dd_ke_last.eq(dc_ke_last),
                          dd_pbase.eq(dc_pbase)]
-            dcount = Signal(24)
+            dcount = upto(PS)
             m.d.comb += dcount.eq(Mux(dc_kf_last, cfg.Flastp, cfg.Fsegp))
             with m.If(dc_valid):
                 m.d.sync += [dr_issue.eq(1), dr_k.eq(0), dr_count.eq(dcount),

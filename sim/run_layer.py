@@ -1,10 +1,13 @@
 """Run layers on the simulated accelerator: Amaranth's simulator, Verilator or Icarus.
 
-Every backend takes the same *jobs* (``plan``: the packed configuration word, the weight and
+Every backend takes the same *jobs* (``plan``: the configuration beats, the weight and
 input stream words, the number of outputs) on an accelerator built by
 ``build_accelerator`` and returns the output stream words and the counters; ``run_layers``
 turns them back into [M, E, F] sums. A new backend (a board) is a class with
 ``run(accelerator_args, jobs, progress) -> list[(words, counters)]`` added to ``BACKENDS``.
+Before anything runs, ``check_job`` refuses a layer that the accelerator cannot hold: a
+configuration field over its limit (``hw.controller.config_limits``) or a predicted counter
+over ``counter_bits``.
 
 - ``amaranth``: ``amaranth.sim`` in this process (a tqdm bar over the predicted cycles when
   ``progress`` is set);
@@ -28,23 +31,24 @@ import numpy as np
 from model.layer_file import Layer
 from model.ops import accumulator_width
 from model.quant import to_unsigned_bits
-from sim.cycle_model import (ArrayParams, LayerShape, Mapping, check_mappable, choose_mapping,
-                             config_values, memory_depths, output_stream_order, predict,
-                             weight_stream_order)
+from sim.cycle_model import (COUNTERS, ArrayParams, LayerShape, Mapping, check_mappable,
+                             choose_mapping, config_values, memory_depths,
+                             output_stream_order, predict, weight_stream_order)
 
 __all__ = ["Job", "LayerRun", "plan", "accelerator_args", "build_accelerator", "run_layers",
-           "run_layer", "BACKENDS", "pack_config"]
+           "run_layer", "BACKENDS", "config_beats", "check_job"]
 
 
 @dataclasses.dataclass
 class Job:
     """One layer as stream words for the accelerator."""
 
-    config: int
+    config: list[int]          # one beat per field, ``hw.controller.CONFIG_FIELDS`` order
     weights: list[int]
     inputs: list[int]
     n_outputs: int
     predicted_cycles: int
+    counter_peak: int = 0      # the largest counter ``sim.cycle_model.predict`` gives
 
 
 @dataclasses.dataclass
@@ -57,13 +61,28 @@ class LayerRun:
     params: ArrayParams
 
 
-def pack_config(values: dict) -> int:
-    """The configuration word as one integer (fields of ``hw.controller.config_layout``)."""
-    from hw.controller import CONFIG_FIELD_BITS, CONFIG_FIELDS
-    word = 0
-    for i, name in enumerate(CONFIG_FIELDS):
-        word |= int(values[name]) << (i * CONFIG_FIELD_BITS)
-    return word
+def config_beats(values: dict) -> list[int]:
+    """The configuration as ``config_stream`` beats: one field per beat, in the order of
+    ``hw.controller.CONFIG_FIELDS``."""
+    from hw.controller import CONFIG_FIELDS
+    return [int(values[name]) for name in CONFIG_FIELDS]
+
+
+def check_job(args: dict, job: Job, what: str = "the layer") -> None:
+    """``ValueError`` (one line: the field or counter, its value and the limit) if the
+    accelerator ``args`` (``accelerator_args``) cannot run ``job`` exactly."""
+    from hw.accelerator import COUNTER_BITS
+    from hw.controller import CONFIG_FIELDS, config_limits
+    limits = config_limits(**args)
+    for name, value in zip(CONFIG_FIELDS, job.config):
+        if value > limits[name]:
+            raise ValueError(f"{what} does not fit the accelerator: configuration field "
+                             f"{name} ({CONFIG_FIELDS[name]}) = {value}; allowed: at most "
+                             f"{limits[name]}")
+    bits = args.get("counter_bits", COUNTER_BITS)
+    if job.counter_peak >= 1 << bits:
+        raise ValueError(f"{what} does not fit the accelerator: a counter would reach "
+                         f"{job.counter_peak}; allowed: below 2**{bits} (counter_bits {bits})")
 
 
 def _shape(layer: Layer) -> LayerShape:
@@ -79,8 +98,10 @@ def plan(layer: Layer, params: ArrayParams, mapping: Mapping | None = None):
     w_words = to_unsigned_bits(layer.weights.ravel()[weight_stream_order(shape, params, mp)],
                                layer.w_bits)
     i_words = to_unsigned_bits(layer.inputs.ravel(), layer.a_bits)
-    job = Job(pack_config(cfg), [int(v) for v in w_words], [int(v) for v in i_words],
-              shape.M * shape.E * shape.F, predict(shape, params, mp)["cycles"])
+    counts = predict(shape, params, mp)
+    job = Job(config_beats(cfg), [int(v) for v in w_words], [int(v) for v in i_words],
+              shape.M * shape.E * shape.F, counts["cycles"],
+              max(int(counts[k]) for k in COUNTERS if k != "skipped"))
     return shape, mp, job
 
 
@@ -163,10 +184,7 @@ class AmaranthBackend:
 
         async def testbench(ctx):
             for job in jobs:
-                ctx.set(dut.config_stream.payload.as_value(), job.config)
-                ctx.set(dut.config_stream.valid, 1)
-                await ctx.tick().until(dut.config_stream.ready)
-                ctx.set(dut.config_stream.valid, 0)
+                await put(ctx, dut.config_stream, job.config)
                 await put(ctx, dut.weight_stream, job.weights)
                 await put(ctx, dut.input_stream, job.inputs)
                 if bar is not None:
@@ -265,6 +283,8 @@ def run_layers(layers: list[Layer], *, backend: str = "amaranth",
     plans = [plan(layer, params, mappings[i] if mappings else None)
              for i, layer in enumerate(layers)]
     args = accelerator_args(layers, params, [mp for _, mp, _ in plans])
+    for index, (_, _, job) in enumerate(plans):
+        check_job(args, job, f"layer {index}" if len(plans) > 1 else "the layer")
     raw = BACKENDS[backend]().run(args, [job for _, _, job in plans], progress)
     runs = []
     for (shape, mp, _), (words, counters) in zip(plans, raw):

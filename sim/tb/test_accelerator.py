@@ -25,12 +25,13 @@ from sim.tb import config, seed
 #: Counters in the order of the ``counters`` port (``hw.accelerator.COUNTER_NAMES``).
 COUNTER_NAMES = ("cycles", "macs", "skipped", "rf_reads", "rf_writes", "array_transfers",
                  "glb_reads", "glb_writes", "offchip_words")
-COUNTER_BITS = 48
 
 
-def _counters(value: int) -> dict:
-    mask = (1 << COUNTER_BITS) - 1
-    return {name: (value >> (i * COUNTER_BITS)) & mask for i, name in enumerate(COUNTER_NAMES)}
+def _counters(value) -> dict:
+    """The counters from the ``counters`` port's value (``counter_bits`` each)."""
+    bits = len(value) // len(COUNTER_NAMES)
+    number, mask = value.to_unsigned(), (1 << bits) - 1
+    return {name: (number >> (i * bits)) & mask for i, name in enumerate(COUNTER_NAMES)}
 
 
 @cocotb.test()
@@ -54,7 +55,7 @@ async def run_layers(dut):
     dut.rst.value = 0
 
     config_in = StreamDriver(dut.clk, dut.config_stream__valid, dut.config_stream__ready,
-                             dut.config_stream__payload)
+                             dut.config_stream__payload, p_valid=p_valid, rng=rng)
     weights_in = StreamDriver(dut.clk, dut.weight_stream__valid, dut.weight_stream__ready,
                               dut.weight_stream__payload, p_valid=p_valid, rng=rng)
     inputs_in = StreamDriver(dut.clk, dut.input_stream__valid, dut.input_stream__ready,
@@ -67,7 +68,7 @@ async def run_layers(dut):
     for index, job in enumerate(jobs):
         await RisingEdge(dut.clk)
         taken = len(outputs.received)
-        await config_in.send(job["config"])
+        await config_in.send_all(job["config"])   # one field per beat
         await weights_in.send_all(job["weights"])
         await inputs_in.send_all(job["inputs"])
         words = (await outputs.wait_for(taken + job["n_outputs"],
@@ -78,7 +79,7 @@ async def run_layers(dut):
             if dut.idle.value == 1:
                 break
             await RisingEdge(dut.clk)
-        counters = _counters(dut.counters.value.to_unsigned())
+        counters = _counters(dut.counters.value)
         results.append({"outputs": words, "counters": counters})
         dut._log.info(f"layer {index + 1}/{len(jobs)}: {counters['cycles']} cycles")
         if expect is not None:

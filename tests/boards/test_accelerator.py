@@ -105,9 +105,9 @@ def test_a_layer_the_board_cannot_hold_is_refused_before_anything_is_sent():
 def test_accelerator_info_round_trips_and_a_loopback_board_is_not_an_accelerator():
     args = accelerator_args(layers(np.random.default_rng(0)), PARAMS)
     info = encode_accelerator_info(args)
-    assert decode_accelerator_info(info) == dict(args, codebook=None)
+    assert decode_accelerator_info(info) == dict(args, codebook=None, counter_bits=48)
     check_runs_on(args, decode_accelerator_info(info))
-    shared = dict(args, scheme="int", w_bits=3, codebook=(-3, 0, 1, 2))
+    shared = dict(args, scheme="int", w_bits=3, codebook=(-3, 0, 1, 2), counter_bits=20)
     assert decode_accelerator_info(encode_accelerator_info(shared)) == shared
     with pytest.raises(ValueError, match=r"codebook = \(-3, 0, 1, 2\), the board's has None"):
         check_runs_on(shared, dict(decode_accelerator_info(encode_accelerator_info(shared)),

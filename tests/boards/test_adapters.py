@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from boards.adapters import BytesToWords, SnapshotToBytes, WordsToBytes
+from boards.adapters import BytesToWords, WordMuxToBytes, WordsToBytes
 from boards.protocol import pack_words, unpack_words, word_bytes
 
 
@@ -75,29 +75,35 @@ def test_signed_words_round_trip_through_the_model():
     assert word_bytes(1) == 1 and word_bytes(8) == 1 and word_bytes(9) == 2
 
 
-def test_snapshot_is_taken_when_the_first_byte_is_asked_for():
-    dut = SnapshotToBytes(48)
+@pytest.mark.parametrize("count, width", [(9, 48), (9, 20), (1, 8), (3, 1)])
+def test_word_mux_sends_every_word_and_wraps_to_the_first(count, width):
+    """Two full reads with dropped ``ready``, seeded random words plus the extremes, equal
+    ``pack_words``; nothing is copied, so the second read shows the words as they are then."""
+    rng = np.random.default_rng(count * 100 + width)
+    first = [0, (1 << width) - 1, *(int(v) for v in rng.integers(0, 1 << width, count))][:count]
+    second = [int(v) for v in rng.integers(0, 1 << width, count)]
+    dut = WordMuxToBytes(count, width)
+    pace = np.random.default_rng(7)
     reads = []
 
     async def bench(ctx):
-        ctx.set(dut.value, 0x0102030405)
-        await ctx.tick().repeat(3)
-        for value in (0xA1B2C3D4E5F6, 0x000000000007):
+        for words in (first, second):
+            for k, word in enumerate(words):
+                ctx.set(dut.values[k], word)
             got = []
-            ctx.set(dut.o_stream.ready, 1)
-            ctx.set(dut.value, value)
-            await ctx.tick()                   # the request: the snapshot is taken
-            ctx.set(dut.value, 0xFFFFFFFFFFFF)  # changes after the request do not show
-            while len(got) < 6:
-                if ctx.get(dut.o_stream.valid):
-                    got.append(ctx.get(dut.o_stream.payload))
-                await ctx.tick()
+            while len(got) < count * word_bytes(width):
+                ready = bool(pace.random() < 0.6)
+                ctx.set(dut.o_stream.ready, ready)
+                valid, payload = (await ctx.tick().sample(dut.o_stream.valid,
+                                                          dut.o_stream.payload))[2:]
+                if valid and ready:
+                    got.append(payload)
             ctx.set(dut.o_stream.ready, 0)
             await ctx.tick().repeat(2)
-            reads.append(unpack_words(bytes(got), 48)[0])
+            reads.append(bytes(got))
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    assert reads == [0xA1B2C3D4E5F6, 0x000000000007]
+    assert reads == [pack_words(first, width), pack_words(second, width)]

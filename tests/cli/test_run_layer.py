@@ -89,3 +89,15 @@ def test_icarus_backend(tmp_path):
     out = tmp_path / "out.npz"
     assert main(["run-layer", str(path), "-o", str(out), "--backend", "icarus"]) == 0
     _check_out(layer, out, ArrayParams())
+
+
+def test_layer_over_a_configuration_limit_is_refused_with_one_line(tmp_path, capsys):
+    from hw.controller import MAX_PADDING
+    _, path = _layer(tmp_path, padding=MAX_PADDING + 1)
+    out = tmp_path / "out.npz"
+    assert main(["run-layer", str(path), "-o", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"mulfree run-layer: error: the layer does not fit the accelerator: "
+                   f"configuration field P (padding) = {MAX_PADDING + 1}; allowed: at most "
+                   f"{MAX_PADDING}"]
+    assert not out.exists()

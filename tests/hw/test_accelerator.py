@@ -14,7 +14,7 @@ from amaranth.sim import Simulator
 from model.layer_file import Layer
 from model.ops import accumulator_width, conv2d, dense, product_range
 from model.quant import SCHEMES, activation_code_range, weight_code_range
-from sim.cycle_model import ArrayParams, LayerShape, predict
+from sim.cycle_model import COUNTERS, ArrayParams, LayerShape, predict
 from sim.run_layer import accelerator_args, build_accelerator, plan, run_layers
 
 #: (a_bits, w_bits) per scheme (xnor: lanes)
@@ -159,7 +159,7 @@ def test_back_pressure_and_idle_input_cycles_change_nothing():
 
     async def testbench(ctx):
         for _, _, job in plans:
-            await put(ctx, dut.config_stream, [job.config])
+            await put(ctx, dut.config_stream, job.config)
             await put(ctx, dut.weight_stream, job.weights)
             await put(ctx, dut.input_stream, job.inputs)
             words = []
@@ -211,7 +211,9 @@ def test_generate_accelerator_is_deterministic_with_a_manifest(tmp_path):
     manifest = json.loads((tmp_path / "a" / "accelerator.json").read_text())
     ports = {p["name"]: p for p in manifest["ports"]}
     from hw.controller import CONFIG_FIELDS
-    assert list(ports["config_stream__payload"]["fields"]) == list(CONFIG_FIELDS)
+    assert list(manifest["config_fields"]) == list(CONFIG_FIELDS)
+    widest = max(f["bits"] for f in manifest["config_fields"].values())
+    assert ports["config_stream__payload"]["width"] == manifest["config_beat_bits"] == widest
     assert manifest["counters"][0] == "cycles" and manifest["rows"] == 2
 
 
@@ -248,3 +250,39 @@ def test_random_sweep_over_array_sizes_and_scratchpads(seed, request):
                              int(2 ** rng.integers(2, 6)))
         layers = [random_layer(rng, scheme, random_shape(rng)) for _ in range(6)]
         check_runs(layers, params)
+
+
+def test_a_layer_over_a_configuration_limit_is_refused_in_one_line():
+    """Padding at the stated limit runs exactly; one more is refused before anything runs,
+    naming the field, its value and the limit."""
+    from hw.controller import MAX_PADDING
+    rng = np.random.default_rng(31)
+    edge = random_layer(rng, "ternary", (2, 1, 2, 2, 2, 3, 1, MAX_PADDING))
+    run = run_layers([edge], params=PARAMS)[0]
+    np.testing.assert_array_equal(run.outputs, golden(edge))
+    assert run.counters == {k: predicted(edge, PARAMS, run.mapping)[k] for k in run.counters}
+    over = random_layer(rng, "ternary", (2, 1, 2, 2, 2, 3, 1, MAX_PADDING + 1))
+    with pytest.raises(ValueError, match=rf"^the layer does not fit the accelerator: "
+                       rf"configuration field P \(padding\) = {MAX_PADDING + 1}; allowed: at "
+                       rf"most {MAX_PADDING}$"):
+        run_layers([over], params=PARAMS)
+
+
+def test_counters_as_narrow_as_the_layer_needs_and_no_narrower():
+    """An accelerator whose counters just hold the layer's largest count reports every
+    counter exactly; one bit less is refused (a counter never wraps silently)."""
+    from sim.run_layer import AmaranthBackend, check_job
+    rng = np.random.default_rng(32)
+    layer = random_layer(rng, "ternary", (3, 2, 3, 3, 5, 6, 1, 1))
+    shape, mp, job = plan(layer, PARAMS)
+    model = predicted(layer, PARAMS, mp)
+    peak = max(v for k, v in model.items() if k in COUNTERS and k != "skipped")
+    assert job.counter_peak == peak
+    bits = peak.bit_length()
+    args = dict(accelerator_args([layer], PARAMS, [mp]), counter_bits=bits)
+    check_job(args, job)
+    (words, counters), = AmaranthBackend().run(args, [job])
+    assert counters == {k: model[k] for k in counters}
+    with pytest.raises(ValueError, match=rf"a counter would reach {peak}; allowed: below "
+                       rf"2\*\*{bits - 1} \(counter_bits {bits - 1}\)$"):
+        check_job(dict(args, counter_bits=bits - 1), job)
