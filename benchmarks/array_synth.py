@@ -5,9 +5,10 @@ ECP5-85F (LFE5U-85F), and the largest ternary array that fits each device.
 
 - Area: ``synth_ice40`` / ``synth_ecp5`` of ``RowStationaryArray`` alone (``sim.synth``).
 - fmax: place and route of the array inside a *harness* that feeds every array input from a
-  shift register on one pin and XOR-reduces every output into one registered pin, so that
-  every path of the array starts and ends at a flip-flop (the harness's flip-flops are
-  extra; the area column is the array alone). nextpnr's "Max frequency" is reported.
+  shift register on one pin and registers every output, XOR-reduced into one registered
+  pin, so that every path of the array starts and ends at a flip-flop (the harness's
+  flip-flops are extra; the area column is the array alone). nextpnr's "Max frequency" is
+  reported.
 - Largest array: area grows linearly with the PE count (measured at two sizes); the largest
   near-square rows x cols (|rows - cols| <= 2) predicted to fit is synthesised to confirm it
   (and shrunk until it does). Its area is reported; it is not placed and routed.
@@ -53,9 +54,10 @@ DEVICES = {
 
 class Harness(wiring.Component):
     """Every input bit of ``inner`` from its own flip-flop of a shift register on ``din``,
-    ``dout`` the registered XOR of every output bit: place and route then times the array's
-    flop-to-flop paths (every input independent, so nothing is optimised away), at the cost
-    of one flip-flop per input bit."""
+    every output bit into its own flip-flop, ``dout`` the registered XOR of those: place and
+    route then times the array's own paths from and to flip-flops (every input independent,
+    so nothing is optimised away; no path of the array runs through the XOR tree), at the
+    cost of one flip-flop per input and output bit."""
 
     def __init__(self, inner):
         self._inner = inner
@@ -73,10 +75,8 @@ class Harness(wiring.Component):
         for value in ins:
             m.d.comb += value.eq(chain[pos:pos + len(value)])
             pos += len(value)
-        acc = 0
-        for value in outs:
-            acc = acc ^ value.xor()
-        m.d.sync += self.dout.eq(acc)
+        caught = Signal(sum(len(v) for v in outs))
+        m.d.sync += [caught.eq(Cat(*outs)), self.dout.eq(caught.xor())]
         return m
 
 

@@ -42,8 +42,9 @@ d_tok, d_addr, d_pp : In
 d_bottom : Out
     One column sum per column, valid when ``d_bottom_tok`` is high.
 ev_mac, ev_skip, ev_rf_reads, ev_rf_writes, ev_hops : Out
-    Per-cycle event counts summed over the PEs, one cycle after the events (``ev_hops``:
-    psum words passed from a PE to the PE below in drained columns).
+    Per-cycle event counts summed over the PEs, ``EVENT_LATENCY`` (3) cycles after the
+    events (``ev_hops``: psum words passed from a PE to the PE below in drained columns,
+    ``HOPS_LATENCY`` (1) cycle after the hops).
 """
 
 from __future__ import annotations
@@ -55,10 +56,17 @@ from amaranth.lib.wiring import In, Out
 from hw.pe import PE, ROW_BITS, _bits, check_spad_size
 from hw.units import product_unit, quiet_if_invalid
 
-__all__ = ["RowStationaryArray", "INPUT_LATENCY"]
+__all__ = ["RowStationaryArray", "INPUT_LATENCY", "EVENT_LATENCY", "HOPS_LATENCY"]
 
 #: Cycles from the array's inputs to its PEs (one register stage, per row and column).
 INPUT_LATENCY = 1
+
+#: Cycles from the PEs' events to ``ev_mac``, ``ev_skip``, ``ev_rf_reads`` and
+#: ``ev_rf_writes`` (a register per PE, per PE row, and for the total).
+EVENT_LATENCY = 3
+
+#: Cycles from the hops of the drain tokens to ``ev_hops``.
+HOPS_LATENCY = 1
 
 
 class RowStationaryArray(wiring.Component):
@@ -194,18 +202,22 @@ class RowStationaryArray(wiring.Component):
         for j in range(X):
             m.d.comb += self.d_bottom[j].eq(pes[Y - 1][j].d_out)
 
-        # Event counts: balanced adder trees, registered (the counts lag the events by one
-        # cycle, so no path runs through every PE).
-        flat = [pe for row in pes for pe in row]
-        m.d.sync += [
-            self.ev_mac.eq(_tree_sum([pe.ev_mac for pe in flat])),
-            self.ev_skip.eq(_tree_sum([pe.ev_skip for pe in flat])),
-            self.ev_rf_reads.eq(_tree_sum([pe.ev_rf_reads for pe in flat])),
-            self.ev_rf_writes.eq(_tree_sum([pe.ev_rf_writes for pe in flat])),
-        ]
-        # A hop from row i-1 to row i happens when row i holds a valid token.
+        # Event counts: every PE's events are registered beside it, summed per PE row
+        # (registered), then over the rows (registered): the counts lag the events by
+        # ``EVENT_LATENCY`` cycles and no path runs from a PE through a whole adder tree.
+        for name in ("ev_mac", "ev_skip", "ev_rf_reads", "ev_rf_writes"):
+            row_sums = []
+            for i in range(Y):
+                regs = [reg(getattr(pe, name), f"pe_{i}_{j}_{name}")
+                        for j, pe in enumerate(pes[i])]
+                total = _tree_sum(regs)
+                row_sums.append(reg(total, f"r{i}_{name}"))
+            m.d.sync += getattr(self, name).eq(_tree_sum(row_sums))
+        # A hop from row i-1 to row i happens when row i holds a valid token. Tokens move
+        # one row per cycle, so the hops of the next cycle are counted from the rows above
+        # now, and registered: ``ev_hops`` lags the hops by one cycle (``HOPS_LATENCY``).
         hops_per_col = Signal(range(Y + 1))
-        m.d.comb += hops_per_col.eq(_tree_sum([tok[i] for i in range(1, Y)]))
+        m.d.sync += hops_per_col.eq(_tree_sum([tok[i] for i in range(Y - 1)]))
         m.d.sync += self.ev_hops.eq(_tree_sum([Mux(col_in[j]["d_col_ok"], hops_per_col, 0)
                                                for j in range(X)]))
         return m

@@ -155,9 +155,16 @@ class PE(wiring.Component):
         m.submodules.ispad = ispad = Memory(shape=unsigned(ab), depth=2 * self._is, init=[])
         m.submodules.pspad = pspad = Memory(shape=signed(acc_bits), depth=2 * self._ps,
                                             init=[])
-        f_wr, f_rd = fspad.write_port(), fspad.read_port(domain="comb")
-        i_wr, i_rd = ispad.write_port(), ispad.read_port(domain="comb")
-        p_wr, p_rd = pspad.write_port(), pspad.read_port(domain="comb")
+        # Synchronous read ports (block RAM or LUT RAM with its output register). The
+        # filter and input reads are non-transparent: they see the memory as it was before
+        # this cycle's write, exactly like the combinational reads into registers they
+        # replace. The psum write comes one cycle after the accumulator (from its
+        # register), so the drain read is transparent to it: it sees the writes of the
+        # cycles before, as a combinational read after a write from the accumulator would.
+        f_wr, f_rd = fspad.write_port(), fspad.read_port()
+        i_wr, i_rd = ispad.write_port(), ispad.read_port()
+        p_wr = pspad.write_port()
+        p_rd = pspad.read_port(transparent_for=(p_wr,))
 
         # Activity flags: per input bank (set when the PE takes an input word of the block)
         # and per pass parity (copied at the start of each pass, read by compute and drain).
@@ -180,23 +187,20 @@ class PE(wiring.Component):
             m.d.sync += act_pass[self.c_start_pp].eq(
                 act_blk[self.c_start_bp] | (take & (self.i_bank == self.c_start_bp)))
 
-        # ---- compute: stage 1 registers the scratchpad reads ----------------------------
+        # ---- compute: stage 1 reads the scratchpads (registered in their read ports) -----
         m.d.comb += [f_rd.addr.eq(self.c_faddr), i_rd.addr.eq(self.c_iaddr)]
-        w_r = Signal(wb)
-        a_r = Signal(ab)
         v_r = Signal()
         first_r = Signal()
         last_r = Signal()
         paddr_r = Signal.like(self.c_paddr)
         m.d.sync += [
-            w_r.eq(f_rd.data), a_r.eq(i_rd.data),
             v_r.eq(self.c_valid & act_pass[self.c_pp]),
             first_r.eq(self.c_first), last_r.eq(self.c_last & act_pass[self.c_pp]),
             paddr_r.eq(self.c_paddr),
         ]
 
         # ---- stage 2: product and accumulator -------------------------------------------
-        m.d.comb += [unit.a.eq(a_r), unit.w.eq(w_r)]
+        m.d.comb += [unit.a.eq(i_rd.data), unit.w.eq(f_rd.data)]
         skip = unit.skip if unit.can_skip else 0
         add = Signal()
         m.d.comb += add.eq(v_r & ~skip)
@@ -207,19 +211,32 @@ class PE(wiring.Component):
         m.d.comb += total.eq(Mux(add, base + unit.p, base))
         with m.If(first_r | add):  # the accumulator is not clocked on a skipped product
             m.d.sync += acc.eq(total)
-        m.d.comb += [p_wr.addr.eq(paddr_r), p_wr.data.eq(total), p_wr.en.eq(last_r)]
+
+        # ---- stage 3: the psum write, from the accumulator (which always holds the
+        # latest ``total``) ----------------------------------------------------------------
+        we_r = Signal()
+        pwaddr_r = Signal.like(paddr_r)
+        m.d.sync += [we_r.eq(last_r), pwaddr_r.eq(paddr_r)]
+        m.d.comb += [p_wr.addr.eq(pwaddr_r), p_wr.data.eq(acc), p_wr.en.eq(we_r)]
 
         # ---- drain: running sum from the PE above plus this PE's entry -----------------
+        # The entry is read synchronously, so the running sum and the token's activity are
+        # registered beside it and added after the read: ``d_out`` is the same sum in the
+        # same cycle as a register after the adder would give (it is the PE below that
+        # registers it).
         drain_act = Signal()
+        drain_r = Signal()
+        d_in_r = Signal.like(self.d_in)
         m.d.comb += [p_rd.addr.eq(self.d_addr),
                      drain_act.eq(self.d_tok & act_pass[self.d_pp])]
-        m.d.sync += self.d_out.eq(self.d_in + Mux(drain_act, p_rd.data, 0))
+        m.d.sync += [drain_r.eq(drain_act), d_in_r.eq(self.d_in)]
+        m.d.comb += self.d_out.eq(d_in_r + Mux(drain_r, p_rd.data, 0))
 
         # ---- events for the counters -----------------------------------------------------
         m.d.comb += [
             self.ev_mac.eq(v_r),
             self.ev_skip.eq(v_r & skip),
             self.ev_rf_reads.eq(Mux(v_r, 2, 0) + drain_act),
-            self.ev_rf_writes.eq(self.w_we + take + last_r),
+            self.ev_rf_writes.eq(self.w_we + take + we_r),
         ]
         return m

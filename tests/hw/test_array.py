@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.array import INPUT_LATENCY, RowStationaryArray
+from hw.array import EVENT_LATENCY, INPUT_LATENCY, RowStationaryArray
 from model.ops import accumulator_width, conv2d
 from model.quant import activation_code_range, to_unsigned_bits, weight_code_range
 
@@ -13,9 +13,12 @@ WIDTHS = {"ternary": (4, 2), "xnor": (4, 4), "int": (4, 3)}
 SPAD = 16
 
 
-def run_one_pass(scheme, weights, inputs, *, stride, rows, cols, drain_cols=None):
+def run_one_pass(scheme, weights, inputs, *, stride, rows, cols, drain_cols=None,
+                 gap=INPUT_LATENCY + 2, trace=None):
     """Weights [1, 1, R, S] with R == rows, inputs [1, H, W] with E == cols outputs rows:
-    PE(i, j) holds filter row i and input row j * stride + i. Returns (sums [E, F], events)."""
+    PE(i, j) holds filter row i and input row j * stride + i; the first drain token comes
+    ``gap + 1`` cycles after the last slot. Returns (sums [E, F], events); ``trace`` (a
+    list) gets the per-cycle ``ev_mac``, and the index of the first slot's cycle last."""
     a_bits, w_bits = WIDTHS[scheme]
     _, _, R, S = weights.shape
     _, H, W = inputs.shape
@@ -33,6 +36,8 @@ def run_one_pass(scheme, weights, inputs, *, stride, rows, cols, drain_cols=None
             _, _, mac, wr, hops = await ctx.tick().sample(arr.ev_mac, arr.ev_rf_writes,
                                                           arr.ev_hops)
             ev["mac"] += mac
+            if trace is not None:
+                trace.append(mac)
             ev["rf_writes"] += wr
             ev["hops"] += hops
 
@@ -65,6 +70,7 @@ def run_one_pass(scheme, weights, inputs, *, stride, rows, cols, drain_cols=None
         ctx.set(arr.c_start, 1)
         await tick()
         ctx.set(arr.c_start, 0)
+        first_slot = len(trace) if trace is not None else None
         for f in range(F):
             for s in range(S):
                 ctx.set(arr.c_valid, 1)
@@ -76,7 +82,7 @@ def run_one_pass(scheme, weights, inputs, *, stride, rows, cols, drain_cols=None
                 await tick()
         ctx.set(arr.c_valid, 0)
         ctx.set(arr.c_last, 0)
-        for _ in range(INPUT_LATENCY + 2):   # the input register and the PE pipeline
+        for _ in range(gap):   # the input register and the PE pipeline
             await tick()
         # drain: one token per output column f, sums come out of the bottom rows later
         ctx.set(arr.d_col_ok, (1 << drain_cols) - 1)
@@ -89,6 +95,8 @@ def run_one_pass(scheme, weights, inputs, *, stride, rows, cols, drain_cols=None
             await tick()
         result["sums"] = np.array(sums, dtype=np.int64).T
         result["events"] = ev
+        if trace is not None:
+            trace.append(first_slot)
 
     sim = Simulator(arr)
     sim.add_clock(1e-8)
@@ -125,6 +133,37 @@ def test_hops_are_counted_only_in_drained_columns():
     _, events = run_one_pass("ternary", weights, inputs, stride=1, rows=2, cols=3,
                              drain_cols=1)
     assert events["hops"] == 1 * (2 - 1) * 4
+
+
+@pytest.mark.parametrize("F", [1, 2])
+def test_drain_right_behind_the_last_slot(F):
+    # the earliest drain the schedule allows: the first token enters 2 cycles after the
+    # last slot, when the last psum is being written (with F == 1 it is the one read)
+    rng = np.random.default_rng(F)
+    rows, cols, S = 3, 2, 3
+    weights = rng.integers(-1, 2, size=(1, 1, rows, S))
+    weights[0, 0, :, -1] = 1     # the last tap adds: the last slot changes the sum
+    inputs = rng.integers(-8, 8, size=(1, cols + rows - 1, S + F - 1))
+    inputs[..., -1] = 7
+    sums, _ = run_one_pass("ternary", weights, inputs, stride=1, rows=rows, cols=cols, gap=1)
+    gold = conv2d("ternary", inputs, weights, stride=1, a_bits=4, w_bits=2)[0]
+    np.testing.assert_array_equal(sums, gold)
+
+
+def test_event_counts_lag_by_the_declared_latency():
+    rng = np.random.default_rng(3)
+    rows, cols, S, W = 2, 3, 3, 5
+    weights = rng.integers(-1, 2, size=(1, 1, rows, S))
+    inputs = rng.integers(-8, 8, size=(1, cols + rows - 1, W))
+    trace = []
+    run_one_pass("ternary", weights, inputs, stride=1, rows=rows, cols=cols, trace=trace)
+    first = trace.pop()
+    F = W - S + 1
+    # slot -> input register -> PE stage 1 -> events (stage 2) -> EVENT_LATENCY registers
+    start = first + INPUT_LATENCY + 1 + EVENT_LATENCY
+    expected = [0] * len(trace)
+    expected[start:start + F * S] = [rows * cols] * (F * S)
+    assert trace == expected
 
 
 @pytest.mark.parametrize("kwargs, message", [
