@@ -91,8 +91,8 @@ def config_limits(*, rows: int, cols: int, filter_spad: int, ifmap_spad: int,
     whose mapping fits the scratchpads and whose padding is at most ``MAX_PADDING`` stays
     within them: ``C * H * W`` input words bound ``H``, ``W`` and their products; the
     weight words per bank ``n_r * M * q * S`` bound ``n_r`` and ``M * q * S``; the psum
-    words per bank ``n_v * Gi * p * F`` bound ``n_v``, ``Gi`` and ``F``; ``Gc * p * q * S``
-    is at most ``M * q * S``; ``p * q * S`` fits
+    words per bank ``n_v * Gi * p * F`` bound ``n_v``, ``Gi`` and ``F``; at most ``2 * cols``
+    filter groups go side by side (``sim.cycle_model.mappings`` chooses at most ``cols``); ``p * q * S`` fits
     the filter scratchpad, ``q * Wseg`` the input one, ``p * F'`` the psum one; the stride
     is at most ``hw.pe.MAX_STRIDE``. The host refuses a layer with a larger value (the
     field, its value and the limit in one line); the controller's counters and addresses
@@ -105,12 +105,12 @@ def config_limits(*, rows: int, cols: int, filter_spad: int, ifmap_spad: int,
     E = Din + 2 * P          # output rows (and filter rows) within the padded input
     return {
         "H": Din, "W": Din, "R": E, "S": min(FS, IS), "U": U, "P": P, "E": E,
-        "q": FS, "p": FS, "Cg": Din, "Gi": Dp, "Gc": Dw, "Fseg": PS, "n_f": Dp,
+        "q": FS, "p": FS, "Cg": Din, "Gi": Dp, "Gc": 2 * X, "Fseg": PS, "n_f": Dp,
         "F_last": PS, "Wseg": IS, "n_r": Dw, "rows_last": Y, "n_v": Dp, "cols_last": X,
         "YdivR": Y, "YmodR": Y, "qS": FS, "pqS": FS, "MqS": Dw, "n_weights": Y * Dw,
         "HW": Din, "qHW": Din, "YdivR_qHW": Y * Din, "n_inputs": Din, "PW": P * Din,
         "FsegU": U * PS, "Fp": Dp, "GiFp": Dp, "Fsegp": PS, "FsU1": U * PS, "FlU1": U * PS,
-        "Flastp": PS, "GcpqS": Dw, "XmodE": X, "XdivE": X, "XmodEU": U * X,
+        "Flastp": PS, "GcpqS": 2 * X * FS, "XmodE": X, "XdivE": X, "XmodEU": U * X,
         "EU": U * E, "E1U": U * E, "XmodEUW": U * X * Din, "EUW": U * E * Din,
         "XdivE_pqS": X * FS,
     }

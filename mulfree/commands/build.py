@@ -1,11 +1,14 @@
 """``mulfree build --board NAME -o DIR``: a bitstream with the open toolchain, and its report.
 
 The design is the accelerator behind the serial host link (``boards.accelerator``), sized from
-flags (``--scheme --rows --cols``) or for the layers of a deployed model (``--model``), or
-the link self-test design (``--link-test``). Synthesis, place-and-route and packing run
-through YoWASP (``boards.build``); the report gives the utilisation of each resource, its
-share of the device and fmax against the board clock. A design that cannot fit is refused
-after synthesis, before place-and-route, with the largest array that fits.
+flags (``--scheme --rows --cols``; ``--scheme ternary`` when no design is named) or for the
+layers of a deployed model (``--model``), or the link self-test design (``--link-test``).
+Synthesis, place-and-route and packing run through YoWASP (``boards.build``); the report gives
+the utilisation of each resource, its share of the device and fmax against the board clock.
+Without ``--rows``/``--cols`` the array is the largest up to 3x4 that fits the board; an array
+asked for that cannot fit is refused after synthesis, before place-and-route, with the largest
+array that fits. Counters are ``--counter-bits`` wide (20 by default); a layer whose counts
+would not fit is refused by the host (``sim.run_layer.check_job``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,11 @@ import time
 from mulfree.errors import UsageError
 
 #: The accelerator's defaults on a board (the same scratchpads as ``mulfree run-layer``).
-DEFAULTS = {"a_bits": 8, "acc_bits": 20, "depth": 512, "spad": 32}
+#: Buffers of 256 words and 20-bit counters keep the controller small enough for the
+#: iCEBreaker (every layer that fits 256-word buffers counts below 2**20 on a small array; the
+#: host refuses one that would not).
+DEFAULTS = {"a_bits": 8, "acc_bits": 20, "depth": 256, "spad": 32, "counter_bits": 20,
+            "rows": 3, "cols": 4}
 
 
 def register(subparsers) -> None:
@@ -42,8 +49,10 @@ def register(subparsers) -> None:
     design.add_argument("--link-test", action="store_true",
                         help="only the host link and a loopback design (link bring-up)")
     sizes = parser.add_argument_group("accelerator size")
-    sizes.add_argument("--rows", type=int, default=3, help="PE rows (default 3)")
-    sizes.add_argument("--cols", type=int, default=4, help="PE columns (default 4)")
+    sizes.add_argument("--rows", type=int, default=None,
+                       help="PE rows (default: the largest array up to 3x4 that fits)")
+    sizes.add_argument("--cols", type=int, default=None,
+                       help="PE columns (default: the largest array up to 3x4 that fits)")
     sizes.add_argument("--a-bits", type=int, default=None, metavar="N",
                        help=f"activation width with --scheme (default {DEFAULTS['a_bits']}; "
                             "the lane count for xnor)")
@@ -56,6 +65,10 @@ def register(subparsers) -> None:
                             f"{DEFAULTS['depth']})")
     sizes.add_argument("--spad", type=int, default=DEFAULTS["spad"], metavar="N",
                        help=f"PE scratchpad entries per bank (default {DEFAULTS['spad']})")
+    sizes.add_argument("--counter-bits", type=int, default=DEFAULTS["counter_bits"],
+                       metavar="N", help="width of each access counter (default "
+                       f"{DEFAULTS['counter_bits']}; the host refuses a layer whose counts "
+                       "would not fit)")
     parser.add_argument("--baud", type=int, default=115200, help="host link baud rate "
                         "(default 115200)")
     parser.set_defaults(func=run)
@@ -101,15 +114,16 @@ def _scheme_args(args, params) -> tuple[dict, str]:
     accel = dict(rows=params.rows, cols=params.cols, scheme=scheme, a_bits=a_bits,
                  w_bits=w_bits, acc_bits=args.acc_bits, filter_spad=params.filter_spad,
                  ifmap_spad=params.ifmap_spad, psum_spad=params.psum_spad,
-                 in_depth=args.depth, wb_depth=args.depth, pb_depth=args.depth)
+                 in_depth=args.depth, wb_depth=args.depth, pb_depth=args.depth,
+                 counter_bits=args.counter_bits)
     return accel, f"{scheme} accelerator, A{a_bits} W{w_bits}, {args.acc_bits}-bit sums"
 
 
-def _model_args(path, params) -> tuple[dict, str]:
+def _model_args(path, params, counter_bits: int) -> tuple[dict, str]:
     from model import deploy
     from model.layer_file import Layer
     from sim.cycle_model import LayerShape, check_mappable
-    from sim.run_layer import accelerator_args
+    from sim.run_layer import accelerator_args, check_job, plan
 
     loaded = deploy.load(path)
     if not isinstance(loaded, deploy.IntegerModel):
@@ -140,7 +154,10 @@ def _model_args(path, params) -> tuple[dict, str]:
         which = (f"layer {others[0]} uses" if len(others) == 1 else
                  f"layers {', '.join(map(str, others))} use")
         note += f" ({which} another scheme or width)"
-    return accelerator_args(layers, params), note
+    accel = dict(accelerator_args(layers, params), counter_bits=counter_bits)
+    for index, layer in zip((i for i, _, _ in chosen), layers):
+        check_job(accel, plan(layer, params)[2], f"layer {index} of {path}")
+    return accel, note
 
 
 def _out_pixels(il) -> int:
@@ -165,8 +182,15 @@ def run(args) -> int:
     if not args.output:
         raise UsageError("-o/--output DIR is required")
     chosen = [bool(args.scheme), bool(args.model), args.link_test]
-    if sum(chosen) != 1:
+    if sum(chosen) > 1:
         raise UsageError("give exactly one of --scheme SCHEME, --model MODEL.npz, --link-test")
+    if not any(chosen):
+        args.scheme = "ternary"
+    if not 8 <= args.counter_bits <= 64:
+        raise UsageError(f"--counter-bits must be in [8, 64], not {args.counter_bits}")
+    auto_size = args.rows is None and args.cols is None
+    args.rows = DEFAULTS["rows"] if args.rows is None else args.rows
+    args.cols = DEFAULTS["cols"] if args.cols is None else args.cols
 
     from boards.build import (BuildError, DoesNotFit, build, check_output,
                               largest_array_that_fits)
@@ -200,7 +224,7 @@ def run(args) -> int:
 
         def accel_for(rows, cols):
             if args.model:
-                return _model_args(args.model, params_for(rows, cols))
+                return _model_args(args.model, params_for(rows, cols), args.counter_bits)
             return _scheme_args(args, params_for(rows, cols))
 
         accel, note = accel_for(args.rows, args.cols)
@@ -228,9 +252,20 @@ def run(args) -> int:
             raise UsageError(f"{overflow}; no array fits: even 1x1 needs {worst.used:,} "
                              f"{worst.resource} ({worst.share:.0%})") from None
         used = next(u for u in packed if u.resource == overflow.resource)
-        raise UsageError(f"{overflow}; the largest that fits is {r}x{c} ({used.used:,} "
-                         f"{used.resource}, {used.share:.0%}, with room for place-and-route)"
-                         ) from None
+        if not auto_size:
+            raise UsageError(f"{overflow}; the largest that fits is {r}x{c} ({used.used:,} "
+                             f"{used.resource}, {used.share:.0%}, with room for "
+                             "place-and-route)") from None
+        _say(f"{args.rows}x{args.cols} does not fit; building the largest that fits: {r}x{c}")
+        args.rows, args.cols = r, c
+        accel = accel_for(r, c)[0]
+        extra = {"accelerator.json": json.dumps(dict(accel, baud=args.baud), indent=2) + "\n"}
+        try:
+            report = build(board, make_top(r, c), args.output, force=args.force,
+                           progress=_say, extra_files=extra)
+        except BuildError as exc:
+            print(f"mulfree build: error: {exc}", file=sys.stderr)
+            return 1
     except BuildError as exc:
         print(f"mulfree build: error: {exc}", file=sys.stderr)
         return 1

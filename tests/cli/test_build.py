@@ -42,7 +42,8 @@ def test_list_boards_shows_the_tested_ones_first(capsys):
 @pytest.mark.parametrize("argv, fragments", [
     ((), ["--board is required"]),
     (("--board", "icebreaker", "--link-test"), ["-o/--output DIR is required"]),
-    (("--board", "icebreaker", "-o", "x"), ["exactly one of --scheme"]),
+    (("--board", "icebreaker", "-o", "x", "--counter-bits", "7"),
+     ["--counter-bits must be in [8, 64], not 7"]),
     (("--board", "icebreaker", "-o", "x", "--link-test", "--scheme", "ternary"),
      ["exactly one of --scheme"]),
     (("--board", "icebreakr", "-o", "x", "--link-test"),
@@ -114,7 +115,8 @@ def test_model_flag_sizes_the_accelerator_for_the_layers_with_most_macs(tmp_path
     model = deploy.fold(net, input_shape=(1, 8, 8), pixel_max=16)
     path = tmp_path / "model.npz"
     deploy.save(model, path)
-    args, note = _model_args(path, ArrayParams(3, 4, 32, 32, 32))
+    args, note = _model_args(path, ArrayParams(3, 4, 32, 32, 32), 20)
+    assert args["counter_bits"] == 20
     first, rest = model.layers[0], model.layers[1:]
     assert first.a_bits != rest[0].a_bits                     # the pixels are wider
     assert (args["scheme"], args["a_bits"], args["w_bits"]) == ("ternary", rest[0].a_bits, 2)
