@@ -94,7 +94,8 @@ def config_limits(*, rows: int, cols: int, filter_spad: int, ifmap_spad: int,
     words per bank ``n_v * Gi * p * F`` bound ``n_v``, ``Gi`` and ``F``; at most ``2 * cols``
     filter groups go side by side (``sim.cycle_model.mappings`` chooses at most ``cols``); ``p * q * S`` fits
     the filter scratchpad, ``q * Wseg`` the input one, ``p * F'`` the psum one; the stride
-    is at most ``hw.pe.MAX_STRIDE``. The host refuses a layer with a larger value (the
+    is at most ``hw.pe.MAX_STRIDE``; ``(E - 1) * U <= H + 2 * P - R``, so ``E * U * W <=
+    (H + 2 * P + U) * W``. The host refuses a layer with a larger value (the
     field, its value and the limit in one line); the controller's counters and addresses
     are sized from these limits. Extra keyword arguments (``sim.run_layer.accelerator_args``)
     are ignored.
@@ -111,7 +112,7 @@ def config_limits(*, rows: int, cols: int, filter_spad: int, ifmap_spad: int,
         "HW": Din, "qHW": Din, "YdivR_qHW": Y * Din, "n_inputs": Din, "PW": P * Din,
         "FsegU": U * PS, "Fp": Dp, "GiFp": Dp, "Fsegp": PS, "FsU1": U * PS, "FlU1": U * PS,
         "Flastp": PS, "GcpqS": 2 * X * FS, "XmodE": X, "XdivE": X, "XmodEU": U * X,
-        "EU": U * E, "E1U": U * E, "XmodEUW": U * X * Din, "EUW": U * E * Din,
+        "EU": E + U, "E1U": E, "XmodEUW": U * X * Din, "EUW": (2 * P + U + 1) * Din,
         "XdivE_pqS": X * FS,
     }
 
@@ -191,9 +192,9 @@ class Controller(wiring.Component):
             return Signal(range(n + 1), name=name)
 
         # Positions along the (padded) input and window offsets, signed: an input position
-        # plus a segment of taps either side, with room for the intermediate sums below.
-        pos_bits = (lim["W"] + lim["E"] + 2 * MAX_PADDING + 2 * lim["FsegU"] + 2 * lim["S"]
-                    + 8).bit_length() + 1
+        # (at most H or W, the padding before it, a segment of taps after it).
+        pos_bits = (max(lim["H"], lim["W"]) + MAX_PADDING + lim["FsegU"] + lim["S"]
+                    + 2 * lim["U"]).bit_length() + 1
 
         def pos(name):
             return Signal(signed(pos_bits), name=name)
