@@ -193,21 +193,24 @@ class Accelerator(wiring.Component):
         def upto(n):
             return Signal(range(n + 1))
 
+        def below(n):   # 0 .. n - 1 while in use; may wrap one step past its last value
+            return Signal(range(max(2, n)))
+
         # ---- config stream -> configuration register, one field per beat ---------------
         cfg_k = Signal(range(len(CONFIG_FIELDS)))
         cfg_first = Signal()
         # ---- weight stream -> weight banks -------------------------------------------
-        wk = upto(Dw)
+        wk = below(Dw)
         wbank = Signal(range(Y))
-        wslot = upto(Dw)
-        wcount = upto(Y * Dw)
+        wslot = below(Dw)
+        wcount = below(lim["n_weights"])
         # ---- input stream -> input buffer --------------------------------------------
-        icount = upto(Din)
+        icount = below(Din)
         # ---- output stream <- psum banks ---------------------------------------------
-        u_ke = upto(lim["n_v"])
+        u_ke = below(lim["n_v"])
         u_j = Signal(range(X))
-        u_a = upto(Dp)
-        u_base = upto(Dp)
+        u_a = below(Dp)
+        u_base = below(Dp)
         u_more = Signal()
         u_jd = Signal(range(X))
         u_cols = upto(X)

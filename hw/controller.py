@@ -191,6 +191,11 @@ class Controller(wiring.Component):
             """An unsigned counter holding 0 .. n."""
             return Signal(range(n + 1), name=name)
 
+        def below(n, name=None):
+            """An unsigned counter or address holding 0 .. n - 1 while it is in use (one
+            step past its last value it may wrap: it is reloaded before it is read again)."""
+            return Signal(range(max(2, n)), name=name)
+
         # Positions along the (padded) input and window offsets, signed: an input position
         # (at most H or W, the padding before it, a segment of taps after it).
         pos_bits = (max(lim["H"], lim["W"]) + MAX_PADDING + lim["FsegU"] + lim["S"]
@@ -286,13 +291,13 @@ class Controller(wiring.Component):
         # ============================ pass descriptors ==================================
         # dw: the pass whose weights are loading (next to compute); its iterator state.
         dw_valid = Signal()
-        dw_kr, dw_ke, dw_kf, dw_g = (upto(lim[f], name=n) for n, f in (
+        dw_kr, dw_ke, dw_kf, dw_g = (below(lim[f], name=n) for n, f in (
             ("dw_kr", "n_r"), ("dw_kv", "n_v"), ("dw_kf", "n_f"), ("dw_g", "Gi")))
-        dw_wbase_kr = upto(Dw)
-        dw_wbase = upto(Dw)
-        dw_pbase_ke = upto(Dp)
-        dw_pbase_kf = upto(Dp)
-        dw_pbase_g = upto(Dp)
+        dw_wbase_kr = below(Dw)
+        dw_wbase = below(Dw)
+        dw_pbase_ke = below(Dp)
+        dw_pbase_kf = below(Dp)
+        dw_pbase_g = below(Dp)
         dw_ws = pos("dw_ws")
         dw_pp = Signal()
         dw_bp = Signal()
@@ -339,11 +344,11 @@ class Controller(wiring.Component):
         dc_valid, dc_kf_last, dc_pp, dc_bp = Signal(), Signal(), Signal(), Signal()
         dc_ws = pos("dc_ws")
         dc_kr_first, dc_ke_last = Signal(), Signal()
-        dc_pbase = upto(Dp)
+        dc_pbase = below(Dp)
         dd_valid, dd_kf_last, dd_pp, dd_kr_first, dd_ke_last = (Signal(name=f"dd_{n}") for n in
                                                                  ("valid", "kf_last", "pp",
                                                                   "kr_first", "ke_last"))
-        dd_pbase = upto(Dp)
+        dd_pbase = below(Dp)
 
         # ============================ engines ===========================================
         starting = Signal()
@@ -354,12 +359,12 @@ class Controller(wiring.Component):
         # column only), so they get no slot: for each output column the tap loop runs over
         # the valid taps [s_first, s_last] only (one invalid slot if none is valid).
         c_busy = Signal()
-        c_fi, c_mi, c_cq = upto(PS, "c_fi"), upto(FS, "c_mi"), upto(FS, "c_cq")
-        c_s, c_sfirst, c_slast = upto(lim["S"], "c_s"), upto(lim["S"]), upto(lim["S"])
-        c_fb = upto(FS)  # (mi * q + cq) * S: the filter scratchpad row of the dot
-        c_kp = upto(PS)
-        c_fU = upto(lim["FsegU"])
-        c_cqW = upto(IS)
+        c_fi, c_mi, c_cq = below(PS, "c_fi"), below(FS, "c_mi"), below(FS, "c_cq")
+        c_s, c_sfirst, c_slast = below(lim["S"], "c_s"), below(lim["S"]), below(lim["S"])
+        c_fb = below(FS)  # (mi * q + cq) * S: the filter scratchpad row of the dot
+        c_kp = below(PS)
+        c_fU = below(lim["FsegU"])
+        c_cqW = below(IS)
         c_Fv = upto(PS)
         m.d.comb += c_Fv.eq(Mux(dc_kf_last, cfg.F_last, cfg.Fseg))
 
@@ -367,7 +372,7 @@ class Controller(wiring.Component):
             """First and last valid tap of a window starting at input column ``wf``."""
             w0 = pos(f"{name}_w0")
             lo, room, hi = pos(f"{name}_lo"), pos(f"{name}_room"), pos(f"{name}_hi")
-            first, last = upto(lim["S"], f"{name}_first"), upto(lim["S"], f"{name}_last")
+            first, last = below(lim["S"], f"{name}_first"), below(lim["S"], f"{name}_last")
             m.d.comb += [w0.eq(wf), lo.eq(Mux(w0 < 0, -w0, 0)), room.eq(cfg.W - 1 - w0),
                          hi.eq(Mux(room < cfg.S - 1, room, cfg.S - 1))]
             empty = (room < 0) | (lo > hi)
@@ -416,10 +421,10 @@ class Controller(wiring.Component):
         # so a set written in the swap cycle is seen.
         wl_issue = Signal()
         wl_wr = Signal()
-        wl_k = upto(FS)            # word within the group
+        wl_k = below(FS)           # word within the group
         wl_rel = upto(G_MAX + 1)   # group, relative to column 0's
-        wl_off = upto(Dw)          # word of the pass
-        wl_base = upto(Dw)
+        wl_off = below(Dw)         # word of the pass
+        wl_base = below(Dw)
         wl_pp = Signal()
         wl_bp = Signal()
         wl_rows = upto(Y)
@@ -458,9 +463,9 @@ class Controller(wiring.Component):
         # ---- input loader ----
         il_phase = Signal(range(5))  # 0 idle, 1 advance, 2 ranges, 3 issue, 4 tail
         il_first = Signal()
-        il_kr, il_ke, il_kf = upto(lim["n_r"]), upto(lim["n_v"]), upto(lim["n_f"])
+        il_kr, il_ke, il_kf = below(lim["n_r"]), below(lim["n_v"]), below(lim["n_f"])
         il_ws = pos("il_ws")
-        il_cbase0 = upto(Din)
+        il_cbase0 = below(Din)
         il_bp = Signal()
         il_kr_last, il_ke_last, il_kf_last = Signal(), Signal(), Signal()
         m.d.comb += [il_kr_last.eq(il_kr + 1 == cfg.n_r), il_ke_last.eq(il_ke + 1 == cfg.n_v),
@@ -476,14 +481,14 @@ class Controller(wiring.Component):
         r_hlo, r_hhi, r_wlo, r_whi = (pos(n) for n in ("il_hlo", "il_hhi", "il_wlo",
                                                           "il_whi"))
         # issue counters
-        i_cg, i_cq = upto(lim["Cg"] + Y), upto(FS)
+        i_cg, i_cq = upto(lim["Cg"] + Y), below(FS)
         i_h = pos("il_h")
         i_w = pos("il_w")
-        i_addr = upto(2 * Din)       # (one channel past the last when the block ends)
-        i_row_addr = upto(2 * Din)
-        i_chan_addr = upto(2 * Din)
-        i_cqW = upto(IS)
-        i_wl = upto(IS)
+        i_addr = below(Din)
+        i_row_addr = below(Din)
+        i_chan_addr = below(Din)
+        i_cqW = below(IS)
+        i_wl = below(IS)
 
         with m.Switch(il_phase):
             with m.Case(1):  # advance the block and the row descriptors; clear activity
@@ -594,7 +599,7 @@ class Controller(wiring.Component):
 
         # ---- drain ----
         dr_left = upto(PS + Y + 1 + INPUT_LATENCY)
-        dr_k = upto(PS)
+        dr_k = below(PS)
         dr_issue = Signal()
         dr_count = upto(PS)
         dr_cols = upto(X)
@@ -602,7 +607,7 @@ class Controller(wiring.Component):
         m.d.comb += [colmask[j].eq(dr_cols > j) for j in range(X)]
         dr_tok = Signal()
         dr_tok_addr = Signal.like(arr.d_addr)
-        dr_wptr = upto(Dp)
+        dr_wptr = below(Dp)
         m.d.comb += [
             buf.pb_re.eq(Mux(running, Mux(dr_issue & ~dd_kr_first, colmask, 0),
                              self.unload_re)),
