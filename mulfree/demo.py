@@ -36,9 +36,10 @@ class DemoSettings:
     seed: int = 0
     images: int = 4                # test images through the RTL simulation
     backend: str = "amaranth"
-    rows: int = 3
-    cols: int = 4
+    rows: int = 2                  # 2x1 with 20-bit counters: its accelerator fits the
+    cols: int = 1                  # iCEBreaker (iCE40UP5K) behind the host link
     spad: int = 32
+    counter_bits: int = 20
     board: str = "icebreaker"      # for the synthesis estimate and --build
     synthesize: bool = True
     build: bool = False
@@ -134,7 +135,8 @@ def plan_hardware(model, trace, images: int, settings: DemoSettings) -> list[Har
             layers += [Layer(il.scheme, il.weights, trace.layers[k].inputs[i], stride=il.stride,
                              padding=il.padding, a_bits=il.a_bits, w_bits=il.w_bits)
                        for i in range(images)]
-        groups.append(HardwareGroup(indices, layers, accelerator_args(layers, params), macs))
+        args = dict(accelerator_args(layers, params), counter_bits=settings.counter_bits)
+        groups.append(HardwareGroup(indices, layers, args, macs))
     return groups
 
 
@@ -154,7 +156,7 @@ def simulate(model, trace, groups: list[HardwareGroup], images: int, settings: D
             f"{', '.join(map(str, group.indices))} ({a['scheme']}, A{a['a_bits']} "
             f"W{a['w_bits']}) on a {params.rows}x{params.cols} array, {images} images")
         runs = run_layers(group.layers, backend=settings.backend, params=params,
-                          progress=settings.progress)
+                          progress=settings.progress, counter_bits=a["counter_bits"])
         for j, k in enumerate(group.indices):
             mine = runs[j * images:(j + 1) * images]
             exact = sum(int(np.array_equal(run.outputs, trace.layers[k].accumulators[i]))
@@ -220,7 +222,7 @@ def synthesis_estimate(args: dict, settings: DemoSettings, say):
     board = find_board(settings.board)
     device = board.describe()["device"]
     say(f"synthesis estimate for the {board.name} ({device}): Yosys and nextpnr's packer on "
-        f"the {args['scheme']} accelerator behind the host link")
+        f"the {accelerator_name(args)} accelerator behind the host link")
     packed = estimate(board, BoardTop(lambda: AcceleratorTarget(args)))
     try:
         check_fit(packed, device, board.name)
@@ -346,6 +348,14 @@ def _summary(settings, model, accuracy, on_array, accelerators, compared, measur
     }
 
 
+def accelerator_name(args: dict) -> str:
+    """``2x1 binary A6 W1, 11-bit sums, 20-bit counters``: what an accelerator is."""
+    from hw.accelerator import COUNTER_BITS
+    return (f"{args['rows']}x{args['cols']} {args['scheme']} A{args['a_bits']} "
+            f"W{args['w_bits']}, {args['acc_bits']}-bit sums, "
+            f"{args.get('counter_bits', COUNTER_BITS)}-bit counters")
+
+
 def summary_lines(summary: dict) -> list[str]:
     """The summary table printed at the end (one fact per line, every number from the run)."""
     acc, rtl, e = summary["accuracy"], summary["rtl"], summary["energy_pj"]
@@ -375,6 +385,7 @@ def summary_lines(summary: dict) -> list[str]:
         main = next(iter(syn["needed"]))
         available = syn["capacity"].get(main)
         rows.append((f"synthesis, {syn['board']}",
+                     f"{accelerator_name(syn['accelerator'])} behind the host link: "
                      f"{syn['needed'][main]:,} {main} needed, "
                      f"{'?' if available is None else f'{available:,}'} available: "
                      f"{syn['verdict']}"))
@@ -415,6 +426,8 @@ def _markdown(summary: dict, model) -> str:
     syn = summary["synthesis"]
     if syn:
         lines += [f"## Synthesis estimate: {syn['board']} ({syn['device']})", "",
+                  f"The {accelerator_name(syn['accelerator'])} accelerator behind the host "
+                  "link, synthesized and packed (no placement).", "",
                   "| resource | needed | available |", "|---|---|---|"]
         for k, v in syn["needed"].items():
             lines.append(f"| {k} | {v:,} | {syn['capacity'].get(k, '?')} |")

@@ -275,14 +275,18 @@ BACKENDS = {"amaranth": AmaranthBackend, "verilator": lambda: CocotbBackend("ver
 
 def run_layers(layers: list[Layer], *, backend: str = "amaranth",
                params: ArrayParams = ArrayParams(), progress: bool = False,
-               mappings: list[Mapping] | None = None) -> list[LayerRun]:
+               mappings: list[Mapping] | None = None,
+               counter_bits: int | None = None) -> list[LayerRun]:
     """Run ``layers`` (one scheme and width) on one accelerator; results in order.
-    ``mappings`` (one per layer) overrides ``sim.cycle_model.choose_mapping``."""
+    ``mappings`` (one per layer) overrides ``sim.cycle_model.choose_mapping``;
+    ``counter_bits`` sets the counters' width (default ``hw.accelerator.COUNTER_BITS``)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
     plans = [plan(layer, params, mappings[i] if mappings else None)
              for i, layer in enumerate(layers)]
     args = accelerator_args(layers, params, [mp for _, mp, _ in plans])
+    if counter_bits is not None:
+        args["counter_bits"] = counter_bits
     for index, (_, _, job) in enumerate(plans):
         check_job(args, job, f"layer {index}" if len(plans) > 1 else "the layer")
     raw = BACKENDS[backend]().run(args, [job for _, _, job in plans], progress)

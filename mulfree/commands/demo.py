@@ -38,8 +38,11 @@ def register(subparsers) -> None:
                         help=f"test images through the RTL simulation (default {d.images})")
     parser.add_argument("--backend", default=d.backend, choices=["amaranth", "verilator", "icarus"],
                         help="RTL simulator (default amaranth)")
-    parser.add_argument("--rows", type=int, default=d.rows, help=f"PE rows (default {d.rows})")
-    parser.add_argument("--cols", type=int, default=d.cols, help=f"PE columns (default {d.cols})")
+    parser.add_argument("--rows", type=int, default=d.rows,
+                        help=f"PE rows (default {d.rows}: with the default columns, an "
+                             "accelerator that fits the iCEBreaker)")
+    parser.add_argument("--cols", type=int, default=d.cols,
+                        help=f"PE columns (default {d.cols})")
     parser.add_argument("--board", default=d.board,
                         help=f"board of the synthesis estimate and --build (default {d.board})")
     parser.add_argument("--no-synthesis", action="store_true",

@@ -29,9 +29,14 @@ def test_short_demo_is_bit_exact_and_writes_its_report(short_run, capsys):
                    for layer in model.layers)
     assert rtl["accumulators_compared"] == expected
     assert [layer["layer"] for layer in rtl["layers"]] == list(range(len(model.layers)))
+    # the default array is the one whose accelerator fits the iCEBreaker: 2x1, 20-bit counters
+    settings = summary["settings"]
+    assert (settings["rows"], settings["cols"], settings["counter_bits"]) == (2, 1, 20)
+    assert all((a["rows"], a["cols"], a["counter_bits"]) == (2, 1, 20)
+               for a in rtl["accelerators"])
     for layer in rtl["layers"]:
         assert layer["exact_images"] == 1
-        assert layer["utilisation"] == pytest.approx(layer["macs"] / (12 * layer["cycles"]),
+        assert layer["utilisation"] == pytest.approx(layer["macs"] / (2 * layer["cycles"]),
                                                      abs=1e-4)
     acc = summary["accuracy"]
     assert acc["agreement"] == 1.0 and acc["integer_model"] == acc["trained_model"]
