@@ -22,6 +22,7 @@ from pathlib import Path
 # (board, label, flags): the host link alone, then the accelerator.
 CASES = [
     ("icebreaker", "host link + loopback", ["--link-test"]),
+    ("icebreaker", "default: the largest ternary array up to 3x4 that fits", []),
     ("icebreaker", "ternary 3x4", ["--scheme", "ternary", "--rows", "3", "--cols", "4"]),
     ("icebreaker", "binary 3x4", ["--scheme", "binary", "--rows", "3", "--cols", "4"]),
     ("ulx3s-85f", "host link + loopback", ["--link-test"]),
@@ -30,6 +31,7 @@ CASES = [
     ("ulx3s-85f", "ternary 12x14", ["--scheme", "ternary", "--rows", "12", "--cols", "14"]),
 ]
 QUICK = {("icebreaker", "host link + loopback"), ("ulx3s-85f", "host link + loopback"),
+         ("icebreaker", "default: the largest ternary array up to 3x4 that fits"),
          ("ulx3s-85f", "ternary 3x4")}
 
 
@@ -76,7 +78,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="build/boards", help="where the builds go")
     parser.add_argument("--only", choices=["icebreaker", "ulx3s-85f"], default=None)
     parser.add_argument("--quick", action="store_true",
-                        help="only the link builds and the ULX3S ternary 3x4")
+                        help="only the link builds, the iCEBreaker default and the ULX3S "
+                             "ternary 3x4")
     parser.add_argument("--case", action="append", default=None, metavar="LABEL",
                         help="only the cases whose design label contains LABEL (repeatable)")
     args = parser.parse_args(argv)

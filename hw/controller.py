@@ -361,6 +361,8 @@ class Controller(wiring.Component):
         c_busy = Signal()
         c_fi, c_mi, c_cq = below(PS, "c_fi"), below(FS, "c_mi"), below(FS, "c_cq")
         c_s, c_sfirst, c_slast = below(lim["S"], "c_s"), below(lim["S"]), below(lim["S"])
+        c_empty = Signal()  # no tap of this output column is inside the image: the one slot
+        #                     of the column is invalid (every tap in [s_first, s_last] is valid)
         c_fb = below(FS)  # (mi * q + cq) * S: the filter scratchpad row of the dot
         c_kp = below(PS)
         c_fU = below(lim["FsegU"])
@@ -369,7 +371,8 @@ class Controller(wiring.Component):
         m.d.comb += c_Fv.eq(Mux(dc_kf_last, cfg.F_last, cfg.Fseg))
 
         def tap_bounds(name, wf):
-            """First and last valid tap of a window starting at input column ``wf``."""
+            """First and last valid tap of a window starting at input column ``wf`` (0, 0 and
+            ``empty`` high if none is valid)."""
             w0 = pos(f"{name}_w0")
             lo, room, hi = pos(f"{name}_lo"), pos(f"{name}_room"), pos(f"{name}_hi")
             first, last = below(lim["S"], f"{name}_first"), below(lim["S"], f"{name}_last")
@@ -377,9 +380,9 @@ class Controller(wiring.Component):
                          hi.eq(Mux(room < cfg.S - 1, room, cfg.S - 1))]
             empty = (room < 0) | (lo > hi)
             m.d.comb += [first.eq(Mux(empty, 0, lo)), last.eq(Mux(empty, 0, hi))]
-            return first, last
+            return first, last, empty
 
-        next_first, next_last = tap_bounds("nf", dc_ws + c_fU + cfg.U)
+        next_first, next_last, next_empty = tap_bounds("nf", dc_ws + c_fU + cfg.U)
         s_last = Signal()
         cq_last = Signal()
         mi_last = Signal()
@@ -388,13 +391,11 @@ class Controller(wiring.Component):
                      mi_last.eq(c_mi + 1 == cfg.p), fi_last.eq(c_fi + 1 == c_Fv)]
         c_last_slot = Signal()
         m.d.comb += c_last_slot.eq(c_busy & s_last & cq_last & mi_last & fi_last)
-        wg = pos("c_wg")
-        m.d.comb += wg.eq(dc_ws + c_fU + c_s)
         m.d.comb += [
             arr.c_faddr.eq((c_fb + c_s) | Mux(dc_pp, FS, 0)),
             arr.c_iaddr.eq((c_cqW + c_fU + c_s) | Mux(dc_bp, IS, 0)),
             arr.c_paddr.eq(c_kp | Mux(dc_pp, PS, 0)),
-            arr.c_valid.eq(c_busy & (wg >= 0) & (wg < cfg.W)),
+            arr.c_valid.eq(c_busy & ~c_empty),
             arr.c_first.eq((c_s == c_sfirst) & (c_cq == 0)),
             arr.c_last.eq(c_busy & s_last & cq_last),
             arr.c_pp.eq(dc_pp),
@@ -410,7 +411,8 @@ class Controller(wiring.Component):
                     with m.If(mi_last):
                         m.d.sync += [c_mi.eq(0), c_fb.eq(0), c_fi.eq(c_fi + 1),
                                      c_fU.eq(c_fU + cfg.U), c_s.eq(next_first),
-                                     c_sfirst.eq(next_first), c_slast.eq(next_last)]
+                                     c_sfirst.eq(next_first), c_slast.eq(next_last),
+                                     c_empty.eq(next_empty)]
                         with m.If(fi_last):
                             m.d.sync += c_busy.eq(0)
 
@@ -651,7 +653,7 @@ class Controller(wiring.Component):
                          wl_rows.eq(Mux(kr_last, cfg.rows_last, Y)),
                          wl_cols.eq(Mux(ke_last, cfg.cols_last, X))]
 
-        start_first, start_last = tap_bounds("sf", dw_ws)
+        start_first, start_last, start_empty = tap_bounds("sf", dw_ws)
         with m.If(self.start):
             m.d.sync += [running.eq(1), starting.eq(1),
                          dw_valid.eq(1), dw_kr.eq(0), dw_ke.eq(0), dw_kf.eq(0), dw_g.eq(0),
@@ -673,7 +675,8 @@ class Controller(wiring.Component):
                          dc_pbase.eq(dw_pbase_ke + dw_pbase_kf + dw_pbase_g),
                          c_busy.eq(dw_valid), c_fi.eq(0), c_mi.eq(0), c_cq.eq(0),
                          c_s.eq(start_first), c_sfirst.eq(start_first),
-                         c_slast.eq(start_last), c_fb.eq(0), c_kp.eq(0), c_fU.eq(0),
+                         c_slast.eq(start_last), c_empty.eq(start_empty), c_fb.eq(0),
+                         c_kp.eq(0), c_fU.eq(0),
                          c_cqW.eq(0)]
             m.d.comb += [arr.c_start.eq(dw_valid), arr.c_start_pp.eq(dw_pp),
                          arr.c_start_bp.eq(dw_bp)]
