@@ -349,18 +349,19 @@ LOGIC_HEADROOM = 0.9
 _LOGIC = ("logic cells", "LUT4", "flip-flops", "LUT-RAM write ports")
 
 
-def _fits_with_headroom(utilisation: list[Utilisation]) -> bool:
-    return all(u.used <= (u.available * LOGIC_HEADROOM if u.resource in _LOGIC else u.available)
+def _fits_with_headroom(utilisation: list[Utilisation], headroom: float = LOGIC_HEADROOM) -> bool:
+    return all(u.used <= (u.available * headroom if u.resource in _LOGIC else u.available)
                for u in utilisation)
 
 
 def largest_array_that_fits(board, make_top, rows: int, cols: int, overflow: DoesNotFit, *,
-                            progress=None):
+                            progress=None, headroom: float = LOGIC_HEADROOM):
     """The largest array whose design fits ``board`` after ``make_top(rows, cols)`` did not
     (``overflow``): ``(rows', cols', utilisation)`` with ``rows' <= rows`` and
     ``cols' <= cols`` as large as fits for that ``rows'``, or ``(0, 0, utilisation of 1x1)``
-    if not even 1x1 fits. "Fits" leaves room for placement and routing: at most
-    ``LOGIC_HEADROOM`` of the logic (block RAMs and DSPs may be used up).
+    if not even 1x1 fits. "Fits" leaves room for placement and routing: at most ``headroom``
+    (``LOGIC_HEADROOM`` by default) of the logic (block RAMs and DSPs may be used up);
+    ``headroom=1`` asks only that the packed design fits the device.
 
     The overflowing resource is modelled as a fixed cost plus a cost per PE from two packed
     designs (the requested size and 1x1); sizes near what that model allows are then
@@ -375,7 +376,7 @@ def largest_array_that_fits(board, make_top, rows: int, cols: int, overflow: Doe
         if (r, c) not in seen:
             say(f"synthesizing a {r}x{c} array to find the largest that fits")
             packed = estimate(board, make_top(r, c))
-            seen[r, c] = packed if _fits_with_headroom(packed) else None
+            seen[r, c] = packed if _fits_with_headroom(packed, headroom) else None
         return seen[r, c] is not None
 
     seen[rows, cols] = None
@@ -383,7 +384,7 @@ def largest_array_that_fits(board, make_top, rows: int, cols: int, overflow: Doe
         return 0, 0, estimate(board, make_top(1, 1))
     resource = overflow.resource
     small = {u.resource: u.used for u in seen[1, 1]}[resource]
-    limit = overflow.available * (LOGIC_HEADROOM if resource in _LOGIC else 1)
+    limit = overflow.available * (headroom if resource in _LOGIC else 1)
     per_pe = max(1.0, (overflow.needed - small) / max(1, rows * cols - 1))
     pes = 1 + int((limit - small) // per_pe)
     r = max(1, min(rows, pes))

@@ -234,9 +234,10 @@ def synthesis_estimate(args: dict, settings: DemoSettings, say):
             "capacity": {u.resource: u.available for u in packed}, "verdict": verdict}
 
 
-def build_bitstream(args: dict, settings: DemoSettings, out: Path, say):
+def build_bitstream(args: dict, settings: DemoSettings, out: Path, say,
+                    final: Path | None = None):
     """The bitstream of the accelerator ``args`` behind the host link for the board (or why
-    not)."""
+    not), built in ``out``; its report names the folder ``final`` it ends up in."""
     from boards.accelerator import AcceleratorTarget
     from boards.build import DoesNotFit, build
     from boards.top import BoardTop
@@ -246,7 +247,10 @@ def build_bitstream(args: dict, settings: DemoSettings, out: Path, say):
                        out / "bitstream", progress=say)
     except DoesNotFit as exc:
         return {"built": False, "refused": str(exc)}
-    return {"built": report.built, "lines": report.lines(), **report.to_json()}
+    lines = report.lines()
+    if final is not None:
+        lines = [line.replace(str(out), str(final)) for line in lines]
+    return {"built": report.built, "lines": lines, **report.to_json()}
 
 
 # --- the whole run -------------------------------------------------------------------------------
@@ -291,7 +295,8 @@ def run_demo(settings: DemoSettings, out_dir, *, force: bool = False, say=print)
             if synthesis is not None:
                 say("waiting for the synthesis estimate")
                 synthesis = synthesis.result()
-        bitstream = build_bitstream(main, settings, work, say) if settings.build else None
+        bitstream = build_bitstream(main, settings, work, say, out_dir) if settings.build \
+            else None
         summary = _summary(settings, model, accuracy, on_array, accelerators, compared,
                            measured, by_dataflow, by_scheme, synthesis, bitstream,
                            time.monotonic() - started)

@@ -5,9 +5,11 @@ flags (``--scheme --rows --cols``; ``--scheme ternary`` when no design is named)
 layers of a deployed model (``--model``), or the link self-test design (``--link-test``).
 Synthesis, place-and-route and packing run through YoWASP (``boards.build``); the report gives
 the utilisation of each resource, its share of the device and fmax against the board clock.
-Without ``--rows``/``--cols`` the array is the largest up to 3x4 that fits the board; an array
-asked for that cannot fit is refused after synthesis, before place-and-route, with the largest
-array that fits. Counters are ``--counter-bits`` wide (20 by default); a layer whose counts
+Without ``--rows``/``--cols`` the array is the largest up to 3x4 that fits the board: the
+largest whose packed design fits the device is placed and routed, and if that fails (or misses
+the board clock) the largest that leaves ``boards.build.LOGIC_HEADROOM`` of the logic for
+placement is built instead. An array asked for that cannot fit is refused after synthesis,
+before place-and-route, with the largest array that fits. Counters are ``--counter-bits`` wide (20 by default); a layer whose counts
 would not fit is refused by the host (``sim.run_layer.check_job``).
 """
 
@@ -173,6 +175,47 @@ def _zeros(shape):
     return np.zeros(tuple(int(v) for v in shape), dtype=np.int64)
 
 
+def _build_largest(args, board, make_top, accel_for, overflow):
+    """Build the largest array (up to ``args.rows x args.cols``) whose packed design fits;
+    if placement, routing or timing fails, the largest within ``LOGIC_HEADROOM``. The report,
+    or None after printing why nothing was built."""
+    from boards.build import LOGIC_HEADROOM, BuildError, build, largest_array_that_fits
+
+    wanted = (args.rows, args.cols)
+    tried, written, failure, late = set(), False, None, None
+    for headroom in (1.0, LOGIC_HEADROOM):
+        r, c, packed = largest_array_that_fits(board, make_top, *wanted, overflow,
+                                               progress=_say, headroom=headroom)
+        if r == 0:
+            worst = max(packed, key=lambda u: u.share)
+            raise UsageError(f"{overflow}; no array fits: even 1x1 needs {worst.used:,} "
+                             f"{worst.resource} ({worst.share:.0%})")
+        if (r, c) in tried:
+            continue
+        tried.add((r, c))
+        _say(f"{wanted[0]}x{wanted[1]} does not fit; building the largest that fits: {r}x{c}")
+        args.rows, args.cols = r, c
+        extra = {"accelerator.json": json.dumps(dict(accel_for(r, c)[0], baud=args.baud),
+                                                indent=2) + "\n"}
+        try:
+            report = build(board, make_top(r, c), args.output, force=args.force or written,
+                           progress=_say, extra_files=extra)
+        except BuildError as exc:
+            failure = exc
+            _say(f"{r}x{c} did not build ({str(exc).splitlines()[0]}); trying a smaller array")
+            continue
+        written = True
+        if report.built and report.meets_timing is False and headroom == 1.0:
+            _say(f"{r}x{c} misses the board clock; trying a smaller array")
+            late = report
+            continue
+        return report
+    if late is not None:
+        return late          # nothing smaller to try: the caller warns about the clock
+    print(f"mulfree build: error: {failure}", file=sys.stderr)
+    return None
+
+
 def run(args) -> int:
     if args.list_boards:
         return _list_boards()
@@ -245,26 +288,19 @@ def run(args) -> int:
     except DoesNotFit as overflow:
         if make_top is None:
             raise
-        r, c, packed = largest_array_that_fits(board, make_top, args.rows, args.cols,
-                                               overflow, progress=_say)
-        if r == 0:
-            worst = max(packed, key=lambda u: u.share)
-            raise UsageError(f"{overflow}; no array fits: even 1x1 needs {worst.used:,} "
-                             f"{worst.resource} ({worst.share:.0%})") from None
-        used = next(u for u in packed if u.resource == overflow.resource)
         if not auto_size:
+            r, c, packed = largest_array_that_fits(board, make_top, args.rows, args.cols,
+                                                   overflow, progress=_say)
+            if r == 0:
+                worst = max(packed, key=lambda u: u.share)
+                raise UsageError(f"{overflow}; no array fits: even 1x1 needs {worst.used:,} "
+                                 f"{worst.resource} ({worst.share:.0%})") from None
+            used = next(u for u in packed if u.resource == overflow.resource)
             raise UsageError(f"{overflow}; the largest that fits is {r}x{c} ({used.used:,} "
                              f"{used.resource}, {used.share:.0%}, with room for "
                              "place-and-route)") from None
-        _say(f"{args.rows}x{args.cols} does not fit; building the largest that fits: {r}x{c}")
-        args.rows, args.cols = r, c
-        accel = accel_for(r, c)[0]
-        extra = {"accelerator.json": json.dumps(dict(accel, baud=args.baud), indent=2) + "\n"}
-        try:
-            report = build(board, make_top(r, c), args.output, force=args.force,
-                           progress=_say, extra_files=extra)
-        except BuildError as exc:
-            print(f"mulfree build: error: {exc}", file=sys.stderr)
+        report = _build_largest(args, board, make_top, accel_for, overflow)
+        if report is None:
             return 1
     except BuildError as exc:
         print(f"mulfree build: error: {exc}", file=sys.stderr)

@@ -102,6 +102,10 @@ def test_largest_array_search_finds_the_boundary(monkeypatch):
     assert (r, c) == (6, 7) and packed[0].used == 4240
     assert 40 + 100 * 6 * 8 > 0.9 * 5280  # one more column would not leave the headroom
     assert len(asked) <= 4
+    # headroom 1: the packed design need only fit the device
+    r, c, packed = largest_array_that_fits("icebreaker", lambda r, c: (r, c), 6, 10, overflow,
+                                           headroom=1.0)
+    assert (r, c) == (6, 8) and packed[0].used == 4840 and 40 + 100 * 6 * 9 > 5280
 
     cost.update(per_pe=40 * 100, fixed=100)   # nonlinear surprise: the model overestimates
     overflow = DoesNotFit("logic cells", 100 + 4000 * 12, 5280, "iCE40UP5K", "icebreaker")

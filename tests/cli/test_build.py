@@ -135,3 +135,48 @@ def test_a_board_without_a_serial_port_is_refused_in_one_line(capsys, tmp_path):
                          str(tmp_path / "oc"))
     assert_one_line_error(status, err, "OrangeCrabR0_2_85FPlatform has no 'uart' resource")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("outcome, built", [
+    ("ok", [((2, 2), False)]),
+    ("unroutable", [((2, 2), False), ((2, 1), False)]),
+    ("slow", [((2, 2), False), ((2, 1), True)]),
+])
+def test_without_a_size_the_largest_array_that_packs_is_built_then_one_with_room(
+        monkeypatch, outcome, built):
+    """The largest array whose packed design fits is placed and routed; if that fails or
+    misses the board clock, the largest within the logic headroom is built (over the first
+    attempt's output, which this run wrote)."""
+    import argparse
+    from boards import build as flow
+    from boards.build import BuildError, DoesNotFit
+    from mulfree.commands import build as command
+
+    searched, calls = [], []
+
+    def fake_search(board, make_top, rows, cols, overflow, *, progress, headroom):
+        searched.append(headroom)
+        return ((2, 2) if headroom == 1.0 else (2, 1)) + ([],)
+
+    class Report:
+        built = True
+
+        def __init__(self, size):
+            self.meets_timing = not (outcome == "slow" and size == (2, 2))
+
+    def fake_build(board, top, out, *, force, progress, extra_files):
+        calls.append((top, force))
+        if outcome == "unroutable" and top == (2, 2):
+            raise BuildError("nextpnr-ice40 failed: cannot route")
+        assert json.loads(extra_files["accelerator.json"])["rows"] == top[0]
+        return Report(top)
+
+    monkeypatch.setattr(flow, "largest_array_that_fits", fake_search)
+    monkeypatch.setattr(flow, "build", fake_build)
+    args = argparse.Namespace(rows=3, cols=4, baud=115200, output="x", force=False)
+    overflow = DoesNotFit("logic cells", 9000, 5280, "iCE40UP5K", "icebreaker")
+    report = command._build_largest(args, "icebreaker", lambda r, c: (r, c),
+                                    lambda r, c: ({"rows": r, "cols": c}, ""), overflow)
+    assert calls == built and report.meets_timing
+    assert (args.rows, args.cols) == calls[-1][0]
+    assert searched == [1.0, flow.LOGIC_HEADROOM][:len(calls)]
