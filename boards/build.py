@@ -355,13 +355,16 @@ def _fits_with_headroom(utilisation: list[Utilisation], headroom: float = LOGIC_
 
 
 def largest_array_that_fits(board, make_top, rows: int, cols: int, overflow: DoesNotFit, *,
-                            progress=None, headroom: float = LOGIC_HEADROOM):
+                            progress=None, headroom: float = LOGIC_HEADROOM,
+                            most_pes: bool = False):
     """The largest array whose design fits ``board`` after ``make_top(rows, cols)`` did not
     (``overflow``): ``(rows', cols', utilisation)`` with ``rows' <= rows`` and
     ``cols' <= cols`` as large as fits for that ``rows'``, or ``(0, 0, utilisation of 1x1)``
     if not even 1x1 fits. "Fits" leaves room for placement and routing: at most ``headroom``
     (``LOGIC_HEADROOM`` by default) of the logic (block RAMs and DSPs may be used up);
-    ``headroom=1`` asks only that the packed design fits the device.
+    ``headroom=1`` asks only that the packed design fits the device. With ``most_pes`` the
+    arrays with fewer rows are then tried too, and the one with the most PEs is returned (a
+    squarer array may fit more PEs than the model of the first search allows).
 
     The overflowing resource is modelled as a fixed cost plus a cost per PE from two packed
     designs (the requested size and 1x1); sizes near what that model allows are then
@@ -398,4 +401,14 @@ def largest_array_that_fits(board, make_top, rows: int, cols: int, overflow: Doe
         while c > 1 and not fits(r, c - 1):
             c -= 1
         c = max(1, c - 1)
+    if most_pes:
+        best = (r, c)
+        for r2 in range(r - 1, 0, -1):
+            c2 = best[0] * best[1] // r2 + 1      # the fewest columns with more PEs
+            if c2 > cols or not fits(r2, c2):
+                continue
+            while c2 < cols and fits(r2, c2 + 1):
+                c2 += 1
+            best = (r2, c2)
+        r, c = best
     return r, c, seen[r, c]

