@@ -195,7 +195,9 @@ def _build_largest(args, board, make_top, accel_for, overflow):
         if (r, c) in tried:
             continue
         tried.add((r, c))
-        _say(f"{wanted[0]}x{wanted[1]} does not fit; building the largest that fits: {r}x{c}")
+        how = ("the most PEs whose packed design fits" if headroom == 1.0 else
+               f"the most PEs within {headroom:.0%} of the logic")
+        _say(f"{wanted[0]}x{wanted[1]} does not fit; building {how}: {r}x{c}")
         args.rows, args.cols = r, c
         extra = {"accelerator.json": json.dumps(dict(accel_for(r, c)[0], baud=args.baud),
                                                 indent=2) + "\n"}
