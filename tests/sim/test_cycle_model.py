@@ -99,5 +99,15 @@ def test_unmappable_layers_name_the_limit():
         check_mappable(LayerShape(1, 1, 5, 5, 8, 8), ArrayParams(3, 4, 4, 16, 16))
     with pytest.raises(ValueError, match="stride 5 is not supported"):
         check_mappable(LayerShape(1, 1, 1, 1, 8, 8, stride=5), PARAMS)
-    with pytest.raises(ValueError, match="configuration field n_inputs"):
-        config_values(LayerShape(1, 1 << 12, 1, 1, 1 << 6, 1 << 6), PARAMS, Mapping(1, 1, 1))
+    # a configuration value over the accelerator's limit (hw.controller.config_limits): the
+    # host refuses the layer before anything runs
+    from sim.run_layer import Job, check_job, config_beats
+    values = config_values(LayerShape(1, 4, 1, 1, 8, 8), PARAMS, Mapping(1, 1, 8))
+    small = dict(rows=3, cols=4, filter_spad=16, ifmap_spad=16, psum_spad=16, in_depth=128,
+                 wb_depth=64, pb_depth=64)
+    job = Job(config_beats(values), [], [], 0, 0)
+    with pytest.raises(ValueError, match=r"^the layer does not fit the accelerator: "
+                       r"configuration field n_inputs \(C \* H \* W\) = 256; allowed: at most "
+                       r"128$"):
+        check_job(small, job)
+    check_job(dict(small, in_depth=256), job)
