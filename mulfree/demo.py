@@ -36,10 +36,10 @@ class DemoSettings:
     seed: int = 0
     images: int = 4                # test images through the RTL simulation
     backend: str = "amaranth"
-    rows: int = 2                  # 2x1 with 20-bit counters: its accelerator fits the
-    cols: int = 1                  # iCEBreaker (iCE40UP5K) behind the host link
+    rows: int = 2                  # 2x1: its accelerator fits the iCEBreaker (iCE40UP5K)
+    cols: int = 1                  # behind the host link
     spad: int = 32
-    counter_bits: int = 20
+    counter_bits: int | None = None  # None: just wide enough for the layers
     board: str = "icebreaker"      # for the synthesis estimate and --build
     synthesize: bool = True
     build: bool = False
@@ -117,7 +117,7 @@ def plan_hardware(model, trace, images: int, settings: DemoSettings) -> list[Har
     """Group the layers by scheme and width and size one accelerator per group."""
     from model.layer_file import Layer
     from sim.cycle_model import ArrayParams, LayerShape, check_mappable, predict
-    from sim.run_layer import accelerator_args
+    from sim.run_layer import accelerator_args, counter_bits_needed, plan
 
     params = ArrayParams(settings.rows, settings.cols, settings.spad, settings.spad,
                          settings.spad)
@@ -135,7 +135,9 @@ def plan_hardware(model, trace, images: int, settings: DemoSettings) -> list[Har
             layers += [Layer(il.scheme, il.weights, trace.layers[k].inputs[i], stride=il.stride,
                              padding=il.padding, a_bits=il.a_bits, w_bits=il.w_bits)
                        for i in range(images)]
-        args = dict(accelerator_args(layers, params), counter_bits=settings.counter_bits)
+        bits = settings.counter_bits or counter_bits_needed([plan(ly, params)[2]
+                                                             for ly in layers])
+        args = dict(accelerator_args(layers, params), counter_bits=bits)
         groups.append(HardwareGroup(indices, layers, args, macs))
     return groups
 

@@ -36,7 +36,7 @@ from sim.cycle_model import (COUNTERS, ArrayParams, LayerShape, Mapping, check_m
                              output_stream_order, predict, weight_stream_order)
 
 __all__ = ["Job", "LayerRun", "plan", "accelerator_args", "build_accelerator", "run_layers",
-           "run_layer", "BACKENDS", "config_beats", "check_job"]
+           "run_layer", "BACKENDS", "config_beats", "check_job", "counter_bits_needed"]
 
 
 @dataclasses.dataclass
@@ -66,6 +66,11 @@ def config_beats(values: dict) -> list[int]:
     ``hw.controller.CONFIG_FIELDS``."""
     from hw.controller import CONFIG_FIELDS
     return [int(values[name]) for name in CONFIG_FIELDS]
+
+
+def counter_bits_needed(jobs: list[Job]) -> int:
+    """The narrowest counters (at least 8 bits) that hold every count of ``jobs``."""
+    return max(8, *(job.counter_peak.bit_length() for job in jobs))
 
 
 def check_job(args: dict, job: Job, what: str = "the layer") -> None:

@@ -5,12 +5,14 @@ flags (``--scheme --rows --cols``; ``--scheme ternary`` when no design is named)
 layers of a deployed model (``--model``), or the link self-test design (``--link-test``).
 Synthesis, place-and-route and packing run through YoWASP (``boards.build``); the report gives
 the utilisation of each resource, its share of the device and fmax against the board clock.
-Without ``--rows``/``--cols`` the array is the largest up to 3x4 that fits the board: the
-largest whose packed design fits the device is placed and routed, and if that fails (or misses
-the board clock) the largest that leaves ``boards.build.LOGIC_HEADROOM`` of the logic for
-placement is built instead. An array asked for that cannot fit is refused after synthesis,
-before place-and-route, with the largest array that fits. Counters are ``--counter-bits`` wide (20 by default); a layer whose counts
-would not fit is refused by the host (``sim.run_layer.check_job``).
+Without ``--rows``/``--cols`` the array is the one with the most PEs, up to 3x4, that fits
+the board: the largest whose packed design fits the device is placed and routed, and if that
+fails (or misses the board clock) the largest that leaves ``boards.build.LOGIC_HEADROOM`` of
+the logic for placement is built instead. An array asked for that cannot fit is refused after
+synthesis, before place-and-route, with the largest array that fits. Counters are
+``--counter-bits`` wide (default: 20 with ``--scheme``, just wide enough for the model's layers
+with ``--model``); the host refuses a layer whose counts would not fit
+(``sim.run_layer.check_job``).
 """
 
 from __future__ import annotations
@@ -67,10 +69,10 @@ def register(subparsers) -> None:
                             f"{DEFAULTS['depth']})")
     sizes.add_argument("--spad", type=int, default=DEFAULTS["spad"], metavar="N",
                        help=f"PE scratchpad entries per bank (default {DEFAULTS['spad']})")
-    sizes.add_argument("--counter-bits", type=int, default=DEFAULTS["counter_bits"],
-                       metavar="N", help="width of each access counter (default "
-                       f"{DEFAULTS['counter_bits']}; the host refuses a layer whose counts "
-                       "would not fit)")
+    sizes.add_argument("--counter-bits", type=int, default=None, metavar="N",
+                       help=f"width of each access counter (default {DEFAULTS['counter_bits']} "
+                            "with --scheme, what the layers need with --model; the host "
+                            "refuses a layer whose counts would not fit)")
     parser.add_argument("--baud", type=int, default=115200, help="host link baud rate "
                         "(default 115200)")
     parser.set_defaults(func=run)
@@ -117,15 +119,17 @@ def _scheme_args(args, params) -> tuple[dict, str]:
                  w_bits=w_bits, acc_bits=args.acc_bits, filter_spad=params.filter_spad,
                  ifmap_spad=params.ifmap_spad, psum_spad=params.psum_spad,
                  in_depth=args.depth, wb_depth=args.depth, pb_depth=args.depth,
-                 counter_bits=args.counter_bits)
+                 counter_bits=args.counter_bits or DEFAULTS["counter_bits"])
     return accel, f"{scheme} accelerator, A{a_bits} W{w_bits}, {args.acc_bits}-bit sums"
 
 
-def _model_args(path, params, counter_bits: int) -> tuple[dict, str]:
+def _model_args(path, params, counter_bits: int | None) -> tuple[dict, str]:
+    """The accelerator for the layers of ``path`` with the most MACs, and a note; counters
+    ``counter_bits`` wide, or (None) just wide enough for those layers."""
     from model import deploy
     from model.layer_file import Layer
     from sim.cycle_model import LayerShape, check_mappable
-    from sim.run_layer import accelerator_args, check_job, plan
+    from sim.run_layer import accelerator_args, check_job, counter_bits_needed, plan
 
     loaded = deploy.load(path)
     if not isinstance(loaded, deploy.IntegerModel):
@@ -156,9 +160,11 @@ def _model_args(path, params, counter_bits: int) -> tuple[dict, str]:
         which = (f"layer {others[0]} uses" if len(others) == 1 else
                  f"layers {', '.join(map(str, others))} use")
         note += f" ({which} another scheme or width)"
-    accel = dict(accelerator_args(layers, params), counter_bits=counter_bits)
-    for index, layer in zip((i for i, _, _ in chosen), layers):
-        check_job(accel, plan(layer, params)[2], f"layer {index} of {path}")
+    jobs = [plan(layer, params)[2] for layer in layers]
+    accel = dict(accelerator_args(layers, params),
+                 counter_bits=counter_bits or counter_bits_needed(jobs))
+    for index, job in zip((i for i, _, _ in chosen), jobs):
+        check_job(accel, job, f"layer {index} of {path}")
     return accel, note
 
 
@@ -233,7 +239,7 @@ def run(args) -> int:
         raise UsageError("give exactly one of --scheme SCHEME, --model MODEL.npz, --link-test")
     if not any(chosen):
         args.scheme = "ternary"
-    if not 8 <= args.counter_bits <= 64:
+    if args.counter_bits is not None and not 8 <= args.counter_bits <= 64:
         raise UsageError(f"--counter-bits must be in [8, 64], not {args.counter_bits}")
     auto_size = args.rows is None and args.cols is None
     args.rows = DEFAULTS["rows"] if args.rows is None else args.rows

@@ -107,7 +107,9 @@ def test_link_test_bitstream_for_the_icebreaker(capsys, tmp_path):
 
 
 def test_model_flag_sizes_the_accelerator_for_the_layers_with_most_macs(tmp_path, capsys):
+    import numpy as np
     from model import deploy, nets
+    from model.layer_file import Layer
     from mulfree.commands.build import _model_args
     from sim.cycle_model import ArrayParams
 
@@ -118,6 +120,13 @@ def test_model_flag_sizes_the_accelerator_for_the_layers_with_most_macs(tmp_path
     args, note = _model_args(path, ArrayParams(3, 4, 32, 32, 32), 20)
     assert args["counter_bits"] == 20
     first, rest = model.layers[0], model.layers[1:]
+    sized, _ = _model_args(path, ArrayParams(3, 4, 32, 32, 32), None)   # from the layers
+    from sim.run_layer import plan
+    peak = max(plan(Layer(il.scheme, il.weights, np.zeros(il.in_shape, dtype=np.int64),
+                          stride=il.stride, padding=il.padding, a_bits=il.a_bits,
+                          w_bits=il.w_bits), ArrayParams(3, 4, 32, 32, 32))[2].counter_peak
+               for il in rest)
+    assert sized == dict(args, counter_bits=max(8, peak.bit_length()))
     assert first.a_bits != rest[0].a_bits                     # the pixels are wider
     assert (args["scheme"], args["a_bits"], args["w_bits"]) == ("ternary", rest[0].a_bits, 2)
     assert args["acc_bits"] == max(layer.accumulator_width for layer in rest)

@@ -29,11 +29,21 @@ def test_short_demo_is_bit_exact_and_writes_its_report(short_run, capsys):
                    for layer in model.layers)
     assert rtl["accumulators_compared"] == expected
     assert [layer["layer"] for layer in rtl["layers"]] == list(range(len(model.layers)))
-    # the default array is the one whose accelerator fits the iCEBreaker: 2x1, 20-bit counters
+    # the default array is the one whose accelerator fits the iCEBreaker (2x1), its counters
+    # just wide enough for its layers' largest count (cycle model)
+    from sim.cycle_model import COUNTERS, ArrayParams, LayerShape, predict
     settings = summary["settings"]
-    assert (settings["rows"], settings["cols"], settings["counter_bits"]) == (2, 1, 20)
-    assert all((a["rows"], a["cols"], a["counter_bits"]) == (2, 1, 20)
-               for a in rtl["accelerators"])
+    assert (settings["rows"], settings["cols"], settings["counter_bits"]) == (2, 1, None)
+    params = ArrayParams(2, 1, 32, 32, 32)
+    for a in rtl["accelerators"]:
+        assert (a["rows"], a["cols"]) == (2, 1)
+        peak = 0
+        for k in a["layers"]:
+            il = model.layers[k]
+            counts = predict(LayerShape.of(il.weights.shape, il.in_shape, il.stride,
+                                           il.padding), params)
+            peak = max(peak, *(counts[c] for c in COUNTERS if c != "skipped"))
+        assert a["counter_bits"] == max(8, peak.bit_length())
     for layer in rtl["layers"]:
         assert layer["exact_images"] == 1
         assert layer["utilisation"] == pytest.approx(layer["macs"] / (2 * layer["cycles"]),
