@@ -90,11 +90,10 @@ def config_limits(*, rows: int, cols: int, filter_spad: int, ifmap_spad: int,
     Every layer whose buffers fit (``sim.cycle_model.memory_depths`` within the depths),
     whose mapping fits the scratchpads and whose padding is at most ``MAX_PADDING`` stays
     within them: ``C * H * W`` input words bound ``H``, ``W`` and their products; the
-    weight words per bank ``n_r * M * q * S`` bound ``n_r``, ``M * q * S`` and so ``Gi``;
-    the psum words per bank ``n_v * Gi * p * F`` bound ``n_v``, ``Gi`` and ``F``; ``E`` and
-    ``F`` are at most the padded input's size, so ``n_f <= F``; at most ``2 * cols`` filter
-    groups go side by side (``sim.cycle_model.mappings`` chooses at most ``cols``), so
-    ``n_v <= 2 * E``; ``p * q * S`` fits the filter scratchpad, ``q * Wseg`` the input one,
+    weight words per bank ``n_r * M * q * S`` bound ``n_r``, ``M * q * S`` and so ``Gi``,
+    ``Gc`` and ``Gc * p * q * S``; the psum words per bank ``n_v * Gi * p * F`` bound
+    ``n_v``, ``Gi`` and ``F``; ``E`` and ``F`` are at most the padded input's size, so
+    ``n_f <= F``; ``p * q * S`` fits the filter scratchpad, ``q * Wseg`` the input one,
     ``p * F'`` the psum one; the stride is at most ``hw.pe.MAX_STRIDE``; ``(E - 1) * U <=
     H + 2 * P - R``, so ``E * U * W <= (H + 2 * P + U) * W``. The host refuses a layer with
     a larger value (the field, its value and the limit in one line); the controller's
@@ -107,15 +106,15 @@ def config_limits(*, rows: int, cols: int, filter_spad: int, ifmap_spad: int,
     E = Din + 2 * P          # output rows or columns (and filter rows) within the padded input
     return {
         "H": Din, "W": Din, "R": E, "S": min(FS, IS), "U": U, "P": P, "E": E,
-        "q": FS, "p": FS, "Cg": Din, "Gi": min(Dp, Dw), "Gc": 2 * X, "Fseg": PS,
+        "q": FS, "p": FS, "Cg": Din, "Gi": min(Dp, Dw), "Gc": Dw, "Fseg": PS,
         "n_f": min(Dp, E),
-        "F_last": PS, "Wseg": IS, "n_r": Dw, "rows_last": Y, "n_v": min(Dp, 2 * E),
+        "F_last": PS, "Wseg": IS, "n_r": Dw, "rows_last": Y, "n_v": Dp,
         "cols_last": X,
         "YdivR": Y, "YmodR": Y, "qS": FS, "pqS": FS, "MqS": Dw, "n_weights": Y * Dw,
         "HW": Din, "qHW": Din, "YdivR_qHW": Y * Din, "n_inputs": Din, "PW": P * Din,
         "FsegU": U * PS, "Fp": min(Dp, E * FS), "GiFp": Dp, "Fsegp": PS, "FsU1": U * PS,
         "FlU1": U * PS,
-        "Flastp": PS, "GcpqS": 2 * X * FS, "XmodE": X, "XdivE": X, "XmodEU": U * X,
+        "Flastp": PS, "GcpqS": Dw, "XmodE": X, "XdivE": X, "XmodEU": U * X,
         "EU": E + U, "E1U": E, "XmodEUW": U * X * Din, "EUW": (2 * P + U + 1) * Din,
         "XdivE_pqS": X * FS,
     }
