@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 __all__ = ["LayerShape", "ArrayParams", "Mapping", "check_mappable", "mappings",
-           "choose_mapping", "cycles_lower_bound", "predict_cycles", "config_values", "weight_stream_order", "output_stream_order",
+           "choose_mapping", "cycles_lower_bound", "predict_cycles", "utilisation_breakdown", "config_values", "weight_stream_order", "output_stream_order",
            "predict", "memory_depths", "COUNTERS"]
 
 #: Counter names, in the accelerator's order.
@@ -484,22 +484,62 @@ def _timeline(shape: LayerShape, params: ArrayParams, mp: Mapping) -> dict:
     ld = np.tile(mp.p * fv + Y + 2, n_rv)                           # a pass's drain
     lw_next = np.append(lw[1:], 0)            # the next block's first pass (none at the end)
     ld_prev = np.insert(ld[:-1], 0, 0)        # the previous block's last pass (none at first)
-    if G == 1:
-        passes = np.maximum(lc, np.maximum(lw_next, ld_prev))
-    else:
-        passes = (np.maximum(lc, np.maximum(lw, ld_prev))
-                  + (G - 2) * np.maximum(lc, np.maximum(lw, ld))
-                  + np.maximum(lc, np.maximum(lw_next, ld)))
+    # each pass waits for its slots, the next pass's weights and the previous pass's drain;
+    # the cycles beyond the slots go to whichever of the two waits is longer
+    kinds = [(1, lw_next, ld_prev)] if G == 1 else [(1, lw, ld_prev), (G - 2, lw, ld),
+                                                    (1, lw_next, ld)]
+    passes, wait_w, wait_d = 0, 0, 0
+    for n, w, d in kinds:
+        longest = np.maximum(lc, np.maximum(w, d))
+        passes = passes + n * longest
+        wait_w = wait_w + n * np.where(w >= d, longest - lc, 0)
+        wait_d = wait_d + n * np.where(w >= d, 0, longest - lc)
     inputs_next = np.append(words[1:] + 3, 0)  # the next block's inputs, from block start
     glb_reads = (int(words.sum()) + G * pqS * fo.n_f * fo.units * int(gsubs.sum())
                  + G * mp.p * (fo.n_r - 1) * fo.V * s.F + s.M * s.E * s.F)
     return {"setup": max(1 + int(lw[0]), 1 + int(words[0]) + 3), "compute": G * lc,
             "passes": passes, "weights": lw, "drains": ld, "inputs_next": inputs_next,
             "blocks": np.maximum(passes, inputs_next), "last_drain": int(ld[-1]),
-            "glb_reads": glb_reads}
+            "glb_reads": glb_reads, "wait_weights": wait_w, "wait_drains": wait_d}
 
 
 def predict_cycles(shape: LayerShape, params: ArrayParams, mp: Mapping) -> int:
     """``predict(shape, params, mp)["cycles"]``, computed with arrays (fast)."""
     t = _timeline(shape, params, mp)
     return t["setup"] + int(t["blocks"].sum()) + t["last_drain"]
+
+
+def utilisation_breakdown(shape: LayerShape, params: ArrayParams,
+                          mp: Mapping | None = None) -> dict:
+    """Where the cycles of a layer go, and the best utilisation its mapping's fills allow.
+
+    ``bound`` = MACs / (PEs x compute slots) is the utilisation if every pass lasted just
+    its slots; it is the product of four fills: ``row_fill`` (reduction units over the PE
+    rows of all row folds), ``col_fill`` (column units over the PE columns of all column
+    folds), ``pad_rows`` (PEs whose input row is padding idle for the pass) and
+    ``pad_cols`` (an output column whose taps are all padding still takes a slot).
+    ``cycles`` = ``setup`` (set-up, first weights and inputs) + ``compute`` (the slots) +
+    ``wait_weights`` / ``wait_drains`` (passes held by the next pass's weights or the
+    previous pass's drain) + ``wait_inputs`` (blocks held by the next block's inputs) +
+    ``last_drain``; ``utilisation`` = ``bound`` x compute / cycles.
+    """
+    s, mp = shape, mp or choose_mapping(shape, params)
+    fo, t = _folds(shape, params, mp), _timeline(shape, params, mp)
+    nr = _valid_counts(s.H, s.R, s.stride, s.padding, s.E)
+    ns = _valid_counts(s.W, s.S, s.stride, s.padding, s.F)
+    taps_f = np.maximum(1, _valid_taps_per_output(s.W, s.S, s.stride, s.padding, s.F))
+    macs = s.M * s.C * int(nr.sum()) * int(ns.sum())
+    compute = int(t["compute"].sum())
+    parts = {"setup": t["setup"], "compute": compute,
+             "wait_weights": int(t["wait_weights"].sum()),
+             "wait_drains": int(t["wait_drains"].sum()),
+             "wait_inputs": int((t["blocks"] - t["passes"]).sum()),
+             "last_drain": t["last_drain"]}
+    cycles = sum(parts.values())
+    return {"mapping": mp, "macs": macs, "cycles": cycles, **parts,
+            "row_fill": fo.units / (fo.n_r * params.rows),
+            "col_fill": fo.V / (fo.n_v * params.cols),
+            "pad_rows": int(nr.sum()) / (s.R * s.E),
+            "pad_cols": int(ns.sum()) / int(taps_f.sum()),
+            "bound": macs / (params.pes * compute),
+            "utilisation": macs / (params.pes * cycles)}
