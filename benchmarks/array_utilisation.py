@@ -12,8 +12,22 @@ Cycles are those of the compute phase (``hw.accelerator``: data already in the g
 buffer); ``+I/O`` adds one cycle per off-chip word for streaming weights and inputs in and
 outputs out, which the accelerator does before and after computing.
 
-Usage: ``python benchmarks/array_utilisation.py [--filter-spad N --ifmap-spad N
---psum-spad N]``
+``bound`` is the best utilisation the mapping's fills allow (every pass as long as its
+compute slots; ``sim.cycle_model.utilisation_breakdown``); ``limited by`` names the fills
+below 100 % (rows: reduction units over PE rows; columns: output rows x filter groups over
+PE columns; padding: PEs whose input row is padding) and the waits that cost over 1 % of
+the cycles (weights, drains, inputs, set-up).
+
+Dense layers run with batch 1 and, as ``xN`` rows, ``N`` inputs at once as one 1x1
+convolution over [C, 1, N] (``model.batching``); their MACs count every input.
+
+``--eyeriss-spads``: the Eyeriss chip's scratchpad capacities (filter 224, input 12, psum 24
+entries per PE) instead of the defaults. The RTL's scratchpad banks are powers of two, so
+this is an accelerator with 256/16/32-entry banks whose mappings use at most 224/12/24
+entries; the schedule, and so every cycle, does not depend on the bank size.
+
+Usage: ``python benchmarks/array_utilisation.py [--eyeriss-spads | --filter-spad N
+--ifmap-spad N --psum-spad N] [--batch N]``
 """
 
 from __future__ import annotations
@@ -24,7 +38,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sim.cycle_model import ArrayParams, LayerShape, predict  # noqa: E402
+from sim.cycle_model import (ArrayParams, LayerShape, predict,  # noqa: E402
+                             utilisation_breakdown)
 
 #: name -> shape (M, C, R, S, H, W, stride, padding). MNIST: the seed networks on 28x28
 #: (model.nets: 5x5 'same' convolutions, 2x2 pooling, 7x7x64 flattened). AlexNet: the
@@ -41,23 +56,55 @@ LAYERS = {
     "AlexNet CONV5": LayerShape(256, 192, 3, 3, 13, 13, 1, 1),
 }
 ARRAYS = [(3, 4), (6, 8), (12, 14)]
+#: The Eyeriss chip's scratchpads per PE (filter, input, psum entries; Chen et al., JSSC 2017).
+EYERISS_SPADS = (224, 12, 24)
+GOAL = 0.9
 
 
-def table(filter_spad: int, ifmap_spad: int, psum_spad: int) -> list[str]:
-    lines = ["| layer | array | mapping (q, p, F', Gc) | cycles | +I/O | MACs | utilisation | "
-             "goal (R <= rows) |",
-             "|---|---|---|---:|---:|---:|---:|---|"]
+def batched(shape: LayerShape, n: int) -> LayerShape:
+    """A dense layer's shape with ``n`` inputs side by side (``model.batching``)."""
+    return LayerShape(shape.M, shape.C, 1, 1, 1, n)
+
+
+def layers(batch: int) -> dict[str, LayerShape]:
+    """The benchmark's layers, each dense layer followed by its batched form."""
+    out = {}
     for name, shape in LAYERS.items():
+        out[name] = shape
+        if (shape.R, shape.S, shape.H, shape.W) == (1, 1, 1, 1) and batch > 1:
+            out[f"{name} x{batch}"] = batched(shape, batch)
+    return out
+
+
+def limits(b: dict) -> str:
+    """The fills below 100 % and the waits over 1 % of the cycles, largest loss first."""
+    losses = [(1 - b[key], f"{label} {b[key]:.0%}") for key, label in (
+        ("row_fill", "rows"), ("col_fill", "columns"), ("pad_rows", "padding"),
+        ("pad_cols", "padded columns")) if b[key] < 0.995]
+    losses += [(b[key] / b["cycles"], f"{label} {b[key] / b['cycles']:.0%} of cycles")
+               for key, label in (("wait_weights", "weights"), ("wait_drains", "drains"),
+                                  ("wait_inputs", "inputs"), ("setup", "set-up"))
+               if b[key] > 0.01 * b["cycles"]]
+    return "; ".join(text for _, text in sorted(losses, reverse=True)) or "-"
+
+
+def table(filter_spad: int, ifmap_spad: int, psum_spad: int, batch: int = 16) -> list[str]:
+    lines = ["| layer | array | mapping (q, p, F', Gc) | cycles | +I/O | MACs | utilisation | "
+             "bound | limited by | goal (R <= rows) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|---|"]
+    for name, shape in layers(batch).items():
         for rows, cols in ARRAYS:
             params = ArrayParams(rows, cols, filter_spad, ifmap_spad, psum_spad)
-            pred = predict(shape, params)
-            mp = pred["mapping"]
-            util = pred["utilisation"]
+            b = utilisation_breakdown(shape, params)
+            pred = predict(shape, params, b["mapping"])
+            mp, util = b["mapping"], pred["utilisation"]
+            assert (b["cycles"], b["macs"]) == (pred["cycles"], pred["macs"])
             applies = shape.R <= rows
-            goal = ("met" if util >= 0.9 else "missed") if applies else "n/a"
+            goal = ("met" if util >= GOAL else "missed") if applies else "n/a"
             lines.append(f"| {name} | {rows}x{cols} | {mp.q}, {mp.p}, {mp.Fseg}, {mp.Gc} | "
                          f"{pred['cycles']:,} | {pred['cycles'] + pred['offchip_words']:,} | "
-                         f"{pred['macs']:,} | {util:.1%} | {goal} |")
+                         f"{pred['macs']:,} | {util:.1%} | {b['bound']:.1%} | {limits(b)} | "
+                         f"{goal} |")
     return lines
 
 
@@ -66,10 +113,19 @@ def main(argv=None) -> int:
     parser.add_argument("--filter-spad", type=int, default=256)
     parser.add_argument("--ifmap-spad", type=int, default=64)
     parser.add_argument("--psum-spad", type=int, default=32)
+    parser.add_argument("--eyeriss-spads", action="store_true",
+                        help="scratchpads of the Eyeriss chip: filter 224, input 12, psum 24")
+    parser.add_argument("--batch", type=int, default=16,
+                        help="inputs per batched dense layer (1: no batched rows)")
     args = parser.parse_args(argv)
-    print(f"Scratchpads per PE and bank: filter {args.filter_spad}, input {args.ifmap_spad}, "
-          f"psum {args.psum_spad} entries (two banks each).\n")
-    print("\n".join(table(args.filter_spad, args.ifmap_spad, args.psum_spad)))
+    if args.batch < 1:
+        parser.error(f"--batch must be >= 1, not {args.batch}")
+    spads = (EYERISS_SPADS if args.eyeriss_spads
+             else (args.filter_spad, args.ifmap_spad, args.psum_spad))
+    which = "the Eyeriss chip's" if args.eyeriss_spads else "the default"
+    print(f"Scratchpads per PE ({which}): filter {spads[0]}, input {spads[1]}, psum "
+          f"{spads[2]} entries (two banks each).\n")
+    print("\n".join(table(*spads, batch=args.batch)))
     return 0
 
 
