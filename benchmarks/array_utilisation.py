@@ -19,7 +19,9 @@ PE columns; padding: PEs whose input row is padding) and the waits that cost ove
 the cycles (weights, drains, inputs, set-up).
 
 Dense layers run with batch 1 and, as ``xN`` rows, ``N`` inputs at once as one 1x1
-convolution over [C, 1, N] (``model.batching``); their MACs count every input.
+convolution (``model.batching``) laid out as ``sim.batching`` chooses: the inputs in one or
+more rows, and extra filters when they divide the PE columns better (their MACs, and their
+share of the bound, do not count). MACs count every input of the batch.
 
 ``--eyeriss-spads``: the Eyeriss chip's scratchpad capacities (filter 224, input 12, psum 24
 entries per PE) instead of the defaults. The RTL's scratchpad banks are powers of two, so
@@ -38,6 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sim.batching import choose_dense_presentation  # noqa: E402
 from sim.cycle_model import (ArrayParams, LayerShape, predict,  # noqa: E402
                              utilisation_breakdown)
 
@@ -61,18 +64,13 @@ EYERISS_SPADS = (224, 12, 24)
 GOAL = 0.9
 
 
-def batched(shape: LayerShape, n: int) -> LayerShape:
-    """A dense layer's shape with ``n`` inputs side by side (``model.batching``)."""
-    return LayerShape(shape.M, shape.C, 1, 1, 1, n)
-
-
-def layers(batch: int) -> dict[str, LayerShape]:
-    """The benchmark's layers, each dense layer followed by its batched form."""
+def layers(batch: int) -> dict[str, tuple[LayerShape, int]]:
+    """The benchmark's layers (name -> shape, batch), each dense layer also batched."""
     out = {}
     for name, shape in LAYERS.items():
-        out[name] = shape
+        out[name] = (shape, 1)
         if (shape.R, shape.S, shape.H, shape.W) == (1, 1, 1, 1) and batch > 1:
-            out[f"{name} x{batch}"] = batched(shape, batch)
+            out[f"{name} x{batch}"] = (shape, batch)
     return out
 
 
@@ -88,23 +86,36 @@ def limits(b: dict) -> str:
     return "; ".join(text for _, text in sorted(losses, reverse=True)) or "-"
 
 
+def row(name: str, shape: LayerShape, batch: int, params: ArrayParams) -> str:
+    """One table row: the layer (a dense batch as ``sim.batching`` presents it)."""
+    m, mapping, layout = shape.M, None, ""
+    if batch > 1:
+        how = choose_dense_presentation(shape.M, shape.C, batch, params)
+        shape, mapping = how.shape, how.mapping
+        layout = f"; {how.rows} row{'s' * (how.rows > 1)}"
+        layout += f", +{shape.M - m} filters" if shape.M > m else ""
+    b = utilisation_breakdown(shape, params, mapping)
+    pred = predict(shape, params, b["mapping"])
+    assert (b["cycles"], b["macs"]) == (pred["cycles"], pred["macs"])
+    macs = pred["macs"] * m // shape.M          # extra filters' MACs do not count
+    util, bound = macs / (params.pes * pred["cycles"]), b["bound"] * m / shape.M
+    why = limits(b) if m == shape.M else f"extra filters {m / shape.M:.0%}; {limits(b)}"
+    goal = ("met" if util >= GOAL else "missed") if shape.R <= params.rows else "n/a"
+    mp = b["mapping"]
+    return (f"| {name} | {params.rows}x{params.cols} | "
+            f"{mp.q}, {mp.p}, {mp.Fseg}, {mp.Gc}{layout} | {pred['cycles']:,} | "
+            f"{pred['cycles'] + pred['offchip_words']:,} | {macs:,} | {util:.1%} | "
+            f"{bound:.1%} | {why} | {goal} |")
+
+
 def table(filter_spad: int, ifmap_spad: int, psum_spad: int, batch: int = 16) -> list[str]:
     lines = ["| layer | array | mapping (q, p, F', Gc) | cycles | +I/O | MACs | utilisation | "
              "bound | limited by | goal (R <= rows) |",
              "|---|---|---|---:|---:|---:|---:|---:|---|---|"]
-    for name, shape in layers(batch).items():
+    for name, (shape, n) in layers(batch).items():
         for rows, cols in ARRAYS:
             params = ArrayParams(rows, cols, filter_spad, ifmap_spad, psum_spad)
-            b = utilisation_breakdown(shape, params)
-            pred = predict(shape, params, b["mapping"])
-            mp, util = b["mapping"], pred["utilisation"]
-            assert (b["cycles"], b["macs"]) == (pred["cycles"], pred["macs"])
-            applies = shape.R <= rows
-            goal = ("met" if util >= GOAL else "missed") if applies else "n/a"
-            lines.append(f"| {name} | {rows}x{cols} | {mp.q}, {mp.p}, {mp.Fseg}, {mp.Gc} | "
-                         f"{pred['cycles']:,} | {pred['cycles'] + pred['offchip_words']:,} | "
-                         f"{pred['macs']:,} | {util:.1%} | {b['bound']:.1%} | {limits(b)} | "
-                         f"{goal} |")
+            lines.append(row(name, shape, n, params))
     return lines
 
 

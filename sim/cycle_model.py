@@ -23,8 +23,9 @@ import math
 import numpy as np
 
 __all__ = ["LayerShape", "ArrayParams", "Mapping", "check_mappable", "mappings",
-           "choose_mapping", "cycles_lower_bound", "predict_cycles", "utilisation_breakdown", "config_values", "weight_stream_order", "output_stream_order",
-           "predict", "memory_depths", "COUNTERS"]
+           "choose_mapping", "config_values", "weight_stream_order", "output_stream_order",
+           "predict", "memory_depths", "COUNTERS", "cycles_lower_bound", "predict_cycles",
+           "utilisation_breakdown"]
 
 #: Counter names, in the accelerator's order.
 COUNTERS = ("cycles", "macs", "skipped", "rf_reads", "rf_writes", "array_transfers",
@@ -187,8 +188,9 @@ def cycles_lower_bound(shape: LayerShape, params: ArrayParams, mp: Mapping) -> i
     last_prev = ld[-1] if fo.Gi > 1 else (ld_before[-1] if fo.n_f > 1 or periods > 1 else 0)
     total += int(max(lc[-1], last_prev) - max(lc[-1], last_prev, lw))
     # before the first pass: its weights and the first block's inputs
-    words, gsubs = (lambda g: (g[3], g[6]))(_block_geometry(shape, params, mp, fo, 0, 0, 0))
-    return 1 + max((gsubs * (lw - 1) + 1), words + 3) + total + int(ld[-1])
+    first = _block_geometry(shape, params, mp, fo, 0, 0, 0)
+    words, gsubs = first[3], first[6]
+    return 1 + max(gsubs * (lw - 1) + 1, words + 3) + total + int(ld[-1])
 
 
 def choose_mapping(shape: LayerShape, params: ArrayParams) -> Mapping:

@@ -4,7 +4,7 @@ accelerator: outputs bit-exact with ``model.ops`` and every counter equal to
 
 import numpy as np
 
-from model.batching import batched_dense_layer, conv_outputs_as_dense_batch
+from model.batching import batched_dense_layer, conv_outputs_as_dense_batch, dense_batch_as_conv
 from model.ops import dense
 from model.quant import activation_code_range, weight_code_range
 from sim.cycle_model import ArrayParams, LayerShape, predict
@@ -56,3 +56,27 @@ def test_batched_dense_layer_equals_dense_per_input():
             shape = LayerShape.of(layer.weights.shape, layer.inputs.shape)
             model = predict(shape, PARAMS, run.mapping, weights=layer.weights, scheme=scheme)
             assert run.counters == {k: model[k] for k in run.counters}
+
+
+def test_dense_batch_in_rows_with_extra_filters_equals_dense():
+    """``sim.batching.run_dense_batch``: 4 inputs in 2 rows with a sixth filter (5 filters
+    split 3 + 3 over the columns), and 16 inputs in 4 rows; outputs of ``model.ops.dense``
+    per input, counters of ``predict`` for the presented layer."""
+    from sim.batching import run_dense_batch
+    rng = np.random.default_rng(43)
+    for scheme, (m, c, n) in [("ternary", (5, 6, 4)), ("xnor", (10, 6, 16))]:
+        a_bits, w_bits = WIDTHS[scheme]
+        layer = random_layer(rng, scheme, (m, c, 1, 1, 1, n, 1, 0))
+        inputs, weights = layer.inputs[:, 0, :].T.copy(), layer.weights[:, :, 0, 0].copy()
+        inputs[0], inputs[-1] = activation_code_range(scheme, a_bits)
+        weights[0], weights[-1] = weight_code_range(scheme, w_bits)
+        out, counters, how = run_dense_batch(scheme, inputs, weights, params=PARAMS,
+                                             a_bits=a_bits, w_bits=w_bits)
+        assert how.rows > 1 and (how.filters > m or n == 16)
+        want = np.stack([dense(scheme, x, weights, a_bits=a_bits, w_bits=w_bits)
+                         for x in inputs])
+        np.testing.assert_array_equal(out, want)
+        _, presented = dense_batch_as_conv(inputs, weights, rows=how.rows, filters=how.filters)
+        model = predict(how.shape, PARAMS, how.mapping, weights=presented, scheme=scheme)
+        assert counters == {k: model[k] for k in counters}
+        assert counters["cycles"] == how.cycles

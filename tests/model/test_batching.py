@@ -26,14 +26,16 @@ def codes(rng, scheme, n, c, m):
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_batched_convolution_equals_dense_per_input(scheme):
+    """Batches laid out in 1, 2 or N rows, with and without extra filters."""
     rng = np.random.default_rng(SCHEMES.index(scheme))
     a_bits, w_bits = WIDTHS[scheme]
-    for n, c, m in [(1, 1, 1), (16, 7, 5), (3, 40, 2)]:
+    for n, c, m, rows, filters in [(1, 1, 1, 1, None), (16, 7, 5, 1, None),
+                                   (3, 40, 2, 1, 3), (16, 7, 5, 2, 7), (6, 3, 4, 6, 4)]:
         inputs, weights = codes(rng, scheme, n, c, m)
-        image, filters = dense_batch_as_conv(inputs, weights)
-        assert image.shape == (c, 1, n) and filters.shape == (m, c, 1, 1)
-        out = conv2d(scheme, image, filters, a_bits=a_bits, w_bits=w_bits)
-        got = conv_outputs_as_dense_batch(out)
+        image, filt = dense_batch_as_conv(inputs, weights, rows=rows, filters=filters)
+        assert image.shape == (c, rows, n // rows) and filt.shape == (filters or m, c, 1, 1)
+        out = conv2d(scheme, image, filt, a_bits=a_bits, w_bits=w_bits)
+        got = conv_outputs_as_dense_batch(out, m)
         want = np.stack([dense(scheme, x, weights, a_bits=a_bits, w_bits=w_bits)
                          for x in inputs])
         np.testing.assert_array_equal(got, want)
@@ -55,5 +57,11 @@ def test_bad_shapes_name_the_shapes():
         dense_batch_as_conv(np.zeros((2, 4), int), np.zeros((2, 3), int))
     with pytest.raises(ValueError, match="must not be empty"):
         dense_batch_as_conv(np.zeros((0, 3), int), np.zeros((2, 3), int))
-    with pytest.raises(ValueError, match=r"\[M, 1, N\], not \(2, 2, 3\)"):
-        conv_outputs_as_dense_batch(np.zeros((2, 2, 3), int))
+    with pytest.raises(ValueError, match=r"rows must be a divisor of the batch size 4, not 3"):
+        dense_batch_as_conv(np.zeros((4, 3), int), np.zeros((2, 3), int), rows=3)
+    with pytest.raises(ValueError, match=r"filters must be an integer >= the 2 filters, not 1"):
+        dense_batch_as_conv(np.zeros((4, 3), int), np.zeros((2, 3), int), filters=1)
+    with pytest.raises(ValueError, match=r"\[M, rows, N / rows\], not \(2, 3\)"):
+        conv_outputs_as_dense_batch(np.zeros((2, 3), int))
+    with pytest.raises(ValueError, match=r"m must be in \[1, 2\], not 3"):
+        conv_outputs_as_dense_batch(np.zeros((2, 1, 3), int), 3)

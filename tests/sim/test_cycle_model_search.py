@@ -5,7 +5,6 @@
 
 import math
 
-import numpy as np
 import pytest
 
 from sim.cycle_model import (ArrayParams, LayerShape, Mapping, choose_mapping,
