@@ -29,7 +29,7 @@ this is an accelerator with 256/16/32-entry banks whose mappings use at most 224
 entries; the schedule, and so every cycle, does not depend on the bank size.
 
 Usage: ``python benchmarks/array_utilisation.py [--eyeriss-spads | --filter-spad N
---ifmap-spad N --psum-spad N] [--batch N]``
+--ifmap-spad N --psum-spad N] [--batch N] [--arrays 3x4,6x8,12x14]``
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def layers(batch: int) -> dict[str, tuple[LayerShape, int]]:
 
 
 def limits(b: dict) -> str:
-    """The fills below 100 % and the waits over 1 % of the cycles, largest loss first."""
+    """The (at most three) largest losses: fills below 100 %, waits over 1 % of the cycles."""
     losses = [(1 - b[key], f"{label} {b[key]:.0%}") for key, label in (
         ("row_fill", "rows"), ("col_fill", "columns"), ("pad_rows", "padding"),
         ("pad_cols", "padded columns")) if b[key] < 0.995]
@@ -83,7 +83,7 @@ def limits(b: dict) -> str:
                for key, label in (("wait_weights", "weights"), ("wait_drains", "drains"),
                                   ("wait_inputs", "inputs"), ("setup", "set-up"))
                if b[key] > 0.01 * b["cycles"]]
-    return "; ".join(text for _, text in sorted(losses, reverse=True)) or "-"
+    return "; ".join(text for _, text in sorted(losses, reverse=True)[:3]) or "-"
 
 
 def row(name: str, shape: LayerShape, batch: int, params: ArrayParams) -> str:
@@ -108,12 +108,13 @@ def row(name: str, shape: LayerShape, batch: int, params: ArrayParams) -> str:
             f"{bound:.1%} | {why} | {goal} |")
 
 
-def table(filter_spad: int, ifmap_spad: int, psum_spad: int, batch: int = 16) -> list[str]:
+def table(filter_spad: int, ifmap_spad: int, psum_spad: int, batch: int = 16,
+          arrays=tuple(ARRAYS)) -> list[str]:
     lines = ["| layer | array | mapping (q, p, F', Gc) | cycles | +I/O | MACs | utilisation | "
              "bound | limited by | goal (R <= rows) |",
              "|---|---|---|---:|---:|---:|---:|---:|---|---|"]
     for name, (shape, n) in layers(batch).items():
-        for rows, cols in ARRAYS:
+        for rows, cols in arrays:
             params = ArrayParams(rows, cols, filter_spad, ifmap_spad, psum_spad)
             lines.append(row(name, shape, n, params))
     return lines
@@ -128,15 +129,23 @@ def main(argv=None) -> int:
                         help="scratchpads of the Eyeriss chip: filter 224, input 12, psum 24")
     parser.add_argument("--batch", type=int, default=16,
                         help="inputs per batched dense layer (1: no batched rows)")
+    parser.add_argument("--arrays", default=",".join(f"{r}x{c}" for r, c in ARRAYS),
+                        help="array sizes ROWSxCOLS, comma-separated (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.batch < 1:
         parser.error(f"--batch must be >= 1, not {args.batch}")
+    try:
+        arrays = [tuple(int(v) for v in size.split("x")) for size in args.arrays.split(",")]
+        if any(len(a) != 2 or min(a) < 1 for a in arrays):
+            raise ValueError
+    except ValueError:
+        parser.error(f"--arrays must be sizes like 3x4,12x14, not {args.arrays!r}")
     spads = (EYERISS_SPADS if args.eyeriss_spads
              else (args.filter_spad, args.ifmap_spad, args.psum_spad))
     which = "the Eyeriss chip's" if args.eyeriss_spads else "the default"
     print(f"Scratchpads per PE ({which}): filter {spads[0]}, input {spads[1]}, psum "
           f"{spads[2]} entries (two banks each).\n")
-    print("\n".join(table(*spads, batch=args.batch)))
+    print("\n".join(table(*spads, batch=args.batch, arrays=arrays)))
     return 0
 
 
