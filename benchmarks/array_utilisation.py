@@ -41,6 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sim.batching import choose_dense_presentation  # noqa: E402
+from sim.column_split import choose_column_split  # noqa: E402
 from sim.cycle_model import (ArrayParams, LayerShape, predict,  # noqa: E402
                              utilisation_breakdown)
 
@@ -86,26 +87,45 @@ def limits(b: dict) -> str:
     return "; ".join(text for _, text in sorted(losses, reverse=True)[:3]) or "-"
 
 
-def row(name: str, shape: LayerShape, batch: int, params: ArrayParams) -> str:
-    """One table row: the layer (a dense batch as ``sim.batching`` presents it)."""
-    m, mapping, layout = shape.M, None, ""
-    if batch > 1:
-        how = choose_dense_presentation(shape.M, shape.C, batch, params)
-        shape, mapping = how.shape, how.mapping
-        layout = f"; {how.rows} row{'s' * (how.rows > 1)}"
-        layout += f", +{shape.M - m} filters" if shape.M > m else ""
+def row(name: str, params: ArrayParams, shape: LayerShape, mapping=None, *,
+        useful: int | None = None, layout: str = "", goal_applies: bool = True) -> str:
+    """One table row: ``shape`` run under ``mapping`` (default: the chosen one); ``useful``
+    MACs (default: all) count for utilisation and bound (a presented layer's extra filters,
+    level-0 taps and explicit padding do not)."""
     b = utilisation_breakdown(shape, params, mapping)
     pred = predict(shape, params, b["mapping"])
     assert (b["cycles"], b["macs"]) == (pred["cycles"], pred["macs"])
-    macs = pred["macs"] * m // shape.M          # extra filters' MACs do not count
-    util, bound = macs / (params.pes * pred["cycles"]), b["bound"] * m / shape.M
-    why = limits(b) if m == shape.M else f"extra filters {m / shape.M:.0%}; {limits(b)}"
-    goal = ("met" if util >= GOAL else "missed") if shape.R <= params.rows else "n/a"
+    macs = pred["macs"] if useful is None else useful
+    util, bound = macs / (params.pes * pred["cycles"]), b["bound"] * macs / pred["macs"]
+    why = limits(b)
+    if macs < pred["macs"]:
+        why = f"useful MACs {macs / pred['macs']:.0%}; {why}"
+    goal = ("met" if util >= GOAL else "missed") if goal_applies else "n/a"
     mp = b["mapping"]
     return (f"| {name} | {params.rows}x{params.cols} | "
             f"{mp.q}, {mp.p}, {mp.Fseg}, {mp.Gc}{layout} | {pred['cycles']:,} | "
             f"{pred['cycles'] + pred['offchip_words']:,} | {macs:,} | {util:.1%} | "
             f"{bound:.1%} | {why} | {goal} |")
+
+
+def rows_of(name: str, shape: LayerShape, batch: int, params: ArrayParams) -> list[str]:
+    """The layer's row; a dense batch as ``sim.batching`` presents it; for a convolution
+    also its filter columns split (``sim.column_split``) when that is faster."""
+    applies = shape.R <= params.rows
+    if batch > 1:
+        how = choose_dense_presentation(shape.M, shape.C, batch, params)
+        layout = f"; {how.rows} row{'s' * (how.rows > 1)}"
+        layout += f", +{how.filters - shape.M} filters" if how.filters > shape.M else ""
+        return [row(name, params, how.shape, how.mapping, layout=layout,
+                    useful=shape.M * shape.C * batch)]
+    out = [row(name, params, shape, goal_applies=applies)]
+    if shape.S > 1:
+        split = choose_column_split(shape, params)
+        if split.k > 1:
+            useful = utilisation_breakdown(shape, params)["macs"]
+            out.append(row(f"{name}, columns split in {split.k}", params, split.shape,
+                           split.mapping, useful=useful, goal_applies=applies))
+    return out
 
 
 def table(filter_spad: int, ifmap_spad: int, psum_spad: int, batch: int = 16,
@@ -116,7 +136,7 @@ def table(filter_spad: int, ifmap_spad: int, psum_spad: int, batch: int = 16,
     for name, (shape, n) in layers(batch).items():
         for rows, cols in arrays:
             params = ArrayParams(rows, cols, filter_spad, ifmap_spad, psum_spad)
-            lines.append(row(name, shape, n, params))
+            lines += rows_of(name, shape, n, params)
     return lines
 
 

@@ -1,6 +1,6 @@
-"""Mappings only the wider search reaches, and batched dense layers, on the Amaranth-simulated
-accelerator: outputs bit-exact with ``model.ops`` and every counter equal to
-``sim.cycle_model.predict``."""
+"""Mappings only the wider search reaches, batched dense layers and layers with split filter
+columns, on the Amaranth-simulated accelerator: outputs bit-exact with ``model.ops`` and
+every counter equal to ``sim.cycle_model.predict``."""
 
 import numpy as np
 
@@ -9,7 +9,7 @@ from model.ops import dense
 from model.quant import activation_code_range, weight_code_range
 from sim.cycle_model import ArrayParams, LayerShape, predict
 from sim.run_layer import run_layers
-from tests.hw.test_accelerator import PARAMS, WIDTHS, check_runs, random_layer
+from tests.hw.test_accelerator import PARAMS, WIDTHS, check_runs, golden, random_layer
 
 
 def test_more_filter_groups_than_columns_and_shorter_segments_are_chosen_and_exact():
@@ -80,3 +80,30 @@ def test_dense_batch_in_rows_with_extra_filters_equals_dense():
         model = predict(how.shape, PARAMS, how.mapping, weights=presented, scheme=scheme)
         assert counters == {k: model[k] for k in counters}
         assert counters["cycles"] == how.cycles
+
+
+def test_layers_with_split_filter_columns_equal_the_layer():
+    """One input channel on six PE rows: ``sim.column_split`` splits the filter columns in
+    two (a 3-wide padded filter with a level-0 tap, ternary; a 4-wide unpadded one, binary,
+    which has no level 0); the split layer's outputs equal ``model.ops.conv2d`` of the
+    original layer and its counters ``predict`` of the split shape."""
+    from model.column_split import split_columns_layer, zero_weight_code
+    from sim.column_split import choose_column_split
+    rng = np.random.default_rng(47)
+    params = ArrayParams(rows=6, cols=3, filter_spad=16, ifmap_spad=16, psum_spad=16)
+    for scheme, dims in [("ternary", (4, 1, 1, 3, 4, 8, 1, 1)),
+                         ("binary", (4, 1, 2, 4, 4, 8, 1, 0))]:
+        layer = random_layer(rng, scheme, dims)
+        layer.inputs[0, 0, :] = activation_code_range(scheme, layer.a_bits)[0]
+        shape = LayerShape.of(layer.weights.shape, layer.inputs.shape, layer.stride,
+                              layer.padding)
+        split = choose_column_split(shape, params, zero_weight=zero_weight_code(
+            scheme, layer.w_bits) is not None)
+        assert split.k == 2
+        run_layer = split_columns_layer(layer, split.k)
+        (run,) = run_layers([run_layer], params=params, mappings=[split.mapping])
+        np.testing.assert_array_equal(run.outputs, golden(layer))
+        model = predict(split.shape, params, split.mapping, weights=run_layer.weights,
+                        scheme=scheme)
+        assert run.counters == {k: model[k] for k in run.counters}
+        assert run.counters["cycles"] == split.cycles

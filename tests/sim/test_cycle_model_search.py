@@ -110,3 +110,24 @@ def test_dense_layers_are_bound_by_the_weights(cols):
             assert predict(shape, params, mp)["utilisation"] <= min(1, n / cols)
     util = predict(LayerShape(64, 96, 1, 1, 1, 1), params)["utilisation"]
     assert util >= 0.95 / cols
+
+
+def test_split_shape_is_the_shape_of_the_split_layer_and_flags_limit_k():
+    import numpy as np
+    from model.column_split import split_filter_columns
+    from sim.column_split import choose_column_split, split_shape
+    for dims in [(3, 1, 5, 5, 9, 11, 1, 2), (2, 2, 3, 4, 7, 9, 2, 1)]:
+        shape = LayerShape(*dims)
+        for k in range(1, shape.S + 1):
+            x, w = split_filter_columns(np.zeros((shape.C, shape.H, shape.W), int),
+                                        np.zeros((shape.M, shape.C, shape.R, shape.S), int),
+                                        k, scheme="int", stride=shape.stride,
+                                        padding=shape.padding, w_bits=4)
+            assert split_shape(shape, k) == LayerShape.of(w.shape, x.shape, shape.stride, 0)
+            assert (split_shape(shape, k).E, split_shape(shape, k).F) == (shape.E, shape.F)
+    # MNIST conv1 on 12x14: two parts (a level-0 tap) are fastest; without a level-0 weight
+    # only 5 parts (1-wide filters) are allowed, without a zero activation none
+    conv1, big = LayerShape(32, 1, 5, 5, 28, 28, 1, 2), ArrayParams(12, 14, 256, 64, 32)
+    assert choose_column_split(conv1, big).k == 2
+    assert choose_column_split(conv1, big, zero_weight=False).k in (1, 5)
+    assert choose_column_split(conv1, big, zero_activation=False).k == 1
