@@ -11,7 +11,9 @@ over the ``E`` output rows) across the PE columns; output columns in segments of
 filters ``p`` at a time. Loop order: row fold ``kr``, column fold ``kv``, segment ``kf``
 (one *block*), inner filter group ``g`` (one *pass*).
 
-``mappings`` lists every mapping the controller runs; ``choose_mapping`` takes the fastest,
+``mappings`` lists the mappings the controller runs that fit the scratchpads (every
+``q``, ``p``, ``Gc``; the longest and the equal-split segments); ``choose_mapping`` takes
+the fastest,
 timing them with ``predict_cycles`` (the cycles of ``predict``, computed with arrays) in
 order of ``cycles_lower_bound``. ``utilisation_breakdown`` says where a layer's cycles go
 and what utilisation the mapping's fills allow.
