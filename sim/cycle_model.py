@@ -13,10 +13,9 @@ filters ``p`` at a time. Loop order: row fold ``kr``, column fold ``kv``, segmen
 
 ``mappings`` lists the mappings the controller runs that fit the scratchpads (every
 ``q``, ``p``, ``Gc``; the longest and the equal-split segments); ``choose_mapping`` takes
-the fastest,
-timing them with ``predict_cycles`` (the cycles of ``predict``, computed with arrays) in
-order of ``cycles_lower_bound``. ``utilisation_breakdown`` says where a layer's cycles go
-and what utilisation the mapping's fills allow.
+the fastest, timing them with ``predict_cycles`` (the cycles of ``predict``, computed with
+arrays) in order of ``cycles_lower_bound``. ``utilisation_breakdown`` says where a layer's
+cycles go and what utilisation the mapping's fills allow.
 
 For ``xnor`` a layer's channels are packed words: ``C`` counts words of ``lanes`` channels
 (``model.ops.xnor_conv2d``), each word is one activation code and one MAC slot.
