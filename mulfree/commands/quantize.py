@@ -8,7 +8,7 @@ import numpy as np
 
 from model import data, deploy, nets, ptq
 from model import train as training
-from mulfree.commands.train import one_blas_thread
+from mulfree.commands.train import check_new_file, fold_and_save, one_blas_thread
 from mulfree.errors import UsageError
 
 
@@ -45,10 +45,7 @@ def _check(args) -> None:
                          f"not {args.net!r}")
     if args.epochs < 0:
         raise UsageError(f"--epochs must be at least 0, not {args.epochs}")
-    if os.path.exists(args.output) and not args.force:
-        raise UsageError(f"{args.output!r} exists; pass --force to overwrite it")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
-        raise UsageError(f"the folder of {args.output!r} does not exist")
+    check_new_file(args.output, args.force)
 
 
 def run(args) -> int:
@@ -91,19 +88,5 @@ def run(args) -> int:
                     args.checkpoint)}, "fine_tune_epochs": args.epochs, "seed": args.seed,
                 "accuracy": {**accuracy, "trained_model": float(np.mean(
                     trained_pred == ds.y_test)), "test_images": len(ds.y_test)}}
-        model = deploy.fold(target, input_shape=ds.input_shape, pixel_max=ds.pixel_max,
-                            classes=ds.classes, meta=meta)
-        int_pred = deploy.predict(model, ds.x_test)
-    int_acc = float(np.mean(int_pred == ds.y_test))
-    agreement = float(np.mean(int_pred == trained_pred))
-    meta["accuracy"].update(integer_model=int_acc, agreement=agreement)
-    model.meta = meta
-    deploy.save(model, args.output, overwrite=args.force)
-    print(f"integer model test accuracy {100 * int_acc:.2f} %; agrees with the quantized "
-          f"network on {100 * agreement:.2f} % of the test images")
-    print(f"saved {args.output}")
-    if agreement < 1.0:
-        print("warning: the integer model disagrees with the quantized network; please report "
-              "this as a bug")
-        return 1
-    return 0
+        return fold_and_save(target, ds, meta, args.output, force=args.force,
+                             reference=trained_pred, what="the quantized network")
