@@ -12,8 +12,24 @@ Cycles are those of the compute phase (``hw.accelerator``: data already in the g
 buffer); ``+I/O`` adds one cycle per off-chip word for streaming weights and inputs in and
 outputs out, which the accelerator does before and after computing.
 
-Usage: ``python benchmarks/array_utilisation.py [--filter-spad N --ifmap-spad N
---psum-spad N]``
+``bound`` is the best utilisation the mapping's fills allow (every pass as long as its
+compute slots; ``sim.cycle_model.utilisation_breakdown``); ``limited by`` names the fills
+below 100 % (rows: reduction units over PE rows; columns: output rows x filter groups over
+PE columns; padding: PEs whose input row is padding) and the waits that cost over 1 % of
+the cycles (weights, drains, inputs, set-up).
+
+Dense layers run with batch 1 and, as ``xN`` rows, ``N`` inputs at once as one 1x1
+convolution (``model.batching``) laid out as ``sim.batching`` chooses: the inputs in one or
+more rows, and extra filters when they divide the PE columns better (their MACs, and their
+share of the bound, do not count). MACs count every input of the batch.
+
+``--eyeriss-spads``: the Eyeriss chip's scratchpad capacities (filter 224, input 12, psum 24
+entries per PE) instead of the defaults. The RTL's scratchpad banks are powers of two, so
+this is an accelerator with 256/16/32-entry banks whose mappings use at most 224/12/24
+entries; the schedule, and so every cycle, does not depend on the bank size.
+
+Usage: ``python benchmarks/array_utilisation.py [--eyeriss-spads | --filter-spad N
+--ifmap-spad N --psum-spad N] [--batch N] [--arrays 3x4,6x8,12x14]``
 """
 
 from __future__ import annotations
@@ -24,7 +40,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sim.cycle_model import ArrayParams, LayerShape, predict  # noqa: E402
+from sim.batching import choose_dense_presentation  # noqa: E402
+from sim.column_split import choose_column_split  # noqa: E402
+from sim.cycle_model import (ArrayParams, LayerShape, predict,  # noqa: E402
+                             utilisation_breakdown)
 
 #: name -> shape (M, C, R, S, H, W, stride, padding). MNIST: the seed networks on 28x28
 #: (model.nets: 5x5 'same' convolutions, 2x2 pooling, 7x7x64 flattened). AlexNet: the
@@ -41,23 +60,83 @@ LAYERS = {
     "AlexNet CONV5": LayerShape(256, 192, 3, 3, 13, 13, 1, 1),
 }
 ARRAYS = [(3, 4), (6, 8), (12, 14)]
+#: The Eyeriss chip's scratchpads per PE (filter, input, psum entries; Chen et al., JSSC 2017).
+EYERISS_SPADS = (224, 12, 24)
+GOAL = 0.9
 
 
-def table(filter_spad: int, ifmap_spad: int, psum_spad: int) -> list[str]:
-    lines = ["| layer | array | mapping (q, p, F', Gc) | cycles | +I/O | MACs | utilisation | "
-             "goal (R <= rows) |",
-             "|---|---|---|---:|---:|---:|---:|---|"]
+def layers(batch: int) -> dict[str, tuple[LayerShape, int]]:
+    """The benchmark's layers (name -> shape, batch), each dense layer also batched."""
+    out = {}
     for name, shape in LAYERS.items():
-        for rows, cols in ARRAYS:
+        out[name] = (shape, 1)
+        if (shape.R, shape.S, shape.H, shape.W) == (1, 1, 1, 1) and batch > 1:
+            out[f"{name} x{batch}"] = (shape, batch)
+    return out
+
+
+def limits(b: dict) -> str:
+    """The (at most three) largest losses: fills below 100 %, waits over 1 % of the cycles."""
+    losses = [(1 - b[key], f"{label} {b[key]:.0%}") for key, label in (
+        ("row_fill", "rows"), ("col_fill", "columns"), ("pad_rows", "padding"),
+        ("pad_cols", "padded columns")) if b[key] < 0.995]
+    losses += [(b[key] / b["cycles"], f"{label} {b[key] / b['cycles']:.0%} of cycles")
+               for key, label in (("wait_weights", "weights"), ("wait_drains", "drains"),
+                                  ("wait_inputs", "inputs"), ("setup", "set-up"))
+               if b[key] > 0.01 * b["cycles"]]
+    return "; ".join(text for _, text in sorted(losses, reverse=True)[:3]) or "-"
+
+
+def row(name: str, params: ArrayParams, shape: LayerShape, mapping=None, *,
+        useful: int | None = None, layout: str = "", goal_applies: bool = True) -> str:
+    """One table row: ``shape`` run under ``mapping`` (default: the chosen one); ``useful``
+    MACs (default: all) count for utilisation and bound (a presented layer's extra filters,
+    level-0 taps and explicit padding do not)."""
+    b = utilisation_breakdown(shape, params, mapping)
+    pred = predict(shape, params, b["mapping"])
+    assert (b["cycles"], b["macs"]) == (pred["cycles"], pred["macs"])
+    macs = pred["macs"] if useful is None else useful
+    util, bound = macs / (params.pes * pred["cycles"]), b["bound"] * macs / pred["macs"]
+    why = limits(b)
+    if macs < pred["macs"]:
+        why = f"useful MACs {macs / pred['macs']:.0%}; {why}"
+    goal = ("met" if util >= GOAL else "missed") if goal_applies else "n/a"
+    mp = b["mapping"]
+    return (f"| {name} | {params.rows}x{params.cols} | "
+            f"{mp.q}, {mp.p}, {mp.Fseg}, {mp.Gc}{layout} | {pred['cycles']:,} | "
+            f"{pred['cycles'] + pred['offchip_words']:,} | {macs:,} | {util:.1%} | "
+            f"{bound:.1%} | {why} | {goal} |")
+
+
+def rows_of(name: str, shape: LayerShape, batch: int, params: ArrayParams) -> list[str]:
+    """The layer's row; a dense batch as ``sim.batching`` presents it; for a convolution
+    also its filter columns split (``sim.column_split``) when that is faster."""
+    applies = shape.R <= params.rows
+    if batch > 1:
+        how = choose_dense_presentation(shape.M, shape.C, batch, params)
+        layout = f"; {how.rows} row{'s' * (how.rows > 1)}"
+        layout += f", +{how.filters - shape.M} filters" if how.filters > shape.M else ""
+        return [row(name, params, how.shape, how.mapping, layout=layout,
+                    useful=shape.M * shape.C * batch)]
+    out = [row(name, params, shape, goal_applies=applies)]
+    if shape.S > 1:
+        split = choose_column_split(shape, params)
+        if split.k > 1:
+            useful = utilisation_breakdown(shape, params)["macs"]
+            out.append(row(f"{name}, columns split in {split.k}", params, split.shape,
+                           split.mapping, useful=useful, goal_applies=applies))
+    return out
+
+
+def table(filter_spad: int, ifmap_spad: int, psum_spad: int, batch: int = 16,
+          arrays=tuple(ARRAYS)) -> list[str]:
+    lines = ["| layer | array | mapping (q, p, F', Gc) | cycles | +I/O | MACs | utilisation | "
+             "bound | limited by | goal (R <= rows) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|---|"]
+    for name, (shape, n) in layers(batch).items():
+        for rows, cols in arrays:
             params = ArrayParams(rows, cols, filter_spad, ifmap_spad, psum_spad)
-            pred = predict(shape, params)
-            mp = pred["mapping"]
-            util = pred["utilisation"]
-            applies = shape.R <= rows
-            goal = ("met" if util >= 0.9 else "missed") if applies else "n/a"
-            lines.append(f"| {name} | {rows}x{cols} | {mp.q}, {mp.p}, {mp.Fseg}, {mp.Gc} | "
-                         f"{pred['cycles']:,} | {pred['cycles'] + pred['offchip_words']:,} | "
-                         f"{pred['macs']:,} | {util:.1%} | {goal} |")
+            lines += rows_of(name, shape, n, params)
     return lines
 
 
@@ -66,10 +145,27 @@ def main(argv=None) -> int:
     parser.add_argument("--filter-spad", type=int, default=256)
     parser.add_argument("--ifmap-spad", type=int, default=64)
     parser.add_argument("--psum-spad", type=int, default=32)
+    parser.add_argument("--eyeriss-spads", action="store_true",
+                        help="scratchpads of the Eyeriss chip: filter 224, input 12, psum 24")
+    parser.add_argument("--batch", type=int, default=16,
+                        help="inputs per batched dense layer (1: no batched rows)")
+    parser.add_argument("--arrays", default=",".join(f"{r}x{c}" for r, c in ARRAYS),
+                        help="array sizes ROWSxCOLS, comma-separated (default: %(default)s)")
     args = parser.parse_args(argv)
-    print(f"Scratchpads per PE and bank: filter {args.filter_spad}, input {args.ifmap_spad}, "
-          f"psum {args.psum_spad} entries (two banks each).\n")
-    print("\n".join(table(args.filter_spad, args.ifmap_spad, args.psum_spad)))
+    if args.batch < 1:
+        parser.error(f"--batch must be >= 1, not {args.batch}")
+    try:
+        arrays = [tuple(int(v) for v in size.split("x")) for size in args.arrays.split(",")]
+        if any(len(a) != 2 or min(a) < 1 for a in arrays):
+            raise ValueError
+    except ValueError:
+        parser.error(f"--arrays must be sizes like 3x4,12x14, not {args.arrays!r}")
+    spads = (EYERISS_SPADS if args.eyeriss_spads
+             else (args.filter_spad, args.ifmap_spad, args.psum_spad))
+    which = "the Eyeriss chip's" if args.eyeriss_spads else "the default"
+    print(f"Scratchpads per PE ({which}): filter {spads[0]}, input {spads[1]}, psum "
+          f"{spads[2]} entries (two banks each).\n")
+    print("\n".join(table(*spads, batch=args.batch, arrays=arrays)))
     return 0
 
 

@@ -17,7 +17,20 @@ from boards.protocol import clocks_per_bit as _clocks_per_bit
 __all__ = ["UARTTransmitter", "UARTReceiver"]
 
 
-class UARTTransmitter(wiring.Component):
+class _BitTimedComponent(wiring.Component):
+    """A component whose timing is ``clocks_per_bit``, derived from ``clk_freq`` and ``baud``."""
+
+    def __init__(self, members: dict, *, clk_freq: float, baud: float):
+        self._clocks_per_bit = _clocks_per_bit(clk_freq, baud)
+        super().__init__(members, src_loc_at=1)
+
+    @property
+    def clocks_per_bit(self) -> int:
+        """Clock cycles per bit period on the line."""
+        return self._clocks_per_bit
+
+
+class UARTTransmitter(_BitTimedComponent):
     """Send each byte of a stream as an 8N1 frame.
 
     Latency: the start bit begins on the line the cycle after a byte is accepted.
@@ -41,15 +54,10 @@ class UARTTransmitter(wiring.Component):
     """
 
     def __init__(self, *, clk_freq: float, baud: float):
-        self._clocks_per_bit = _clocks_per_bit(clk_freq, baud)
         super().__init__({
             "i_stream": In(stream.Signature(8)),
             "tx": Out(1, init=1),
-        })
-
-    @property
-    def clocks_per_bit(self) -> int:
-        return self._clocks_per_bit
+        }, clk_freq=clk_freq, baud=baud)
 
     def elaborate(self, platform):
         m = Module()
@@ -81,7 +89,7 @@ class UARTTransmitter(wiring.Component):
         return m
 
 
-class UARTReceiver(wiring.Component):
+class UARTReceiver(_BitTimedComponent):
     """Receive 8N1 frames from a serial line into a stream of bytes.
 
     The line goes through a two-flip-flop synchronizer. A low level while idle starts a frame
@@ -119,17 +127,12 @@ class UARTReceiver(wiring.Component):
     SYNCHRONIZER_LATENCY = 2
 
     def __init__(self, *, clk_freq: float, baud: float):
-        self._clocks_per_bit = _clocks_per_bit(clk_freq, baud)
         super().__init__({
             "rx": In(1, init=1),
             "o_stream": Out(stream.Signature(8)),
             "framing_error": Out(1),
             "overrun": Out(1),
-        })
-
-    @property
-    def clocks_per_bit(self) -> int:
-        return self._clocks_per_bit
+        }, clk_freq=clk_freq, baud=baud)
 
     def elaborate(self, platform):
         m = Module()

@@ -33,11 +33,13 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 from amaranth.lib import data, wiring
 
+from hw.array import INPUT_LATENCY, RowStationaryArray
 from hw.mac import MacCell
 from hw.units import product_unit
 
 __all__ = ["Design", "check_module_name", "to_verilog", "port_list", "snake_case",
-           "manifest_text", "unit_design", "mac_design", "GENERATORS", "register_generator", "write_outputs"]
+           "manifest_text", "unit_design", "mac_design", "array_design", "GENERATORS",
+           "register_generator", "write_outputs"]
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,35 @@ def mac_design(*, scheme: str, a_bits: int, w_bits: int | None = None, fan_in: i
     return Design(module, text, _ordered(manifest))
 
 
+def array_design(*, scheme: str, a_bits: int, w_bits: int | None = None, acc_bits: int,
+                 rows: int, cols: int, filter_spad: int = 16, ifmap_spad: int = 16,
+                 psum_spad: int = 16, module: str | None = None) -> Design:
+    """The row-stationary PE array alone (``hw.array.RowStationaryArray``; module
+    ``row_stationary_array``), driven by ``hw.controller.Controller`` in the accelerator; the
+    manifest lists its ports (one weight bus per PE row, one input bus, one drain token per
+    column) and scratchpad sizes."""
+    if module is not None:
+        check_module_name(module)
+    array = RowStationaryArray(rows, cols, scheme, a_bits=a_bits, w_bits=w_bits,
+                               acc_bits=acc_bits, filter_spad=filter_spad,
+                               ifmap_spad=ifmap_spad, psum_spad=psum_spad)
+    module = module or snake_case(type(array).__name__)
+    text = to_verilog(array, name=module)
+    manifest = _base_manifest("array", array, module, text)
+    manifest.update({
+        "scheme": array.scheme, "a_bits": array.a_bits, "w_bits": array.w_bits,
+        "acc_width": array.acc_bits, "can_skip": array.can_skip, "rows": rows, "cols": cols,
+        "filter_spad": array.filter_spad, "ifmap_spad": array.ifmap_spad,
+        "psum_spad": array.psum_spad,
+        "latency": f"{INPUT_LATENCY} input register + 2 cycles from slot addresses to the "
+                   f"accumulators; a drain token reaches the bottom rows + 1 cycles after it "
+                   f"is offered",
+        "throughput": f"{rows * cols} MACs per cycle",
+        "model": "model.ops.conv2d (through the mapping of sim.cycle_model)",
+    })
+    return Design(module, text, _ordered(manifest))
+
+
 _KEY_ORDER = ["generator", "design", "module", "class", "unit", "scheme", "a_bits", "w_bits",
               "fan_in", "p_width", "acc_width", "can_skip", "latency", "throughput", "model",
               "clocked", "ports"]
@@ -193,7 +224,8 @@ def _ordered(manifest: dict) -> dict:
 
 
 #: Design kind -> function building a ``Design`` from keyword parameters.
-GENERATORS: dict[str, Callable[..., Design]] = {"unit": unit_design, "mac": mac_design}
+GENERATORS: dict[str, Callable[..., Design]] = {"unit": unit_design, "mac": mac_design,
+                                                "array": array_design}
 
 
 def register_generator(kind: str, build: Callable[..., Design]) -> None:

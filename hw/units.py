@@ -120,7 +120,38 @@ def _negate_if(m: Module, value, negate, shape: Shape) -> Signal:
     return result
 
 
-class SignUnit(_ProductUnit):
+class _SignedActivationUnit(_ProductUnit):
+    """A unit of a scheme with signed activation codes and a fixed weight code.
+
+    Subclasses set ``_SCHEME`` (a name of ``model.quant.SCHEMES``), ``_W_SHAPE`` (the shape of
+    the weight code) and ``_CAN_SKIP``; the only parameter is ``a_bits``.
+    """
+
+    _SCHEME: str
+    _W_SHAPE: Shape
+    _CAN_SKIP: bool
+
+    @quiet_if_invalid
+    def __init__(self, *, a_bits: int, src_loc_at: int = 0):
+        a_bits = _signed_activation_bits(self._SCHEME, a_bits)
+        lo, hi = product_range(self._SCHEME, a_bits=a_bits)
+        super().__init__(scheme=self._SCHEME, a_bits=a_bits, w_bits=self._W_SHAPE.width,
+                         a_shape=signed(a_bits), w_shape=self._W_SHAPE, p_lo=lo, p_hi=hi,
+                         can_skip=self._CAN_SKIP, src_loc_at=src_loc_at)
+
+
+def _level_code_product(m: Module, unit: _SignedActivationUnit, magnitude) -> None:
+    """Drive ``p`` and ``skip`` of a unit whose weight code is its signed level: ``p`` is
+    ``magnitude``, negated when the sign bit of ``w`` is set, and 0 (``skip`` high) when ``w``
+    is 0."""
+    signed_a = _negate_if(m, magnitude, unit.w[-1], unit.p_shape)
+    m.d.comb += [
+        unit.skip.eq(unit.w == 0),
+        unit.p.eq(Mux(unit.skip, 0, signed_a)),
+    ]
+
+
+class SignUnit(_SignedActivationUnit):
     """Product of a signed activation with a binary (+/-1) weight: pass or negate.
 
     The weight code is the sign bit (1 means -1), so ``p = w ? -a : a``.
@@ -140,13 +171,7 @@ class SignUnit(_ProductUnit):
     p : Out(signed(a_bits + 1))
     """
 
-    @quiet_if_invalid
-    def __init__(self, *, a_bits: int, src_loc_at: int = 0):
-        a_bits = _signed_activation_bits("binary", a_bits)
-        lo, hi = product_range("binary", a_bits=a_bits)
-        super().__init__(scheme="binary", a_bits=a_bits, w_bits=1, a_shape=signed(a_bits),
-                         w_shape=unsigned(1), p_lo=lo, p_hi=hi, can_skip=False,
-                         src_loc_at=src_loc_at)
+    _SCHEME, _W_SHAPE, _CAN_SKIP = "binary", unsigned(1), False
 
     def elaborate(self, platform):
         m = Module()
@@ -154,7 +179,7 @@ class SignUnit(_ProductUnit):
         return m
 
 
-class TernaryUnit(_ProductUnit):
+class TernaryUnit(_SignedActivationUnit):
     """Product of a signed activation with a ternary weight: skip on 0, else pass or negate.
 
     The weight code is the level itself (signed 2 bits: -1, 0, +1); its sign bit selects the
@@ -176,26 +201,15 @@ class TernaryUnit(_ProductUnit):
     skip : Out(1)
     """
 
-    @quiet_if_invalid
-    def __init__(self, *, a_bits: int, src_loc_at: int = 0):
-        a_bits = _signed_activation_bits("ternary", a_bits)
-        lo, hi = product_range("ternary", a_bits=a_bits)
-        super().__init__(scheme="ternary", a_bits=a_bits, w_bits=2, a_shape=signed(a_bits),
-                         w_shape=signed(2), p_lo=lo, p_hi=hi, can_skip=True,
-                         src_loc_at=src_loc_at)
+    _SCHEME, _W_SHAPE, _CAN_SKIP = "ternary", signed(2), True
 
     def elaborate(self, platform):
         m = Module()
-        negate = self.w[1]
-        signed_a = _negate_if(m, self.a, negate, self.p_shape)
-        m.d.comb += [
-            self.skip.eq(self.w == 0),
-            self.p.eq(Mux(self.skip, 0, signed_a)),
-        ]
+        _level_code_product(m, self, self.a)
         return m
 
 
-class ShiftUnit(_ProductUnit):
+class ShiftUnit(_SignedActivationUnit):
     """Product of a signed activation with a five-level weight {-2, -1, 0, +1, +2}.
 
     Skip on 0, shift left by 1 on magnitude 2 (by 0 on magnitude 1), negate on a negative
@@ -217,26 +231,15 @@ class ShiftUnit(_ProductUnit):
     skip : Out(1)
     """
 
-    @quiet_if_invalid
-    def __init__(self, *, a_bits: int, src_loc_at: int = 0):
-        a_bits = _signed_activation_bits("pow2", a_bits)
-        lo, hi = product_range("pow2", a_bits=a_bits)
-        super().__init__(scheme="pow2", a_bits=a_bits, w_bits=3, a_shape=signed(a_bits),
-                         w_shape=signed(3), p_lo=lo, p_hi=hi, can_skip=True,
-                         src_loc_at=src_loc_at)
+    _SCHEME, _W_SHAPE, _CAN_SKIP = "pow2", signed(3), True
 
     def elaborate(self, platform):
         m = Module()
-        negate = self.w[2]
         # |w| is 2 for the codes 0b010 (+2) and 0b110 (-2): bit 1 set, bit 0 clear.
         double = self.w[1] & ~self.w[0]
         shifted = Signal(self.p_shape)
         m.d.comb += shifted.eq(Mux(double, self.a << 1, self.a))
-        signed_a = _negate_if(m, shifted, negate, self.p_shape)
-        m.d.comb += [
-            self.skip.eq(self.w == 0),
-            self.p.eq(Mux(self.skip, 0, signed_a)),
-        ]
+        _level_code_product(m, self, shifted)
         return m
 
 

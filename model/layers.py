@@ -316,7 +316,27 @@ class QuantizedWeights:
         return base.describe(self) + extra
 
 
-class BinaryDense(QuantizedWeights, Dense):
+class _QuantizedDense(QuantizedWeights, Dense):
+    """A ``Dense`` layer without bias whose weights a subclass quantizes."""
+
+    def __init__(self, in_features, out_features, *, rng=None, input_bits=None,
+                 input_scale=1.0):
+        Dense.__init__(self, in_features, out_features, bias=False, rng=rng,
+                       input_scale=input_scale)
+        self._init_quantized(input_bits)
+
+
+class _QuantizedConv2d(QuantizedWeights, Conv2d):
+    """A ``Conv2d`` layer without bias whose weights a subclass quantizes."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, padding=0,
+                 rng=None, input_bits=None, input_scale=1.0):
+        Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride,
+                        padding=padding, bias=False, rng=rng, input_scale=input_scale)
+        self._init_quantized(input_bits)
+
+
+class BinaryDense(_QuantizedDense):
     """Dense layer with binary weights ``sign(W)`` (BinaryConnect / BinaryNet).
 
     Forward: ``binarize(W)`` (+/-1, sign(0) = +1, no scale: the batch norm that follows
@@ -325,12 +345,6 @@ class BinaryDense(QuantizedWeights, Dense):
     """
 
     scheme = "binary"
-
-    def __init__(self, in_features, out_features, *, rng=None, input_bits=None,
-                 input_scale=1.0):
-        Dense.__init__(self, in_features, out_features, bias=False, rng=rng,
-                       input_scale=input_scale)
-        self._init_quantized(input_bits)
 
     def quantized_weight(self):
         return quant.binarize(self.params["weight"])
@@ -342,23 +356,16 @@ class BinaryDense(QuantizedWeights, Dense):
         np.clip(self.params["weight"], -1.0, 1.0, out=self.params["weight"])
 
 
-class BinaryConv2d(QuantizedWeights, Conv2d):
+class BinaryConv2d(_QuantizedConv2d):
     """Convolution with binary weights; as ``BinaryDense`` (BinaryNet)."""
 
     scheme = "binary"
-
-    def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, padding=0,
-                 rng=None, input_bits=None, input_scale=1.0):
-        Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride,
-                        padding=padding, bias=False, rng=rng, input_scale=input_scale)
-        self._init_quantized(input_bits)
-
     quantized_weight = BinaryDense.quantized_weight
     weight_gradient = BinaryDense.weight_gradient
     constrain = BinaryDense.constrain
 
 
-class TernaryDense(QuantizedWeights, Dense):
+class TernaryDense(_QuantizedDense):
     """Dense layer with ternary weights ``alpha * {-1, 0, +1}`` (TWN, ``quant.ternarize``).
 
     ``Delta = 0.7 mean|W|`` per layer (strict ``|w| > Delta``), alpha the mean of the kept
@@ -368,12 +375,6 @@ class TernaryDense(QuantizedWeights, Dense):
 
     scheme = "ternary"
 
-    def __init__(self, in_features, out_features, *, rng=None, input_bits=None,
-                 input_scale=1.0):
-        Dense.__init__(self, in_features, out_features, bias=False, rng=rng,
-                       input_scale=input_scale)
-        self._init_quantized(input_bits)
-
     def quantized_weight(self):
         return quant.ternarize(self.params["weight"])
 
@@ -381,22 +382,15 @@ class TernaryDense(QuantizedWeights, Dense):
         return quant.ste_ternary_grad(weight, grad_value)
 
 
-class TernaryConv2d(QuantizedWeights, Conv2d):
+class TernaryConv2d(_QuantizedConv2d):
     """Convolution with ternary weights; as ``TernaryDense`` (TWN)."""
 
     scheme = "ternary"
-
-    def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, padding=0,
-                 rng=None, input_bits=None, input_scale=1.0):
-        Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride,
-                        padding=padding, bias=False, rng=rng, input_scale=input_scale)
-        self._init_quantized(input_bits)
-
     quantized_weight = TernaryDense.quantized_weight
     weight_gradient = TernaryDense.weight_gradient
 
 
-class Pow2Dense(QuantizedWeights, Dense):
+class Pow2Dense(_QuantizedDense):
     """Dense layer with five-level weights ``alpha * {-2, -1, 0, +1, +2}`` (``quantize_pow2``).
 
     INQ's rule at b = 3: alpha a power of two from ``max|W|``, nearest level. Backward: the
@@ -405,12 +399,6 @@ class Pow2Dense(QuantizedWeights, Dense):
 
     scheme = "pow2"
 
-    def __init__(self, in_features, out_features, *, rng=None, input_bits=None,
-                 input_scale=1.0):
-        Dense.__init__(self, in_features, out_features, bias=False, rng=rng,
-                       input_scale=input_scale)
-        self._init_quantized(input_bits)
-
     def quantized_weight(self):
         return quant.quantize_pow2(self.params["weight"])
 
@@ -418,22 +406,15 @@ class Pow2Dense(QuantizedWeights, Dense):
         return quant.ste_identity_grad(weight, grad_value)
 
 
-class Pow2Conv2d(QuantizedWeights, Conv2d):
+class Pow2Conv2d(_QuantizedConv2d):
     """Convolution with five-level weights; as ``Pow2Dense``."""
 
     scheme = "pow2"
-
-    def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, padding=0,
-                 rng=None, input_bits=None, input_scale=1.0):
-        Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride,
-                        padding=padding, bias=False, rng=rng, input_scale=input_scale)
-        self._init_quantized(input_bits)
-
     quantized_weight = Pow2Dense.quantized_weight
     weight_gradient = Pow2Dense.weight_gradient
 
 
-class DorefaDense(QuantizedWeights, Dense):
+class DorefaDense(_QuantizedDense):
     """DoReFa-Net dense layer: ``bitW``-bit weights, input quantized to ``bitA`` bits.
 
     Weights: ``dorefa_weights(W, bitW)`` (k = 1: ``sign(W) mean|W|``; k > 1: the tanh form);
@@ -446,10 +427,9 @@ class DorefaDense(QuantizedWeights, Dense):
 
     def __init__(self, in_features, out_features, *, bitW=1, bitA=None, rng=None,
                  input_scale=1.0):
-        Dense.__init__(self, in_features, out_features, bias=False, rng=rng,
-                       input_scale=input_scale)
         self.bitW = quant.weight_bits("dorefa", bitW)
-        self._init_quantized(bitA)
+        super().__init__(in_features, out_features, rng=rng, input_bits=bitA,
+                         input_scale=input_scale)
 
     def quantized_weight(self):
         return quant.dorefa_weights(self.params["weight"], self.bitW)
@@ -461,24 +441,23 @@ class DorefaDense(QuantizedWeights, Dense):
         return QuantizedWeights.describe(self) + f", W{self.bitW}"
 
 
-class DorefaConv2d(QuantizedWeights, Conv2d):
+class DorefaConv2d(_QuantizedConv2d):
     """DoReFa-Net convolution (``bitW``, ``bitA``); as ``DorefaDense``."""
 
     scheme = "dorefa"
 
     def __init__(self, in_channels, out_channels, kernel_size, *, bitW=1, bitA=None, stride=1,
                  padding=0, rng=None, input_scale=1.0):
-        Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride,
-                        padding=padding, bias=False, rng=rng, input_scale=input_scale)
         self.bitW = quant.weight_bits("dorefa", bitW)
-        self._init_quantized(bitA)
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         rng=rng, input_bits=bitA, input_scale=input_scale)
 
     quantized_weight = DorefaDense.quantized_weight
     weight_gradient = DorefaDense.weight_gradient
     describe = DorefaDense.describe
 
 
-class IntDense(QuantizedWeights, Dense):
+class IntDense(_QuantizedDense):
     """Dense layer with symmetric ``bits``-bit integer weights (``quantize_int``, per layer).
 
     The higher-precision layer of a low-bit network (DoReFa keeps its last layer wide) and the
@@ -489,10 +468,9 @@ class IntDense(QuantizedWeights, Dense):
 
     def __init__(self, in_features, out_features, *, bits=8, input_bits=None, rng=None,
                  input_scale=1.0):
-        Dense.__init__(self, in_features, out_features, bias=False, rng=rng,
-                       input_scale=input_scale)
         self.bits = quant.weight_bits("int", bits)
-        self._init_quantized(input_bits)
+        super().__init__(in_features, out_features, rng=rng, input_bits=input_bits,
+                         input_scale=input_scale)
 
     def quantized_weight(self):
         return quant.quantize_int(self.params["weight"], self.bits)
@@ -504,17 +482,16 @@ class IntDense(QuantizedWeights, Dense):
         return QuantizedWeights.describe(self) + f", {self.bits}-bit"
 
 
-class IntConv2d(QuantizedWeights, Conv2d):
+class IntConv2d(_QuantizedConv2d):
     """Convolution with symmetric ``bits``-bit integer weights; as ``IntDense``."""
 
     scheme = "int"
 
     def __init__(self, in_channels, out_channels, kernel_size, *, bits=8, input_bits=None,
                  stride=1, padding=0, rng=None, input_scale=1.0):
-        Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride,
-                        padding=padding, bias=False, rng=rng, input_scale=input_scale)
         self.bits = quant.weight_bits("int", bits)
-        self._init_quantized(input_bits)
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         rng=rng, input_bits=input_bits, input_scale=input_scale)
 
     quantized_weight = IntDense.quantized_weight
     weight_gradient = IntDense.weight_gradient

@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from model import thresholds as _thresholds
 from model.quant import (
     activation_code_range,
     check_codes,
@@ -66,18 +67,8 @@ __all__ = [
     "xnor_padding_correction",
     "bitserial_dot",
     "dorefa_bitserial_dot",
-    "SignThreshold",
-    "MultilevelThresholds",
-    "batch_norm_inference",
-    "affine_inference",
-    "sign_pm1",
-    "multilevel_code",
-    "fold_sign_threshold",
-    "fold_affine_sign_threshold",
-    "apply_sign_threshold",
-    "fold_multilevel_thresholds",
-    "fold_affine_multilevel_thresholds",
-    "apply_multilevel_thresholds",
+    # Re-exported: every name of model.thresholds but its EXACT_LIMIT.
+    *(name for name in _thresholds.__all__ if name != "EXACT_LIMIT"),
 ]
 
 _INT64_MIN = -(1 << 63)

@@ -11,6 +11,12 @@ over the ``E`` output rows) across the PE columns; output columns in segments of
 filters ``p`` at a time. Loop order: row fold ``kr``, column fold ``kv``, segment ``kf``
 (one *block*), inner filter group ``g`` (one *pass*).
 
+``mappings`` lists the mappings the controller runs that fit the scratchpads (every
+``q``, ``p``, ``Gc``; the longest and the equal-split segments); ``choose_mapping`` takes
+the fastest, timing them with ``predict_cycles`` (the cycles of ``predict``, computed with
+arrays) in order of ``cycles_lower_bound``. ``utilisation_breakdown`` says where a layer's
+cycles go and what utilisation the mapping's fills allow.
+
 For ``xnor`` a layer's channels are packed words: ``C`` counts words of ``lanes`` channels
 (``model.ops.xnor_conv2d``), each word is one activation code and one MAC slot.
 """
@@ -24,7 +30,8 @@ import numpy as np
 
 __all__ = ["LayerShape", "ArrayParams", "Mapping", "check_mappable", "mappings",
            "choose_mapping", "config_values", "weight_stream_order", "output_stream_order",
-           "predict", "memory_depths", "COUNTERS"]
+           "predict", "memory_depths", "COUNTERS", "cycles_lower_bound", "predict_cycles",
+           "utilisation_breakdown"]
 
 #: Counter names, in the accelerator's order.
 COUNTERS = ("cycles", "macs", "skipped", "rf_reads", "rf_writes", "array_transfers",
@@ -124,8 +131,23 @@ def check_mappable(shape: LayerShape, params: ArrayParams) -> None:
                          f"{params.psum_spad} entries)")
 
 
+def _segment_lengths(F: int, fmax: int) -> list[int]:
+    """Segment lengths worth trying when segments of up to ``fmax`` columns fit: the
+    longest, and for every segment count the equal split ``ceil(F / n)`` (shorter segments
+    trade per-pass overheads for a smaller last segment and less input per block)."""
+    return sorted({fmax} | {_ceil(F, n) for n in range(_ceil(F, fmax), F + 1)}, reverse=True)
+
+
 def mappings(shape: LayerShape, params: ArrayParams) -> list[Mapping]:
-    """Every mapping whose scratchpad needs fit, with the longest segment for each (q, p)."""
+    """Every mapping the accelerator runs whose scratchpad needs fit.
+
+    ``q`` divides ``C``, ``p`` divides ``M`` and ``Gc`` divides ``M / p`` (the controller
+    counts ``Cg = C / q`` channel groups and ``Gi = M / p / Gc`` inner filter groups); every
+    such ``Gc`` is tried (more than ``cols`` too: the column folds then cut across filter
+    groups). The filter scratchpad holds ``p * q * S`` weights, the input scratchpad ``q``
+    rows of ``(F' - 1) * U + S`` words and the psum scratchpad ``p * F'`` sums; segment
+    lengths ``F'`` are those of ``_segment_lengths``.
+    """
     s = shape
     out = []
     for q in _divisors(s.C):
@@ -138,29 +160,67 @@ def mappings(shape: LayerShape, params: ArrayParams) -> list[Mapping]:
                        if params.ifmap_spad // q >= s.S else 0)
             if fmax < 1:
                 continue
-            # segments of equal length waste the least: F split into ceil(F / fmax) parts
-            fseg = _ceil(s.F, _ceil(s.F, fmax))
-            # filter groups across the columns: 1, and the (at most two) counts up to cols
-            # that fill the columns best (the cycle model decides among them)
-            def fill(gc):
-                return gc * s.E / (params.cols * _ceil(gc * s.E, params.cols))
-            gcs = [gc for gc in _divisors(s.M // p) if 1 < gc <= params.cols]
-            gcs = sorted(gcs, key=lambda gc: (-fill(gc), gc))[:2]
-            for gc in [1] + [gc for gc in gcs if fill(gc) > fill(1)]:
-                out.append(Mapping(q, p, fseg, gc))
+            gcs = _divisors(s.M // p)
+            for fseg in _segment_lengths(s.F, fmax):
+                out.extend(Mapping(q, p, fseg, gc) for gc in gcs)
     return out
 
 
+def cycles_lower_bound(shape: LayerShape, params: ArrayParams, mp: Mapping) -> int:
+    """A lower bound on ``predict(...)["cycles"]`` from the pass lengths alone (cheap).
+
+    Every pass lasts at least its compute slots and the previous pass's drain, every pass
+    but the last at least one filter group's weights (``p * q * S + 1``); before them the
+    set-up cycle and the first pass's weights and inputs, after them the last drain. Later
+    input loading and extra filter groups per pass are left out.
+    """
+    s, Y, fo = shape, params.rows, _folds(shape, params, mp)
+    taps_f = np.maximum(1, _valid_taps_per_output(s.W, s.S, s.stride, s.padding, s.F))
+    starts = np.arange(fo.n_f) * mp.Fseg
+    seg_taps = np.add.reduceat(taps_f, starts)
+    fv = np.full(fo.n_f, mp.Fseg)
+    fv[-1] = fo.F_last
+    lc = mp.p * mp.q * seg_taps                      # compute slots per pass, by segment
+    ld = mp.p * fv + Y + 2                           # drain per pass, by segment
+    lw = mp.p * mp.q * s.S + 1
+    ld_before = np.roll(ld, 1)                       # the drain before a block's first pass
+    period = int((np.maximum(np.maximum(lc, ld_before), lw)
+                  + (fo.Gi - 1) * np.maximum(np.maximum(lc, ld), lw)).sum())
+    periods = fo.n_r * fo.n_v
+    total = periods * period
+    # the first pass has no drain before it; the last pass loads no weights
+    total += int(max(lc[0], lw) - max(lc[0], ld_before[0], lw))
+    last_prev = ld[-1] if fo.Gi > 1 else (ld_before[-1] if fo.n_f > 1 or periods > 1 else 0)
+    total += int(max(lc[-1], last_prev) - max(lc[-1], last_prev, lw))
+    # before the first pass: its weights and the first block's inputs
+    first = _block_geometry(shape, params, mp, fo, 0, 0, 0)
+    words, gsubs = first[3], first[6]
+    return 1 + max(gsubs * (lw - 1) + 1, words + 3) + total + int(ld[-1])
+
+
 def choose_mapping(shape: LayerShape, params: ArrayParams) -> Mapping:
-    """The mapping with the fewest predicted cycles (ties: fewer global-buffer reads)."""
+    """The mapping with the fewest predicted cycles (ties: fewer global-buffer reads, then
+    more filters, more channels, fewer filter groups across, longer segments).
+
+    Mappings are timed (``predict_cycles``) in order of ``cycles_lower_bound`` until a bound
+    exceeds the fewest cycles found, so the result is that of predicting every mapping.
+    """
     check_mappable(shape, params)
-    best = None
-    for mp in mappings(shape, params):
-        pred = predict(shape, params, mp)
-        key = (pred["cycles"], pred["glb_reads"], -mp.p, -mp.q, mp.Gc)
-        if best is None or key < best[0]:
-            best = (key, mp)
-    return best[1]
+    ranked = sorted(((cycles_lower_bound(shape, params, mp), i, mp)
+                     for i, mp in enumerate(mappings(shape, params))), key=lambda t: t[:2])
+    fewest, tied = None, []
+    for bound, _, mp in ranked:
+        if fewest is not None and bound > fewest:
+            break
+        cycles = predict_cycles(shape, params, mp)
+        if fewest is None or cycles < fewest:
+            fewest, tied = cycles, [mp]
+        elif cycles == fewest:
+            tied.append(mp)
+    if len(tied) == 1:
+        return tied[0]
+    return min(tied, key=lambda mp: (_timeline(shape, params, mp)["glb_reads"], -mp.p, -mp.q,
+                                     mp.Gc, -mp.Fseg))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -384,3 +444,107 @@ def predict(shape: LayerShape, params: ArrayParams, mp: Mapping | None = None, *
     counters["utilisation"] = macs / (params.pes * counters["cycles"])
     counters["mapping"] = mp
     return counters
+
+
+# ---- the same timeline, vectorised over the blocks (the mapping search and the analysis) ---
+
+def _axis_geometry(shape: LayerShape, params: ArrayParams, mp: Mapping, fo: _Folds):
+    """``_block_geometry`` split by loop: per row fold the input words of one row and column
+    (channels x q), per column fold the input rows and filter groups, per segment the input
+    columns, the output columns and the compute slots (as arrays)."""
+    s, Y, X = shape, params.rows, params.cols
+    U, P = s.stride, s.padding
+    kr = np.arange(fo.n_r)
+    rows_valid = np.where(kr == fo.n_r - 1, fo.rows_last, Y)
+    chans = ((kr * Y + rows_valid - 1) // s.R - (kr * Y) // s.R + 1) * mp.q
+    kv = np.arange(fo.n_v)
+    cols_valid = np.where(kv == fo.n_v - 1, fo.cols_last, X)
+    g0, e0 = np.divmod(kv * X, s.E)
+    g1, e1 = np.divmod(kv * X + cols_valid - 1, s.E)
+    gsubs = g1 - g0 + 1
+    e_lo, e_hi = np.where(gsubs > 1, 0, e0), np.where(gsubs > 1, s.E - 1, e1)
+    nh = np.maximum(0, np.minimum(s.H - 1, e_hi * U + s.R - 1 - P)
+                    - np.maximum(0, e_lo * U - P) + 1)
+    kf = np.arange(fo.n_f)
+    fv = np.where(kf == fo.n_f - 1, fo.F_last, mp.Fseg)
+    ws = kf * mp.Fseg * U - P
+    nw = np.maximum(0, np.minimum(s.W - 1, ws + (fv - 1) * U + s.S - 1)
+                    - np.maximum(0, ws) + 1)
+    taps_f = np.maximum(1, _valid_taps_per_output(s.W, s.S, s.stride, s.padding, s.F))
+    seg_taps = np.add.reduceat(taps_f, kf * mp.Fseg)
+    return chans, nh, gsubs, nw, fv, seg_taps
+
+
+def _timeline(shape: LayerShape, params: ArrayParams, mp: Mapping) -> dict:
+    """The schedule of ``predict`` block by block: for every block (loop order kr, kv, kf)
+    its compute slots, its passes' lengths and its length, plus the set-up and last drain
+    (and ``glb_reads``, the tie-break of ``choose_mapping``)."""
+    s, Y, fo = shape, params.rows, _folds(shape, params, mp)
+    chans, nh, gsubs, nw, fv, seg_taps = _axis_geometry(shape, params, mp, fo)
+    n_rv = fo.n_r * fo.n_v
+    pqS, G = mp.p * mp.q * s.S, fo.Gi
+    words = (chans[:, None, None] * nh[None, :, None] * nw[None, None, :]).ravel()
+    lw = np.repeat(np.tile(gsubs * pqS + 1, fo.n_r), fo.n_f)       # a pass's weights
+    lc = np.tile(mp.p * mp.q * seg_taps, n_rv)                      # a pass's slots
+    ld = np.tile(mp.p * fv + Y + 2, n_rv)                           # a pass's drain
+    lw_next = np.append(lw[1:], 0)            # the next block's first pass (none at the end)
+    ld_prev = np.insert(ld[:-1], 0, 0)        # the previous block's last pass (none at first)
+    # each pass waits for its slots, the next pass's weights and the previous pass's drain;
+    # the cycles beyond the slots go to whichever of the two waits is longer
+    kinds = [(1, lw_next, ld_prev)] if G == 1 else [(1, lw, ld_prev), (G - 2, lw, ld),
+                                                    (1, lw_next, ld)]
+    passes, wait_w, wait_d = 0, 0, 0
+    for n, w, d in kinds:
+        longest = np.maximum(lc, np.maximum(w, d))
+        passes = passes + n * longest
+        wait_w = wait_w + n * np.where(w >= d, longest - lc, 0)
+        wait_d = wait_d + n * np.where(w >= d, 0, longest - lc)
+    inputs_next = np.append(words[1:] + 3, 0)  # the next block's inputs, from block start
+    glb_reads = (int(words.sum()) + G * pqS * fo.n_f * fo.units * int(gsubs.sum())
+                 + G * mp.p * (fo.n_r - 1) * fo.V * s.F + s.M * s.E * s.F)
+    return {"setup": max(1 + int(lw[0]), 1 + int(words[0]) + 3), "compute": G * lc,
+            "passes": passes, "weights": lw, "drains": ld, "inputs_next": inputs_next,
+            "blocks": np.maximum(passes, inputs_next), "last_drain": int(ld[-1]),
+            "glb_reads": glb_reads, "wait_weights": wait_w, "wait_drains": wait_d}
+
+
+def predict_cycles(shape: LayerShape, params: ArrayParams, mp: Mapping) -> int:
+    """``predict(shape, params, mp)["cycles"]``, computed with arrays (fast)."""
+    t = _timeline(shape, params, mp)
+    return t["setup"] + int(t["blocks"].sum()) + t["last_drain"]
+
+
+def utilisation_breakdown(shape: LayerShape, params: ArrayParams,
+                          mp: Mapping | None = None) -> dict:
+    """Where the cycles of a layer go, and the best utilisation its mapping's fills allow.
+
+    ``bound`` = MACs / (PEs x compute slots) is the utilisation if every pass lasted just
+    its slots; it is the product of four fills: ``row_fill`` (reduction units over the PE
+    rows of all row folds), ``col_fill`` (column units over the PE columns of all column
+    folds), ``pad_rows`` (PEs whose input row is padding idle for the pass) and
+    ``pad_cols`` (an output column whose taps are all padding still takes a slot).
+    ``cycles`` = ``setup`` (set-up, first weights and inputs) + ``compute`` (the slots) +
+    ``wait_weights`` / ``wait_drains`` (passes held by the next pass's weights or the
+    previous pass's drain) + ``wait_inputs`` (blocks held by the next block's inputs) +
+    ``last_drain``; ``utilisation`` = ``bound`` x compute / cycles.
+    """
+    s, mp = shape, mp or choose_mapping(shape, params)
+    fo, t = _folds(shape, params, mp), _timeline(shape, params, mp)
+    nr = _valid_counts(s.H, s.R, s.stride, s.padding, s.E)
+    ns = _valid_counts(s.W, s.S, s.stride, s.padding, s.F)
+    taps_f = np.maximum(1, _valid_taps_per_output(s.W, s.S, s.stride, s.padding, s.F))
+    macs = s.M * s.C * int(nr.sum()) * int(ns.sum())
+    compute = int(t["compute"].sum())
+    parts = {"setup": t["setup"], "compute": compute,
+             "wait_weights": int(t["wait_weights"].sum()),
+             "wait_drains": int(t["wait_drains"].sum()),
+             "wait_inputs": int((t["blocks"] - t["passes"]).sum()),
+             "last_drain": t["last_drain"]}
+    cycles = sum(parts.values())
+    return {"mapping": mp, "macs": macs, "cycles": cycles, **parts,
+            "row_fill": fo.units / (fo.n_r * params.rows),
+            "col_fill": fo.V / (fo.n_v * params.cols),
+            "pad_rows": int(nr.sum()) / (s.R * s.E),
+            "pad_cols": int(ns.sum()) / int(taps_f.sum()),
+            "bound": macs / (params.pes * compute),
+            "utilisation": macs / (params.pes * cycles)}

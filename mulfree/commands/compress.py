@@ -6,8 +6,9 @@ import os
 
 import numpy as np
 
-from model import compress, data, deploy, nets
+from model import compress, deploy, nets
 from model import train as training
+from mulfree.commands.evaluate import load_matching_dataset
 from mulfree.commands.train import one_blas_thread
 from mulfree.errors import UsageError
 
@@ -86,12 +87,7 @@ def run(args) -> int:
         raise UsageError(f"{args.model!r} is an integer model of {loaded.meta.get('net', '?')}; "
                          "compress takes a float checkpoint (mulfree train --net lenet300 or "
                          "float): quantized weights already take 1 to 3 bits")
-    spec = args.dataset or loaded.meta.get("dataset", "digits")
-    ds = data.load_dataset(spec)
-    if tuple(ds.input_shape) != tuple(loaded.input_shape) or ds.pixel_max != loaded.pixel_max:
-        raise UsageError(f"the model takes {list(loaded.input_shape)} images with pixels up to "
-                         f"{loaded.pixel_max}, data set {spec!r} has {list(ds.input_shape)} up to "
-                         f"{ds.pixel_max}")
+    ds, _ = load_matching_dataset(loaded, args.dataset)
     shift_bn = bool(loaded.meta.get("shift_bn", False))
     net = nets.build(loaded.net, loaded.input_shape, loaded.classes,
                      pixel_max=loaded.pixel_max, shift_bn=shift_bn)

@@ -22,14 +22,24 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args) -> int:
-    loaded = deploy.load(args.model)
-    spec = args.dataset or loaded.meta.get("dataset", "digits")
+def load_matching_dataset(loaded, spec: str | None) -> tuple[data.Dataset, str]:
+    """The data set ``spec`` (``None``: the one ``loaded`` was trained on) and that spec.
+
+    ``loaded`` is a model or checkpoint of ``deploy.load``. A data set whose images differ from
+    the model's in shape or pixel range is a ``UsageError``.
+    """
+    spec = spec or loaded.meta.get("dataset", "digits")
     ds = data.load_dataset(spec)
     if tuple(ds.input_shape) != tuple(loaded.input_shape) or ds.pixel_max != loaded.pixel_max:
         raise UsageError(f"the model takes {list(loaded.input_shape)} images with pixels up to "
                          f"{loaded.pixel_max}, data set {spec!r} has {list(ds.input_shape)} up to "
                          f"{ds.pixel_max}")
+    return ds, spec
+
+
+def run(args) -> int:
+    loaded = deploy.load(args.model)
+    ds, spec = load_matching_dataset(loaded, args.dataset)
     with one_blas_thread():
         if isinstance(loaded, deploy.FloatCheckpoint):
             net = nets.build(loaded.net, loaded.input_shape, loaded.classes,

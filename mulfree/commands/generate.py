@@ -1,9 +1,10 @@
-"""``mulfree generate KIND``: Verilog and a JSON manifest for a product unit or a MAC cell.
+"""``mulfree generate KIND``: Verilog and a JSON manifest for a product unit, a MAC cell, the
+row-stationary array or the whole accelerator.
 
 Each design kind is one entry of ``KINDS``: a help line, a function adding its flags to its
 parser and a function turning the parsed flags into the keyword parameters of its builder
-in ``hw.generate.GENERATORS``. Adding a kind (``array``, ``accelerator``) is one more entry
-here, or a call to ``add_kind`` before the command line is built.
+in ``hw.generate.GENERATORS``. Adding a kind is one more entry here, or a call to
+``add_kind`` before the command line is built.
 """
 
 from __future__ import annotations
@@ -66,31 +67,40 @@ KINDS: dict[str, Kind] = {
 }
 
 
-def _add_accelerator_arguments(parser) -> None:
+_ARRAY_FLAGS = (("--rows", 3, "PE rows"), ("--cols", 4, "PE columns"),
+                ("--filter-spad", 16, "filter scratchpad entries per bank"),
+                ("--ifmap-spad", 16, "input scratchpad entries per bank"),
+                ("--psum-spad", 16, "psum scratchpad entries per bank"))
+_BUFFER_FLAGS = (("--in-depth", 1024, "input buffer words"),
+                 ("--wb-depth", 1024, "words per weight bank"),
+                 ("--pb-depth", 1024, "words per psum bank"))
+
+
+def _add_sized_arguments(parser, flags) -> None:
     _add_product_arguments(parser)
     parser.add_argument("--acc-bits", type=int, required=True, metavar="N",
                         help="partial-sum width (model.ops.accumulator_width of the layers)")
-    for flag, default, text in (("--rows", 3, "PE rows"), ("--cols", 4, "PE columns"),
-                                ("--filter-spad", 16, "filter scratchpad entries per bank"),
-                                ("--ifmap-spad", 16, "input scratchpad entries per bank"),
-                                ("--psum-spad", 16, "psum scratchpad entries per bank"),
-                                ("--in-depth", 1024, "input buffer words"),
-                                ("--wb-depth", 1024, "words per weight bank"),
-                                ("--pb-depth", 1024, "words per psum bank")):
+    for flag, default, text in flags:
         parser.add_argument(flag, type=int, default=default, metavar="N",
                             help=f"{text} (default {default})")
 
 
-def _accelerator_parameters(args) -> dict:
-    return dict(_product_parameters(args), acc_bits=args.acc_bits, rows=args.rows,
-                cols=args.cols, filter_spad=args.filter_spad, ifmap_spad=args.ifmap_spad,
-                psum_spad=args.psum_spad, in_depth=args.in_depth, wb_depth=args.wb_depth,
-                pb_depth=args.pb_depth)
+def _sized_parameters(args, flags) -> dict:
+    sizes = [flag[2:].replace("-", "_") for flag, _, _ in flags]
+    return dict(_product_parameters(args), acc_bits=args.acc_bits,
+                **{name: getattr(args, name) for name in sizes})
+
+
+KINDS["array"] = Kind("the row-stationary PE array alone (hw.array)",
+                      lambda parser: _add_sized_arguments(parser, _ARRAY_FLAGS),
+                      lambda args: _sized_parameters(args, _ARRAY_FLAGS))
 
 
 KINDS["accelerator"] = Kind("the row-stationary accelerator: PE array, global buffer, "
-                            "controller, streams (hw.accelerator)", _add_accelerator_arguments,
-                            _accelerator_parameters)
+                            "controller, streams (hw.accelerator)",
+                            lambda parser: _add_sized_arguments(parser,
+                                                                _ARRAY_FLAGS + _BUFFER_FLAGS),
+                            lambda args: _sized_parameters(args, _ARRAY_FLAGS + _BUFFER_FLAGS))
 GENERATORS.setdefault("accelerator", accelerator_design)
 
 
@@ -101,7 +111,8 @@ def add_kind(name: str, kind: Kind) -> None:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "generate", help="write Verilog and a JSON manifest for a unit or a MAC cell",
+        "generate", help="write Verilog and a JSON manifest for a unit, a MAC cell, the array or "
+                         "the accelerator",
         description="Write deterministic Verilog (<module>.v) and a JSON manifest "
                     "(<module>.json: scheme, widths, ports, latency) into a folder.")
     kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)

@@ -55,6 +55,14 @@ def _check_int(name: str, value, minimum: int) -> None:
         raise UsageError(f"{name} must be at least {minimum}, not {value}")
 
 
+def check_new_file(path, force: bool) -> None:
+    """Refuse an output file that exists (without ``force``) or whose folder does not."""
+    if os.path.exists(path) and not force:
+        raise UsageError(f"{path!r} exists; pass --force to overwrite it")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise UsageError(f"the folder of {path!r} does not exist")
+
+
 def run(args) -> int:
     if args.list:
         for spec in nets.NETS.values():
@@ -70,10 +78,7 @@ def run(args) -> int:
         if value is not None and not value > 0:
             raise UsageError(f"{name} must be positive, not {value}")
     out = args.output
-    if os.path.exists(out) and not args.force:
-        raise UsageError(f"{out!r} exists; pass --force to overwrite it")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
-        raise UsageError(f"the folder of {out!r} does not exist")
+    check_new_file(out, args.force)
     ds = data.load_dataset(args.dataset)
     net = nets.build(args.net, ds.input_shape, ds.classes, pixel_max=ds.pixel_max,
                      seed=args.seed, shift_bn=args.shift_bn)
@@ -103,22 +108,29 @@ def run(args) -> int:
             print(f"{args.net} is a float network: saved a float checkpoint to {out} "
                   "(only quantized networks fold to an integer model)")
             return 0
-        model = deploy.fold(net, input_shape=ds.input_shape, pixel_max=ds.pixel_max,
-                            classes=ds.classes, meta=meta)
-        int_pred = deploy.predict(model, ds.x_test)
+        return fold_and_save(net, ds, meta, out, force=args.force, reference=float_pred,
+                             what="the trained network")
+
+
+def fold_and_save(net, ds, meta: dict, out, *, force: bool, reference, what: str) -> int:
+    """Fold ``net`` into the integer model, record its test accuracy and its agreement with
+    ``reference`` (the network's own test predictions) in ``meta``, save it to ``out`` and
+    print its summary. Returns 0, or 1 when the integer model disagrees with the network."""
+    model = deploy.fold(net, input_shape=ds.input_shape, pixel_max=ds.pixel_max,
+                        classes=ds.classes, meta=meta)
+    int_pred = deploy.predict(model, ds.x_test)
     int_acc = float(np.mean(int_pred == ds.y_test))
-    agreement = float(np.mean(int_pred == float_pred))
+    agreement = float(np.mean(int_pred == reference))
     meta["accuracy"].update(integer_model=int_acc, agreement=agreement)
     model.meta = meta
-    deploy.save(model, out, overwrite=args.force)
+    deploy.save(model, out, overwrite=force)
     print("integer model:")
     for line in model.summary():
         print(f"  {line}")
-    print(f"integer model test accuracy {100 * int_acc:.2f} %; agrees with the trained network "
+    print(f"integer model test accuracy {100 * int_acc:.2f} %; agrees with {what} "
           f"on {100 * agreement:.2f} % of the {len(ds.y_test)} test images")
     print(f"saved {out}")
     if agreement < 1.0:
-        print("warning: the integer model disagrees with the trained network; please report "
-              "this as a bug")
+        print(f"warning: the integer model disagrees with {what}; please report this as a bug")
         return 1
     return 0

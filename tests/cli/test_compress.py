@@ -10,6 +10,7 @@ from model import data, deploy, nets
 from model.compress import load_compressed
 from model.train import accuracy, train
 from mulfree.cli import main
+from tests.model.test_data import write_mnist
 
 FAST = ["--prune-steps", "1", "--retrain-epochs", "1", "--finetune-epochs", "1", "--no-progress"]
 
@@ -99,3 +100,15 @@ def test_integer_model_and_missing_file_are_refused(tmp_path, capsys):
     assert "float checkpoint" in one_error_line(capsys)
     assert main(["compress", str(tmp_path / "nope.npz"), "-o", str(tmp_path / "x.npz")]) == 2
     assert "not found" in one_error_line(capsys)
+
+
+def test_a_data_set_with_other_images_is_refused(tmp_path, checkpoint, capsys):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    write_mnist(folder, n_train=20, n_test=8)
+    out = tmp_path / "never.npz"
+    assert main(["compress", str(checkpoint), "--dataset", f"mnist:{folder}", "-o", str(out),
+                 *FAST]) == 2
+    line = one_error_line(capsys)
+    assert "takes [1, 8, 8] images" in line and "has [1, 28, 28]" in line
+    assert not out.exists()

@@ -59,6 +59,25 @@ def test_mac_manifest_describes_ports_fields_and_latency(tmp_path, capsys):
     assert ports["o_stream__ready"]["direction"] == "input"
 
 
+def test_array_manifest_gives_its_size_and_one_bus_per_row_and_column(tmp_path, capsys):
+    status, out, _ = generate(capsys, "array", "--scheme", "ternary", "--a-bits", "4",
+                              "--acc-bits", "12", "--rows", "2", "--cols", "3",
+                              "--psum-spad", "8", "-o", str(tmp_path))
+    assert status == 0
+    assert out.split() == [str(tmp_path / "row_stationary_array.v"),
+                           str(tmp_path / "row_stationary_array.json")]
+    manifest = json.loads((tmp_path / "row_stationary_array.json").read_text())
+    verilog = (tmp_path / "row_stationary_array.v").read_text()
+    assert re.search(r"^module row_stationary_array\(", verilog, re.MULTILINE)
+    assert manifest["design"] == "array" and manifest["throughput"] == "6 MACs per cycle"
+    assert (manifest["rows"], manifest["cols"], manifest["psum_spad"]) == (2, 3, 8)
+    assert (manifest["w_bits"], manifest["acc_width"], manifest["can_skip"]) == (2, 12, True)
+    ports = {p["name"]: p for p in manifest["ports"]}
+    assert ports["w_data"]["width"] == 2 * 2 and ports["w_we"]["width"] == 2
+    assert ports["d_bottom"]["width"] == 3 * 12 and ports["d_col_ok"]["width"] == 3
+    assert ports["c_paddr"]["width"] == 4  # two banks of 8 psums
+
+
 def test_same_flags_give_byte_identical_files_across_processes(tmp_path, capsys):
     flags = ["mac", "--scheme", "pow2", "--a-bits", "6", "--fan-in", "27"]
     assert generate(capsys, *flags, "-o", str(tmp_path / "first"))[0] == 0
@@ -106,7 +125,12 @@ def test_refuses_to_overwrite_without_force(tmp_path, capsys):
      "fan_in must be a positive integer, not 0"),
     (["unit", "--scheme", "ternary", "--a-bits", "8", "--module", "9bad"],
      "module name must be a Verilog identifier, not '9bad'"),
-    (["array"], "invalid choice: 'array'"),
+    (["array", "--scheme", "ternary", "--a-bits", "4", "--acc-bits", "12", "--rows", "0"],
+     "rows must be an integer in [1, 64], not 0"),
+    (["array", "--scheme", "ternary", "--a-bits", "4", "--acc-bits", "12", "--psum-spad",
+      "12"], "psum_spad"),
+    (["array", "--scheme", "ternary", "--a-bits", "4"], "--acc-bits needed"),
+    (["systolic"], "invalid choice: 'systolic'"),
 ])
 def test_bad_flags_give_one_line_and_exit_2(tmp_path, capsys, argv, message):
     out_dir = tmp_path / "out"

@@ -12,7 +12,7 @@ from hw.units import product_unit
 from model.compress import (codebook_accumulator_width, codebook_conv2d, integer_codebook,
                             prune_to_sparsity, share_weights)
 from model.layer_file import Layer, load_layer, save_layer
-from sim import toolchain
+from sim.cocotb_runner import simulator_available
 from sim.cycle_model import ArrayParams, LayerShape, predict
 from sim.run_layer import run_layer
 
@@ -117,27 +117,26 @@ def test_layer_file_keeps_the_codebook(tmp_path):
     np.testing.assert_array_equal(back.weights, indices)
 
 
-def test_icarus_runs_a_shared_layer_bit_exact():
-    ok, why = toolchain.icarus_available()
+def check_shared_layer_on_simulator(simulator: str, seed: int):
+    """Skip unless ``simulator`` runs here; else check a padded shared layer on it."""
+    ok, why = simulator_available(simulator)
     if not ok:
         pytest.skip(why)
-    rng = np.random.default_rng(4)
+    rng = np.random.default_rng(seed)
     indices, levels, inputs = shared_layer(rng, (2, 2, 3, 3, 5, 5))
     layer = Layer("dorefa", indices, inputs, padding=1, a_bits=5, w_bits=3, codebook=levels)
-    check_on_array(layer, ArrayParams(), backend="icarus")
+    check_on_array(layer, ArrayParams(), backend=simulator)
+
+
+def test_icarus_runs_a_shared_layer_bit_exact():
+    check_shared_layer_on_simulator("icarus", seed=4)
 
 
 @pytest.mark.slow
 def test_verilator_runs_a_shared_layer_bit_exact(request):
     if "slow" not in (request.config.getoption("markexpr") or ""):
         pytest.skip("the Verilator build takes about 45 s here; run with -m slow")
-    ok, why = toolchain.verilator_available()
-    if not ok:
-        pytest.skip(why)
-    rng = np.random.default_rng(5)
-    indices, levels, inputs = shared_layer(rng, (2, 2, 3, 3, 5, 5))
-    layer = Layer("dorefa", indices, inputs, padding=1, a_bits=5, w_bits=3, codebook=levels)
-    check_on_array(layer, ArrayParams(), backend="verilator")
+    check_shared_layer_on_simulator("verilator", seed=5)
 
 
 def test_run_layer_command_accepts_a_shared_layer(tmp_path, capsys):

@@ -122,13 +122,21 @@ def test_conv2d_hand_worked_stride_two_two_channels():
 
 
 @st.composite
-def conv_cases(draw, scheme):
+def conv_geometries(draw, max_stride):
+    """``(kh, kw, padding, stride, height, width)``: a kernel of up to 3x3 that fits an input
+    of up to 6x6 once padded."""
     kh = draw(st.integers(1, 3))
     kw = draw(st.integers(1, 3))
     padding = draw(st.integers(0, 2))
-    stride = draw(st.integers(1, 3))
+    stride = draw(st.integers(1, max_stride))
     height = draw(st.integers(max(1, kh - 2 * padding), 6))
     width = draw(st.integers(max(1, kw - 2 * padding), 6))
+    return kh, kw, padding, stride, height, width
+
+
+@st.composite
+def conv_cases(draw, scheme):
+    kh, kw, padding, stride, height, width = draw(conv_geometries(max_stride=3))
     channels = draw(st.integers(1, 3))
     filters = draw(st.integers(1, 3))
     seed = draw(st.integers(0, 2**32 - 1))
@@ -335,12 +343,7 @@ def test_xnor_dense_64_lane_extremes():
 @st.composite
 def xnor_conv_cases(draw):
     lanes = draw(st.integers(1, 64))
-    kh = draw(st.integers(1, 3))
-    kw = draw(st.integers(1, 3))
-    padding = draw(st.integers(0, 2))
-    stride = draw(st.integers(1, 2))
-    height = draw(st.integers(max(1, kh - 2 * padding), 6))
-    width = draw(st.integers(max(1, kw - 2 * padding), 6))
+    kh, kw, padding, stride, height, width = draw(conv_geometries(max_stride=2))
     words = draw(st.integers(1, 2))
     filters = draw(st.integers(1, 2))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))

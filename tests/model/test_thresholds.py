@@ -295,3 +295,5 @@ def test_module_and_ops_export_the_same_functions():
     for name in thresholds.__all__:
         if name != "EXACT_LIMIT":
             assert getattr(ops, name) is getattr(thresholds, name)
+    # ops.__all__ is built from thresholds.__all__: every name it lists must exist.
+    assert [name for name in ops.__all__ if not hasattr(ops, name)] == []

@@ -67,6 +67,25 @@ def reference_counts(problem, spec, trips, glb_order, dram_order):
     def ranges(keys):
         return list(itertools.product(*[range(t[k]) for k in keys]))
 
+    def steps(loops):
+        """``(index, changed)`` per iteration of ``loops`` (outermost first): the index of each
+        loop, and the position of the outermost loop that advanced (None at the first)."""
+        last = None
+        for values in ranges(loops):
+            changed = None if last is None else next(
+                k for k, (a, b) in enumerate(zip(values, last)) if a != b)
+            last = values
+            yield dict(zip(loops, values)), changed
+
+    def tile_words(idx, loops):
+        """The words of each data type that the iterations of ``loops`` under ``idx`` touch."""
+        tile = {x: set() for x in DATA_TYPES}
+        for values in ranges(loops):
+            p = point({**idx, **dict(zip(loops, values))})
+            for x in DATA_TYPES:
+                tile[x].add(_words(x, *(p[d] for d in DIMS), U))
+        return tile
+
     counts = {lv: dict.fromkeys(DATA_TYPES, 0) for lv in LEVELS}
     macs = problem.macs
     kept = spec.rf_keeps
@@ -82,12 +101,7 @@ def reference_counts(problem, spec, trips, glb_order, dram_order):
             counts["glb"][x] += len(pass_words[x])
         counts["array_results"] = counts.get("array_results", 0) + len(pass_words["psums"])
 
-    last_above = None
-    for above in ranges(temporal):
-        idx_above = dict(zip(temporal, above))
-        changed = None if last_above is None else next(
-            k for k, (a, b) in enumerate(zip(above, last_above)) if a != b)
-        last_above = above
+    for idx_above, changed in steps(temporal):
         key = tuple(v for k, v in idx_above.items() if k[0] != "pe")
         if key != pass_key:
             if pass_key is not None:
@@ -95,12 +109,7 @@ def reference_counts(problem, spec, trips, glb_order, dram_order):
             pass_key, pass_words = key, {x: set() for x in DATA_TYPES}
             received = {}
         for pe in ranges(spatial):
-            idx = {**idx_above, **dict(zip(spatial, pe))}
-            tile = {x: set() for x in DATA_TYPES}
-            for rf in ranges(inner):
-                p = point({**idx, **dict(zip(inner, rf))})
-                for x in DATA_TYPES:
-                    tile[x].add(_words(x, *(p[d] for d in DIMS), U))
+            tile = tile_words({**idx_above, **dict(zip(spatial, pe))}, inner)
             old = prev.get(pe, {x: set() for x in DATA_TYPES})
             for x in DATA_TYPES:
                 if x not in kept:  # bypassed: every use is a delivery (one per MAC)
@@ -130,17 +139,8 @@ def reference_counts(problem, spec, trips, glb_order, dram_order):
     dram_fills = dict.fromkeys(DATA_TYPES, 0)
     old = {x: set() for x in DATA_TYPES}
     dram_loops = [("dram", d) for d in dram_order]
-    last = None
-    for outer in ranges(dram_loops):
-        idx = dict(zip(dram_loops, outer))
-        changed = None if last is None else next(
-            k for k, (a, b) in enumerate(zip(outer, last)) if a != b)
-        last = outer
-        tile = {x: set() for x in DATA_TYPES}
-        for rest in ranges(below):
-            p = point({**idx, **dict(zip(below, rest))})
-            for x in DATA_TYPES:
-                tile[x].add(_words(x, *(p[d] for d in DIMS), U))
+    for idx, changed in steps(dram_loops):
+        tile = tile_words(idx, below)
         for x in DATA_TYPES:
             slides = changed is None or _slides(x, dram_loops, changed, t)
             dram_fills[x] += len(tile[x] - old[x]) if slides else len(tile[x])
