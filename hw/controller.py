@@ -2,7 +2,9 @@
 
 A layer ``[M, C, R, S]`` on ``[C, H, W]`` (stride ``U``, padding ``P``, output ``[M, E, F]``)
 is mapped as follows (the host computes every constant; ``sim.cycle_model`` holds the
-arithmetic, this module only counts and adds):
+arithmetic, this module only counts and adds; each constant is a field of
+``config_field_bits`` width, and every counter and address here is only as wide as
+``config_limits`` and the buffer depths require):
 
 - *reduction units* ``u = cg * R + r`` (channel group ``cg`` of ``q`` channels, filter row
   ``r``) go down the PE rows; ``ceil(Cg * R / rows)`` *row folds* ``kr``;
@@ -51,7 +53,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.array import INPUT_LATENCY, RowStationaryArray
 from hw.buffer import GlobalBuffer
-from hw.pe import ROW_BITS, _bits
+from hw.pe import ROW_BITS
 
 __all__ = ["CONFIG_FIELDS", "MAX_PADDING", "config_limits", "config_field_bits",
            "config_layout", "Controller"]
