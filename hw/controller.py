@@ -209,15 +209,17 @@ class Controller(wiring.Component):
         def pos(name):
             return Signal(signed(pos_bits), name=name)
 
-        # The filter group of column j in column fold kv is (kv * cols + j) // E <= Gc + cols;
-        # e * U of an output row is at most H + 2 * P - R.
-        G_MAX = lim["Gc"] + X
+        # Column j of column fold kv computes filter group (kv * cols + j) // E; only its
+        # offset from column 0's is kept (at most cols). e * U of an output row is at most
+        # H + 2 * P - R.
+        G_REL = X
         EU_MAX = lim["H"] + 2 * MAX_PADDING
 
         # ============================ row and column descriptors =======================
         # (cg_i, r_i): the reduction unit of PE row i in the row fold the input loader is
         # loading; advanced by ``rows`` units per row fold.
-        # (gsub_j, e_j, e_j * U): the column unit of PE column j, one set per block parity
+        # (gsub_j - gsub_0, e_j, e_j * U): the column unit of PE column j (its filter group
+        # relative to column 0's), one set per block parity
         # (the input loader fills the next block's set, the weight loader reads the set of
         # the pass it loads); advanced by ``cols`` units per column fold. Column 0 also
         # keeps e_0 * U * W and gsub_0 * p * q * S (start addresses).
@@ -225,11 +227,11 @@ class Controller(wiring.Component):
         row_cg = Array([upto(lim["Cg"] + Y, name=f"row_cg{i}") for i in range(Y)])
         row_r = Array([upto(lim["R"], name=f"row_r{i}") for i in range(Y)])
         init_e = Array([upto(lim["E"], name=f"init_e{j}") for j in range(X)])
-        init_g = Array([upto(G_MAX, name=f"init_g{j}") for j in range(X)])
+        init_g = Array([upto(G_REL, name=f"init_g{j}") for j in range(X)])
         init_eu = Array([upto(EU_MAX, name=f"init_eu{j}") for j in range(X)])
         col_e = Array([Array([upto(lim["E"], name=f"col{b}_e{j}") for j in range(X)])
                        for b in range(2)])
-        col_g = Array([Array([upto(G_MAX, name=f"col{b}_g{j}") for j in range(X)])
+        col_g = Array([Array([upto(G_REL, name=f"col{b}_g{j}") for j in range(X)])
                        for b in range(2)])
         col_eu = Array([Array([upto(EU_MAX, name=f"col{b}_eu{j}") for j in range(X)])
                         for b in range(2)])
@@ -274,12 +276,15 @@ class Controller(wiring.Component):
             return stmts
 
         def columns_advance(dst, src):
-            """Set ``dst`` to the next column fold after ``src`` (``cols`` units on)."""
+            """Set ``dst`` to the next column fold after ``src`` (``cols`` units on): every
+            column's filter group moves on by ``cols // E``, one more where its output row
+            wraps, so the offsets from column 0 change by the difference of the wraps."""
+            wrap0 = col_e[src][0] + cfg.XmodE >= cfg.E
             for j in range(X):
                 ne = col_e[src][j] + cfg.XmodE
+                m.d.sync += col_g[dst][j].eq(col_g[src][j] + (ne >= cfg.E) - wrap0)
                 with m.If(ne >= cfg.E):
                     m.d.sync += [col_e[dst][j].eq(ne - cfg.E),
-                                 col_g[dst][j].eq(col_g[src][j] + cfg.XdivE + 1),
                                  col_eu[dst][j].eq(col_eu[src][j] + cfg.XmodEU - cfg.EU)]
                     if j == 0:
                         m.d.sync += [
@@ -287,7 +292,6 @@ class Controller(wiring.Component):
                             col_gpqs0[dst].eq(col_gpqs0[src] + cfg.XdivE_pqS + cfg.pqS)]
                 with m.Else():
                     m.d.sync += [col_e[dst][j].eq(ne),
-                                 col_g[dst][j].eq(col_g[src][j] + cfg.XdivE),
                                  col_eu[dst][j].eq(col_eu[src][j] + cfg.XmodEU)]
                     if j == 0:
                         m.d.sync += [col_euw0[dst].eq(col_euw0[src] + cfg.XmodEUW),
@@ -429,7 +433,7 @@ class Controller(wiring.Component):
         wl_issue = Signal()
         wl_wr = Signal()
         wl_k = below(FS)           # word within the group
-        wl_rel = upto(G_MAX + 1)   # group, relative to column 0's
+        wl_rel = upto(G_REL + 1)   # group, relative to column 0's
         wl_off = below(Dw)         # word of the pass
         wl_base = below(Dw)
         wl_pp = Signal()
@@ -437,10 +441,10 @@ class Controller(wiring.Component):
         wl_rows = upto(Y)
         wl_cols = upto(X)
         wl_waddr = Signal.like(arr.w_addr)
-        wl_tag_d = upto(G_MAX + 1)
-        wl_tag = upto(G_MAX + 1)
-        wl_tag_hi = upto(G_MAX + 1)
-        m.d.comb += [wl_tag.eq(col_g[wl_bp][0] + wl_rel),
+        wl_tag_d = upto(G_REL + 1)
+        wl_tag = upto(G_REL + 1)
+        wl_tag_hi = upto(G_REL + 1)
+        m.d.comb += [wl_tag.eq(wl_rel),             # column 0's offset is 0
                      wl_tag_hi.eq(col_g[wl_bp][wl_cols - 1])]
         rowmask = Signal(Y)
         m.d.comb += [rowmask[i].eq(wl_rows > i) for i in range(Y)]
@@ -531,7 +535,7 @@ class Controller(wiring.Component):
                 whi = pos("whi_c")
                 # output rows of the fold: all of them when it spans two filter groups
                 last_j = il_cols - 1
-                wrap = col_g[il_bp][last_j] != col_g[il_bp][0]
+                wrap = col_g[il_bp][last_j] != 0
                 eu_min = Mux(wrap, 0, col_eu[il_bp][0])
                 eu_max = Mux(wrap, cfg.E1U, col_eu[il_bp][last_j])
                 euw_min = Mux(wrap, 0, col_euw0[il_bp])
