@@ -20,9 +20,12 @@ The array has no control of its own: addresses, strobes and tokens come from
 ``hw.controller.Controller``; every PE runs the same schedule in lockstep.
 
 Every input passes one register stage (a copy per PE row or column: no net fans out to the
-whole array). Latency: 1 + 2 cycles from slot addresses to the accumulators; a drain token
-reaches the bottom ``rows + 1`` cycles after it is offered. Throughput: ``rows * cols`` MACs
-per cycle.
+whole array). The PE scratchpads have synchronous read ports (block RAM or LUT RAM). The
+event counts are registered beside every PE, per PE row and in total, so no path runs from
+a PE through a whole adder tree. Latency: 1 + 2 cycles from slot addresses to the
+accumulators; a drain token reaches the bottom ``rows + 1`` cycles after it is offered;
+event counts ``EVENT_LATENCY`` (3) cycles after the events (``ev_hops``: 1). Throughput:
+``rows * cols`` MACs per cycle.
 
 Model: ``model.ops.conv2d`` (through the mapping of ``sim.cycle_model``).
 
@@ -40,7 +43,8 @@ d_tok, d_addr, d_pp : In
     Drain token entering row 0; ``d_top`` holds one running sum per column (the global
     buffer's old partial sum, or 0); ``d_col_ok`` (In(cols)) marks the columns drained.
 d_bottom : Out
-    One column sum per column, valid when ``d_bottom_tok`` is high.
+    One column sum per column, valid when ``d_bottom_tok`` is high (combinational from the
+    bottom PEs' registers and psum read ports: one adder).
 ev_mac, ev_skip, ev_rf_reads, ev_rf_writes, ev_hops : Out
     Per-cycle event counts summed over the PEs, ``EVENT_LATENCY`` (3) cycles after the
     events (``ev_hops``: psum words passed from a PE to the PE below in drained columns,
