@@ -215,13 +215,16 @@ class PE(wiring.Component):
         acc = Signal(signed(acc_bits))
         base = Signal(signed(acc_bits))
         m.d.comb += base.eq(Mux(first_r, 0, acc))
-        total = Signal(signed(acc_bits))
-        m.d.comb += total.eq(Mux(add, base + unit.p, base))
-        with m.If(first_r | add):  # the accumulator is not clocked on a skipped product
-            m.d.sync += acc.eq(total)
+        # The accumulator is not clocked on a skipped product; a dot's first slot clears it
+        # when it adds nothing (the flip-flops' clock enable and synchronous reset, so no
+        # multiplexer follows the adder).
+        with m.If(add):
+            m.d.sync += acc.eq(base + unit.p)
+        with m.Elif(first_r):
+            m.d.sync += acc.eq(0)
 
-        # ---- stage 3: the psum write, from the accumulator (which always holds the
-        # latest ``total``) ----------------------------------------------------------------
+        # ---- stage 3: the psum write, from the accumulator (which holds the dot's running
+        # sum after every slot) ------------------------------------------------------------
         we_r = Signal()
         pwaddr_r = Signal.like(paddr_r)
         m.d.sync += [we_r.eq(last_r), pwaddr_r.eq(paddr_r)]
