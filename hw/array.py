@@ -19,10 +19,14 @@ and convolves it with input row ``e_j * stride + r_i - padding`` of the same cha
 The array has no control of its own: addresses, strobes and tokens come from
 ``hw.controller.Controller``; every PE runs the same schedule in lockstep.
 
-Every input passes one register stage (a copy per PE row or column: no net fans out to the
-whole array). Latency: 1 + 2 cycles from slot addresses to the accumulators; a drain token
-reaches the bottom ``rows + 1`` cycles after it is offered. Throughput: ``rows * cols`` MACs
-per cycle.
+Every input passes one register stage (a copy per PE row or column, so no register drives
+the whole array; the input strobe and tags are matched first and registered per PE as its
+take strobe). The PE scratchpads have synchronous read ports (block RAM or LUT RAM). The
+event counts are registered beside every PE, per PE row and in total, so no path runs from
+a PE through a whole adder tree. Latency: 1 + 2 cycles from slot addresses to the
+accumulators; a drain token reaches the bottom ``rows + 1`` cycles after it is offered;
+event counts ``EVENT_LATENCY`` (3) cycles after the events (``ev_hops``: 1). Throughput:
+``rows * cols`` MACs per cycle.
 
 Model: ``model.ops.conv2d`` (through the mapping of ``sim.cycle_model``).
 
@@ -40,7 +44,8 @@ d_tok, d_addr, d_pp : In
     Drain token entering row 0; ``d_top`` holds one running sum per column (the global
     buffer's old partial sum, or 0); ``d_col_ok`` (In(cols)) marks the columns drained.
 d_bottom : Out
-    One column sum per column, valid when ``d_bottom_tok`` is high.
+    One column sum per column, valid when ``d_bottom_tok`` is high (combinational from the
+    bottom PEs' registers and psum read ports: one adder).
 ev_mac, ev_skip, ev_rf_reads, ev_rf_writes, ev_hops : Out
     Per-cycle event counts summed over the PEs, ``EVENT_LATENCY`` (3) cycles after the
     events (``ev_hops``: psum words passed from a PE to the PE below in drained columns,
@@ -153,17 +158,13 @@ class RowStationaryArray(wiring.Component):
             return r
 
         shared = ("c_faddr", "c_iaddr", "c_paddr", "c_valid", "c_first", "c_last", "c_pp",
-                  "c_start", "c_start_pp", "c_start_bp", "w_addr", "i_we", "i_addr",
+                  "c_start", "c_start_pp", "c_start_bp", "w_addr", "i_addr",
                   "i_data", "i_bank", "i_clear")
         row_in = [{n: reg(getattr(self, n), f"r{i}_{n}") for n in shared} for i in range(Y)]
         for i in range(Y):
             row_in[i].update(w_we=reg(self.w_we[i], f"r{i}_w_we"),
-                             w_data=reg(self.w_data[i], f"r{i}_w_data"),
-                             i_row_hit=reg(self.i_row_hit[i], f"r{i}_i_row_hit"),
-                             i_d=reg(self.i_d[i], f"r{i}_i_d"))
+                             w_data=reg(self.w_data[i], f"r{i}_w_data"))
         col_in = [dict(w_col_en=reg(self.w_col_en[j], f"c{j}_w_col_en"),
-                       i_col_ok=reg(self.i_col_ok[j], f"c{j}_i_col_ok"),
-                       i_eu=reg(self.i_eu[j], f"c{j}_i_eu"),
                        d_top=reg(self.d_top[j], f"c{j}_d_top"),
                        d_col_ok=reg(self.d_col_ok[j], f"c{j}_d_col_ok")) for j in range(X)]
 
@@ -177,6 +178,14 @@ class RowStationaryArray(wiring.Component):
             if i < Y:
                 m.d.sync += [taddr[i].eq(taddr[i - 1]), tpp[i].eq(tpp[i - 1])]
         m.d.comb += self.d_bottom_tok.eq(tok[Y])
+
+        # The input tags are compared on the array's inputs and the result registered per
+        # PE (its input register stage): each PE then sees its strobe already matched and
+        # equal tags, so no path runs from the tag registers through a comparator into the
+        # scratchpad's write enable.
+        i_take = [[reg(self.i_we & self.i_row_hit[i] & self.i_col_ok[j]
+                       & (self.i_d[i] == self.i_eu[j]), f"pe_{i}_{j}_i_take")
+                   for j in range(X)] for i in range(Y)]
 
         for i in range(Y):
             r = row_in[i]
@@ -192,10 +201,10 @@ class RowStationaryArray(wiring.Component):
                     pe.c_start_pp.eq(r["c_start_pp"]), pe.c_start_bp.eq(r["c_start_bp"]),
                     pe.w_we.eq(r["w_we"] & c["w_col_en"]), pe.w_addr.eq(r["w_addr"]),
                     pe.w_data.eq(r["w_data"]),
-                    pe.i_we.eq(r["i_we"] & r["i_row_hit"] & c["i_col_ok"]),
-                    pe.i_d.eq(r["i_d"]), pe.i_addr.eq(r["i_addr"]),
+                    pe.i_we.eq(i_take[i][j]), pe.i_d.eq(0), pe.i_eu.eq(0),
+                    pe.i_addr.eq(r["i_addr"]),
                     pe.i_data.eq(r["i_data"]), pe.i_bank.eq(r["i_bank"]),
-                    pe.i_clear.eq(r["i_clear"]), pe.i_eu.eq(c["i_eu"]),
+                    pe.i_clear.eq(r["i_clear"]),
                     pe.d_tok.eq(tok[i]), pe.d_addr.eq(taddr[i]), pe.d_pp.eq(tpp[i]),
                     pe.d_in.eq(c["d_top"] if i == 0 else pes[i - 1][j].d_out),
                 ]

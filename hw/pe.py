@@ -22,12 +22,19 @@ it falls inside the image (padding is excluded, never multiplied: the ``xnor`` s
 code for zero) and the PE is *active* (it received an input row in this block). A valid tap
 whose weight level is 0 raises ``skip``: the accumulator is not clocked.
 
-Drain: a token walks down the column one PE per cycle; each PE adds its psum entry to the
-running sum from the PE above (``d_in``) and registers it on ``d_out`` for the PE below.
+Drain: a token walks down the column one PE per cycle; each PE reads its psum entry
+(synchronously), registers the running sum from the PE above (``d_in``) beside it and adds
+the two on ``d_out`` for the PE below, which registers it.
 
-Latency: 2 cycles from a slot's addresses to the accumulator (one register stage after the
-scratchpad reads, one for the accumulator); the psum of a dot is written 2 cycles after its
-last slot. Drain: 1 cycle per PE. Throughput: one MAC per cycle.
+The scratchpads have synchronous read ports, so they map to block RAM or to LUT RAM with
+its output register.
+
+Latency: 2 cycles from a slot's addresses to the accumulator (the scratchpads' read ports,
+then the accumulator). The psum of a dot is written from the accumulator 3 cycles after
+its last slot; the drain read is transparent to that write, so the entry can be drained
+from 2 cycles after the last slot on, as if it were written then. Drain: ``d_out`` holds
+``d_in`` plus the entry 1 cycle after the token (1 cycle per PE). Throughput: one MAC per
+cycle.
 
 Model: ``model.ops.conv2d`` of one filter row over one input row (R = 1).
 """
@@ -102,11 +109,12 @@ class PE(wiring.Component):
     d_tok, d_addr, d_pp, d_in : In
         Drain token of this row: psum entry ``d_addr`` of pass parity ``d_pp``, running sum.
     d_out : Out(signed(acc_bits))
-        Running sum registered for the PE below.
+        Running sum for the PE below, 1 cycle after the token (combinational from this
+        PE's registers and psum read port: the PE below registers it).
     ev_mac, ev_skip : Out(1)
         A valid MAC / a skipped MAC happened this cycle (stage 2).
     ev_rf_reads, ev_rf_writes : Out(2)
-        Scratchpad reads / writes this cycle.
+        Scratchpad reads / writes this cycle (psum writes in stage 3).
     """
 
     @quiet_if_invalid
@@ -207,13 +215,16 @@ class PE(wiring.Component):
         acc = Signal(signed(acc_bits))
         base = Signal(signed(acc_bits))
         m.d.comb += base.eq(Mux(first_r, 0, acc))
-        total = Signal(signed(acc_bits))
-        m.d.comb += total.eq(Mux(add, base + unit.p, base))
-        with m.If(first_r | add):  # the accumulator is not clocked on a skipped product
-            m.d.sync += acc.eq(total)
+        # The accumulator is not clocked on a skipped product; a dot's first slot clears it
+        # when it adds nothing (the flip-flops' clock enable and synchronous reset, so no
+        # multiplexer follows the adder).
+        with m.If(add):
+            m.d.sync += acc.eq(base + unit.p)
+        with m.Elif(first_r):
+            m.d.sync += acc.eq(0)
 
-        # ---- stage 3: the psum write, from the accumulator (which always holds the
-        # latest ``total``) ----------------------------------------------------------------
+        # ---- stage 3: the psum write, from the accumulator (which holds the dot's running
+        # sum after every slot) ------------------------------------------------------------
         we_r = Signal()
         pwaddr_r = Signal.like(paddr_r)
         m.d.sync += [we_r.eq(last_r), pwaddr_r.eq(paddr_r)]
