@@ -107,7 +107,9 @@ class BuildReport:
             return None
         return min(self.fmax_mhz.values()) >= self.clock_hz / 1e6
 
-    def lines(self) -> list[str]:
+    def lines(self, *, relative: bool = False) -> list[str]:
+        """The report as text lines; ``relative`` names the bitstream by its file name only
+        (as the ``report.txt`` beside it does, so the folder can move)."""
         head = f"board {self.board}: {self.device}, toolchain {self.toolchain}"
         if self.clock_hz:
             head += f", board clock {self.clock_hz / 1e6:g} MHz"
@@ -127,7 +129,8 @@ class BuildReport:
                 verdict = (f"  ({'meets' if ok else 'FAILS'} the {self.clock_hz / 1e6:g} MHz "
                            f"board clock, {mhz / (self.clock_hz / 1e6):.2f}x)")
             out.append(f"  fmax {clock}: {mhz:.1f} MHz{verdict}")
-        out.append(f"bitstream: {self.bitstream}  ({self.seconds:.0f} s)")
+        shown = self.bitstream.name if relative and self.bitstream else self.bitstream
+        out.append(f"bitstream: {shown}  ({self.seconds:.0f} s)")
         return out
 
     def to_json(self) -> dict:
@@ -249,7 +252,7 @@ def build(board, top, out_dir, *, force: bool = False, name: str = "top", progre
             report.bitstream = Path(out_dir) / report.bitstream.name
         report.seconds = time.monotonic() - started
         (work / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
-        (work / "report.txt").write_text("\n".join(report.lines()) + "\n")
+        (work / "report.txt").write_text("\n".join(report.lines(relative=True)) + "\n")
         for file_name, text in (extra_files or {}).items():
             (work / file_name).write_text(text)
         _commit(work, Path(out_dir))

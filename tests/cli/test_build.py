@@ -103,6 +103,10 @@ def test_link_test_bitstream_for_the_icebreaker(capsys, tmp_path):
     assert re.search(rf"^  logic cells +{used:,} / 5,280 +{100 * used / 5280:.1f} %$", printed,
                      re.MULTILINE)
     assert f"fmax cd_sync.clk: {fmax:.1f} MHz  (meets the 12 MHz board clock" in printed
+    assert f"bitstream: {bitstream}  (" in printed
+    # the report beside the bitstream names it by file name: it stays true when moved
+    assert re.search(r"^bitstream: top\.bin  \(", (out / "report.txt").read_text(),
+                     re.MULTILINE)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial folder
 
 
