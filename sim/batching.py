@@ -20,7 +20,7 @@ import dataclasses
 import numpy as np
 
 from model.batching import batched_dense_layer, conv_outputs_as_dense_batch
-from sim.cycle_model import ArrayParams, LayerShape, Mapping, choose_mapping, predict_cycles
+from sim.cycle_model import ArrayParams, LayerShape, Mapping, fastest_shape
 
 __all__ = ["DensePresentation", "dense_batch_shape", "choose_dense_presentation",
            "run_dense_batch"]
@@ -47,21 +47,15 @@ def dense_batch_shape(M: int, C: int, N: int, rows: int = 1,
 
 def choose_dense_presentation(M: int, C: int, N: int, params: ArrayParams) -> DensePresentation:
     """The layout with the fewest predicted cycles (ties: fewer filters, then fewer rows)."""
-    best = None
-    for filters in range(M, M + params.cols):
-        for rows in (d for d in range(1, N + 1) if N % d == 0):
-            shape = dense_batch_shape(M, C, N, rows, filters)
-            try:
-                mp = choose_mapping(shape, params)
-            except ValueError:
-                continue
-            cycles = predict_cycles(shape, params, mp)
-            if best is None or cycles < best.cycles:
-                best = DensePresentation(rows, filters, shape, mp, cycles)
+    layouts = (((rows, filters), dense_batch_shape(M, C, N, rows, filters))
+               for filters in range(M, M + params.cols)
+               for rows in (d for d in range(1, N + 1) if N % d == 0))
+    best = fastest_shape(layouts, params)
     if best is None:
         raise ValueError(f"no layout of a dense batch [{N}, {C}] x [{M}, {C}] maps onto the "
                          f"{params.rows}x{params.cols} array")
-    return best
+    (rows, filters), shape, mp, cycles = best
+    return DensePresentation(rows, filters, shape, mp, cycles)
 
 
 def run_dense_batch(scheme: str, inputs, weights, *, params: ArrayParams = ArrayParams(),

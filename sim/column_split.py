@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from sim.cycle_model import ArrayParams, LayerShape, Mapping, choose_mapping, predict_cycles
+from sim.cycle_model import ArrayParams, LayerShape, Mapping, fastest_shape
 
 __all__ = ["ColumnSplit", "split_shape", "choose_column_split"]
 
@@ -43,20 +43,11 @@ def choose_column_split(shape: LayerShape, params: ArrayParams, *, zero_weight: 
     ``zero_weight``: the scheme has a level-0 weight (else only ``k`` dividing ``S``);
     ``zero_activation``: activation code 0 means 0 (else a padded layer is not split).
     """
-    best = None
-    for k in range(1, shape.S + 1):
-        if k > 1 and ((shape.S % k and not zero_weight)
-                      or (shape.padding and not zero_activation)):
-            continue
-        run = shape if k == 1 else split_shape(shape, k)
-        try:
-            mp = choose_mapping(run, params)
-        except ValueError:
-            continue
-        cycles = predict_cycles(run, params, mp)
-        if best is None or cycles < best.cycles:
-            best = ColumnSplit(k, run, mp, cycles)
+    splits = ((k, shape if k == 1 else split_shape(shape, k)) for k in range(1, shape.S + 1)
+              if k == 1 or not ((shape.S % k and not zero_weight)
+                                or (shape.padding and not zero_activation)))
+    best = fastest_shape(splits, params)
     if best is None:
         raise ValueError(f"no split of the layer maps onto the {params.rows}x{params.cols} "
                          f"array")
-    return best
+    return ColumnSplit(*best)

@@ -31,7 +31,7 @@ import numpy as np
 __all__ = ["LayerShape", "ArrayParams", "Mapping", "check_mappable", "mappings",
            "choose_mapping", "config_values", "weight_stream_order", "output_stream_order",
            "predict", "memory_depths", "COUNTERS", "cycles_lower_bound", "predict_cycles",
-           "utilisation_breakdown"]
+           "utilisation_breakdown", "fastest_shape"]
 
 #: Counter names, in the accelerator's order.
 COUNTERS = ("cycles", "macs", "skipped", "rf_reads", "rf_writes", "array_transfers",
@@ -221,6 +221,22 @@ def choose_mapping(shape: LayerShape, params: ArrayParams) -> Mapping:
         return tied[0]
     return min(tied, key=lambda mp: (_timeline(shape, params, mp)["glb_reads"], -mp.p, -mp.q,
                                      mp.Gc, -mp.Fseg))
+
+
+def fastest_shape(candidates, params: ArrayParams):
+    """Of ``(key, shape)`` candidates (ways of presenting one computation to the array), the
+    first with the fewest predicted cycles among those that map: ``(key, shape, mapping,
+    cycles)``, or None when none maps."""
+    best = None
+    for key, shape in candidates:
+        try:
+            mp = choose_mapping(shape, params)
+        except ValueError:
+            continue
+        cycles = predict_cycles(shape, params, mp)
+        if best is None or cycles < best[3]:
+            best = (key, shape, mp, cycles)
+    return best
 
 
 @dataclasses.dataclass(frozen=True)
