@@ -38,7 +38,7 @@ import numpy as np
 
 from model import layers as L
 
-__all__ = ["NetSpec", "NETS", "DEFAULT_NET", "build", "binarynet", "ternarynet", "dorefanet",
+__all__ = ["NetSpec", "NETS", "QUANTIZED_NETS", "DEFAULT_NET", "build", "binarynet", "ternarynet", "dorefanet",
            "float_net", "lenet300", "binarymlp"]
 
 
@@ -162,6 +162,9 @@ NETS: dict[str, NetSpec] = {spec.name: spec for spec in (
     NetSpec("lenet300", lenet300, "LeNet-300-100 (float)", 30, 1e-3, 1e-4, quantized=False),
     NetSpec("binarymlp", binarymlp, "binary 64-256-10 MLP", 30, 1e-2, 1e-4),
 )}
+
+#: The networks that fold into an integer model (every one but the float baselines).
+QUANTIZED_NETS: tuple[str, ...] = tuple(name for name, spec in NETS.items() if spec.quantized)
 
 #: What ``mulfree train`` trains without ``--net``.
 DEFAULT_NET = "binarynet"

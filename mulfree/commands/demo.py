@@ -29,7 +29,7 @@ def register(subparsers) -> None:
                         help="report folder (default mulfree-demo)")
     parser.add_argument("--force", action="store_true", help="replace an existing report folder")
     parser.add_argument("--net", default=d.net, metavar="NAME",
-                        help=f"network ({', '.join(n for n, s in nets.NETS.items() if s.quantized)};"
+                        help=f"network ({', '.join(nets.QUANTIZED_NETS)};"
                              f" default {d.net})")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the "
                         "network's)")
@@ -56,7 +56,7 @@ def run(args) -> int:
     from model import nets
     from mulfree.demo import DemoSettings, run_demo, summary_lines
 
-    quantized = [n for n, spec in nets.NETS.items() if spec.quantized]
+    quantized = nets.QUANTIZED_NETS
     if args.net not in nets.NETS:
         raise UsageError(f"unknown network {args.net!r}; allowed: {', '.join(quantized)}")
     if args.net not in quantized:

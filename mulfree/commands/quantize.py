@@ -13,7 +13,6 @@ from mulfree.errors import UsageError
 
 
 def register(subparsers) -> None:
-    quantized = [name for name, spec in nets.NETS.items() if spec.quantized]
     parser = subparsers.add_parser(
         "quantize", help="quantize a trained float checkpoint into an integer model",
         description="Post-training quantization: copy a float checkpoint's weights and batch "
@@ -25,7 +24,7 @@ def register(subparsers) -> None:
     parser.add_argument("checkpoint", metavar="CHECKPOINT.npz",
                         help="a float checkpoint written by mulfree train")
     parser.add_argument("--net", required=True, metavar="NAME",
-                        help=f"the quantized network: one of {', '.join(quantized)}")
+                        help=f"the quantized network: one of {', '.join(nets.QUANTIZED_NETS)}")
     parser.add_argument("--epochs", type=int, default=0,
                         help="fine-tuning epochs after the transfer (default 0: none)")
     parser.add_argument("--dataset", default=None, metavar="SPEC",
@@ -39,9 +38,9 @@ def register(subparsers) -> None:
 
 
 def _check(args) -> None:
-    quantized = [name for name, spec in nets.NETS.items() if spec.quantized]
-    if args.net not in quantized:
-        raise UsageError(f"--net must be a quantized network, one of {', '.join(quantized)}; "
+    if args.net not in nets.QUANTIZED_NETS:
+        raise UsageError(f"--net must be a quantized network, one of "
+                         f"{', '.join(nets.QUANTIZED_NETS)}; "
                          f"not {args.net!r}")
     if args.epochs < 0:
         raise UsageError(f"--epochs must be at least 0, not {args.epochs}")
