@@ -28,6 +28,8 @@ import math
 
 import numpy as np
 
+from model.shapes import LayerShape
+
 __all__ = ["LayerShape", "ArrayParams", "Mapping", "check_mappable", "mappings",
            "choose_mapping", "config_values", "weight_stream_order", "output_stream_order",
            "predict", "memory_depths", "COUNTERS", "cycles_lower_bound", "predict_cycles",
@@ -39,34 +41,6 @@ COUNTERS = ("cycles", "macs", "skipped", "rf_reads", "rf_writes", "array_transfe
 
 _MAX_STRIDE = 4         # hw.pe.MAX_STRIDE
 _ROW_LIMIT = 1 << 11    # 2 ** (hw.pe.ROW_BITS - 1)
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerShape:
-    """A convolution ``[M, C, R, S]`` on ``[C, H, W]`` (a dense layer: R = S = H = W = 1)."""
-
-    M: int
-    C: int
-    R: int
-    S: int
-    H: int
-    W: int
-    stride: int = 1
-    padding: int = 0
-
-    @property
-    def E(self) -> int:
-        return (self.H + 2 * self.padding - self.R) // self.stride + 1
-
-    @property
-    def F(self) -> int:
-        return (self.W + 2 * self.padding - self.S) // self.stride + 1
-
-    @classmethod
-    def of(cls, weights_shape, inputs_shape, stride=1, padding=0) -> "LayerShape":
-        M, C, R, S = (int(v) for v in weights_shape)
-        _, H, W = (int(v) for v in inputs_shape)
-        return cls(M, C, R, S, H, W, int(stride), int(padding))
 
 
 @dataclasses.dataclass(frozen=True)
