@@ -9,6 +9,7 @@ in ``hw.generate.GENERATORS``. Adding a kind is one more entry here, or a call t
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ else:  # pragma: no cover - Python 3.10
 
 from hw.accelerator import accelerator_design
 from hw.generate import GENERATORS, write_outputs
+from hw.schedule import LANES, AcceleratorConfig
 from model.quant import SCHEMES
 from mulfree.errors import UsageError
 
@@ -67,40 +69,58 @@ KINDS: dict[str, Kind] = {
 }
 
 
-_ARRAY_FLAGS = (("--rows", 3, "PE rows"), ("--cols", 4, "PE columns"),
-                ("--filter-spad", 16, "filter scratchpad entries per bank"),
-                ("--ifmap-spad", 16, "input scratchpad entries per bank"),
-                ("--psum-spad", 16, "psum scratchpad entries per bank"))
-_BUFFER_FLAGS = (("--in-depth", 1024, "input buffer words"),
-                 ("--wb-depth", 1024, "words per weight bank"),
-                 ("--pb-depth", 1024, "words per psum bank"))
+#: Flags of the array and accelerator kinds: (flag, help); the defaults are
+#: ``hw.schedule.AcceleratorConfig``'s.
+_ARRAY_FLAGS = (("--rows", "PE rows"), ("--cols", "PE columns"),
+                ("--lanes", f"MACs per PE per cycle: {', '.join(map(str, LANES))}"),
+                ("--filter-spad", "filter scratchpad words per bank (a power of two)"),
+                ("--ifmap-spad", "input scratchpad words per bank (a power of two)"),
+                ("--tree-stages", "pipeline registers in each PE's lane tree (0 to 2)"))
+_BUFFER_FLAGS = (("--in-depth", "input buffer words"),
+                 ("--wb-depth", "words per weight bank"),
+                 ("--pb-depth", "words per psum bank"),
+                 ("--counter-bits", "width of each counter"))
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(AcceleratorConfig)}
 
 
 def _add_sized_arguments(parser, flags) -> None:
-    _add_product_arguments(parser)
+    parser.add_argument("--scheme", required=True, metavar="SCHEME",
+                        help=f"product scheme: {', '.join(SCHEMES)}")
+    parser.add_argument("--a-bits", type=int, default=None, metavar="N",
+                        help="activation code width per lane (1 for xnor, its default)")
+    parser.add_argument("--w-bits", type=int, default=None, metavar="N",
+                        help="weight code width per lane (needed for dorefa and int)")
     parser.add_argument("--acc-bits", type=int, required=True, metavar="N",
                         help="partial-sum width (model.ops.accumulator_width of the layers)")
-    for flag, default, text in flags:
+    for flag, text in flags:
+        default = _DEFAULTS[flag[2:].replace("-", "_")]
         parser.add_argument(flag, type=int, default=default, metavar="N",
                             help=f"{text} (default {default})")
 
 
-def _sized_parameters(args, flags) -> dict:
-    sizes = [flag[2:].replace("-", "_") for flag, _, _ in flags]
-    return dict(_product_parameters(args), acc_bits=args.acc_bits,
-                **{name: getattr(args, name) for name in sizes})
+def _config(args, flags) -> dict:
+    names = [flag[2:].replace("-", "_") for flag, _ in flags]
+    a_bits = args.a_bits
+    if a_bits is None:
+        if args.scheme != "xnor":
+            raise UsageError("--a-bits needed (as a flag or in --config FILE.toml)")
+        a_bits = 1
+    config = AcceleratorConfig(scheme=args.scheme, a_bits=a_bits, w_bits=args.w_bits,
+                               acc_bits=args.acc_bits,
+                               **{name: getattr(args, name) for name in names})
+    return {"config": config}
 
 
 KINDS["array"] = Kind("the row-stationary PE array alone (hw.array)",
                       lambda parser: _add_sized_arguments(parser, _ARRAY_FLAGS),
-                      lambda args: _sized_parameters(args, _ARRAY_FLAGS))
+                      lambda args: _config(args, _ARRAY_FLAGS))
 
 
 KINDS["accelerator"] = Kind("the row-stationary accelerator: PE array, global buffer, "
                             "controller, streams (hw.accelerator)",
                             lambda parser: _add_sized_arguments(parser,
                                                                 _ARRAY_FLAGS + _BUFFER_FLAGS),
-                            lambda args: _sized_parameters(args, _ARRAY_FLAGS + _BUFFER_FLAGS))
+                            lambda args: _config(args, _ARRAY_FLAGS + _BUFFER_FLAGS))
 GENERATORS.setdefault("accelerator", accelerator_design)
 
 
