@@ -15,8 +15,8 @@ stride + r_i - padding``:
   cols * stride)``) and per column ``i_ju = j * stride``, so a PE compares only
   ``tag_bits`` bits;
 - partial sums accumulate vertically: each PE's accumulator starts a dot from the PE above's
-  finished dot (the top row from ``top``), so the bottom row's accumulators (``bottom``)
-  hold the column sums.
+  finished dot (its ``psum``; the top row from ``top``), so the bottom row's ``psum``s
+  (``bottom``) hold the column sums.
 
 Each row's slot (``slots``, ``hw.schedule``'s per-row view of the controller's dot) reaches
 its PEs through one register stage (``hw.schedule.INPUT_LATENCY``), as do every other input
@@ -35,8 +35,8 @@ Members
 -------
 slots : In(RowSlots)
     ``slots``: per PE row, filter and input scratchpad addresses (bank bits included),
-    ``valid``, ``first``, input bank ``bp``, ``last_word`` (the slot is on the layer's last
-    channel word, whose lanes from ``n_last`` on are idle); ``n_last``.
+    ``valid``, ``first`` and ``last`` (of a dot), input bank ``bp``, ``last_word`` (the slot
+    is on the layer's last channel word, whose lanes from ``n_last`` on are idle); ``n_last``.
 wload : In(FilterWrite)
     Filter scratchpad writes (``we`` per row, shared ``addr``, one word per row).
 ibus : In(InputBus)
@@ -45,7 +45,7 @@ ibus : In(InputBus)
     the word.
 psum : In(PsumChain)
     ``top`` (in: what each column's top PE starts a dot from) and ``bottom`` (out: the
-    bottom PEs' accumulators).
+    bottom PEs' finished dots).
 ev_slots, ev_last_slots, ev_skipped, ev_takes, ev_filter_reads : Out
     Event counts over the PEs (``EVENT_LATENCY`` cycles late).
 """
@@ -72,6 +72,7 @@ def row_slot_layout(filter_spad: int, ifmap_spad: int) -> data.StructLayout:
         "iaddr": unsigned(addr_bits(2 * ifmap_spad)),
         "valid": unsigned(1),
         "first": unsigned(1),
+        "last": unsigned(1),
         "bp": unsigned(1),
         "last_word": unsigned(1),
     })
@@ -240,12 +241,12 @@ class RowStationaryArray(wiring.Component):
                 m.submodules[f"pe_{i}_{j}"] = pe
                 m.d.comb += [
                     pe.c_iaddr.eq(slot.iaddr), pe.c_valid.eq(slot.valid),
-                    pe.c_first.eq(slot.first), pe.c_bp.eq(slot.bp),
+                    pe.c_first.eq(slot.first), pe.c_last.eq(slot.last), pe.c_bp.eq(slot.bp),
                     pe.w_word.eq(f_rd.data), pe.skip_all.eq(skip_all), pe.zeros.eq(zeros),
                     pe.i_take.eq(i_take[i][j]), pe.i_addr.eq(r["i_addr"]),
                     pe.i_data.eq(r["i_data"]), pe.i_bank.eq(r["i_bank"]),
                     pe.i_clear.eq(r["i_clear"]),
-                    pe.above.eq(top[j] if i == 0 else pes[i - 1][j].acc),
+                    pe.above.eq(top[j] if i == 0 else pes[i - 1][j].psum),
                 ]
                 if self._scheme == "xnor":
                     m.d.comb += pe.c_idle.eq(idle)
@@ -261,7 +262,7 @@ class RowStationaryArray(wiring.Component):
                 _sum_registered(m, reg, [pe.ev_take for pe in pes[i]], f"r{i}_takes"),
                 f"r{i}_ev_takes"))
         for j in range(X):
-            m.d.comb += self.psum.bottom[j].eq(pes[Y - 1][j].acc)
+            m.d.comb += self.psum.bottom[j].eq(pes[Y - 1][j].psum)
         for name, key in (("ev_slots", "slots"), ("ev_last_slots", "last"),
                           ("ev_skipped", "skipped"), ("ev_takes", "takes")):
             total, _ = adder_tree(m, row_events[key], name=f"{key}_total")

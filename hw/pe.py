@@ -6,25 +6,27 @@ filter scratchpad (``hw.array``, shared by every PE of the row) gives it one wei
 slot. Each slot multiplies the slot's input word by the weight word lane by lane and sums the
 lanes (``hw.lanes.LaneDot``) into the accumulator.
 
-A dot (one output position of one filter, ``q * S`` slots) starts from the finished dot of
-the PE above (``above``; the top row gets the psum buffer's old value or 0): at a dot's first
-slot the accumulator loads ``above`` plus the slot's sum. The PE below starts the same dot
-one period later and reads this accumulator exactly when the dot is finished (``hw.schedule``
-explains the timing), so partial sums are summed on their way down the column with no psum
-scratchpad and no drain. A PE whose input row is padding (it took no input word this block:
-its activity flag for the bank is clear) adds nothing: it passes ``above`` on.
+A dot (one output position of one filter: ``q`` channel words times the taps it runs) starts
+from the finished dot of the PE above (``above``, that PE's ``psum``; the top row gets the
+psum buffer's old value or 0): at a dot's first slot the accumulator loads ``above`` plus the
+slot's sum; at its last slot the sum also goes to ``psum``, which holds it for the PE below
+until this PE finishes its next dot. The PE below starts the same dot once this row has
+finished it (``hw.controller.rows``), so partial sums are summed on their way down the column
+with no psum scratchpad and no drain. A PE whose input row is padding (it took no input word
+this block: its activity flag for the bank is clear) adds nothing: it passes ``above`` on.
 
 Compute, for every slot (lockstep with its row)::
 
     stage 1: input scratchpad read at c_iaddr (bank c_bp); valid = c_valid & active[c_bp]
-    stage 2 (+ tree_stages): acc <- (first ? above : acc) + (valid & ~skip_all ? dot : 0)
+    stage 2 (+ tree_stages): sum = (first ? above : acc) + (valid & ~skip_all ? dot : 0)
+             acc <- sum (on a first or added slot); psum <- sum (on a last slot)
 
 ``skip_all`` (every real lane's weight level is 0, from the row) leaves the accumulator
-unclocked on a non-first slot.
+unclocked on a slot that is not first.
 
 Latency: ``hw.schedule.accumulate_latency(tree_stages)`` cycles from a slot to the
-accumulator update (the accumulator holds the sum from the cycle after). Throughput: one slot
-(``lanes`` MACs) per cycle.
+accumulator and ``psum`` updates (they hold the sum from the cycle after). Throughput: one
+slot (``lanes`` MACs) per cycle.
 
 Model: ``model.ops.conv2d`` of one filter row over one input row (R = 1), summed down the
 column.
@@ -37,7 +39,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.lanes import LaneDot
+from hw.lanes import LaneDot, lane_code_bits
+from model.ops import lane_dot_range, signed_width
 
 __all__ = ["PE", "check_spad_size", "addr_bits"]
 
@@ -72,9 +75,9 @@ class PE(wiring.Component):
     -------
     c_iaddr : In
         Input scratchpad address of the slot (bank bit included).
-    c_valid, c_first, c_bp : In(1)
+    c_valid, c_first, c_last, c_bp : In(1)
         The slot is a tap inside the image of a dot of this row; it is a dot's first slot;
-        its input bank.
+        its last slot; its input bank.
     c_idle : In(range(lanes)), ``xnor`` only
         Padded lanes of the slot's channel word.
     w_word : In(lanes * w_bits)
@@ -87,9 +90,9 @@ class PE(wiring.Component):
         Input write: ``i_take`` writes ``i_data`` at ``i_addr`` and sets the activity flag
         of bank ``i_bank``; ``i_clear`` clears the flag of bank ``i_bank``.
     above : In(signed(acc_bits))
-        The accumulator of the PE above (or the column's top value).
-    acc : Out(signed(acc_bits))
-        This PE's accumulator.
+        The ``psum`` of the PE above (or the column's top value).
+    psum : Out(signed(acc_bits))
+        This PE's last finished dot.
     ev_slot : Out(1)
         A valid slot of an active PE reached stage 2 (an input scratchpad read).
     ev_skip : Out(range(lanes + 1))
@@ -101,22 +104,26 @@ class PE(wiring.Component):
     def __init__(self, scheme: str, *, lanes: int = 1, a_bits: int, w_bits: int | None = None,
                  acc_bits: int, ifmap_spad: int = 16, tree_stages: int = 0, codebook=None):
         self._is = check_spad_size("ifmap_spad", ifmap_spad)
-        self._dot = LaneDot(scheme, lanes=lanes, a_bits=a_bits, w_bits=w_bits,
-                            codebook=codebook, stages=tree_stages)
+        a_bits, w_bits = lane_code_bits(scheme, a_bits=a_bits, w_bits=w_bits,
+                                        codebook=codebook)
+        lo, hi = lane_dot_range(scheme, lanes=lanes, a_bits=a_bits, w_bits=w_bits,
+                                codebook=codebook)
+        if int(acc_bits) < signed_width(lo, hi):
+            raise ValueError(f"acc_bits {acc_bits} cannot hold a word's dot product; allowed: "
+                             f"at least {signed_width(lo, hi)}")
         self._scheme, self._lanes = scheme, lanes
         self._acc_bits = int(acc_bits)
         self._stages = tree_stages
-        if self._acc_bits < self._dot.p_shape.width:
-            raise ValueError(f"acc_bits {acc_bits} cannot hold a word's dot product; allowed: "
-                             f"at least {self._dot.p_shape.width}")
+        self._dot = LaneDot(scheme, lanes=lanes, a_bits=a_bits, w_bits=w_bits,
+                            codebook=codebook, stages=tree_stages)
         d = self._dot
         members = {
             "c_iaddr": In(addr_bits(2 * self._is)), "c_valid": In(1), "c_first": In(1),
-            "c_bp": In(1),
+            "c_last": In(1), "c_bp": In(1),
             "w_word": In(lanes * d.w_bits), "skip_all": In(1), "zeros": In(range(lanes + 1)),
             "i_take": In(1), "i_addr": In(addr_bits(2 * self._is)),
             "i_data": In(lanes * d.a_bits), "i_bank": In(1), "i_clear": In(1),
-            "above": In(signed(self._acc_bits)), "acc": Out(signed(self._acc_bits)),
+            "above": In(signed(self._acc_bits)), "psum": Out(signed(self._acc_bits)),
             "ev_slot": Out(1), "ev_skip": Out(range(lanes + 1)), "ev_take": Out(1),
         }
         if scheme == "xnor":
@@ -149,7 +156,9 @@ class PE(wiring.Component):
         m.d.comb += rd.addr.eq(self.c_iaddr)
         valid = Signal()
         first = Signal()
-        m.d.sync += [valid.eq(self.c_valid & active[self.c_bp]), first.eq(self.c_first)]
+        last = Signal()
+        m.d.sync += [valid.eq(self.c_valid & active[self.c_bp]), first.eq(self.c_first),
+                     last.eq(self.c_last)]
         m.d.comb += [dot.a.eq(rd.data), dot.w.eq(self.w_word)]
         if self._scheme == "xnor":
             idle = Signal.like(self.c_idle)
@@ -161,12 +170,14 @@ class PE(wiring.Component):
         add = Signal()
         m.d.comb += add.eq(valid & ~self.skip_all)
         for n in range(self._stages):       # keep the strobes in step with the tree
-            add_r, first_r = Signal(name=f"add_r{n}"), Signal(name=f"first_r{n}")
-            m.d.sync += [add_r.eq(add), first_r.eq(first)]
-            add, first = add_r, first_r
-        acc = self.acc
-        base = Signal(signed(self._acc_bits))
-        m.d.comb += base.eq(Mux(first, self.above, acc))
+            add_r, first_r, last_r = (Signal(name=f"{k}_r{n}") for k in ("add", "first", "last"))
+            m.d.sync += [add_r.eq(add), first_r.eq(first), last_r.eq(last)]
+            add, first, last = add_r, first_r, last_r
+        acc = Signal(signed(self._acc_bits))
+        total = Signal(signed(self._acc_bits))
+        m.d.comb += total.eq(Mux(first, self.above, acc) + Mux(add, dot.p, 0))
         with m.If(first | add):
-            m.d.sync += acc.eq(base + Mux(add, dot.p, 0))
+            m.d.sync += acc.eq(total)
+        with m.If(last):
+            m.d.sync += self.psum.eq(total)
         return m

@@ -278,7 +278,9 @@ CONFIG_FIELDS = {
     "PW": "P * W", "FsegU": "F' * U", "Fp": "F * p", "GiFp": "Gi * F * p",
     "Fsegp": "F' * p", "FsU1": "(F' - 1) * U", "FlU1": "(F_last - 1) * U",
     "XU": "cols * U", "XUW": "cols * U * W", "CL1U": "(cols_last - 1) * U",
-    "n_last": "real lanes of the last channel word", "n_passes": "passes n_r * n_v * n_f * Gi",
+    "n_last": "real lanes of the last channel word",
+    "n_min": "fewest taps a dot runs (sim.cycle_model.dot_taps)",
+    "n_passes": "passes n_r * n_v * n_f * Gi",
     "n_blocks": "blocks n_r * n_v * n_f", "n_dots": "dots of the layer n_r * n_v * Gi * F * p",
     "fold_dots": "dots per row fold n_v * Gi * F * p",
 }
@@ -309,7 +311,7 @@ def config_limits(config: AcceleratorConfig) -> dict[str, int]:
         "YdivR": Y, "YmodR": Y, "qS": FS, "pqS": FS, "MqS": Dw, "n_weights": Y * Dw,
         "HW": Din, "qHW": Din, "YdivR_qHW": Y * Din, "n_inputs": Din, "PW": P * Din,
         "FsegU": U * IS, "Fp": Dp, "GiFp": Dp, "Fsegp": Dp, "FsU1": U * IS, "FlU1": U * IS,
-        "XU": X * U, "XUW": X * U * Din, "CL1U": X * U, "n_last": c.lanes,
+        "XU": X * U, "XUW": X * U * Din, "CL1U": X * U, "n_last": c.lanes, "n_min": min(FS, IS),
         "n_passes": passes, "n_blocks": passes, "n_dots": Dw * Dp, "fold_dots": Dp,
     }
 

@@ -48,7 +48,7 @@ from model.shapes import LayerShape
 __all__ = ["LayerShape", "ArrayParams", "Mapping", "check_mappable", "mappings",
            "choose_mapping", "config_values", "weight_word_order", "output_stream_order",
            "predict", "memory_depths", "COUNTERS", "cycles_lower_bound", "predict_cycles",
-           "utilisation_breakdown", "fastest_shape", "layer_words"]
+           "utilisation_breakdown", "fastest_shape", "layer_words", "dot_taps"]
 
 _ROW_LIMIT = 1 << (ROW_BITS - 1)
 
@@ -206,6 +206,7 @@ def config_values(shape: LayerShape, params: ArrayParams, mp: Mapping) -> dict[s
         "Fp": s.F * mp.p, "GiFp": fo.Gi * s.F * mp.p, "Fsegp": mp.Fseg * mp.p,
         "FsU1": (mp.Fseg - 1) * U, "FlU1": (fo.F_last - 1) * U, "XU": X * U,
         "XUW": X * U * s.W, "CL1U": (fo.cols_last - 1) * U, "n_last": fo.n_last,
+        "n_min": dot_taps(s, mp.Fseg)[2],
         "n_passes": passes, "n_blocks": fo.n_r * fo.n_v * fo.n_f,
         "n_dots": fo.n_r * fold_dots, "fold_dots": fold_dots,
     }
@@ -319,87 +320,156 @@ def _blocks(shape: LayerShape, params: ArrayParams, mp: Mapping, fo: _Folds) -> 
                    active_last=b_active_last, nw=b_nw, taps=b_taps, kr=b_kr)
 
 
-def _first_period(v: int, s0: int, d: int) -> int:
-    """The first period ``k`` whose decision cycle ``s0 + k * d - 1`` is at least ``v``."""
-    return max(0, ceil_div(v + 1 - s0, d))
+def dot_taps(shape: LayerShape, Fseg: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per output column ``f``: the taps a dot of that column runs (``n_eff``) and how many of
+    them are inside the image (``n_s``), and ``n_min``.
+
+    A dot runs the taps inside the image (padding costs no slot) but at least ``n_min =
+    ceil((max n_s + 1) / 2)``: then any two dots in a row outlast the longest, which is what
+    lets a PE row hold only one finished dot for the row below (``hw.controller.rows``)."""
+    s = shape
+    n_s = _valid_taps_per_output(s.W, s.S, s.stride, s.padding, s.F)
+    n_min = (int(n_s.max()) + 2) // 2
+    return np.maximum(n_s, n_min), n_s, n_min
+
+
+def _running(start: np.ndarray, lens: np.ndarray, carry_t: int, carry_len: int) -> np.ndarray:
+    """``t[k] = max(t[k - 1] + len[k - 1], start[k])`` over a run of dots, ``t[-1]`` and
+    ``len[-1]`` being ``carry_t`` and ``carry_len`` (a max-plus recurrence as a running max
+    of ``start[k] - S[k]``, ``S`` the prefix sums of the lengths)."""
+    prefix = np.concatenate(([0], np.cumsum(lens[:-1])))
+    base = np.maximum.accumulate(np.maximum(start - prefix, carry_t + carry_len
+                                            if carry_t is not None else start[0]))
+    return base + prefix
 
 
 def _schedule(shape: LayerShape, params: ArrayParams, mp: Mapping, fo: _Folds,
               bl: _Blocks) -> dict:
-    """The exact schedule: the first period ``s0``, each dot's period, and the last write.
+    """The exact schedule: when each PE row starts each dot, and the last psum write.
 
-    Periods start at ``s0 + k * d``; dot ``g`` (loop order) is issued in period ``k[g]`` and
-    written at ``s0 + k[g] * d + rows * d + INPUT_LATENCY + A``. The weight loader's and the
-    input loader's decision cycles follow the controller's rules (module docstring).
+    Dots in loop order; dot ``k`` of output column ``f`` lasts ``len = q * n_eff(f)`` cycles
+    (``dot_taps``). Row 0 starts dot ``k`` at ``T0[k] = max(T0[k-1] + len[k-1], ready[k] +
+    1)``, ``ready[k]`` being the cycle its pass's weights and block's inputs are seen written
+    and (after the first row fold) the psum of dot ``k - fold_dots`` is written; row ``i``
+    starts it at ``T[i][k] = max(T[i][k-1] + len[k-1], T[i-1][k] + len[k])``, once row ``i-1``
+    has finished it. The bottom row's sum is written at ``T[rows-1][k] + len[k] +
+    INPUT_LATENCY + A``. The loaders' decisions follow the controller's rules (module
+    docstring): the weights of pass ``n`` once row 0 has been handed pass ``n - 1`` and the
+    bottom row has finished pass ``n - 2``; the inputs of block ``b`` likewise.
+
+    First the schedule with no waits after the first dot (the usual case, all arrays);
+    if a load or an old psum would come late, the dots are scheduled pass by pass.
     """
-    Y, d, p = params.rows, fo.d, mp.p
+    Y, q, p = params.rows, mp.q, mp.p
     A = accumulate_latency(params.tree_stages)
-    pqS = p * d
+    pqS = p * fo.d
     G, n_blocks = fo.Gi, len(bl.words)
-    n_passes = n_blocks * G
+    n_eff, _, _ = dot_taps(shape, mp.Fseg)
     fold_dots = fo.n_v * G * shape.F * p
-    K = Y + ceil_div(INPUT_LATENCY + A + 2, d)            # periods from a dot to its reader
-    LW = pqS + WEIGHT_LOAD_OVERHEAD
-    # the first pass's weights and the first block's inputs (loader decisions at cycle 1)
-    w_dec = [1]
-    i_dec = [1]
-    w_vis0 = 1 + LW
+    seg_lens = []
+    for kf in range(fo.n_f):
+        fv = fo.F_last if kf == fo.n_f - 1 else mp.Fseg
+        seg_lens.append(np.repeat(q * n_eff[kf * mp.Fseg + np.arange(fv)], p))
+    runs = [seg_lens[b % fo.n_f] for b in range(n_blocks) for _ in range(G)]
+    sizes = np.array([len(r) for r in runs])
+    first_dot = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    last_dot = first_dot + sizes - 1
+    lens = np.concatenate(runs)
+    pass_block = np.repeat(np.arange(n_blocks), G)
+    w_vis0 = 1 + pqS + WEIGHT_LOAD_OVERHEAD
     i_vis0 = 1 + int(bl.words[0]) + INPUT_LOAD_OVERHEAD
-    s0 = max(1, w_vis0, i_vis0) + 1
-    dots_per_pass = p * bl.fv
-    n_dots = int(G * dots_per_pass.sum())
-    k = np.empty(n_dots, dtype=np.int64)
-    first_k = np.empty(n_passes, dtype=np.int64)
-    last_k = np.empty(n_passes, dtype=np.int64)
-    block_first_k = np.empty(n_blocks, dtype=np.int64)
-    block_last_k = np.empty(n_blocks, dtype=np.int64)
+    start0 = max(1, w_vis0, i_vis0) + 1
 
-    def s(period):
-        return s0 + period * d
+    def rows_below(t0, lens_, carry=None):
+        """The other rows' starts from row 0's (and each row's previous dot)."""
+        T = np.empty((Y, len(t0)), dtype=np.int64)
+        T[0] = t0
+        for i in range(1, Y):
+            c = carry[i] if carry else (None, None)
+            T[i] = _running(T[i - 1] + lens_, lens_, *c)
+        return T
 
-    g0 = 0
-    prev_k = -1
-    for b in range(n_blocks):
-        # the input loader: block b once row 0 entered block b - 1 and no row computes b - 2
-        if b == 1:
-            i_dec.append(i_dec[0] + int(bl.words[0]) + INPUT_LOAD_OVERHEAD)
-        elif b >= 2:
-            i_dec.append(max(i_dec[b - 1] + int(bl.words[b - 1]) + INPUT_LOAD_OVERHEAD,
-                             s(block_first_k[b - 1]), s(block_last_k[b - 2] + Y)))
-        i_vis = i_dec[b] + int(bl.words[b]) + INPUT_LOAD_OVERHEAD
-        nd = int(dots_per_pass[b])
-        for gi in range(G):
-            n = b * G + gi
-            if n == 1:
-                w_dec.append(w_dec[0] + pqS + 1)
-            elif n >= 2:
-                w_dec.append(max(w_dec[n - 1] + pqS + 1, s(first_k[n - 1]), s(last_k[n - 2] + Y)))
-            w_vis = w_dec[n] + LW
-            start = prev_k + 1
-            start = max(start, _first_period(w_vis, s0, d))
-            if gi == 0:
-                start = max(start, _first_period(i_vis, s0, d))
-            if n == 0:
-                start = 0
-            idx = np.arange(g0, g0 + nd)
-            if bl.kr[b] > 0:
-                # dot g waits for dot g - fold_dots: k[g] >= k[g - fold_dots] + K, and dots
-                # follow one another: k[g] - g is a running maximum
-                need = k[idx - fold_dots] + K - idx
-                x = np.maximum.accumulate(np.maximum(need, start - g0))
-                k[idx] = x + idx
-            else:
-                k[idx] = start + (idx - g0)
-            first_k[n], last_k[n] = k[g0], k[g0 + nd - 1]
-            if gi == 0:
-                block_first_k[b] = first_k[n]
-            prev_k = int(last_k[n])
-            g0 += nd
-        block_last_k[b] = prev_k
-    last_write = s(int(k[-1])) + Y * d + INPUT_LATENCY + A
+    # ---- no waits after the first dot: check the loads and the old psums ---------------
+    prefix = np.concatenate(([0], np.cumsum(lens[:-1])))
+    T = rows_below(start0 + prefix, lens)
+    write = T[Y - 1] + lens + INPUT_LATENCY + A
+    if _no_waits(T, lens, write, first_dot, last_dot, pass_block, bl, G, pqS, fold_dots):
+        return {"T": T, "lens": lens, "write": write, "cycles": int(write[-1]) + 1}
+
+    # ---- the general case: pass by pass --------------------------------------------------
+    T = np.empty((Y, len(lens)), dtype=np.int64)
+    write = np.empty(len(lens), dtype=np.int64)
+    push_first, w_dec, i_dec = [], [], []
+    carry = [(None, None)] * Y
+    for n, run in enumerate(runs):
+        b = int(pass_block[n])
+        if n % G == 0:
+            t = 1
+            if b >= 1:
+                t = i_dec[b - 1] + int(bl.words[b - 1]) + INPUT_LOAD_OVERHEAD
+            if b >= 2:
+                prev_first, old_last = (b - 1) * G, (b - 1) * G - 1
+                t = max(t, push_first[prev_first] + 1,
+                        int(T[Y - 1, last_dot[old_last]] + lens[last_dot[old_last]]))
+            i_dec.append(t)
+        t = 1 if n == 0 else w_dec[n - 1] + pqS + 1
+        if n >= 2:
+            t = max(t, push_first[n - 1] + 1,
+                    int(T[Y - 1, last_dot[n - 2]] + lens[last_dot[n - 2]]))
+        w_dec.append(t)
+        idx = np.arange(first_dot[n], last_dot[n] + 1)
+        ready = np.ones(len(idx), dtype=np.int64)
+        ready[0] = max(w_dec[n] + pqS + WEIGHT_LOAD_OVERHEAD,
+                       i_dec[b] + int(bl.words[b]) + INPUT_LOAD_OVERHEAD if n % G == 0 else 1)
+        if bl.kr[b] > 0:
+            ready = np.maximum(ready, write[idx - fold_dots] + 1)
+        t0 = _running(ready + 1, run, *carry[0])
+        free = np.concatenate(([carry[0][0] if carry[0][0] is not None else 1], t0[:-1]))
+        push_first.append(int(max(free[0], ready[0])))
+        T[:, idx] = rows_below(t0, run, carry)
+        carry = [(int(T[i, idx[-1]]), int(run[-1])) for i in range(Y)]
+        write[idx] = T[Y - 1, idx] + run + INPUT_LATENCY + A
     # ``running`` falls the cycle after the last write is counted
-    return {"s0": s0, "k": k, "first_k": first_k, "last_k": last_k, "cycles": last_write + 1,
-            "w_dec": w_dec, "i_dec": i_dec, "periods": int(k[-1]) + 1 + Y}
+    return {"T": T, "lens": lens, "write": write, "cycles": int(write[-1]) + 1}
+
+
+def _no_waits(T, lens, write, first_dot, last_dot, pass_block, bl, G, pqS, fold_dots) -> bool:
+    """Whether the schedule ``T`` (row 0 never waiting after its first dot) keeps every
+    rule: each pass's weights, each block's inputs and each old psum are ready in time."""
+    Y = T.shape[0]
+    t0 = T[0]
+    if fold_dots < len(t0):                     # old psums: written before they are read
+        k = np.arange(fold_dots, len(t0))
+        if np.any(write[k - fold_dots] + 2 > t0[k]):
+            return False
+    # push of a pass's first dot: when row 0 is done with the dot before, or ready
+    n_passes = len(first_dot)
+    w_dec = 1
+    i_dec, i_words = 1, int(bl.words[0])
+    push_prev = None
+    for n in range(n_passes):
+        b = int(pass_block[n])
+        f = int(first_dot[n])
+        if n % G == 0 and b >= 1:
+            i_dec = i_dec + i_words + INPUT_LOAD_OVERHEAD
+            if b >= 2:
+                old = int(last_dot[(b - 1) * G - 1])
+                i_dec = max(i_dec, push_first_block + 1, int(T[Y - 1, old] + lens[old]))
+            i_words = int(bl.words[b])
+        if n >= 1:
+            w_dec = w_dec + pqS + 1
+            if n >= 2:
+                old = int(last_dot[n - 2])
+                w_dec = max(w_dec, push_prev + 1, int(T[Y - 1, old] + lens[old]))
+        ready = w_dec + pqS + WEIGHT_LOAD_OVERHEAD
+        if n % G == 0:
+            ready = max(ready, i_dec + i_words + INPUT_LOAD_OVERHEAD)
+        if n >= 1 and ready + 1 > t0[f]:
+            return False
+        push_prev = max(int(t0[f - 1]) if f else 1, ready)
+        if n % G == 0:
+            push_first_block = push_prev
+    return True
 
 
 def predict(shape: LayerShape, params: ArrayParams, mp: Mapping | None = None, *,
@@ -469,13 +539,35 @@ def predict_cycles(shape: LayerShape, params: ArrayParams, mp: Mapping) -> int:
 
 
 def cycles_lower_bound(shape: LayerShape, params: ArrayParams, mp: Mapping) -> int:
-    """A lower bound on ``predict_cycles`` (cheap): every dot takes a period, the first pass
-    waits for its weights and the last dot for the column below it."""
+    """A lower bound on ``predict_cycles`` (a loop over the passes, no arrays).
+
+    Row 0 runs every dot of a pass (``c`` cycles) after the pass before; and the weights of
+    pass ``n + 2`` cannot be written before the bottom row has finished pass ``n``, which is
+    at least ``rows - 1`` of its last dot's lengths after row 0 did, so pass ``n + 2`` starts
+    no sooner than that plus ``p * q * S + WEIGHT_LOAD_OVERHEAD + 1``. The last dot crosses
+    every row and is written ``INPUT_LATENCY + A`` later.
+    """
     fo = _folds(shape, params, mp)
-    dots = fo.n_r * fo.n_v * fo.Gi * shape.F * mp.p
-    lw = mp.p * fo.d + WEIGHT_LOAD_OVERHEAD
-    return 3 + lw + dots * fo.d + params.rows * fo.d + INPUT_LATENCY \
-        + accumulate_latency(params.tree_stages) - fo.d
+    n_eff, _, _ = dot_taps(shape, mp.Fseg)
+    Y = params.rows
+    pqS = mp.p * fo.d
+    seg = []
+    for kf in range(fo.n_f):
+        fv = fo.F_last if kf == fo.n_f - 1 else mp.Fseg
+        cols = n_eff[kf * mp.Fseg:kf * mp.Fseg + fv]
+        seg.append((mp.p * mp.q * int(cols.sum()), mp.q * int(cols[-1])))
+    n_passes = fo.n_r * fo.n_v * fo.n_f * fo.Gi
+    start = 1 + pqS + WEIGHT_LOAD_OVERHEAD + 1      # the first pass's weights, then a cycle
+    ends = []                   # (row 0's end, bottom row's earliest end) per pass
+    for n in range(n_passes):
+        c, last = seg[(n // fo.Gi) % fo.n_f]
+        if n >= 2:
+            e, bottom = ends[n - 2]
+            start = max(start, bottom + pqS + WEIGHT_LOAD_OVERHEAD + 1)
+        end = start + c
+        ends.append((end, end + (Y - 1) * last))
+        start = end
+    return ends[-1][1] + INPUT_LATENCY + accumulate_latency(params.tree_stages) + 1
 
 
 def choose_mapping(shape: LayerShape, params: ArrayParams) -> Mapping:
@@ -530,14 +622,15 @@ def utilisation_breakdown(shape: LayerShape, params: ArrayParams,
                           mp: Mapping | None = None) -> dict:
     """Where the cycles of a layer go, and the best utilisation its mapping's fills allow.
 
-    ``bound`` = MACs / (PEs x lanes x dot slots) is the utilisation if every period issued a
-    dot; it is the product of five fills: ``row_fill`` (reduction units over the PE rows of
-    all row folds), ``col_fill`` (output rows over the PE columns of all column folds),
+    ``bound`` = MACs / (PEs x lanes x slots of row 0) is the utilisation if row 0 never
+    waited; it is the product of five fills: ``row_fill`` (reduction units over the PE rows
+    of all row folds), ``col_fill`` (output rows over the PE columns of all column folds),
     ``lane_fill`` (real channels over the lanes of the channel words), ``pad_rows`` (PEs whose
-    input row is padding idle for the pass) and ``pad_cols`` (taps in the padding take their
-    slot). ``cycles`` = ``setup`` (until the first dot) + ``compute`` (a period per dot) +
-    ``stalls`` (empty periods while loads or old partial sums are not ready) + ``tail`` (the
-    last dot's way down the column); ``utilisation`` = ``bound`` x compute / cycles.
+    input row is padding idle for the pass) and ``pad_cols`` (taps in the padding that a dot
+    still runs to reach ``n_min``, ``dot_taps``). ``cycles`` = ``setup`` (until row 0's first
+    dot) + ``compute`` (row 0's slots) + ``stalls`` (row 0 waiting for loads or old partial
+    sums) + ``tail`` (the last dot's way down the column); ``utilisation`` = ``bound`` x
+    compute / cycles.
     """
     s, mp = shape, mp or choose_mapping(shape, params)
     fo = _folds(shape, params, mp)
@@ -546,11 +639,12 @@ def utilisation_breakdown(shape: LayerShape, params: ArrayParams,
     nr = _valid_counts(s.H, s.R, s.stride, s.padding, s.E)
     ns = _valid_counts(s.W, s.S, s.stride, s.padding, s.F)
     macs = s.M * s.C * int(nr.sum()) * int(ns.sum())
-    dots = len(sched["k"])
-    compute = dots * fo.d
-    setup = sched["s0"]
-    stalls = (int(sched["k"][-1]) + 1 - dots) * fo.d
-    tail = sched["cycles"] - setup - compute - stalls
+    T, lens = sched["T"], sched["lens"]
+    n_eff, _, _ = dot_taps(s, mp.Fseg)
+    compute = int(lens.sum())
+    setup = int(T[0, 0])
+    tail = sched["cycles"] - int(T[0, -1] + lens[-1])
+    stalls = sched["cycles"] - setup - compute - tail
     cycles = sched["cycles"]
     return {"mapping": mp, "macs": macs, "cycles": cycles, "setup": setup,
             "compute": compute, "stalls": stalls, "tail": tail,
@@ -558,6 +652,6 @@ def utilisation_breakdown(shape: LayerShape, params: ArrayParams,
             "col_fill": s.E / (fo.n_v * params.cols),
             "lane_fill": s.C / (fo.Cw * params.lanes),
             "pad_rows": int(nr.sum()) / (s.R * s.E),
-            "pad_cols": int(ns.sum()) / (s.S * s.F),
+            "pad_cols": int(ns.sum()) / int(n_eff.sum()),
             "bound": macs / (params.macs_per_cycle * compute),
             "utilisation": macs / (params.macs_per_cycle * cycles)}

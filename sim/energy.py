@@ -637,70 +637,78 @@ def _sparsity_per_layer(layers, schemes: dict, sparsity) -> dict:
 # ---------------------------------------------------------------------------------------
 # Our accelerator: its own row-stationary mapping and counters (hw.accelerator).
 
+def _array_keys() -> tuple:
+    from hw.schedule import COUNTERS
+    return (*COUNTERS, "macs", "rf_reads", "rf_writes")
+
+
 def array_counters(layer, params=None) -> dict:
     """The counters our accelerator reports for ``layer`` (a ``model.layer_file.Layer``).
 
     Under the array's own row-stationary mapping (``sim.cycle_model.choose_mapping``), from
     ``sim.cycle_model.predict`` -- the one place that holds the array's folding arithmetic;
-    ``skipped`` comes from the layer's weights. Keys: ``sim.cycle_model.COUNTERS``.
+    ``skipped`` comes from the layer's weights. Keys: ``hw.schedule.COUNTERS`` and the
+    derived ``macs``, ``rf_reads``, ``rf_writes``.
     """
-    from sim.cycle_model import COUNTERS, ArrayParams, LayerShape, predict
+    from sim.cycle_model import ArrayParams, predict
+    from sim.run_layer import layer_codes, layer_shape
 
     params = params or ArrayParams()
-    shape = LayerShape.of(np.shape(layer.weights), np.shape(layer.inputs), int(layer.stride),
-                          int(layer.padding))
-    pred = predict(shape, params, weights=layer.weights, scheme=layer.scheme,
-                   w_bits=layer.w_bits, codebook=getattr(layer, "codebook", None))
-    return {k: int(pred[k]) for k in COUNTERS}
+    pred = predict(layer_shape(layer), params, weights=layer_codes(layer)[0],
+                   scheme=layer.scheme, w_bits=layer.w_bits,
+                   codebook=getattr(layer, "codebook", None))
+    return {k: int(pred[k]) for k in _array_keys()}
 
 
 def counters_by_type(layer, params=None) -> dict:
-    """How ``glb_reads`` and ``rf_writes`` of ``array_counters`` split by data type."""
-    from sim.cycle_model import ArrayParams, LayerShape, predict
+    """How ``glb_reads``, ``glb_writes``, ``rf_reads`` and ``rf_writes`` of
+    ``array_counters`` split by data type."""
+    from sim.cycle_model import ArrayParams, predict
+    from sim.run_layer import layer_shape
 
-    shape = LayerShape.of(np.shape(layer.weights), np.shape(layer.inputs), int(layer.stride),
-                          int(layer.padding))
-    return predict(shape, params or ArrayParams())["by_type"]
+    return predict(layer_shape(layer), params or ArrayParams())["by_type"]
 
 
 def shape_counters(layer: Layer, params=None, *, scheme: Scheme = INT16,
                    weights=None) -> dict:
     """``array_counters`` of a preset-style ``Layer`` (batch 1), without building inputs.
 
-    ``weights`` (codes ``[M, C, R, S]``, ``xnor``: packed words) give ``skipped``; without
-    them it is 0. ``xnor`` layers run ``C / lanes`` packed words. Also returns ``by_type``
+    ``weights`` (codes ``[M, C, R, S]``, one code per channel) give ``skipped``; without them
+    it is 0. Channels are packed ``params.lanes`` to a word. Also returns ``by_type``
     (``counters_by_type``).
     """
-    from sim.cycle_model import COUNTERS, ArrayParams, LayerShape, predict
+    from sim.cycle_model import ArrayParams, LayerShape, predict
 
     if layer.groups != 1:
         raise ValueError(f"layer {layer.name!r}: the accelerator runs one group; split "
                          f"groups={layer.groups} into separate layers")
     params = params or ArrayParams()
-    c = layer.C
-    if scheme.name == "xnor":
-        if c % scheme.a_bits:
-            raise ValueError(f"layer {layer.name!r}: {c} channels do not pack into words "
-                             f"of {scheme.a_bits} lanes")
-        c //= scheme.a_bits
-    shape = LayerShape(layer.M, c, layer.R, layer.S, layer.H, layer.W, layer.stride,
+    shape = LayerShape(layer.M, layer.C, layer.R, layer.S, layer.H, layer.W, layer.stride,
                        layer.padding)
     pred = predict(shape, params, weights=weights, scheme=scheme.name, w_bits=scheme.w_bits)
-    out = {k: int(pred[k]) for k in COUNTERS}
+    out = {k: int(pred[k]) for k in _array_keys()}
     out["by_type"] = pred["by_type"]
     return out
 
 
+def _lane_bits(scheme: Scheme, data_type: str) -> int:
+    """Bits of one lane's code on our array (``xnor``: 1)."""
+    if scheme.name == "xnor":
+        return 1
+    return scheme.a_bits if data_type == "inputs" else scheme.w_bits
+
+
 def array_hardware(params=None, *, scheme: Scheme = INT16, acc_bits: int = 16,
                    glb_words: int = 0) -> Hardware:
-    """Our array as a ``Hardware`` for pricing: scratchpad bytes per PE, buffer bytes."""
+    """Our array as a ``Hardware`` for pricing: scratchpad bytes per PE (its input
+    scratchpad and its share of its row's filter scratchpad, two banks each), buffer bytes;
+    words carry ``params.lanes`` codes."""
     from sim.cycle_model import ArrayParams
 
     params = params or ArrayParams()
-    a = scheme.word_bits("inputs", acc_bits)
-    w = scheme.word_bits("weights", acc_bits)
-    # Two banks of each scratchpad (hw.pe double-buffers filters, inputs and psums).
-    rf_bits = 2 * (params.filter_spad * w + params.ifmap_spad * a + params.psum_spad * acc_bits)
+    a = params.lanes * _lane_bits(scheme, "inputs")
+    w = params.lanes * _lane_bits(scheme, "weights")
+    rf_bits = 2 * (params.ifmap_spad * a + params.filter_spad * w / params.cols)
     return Hardware(pes=params.pes, rows=params.rows, cols=params.cols,
                     rf_bytes=math.ceil(rf_bits / 8),
                     glb_bytes=max(1, math.ceil(glb_words * acc_bits / 8)),
@@ -711,41 +719,39 @@ def array_energy(layer: Layer, counters: dict, hw: Hardware, *, scheme: Scheme =
                  costs="45nm", batch: int = 1) -> LayerEnergy:
     """Energy of ``layer`` on our accelerator from its counters.
 
-    ``counters``: ``array_counters`` plus ``by_type`` (``counters_by_type``: how
-    ``glb_reads`` and ``rf_writes`` split into inputs, weights and psums). With the
-    accelerator's counter definitions (``hw.accelerator``) every access then has a data type
-    and is priced at that type's width:
+    ``counters``: ``array_counters`` plus ``by_type`` (``counters_by_type``). With the
+    accelerator's counter definitions (``hw.schedule.COUNTERS``) every access has a data
+    type and is priced at that type's word width (``hw.input_bits``/``weight_bits``: a word
+    of ``lanes`` codes):
 
-    - ``offchip_words``: the layer's weights, inputs and outputs;
-    - ``glb_writes``: the weights and inputs from the streams, the rest psums (drains);
-    - ``glb_reads`` and ``rf_writes``: by ``by_type``;
-    - ``rf_reads``: ``macs`` weight and ``macs`` activation reads, the rest psum reads;
-    - ``array_transfers``: psums; compute: ``macs - skipped`` MACs.
+    - ``offchip_words``: the layer's weight, input and output words;
+    - ``glb_reads``/``glb_writes``: by ``by_type``;
+    - register files: the input scratchpad (``slots`` reads, ``input_writes``), the filter
+      scratchpads (``filter_reads``, ``filter_writes``); psums stay in the accumulators;
+    - ``array_transfers``: psums handed down the columns; compute: ``macs - skipped`` MACs.
 
     ``batch`` images run one after the other (every count scales with it).
     """
     table = cost_table(costs)
     acc = scheme.layer_acc_bits(layer)
-    width = {"inputs": scheme.word_bits("inputs", acc),
-             "weights": scheme.word_bits("weights", acc), "psums": acc}
-    cin = layer.C // (scheme.a_bits if scheme.name == "xnor" else 1)
-    n_w, n_in = layer.M * cin * layer.R * layer.S, cin * layer.H * layer.W
-    n_out = layer.M * layer.E * layer.F
+    width = {"inputs": hw.input_bits, "weights": hw.weight_bits, "psums": acc}
     k = counters
+    n_in = k["by_type"]["glb_writes"]["inputs"]
+    n_w = k["by_type"]["glb_writes"]["weights"]
+    n_out = layer.M * layer.E * layer.F
     if k["offchip_words"] != n_w + n_in + n_out:
         raise ValueError(f"counters do not belong to layer {layer.name!r}: "
                          f"{k['offchip_words']} off-chip words, not {n_w + n_in + n_out}")
     macs = k["macs"]
-    reads, writes = k["by_type"]["glb_reads"], k["by_type"]["rf_writes"]
-    if sum(reads.values()) != k["glb_reads"] or sum(writes.values()) != k["rf_writes"]:
+    reads, writes = k["by_type"]["glb_reads"], k["by_type"]["glb_writes"]
+    if sum(reads.values()) != k["glb_reads"] or sum(writes.values()) != k["glb_writes"]:
         raise ValueError(f"by_type of layer {layer.name!r} does not add up to its counters")
     counts = {
         "dram": {"inputs": n_in, "weights": n_w, "psums": n_out},
-        "glb": {"inputs": n_in + reads["inputs"], "weights": n_w + reads["weights"],
-                "psums": k["glb_writes"] - n_w - n_in + reads["psums"]},
+        "glb": {x: reads[x] + writes[x] for x in ("inputs", "weights", "psums")},
         "array": {"inputs": 0, "weights": 0, "psums": k["array_transfers"]},
-        "rf": {"inputs": macs + writes["inputs"], "weights": macs + writes["weights"],
-               "psums": k["rf_reads"] - 2 * macs + writes["psums"]},
+        "rf": {"inputs": k["slots"] + k["input_writes"],
+               "weights": k["filter_reads"] + k["filter_writes"], "psums": 0},
     }
     counts = {lv: {x: float(n) * batch for x, n in c.items()} for lv, c in counts.items()}
     energy_of = {(lv, x): counts[lv][x] * table.access(lv, width[x], hw)

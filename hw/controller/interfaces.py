@@ -36,20 +36,20 @@ def config_layout(config: AcceleratorConfig) -> data.StructLayout:
 
 
 def dot_state_layout(config: AcceleratorConfig) -> data.StructLayout:
-    """What a PE row needs to know about the dot it computes this period.
+    """What a PE row needs to know about a dot.
 
-    ``valid`` (a dot, not an empty period), ``pp``/``bp`` (its filter and input banks),
-    ``fb`` (its filter's first scratchpad word, ``mi * q * S``), ``fu`` (its output column
-    times the stride), ``lo``/``hi``/``empty`` (its taps inside the image), ``paddr`` (its
-    psum address), ``kr_first`` (first row fold: it starts from 0), ``kv_last`` (last column
-    fold: ``cols_last`` columns)."""
+    ``pp``/``bp`` (its filter and input banks), ``fb`` (its filter's first scratchpad word,
+    ``mi * q * S``), ``fu`` (its output column times the stride), ``lo``/``hi`` (the taps it
+    runs), ``vlo``/``vhi`` (those inside the image; ``vlo > vhi`` when none is), ``paddr``
+    (its psum address), ``kr_first`` (first row fold: it starts from 0), ``kv_last`` (last
+    column fold: ``cols_last`` columns)."""
     lim = config_limits(config)
+    taps = unsigned(max(1, lim["S"].bit_length()))
     return data.StructLayout({
-        "valid": unsigned(1), "pp": unsigned(1), "bp": unsigned(1),
+        "pp": unsigned(1), "bp": unsigned(1),
         "fb": unsigned(addr_bits(config.filter_spad)),
         "fu": unsigned(max(1, lim["FsegU"].bit_length())),
-        "lo": unsigned(max(1, lim["S"].bit_length())),
-        "hi": unsigned(max(1, lim["S"].bit_length())), "empty": unsigned(1),
+        "lo": taps, "hi": taps, "vlo": taps, "vhi": taps,
         "paddr": unsigned(addr_bits(config.pb_depth)),
         "kr_first": unsigned(1), "kv_last": unsigned(1),
     })
@@ -85,11 +85,12 @@ class RowFlags(wiring.Signature):
 
 
 class DotEvents(wiring.Signature):
-    """The compute sequencer's period boundaries, for the psum unit: ``shift`` (the rows take
-    new dots at the end of this cycle), ``new`` (row 0's new dot), ``leaving`` (the dot the
-    bottom row just finished)."""
+    """For the psum unit: ``top`` (row 0 runs the first slot of this dot now) and
+    ``bottom`` (the bottom row runs the last slot of this dot now), each valid for one
+    cycle."""
 
     def __init__(self, config: AcceleratorConfig):
         layout = dot_state_layout(config)
-        super().__init__({"shift": Out(1), "new": Out(layout), "leaving": Out(layout)})
+        super().__init__({"top_valid": Out(1), "top": Out(layout),
+                          "bottom_valid": Out(1), "bottom": Out(layout)})
 

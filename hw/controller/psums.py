@@ -1,18 +1,18 @@
 """The psum unit: the columns' ends. Old partial sums in at the top, new ones out at the bottom.
 
-For a dot that enters row 0 (``events.new``, in a decision cycle ``t``) after the first row
-fold, the unit reads its old partial sum from every used column's psum bank at ``t + A``
-(``A = accumulate_latency``) and presents it on ``top`` at ``t + A + 1``, which the array
-registers and row 0 adds at its first slot; in the first row fold ``top`` is 0. For a dot
-that leaves the bottom row (``events.leaving``, at a decision cycle ``t``), the bottom PEs'
-accumulators hold its column sums at ``t + 1 + INPUT_LATENCY + A``: the unit writes them to
+For a dot whose first slot runs in row 0 in cycle ``t`` (``events.top``) after the first row
+fold, the unit reads its old partial sum from every used column's psum bank at ``t + A - 1``
+(``A = accumulate_latency``) and presents it on ``top`` at ``t + A``, which the array
+registers, so row 0 adds it at its first slot; in the first row fold ``top`` is 0. For a dot
+whose last slot runs in the bottom row in cycle ``t`` (``events.bottom``), the bottom PEs'
+``psum`` hold its column sums from ``t + INPUT_LATENCY + A + 1``: the unit writes them to
 the psum banks at the dot's address then, and counts the dot in ``progress.done``.
 
 ``ev_transfers`` counts the partial sums handed down inside the array: ``rows - 1`` per
 column written.
 
-Latency: ``1 + INPUT_LATENCY + A`` cycles from a dot leaving the bottom row to its psums in
-the buffer. Throughput: one dot per cycle.
+Latency: ``INPUT_LATENCY + A + 1`` cycles from a dot's last slot in the bottom row to its
+psums in the buffer. Throughput: one dot per cycle.
 
 Model: ``sim.cycle_model`` (``_schedule``: the writes).
 """
@@ -90,10 +90,10 @@ class PsumUnit(wiring.Component):
                 out = regs
             return out
 
-        # ---- top: old partial sums (or 0) for the dots entering row 0 -------------------
-        new = ev.new
-        rd = delayed({"valid": ev.shift & new.valid & ~new.kr_first, "paddr": new.paddr,
-                      "mask": colmask(new.kv_last)}, A, "rd")
+        # ---- top: old partial sums (or 0) for the dots starting in row 0 ---------------
+        top = ev.top
+        rd = delayed({"valid": ev.top_valid & ~top.kr_first, "paddr": top.paddr,
+                      "mask": colmask(top.kv_last)}, A - 1, "rd")
         m.d.comb += [self.read.en.eq(Mux(rd["valid"], rd["mask"], 0)),
                      self.read.addr.eq(rd["paddr"])]
         zero = Signal()
@@ -101,10 +101,10 @@ class PsumUnit(wiring.Component):
         for j in range(X):
             m.d.comb += self.psum.top[j].eq(Mux(zero, 0, self.read.data[j]))
 
-        # ---- bottom: the column sums of the dots leaving the bottom row -----------------
-        out = ev.leaving
-        wr = delayed({"valid": ev.shift & out.valid, "paddr": out.paddr,
-                      "mask": colmask(out.kv_last)}, 1 + INPUT_LATENCY + A, "wr")
+        # ---- bottom: the column sums of the dots finishing in the bottom row -----------
+        out = ev.bottom
+        wr = delayed({"valid": ev.bottom_valid, "paddr": out.paddr,
+                      "mask": colmask(out.kv_last)}, INPUT_LATENCY + A + 1, "wr")
         we = Signal(X)
         m.d.comb += we.eq(Mux(wr["valid"], wr["mask"], 0))
         m.d.comb += [self.write.en.eq(we), self.write.addr.eq(wr["paddr"])]

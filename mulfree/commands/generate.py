@@ -24,7 +24,7 @@ from hw.accelerator import accelerator_design
 from hw.generate import GENERATORS, write_outputs
 from hw.schedule import LANES, AcceleratorConfig
 from model.quant import SCHEMES
-from mulfree.errors import UsageError
+from mulfree.errors import UsageError, flag_error
 
 
 @dataclass(frozen=True)
@@ -105,9 +105,12 @@ def _config(args, flags) -> dict:
         if args.scheme != "xnor":
             raise UsageError("--a-bits needed (as a flag or in --config FILE.toml)")
         a_bits = 1
-    config = AcceleratorConfig(scheme=args.scheme, a_bits=a_bits, w_bits=args.w_bits,
-                               acc_bits=args.acc_bits,
-                               **{name: getattr(args, name) for name in names})
+    try:
+        config = AcceleratorConfig(scheme=args.scheme, a_bits=a_bits, w_bits=args.w_bits,
+                                   acc_bits=args.acc_bits,
+                                   **{name: getattr(args, name) for name in names})
+    except ValueError as exc:
+        raise flag_error(exc) from None
     return {"config": config}
 
 

@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from model.layer_file import load_layer, save_outputs
-from mulfree.errors import UsageError
+from mulfree.errors import UsageError, flag_error
 
 #: Above this many predicted cycles the Amaranth simulation shows a progress bar.
 PROGRESS_CYCLES = 20_000
 
 
 def register(subparsers) -> None:
+    from sim.cycle_model import ArrayParams
     from sim.run_layer import BACKENDS
     parser = subparsers.add_parser(
         "run-layer", help="run one layer on the simulated accelerator (outputs + counters)",
@@ -35,14 +36,14 @@ def register(subparsers) -> None:
                         help="serial port of the board (--backend board), e.g. /dev/ttyUSB1")
     parser.add_argument("--baud", type=int, default=115200,
                         help="baud rate of the board's link (default 115200)")
-    parser.add_argument("--rows", type=int, default=3, help="PE rows (default 3)")
-    parser.add_argument("--cols", type=int, default=4, help="PE columns (default 4)")
-    parser.add_argument("--filter-spad", type=int, default=32, metavar="N",
-                        help="filter scratchpad entries per bank (power of two, default 32)")
-    parser.add_argument("--ifmap-spad", type=int, default=32, metavar="N",
-                        help="input scratchpad entries per bank (power of two, default 32)")
-    parser.add_argument("--psum-spad", type=int, default=32, metavar="N",
-                        help="psum scratchpad entries per bank (power of two, default 32)")
+    for flag, help_text in (("--rows", "PE rows"), ("--cols", "PE columns"),
+                            ("--lanes", "MACs per PE per cycle (1, 2, 4, ... 64)"),
+                            ("--filter-spad", "filter scratchpad words per bank (power of two)"),
+                            ("--ifmap-spad", "input scratchpad words per bank (power of two)"),
+                            ("--tree-stages", "pipeline registers in each PE's lane tree")):
+        default = getattr(ArrayParams(), flag[2:].replace("-", "_"))
+        parser.add_argument(flag, type=int, default=default, metavar="N",
+                            help=f"{help_text} (default {default})")
     parser.add_argument("--force", action="store_true", help="overwrite OUT.npz")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -59,26 +60,23 @@ def _golden(layer) -> np.ndarray:
 
 
 def run(args) -> int:
-    from hw.pe import check_spad_size
-    from sim.cycle_model import ArrayParams, LayerShape, check_mappable, predict
-    from sim.run_layer import BACKENDS, run_layer
+    from hw.schedule import AcceleratorConfig
+    from sim.cycle_model import ArrayParams, check_mappable, predict
+    from sim.run_layer import BACKENDS, layer_codes, layer_shape, run_layer
 
     out_path = Path(args.output)
     if out_path.exists() and not args.force:
         raise UsageError(f"{str(out_path)!r} exists; use --force to overwrite it")
     if not out_path.parent.is_dir():
         raise UsageError(f"folder {str(out_path.parent)!r} does not exist")
-    for name in ("rows", "cols"):
-        value = getattr(args, name)
-        if not 1 <= value <= 64:
-            raise UsageError(f"--{name} must be in [1, 64], not {value}")
-    for name in ("filter_spad", "ifmap_spad", "psum_spad"):
-        check_spad_size(f"--{name.replace('_', '-')}", getattr(args, name))
+    names = ("rows", "cols", "lanes", "filter_spad", "ifmap_spad", "tree_stages")
+    try:   # the array's parameters are checked where they are defined
+        AcceleratorConfig(**{name: getattr(args, name) for name in names})
+    except ValueError as exc:
+        raise flag_error(exc) from None
     layer = load_layer(args.layer)
-    params = ArrayParams(args.rows, args.cols, args.filter_spad, args.ifmap_spad,
-                         args.psum_spad)
-    shape = LayerShape.of(layer.weights.shape, layer.inputs.shape, layer.stride,
-                          layer.padding)
+    params = ArrayParams(**{name: getattr(args, name) for name in names})
+    shape = layer_shape(layer)
     try:
         check_mappable(shape, params)
     except ValueError as exc:
@@ -93,7 +91,7 @@ def run(args) -> int:
         ok, why = backend.available()
         if not ok:
             raise UsageError(f"backend {args.backend!r} is unavailable: {why}")
-    model = predict(shape, params, weights=layer.weights, scheme=layer.scheme,
+    model = predict(shape, params, weights=layer_codes(layer)[0], scheme=layer.scheme,
                     codebook=layer.codebook)
     progress = not args.quiet and model["cycles"] > PROGRESS_CYCLES
     result = run_layer(layer, backend=args.backend, params=params, progress=progress)
@@ -102,13 +100,14 @@ def run(args) -> int:
     counters = result.counters
     mp = result.mapping
     save_outputs(out_path, result.outputs, counters, force=args.force, extra={
-        "rows": args.rows, "cols": args.cols, "q": mp.q, "p": mp.p, "Fseg": mp.Fseg})
+        "rows": args.rows, "cols": args.cols, "lanes": args.lanes, "q": mp.q, "p": mp.p,
+        "Fseg": mp.Fseg})
     M, C, R, S = layer.weights.shape
     print(f"{layer.scheme} layer [{M},{C},{R},{S}] on {list(layer.inputs.shape)}, stride "
           f"{layer.stride}, padding {layer.padding} -> {list(result.outputs.shape)}")
-    print(f"array {args.rows}x{args.cols} ({args.backend}), mapping q={mp.q} p={mp.p} "
-          f"segment={mp.Fseg}: {counters['cycles']} cycles, utilisation "
-          f"{counters['macs'] / (params.pes * counters['cycles']):.1%}")
+    print(f"array {args.rows}x{args.cols}x{args.lanes} lanes ({args.backend}), mapping "
+          f"q={mp.q} p={mp.p} segment={mp.Fseg}: {counters['cycles']} cycles, utilisation "
+          f"{counters['macs'] / (params.macs_per_cycle * counters['cycles']):.1%}")
     print("  " + ", ".join(f"{k} {v}" for k, v in counters.items() if k != "cycles"))
     matches = all(counters[k] == model[k] for k in counters)
     print(f"outputs equal the golden model: {'yes' if exact else 'NO'}; counters equal the "

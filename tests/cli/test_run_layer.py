@@ -3,11 +3,13 @@
 import numpy as np
 import pytest
 
-from model.layer_file import Layer, load_outputs, save_layer, OUTPUT_COUNTERS
+from hw.schedule import COUNTERS
+from model.layer_file import Layer, load_outputs, save_layer
 from model.ops import conv2d
 from mulfree.cli import main
 from sim import toolchain
-from sim.cycle_model import ArrayParams, LayerShape, predict
+from sim.cycle_model import ArrayParams, predict
+from sim.run_layer import layer_shape
 
 
 def _layer(tmp_path, name="layer.npz", **kw):
@@ -25,9 +27,8 @@ def _check_out(layer, out_path, params):
         layer.scheme, layer.inputs, layer.weights, stride=layer.stride,
         padding=layer.padding, a_bits=layer.a_bits))
     assert out["outputs"].dtype == np.int64
-    shape = LayerShape.of(layer.weights.shape, layer.inputs.shape, layer.stride, layer.padding)
-    model = predict(shape, params, weights=layer.weights, scheme=layer.scheme)
-    for name in OUTPUT_COUNTERS:
+    model = predict(layer_shape(layer), params, weights=layer.weights, scheme=layer.scheme)
+    for name in (*COUNTERS, "macs", "rf_reads", "rf_writes"):
         assert out[name] == model[name], name
 
 
@@ -35,10 +36,10 @@ def test_run_layer_writes_exact_outputs_and_counters(tmp_path, capsys):
     layer, path = _layer(tmp_path)
     out = tmp_path / "out.npz"
     assert main(["run-layer", str(path), "-o", str(out), "--rows", "2", "--cols", "3",
-                 "--quiet"]) == 0
+                 "--lanes", "2", "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "outputs equal the golden model: yes; counters equal the cycle model: yes" in text
-    _check_out(layer, out, ArrayParams(2, 3, 32, 32, 32))
+    _check_out(layer, out, ArrayParams(2, 3, 2, 32, 32))
 
 
 def test_refuses_to_overwrite_without_force(tmp_path, capsys):
@@ -54,10 +55,11 @@ def test_refuses_to_overwrite_without_force(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--filter-spad", "2"], "filter width 3 exceeds the filter scratchpad (2 entries)"),
-    (["--ifmap-spad", "2"], "filter width 3 exceeds the input scratchpad (2 entries)"),
-    (["--psum-spad", "12"], "--psum-spad must be a power of two"),
-    (["--rows", "0"], "--rows must be in [1, 64], not 0"),
+    (["--filter-spad", "2"], "filter width 3 exceeds the filter scratchpad (2 words)"),
+    (["--ifmap-spad", "2"], "filter width 3 exceeds the input scratchpad (2 words)"),
+    (["--ifmap-spad", "12"], "--ifmap-spad must be a power of two"),
+    (["--rows", "0"], "--rows must be an integer in [1, 64], not 0"),
+    (["--lanes", "5"], "--lanes must be one of 1, 2, 4, 8, 16, 32, 64, not 5"),
 ])
 def test_unmappable_layer_is_refused_with_one_line(tmp_path, capsys, flags, message):
     _, path = _layer(tmp_path)
@@ -92,12 +94,11 @@ def test_icarus_backend(tmp_path):
 
 
 def test_layer_over_a_configuration_limit_is_refused_with_one_line(tmp_path, capsys):
-    from hw.controller import MAX_PADDING
+    from hw.schedule import MAX_PADDING
     _, path = _layer(tmp_path, padding=MAX_PADDING + 1)
     out = tmp_path / "out.npz"
     assert main(["run-layer", str(path), "-o", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"mulfree run-layer: error: the layer does not fit the accelerator: "
-                   f"configuration field P (padding) = {MAX_PADDING + 1}; allowed: at most "
-                   f"{MAX_PADDING}"]
+    assert err == [f"mulfree run-layer: error: cannot map the layer on a 3x4 array: padding "
+                   f"{MAX_PADDING + 1} is not supported; allowed: 0 to {MAX_PADDING}"]
     assert not out.exists()

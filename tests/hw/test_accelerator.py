@@ -261,8 +261,8 @@ def test_pipelined_lane_trees_keep_results_and_predicted_cycles(tree_stages):
     rng = np.random.default_rng(50 + tree_stages)
     params = ArrayParams(rows=3, cols=2, lanes=4, filter_spad=16, ifmap_spad=16,
                          tree_stages=tree_stages)
-    check_runs([random_layer(rng, scheme, (3, 6, 3, 3, 5, 5, 1, 1))
-                for scheme in ("binary", "pow2")], params)
+    for scheme in ("binary", "pow2"):
+        check_runs([random_layer(rng, scheme, (3, 6, 3, 3, 5, 5, 1, 1))], params)
 
 
 @pytest.mark.slow

@@ -13,8 +13,8 @@ from model.compress import (codebook_accumulator_width, codebook_conv2d, integer
                             prune_to_sparsity, share_weights)
 from model.layer_file import Layer, load_layer, save_layer
 from sim.cocotb_runner import simulator_available
-from sim.cycle_model import ArrayParams, LayerShape, predict
-from sim.run_layer import run_layer
+from sim.cycle_model import ArrayParams, predict
+from sim.run_layer import layer_shape, run_layer
 
 
 def shared_layer(rng, shape, *, share_bits=3, sparsity=0.6, a_bits=5):
@@ -33,8 +33,7 @@ def check_on_array(layer: Layer, params: ArrayParams, backend: str = "amaranth")
     expected = codebook_conv2d(layer.inputs, layer.weights, layer.codebook, stride=layer.stride,
                                padding=layer.padding, a_bits=layer.a_bits)
     np.testing.assert_array_equal(run.outputs, expected)
-    shape = LayerShape.of(layer.weights.shape, layer.inputs.shape, layer.stride, layer.padding)
-    model = predict(shape, params, run.mapping, weights=layer.weights, scheme=layer.scheme,
+    model = predict(layer_shape(layer), params, run.mapping, weights=layer.weights, scheme=layer.scheme,
                     codebook=layer.codebook)
     assert run.counters == {name: model[name] for name in run.counters}
     return run
@@ -81,7 +80,7 @@ def test_shared_layers_are_bit_exact_with_zeros_skipped(shape, stride, padding, 
     indices, levels, inputs = shared_layer(rng, shape)
     layer = Layer("dorefa", indices, inputs, stride=stride, padding=padding, a_bits=5,
                   w_bits=3, codebook=levels)
-    run = check_on_array(layer, ArrayParams(rows=rows, cols=cols))
+    run = check_on_array(layer, ArrayParams(rows=rows, cols=cols, lanes=2))
     assert 0 < run.counters["skipped"] < run.counters["macs"]
 
 

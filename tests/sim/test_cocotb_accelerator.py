@@ -13,10 +13,11 @@ from model.layer_file import Layer
 from model.ops import conv2d
 from model.quant import activation_code_range, weight_code_range
 from sim import toolchain
-from sim.cycle_model import ArrayParams, LayerShape, output_stream_order, predict
-from sim.run_layer import BACKENDS, accelerator_args, plan
+from hw.schedule import COUNTERS
+from sim.cycle_model import ArrayParams, output_stream_order, predict
+from sim.run_layer import BACKENDS, accelerator_config, layer_codes, plan
 
-PARAMS = ArrayParams(rows=3, cols=4, filter_spad=16, ifmap_spad=16, psum_spad=16)
+PARAMS = ArrayParams(rows=3, cols=4, lanes=4, filter_spad=16, ifmap_spad=16, tree_stages=1)
 WIDTHS = {"binary": (4, 1), "xnor": (8, 8), "ternary": (4, 2), "pow2": (3, 3),
           "dorefa": (3, 2), "int": (4, 4)}
 
@@ -40,14 +41,12 @@ def _run_and_check(simulator, layers):
     for layer, (shape, mp, _) in zip(layers, plans):
         gold = conv2d(layer.scheme, layer.inputs, layer.weights, stride=layer.stride,
                       padding=layer.padding, a_bits=layer.a_bits, w_bits=layer.w_bits)
-        model = predict(shape, PARAMS, mp, weights=layer.weights, scheme=layer.scheme)
+        model = predict(shape, PARAMS, mp, weights=layer_codes(layer)[0], scheme=layer.scheme)
         expect.append({
             "outputs": [int(v) for v in gold.ravel()[output_stream_order(shape, PARAMS, mp)]],
-            "counters": {k: model[k] for k in ("cycles", "macs", "skipped", "rf_reads",
-                                               "rf_writes", "array_transfers", "glb_reads",
-                                               "glb_writes", "offchip_words")}})
-    args = accelerator_args(layers, PARAMS, [mp for _, mp, _ in plans])
-    raw = BACKENDS[simulator]().run(args, [job for _, _, job in plans], p_valid=0.8,
+            "counters": {k: model[k] for k in COUNTERS}})
+    config = accelerator_config(layers, PARAMS, [mp for _, mp, _ in plans])
+    raw = BACKENDS[simulator]().run(config, [job for _, _, job in plans], p_valid=0.8,
                                     p_ready=0.6, expect=expect)
     for (words, counters), exp in zip(raw, expect):
         assert words == exp["outputs"]

@@ -556,7 +556,7 @@ def test_array_counters_equal_the_rtl():
     from sim.cycle_model import ArrayParams
     from sim.run_layer import run_layers
 
-    params = ArrayParams(rows=3, cols=4, filter_spad=16, ifmap_spad=16, psum_spad=16)
+    params = ArrayParams(rows=3, cols=4, lanes=2, filter_spad=16, ifmap_spad=16)
     rng = np.random.default_rng(2024)
     for group in _rtl_layers(rng):
         runs = run_layers(group, backend="amaranth", params=params)
@@ -573,16 +573,16 @@ def test_array_counters_equal_the_rtl():
     counters = energy.array_counters(zero_layer, params)
     assert counters == {k: int(v) for k, v in run.counters.items()}
     assert counters["skipped"] == counters["macs"] > 0
-    # The split by data type adds up to the RTL's counters, and its weight and input words
-    # are what the definitions say: each weight word is sent once per block, a block being
-    # one column fold (E = 6 on 4 columns: 2) and one output-column segment; psum writes
-    # equal psum reads.
+    # The split by data type adds up to the RTL's counters, and its weight words are what
+    # the definitions say: each weight word (2 channels of 3: 2 words per filter row) is sent
+    # once per block, a block being one column fold (E = 6 on 4 columns: 2) and one
+    # output-column segment.
     by_type = energy.counters_by_type(zero_layer, params)
-    assert sum(by_type["glb_reads"].values()) == run.counters["glb_reads"]
-    assert sum(by_type["rf_writes"].values()) == run.counters["rf_writes"]
-    assert by_type["rf_writes"]["psums"] == run.counters["rf_reads"] - 2 * run.counters["macs"]
+    for name in ("glb_reads", "glb_writes", "rf_reads", "rf_writes"):
+        assert sum(by_type[name].values()) == run.counters[name], name
     segments = -(-6 // run.mapping.Fseg)
-    assert by_type["glb_reads"]["weights"] == zero_layer.weights.size * 2 * segments
+    words = zero_layer.weights.size // 3 * 2
+    assert by_type["glb_reads"]["weights"] == words * 2 * segments
     counters["by_type"] = by_type
     shape_layer = conv("z", 3, 4, 6, 3, padding=1)
     scheme = energy.Scheme("ternary", 4, acc_bits=None)
@@ -590,4 +590,4 @@ def test_array_counters_equal_the_rtl():
     le = energy.array_energy(shape_layer, counters, hw, scheme=scheme)
     assert le.energy["alu"] == 0 and le.data_movement > 0
     assert le.total == pytest.approx(le.data_movement)
-    assert le.counts["dram"] == {"inputs": 3 * 36, "weights": 4 * 27, "psums": 4 * 36}
+    assert le.counts["dram"] == {"inputs": 2 * 36, "weights": 4 * 2 * 9, "psums": 4 * 36}
