@@ -280,8 +280,6 @@ CONFIG_FIELDS = {
     "XU": "cols * U", "XUW": "cols * U * W", "CL1U": "(cols_last - 1) * U",
     "n_last": "real lanes of the last channel word",
     "n_min": "fewest taps a dot runs (sim.cycle_model.dot_taps)",
-    "n_passes": "passes n_r * n_v * n_f * Gi",
-    "n_blocks": "blocks n_r * n_v * n_f", "n_dots": "dots of the layer n_r * n_v * Gi * F * p",
     "fold_dots": "dots per row fold n_v * Gi * F * p",
 }
 
@@ -303,7 +301,6 @@ def config_limits(config: AcceleratorConfig) -> dict[str, int]:
     Y, X, FS, IS = c.rows, c.cols, c.filter_spad, c.ifmap_spad
     Din, Dw, Dp, P, U = c.in_depth, c.wb_depth, c.pb_depth, MAX_PADDING, MAX_STRIDE
     E = Din + 2 * P          # output rows or columns (and filter rows) within the padded input
-    passes = Dw * Dp         # n_r <= Dw, n_v * Gi * n_f <= Dp
     return {
         "H": Din, "W": Din, "R": E, "S": min(FS, IS), "U": U, "P": P, "E": E,
         "q": FS, "p": FS, "Cg": Din, "Gi": Dp, "Fseg": IS, "n_f": min(Dp, E),
@@ -312,7 +309,7 @@ def config_limits(config: AcceleratorConfig) -> dict[str, int]:
         "HW": Din, "qHW": Din, "YdivR_qHW": Y * Din, "n_inputs": Din, "PW": P * Din,
         "FsegU": U * IS, "Fp": Dp, "GiFp": Dp, "Fsegp": Dp, "FsU1": U * IS, "FlU1": U * IS,
         "XU": X * U, "XUW": X * U * Din, "CL1U": X * U, "n_last": c.lanes, "n_min": min(FS, IS),
-        "n_passes": passes, "n_blocks": passes, "n_dots": Dw * Dp, "fold_dots": Dp,
+        "fold_dots": Dp,
     }
 
 

@@ -193,7 +193,6 @@ def config_values(shape: LayerShape, params: ArrayParams, mp: Mapping) -> dict[s
     """The configuration fields (``hw.schedule.CONFIG_FIELDS``) for this layer."""
     s, Y, X, fo = shape, params.rows, params.cols, _folds(shape, params, mp)
     U, P = s.stride, s.padding
-    passes = fo.n_r * fo.n_v * fo.n_f * fo.Gi
     fold_dots = fo.n_v * fo.Gi * s.F * mp.p
     return {
         "H": s.H, "W": s.W, "R": s.R, "S": s.S, "U": U, "P": P, "E": s.E,
@@ -206,9 +205,7 @@ def config_values(shape: LayerShape, params: ArrayParams, mp: Mapping) -> dict[s
         "Fp": s.F * mp.p, "GiFp": fo.Gi * s.F * mp.p, "Fsegp": mp.Fseg * mp.p,
         "FsU1": (mp.Fseg - 1) * U, "FlU1": (fo.F_last - 1) * U, "XU": X * U,
         "XUW": X * U * s.W, "CL1U": (fo.cols_last - 1) * U, "n_last": fo.n_last,
-        "n_min": dot_taps(s, mp.Fseg)[2],
-        "n_passes": passes, "n_blocks": fo.n_r * fo.n_v * fo.n_f,
-        "n_dots": fo.n_r * fold_dots, "fold_dots": fold_dots,
+        "n_min": dot_taps(s, mp.Fseg)[2], "fold_dots": fold_dots,
     }
 
 

@@ -13,14 +13,16 @@ A walker sets up the row descriptors ``(cg_i, r_i)`` of the first row fold on ``
 (``rows`` cycles, ``initialising`` high); each row fold advances them by ``rows`` units.
 
 The loader starts block ``b`` (a *decision*) when it is idle, row 0 has entered block ``b -
-1`` (or ``b <= 1``) and no row still reads bank ``b % 2`` (``status.input_bank_busy``):
+1`` (or ``b <= 1``; it counts how many blocks it is ahead of row 0 from
+``status.block_entered``) and no row still reads bank ``b % 2`` (``status.input_bank_busy``):
 phase 1 advances the block, phase 2 computes the clipped ranges, clears the PEs' activity
 flags of the bank and sets the rows' flags (``RowFlags``: the row holds a reduction unit; its
-channel group is the last), phase 3 issues one word per cycle, phase 4 counts the block done
-(``progress.done``) while the last word is broadcast.
+channel group is the last), phase 3 issues one word per cycle, phase 4 pulses
+``progress.done`` while the last word is broadcast.
 
-Latency: from a decision in cycle ``t``, ``done`` shows the block at ``t + words +
-hw.schedule.INPUT_LOAD_OVERHEAD``, when the next decision can come. Throughput: one word per
+Latency: from a decision in cycle ``t``, ``done`` pulses at ``t + words +
+hw.schedule.INPUT_LOAD_OVERHEAD - 1``; the dot source and the next decision can use the block
+a cycle later. Throughput: one word per
 cycle.
 
 Model: ``sim.cycle_model`` (``_blocks``: the words per block; ``_schedule``: the decisions).
@@ -53,7 +55,7 @@ class InputLoader(wiring.Component):
         Strobe: the layer starts (its first block is next).
     status : In(SequencerStatus)
     progress : Out(Progress)
-        ``done``: blocks written.
+        ``done``: the last word of a block is written this cycle.
     flags : Out(RowFlags)
     buffer : Out(BufferRead)
         The input buffer's read port.
@@ -68,8 +70,8 @@ class InputLoader(wiring.Component):
         super().__init__({
             "cfg": In(config_layout(c)), "init": In(1), "initialising": Out(1),
             "start": In(1),
-            "status": In(SequencerStatus(lim["n_passes"], lim["n_blocks"])),
-            "progress": Out(Progress(lim["n_blocks"])), "flags": Out(RowFlags(c.rows)),
+            "status": In(SequencerStatus()),
+            "progress": Out(Progress()), "flags": Out(RowFlags(c.rows)),
             "buffer": Out(BufferRead(banks=1, depth=c.in_depth, shape=c.a_word_bits)),
             "ibus": Out(InputBus(rows=c.rows, cols=c.cols, ifmap_spad=c.ifmap_spad,
                                  word_bits=c.a_word_bits)),
@@ -112,7 +114,10 @@ class InputLoader(wiring.Component):
         # ---- the block being loaded ------------------------------------------------------
         phase = Signal(range(5))   # 0 idle, 1 advance, 2 ranges, 3 issue, 4 done
         first = Signal()
-        b_next = upto(lim["n_blocks"], "b_next")
+        more = Signal()                  # a block is left to load
+        early = Signal(range(3))         # min(blocks loaded, 2): the first two load ahead
+        ahead = Signal(range(4))         # blocks decided but not yet entered by row 0
+        bank_next = Signal()
         kr, kv, kf = below(lim["n_r"], "kr"), below(lim["n_v"], "kv"), below(lim["n_f"], "kf")
         ws = pos("ws")
         eu0, euw0 = upto(lim["XU"] * lim["n_v"], "eu0"), upto(lim["XUW"] * lim["n_v"], "euw0")
@@ -126,9 +131,14 @@ class InputLoader(wiring.Component):
                      cols_v.eq(Mux(kv_last, cfg.cols_last, X))]
         st = self.status
         decide = Signal()
-        m.d.comb += decide.eq(st.running & (phase == 0) & (b_next < cfg.n_blocks)
-                              & ((b_next < 2) | (st.blocks_entered >= b_next))
-                              & ~Mux(b_next[0], st.input_bank_busy[1], st.input_bank_busy[0]))
+        m.d.comb += decide.eq(st.running & (phase == 0) & more & ((early < 2) | (ahead == 0))
+                              & ~Mux(bank_next, st.input_bank_busy[1], st.input_bank_busy[0]))
+        with m.If(self.start):
+            m.d.sync += [early.eq(0), ahead.eq(0)]
+        with m.Else():
+            m.d.sync += ahead.eq(ahead + decide - st.block_entered)
+            with m.If(decide & (early != 2)):
+                m.d.sync += early.eq(early + 1)
 
         # ranges (registered in phase 2) and issue counters
         r_cg_hi = upto(lim["Cg"] + Y)
@@ -143,10 +153,10 @@ class InputLoader(wiring.Component):
             m.d.comb += [self.flags.used[i].eq(used[i]), self.flags.last_cg[i].eq(last_cg[i])]
 
         with m.If(self.start):
-            m.d.sync += [phase.eq(0), first.eq(1), b_next.eq(0), self.progress.done.eq(0)]
+            m.d.sync += [phase.eq(0), first.eq(1), more.eq(1), bank_next.eq(0)]
             m.d.sync += [u.eq(0) for u in used]
         with m.Elif(decide):
-            m.d.sync += [phase.eq(1), b_next.eq(b_next + 1)]
+            m.d.sync += [phase.eq(1), bank_next.eq(~bank_next)]
         with m.Switch(phase):
             with m.Case(1):  # advance the block and the row descriptors
                 with m.If(first):
@@ -189,6 +199,7 @@ class InputLoader(wiring.Component):
                 whi_c = Mux(whi >= cfg.W, cfg.W - 1, whi)
                 chan = cbase0 + Mux(hlo < 0, 0, euw0 - cfg.PW) + wlo_c
                 cg_hi = Mux(rows_v == Y, row_cg[Y - 1], cfg.Cg - 1)
+                m.d.sync += more.eq(~(kr_last & kv_last & kf_last))
                 m.d.sync += [r_hlo.eq(hlo_c), r_hhi.eq(hhi_c), r_wlo.eq(wlo_c), r_whi.eq(whi_c),
                              r_cg_hi.eq(cg_hi),
                              i_cg.eq(row_cg[0]), i_cq.eq(0), i_h.eq(hlo_c), i_w.eq(wlo_c),
@@ -226,10 +237,10 @@ class InputLoader(wiring.Component):
                             with m.Else():
                                 m.d.sync += phase.eq(4)
             with m.Case(4):
-                m.d.sync += [phase.eq(0), self.progress.done.eq(self.progress.done + 1)]
+                m.d.sync += phase.eq(0)
 
         issuing = Signal()
-        m.d.comb += issuing.eq(phase == 3)
+        m.d.comb += [issuing.eq(phase == 3), self.progress.done.eq(phase == 4)]
         m.d.comb += [self.buffer.en.eq(issuing), self.buffer.addr.eq(i_addr)]
         # broadcast stage (registered from the issue stage)
         bus = self.ibus

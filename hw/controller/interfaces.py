@@ -56,21 +56,21 @@ def dot_state_layout(config: AcceleratorConfig) -> data.StructLayout:
 
 
 class Progress(wiring.Signature):
-    """A loader's progress: ``done``, how many passes (blocks) it has written."""
+    """Progress of a part, one pulse at a time: ``done`` (a pass's weights, a block's inputs
+    or a dot's psums have been written this cycle)."""
 
-    def __init__(self, limit: int):
-        super().__init__({"done": Out(range(limit + 1))})
+    def __init__(self):
+        super().__init__({"done": Out(1)})
 
 
 class SequencerStatus(wiring.Signature):
-    """What the loaders need from the compute sequencer: ``running``, how many passes and
-    blocks row 0 has entered, and which filter and input banks a row still reads."""
+    """What the loaders need from the compute sequencer: ``running``; pulses when row 0 is
+    handed the first dot of a pass (``pass_entered``) or of a block (``block_entered``); and
+    which filter and input banks a row still reads."""
 
-    def __init__(self, passes: int, blocks: int):
+    def __init__(self):
         super().__init__({
-            "running": Out(1),
-            "passes_entered": Out(range(passes + 1)),
-            "blocks_entered": Out(range(blocks + 1)),
+            "running": Out(1), "pass_entered": Out(1), "block_entered": Out(1),
             "filter_bank_busy": Out(2), "input_bank_busy": Out(2),
         })
 

@@ -6,7 +6,7 @@ fold, the unit reads its old partial sum from every used column's psum bank at `
 registers, so row 0 adds it at its first slot; in the first row fold ``top`` is 0. For a dot
 whose last slot runs in the bottom row in cycle ``t`` (``events.bottom``), the bottom PEs'
 ``psum`` hold its column sums from ``t + INPUT_LATENCY + A + 1``: the unit writes them to
-the psum banks at the dot's address then, and counts the dot in ``progress.done``.
+the psum banks at the dot's address then, and pulses ``progress.done``.
 
 ``ev_transfers`` counts the partial sums handed down inside the array: ``rows - 1`` per
 column written.
@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.array import PsumChain
 from hw.buffer import BufferRead, BufferWrite
-from hw.controller.interfaces import DotEvents, Limits, Progress, config_layout
+from hw.controller.interfaces import DotEvents, Progress, config_layout
 from hw.lanes import adder_tree
 from hw.schedule import INPUT_LATENCY, AcceleratorConfig
 
@@ -43,7 +43,7 @@ class PsumUnit(wiring.Component):
     events : In(DotEvents)
         The compute sequencer's period boundaries.
     progress : Out(Progress)
-        ``done``: dots written.
+        ``done``: a dot's psums are written this cycle.
     read : Out(BufferRead)
         The psum banks' read port (old partial sums).
     write : Out(BufferWrite)
@@ -56,11 +56,10 @@ class PsumUnit(wiring.Component):
 
     def __init__(self, config: AcceleratorConfig):
         self._config = config
-        self._lim = lim = Limits(config)
         c = config
         super().__init__({
             "cfg": In(config_layout(c)), "start": In(1), "events": In(DotEvents(c)),
-            "progress": Out(Progress(lim["n_dots"])),
+            "progress": Out(Progress()),
             "read": Out(BufferRead(banks=c.cols, depth=c.pb_depth, shape=c.acc_bits)),
             "write": Out(BufferWrite(banks=c.cols, depth=c.pb_depth, shape=c.acc_bits,
                                      shared_data=False)),
@@ -110,11 +109,7 @@ class PsumUnit(wiring.Component):
         m.d.comb += [self.write.en.eq(we), self.write.addr.eq(wr["paddr"])]
         for j in range(X):
             m.d.comb += self.write.data[j].eq(self.psum.bottom[j])
-        done = self.progress.done
-        with m.If(self.start):
-            m.d.sync += done.eq(0)
-        with m.Elif(wr["valid"]):
-            m.d.sync += done.eq(done + 1)
+        m.d.comb += self.progress.done.eq(wr["valid"])
         count, _ = adder_tree(m, [we[j] for j in range(X)], name="cols")
         per_cols = Array([Const(k * (Y - 1), len(self.ev_transfers)) for k in range(X + 1)])
         m.d.comb += self.ev_transfers.eq(per_cols[count])

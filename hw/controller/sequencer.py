@@ -9,7 +9,7 @@ first slot of row 0's dots and the last slot of the bottom row's go to the psum 
 (``status``).
 
 ``running`` rises the cycle after ``start`` and falls the cycle after the last dot's psum is
-written (``psums.done == n_dots``).
+written (the dot source is idle).
 
 Latency: a dot pushed in cycle ``t`` into a free row 0 reaches row ``i`` no sooner than
 ``t + 1 + i * len``. Throughput: each row runs one slot per cycle.
@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.array import RowSlots
 from hw.controller.dots import DotSource
-from hw.controller.interfaces import (DotEvents, Limits, Progress, RowFlags, SequencerStatus,
+from hw.controller.interfaces import (DotEvents, Progress, RowFlags, SequencerStatus,
                                       config_layout)
 from hw.controller.rows import RowSequencer
 from hw.schedule import AcceleratorConfig
@@ -46,8 +46,7 @@ class ComputeSequencer(wiring.Component):
     status : Out(SequencerStatus)
         For the loaders.
     weights, inputs, psums : In(Progress)
-        Passes whose weights are written, blocks whose inputs are written, dots whose
-        psums are written.
+        A pass's weights, a block's inputs, a dot's psums were written (pulses).
     flags : In(RowFlags)
         Per row and input bank, from the input loader.
     events : Out(DotEvents)
@@ -58,12 +57,11 @@ class ComputeSequencer(wiring.Component):
 
     def __init__(self, config: AcceleratorConfig):
         self._config = config
-        self._lim = lim = Limits(config)
         super().__init__({
             "cfg": In(config_layout(config)), "start": In(1), "running": Out(1),
-            "status": Out(SequencerStatus(lim["n_passes"], lim["n_blocks"])),
-            "weights": In(Progress(lim["n_passes"])), "inputs": In(Progress(lim["n_blocks"])),
-            "psums": In(Progress(lim["n_dots"])), "flags": In(RowFlags(config.rows)),
+            "status": Out(SequencerStatus()),
+            "weights": In(Progress()), "inputs": In(Progress()),
+            "psums": In(Progress()), "flags": In(RowFlags(config.rows)),
             "events": Out(DotEvents(config)),
             "slots": Out(RowSlots(rows=config.rows, lanes=config.lanes,
                                   filter_spad=config.filter_spad,
@@ -93,18 +91,21 @@ class ComputeSequencer(wiring.Component):
         # the bottom row's finished dots leave the array (the psum unit writes them)
         m.d.comb += rows[-1].o_dots.ready.eq(1)
 
+        started = Signal()
         with m.If(self.start):
-            m.d.sync += running.eq(1)
-        with m.Elif(running & (self.psums.done == cfg.n_dots)):
-            m.d.sync += running.eq(0)
+            m.d.sync += [running.eq(1), started.eq(0)]
+        with m.Elif(running):
+            m.d.sync += started.eq(1)
+            with m.If(started & source.idle):
+                m.d.sync += running.eq(0)
 
         ev, st = self.events, self.status
         m.d.comb += [
             ev.top_valid.eq(rows[0].slot.first), ev.top.eq(rows[0].current),
             ev.bottom_valid.eq(rows[-1].o_dots.valid), ev.bottom.eq(rows[-1].o_dots.payload),
             st.running.eq(running),
-            st.passes_entered.eq(source.passes_entered),
-            st.blocks_entered.eq(source.blocks_entered),
+            st.pass_entered.eq(source.pass_entered),
+            st.block_entered.eq(source.block_entered),
         ]
         for b in range(2):
             m.d.comb += [st.filter_bank_busy[b].eq(Cat(*(r.filter_busy[b] for r in rows)).any()),

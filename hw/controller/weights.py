@@ -4,13 +4,15 @@ Pass ``m`` (loop order row fold ``kr``, column fold ``kv``, segment ``kf``, filt
 ``g``) needs ``p * q * S`` words per PE row: words ``kr * M * q * S + g * p * q * S`` onwards
 of each row's weight bank (``sim.cycle_model.weight_word_order``), written into filter bank
 ``m % 2`` of the rows the pass uses. The loader starts pass ``m`` (a *decision*) when it is
-idle, row 0 has entered pass ``m - 1`` (or ``m <= 1``: the first two passes load ahead) and no
-row still reads bank ``m % 2`` (``status.filter_bank_busy``). Then it reads one word per row
-per cycle for ``p * q * S`` cycles and writes each the cycle after; ``progress.done`` counts
-the passes whose last word is written.
+idle, row 0 has entered pass ``m - 1`` (or ``m <= 1``: the first two passes load ahead; it
+counts how many passes it is ahead of row 0 from ``status.pass_entered``) and no row still
+reads bank ``m % 2`` (``status.filter_bank_busy``). Then it reads one word per row per cycle
+for ``p * q * S`` cycles and writes each the cycle after; ``progress.done`` pulses with the
+last word of a pass.
 
-Latency: from a decision in cycle ``t``, ``done`` shows the pass at ``t + p * q * S +
-hw.schedule.WEIGHT_LOAD_OVERHEAD``; the next decision can come at ``t + p * q * S + 1``.
+Latency: from a decision in cycle ``t``, ``done`` pulses at ``t + p * q * S +
+hw.schedule.WEIGHT_LOAD_OVERHEAD - 1``, so the pass's first dot can be pushed at ``t + p * q
+* S + WEIGHT_LOAD_OVERHEAD``; the next decision can come at ``t + p * q * S + 1``.
 Throughput: ``rows`` words per cycle.
 
 Model: ``sim.cycle_model`` (``_schedule``: the loader's decisions).
@@ -41,7 +43,7 @@ class WeightLoader(wiring.Component):
         Strobe: the layer starts (its first pass is next).
     status : In(SequencerStatus)
     progress : Out(Progress)
-        ``done``: passes written.
+        ``done``: the last word of a pass is written this cycle.
     bank : Out(BufferRead)
         The weight banks' read port.
     wload : Out(FilterWrite)
@@ -56,8 +58,8 @@ class WeightLoader(wiring.Component):
         c = config
         super().__init__({
             "cfg": In(config_layout(c)), "start": In(1),
-            "status": In(SequencerStatus(lim["n_passes"], lim["n_blocks"])),
-            "progress": Out(Progress(lim["n_passes"])),
+            "status": In(SequencerStatus()),
+            "progress": Out(Progress()),
             "bank": Out(BufferRead(banks=c.rows, depth=c.wb_depth, shape=c.w_word_bits)),
             "wload": Out(FilterWrite(rows=c.rows, filter_spad=c.filter_spad,
                                      word_bits=c.w_word_bits)),
@@ -74,16 +76,24 @@ class WeightLoader(wiring.Component):
             return Signal(range(max(2, n)), name=name)
 
         # ---- the next pass to load ---------------------------------------------------------
-        m_next = Signal(range(lim["n_passes"] + 1))
+        more = Signal()                  # a pass is left to load
+        bank_next = Signal()             # its filter bank: its index % 2
+        early = Signal(range(3))         # min(passes loaded, 2): the first two load ahead
+        ahead = Signal(range(4))         # passes decided but not yet entered by row 0
         kr, kv = below(lim["n_r"], "kr"), below(lim["n_v"], "kv")
         kf, g = below(lim["n_f"], "kf"), below(lim["Gi"], "g")
         base_kr, base = below(Dw, "base_kr"), below(Dw, "base")
         st = self.status
         decide = Signal()
         issuing = Signal()
-        m.d.comb += decide.eq(st.running & ~issuing & (m_next < cfg.n_passes)
-                              & ((m_next < 2) | (st.passes_entered >= m_next))
-                              & ~Mux(m_next[0], st.filter_bank_busy[1], st.filter_bank_busy[0]))
+        m.d.comb += decide.eq(st.running & ~issuing & more & ((early < 2) | (ahead == 0))
+                              & ~Mux(bank_next, st.filter_bank_busy[1], st.filter_bank_busy[0]))
+        with m.If(self.start):
+            m.d.sync += [early.eq(0), ahead.eq(0)]
+        with m.Else():
+            m.d.sync += ahead.eq(ahead + decide - st.pass_entered)
+            with m.If(decide & (early != 2)):
+                m.d.sync += early.eq(early + 1)
 
         # ---- issue: one word per row and cycle --------------------------------------------
         k = below(FS, "k")
@@ -91,13 +101,13 @@ class WeightLoader(wiring.Component):
         bank = Signal()
         rowmask = Signal(Y)
         with m.If(self.start):
-            m.d.sync += [m_next.eq(0), kr.eq(0), kv.eq(0), kf.eq(0), g.eq(0), base_kr.eq(0),
-                         base.eq(0), issuing.eq(0), self.progress.done.eq(0)]
+            m.d.sync += [more.eq(1), bank_next.eq(0), kr.eq(0), kv.eq(0), kf.eq(0), g.eq(0),
+                         base_kr.eq(0), base.eq(0), issuing.eq(0)]
         with m.Elif(decide):
             rows_used = Mux(kr == cfg.n_r - 1, cfg.rows_last, Y)
-            m.d.sync += [issuing.eq(1), k.eq(0), addr.eq(base), bank.eq(m_next[0]),
+            m.d.sync += [issuing.eq(1), k.eq(0), addr.eq(base), bank.eq(bank_next),
                          rowmask.eq(Cat(*(rows_used > i for i in range(Y)))),
-                         m_next.eq(m_next + 1), g.eq(g + 1), base.eq(base + cfg.pqS)]
+                         bank_next.eq(~bank_next), g.eq(g + 1), base.eq(base + cfg.pqS)]
             with m.If(g == cfg.Gi - 1):
                 m.d.sync += [g.eq(0), base.eq(base_kr), kf.eq(kf + 1)]
                 with m.If(kf == cfg.n_f - 1):
@@ -105,6 +115,8 @@ class WeightLoader(wiring.Component):
                     with m.If(kv == cfg.n_v - 1):
                         m.d.sync += [kv.eq(0), kr.eq(kr + 1), base_kr.eq(base_kr + cfg.MqS),
                                      base.eq(base_kr + cfg.MqS)]
+                        with m.If(kr == cfg.n_r - 1):
+                            m.d.sync += more.eq(0)
         with m.Elif(issuing):
             m.d.sync += [k.eq(k + 1), addr.eq(addr + 1)]
             with m.If(k == cfg.pqS - 1):
@@ -121,8 +133,7 @@ class WeightLoader(wiring.Component):
         m.d.comb += [self.wload.we.eq(we), self.wload.addr.eq(Cat(k_d[:fs_bits], bank_d))]
         for i in range(Y):
             m.d.comb += self.wload.data[i].eq(self.bank.data[i])
-        with m.If(writing & last & ~self.start):
-            m.d.sync += self.progress.done.eq(self.progress.done + 1)
+        m.d.comb += self.progress.done.eq(writing & last & ~self.start)
         count, _ = adder_tree(m, [we[i] for i in range(Y)], name="wcount")
         m.d.comb += self.ev_writes.eq(count)
         return m

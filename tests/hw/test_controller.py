@@ -43,9 +43,11 @@ def word(addr, bank):
 def test_weight_loader_writes_each_pass_in_its_length_and_waits_for_its_bank():
     """Two row folds x two column folds x two filter groups (p * q * S = 6 words a pass):
     every word of a pass goes to its filter bank, one word per row and cycle; ``done``
-    counts the pass ``p * q * S + WEIGHT_LOAD_OVERHEAD`` cycles after the decision; pass
+    pulses for the pass ``p * q * S + WEIGHT_LOAD_OVERHEAD - 1`` cycles after the decision
+    (the dot source can push its first dot a cycle later); pass
     ``m >= 2`` waits until row 0 has been handed pass ``m - 1`` and no row reads bank
-    ``m % 2``; the first two passes load back to back."""
+    ``m % 2``; the first two passes load back to back. The loader sees an entry the cycle
+    after its pulse."""
     shape = LayerShape(4, 4, 3, 3, 6, 6, 1, 1)          # 2 words x 3 rows = 6 units: 2 folds
     mp = Mapping(q=1, p=2, Fseg=6)
     values = config_values(shape, PARAMS, mp)
@@ -59,11 +61,13 @@ def test_weight_loader_writes_each_pass_in_its_length_and_waits_for_its_bank():
         await ctx.tick()
         ctx.set(dut.start, 0)
         ctx.set(dut.status.running, 1)
-        previous, last_done = (0, 0), 0
+        previous = (0, 0)
+        # row 0 enters passes 0 and 1 at cycles 29 and 30, pass 2 at 59, pass 3 at 69, and
+        # from pass 4 on the cycle after the pass is written
+        entering = {29, 30, 59, 69, 79, 89, 99}
         for cycle in range(1, 120):
-            entered = 8 if cycle >= 70 else 3 if cycle >= 60 else 2 if cycle >= 30 else 0
             busy = 0b01 if 30 <= cycle < 50 else 0
-            ctx.set(dut.status.passes_entered, entered)
+            ctx.set(dut.status.pass_entered, cycle in entering)
             ctx.set(dut.status.filter_bank_busy, busy)
             en, addr = previous      # the buffer answers a read the cycle after, like the RAM
             for i in range(3):
@@ -71,8 +75,7 @@ def test_weight_loader_writes_each_pass_in_its_length_and_waits_for_its_bank():
             if ctx.get(dut.wload.we):
                 writes.append((ctx.get(dut.wload.we), ctx.get(dut.wload.addr),
                                [ctx.get(dut.wload.data[i]) for i in range(3)]))
-            if ctx.get(dut.progress.done) != last_done:
-                last_done = ctx.get(dut.progress.done)
+            if ctx.get(dut.progress.done):
                 done_at.append(cycle)
             previous = (ctx.get(dut.bank.en), ctx.get(dut.bank.addr))
             await ctx.tick()
@@ -85,12 +88,12 @@ def test_weight_loader_writes_each_pass_in_its_length_and_waits_for_its_bank():
         for k, (we, addr, data) in enumerate(writes[6 * m:6 * m + 6]):
             assert (we, addr) == (0b111, (m % 2) * 16 + k)
             assert data == [word(base + k, i) for i in range(3)]
-    length = 6 + WEIGHT_LOAD_OVERHEAD
+    length = 6 + WEIGHT_LOAD_OVERHEAD - 1          # the dot source sees the pulse a cycle on
     assert done_at == [1 + length,                  # decided in the first running cycle
                        1 + 7 + length,              # pass 1 right after (issue + 1 cycle)
-                       50 + length,                 # pass 2: entered at 30, bank 0 at 50
-                       60 + length,                 # pass 3: entered at 60
-                       70 + length, 77 + length, 84 + length, 91 + length]
+                       50 + length,                 # pass 2: pass 1 entered, bank 0 at 50
+                       60 + length,                 # pass 3: pass 2 entered at 59
+                       70 + length, 80 + length, 90 + length, 100 + length]
 
 
 # ---- the input loader ------------------------------------------------------------------------
@@ -127,13 +130,13 @@ def expected_takes(shape, params, mp, block):
 ])
 def test_input_loader_sends_each_block_to_the_pes_that_hold_its_rows(dims, mp):
     """Every block: each PE takes exactly the words of its input rows (the Python model of
-    the mapping), at the input scratchpad address its slots read; ``done`` counts the block
-    ``words + INPUT_LOAD_OVERHEAD`` cycles after the decision; the row flags are set."""
+    the mapping), at the input scratchpad address its slots read; ``done`` pulses for the block
+    ``words + INPUT_LOAD_OVERHEAD - 1`` cycles after the decision; the row flags are set."""
     shape = LayerShape(*dims)
     values = config_values(shape, PARAMS, mp)
     fo = _folds(shape, PARAMS, mp)
     words = _blocks(shape, PARAMS, mp, fo).words
-    n_blocks = values["n_blocks"]
+    n_blocks = fo.n_r * fo.n_v * fo.n_f
     dut = InputLoader(CONFIG)
     got = [dict() for _ in range(n_blocks)]
     done_at = []
@@ -148,7 +151,6 @@ def test_input_loader_sends_each_block_to_the_pes_that_hold_its_rows(dims, mp):
         await ctx.tick()
         ctx.set(dut.start, 0)
         ctx.set(dut.status.running, 1)
-        ctx.set(dut.status.blocks_entered, n_blocks)     # no waiting for row 0
         block, previous = 0, (0, 0)
         for cycle in range(1, 4000):
             en, addr = previous
@@ -162,8 +164,11 @@ def test_input_loader_sends_each_block_to_the_pes_that_hold_its_rows(dims, mp):
                             key = (i, j, ctx.get(bus.addr))
                             assert key not in got[block]
                             got[block][key] = ctx.get(bus.data)
-            if ctx.get(dut.progress.done) != block:
-                block = ctx.get(dut.progress.done)
+            # row 0 enters each block the cycle it is written: no waiting for row 0
+            done = ctx.get(dut.progress.done)
+            ctx.set(dut.status.block_entered, done)
+            if done:
+                block += 1
                 done_at.append(cycle)
                 if block == n_blocks:
                     break
@@ -173,10 +178,10 @@ def test_input_loader_sends_each_block_to_the_pes_that_hold_its_rows(dims, mp):
     simulate(dut, testbench)
     for b in range(n_blocks):
         assert got[b] == expected_takes(shape, PARAMS, mp, b), b
-    # back to back: block b is decided when block b - 1 is done
-    starts = [1] + done_at[:-1]
+    # back to back: block b is decided the cycle after block b - 1's pulse
+    starts = [1] + [d + 1 for d in done_at[:-1]]
     assert [d - s for d, s in zip(done_at, starts)] == [
-        int(w) + INPUT_LOAD_OVERHEAD for w in words]
+        int(w) + INPUT_LOAD_OVERHEAD - 1 for w in words]
 
 
 # ---- a PE row's sequencer ------------------------------------------------------------------
@@ -254,6 +259,8 @@ def test_dot_source_pushes_the_dots_in_loop_order_with_their_taps():
     values = config_values(shape, PARAMS, mp)
     fo = _folds(shape, PARAMS, mp)
     n_eff, n_s, n_min = dot_taps(shape, mp.Fseg)
+    n_passes = fo.n_r * fo.n_v * fo.n_f * fo.Gi
+    n_dots = fo.n_r * fo.n_v * fo.Gi * shape.F * mp.p
     dut = DotSource(CONFIG)
     pushed = []
 
@@ -263,21 +270,47 @@ def test_dot_source_pushes_the_dots_in_loop_order_with_their_taps():
         await ctx.tick()
         ctx.set(dut.start, 0)
         ctx.set(dut.running, 1)
-        ctx.set(dut.weights.done, 0)
-        ctx.set(dut.inputs.done, values["n_blocks"])
-        ctx.set(dut.psums.done, values["n_dots"])
         ctx.set(dut.o_dots.ready, 1)
         for _ in range(5):
             assert not ctx.get(dut.o_dots.valid)     # no weights yet
             await ctx.tick()
-        ctx.set(dut.weights.done, values["n_passes"])
-        while len(pushed) < values["n_dots"]:
+        # loaders that stay at most two passes (blocks) ahead of row 0, a psum unit that
+        # writes each dot's psum three cycles after it is pushed
+        counts = {"passes": [0, 0], "blocks": [0, 0]}          # written, entered
+        writes = []
+        cycle = 0
+        while len(pushed) < n_dots:
+            cycle += 1
+            for name, port, total in (("passes", dut.weights, n_passes),
+                                      ("blocks", dut.inputs, n_passes // fo.Gi)):
+                written, entered = counts[name]
+                pulse = written < total and written - entered < 2
+                ctx.set(port.done, pulse)
+                counts[name][0] += pulse
+            ctx.set(dut.psums.done, bool(writes) and writes[0] <= cycle)
+            if writes and writes[0] <= cycle:
+                writes.pop(0)
+            counts["passes"][1] += ctx.get(dut.pass_entered)
+            counts["blocks"][1] += ctx.get(dut.block_entered)
             if ctx.get(dut.o_dots.valid):
                 d = ctx.get(dut.o_dots.payload)
                 pushed.append((d.pp, d.bp, d.fb, d.fu, d.lo, d.hi, d.vlo, d.vhi, d.paddr,
                                d.kr_first, d.kv_last))
+                writes.append(cycle + 3)
             await ctx.tick()
-        assert ctx.get(dut.passes_entered) == values["n_passes"]
+        assert counts["passes"][1] == n_passes
+        ctx.set(dut.weights.done, 0)
+        ctx.set(dut.inputs.done, 0)
+        while writes:
+            cycle += 1
+            assert not ctx.get(dut.idle)
+            ctx.set(dut.psums.done, writes[0] <= cycle)
+            if writes[0] <= cycle:
+                writes.pop(0)
+            await ctx.tick()
+        ctx.set(dut.psums.done, 0)
+        await ctx.tick()
+        assert ctx.get(dut.idle)
 
     simulate(dut, testbench)
     want = []
@@ -313,9 +346,9 @@ def test_psum_unit_reads_old_sums_and_writes_new_ones_at_the_pe_times(tree_stage
     config = CONFIG.replace(tree_stages=tree_stages)
     A = config.accumulate_latency
     values = {name: 0 for name in CONFIG_FIELDS}
-    values.update(cols_last=2, n_dots=10)
+    values.update(cols_last=2)
     dut = PsumUnit(config)
-    log = {"read": [], "write": [], "top": []}
+    log = {"read": [], "write": [], "top": [], "done": []}
 
     async def testbench(ctx):
         set_cfg(ctx, dut, values)
@@ -340,14 +373,16 @@ def test_psum_unit_reads_old_sums_and_writes_new_ones_at_the_pe_times(tree_stage
                 log["write"].append((cycle, ctx.get(dut.write.en), ctx.get(dut.write.addr),
                                      [ctx.get(dut.write.data[j]) for j in range(4)]))
             log["top"].append(ctx.get(dut.psum.top[0]))
+            if ctx.get(dut.progress.done):
+                log["done"].append(cycle)
             await ctx.tick()
-        assert ctx.get(dut.progress.done) == 1
         assert ctx.get(dut.ev_transfers) == 0
 
     simulate(dut, testbench)
     assert log["read"] == [(3 + A - 1, 0b0011, 9)]
     assert log["top"][3 + A] == 100 and log["top"][4 + A] == 0
     assert log["write"] == [(6 + INPUT_LATENCY + A + 1, 0b1111, 11, [200, 201, 202, 203])]
+    assert log["done"] == [6 + INPUT_LATENCY + A + 1]
 
 
 def test_the_compute_sequencer_composes_source_and_rows():
