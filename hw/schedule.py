@@ -82,9 +82,9 @@ def accumulate_latency(tree_stages: int) -> int:
 WEIGHT_LOAD_OVERHEAD = 2
 
 #: A block's inputs: from the input loader's decision to the first cycle in which the
-#: sequencer sees them written, beyond one cycle per word (advance, ranges, the broadcast
-#: register, the done flag).
-INPUT_LOAD_OVERHEAD = 4
+#: sequencer sees them written, beyond one cycle per word (advance, raw ranges, clipped
+#: ranges, the broadcast register, the done flag).
+INPUT_LOAD_OVERHEAD = 5
 
 #: Event counts (slots, skips, input writes) reach the counters this many cycles after the
 #: events: a register beside each PE, one per PE row, one for the total.

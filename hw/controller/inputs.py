@@ -15,15 +15,16 @@ A walker sets up the row descriptors ``(cg_i, r_i)`` of the first row fold on ``
 The loader starts block ``b`` (a *decision*) when it is idle, row 0 has entered block ``b -
 1`` (or ``b <= 1``; it counts how many blocks it is ahead of row 0 from
 ``status.block_entered``) and no row still reads bank ``b % 2`` (``status.input_bank_busy``):
-phase 1 advances the block, phase 2 computes the clipped ranges, clears the PEs' activity
-flags of the bank and sets the rows' flags (``RowFlags``: the row holds a reduction unit; its
-channel group is the last), phase 3 issues one word per cycle, phase 4 pulses
-``progress.done`` while the last word is broadcast.
+phase 1 advances the block, phase 2 registers its raw row and column ranges, clears the PEs'
+activity flags of the bank and sets the rows' flags (``RowFlags``: the row holds a reduction
+unit; its channel group is the last), phase 3 clips the ranges to the image and finds the
+first word (an empty block skips to phase 5), phase 4 issues one word per cycle, phase 5
+pulses ``progress.done`` while the last word is broadcast. Each phase is one short
+registered step (no add-compare-select chains for timing).
 
 Latency: from a decision in cycle ``t``, ``done`` pulses at ``t + words +
 hw.schedule.INPUT_LOAD_OVERHEAD - 1``; the dot source and the next decision can use the block
-a cycle later. Throughput: one word per
-cycle.
+a cycle later. Throughput: one word per cycle.
 
 Model: ``sim.cycle_model`` (``_blocks``: the words per block; ``_schedule``: the decisions).
 """
@@ -112,7 +113,7 @@ class InputLoader(wiring.Component):
                 m.d.sync += walk_r.eq(walk_r + 1)
 
         # ---- the block being loaded ------------------------------------------------------
-        phase = Signal(range(5))   # 0 idle, 1 advance, 2 ranges, 3 issue, 4 done
+        phase = Signal(range(6))   # 0 idle, 1 advance, 2 ranges, 3 clipped ranges, 4 issue, 5 done
         first = Signal()
         more = Signal()                  # a block is left to load
         early = Signal(range(3))         # min(blocks loaded, 2): the first two load ahead
@@ -140,9 +141,10 @@ class InputLoader(wiring.Component):
             with m.If(decide & (early != 2)):
                 m.d.sync += early.eq(early + 1)
 
-        # ranges (registered in phase 2) and issue counters
+        # ranges (raw in phase 2, clipped in phase 3) and issue counters
         r_cg_hi = upto(lim["Cg"] + Y)
         r_hlo, r_hhi, r_wlo, r_whi = (pos(n) for n in ("hlo", "hhi", "wlo", "whi"))
+        q_hlo, q_hhi, q_whi, q_row = (pos(n) for n in ("hlo_raw", "hhi_raw", "whi_raw", "row_raw"))
         i_cg, i_cq = upto(lim["Cg"] + Y), below(FS)
         i_h, i_w = pos("i_h"), pos("i_w")
         i_addr, i_row_addr, i_chan_addr = below(Din), below(Din), below(Din)
@@ -185,26 +187,17 @@ class InputLoader(wiring.Component):
                     with m.Else():
                         m.d.sync += [kf.eq(kf + 1), ws.eq(ws + cfg.FsegU)]
                 m.d.sync += phase.eq(2)
-            with m.Case(2):  # clipped ranges, start address, row flags
-                hlo, hhi, whi = pos("hlo_c"), pos("hhi_c"), pos("whi_c")
+            with m.Case(2):  # the block's raw ranges (registered), row flags
                 eu_max = Mux(kv_last, eu0 + cfg.CL1U, eu0 + cfg.XU - cfg.U)
-                m.d.comb += [
-                    hlo.eq(eu0 - cfg.P),
-                    hhi.eq(eu_max + cfg.R - 1 - cfg.P),
-                    whi.eq(ws + Mux(kf_last, cfg.FlU1, cfg.FsU1) + cfg.S - 1),
+                m.d.sync += [
+                    q_hlo.eq(eu0 - cfg.P),
+                    q_hhi.eq(eu_max + cfg.R - 1 - cfg.P),
+                    q_whi.eq(ws + Mux(kf_last, cfg.FlU1, cfg.FsU1) + cfg.S - 1),
+                    q_row.eq(euw0 - cfg.PW),
+                    r_cg_hi.eq(Mux(rows_v == Y, row_cg[Y - 1], cfg.Cg - 1)),
+                    i_cg.eq(row_cg[0]),
+                    more.eq(~(kr_last & kv_last & kf_last)),
                 ]
-                hlo_c = Mux(hlo < 0, 0, hlo)
-                hhi_c = Mux(hhi >= cfg.H, cfg.H - 1, hhi)
-                wlo_c = Mux(ws < 0, 0, ws)
-                whi_c = Mux(whi >= cfg.W, cfg.W - 1, whi)
-                chan = cbase0 + Mux(hlo < 0, 0, euw0 - cfg.PW) + wlo_c
-                cg_hi = Mux(rows_v == Y, row_cg[Y - 1], cfg.Cg - 1)
-                m.d.sync += more.eq(~(kr_last & kv_last & kf_last))
-                m.d.sync += [r_hlo.eq(hlo_c), r_hhi.eq(hhi_c), r_wlo.eq(wlo_c), r_whi.eq(whi_c),
-                             r_cg_hi.eq(cg_hi),
-                             i_cg.eq(row_cg[0]), i_cq.eq(0), i_h.eq(hlo_c), i_w.eq(wlo_c),
-                             i_addr.eq(chan), i_row_addr.eq(chan), i_chan_addr.eq(chan),
-                             i_cqW.eq(0), i_wl.eq(wlo_c - ws)]
                 for i in range(Y):
                     with m.If(bank):
                         m.d.sync += [used[i][1].eq(rows_v > i),
@@ -212,11 +205,25 @@ class InputLoader(wiring.Component):
                     with m.Else():
                         m.d.sync += [used[i][0].eq(rows_v > i),
                                      last_cg[i][0].eq(row_cg[i] == cfg.Cg - 1)]
-                with m.If((hlo_c > hhi_c) | (wlo_c > whi_c)):
-                    m.d.sync += phase.eq(4)
+                m.d.sync += phase.eq(3)
+            with m.Case(3):  # clipped ranges and the start address; an empty block is done
+                hlo_c = Mux(q_hlo < 0, 0, q_hlo)
+                hhi_c = Mux(q_hhi >= cfg.H, cfg.H - 1, q_hhi)
+                wlo_c = Mux(ws < 0, 0, ws)
+                whi_c = Mux(q_whi >= cfg.W, cfg.W - 1, q_whi)
+                chan = cbase0 + Mux(q_hlo < 0, 0, q_row) + wlo_c
+                m.d.sync += [r_hlo.eq(hlo_c), r_hhi.eq(hhi_c), r_wlo.eq(wlo_c), r_whi.eq(whi_c),
+                             i_cq.eq(0), i_h.eq(hlo_c), i_w.eq(wlo_c),
+                             i_addr.eq(chan), i_row_addr.eq(chan), i_chan_addr.eq(chan),
+                             i_cqW.eq(0), i_wl.eq(wlo_c - ws)]
+                # max(lo, 0) > min(hi, size - 1), from the raw values side by side
+                empty = ((q_hlo > q_hhi) | (q_hlo >= cfg.H) | (q_hhi < 0)
+                         | (ws > q_whi) | (ws >= cfg.W) | (q_whi < 0))
+                with m.If(empty):
+                    m.d.sync += phase.eq(5)
                 with m.Else():
-                    m.d.sync += phase.eq(3)
-            with m.Case(3):  # one word per cycle
+                    m.d.sync += phase.eq(4)
+            with m.Case(4):  # one word per cycle
                 with m.If(i_w != r_whi):
                     m.d.sync += [i_w.eq(i_w + 1), i_addr.eq(i_addr + 1), i_wl.eq(i_wl + 1)]
                 with m.Else():
@@ -235,12 +242,12 @@ class InputLoader(wiring.Component):
                             with m.If(i_cg != r_cg_hi):
                                 m.d.sync += i_cg.eq(i_cg + 1)
                             with m.Else():
-                                m.d.sync += phase.eq(4)
-            with m.Case(4):
+                                m.d.sync += phase.eq(5)
+            with m.Case(5):
                 m.d.sync += phase.eq(0)
 
         issuing = Signal()
-        m.d.comb += [issuing.eq(phase == 3), self.progress.done.eq(phase == 4)]
+        m.d.comb += [issuing.eq(phase == 4), self.progress.done.eq(phase == 5)]
         m.d.comb += [self.buffer.en.eq(issuing), self.buffer.addr.eq(i_addr)]
         # broadcast stage (registered from the issue stage)
         bus = self.ibus

@@ -54,12 +54,12 @@ def test_macs_and_skips_equal_an_independent_count(shape):
 def test_hand_derived_timeline_of_the_smallest_layer():
     """1x1 layer on a 1x1 array: the weight loader decides at cycle 1 and its word is seen
     at 1 + 1 + WEIGHT_LOAD_OVERHEAD; the input loader's word at 1 + 1 + INPUT_LOAD_OVERHEAD
-    (= 6); the dot's period starts the cycle after (7), its sum is written at 7 + rows * d +
-    INPUT_LATENCY + A (= 10) and ``running`` falls the cycle after: 11 cycles."""
+    (= 7); the dot's period starts the cycle after (8), its sum is written at 8 + rows * d +
+    INPUT_LATENCY + A (= 11) and ``running`` falls the cycle after: 12 cycles."""
     shape = LayerShape(1, 1, 1, 1, 1, 1)
     pred = predict(shape, ArrayParams(1, 1, 1, 4, 4), Mapping(1, 1, 1))
     first = max(1 + 1 + WEIGHT_LOAD_OVERHEAD, 1 + 1 + INPUT_LOAD_OVERHEAD) + 1
-    assert pred["cycles"] == first + 1 + INPUT_LATENCY + accumulate_latency(0) + 1 == 11
+    assert pred["cycles"] == first + 1 + INPUT_LATENCY + accumulate_latency(0) + 1 == 12
 
 
 def test_each_extra_filter_group_costs_its_dots():
