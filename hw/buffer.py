@@ -1,11 +1,13 @@
-"""The global buffer: input buffer, one weight bank per PE row, one psum bank per PE column.
+"""The global buffer: one weight bank per PE row, one psum bank per PE column; and the
+activation buffers (``WordBuffer``) the accelerator's wrappers put beside it.
 
-All three are ``amaranth.lib.memory.Memory`` with one synchronous read port (data the cycle
-after ``re``; with ``re`` low the data is held) and one write port. A word carries ``lanes``
-codes (inputs and weights) or one partial sum.
+All are ``amaranth.lib.memory.Memory`` with one synchronous read port (data the cycle after
+``re``; with ``re`` low the data is held) and one write port. A word carries ``lanes`` codes
+(activations and weights) or one partial sum.
 
-- *input buffer* (``in_depth`` words): the layer's activation words, ``[Cw, H, W]``; read by
-  the input loader, one word per cycle, broadcast to the array.
+- *activation buffer* (``WordBuffer``, ``depth`` words): a layer's activation words, ``[Cw, H,
+  W]``; read by the input loader, one word per cycle, broadcast to the array. The one-layer
+  accelerator has one (written from its input stream), the network engine two (ping-pong).
 - *weight banks* (``rows`` x ``wb_depth`` words): bank ``i`` feeds PE row ``i``; the weights
   of reduction unit ``u`` live in bank ``u % rows`` (layout:
   ``sim.cycle_model.weight_word_order``). All banks share one address, so a pass loads
@@ -30,7 +32,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["GlobalBuffer", "BufferRead", "BufferWrite"]
+__all__ = ["GlobalBuffer", "WordBuffer", "BufferRead", "BufferWrite"]
 
 
 def _abits(depth: int) -> int:
@@ -55,28 +57,58 @@ class BufferRead(wiring.Signature):
                           "data": In(data.ArrayLayout(shape, banks))})
 
 
-class GlobalBuffer(wiring.Component):
-    """Input buffer, weight banks and psum banks (see module docstring).
+def _banks(m, name, banks, depth, shape, write, read, shared):
+    for k in range(banks):
+        mem = m.submodules[f"{name}{k}"] = Memory(shape=shape, depth=depth, init=[])
+        wr, rd = mem.write_port(), mem.read_port()
+        m.d.comb += [wr.en.eq(write.en[k]), wr.addr.eq(write.addr),
+                     wr.data.eq(write.data if shared else write.data[k]),
+                     rd.en.eq(read.en[k]), rd.addr.eq(read.addr), read.data[k].eq(rd.data)]
+
+
+def _check_depth(name, v):
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= (1 << 24):
+        raise ValueError(f"{name} must be an integer in [1, 2**24], not {v!r}")
+
+
+class WordBuffer(wiring.Component):
+    """An activation buffer: ``depth`` words of ``shape`` (see the module docstring).
 
     Members
     -------
-    in_write, in_read : In(BufferWrite), In(BufferRead) of the input buffer (1 bank).
+    write, read : In(BufferWrite), In(BufferRead) (one bank).
+    """
+
+    def __init__(self, *, depth: int, shape):
+        _check_depth("depth", depth)
+        self._depth, self._shape = depth, shape
+        super().__init__({"write": In(BufferWrite(banks=1, depth=depth, shape=shape)),
+                          "read": In(BufferRead(banks=1, depth=depth, shape=shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        _banks(m, "words", 1, self._depth, self._shape, self.write, self.read, True)
+        return m
+
+
+class GlobalBuffer(wiring.Component):
+    """Weight banks and psum banks (see the module docstring).
+
+    Members
+    -------
     wb_write, wb_read : of the weight banks (``rows``; the write data is shared).
     pb_write, pb_read : of the psum banks (``cols``; one write word per bank).
     """
 
-    def __init__(self, *, rows: int, cols: int, a_word_bits: int, w_word_bits: int,
-                 acc_bits: int, in_depth: int, wb_depth: int, pb_depth: int):
-        for name, v in (("in_depth", in_depth), ("wb_depth", wb_depth), ("pb_depth", pb_depth)):
-            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= (1 << 24):
-                raise ValueError(f"{name} must be an integer in [1, 2**24], not {v!r}")
+    def __init__(self, *, rows: int, cols: int, w_word_bits: int, acc_bits: int,
+                 wb_depth: int, pb_depth: int):
+        _check_depth("wb_depth", wb_depth)
+        _check_depth("pb_depth", pb_depth)
         self._rows, self._cols = rows, cols
-        self._depths = (in_depth, wb_depth, pb_depth)
-        self._shapes = (unsigned(a_word_bits), unsigned(w_word_bits), signed(acc_bits))
-        a, w, acc = self._shapes
+        self._depths = (wb_depth, pb_depth)
+        self._shapes = (unsigned(w_word_bits), signed(acc_bits))
+        w, acc = self._shapes
         super().__init__({
-            "in_write": In(BufferWrite(banks=1, depth=in_depth, shape=a)),
-            "in_read": In(BufferRead(banks=1, depth=in_depth, shape=a)),
             "wb_write": In(BufferWrite(banks=rows, depth=wb_depth, shape=w)),
             "wb_read": In(BufferRead(banks=rows, depth=wb_depth, shape=w)),
             "pb_write": In(BufferWrite(banks=cols, depth=pb_depth, shape=acc,
@@ -85,23 +117,13 @@ class GlobalBuffer(wiring.Component):
         })
 
     @property
-    def depths(self) -> tuple[int, int, int]:
-        """(input buffer, weight bank, psum bank) depths in words."""
+    def depths(self) -> tuple[int, int]:
+        """(weight bank, psum bank) depths in words."""
         return self._depths
 
     def elaborate(self, platform):
         m = Module()
-        parts = (("inputs", 1, self.in_write, self.in_read, True),
-                 ("weights", self._rows, self.wb_write, self.wb_read, True),
-                 ("psums", self._cols, self.pb_write, self.pb_read, False))
-        for (name, banks, write, read, shared), depth, shape in zip(parts, self._depths,
-                                                                   self._shapes):
-            for k in range(banks):
-                mem = Memory(shape=shape, depth=depth, init=[])
-                m.submodules[f"{name}{k}"] = mem
-                wr, rd = mem.write_port(), mem.read_port()
-                m.d.comb += [wr.en.eq(write.en[k]), wr.addr.eq(write.addr),
-                             wr.data.eq(write.data if shared else write.data[k]),
-                             rd.en.eq(read.en[k]), rd.addr.eq(read.addr),
-                             read.data[k].eq(rd.data)]
+        (wd, pd), (w, acc) = self._depths, self._shapes
+        _banks(m, "weights", self._rows, wd, w, self.wb_write, self.wb_read, True)
+        _banks(m, "psums", self._cols, pd, acc, self.pb_write, self.pb_read, False)
         return m

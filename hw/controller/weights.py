@@ -1,8 +1,9 @@
 """The weight loader: each pass's weights from the weight banks into the PE rows' filter banks.
 
 Pass ``m`` (loop order row fold ``kr``, column fold ``kv``, segment ``kf``, filter group
-``g``) needs ``p * q * S`` words per PE row: words ``kr * M * q * S + g * p * q * S`` onwards
-of each row's weight bank (``sim.cycle_model.weight_word_order``), written into filter bank
+``g``) needs ``p * q * S`` words per PE row: words ``wb_base + kr * M * q * S + g * p * q *
+S`` onwards of each row's weight bank (``sim.cycle_model.weight_word_order``; ``wb_base`` is
+0 for one layer at a time, the layer's place in a network engine's banks), written into filter bank
 ``m % 2`` of the rows the pass uses. The loader starts pass ``m`` (a *decision*) when it is
 idle, row 0 has entered pass ``m - 1`` (or ``m <= 1``: the first two passes load ahead; it
 counts how many passes it is ahead of row 0 from ``status.pass_entered``) and no row still
@@ -102,7 +103,7 @@ class WeightLoader(wiring.Component):
         rowmask = Signal(Y)
         with m.If(self.start):
             m.d.sync += [more.eq(1), bank_next.eq(0), kr.eq(0), kv.eq(0), kf.eq(0), g.eq(0),
-                         base_kr.eq(0), base.eq(0), issuing.eq(0)]
+                         base_kr.eq(cfg.wb_base), base.eq(cfg.wb_base), issuing.eq(0)]
         with m.Elif(decide):
             rows_used = Mux(kr == cfg.n_r - 1, cfg.rows_last, Y)
             m.d.sync += [issuing.eq(1), k.eq(0), addr.eq(base), bank.eq(bank_next),

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The controller's parts on their own (Amaranth simulator), each against the schedule the
 cycle model assumes of it: the weight loader's and input loader's lengths and what they
 write where, a PE row's slots and hand-offs, the dot source's order and taps, the psum
@@ -13,7 +14,7 @@ from hw.controller.rows import RowSequencer
 from hw.schedule import (CONFIG_FIELDS, INPUT_LATENCY, INPUT_LOAD_OVERHEAD,
                          WEIGHT_LOAD_OVERHEAD, AcceleratorConfig)
 from sim.cycle_model import (ArrayParams, LayerShape, Mapping, _blocks, _folds,
-                             config_values, dot_taps)
+                             config_values, dot_taps, output_stream_order)
 
 CONFIG = AcceleratorConfig(scheme="ternary", rows=3, cols=4, lanes=2, a_bits=4, acc_bits=16,
                            filter_spad=16, ifmap_spad=16, in_depth=512, wb_depth=256,
@@ -389,3 +390,99 @@ def test_the_compute_sequencer_composes_source_and_rows():
     """The parts are joined (an elaboration check with the real widths)."""
     from amaranth.back import rtlil
     assert "row2" in rtlil.convert(ComputeSequencer(CONFIG))
+
+
+# ---- the unloader --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dims, mp", [
+    ((5, 2, 3, 3, 7, 6, 1, 1), Mapping(1, 2, 3)),       # 3 column folds, last one partial
+    ((6, 1, 1, 2, 4, 9, 2, 0), Mapping(1, 3, 5)),       # stride 2, two filter groups
+])
+def test_unloader_reads_every_sum_in_stream_order_with_its_coordinates(dims, mp):
+    """Every element of the output once, in ``output_stream_order``, with its (m, e, f) and
+    the sum its column's psum bank holds at the element's address; a stall on ``o_stream``
+    holds the element."""
+    from hw.controller import Unloader
+    shape = LayerShape(*dims)
+    values = config_values(shape, PARAMS, mp)
+    order = output_stream_order(shape, PARAMS, mp)
+    dut = Unloader(CONFIG)
+    got = []
+
+    async def testbench(ctx):
+        set_cfg(ctx, dut, values)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        previous = (0, 0)
+        for cycle in range(3 * len(order) + 10):
+            en, addr = previous          # the banks answer the cycle after, like the RAM
+            for j in range(4):
+                ctx.set(dut.psums.data[j], 1000 * j + addr - 500 if en >> j & 1 else 0)
+            ready = cycle % 3 != 1
+            ctx.set(dut.o_stream.ready, ready)
+            if ctx.get(dut.o_stream.valid) and ready:
+                p = ctx.get(dut.o_stream.payload)
+                got.append((p.acc, p.m, p.e, p.f))
+            if ctx.get(dut.psums.en):
+                previous = (ctx.get(dut.psums.en), ctx.get(dut.psums.addr))
+            if not ctx.get(dut.busy):
+                break
+            await ctx.tick()
+
+    simulate(dut, testbench)
+    fo = _folds(shape, PARAMS, mp)
+    want = []
+    for flat in order:
+        m, rest = divmod(int(flat), shape.E * shape.F)
+        e, f = divmod(rest, shape.F)
+        kv, j = divmod(e, 4)
+        g, mi = divmod(m, mp.p)
+        addr = kv * fo.Gi * shape.F * mp.p + g * shape.F * mp.p + f * mp.p + mi
+        want.append((1000 * j + addr - 500, m, e, f))
+    assert got == want
+
+
+# ---- the field loader ----------------------------------------------------------------------
+
+def test_field_loader_writes_one_field_per_beat_from_its_low_bits():
+    """Beats with junk above each field's width: each field takes its low bits; ``first``
+    and ``done`` mark the first and last beat; a gap in ``valid`` or ``enable`` waits."""
+    from amaranth.hdl import signed, unsigned
+    from amaranth.lib import data
+
+    from hw.controller import FieldLoader
+    layout = data.StructLayout({"a": unsigned(3), "b": signed(5), "c": unsigned(1)})
+    dut = FieldLoader(layout, 8)
+    beats = [0b1111_0101, 0b1011_0110, 0b0000_0011]
+    marks = []
+
+    async def testbench(ctx):
+        ctx.set(dut.enable, 1)
+        for k, beat in enumerate(beats):
+            ctx.set(dut.i_stream.valid, 0)
+            await ctx.tick()
+            ctx.set(dut.i_stream.valid, 1)
+            ctx.set(dut.i_stream.payload, beat)
+            marks.append((ctx.get(dut.first), ctx.get(dut.done)))
+            await ctx.tick()
+        ctx.set(dut.i_stream.valid, 0)
+        await ctx.tick()
+        assert (ctx.get(dut.fields.a), ctx.get(dut.fields.b), ctx.get(dut.fields.c)) == (
+            0b101, 0b10110 - 32, 1)
+        ctx.set(dut.enable, 0)
+        ctx.set(dut.i_stream.valid, 1)
+        ctx.set(dut.i_stream.payload, 0)
+        assert not ctx.get(dut.i_stream.ready) and not ctx.get(dut.first)
+
+    simulate(dut, testbench)
+    assert marks == [(1, 0), (0, 0), (0, 1)]
+
+
+def test_field_loader_refuses_a_beat_narrower_than_a_field():
+    from amaranth.hdl import unsigned
+    from amaranth.lib import data
+
+    from hw.controller import FieldLoader
+    with pytest.raises(ValueError, match="beat_bits 4 is narrower than the widest field"):
+        FieldLoader(data.StructLayout({"a": unsigned(5)}), 4)
