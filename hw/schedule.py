@@ -282,6 +282,7 @@ CONFIG_FIELDS = {
     "n_min": "fewest taps a dot runs (sim.cycle_model.dot_taps)",
     "fold_dots": "dots per row fold n_v * Gi * F * p",
     "wb_base": "the layer's first word in every weight bank (0 for one layer at a time)",
+    "in_base": "the layer's first activation word (0 for one layer at a time)",
 }
 
 
@@ -310,7 +311,7 @@ def config_limits(config: AcceleratorConfig) -> dict[str, int]:
         "HW": Din, "qHW": Din, "YdivR_qHW": Y * Din, "n_inputs": Din, "PW": P * Din,
         "FsegU": U * IS, "Fp": Dp, "GiFp": Dp, "Fsegp": Dp, "FsU1": U * IS, "FlU1": U * IS,
         "XU": X * U, "XUW": X * U * Din, "CL1U": X * U, "n_last": c.lanes, "n_min": min(FS, IS),
-        "fold_dots": Dp, "wb_base": Dw - 1,
+        "fold_dots": Dp, "wb_base": Dw - 1, "in_base": Din - 1,
     }
 
 

@@ -206,6 +206,7 @@ def config_values(shape: LayerShape, params: ArrayParams, mp: Mapping) -> dict[s
         "FsU1": (mp.Fseg - 1) * U, "FlU1": (fo.F_last - 1) * U, "XU": X * U,
         "XUW": X * U * s.W, "CL1U": (fo.cols_last - 1) * U, "n_last": fo.n_last,
         "n_min": dot_taps(s, mp.Fseg)[2], "fold_dots": fold_dots, "wb_base": 0,
+        "in_base": 0,
     }
 
 

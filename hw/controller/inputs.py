@@ -4,7 +4,8 @@ Block ``b`` (loop order row fold ``kr``, column fold ``kv``, segment ``kf``) nee
 channel groups of the row fold's reduction units, the input rows of the column fold's output
 rows and the input columns of the segment, clipped to the image (padding is never stored:
 taps in the padding are invalid slots). The loader reads them one word per cycle
-(channel word, row, column order) and broadcasts each, tagged with its channel group and row,
+(channel word, row, column order; the layer's words start at ``in_base``, 0 for one layer
+at a time) and broadcasts each, tagged with its channel group and row,
 to the PEs (``InputBus``): PE ``(i, j)`` takes a word of its row's channel group ``cg_i``
 whose row ``h`` is ``e_j * stride + r_i - padding``, into its bank ``b % 2`` at ``cq * Wseg +
 (w - ws)``.
@@ -163,7 +164,7 @@ class InputLoader(wiring.Component):
             with m.Case(1):  # advance the block and the row descriptors
                 with m.If(first):
                     m.d.sync += [first.eq(0), kr.eq(0), kv.eq(0), kf.eq(0), ws.eq(-cfg.P),
-                                 eu0.eq(0), euw0.eq(0), cbase0.eq(0), bank.eq(0)]
+                                 eu0.eq(0), euw0.eq(0), cbase0.eq(cfg.in_base), bank.eq(0)]
                 with m.Else():
                     m.d.sync += bank.eq(~bank)
                     with m.If(kf_last):
