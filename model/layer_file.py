@@ -2,8 +2,9 @@
 
 LAYER.npz
     ``scheme`` (str, a name of ``model.quant.SCHEMES``), ``weights`` (integer codes in the
-    scheme's encoding, [M, C, R, S]), ``inputs`` (integer activation codes, [C, H, W]),
-    ``stride`` and ``padding`` (integers), and optionally ``a_bits`` and ``w_bits``. A dense
+    scheme's encoding, [M, C / groups, R, S]), ``inputs`` (integer activation codes,
+    [C, H, W]), ``stride`` and ``padding`` (integers), optionally ``groups`` (default 1; it
+    divides C and M; depthwise: groups = C = M), ``a_bits`` and ``w_bits``. A dense
     layer is [M, C, 1, 1] weights on a [C, 1, 1] input. For ``xnor`` C counts packed words
     and ``a_bits`` (= ``w_bits``) is the lane count. Optionally ``codebook`` (scheme
     ``dorefa`` only, weight sharing): ``2**w_bits`` integer levels, the level of weight code
@@ -52,6 +53,7 @@ class Layer:
     a_bits: int | None = None
     w_bits: int | None = None
     codebook: np.ndarray | None = None
+    groups: int = 1
 
     def __post_init__(self):
         check_scheme(self.scheme)
@@ -63,9 +65,17 @@ class Layer:
             raise ValueError(f"inputs must have shape [C, H, W], not {a.shape}")
         if w.size == 0 or a.size == 0:
             raise ValueError(f"weights {w.shape} and inputs {a.shape} must not be empty")
-        if w.shape[1] != a.shape[0]:
-            raise ValueError(f"weights {w.shape} expect {w.shape[1]} input channels, "
-                             f"the inputs {a.shape} have {a.shape[0]}")
+        g = self.groups
+        if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 1:
+            raise ValueError(f"groups must be a positive integer, not {g!r}")
+        if a.shape[0] % g or w.shape[0] % g:
+            raise ValueError(f"groups {g} must divide the input channels C = {a.shape[0]} "
+                             f"and the filters M = {w.shape[0]}")
+        if w.shape[1] * g != a.shape[0]:
+            raise ValueError(f"weights {w.shape} expect {w.shape[1]} x {g} groups = "
+                             f"{w.shape[1] * g} input channels, the inputs {a.shape} have "
+                             f"{a.shape[0]}")
+        object.__setattr__(self, "groups", int(g))
         for name in ("stride", "padding"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
@@ -174,7 +184,8 @@ def load_layer(path) -> Layer:
     scheme = str(_scalar(contents, "scheme"))
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}; allowed: {', '.join(SCHEMES)}")
-    opt = {k: int(_scalar(contents, k)) for k in ("a_bits", "w_bits") if k in contents}
+    opt = {k: int(_scalar(contents, k)) for k in ("a_bits", "w_bits", "groups")
+           if k in contents}
     if "codebook" in contents:
         opt["codebook"] = contents["codebook"]
     return Layer(scheme=scheme, weights=contents["weights"], inputs=contents["inputs"],
@@ -205,7 +216,8 @@ def save_layer(path, layer: Layer, *, force: bool = False) -> None:
     _atomic_savez(path, force, {
         "scheme": np.array(layer.scheme), "weights": layer.weights, "inputs": layer.inputs,
         "stride": np.int64(layer.stride), "padding": np.int64(layer.padding),
-        "a_bits": np.int64(layer.a_bits), "w_bits": np.int64(layer.w_bits), **extra})
+        "a_bits": np.int64(layer.a_bits), "w_bits": np.int64(layer.w_bits),
+        "groups": np.int64(layer.groups), **extra})
 
 
 def save_outputs(path, outputs, counters: dict, *, extra: dict | None = None,

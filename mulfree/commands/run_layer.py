@@ -75,6 +75,9 @@ def run(args) -> int:
     for name in ("filter_spad", "ifmap_spad", "psum_spad"):
         check_spad_size(f"--{name.replace('_', '-')}", getattr(args, name))
     layer = load_layer(args.layer)
+    if layer.groups != 1:
+        raise UsageError(f"{args.layer!r} is a grouped layer (groups={layer.groups}); the array "
+                         "runs groups=1 only for now: save each group as its own layer")
     params = ArrayParams(args.rows, args.cols, args.filter_spad, args.ifmap_spad,
                          args.psum_spad)
     shape = LayerShape.of(layer.weights.shape, layer.inputs.shape, layer.stride,
