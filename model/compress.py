@@ -515,7 +515,7 @@ class CompressedModel:
         """The decoded network, rebuilt by ``model.nets.build`` from ``meta``."""
         m = self.meta
         net = nets.build(m["net"], tuple(m["input_shape"]), int(m["classes"]),
-                         pixel_max=int(m["pixel_max"]), shift_bn=bool(m.get("shift_bn", False)))
+                         pixel_max=int(m["pixel_max"]), **nets.build_options(m))
         return self.apply(net)
 
     def save(self, path, *, huffman: bool = True, overwrite: bool = False) -> None:

@@ -4,8 +4,9 @@
 ``IntegerModel``: a list of ``IntegerLayer`` records, each one conv or dense layer exactly as
 the accelerator runs it, followed by its integer output stage:
 
-- ``scheme``, ``weights`` (int codes ``[M, C, R, S]`` in the ``model.quant`` encoding; a dense
-  layer is ``R = S = 1``), ``a_bits``, ``w_bits``, ``stride``, ``padding``, ``in_shape``
+- ``scheme``, ``weights`` (int codes ``[M, C / groups, R, S]`` in the ``model.quant`` encoding;
+  a dense layer is ``R = S = 1``), ``groups`` (grouped and depthwise convolutions; 1
+  otherwise), ``a_bits``, ``w_bits``, ``stride``, ``padding``, ``in_shape``
   (the input codes ``[C, H, W]``; for ``xnor`` C counts packed words): what a ``LAYER.npz``
   of the hardware flow holds, so ``model.ops.conv2d(scheme, inputs, weights, ...)`` of the
   layer's integer inputs is the accumulator the accelerator must produce;
@@ -39,7 +40,11 @@ The file format (``save``/``load``) is one ``.npz`` of integer arrays plus a JSO
 (format name, version, net, data set, per-layer fields, accuracy, training settings and a
 SHA-256 of the arrays); ``load`` refuses another version or a corrupt file with one clear
 message. A float network (``float``, ``lenet300``) cannot fold; it is saved as a float
-checkpoint (``save_float``) that ``load`` returns as such.
+checkpoint (``save_float``) that ``load`` returns as such. An integer model also keeps the
+training state it was folded from (``state``: the float shadow weights and batch-norm
+statistics, arrays ``state.<name>``), so that later steps -- structured pruning with
+fine-tuning (``model.channels``) -- can rebuild and retrain the network; inference never
+reads it.
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ class IntegerLayer:
         ``"conv"`` or ``"dense"`` (a dense layer is a 1x1 convolution of a 1x1 image).
     scheme : str
         The ``model.quant`` scheme of the products.
-    weights : int array [M, C, R, S]
+    weights : int array [M, C / groups, R, S]
         Weight codes (``xnor``: C packed words of ``w_bits`` lanes).
     a_bits, w_bits : int
         Activation and weight widths (``xnor``: both the lane count).
@@ -104,6 +109,9 @@ class IntegerLayer:
     score_gain, score_offset : int64 [M] or None
         ``"scores"``: ``score = score_gain * acc + score_offset`` in ``2**-score_shift`` units.
     score_shift : int
+    groups : int
+        Independent channel groups of a convolution (depthwise: groups = C = M; ``xnor``
+        packs words within a group).
     """
 
     kind: str
@@ -126,6 +134,7 @@ class IntegerLayer:
     score_gain: np.ndarray | None = None
     score_offset: np.ndarray | None = None
     score_shift: int = 0
+    groups: int = 1
 
     @property
     def out_channels(self) -> int:
@@ -162,11 +171,11 @@ class IntegerLayer:
         n = a.shape[0]
         if self.flatten or self.kind == "dense":
             a = a.reshape(n, -1, 1, 1)
-        if self.scheme == "xnor":
+        if self.scheme == "xnor":  # words of consecutive channels, never across a group
             lanes = self.a_bits
             _, c, h, w = a.shape
-            grouped = a.reshape(n, c // lanes, lanes, h, w).transpose(0, 1, 3, 4, 2)
-            return quant.pack_pm1(grouped)
+            words = a.reshape(n, c // lanes, lanes, h, w).transpose(0, 1, 3, 4, 2)
+            return quant.pack_pm1(words)
         return a.astype(np.int64)
 
     def accumulate(self, inputs: np.ndarray) -> np.ndarray:
@@ -176,7 +185,8 @@ class IntegerLayer:
                             a_bits=self.a_bits, w_bits=self.w_bits)
             return acc[:, :, None, None]
         return ops.conv2d(self.scheme, inputs, self.weights, stride=self.stride,
-                          padding=self.padding, a_bits=self.a_bits, w_bits=self.w_bits)
+                          padding=self.padding, a_bits=self.a_bits, w_bits=self.w_bits,
+                          groups=self.groups)
 
     def activate(self, pooled: np.ndarray) -> np.ndarray:
         """The output stage on pooled accumulators ``[N, M, E, F]``: codes or scores.
@@ -206,6 +216,8 @@ class IntegerModel:
     pixel_max: int
     classes: int
     meta: dict = field(default_factory=dict)
+    #: The trained network's ``state_dict()`` (float64), or None (older files).
+    state: dict | None = None
 
     @property
     def pixel_bits(self) -> int:
@@ -217,10 +229,11 @@ class IntegerModel:
         for i, layer in enumerate(self.layers):
             m, c, r, s = layer.weights.shape
             pool = f", maxpool {layer.pool}" if layer.pool else ""
+            groups = f", groups {layer.groups}" if layer.groups > 1 else ""
             out = layer.output + (f" {layer.out_bits}-bit" if layer.output == "levels" else "")
             lines.append(f"{i}: {layer.kind} {layer.scheme} W{layer.w_bits} A{layer.a_bits} "
                          f"[{m}, {c}, {r}, {s}] on {list(layer.in_shape)}, stride "
-                         f"{layer.stride}, padding {layer.padding}{pool}, accumulator "
+                         f"{layer.stride}, padding {layer.padding}{groups}{pool}, accumulator "
                          f"{layer.accumulator_width} bits -> {out}")
         return lines
 
@@ -260,6 +273,8 @@ def _stages(net: L.Sequential):
     stages = []
     pending_flatten = False
     for i, layer in enumerate(net.layers):
+        if isinstance(layer, L.QuantizeGradients):
+            continue  # the identity at inference (it quantizes gradients only)
         if isinstance(layer, L.Linear):
             if not isinstance(layer, L.QuantizedWeights):
                 raise ValueError(f"layer {i} ({type(layer).__name__}) has float weights; only "
@@ -391,8 +406,9 @@ def fold(net: L.Sequential, *, input_shape, pixel_max: int, classes: int | None 
         elif flatten:
             raise ValueError(f"layer {idx}: a convolution after Flatten does not fold")
         channels = shape[0]
+        groups = layer.groups
         if scheme == "xnor":
-            lanes = xnor_lanes(channels)
+            lanes = xnor_lanes(channels // groups)  # a word never straddles two groups
             m, c, r, s = wcodes.shape
             grouped = wcodes.reshape(m, c // lanes, lanes, r, s).transpose(0, 1, 3, 4, 2)
             wcodes = quant.pack_pm1(grouped)
@@ -409,7 +425,7 @@ def fold(net: L.Sequential, *, input_shape, pixel_max: int, classes: int | None 
                            w_bits=w_bits if w_bits is not None else q.bits, stride=stride,
                            padding=padding, in_shape=in_shape, channels=channels,
                            flatten=flatten, pool=info["pool"], acc_range=acc_range,
-                           output="scores")
+                           output="scores", groups=groups)
         out_shape = rec.out_shape()
         m = out_shape[0]
         scale = layer.output_scale()
@@ -449,7 +465,7 @@ def fold(net: L.Sequential, *, input_shape, pixel_max: int, classes: int | None 
     if classes is None:
         classes = out_layers[-1].out_channels
     return IntegerModel(out_layers, tuple(int(v) for v in input_shape), int(pixel_max),
-                        int(classes), dict(meta or {}))
+                        int(classes), dict(meta or {}), state=net.state_dict())
 
 
 # --------------------------------------------------------------------------------------------
@@ -506,7 +522,8 @@ def hardware_layer(model: IntegerModel, index: int, image) -> "layer_file.Layer"
     rec = model.layers[index]
     return layer_file.Layer(scheme=rec.scheme, weights=rec.weights,
                             inputs=trace.layers[index].inputs[0], stride=rec.stride,
-                            padding=rec.padding, a_bits=rec.a_bits, w_bits=rec.w_bits)
+                            padding=rec.padding, a_bits=rec.a_bits, w_bits=rec.w_bits,
+                            groups=rec.groups)
 
 
 def predict(model: IntegerModel, x_codes, *, batch_size: int = 256) -> np.ndarray:
@@ -523,7 +540,9 @@ def predict(model: IntegerModel, x_codes, *, batch_size: int = 256) -> np.ndarra
 
 _LAYER_FIELDS = ("kind", "scheme", "a_bits", "w_bits", "stride", "padding", "in_shape",
                  "channels", "flatten", "pool", "acc_range", "output", "out_bits",
-                 "score_shift")
+                 "score_shift", "groups")
+#: Fields a file may lack (written before they existed), with the value they then take.
+_LAYER_DEFAULTS = {"groups": 1}
 _LAYER_ARRAYS = ("weights", "thresholds", "flip", "constant", "score_gain", "score_offset")
 
 
@@ -552,6 +571,8 @@ def save(model: IntegerModel, path, *, overwrite: bool = False) -> None:
             if value is not None:
                 arr = np.asarray(value)
                 arrays[f"layer{i}.{name}"] = arr.astype(np.uint8) if arr.dtype == bool else arr
+    for name, value in (model.state or {}).items():
+        arrays[f"state.{name}"] = np.asarray(value, dtype=np.float64)
     manifest = {"kind": "integer", "input_shape": list(model.input_shape),
                 "pixel_max": model.pixel_max, "classes": model.classes, "layers": layers,
                 "meta": model.meta}
@@ -591,7 +612,8 @@ def load(path) -> IntegerModel | FloatCheckpoint:
             raise _corrupt(path, f"unknown kind {manifest['kind']!r}")
         layers = []
         for i, fields in enumerate(manifest["layers"]):
-            values = {name: fields[name] for name in _LAYER_FIELDS}
+            values = {name: fields[name] if name not in _LAYER_DEFAULTS
+                      else fields.get(name, _LAYER_DEFAULTS[name]) for name in _LAYER_FIELDS}
             values["in_shape"] = tuple(values["in_shape"])
             values["acc_range"] = tuple(values["acc_range"])
             for name in _LAYER_ARRAYS:
@@ -606,7 +628,9 @@ def load(path) -> IntegerModel | FloatCheckpoint:
             if list(layer.weights.shape) != list(fields["weights_shape"]):
                 raise _corrupt(path, f"layer {i} weights have the wrong shape")
             layers.append(layer)
+        state = {k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}
         return IntegerModel(layers, tuple(manifest["input_shape"]), int(manifest["pixel_max"]),
-                            int(manifest["classes"]), manifest.get("meta", {}))
+                            int(manifest["classes"]), manifest.get("meta", {}),
+                            state=state or None)
     except (KeyError, TypeError) as exc:
         raise _corrupt(path, f"manifest field {exc} missing or malformed") from None

@@ -90,7 +90,7 @@ def run(args) -> int:
     ds, _ = load_matching_dataset(loaded, args.dataset)
     shift_bn = bool(loaded.meta.get("shift_bn", False))
     net = nets.build(loaded.net, loaded.input_shape, loaded.classes,
-                     pixel_max=loaded.pixel_max, shift_bn=shift_bn)
+                     pixel_max=loaded.pixel_max, **nets.build_options(loaded.meta))
     net.load_state_dict(loaded.state)
     n_layers = len(compress.compressible_layers(net))
     quality, sparsity = args.prune_quality, args.prune
@@ -111,6 +111,7 @@ def run(args) -> int:
         result.compressed.meta.update(
             net=loaded.net, input_shape=list(loaded.input_shape), pixel_max=loaded.pixel_max,
             classes=loaded.classes, shift_bn=shift_bn, dataset=ds.spec(),
+            widths=loaded.meta.get("widths"),
             settings={"sparsity": sparsity, "quality": quality, "prune_steps": args.prune_steps,
                       "retrain_epochs": args.retrain_epochs, "share_bits": args.share_bits,
                       "finetune_epochs": args.finetune_epochs, "index_bits": args.index_bits,

@@ -43,8 +43,7 @@ def run(args) -> int:
     with one_blas_thread():
         if isinstance(loaded, deploy.FloatCheckpoint):
             net = nets.build(loaded.net, loaded.input_shape, loaded.classes,
-                             pixel_max=loaded.pixel_max,
-                             shift_bn=bool(loaded.meta.get("shift_bn", False)))
+                             pixel_max=loaded.pixel_max, **nets.build_options(loaded.meta))
             net.load_state_dict(loaded.state)
             pred = training.predict(net, ds.x_test.astype(np.float64))
             what = f"float network {loaded.net}"

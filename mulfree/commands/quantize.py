@@ -63,11 +63,13 @@ def run(args) -> int:
     shift_bn = bool(loaded.meta.get("shift_bn", False))
     x_train, x_test = ds.x_train.astype(np.float64), ds.x_test.astype(np.float64)
     with one_blas_thread():
+        options = nets.build_options(loaded.meta)
         source = nets.build(loaded.net, loaded.input_shape, loaded.classes,
-                            pixel_max=loaded.pixel_max, shift_bn=shift_bn)
+                            pixel_max=loaded.pixel_max, **options)
         source.load_state_dict(loaded.state)
         target = nets.build(args.net, loaded.input_shape, loaded.classes,
-                            pixel_max=loaded.pixel_max, shift_bn=shift_bn)
+                            pixel_max=loaded.pixel_max, shift_bn=shift_bn,
+                            widths=options.get("widths"))
         try:
             accuracy = ptq.quantize(source, target, x_train, ds.y_train, x_test, ds.y_test,
                                     epochs=args.epochs,
@@ -83,7 +85,7 @@ def run(args) -> int:
             print(f"fine-tuned {args.epochs} epochs: {100 * accuracy['fine_tuned']:.2f} %")
         trained_pred = training.predict(target, x_test)
         meta = {"net": args.net, "dataset": ds.spec(), "shift_bn": shift_bn,
-                "quantized_from": {"net": loaded.net, "checkpoint": os.path.basename(
+                "widths": options.get("widths"), "quantized_from": {"net": loaded.net, "checkpoint": os.path.basename(
                     args.checkpoint)}, "fine_tune_epochs": args.epochs, "seed": args.seed,
                 "accuracy": {**accuracy, "trained_model": float(np.mean(
                     trained_pred == ds.y_test)), "test_images": len(ds.y_test)}}

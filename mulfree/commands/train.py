@@ -31,6 +31,9 @@ def register(subparsers) -> None:
     parser.add_argument("--lr-end", type=float, default=None,
                         help="learning rate of the last epoch (geometric decay)")
     parser.add_argument("--optimizer", default="adam", choices=["adam", "shift-adamax"])
+    parser.add_argument("--bits", default=None, metavar="W,A,G",
+                        help="DoReFa widths of weights, activations and gradients for "
+                             "dorefanet (default 1,3,32; G = 32: float gradients)")
     parser.add_argument("--shift-bn", action="store_true",
                         help="shift-based batch norm (powers of two) instead of the standard")
     parser.add_argument("-o", "--output", default="model.npz", metavar="MODEL.npz",
@@ -66,7 +69,7 @@ def check_new_file(path, force: bool) -> None:
 def run(args) -> int:
     if args.list:
         for spec in nets.NETS.values():
-            print(f"{spec.name:<11} {spec.summary} (default {spec.epochs} epochs)")
+            print(f"{spec.name:<15} {spec.summary} (default {spec.epochs} epochs)")
         return 0
     if args.net not in nets.NETS:
         raise UsageError(f"unknown network {args.net!r}; allowed: {', '.join(nets.NETS)}")
@@ -77,16 +80,27 @@ def run(args) -> int:
     for name, value in (("--lr", args.lr), ("--lr-end", args.lr_end)):
         if value is not None and not value > 0:
             raise UsageError(f"{name} must be positive, not {value}")
+    bits = None
+    if args.bits is not None:
+        if spec.bits is None:
+            raise UsageError(f"--bits sets DoReFa widths; allowed with --net "
+                             f"{', '.join(n for n, s in nets.NETS.items() if s.bits)}, "
+                             f"not {args.net!r}")
+        bits = nets.parse_bits(args.bits)
+    elif spec.bits is not None:
+        bits = spec.bits
     out = args.output
     check_new_file(out, args.force)
     ds = data.load_dataset(args.dataset)
     net = nets.build(args.net, ds.input_shape, ds.classes, pixel_max=ds.pixel_max,
-                     seed=args.seed, shift_bn=args.shift_bn)
+                     seed=args.seed, shift_bn=args.shift_bn, bits=bits)
     lr = spec.lr if args.lr is None else args.lr
     lr_end = spec.lr_end if args.lr_end is None else args.lr_end
     batch = spec.batch_size if args.batch_size is None else args.batch_size
+    widths_bits = f", W,A,G = {','.join(map(str, bits))}" if bits else ""
     print(f"training {args.net} on {ds.name} ({len(ds.y_train)} train / {len(ds.y_test)} test "
-          f"images, {'x'.join(map(str, ds.input_shape))}) for {epochs} epochs, seed {args.seed}")
+          f"images, {'x'.join(map(str, ds.input_shape))}) for {epochs} epochs, seed "
+          f"{args.seed}{widths_bits}")
     x_train, x_test = ds.x_train.astype(np.float64), ds.x_test.astype(np.float64)
     with one_blas_thread():
         history = training.train(net, x_train, ds.y_train, epochs=epochs, batch_size=batch,
@@ -97,6 +111,7 @@ def run(args) -> int:
         meta = {"net": args.net, "dataset": ds.spec(), "seed": args.seed, "epochs": epochs,
                 "batch_size": batch, "optimizer": args.optimizer, "lr": lr, "lr_end": lr_end,
                 "shift_bn": args.shift_bn, "train_seconds": round(history.seconds, 2),
+                "bits": list(bits) if bits else None,
                 "final_loss": history.loss[-1],
                 "accuracy": {"trained_model": float_acc, "test_images": len(ds.y_test)}}
         print(f"trained in {history.seconds:.1f} s: loss {history.loss[-1]:.4f}, train accuracy "

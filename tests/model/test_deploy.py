@@ -216,7 +216,11 @@ def test_save_load_round_trip(models, digits, tmp_path):
     np.testing.assert_array_equal(deploy.predict(loaded, digits.x_test),
                                   deploy.predict(model, digits.x_test))
     with np.load(path, allow_pickle=False) as z:
-        assert all(z[k].dtype.kind in "iu" for k in z.files)  # integers only
+        # Integers only, but for the training state kept for fine-tuning (float64).
+        assert all(z[k].dtype.kind in "iu" for k in z.files if not k.startswith("state."))
+        assert {k for k in z.files if k.startswith("state.")} == {
+            f"state.{k}" for k in model.state}
+    assert all(np.array_equal(loaded.state[k], v) for k, v in model.state.items())
 
 
 def test_xnor_words_pack_by_channel_and_survive_saving(models, tmp_path):
