@@ -20,6 +20,32 @@ Presets (``NETWORKS``):
     The seed's MNIST network (two 5 x 5 convolutions of 32 and 64 filters, each followed by
     a 2 x 2 max-pool, then dense 256 and dense 10), with "same" padding as in the seed's
     code, on 28 x 28 MNIST and on scikit-learn's 8 x 8 digits.
+``mobilenet_v1``
+    MobileNet v1 (Howard et al. 2017, width 1.0) on 224 x 224: a 3 x 3 stride-2 convolution,
+    13 depthwise-separable blocks (depthwise 3 x 3, ``groups = C = M``, then pointwise
+    1 x 1) and the 1024 -> 1000 classifier; 568.7 M MACs, 4.21 M weights (the paper: 569 M
+    mult-adds, 4.2 M parameters). TensorFlow's asymmetric "same" padding of the stride-2
+    layers is padding 1 here: the same output sizes and MACs.
+``squeezenet1_0``
+    SqueezeNet 1.0 as torchvision builds it (224 x 224; conv1 7 x 7 stride 2 without
+    padding, max-pools 3 x 3 stride 2 rounding up, so fire2-4 on 54 x 54, fire5-8 on 27 x 27,
+    fire9 and conv10 on 13 x 13): each fire module a squeeze 1 x 1 then expand 1 x 1 and
+    expand 3 x 3 side by side; 818.9 M MACs, 1,244,448 weights (torchvision: 0.82 GFLOPS
+    and 1,248,424 parameters, which are these weights and the 3,976 biases).
+``shufflenet_v1``
+    ShuffleNet v1, 1x, g = 3 (Zhang et al. 2018) on 224 x 224: a 3 x 3 stride-2 convolution
+    (24), a max-pool, then stages of 4, 8, 4 units with 240, 480, 960 channels; a unit is a
+    grouped 1 x 1 (g = 3; not grouped in the first unit, whose input has only 24 channels),
+    the channel shuffle (data movement, no MACs), a depthwise 3 x 3 (stride 2 in each
+    stage's first unit, whose output is concatenated with a 3 x 3 average-pooled shortcut)
+    and a grouped 1 x 1 (g = 3); the bottleneck has a quarter of the unit's output channels;
+    then the 960 -> 1000 classifier. 137.5 M MACs (the paper: about 140 MFLOPs, a FLOP
+    being one multiply-add) and 1,840,248 weights (with the classifier's 1,000 biases and
+    the batch norms' 2 x 12,240 parameters, the 1,865,728 parameters of the imgclsmob
+    implementation).
+
+Pooling, the channel shuffle, additions of shortcuts and concatenations are data movement
+without MACs and are not layers here.
 """
 
 from __future__ import annotations
@@ -159,6 +185,65 @@ def _seed_mnist(hw: int):
             dense("fc4", 256, 10))
 
 
+def _mobilenet_v1():
+    layers = [conv("conv1", 3, 32, 224, 3, stride=2, padding=1)]
+    c, hw = 32, 112
+    for i, (out, stride) in enumerate([(64, 1), (128, 2), (128, 1), (256, 2), (256, 1),
+                                       (512, 2), (512, 1), (512, 1), (512, 1), (512, 1),
+                                       (512, 1), (1024, 2), (1024, 1)], start=2):
+        layers.append(conv(f"dw{i}", c, c, hw, 3, stride=stride, padding=1, groups=c))
+        hw = (hw + 2 - 3) // stride + 1
+        layers.append(conv(f"pw{i}", c, out, hw, 1))
+        c = out
+    layers.append(dense("fc", 1024, 1000))           # after a 7 x 7 average pool
+    return tuple(layers)
+
+
+def _pool_ceil(hw: int) -> int:
+    """Output size of a 3 x 3 stride-2 max-pool that rounds up (Caffe, torchvision ceil_mode)."""
+    return -(-(hw - 3) // 2) + 1
+
+
+def _squeezenet1_0():
+    layers = [conv("conv1", 3, 96, 224, 7, stride=2)]
+    hw = _pool_ceil((224 - 7) // 2 + 1)              # 109 -> 54
+    c = 96
+    fires = [(2, 16, 64), (3, 16, 64), (4, 32, 128), "pool", (5, 32, 128), (6, 48, 192),
+             (7, 48, 192), (8, 64, 256), "pool", (9, 64, 256)]
+    for fire in fires:
+        if fire == "pool":
+            hw = _pool_ceil(hw)
+            continue
+        i, squeeze, expand = fire
+        layers += [conv(f"fire{i}_squeeze", c, squeeze, hw, 1),
+                   conv(f"fire{i}_expand1x1", squeeze, expand, hw, 1),
+                   conv(f"fire{i}_expand3x3", squeeze, expand, hw, 3, padding=1)]
+        c = 2 * expand
+    layers.append(conv("conv10", c, 1000, hw, 1))    # then the global average pool
+    return tuple(layers)
+
+
+def _shufflenet_v1(groups: int = 3):
+    out_channels = {3: (240, 480, 960)}[groups]
+    layers = [conv("conv1", 3, 24, 224, 3, stride=2, padding=1)]
+    c, hw = 24, 56                                   # after the 3 x 3 stride-2 max-pool
+    for stage, (out, repeats) in enumerate(zip(out_channels, (4, 8, 4)), start=2):
+        mid = out // 4
+        for unit in range(1, repeats + 1):
+            stride = 2 if unit == 1 else 1
+            first_groups = 1 if (stage, unit) == (2, 1) else groups
+            branch = out - c if stride == 2 else out  # stride 2: concatenated with the input
+            name = f"stage{stage}_{unit}"
+            layers.append(conv(f"{name}_gconv1", c, mid, hw, 1, groups=first_groups))
+            layers.append(conv(f"{name}_dw", mid, mid, hw, 3, stride=stride, padding=1,
+                               groups=mid))
+            hw = (hw + 2 - 3) // stride + 1
+            layers.append(conv(f"{name}_gconv2", mid, branch, hw, 1, groups=groups))
+            c = out
+    layers.append(dense("fc", c, 1000))              # after the global average pool
+    return tuple(layers)
+
+
 #: Network name -> tuple of layers, in order.
 NETWORKS: dict[str, tuple[Layer, ...]] = {
     "alexnet": (
@@ -181,6 +266,9 @@ NETWORKS: dict[str, tuple[Layer, ...]] = {
     ),
     "mnist": _seed_mnist(28),
     "digits": _seed_mnist(8),
+    "mobilenet_v1": _mobilenet_v1(),
+    "squeezenet1_0": _squeezenet1_0(),
+    "shufflenet_v1": _shufflenet_v1(3),
 }
 
 
