@@ -1,4 +1,5 @@
-"""``mulfree compress``: Deep Compression of a float checkpoint (prune, share, Huffman)."""
+"""``mulfree compress``: Deep Compression of a float checkpoint (prune, share, Huffman), or
+structured pruning of whole channels (``--channels``) of any model that can be rebuilt."""
 
 from __future__ import annotations
 
@@ -30,19 +31,29 @@ def _numbers(kind):
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "compress", help="Deep Compression: prune, share weights, Huffman-code a float model",
+        "compress", help="Deep Compression of a float model, or channel pruning (--channels)",
         description="Prune a float checkpoint (from mulfree train --net lenet300 or float) by "
                     "magnitude with retraining, share its weights by k-means with centroid "
                     "fine-tuning, store them with relative indices and Huffman-code them; "
                     "print the per-layer table and the accuracy before and after. Settings "
-                    "take one value or one per weight layer (comma-separated).")
-    parser.add_argument("model", metavar="MODEL.npz", help="a float checkpoint")
+                    "take one value or one per weight layer (comma-separated). With "
+                    "--channels, remove whole channels instead (an integer model or a float "
+                    "checkpoint), fine-tune, and write a smaller dense model of the same kind.")
+    parser.add_argument("model", metavar="MODEL.npz",
+                        help="a float checkpoint (or, with --channels, an integer model)")
     prune = parser.add_mutually_exclusive_group()
     prune.add_argument("--prune", type=_numbers(float), default=None, metavar="SPARSITY",
                        help="fraction of each layer's weights to prune, in [0, 1] "
                             "(default 0.85,0.9,0.6 for a 3-layer network, else 0.8)")
     prune.add_argument("--prune-quality", type=_numbers(float), default=None, metavar="Q",
                        help="prune |w| <= Q x std(w) instead of a target sparsity")
+    prune.add_argument("--channels", type=_numbers(float), default=None, metavar="RATIO",
+                       help="structured pruning: the fraction of each hidden layer's channels "
+                            "to keep, in (0, 1] (one value or one per hidden layer)")
+    parser.add_argument("--select", default="lasso", choices=["l1", "lasso"],
+                        help="with --channels: keep the filters of largest L1 norm, or select "
+                             "by LASSO and reconstruct the next layer by least squares (He "
+                             "et al. 2017; default)")
     parser.add_argument("--prune-steps", type=int, default=4,
                         help="pruning steps, each followed by retraining (default 4)")
     parser.add_argument("--retrain-epochs", type=int, default=20,
@@ -50,13 +61,16 @@ def register(subparsers) -> None:
     parser.add_argument("--share-bits", type=_numbers(int), default=4, metavar="BITS",
                         help="bits of a cluster index, 2 to 8: 2^BITS - 1 centroids and zero "
                              "(default 4)")
-    parser.add_argument("--finetune-epochs", type=int, default=10,
-                        help="centroid fine-tuning epochs (default 10)")
+    parser.add_argument("--finetune-epochs", type=int, default=None,
+                        help="centroid fine-tuning epochs (default 10); with --channels, "
+                             "fine-tuning epochs of the pruned network (default 20)")
     parser.add_argument("--index-bits", type=_numbers(int), default=4, metavar="BITS",
                         help="bits of a relative index, e.g. 4, 5, 8 (default 4)")
     parser.add_argument("--huffman", action="store_true",
                         help="store the Huffman-coded streams (else the raw fields)")
-    parser.add_argument("--lr", type=float, default=3e-4, help="retraining learning rate")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="retraining learning rate (default 3e-4; with --channels the "
+                             "first fine-tuning epoch's, decaying to 1e-4, default 3e-3)")
     parser.add_argument("--seed", type=int, default=0, help="shuffling seed")
     parser.add_argument("--dataset", default=None, metavar="SPEC",
                         help="digits or mnist:PATH (default: the model's)")
@@ -75,6 +89,13 @@ def _check_output(path: str, force: bool) -> None:
 
 def run(args) -> int:
     _check_output(args.output, args.force)
+    if args.channels is not None:
+        from mulfree.channel_pruning import run_channels
+        return run_channels(args)
+    if args.finetune_epochs is None:
+        args.finetune_epochs = 10
+    if args.lr is None:
+        args.lr = 3e-4
     for name, value, minimum in (("--prune-steps", args.prune_steps, 1),
                                  ("--retrain-epochs", args.retrain_epochs, 0),
                                  ("--finetune-epochs", args.finetune_epochs, 0)):
@@ -85,8 +106,9 @@ def run(args) -> int:
     loaded = deploy.load(args.model)
     if not isinstance(loaded, deploy.FloatCheckpoint):
         raise UsageError(f"{args.model!r} is an integer model of {loaded.meta.get('net', '?')}; "
-                         "compress takes a float checkpoint (mulfree train --net lenet300 or "
-                         "float): quantized weights already take 1 to 3 bits")
+                         "Deep Compression takes a float checkpoint (mulfree train --net "
+                         "lenet300 or float): quantized weights already take 1 to 3 bits "
+                         "(--channels prunes integer models)")
     ds, _ = load_matching_dataset(loaded, args.dataset)
     shift_bn = bool(loaded.meta.get("shift_bn", False))
     net = nets.build(loaded.net, loaded.input_shape, loaded.classes,

@@ -100,6 +100,7 @@ def test_train_on_mnist_files_and_float_checkpoint(tmp_path, capsys):
 def test_list_networks(capsys):
     code, out, _ = run_cli(capsys, "train", "--list")
     assert code == 0
-    for name in ("binarynet", "ternarynet", "dorefanet", "float", "lenet300", "binarymlp"):
+    for name in ("binarynet", "ternarynet", "dorefanet", "float", "lenet300", "binarymlp",
+                 "mobilenet_tiny"):
         assert name in out
-    assert len(out.strip().splitlines()) == 6
+    assert len(out.strip().splitlines()) == 7
