@@ -30,8 +30,8 @@ __all__ = [
     "Layer", "Sequential", "Linear", "QuantizedWeights", "Dense", "Conv2d", "BinaryDense",
     "BinaryConv2d", "TernaryDense", "TernaryConv2d", "Pow2Dense", "Pow2Conv2d", "DorefaDense",
     "DorefaConv2d", "IntDense", "IntConv2d", "Sign", "BatchNorm", "MaxPool2d", "Flatten", "ReLU",
-    "HardTanh", "QuantizeGradients", "im2col", "col2im", "conv_output_size", "softmax_cross_entropy", "ap2",
-    "QUANTIZED_LAYERS",
+    "HardTanh", "QuantizeGradients", "im2col", "col2im", "conv_output_size",
+    "softmax_cross_entropy", "ap2", "QUANTIZED_LAYERS",
 ]
 
 

@@ -49,6 +49,26 @@ def _network(loaded, path: str):
     return name, net, options
 
 
+def prune_and_finetune(net, name: str, options: dict, ds, ratio, *, select: str = "lasso",
+                       epochs: int = FINETUNE_EPOCHS, lr: float = FINETUNE_LR, seed: int = 0,
+                       progress: bool = False):
+    """Prune ``net`` (network ``name`` of ``model.nets``, built with ``options``) to ``ratio``
+    of its hidden channels on data set ``ds``, then fine-tune it. Returns the
+    ``model.channels.PruneResult`` (its network fine-tuned) and the test accuracy right after
+    pruning, before fine-tuning."""
+    x_train, x_test = ds.x_train.astype(np.float64), ds.x_test.astype(np.float64)
+    result = channels.prune_channels(
+        net, x_train, ratio, method=select, net_name=name, input_shape=ds.input_shape,
+        classes=ds.classes, pixel_max=ds.pixel_max, options=options, seed=seed)
+    pruned_acc = training.accuracy(result.net, x_test, ds.y_test)
+    if epochs:
+        training.train(result.net, x_train, ds.y_train, epochs=epochs,
+                       batch_size=nets.NETS[name].batch_size, lr=lr,
+                       lr_end=min(lr, FINETUNE_LR_END), seed=seed, progress=progress,
+                       desc=f"{name} fine-tune")
+    return result, pruned_acc
+
+
 def _cost(path):
     from sim.model_cost import model_cost
     return {c.name: c for c in model_cost(path)}
@@ -74,23 +94,17 @@ def run_channels(args) -> int:
     prunables = channels.prunable_layers(net)
     keeps = channels.keep_counts(args.channels, prunables)
     ds, _ = load_matching_dataset(loaded, args.dataset)
-    x_train, x_test = ds.x_train.astype(np.float64), ds.x_test.astype(np.float64)
+    x_test = ds.x_test.astype(np.float64)
     integer = isinstance(loaded, deploy.IntegerModel)
     with one_blas_thread():
         before_acc = (float(np.mean(deploy.predict(loaded, ds.x_test) == ds.y_test)) if integer
                       else training.accuracy(net, x_test, ds.y_test))
-        print(f"pruning {name} to {', '.join(f'{k}/{p.channels}' for k, p in zip(keeps, prunables))}"
-              f" channels ({args.select} selection), then {epochs} epochs of fine-tuning")
-        result = channels.prune_channels(
-            net, x_train, args.channels, method=args.select, net_name=name,
-            input_shape=loaded.input_shape, classes=loaded.classes,
-            pixel_max=loaded.pixel_max, options=options, seed=args.seed)
-        pruned_acc = training.accuracy(result.net, x_test, ds.y_test)
-        if epochs:
-            training.train(result.net, x_train, ds.y_train, epochs=epochs,
-                           batch_size=nets.NETS[name].batch_size, lr=lr,
-                           lr_end=min(lr, FINETUNE_LR_END), seed=args.seed,
-                           progress=not args.no_progress, desc=f"{name} fine-tune")
+        kept = ", ".join(f"{k}/{p.channels}" for k, p in zip(keeps, prunables))
+        print(f"pruning {name} to {kept} channels ({args.select} selection), then {epochs} "
+              "epochs of fine-tuning")
+        result, pruned_acc = prune_and_finetune(
+            net, name, options, ds, args.channels, select=args.select, epochs=epochs, lr=lr,
+            seed=args.seed, progress=not args.no_progress)
         meta = dict(loaded.meta, widths=list(result.widths), pruned_from={
             "model": str(args.model), "widths": [p.channels for p in prunables],
             "select": args.select, "ratio": args.channels, "finetune_epochs": epochs,

@@ -85,7 +85,8 @@ def run(args) -> int:
             print(f"fine-tuned {args.epochs} epochs: {100 * accuracy['fine_tuned']:.2f} %")
         trained_pred = training.predict(target, x_test)
         meta = {"net": args.net, "dataset": ds.spec(), "shift_bn": shift_bn,
-                "widths": options.get("widths"), "quantized_from": {"net": loaded.net, "checkpoint": os.path.basename(
+                "widths": options.get("widths"),
+                "quantized_from": {"net": loaded.net, "checkpoint": os.path.basename(
                     args.checkpoint)}, "fine_tune_epochs": args.epochs, "seed": args.seed,
                 "accuracy": {**accuracy, "trained_model": float(np.mean(
                     trained_pred == ds.y_test)), "test_images": len(ds.y_test)}}
