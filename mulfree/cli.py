@@ -18,7 +18,7 @@ import mulfree.commands
 from mulfree.errors import UsageError
 
 # The order commands are listed in ``mulfree --help`` (others follow alphabetically).
-_ORDER = ["demo", "train", "evaluate", "quantize", "compress", "generate", "run-layer",
+_ORDER = ["demo", "train", "evaluate", "inspect", "quantize", "compress", "generate", "run-layer",
           "energy", "build", "doctor"]
 
 

@@ -139,3 +139,33 @@ def test_channel_pruning_refusals(binarymlp, tmp_path, capsys):
               str(out_path)])
     assert exit_info.value.code == 2
     assert "not allowed with argument --channels" in capsys.readouterr().err
+
+
+def test_inspect_prints_repeated_kernels_of_binary_layers(binarymlp, tmp_path, capsys):
+    from model import kernels
+
+    code, out, err = run_cli(capsys, "inspect", binarymlp)
+    assert code == 0, err
+    model = deploy.load(binarymlp)
+    assert out.splitlines()[0].startswith(f"{binarymlp}: integer model of binarymlp on digits")
+    first = model.layers[0]                               # binary weights on pixel codes
+    ks = kernels.kernel_stats("binary", first.weights)
+    assert (f"kernels 1x1 (per filter and +/-1 input channel): {ks.distinct:,} of 16,384 "
+            "distinct") in out
+    rc = kernels.reuse_counts("binary", first.weights, height=1, width=1)
+    assert f"reuse, each distinct row once per input row: {rc.products:,} of 16,384 MACs" in out
+    # A 1x1 +/-1 row is a sign: reuse saves products but each filter still adds.
+    assert rc.products == 64 and rc.adds == 16_384
+    assert "needs 0.4 % more MAC slots" in out
+    assert out.count("filter rows (1 word of 32 lanes)") == 1   # the xnor layer
+
+
+def test_inspect_other_files(tmp_path, capsys):
+    ds = data.load_digits()
+    net = nets.build("ternarynet", ds.input_shape, pixel_max=ds.pixel_max)
+    path = tmp_path / "t.npz"
+    deploy.save(deploy.fold(net, input_shape=ds.input_shape, pixel_max=ds.pixel_max), path)
+    code, out, _ = run_cli(capsys, "inspect", path)
+    assert code == 0 and "no layer has +/-1 weights: nothing to reuse" in out
+    code, _, err = run_cli(capsys, "inspect", tmp_path / "none.npz")
+    assert code == 2 and "not found" in one_error_line(err, "inspect")
