@@ -50,7 +50,7 @@ import numpy as np
 
 from model import layers as L
 
-__all__ = ["NetSpec", "NETS", "QUANTIZED_NETS", "DEFAULT_NET", "build", "build_options",
+__all__ = ["NetSpec", "NETS", "QUANTIZED_NETS", "ARRAY_NETS", "DEFAULT_NET", "build", "build_options",
            "binarynet", "ternarynet", "dorefanet", "float_net", "lenet300", "binarymlp",
            "mobilenet_tiny", "DOREFA_BITS", "parse_bits"]
 
@@ -233,7 +233,8 @@ class NetSpec:
 
     ``widths``: the default hidden widths when the builder takes ``widths`` (structured
     pruning can shrink them), else None. ``bits``: the default (W, A, G) when the builder
-    takes ``bits`` (``mulfree train --bits``), else None.
+    takes ``bits`` (``mulfree train --bits``), else None. ``grouped``: the network has
+    grouped (depthwise) convolutions, which the array does not run yet.
     """
 
     name: str
@@ -246,6 +247,7 @@ class NetSpec:
     quantized: bool = True
     widths: tuple[int, ...] | None = None
     bits: tuple[int, int, int] | None = None
+    grouped: bool = False
 
 
 NETS: dict[str, NetSpec] = {spec.name: spec for spec in (
@@ -261,11 +263,16 @@ NETS: dict[str, NetSpec] = {spec.name: spec for spec in (
             widths=(300, 100)),
     NetSpec("binarymlp", binarymlp, "binary 64-256-10 MLP", 30, 1e-2, 1e-4, widths=(256,)),
     NetSpec("mobilenet_tiny", mobilenet_tiny,
-            "depthwise-separable, ternary weights, binary activations", 40, 3e-2, 1e-4),
+            "depthwise-separable, ternary weights, binary activations", 40, 3e-2, 1e-4,
+            grouped=True),
 )}
 
 #: The networks that fold into an integer model (every one but the float baselines).
 QUANTIZED_NETS: tuple[str, ...] = tuple(name for name, spec in NETS.items() if spec.quantized)
+
+#: The quantized networks whose every layer runs on the array today (no grouped layers).
+ARRAY_NETS: tuple[str, ...] = tuple(name for name in QUANTIZED_NETS
+                                    if not NETS[name].grouped)
 
 #: What ``mulfree train`` trains without ``--net``.
 DEFAULT_NET = "binarynet"

@@ -135,6 +135,10 @@ def _model_args(path, params, counter_bits: int | None) -> tuple[dict, str]:
     if not isinstance(loaded, deploy.IntegerModel):
         raise UsageError(f"{path} is a float checkpoint; the accelerator needs a quantized "
                          "model (mulfree train --scheme ...)")
+    grouped = [i for i, il in enumerate(loaded.layers) if il.groups != 1]
+    if grouped:
+        raise UsageError(f"layers {grouped} of {path} are grouped (depthwise); the array runs "
+                         "groups = 1 only for now")
     groups = {}
     for index, il in enumerate(loaded.layers):
         key = (il.scheme, il.a_bits, il.w_bits)

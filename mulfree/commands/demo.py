@@ -29,7 +29,7 @@ def register(subparsers) -> None:
                         help="report folder (default mulfree-demo)")
     parser.add_argument("--force", action="store_true", help="replace an existing report folder")
     parser.add_argument("--net", default=d.net, metavar="NAME",
-                        help=f"network ({', '.join(nets.QUANTIZED_NETS)};"
+                        help=f"network ({', '.join(nets.ARRAY_NETS)};"
                              f" default {d.net})")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the "
                         "network's)")
@@ -58,10 +58,13 @@ def run(args) -> int:
 
     quantized = nets.QUANTIZED_NETS
     if args.net not in nets.NETS:
-        raise UsageError(f"unknown network {args.net!r}; allowed: {', '.join(quantized)}")
+        raise UsageError(f"unknown network {args.net!r}; allowed: {', '.join(nets.ARRAY_NETS)}")
     if args.net not in quantized:
         raise UsageError(f"network {args.net!r} is a float network; the demo needs a quantized "
-                         f"one: {', '.join(quantized)}")
+                         f"one: {', '.join(nets.ARRAY_NETS)}")
+    if args.net not in nets.ARRAY_NETS:
+        raise UsageError(f"network {args.net!r} has grouped (depthwise) layers, which the array "
+                         f"does not run yet; the demo runs {', '.join(nets.ARRAY_NETS)}")
     for name, value, lo in (("--images", args.images, 1), ("--rows", args.rows, 1),
                             ("--cols", args.cols, 1)):
         if value < lo:

@@ -169,3 +169,15 @@ def test_inspect_other_files(tmp_path, capsys):
     assert code == 0 and "no layer has +/-1 weights: nothing to reuse" in out
     code, _, err = run_cli(capsys, "inspect", tmp_path / "none.npz")
     assert code == 2 and "not found" in one_error_line(err, "inspect")
+
+
+def test_demo_and_build_refuse_grouped_networks(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "demo", "--net", "mobilenet_tiny", "-o", tmp_path / "d")
+    assert code == 2 and "has grouped (depthwise) layers" in one_error_line(err, "demo")
+    ds = data.load_digits()
+    net = nets.build("mobilenet_tiny", ds.input_shape, pixel_max=ds.pixel_max)
+    path = tmp_path / "mb.npz"
+    deploy.save(deploy.fold(net, input_shape=ds.input_shape, pixel_max=ds.pixel_max), path)
+    code, _, err = run_cli(capsys, "build", "--board", "icebreaker", "--model", path, "-o",
+                           tmp_path / "b")
+    assert code == 2 and "are grouped (depthwise)" in one_error_line(err, "build")
