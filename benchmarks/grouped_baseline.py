@@ -60,7 +60,8 @@ def row(label: str, s: LayerShape, params: ArrayParams) -> str:
     macs = s.groups * pred["macs"]
     mp = pred["mapping"]
     return (f"| {label} | {params.rows}x{params.cols} | {s.groups} | "
-            f"[{s.M}, {s.C // s.groups}, {s.R}, {s.S}] on {s.H}x{s.W}, stride {s.stride} | "
+            f"[{s.M // s.groups}, {s.C // s.groups}, {s.R}, {s.S}] on {s.H}x{s.W}, "
+            f"stride {s.stride} | "
             f"{mp.q}, {mp.p}, {mp.Fseg}, {mp.Gc} | {cycles:,} | {macs / (params.pes * cycles):.1%} "
             f"| {parts['row_fill']:.0%} | {parts['col_fill']:.0%} |")
 
