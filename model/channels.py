@@ -157,11 +157,10 @@ def _effective_weights(layer: L.Linear) -> np.ndarray:
     return lv * (np.asarray(scale).reshape(-1, 1) if np.ndim(scale) else scale)
 
 
-def _column_channels(layer: L.Linear, channels: int, spatial: int) -> np.ndarray:
+def _column_channels(layer: L.Linear, channels: int) -> np.ndarray:
     """Input channel of each product column (``(c, r, s)`` order, or channel-major features)."""
     k = layer.params["weight"][0].size
-    per = k // channels
-    return np.arange(k) // per
+    return np.arange(k) // (k // channels)
 
 
 def _inputs_of(net: L.Sequential, index: int, x: np.ndarray) -> np.ndarray:
@@ -304,7 +303,7 @@ def prune_channels(net: L.Sequential, x_sample: np.ndarray, ratio, *, method: st
             rows = _rows(cur, _inputs_of(work, p.next_index, x_sample))
             m = target.shape[1]
             pick = rng.permutation(len(rows))[:max(64, samples // m)]
-            channel_of = _column_channels(cur, p.channels, p.spatial)
+            channel_of = _column_channels(cur, p.channels)
             kept = lasso_select(rows[pick], target[pick], _effective_weights(cur), channel_of,
                                 keep)
             remove_channels(work, p, kept)

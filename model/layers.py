@@ -737,7 +737,8 @@ class QuantizeGradients(Layer):
     ``2 M [quantize_k(g / (2M) + 1/2 + N(k)) - 1/2]`` with ``M`` the max-abs over all axes but
     the batch and ``N(k)`` uniform noise of one step (``model.quant.dorefa_gradients``).
     ``bits`` = 32 passes the gradient unchanged (the paper's "G = 32": float gradients). The
-    noise comes from a generator seeded with ``seed``, so training stays reproducible.
+    noise comes from ``numpy.random.default_rng(seed)`` (``seed``: an int or a sequence of
+    ints, e.g. the network's seed and the layer's position), so training stays reproducible.
     Inference never sees it: the deployment model folds it away.
     """
 

@@ -50,8 +50,8 @@ import numpy as np
 
 from model import layers as L
 
-__all__ = ["NetSpec", "NETS", "QUANTIZED_NETS", "ARRAY_NETS", "DEFAULT_NET", "build", "build_options",
-           "binarynet", "ternarynet", "dorefanet", "float_net", "lenet300", "binarymlp",
+__all__ = ["NetSpec", "NETS", "QUANTIZED_NETS", "ARRAY_NETS", "DEFAULT_NET", "build",
+           "build_options", "binarynet", "ternarynet", "dorefanet", "float_net", "lenet300", "binarymlp",
            "mobilenet_tiny", "DOREFA_BITS", "parse_bits"]
 
 

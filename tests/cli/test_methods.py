@@ -167,6 +167,12 @@ def test_inspect_other_files(tmp_path, capsys):
     deploy.save(deploy.fold(net, input_shape=ds.input_shape, pixel_max=ds.pixel_max), path)
     code, out, _ = run_cli(capsys, "inspect", path)
     assert code == 0 and "no layer has +/-1 weights: nothing to reuse" in out
+    ckpt = tmp_path / "f.npz"
+    deploy.save_float(nets.build("lenet300", ds.input_shape, pixel_max=ds.pixel_max), ckpt,
+                      net_name="lenet300", input_shape=ds.input_shape, pixel_max=ds.pixel_max,
+                      classes=10)
+    code, out, _ = run_cli(capsys, "inspect", ckpt)
+    assert code == 0 and "float checkpoint of lenet300" in out and "no binary kernels" in out
     code, _, err = run_cli(capsys, "inspect", tmp_path / "none.npz")
     assert code == 2 and "not found" in one_error_line(err, "inspect")
 
