@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.shapes import LayerShape
-from sim.energy.compute import INT16, Scheme, compute_pj
+from sim.energy.compute import INT16, Scheme, mac_pj
 from sim.energy.costs import cost_table
 from sim.energy.hardware import Hardware
 from sim.energy.network import LayerEnergy
@@ -203,8 +203,8 @@ def array_energy(layer: NamedLayer, counters: dict, hw: Hardware, *,
 
     ``counters``: the accelerator's counters plus ``by_type`` (``counters_by_type``). Every
     access is priced at its data type's width; compute is ``macs - skipped`` MACs on a PE
-    of ``lanes`` lanes (default: ``run_lanes(counters)``). ``batch`` images run one after
-    the other (every count scales with it).
+    of ``lanes`` lanes (default: ``run_lanes(counters)``; ``sim.energy.compute.mac_pj``).
+    ``batch`` images run one after the other (every count scales with it).
     """
     table = cost_table(costs)
     acc = scheme.layer_acc_bits(layer)
@@ -218,7 +218,7 @@ def array_energy(layer: NamedLayer, counters: dict, hw: Hardware, *,
     by_type = {x: sum(energy_of[(lv, x)] for lv in LEVELS) for x in DATA_TYPES}
     macs, skipped = counters["macs"] * batch, counters["skipped"] * batch
     lanes = run_lanes(counters) if lanes is None else lanes
-    mac = table.mac(compute_pj(scheme, acc, 1 if scheme.name == "xnor" else lanes)["total"])
+    mac = table.mac(mac_pj(scheme, acc, lanes, channels=layer.C // layer.groups))
     by_level["alu"] = by_type["compute"] = (macs - skipped) * mac
     return LayerEnergy(layer, OUR_ARRAY, batch, counts, float(macs), float(skipped),
                        by_level, by_type, {"loops": {}, "glb_order": "-", "dram_order": "-"},

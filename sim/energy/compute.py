@@ -12,7 +12,9 @@ figures of ``sim.energy.costs``, one slot with ``active`` working lanes costs
 
 Padding lanes (``active < lanes``) are idle: no product, no adder fed only by them.
 The energy of one MAC is the slot's energy over its active lanes, so the accumulator add
-is shared by the lanes. ``lanes = 1`` is the scalar PE: a product and an accumulator add.
+is shared by the lanes (``compute_pj``); a layer whose channels per group do not fill the
+last slot pays for it in ``mac_pj``. ``lanes = 1`` is the scalar PE: a product and an
+accumulator add.
 
 Product units (``p`` = width of the product entering the tree):
 
@@ -42,7 +44,8 @@ from model.ops import accumulator_width
 from model.quant import check_scheme, weight_bits
 from sim.energy.costs import GATE_PJ, add_pj, multiply_pj, sram_pj_per_bit
 
-__all__ = ["Scheme", "INT16", "compute_pj", "tree_adds", "default_sparsity", "can_skip"]
+__all__ = ["Scheme", "INT16", "compute_pj", "mac_pj", "tree_adds", "default_sparsity",
+           "can_skip"]
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,22 @@ def compute_pj(scheme: Scheme, acc_bits: int, lanes: int = 1,
     accumulate = add_pj(acc_bits) / active
     return {"product": product, "tree": tree, "accumulate": accumulate,
             "total": product + tree + accumulate}
+
+
+def mac_pj(scheme: Scheme, acc_bits: int, lanes: int = 1, channels: int | None = None) -> float:
+    """Average 45 nm energy of one MAC (pJ) when each output tap sums ``channels`` products
+    on ``lanes`` lanes: full slots, then one slot of the remaining channels (the other lanes
+    idle). ``channels`` ``None``: every slot full. ``xnor``: the word's lanes, always full.
+    """
+    if scheme.name == "xnor" or channels is None:
+        return compute_pj(scheme, acc_bits, lanes)["total"]
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"channels must be a positive integer, not {channels!r}")
+    full, rest = divmod(channels, lanes)
+    total = full * lanes * compute_pj(scheme, acc_bits, lanes)["total"]
+    if rest:
+        total += rest * compute_pj(scheme, acc_bits, lanes, rest)["total"]
+    return total / channels
 
 
 def default_sparsity(scheme: str) -> float:

@@ -21,13 +21,7 @@ from sim.energy.compute import INT16, Scheme, can_skip, compute_pj, default_spar
 from sim.energy.costs import ENERGY_LEVELS, cost_table
 from sim.energy.hardware import DEFAULT_RF_AREA_RATIO, Hardware, equal_area_hardware
 from sim.energy.search import CandidateCounts, candidate_counts, describe
-from sim.energy.specs import (
-    DATA_TYPES,
-    DATAFLOWS,
-    LEVELS,
-    PAPER_DATAFLOWS,
-    check_dataflow,
-)
+from sim.energy.specs import DATA_TYPES, DATAFLOWS, LEVELS, PAPER_DATAFLOWS, check_dataflow
 from sim.energy.tiles import Problem
 from sim.energy_presets import NamedLayer, layers_from_model, network
 

@@ -35,14 +35,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim.energy.hardware import Hardware
-from sim.energy.specs import (
-    DATA_TYPES,
-    DATAFLOWS,
-    DIMS,
-    LEVELS,
-    STATIONARY_ORDERS,
-    DataflowSpec,
-)
+from sim.energy.specs import (DATA_TYPES, DATAFLOWS, DIMS, LEVELS, STATIONARY_ORDERS,
+                              DataflowSpec)
 from sim.energy.tiles import Problem, evaluate, footprint
 
 __all__ = ["CandidateCounts", "candidate_counts", "describe"]

@@ -178,7 +178,7 @@ def test_the_level_each_dataflow_spends_most_on(alexnet):
 def test_rs_agrees_with_nn_dataflow(alexnet):
     # nn_dataflow (stanford-mast, commit 198a527; docs/energy.md says how it was run) gives
     # 61.668e9 for AlexNet CONV1-5 at batch 16 on a 16x16 array, 512 B RF, 128 kB buffer,
-    # costs 200/6/2/1 and MAC 1. The issue asks for agreement within 15 %.
+    # costs 200/6/2/1 and MAC 1. The goal: agreement within 15 %.
     ours = alexnet.dataflows["rs"].total_of("conv")
     assert ours / 61_667_559_680 == pytest.approx(1.0, abs=0.15)
 

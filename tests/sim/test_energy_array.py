@@ -242,6 +242,11 @@ def test_compute_of_a_lane_pe():
     # Padding lanes are idle: 5 working lanes of 8 cost a 5-input tree and the add, over 5.
     five = energy.compute_pj(binary, 24, lanes=8, active=5)
     assert five["tree"] == pytest.approx(sum(map(energy.add_pj, [9, 9, 10, 11])) / 5)
+    # A layer of 13 channels per group on 8 lanes: one full slot and one of 5 per tap.
+    assert energy.mac_pj(binary, 24, 8, channels=13) == pytest.approx(
+        (8 * eight["total"] + 5 * five["total"]) / 13)
+    assert energy.mac_pj(binary, 24, 8, channels=16) == pytest.approx(eight["total"])
+    assert energy.mac_pj(binary, 24, 1, channels=3) == pytest.approx(one["total"])
     int8 = energy.compute_pj(energy.Scheme("int", 8, 8), 24, lanes=8)
     assert int8["product"] == pytest.approx(0.2)
     assert int8["tree"] == pytest.approx((4 * energy.add_pj(16) + 2 * energy.add_pj(17)
