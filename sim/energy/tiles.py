@@ -29,8 +29,8 @@ all of it. A *pass* is one iteration of the loops above the spatial ones: a word
 need during a pass is read from the GLB once and delivered to every PE that needs it
 (multicast, or forwarded PE to PE), so spatial loops over a dimension a data type does not
 depend on multicast it, and spatial loops over a reduction dimension add partial sums
-across PEs (array transfers). ``tests/sim/test_energy.py`` checks every count against a
-walk of the loop nest that tracks the exact words each tile holds.
+across PEs (array transfers). ``tests/sim/test_energy_counts.py`` checks every count
+against a walk of the loop nest that tracks the exact words each tile holds.
 
 Dimensions that do not divide evenly are padded up to the mapping's tiles; the counts of a
 data type are scaled by its real / padded volume (a partial tile still costs one refetch of
