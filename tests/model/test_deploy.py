@@ -247,13 +247,14 @@ def test_load_refuses_other_versions_and_corrupt_files(models, tmp_path):
 
     def bump_version(arrays):
         manifest = json.loads(arrays["manifest"].tobytes())
-        manifest["version"] = 2
+        manifest["version"] = 3
         arrays["manifest"] = np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8)
 
-    other = tmp_path / "v2.npz"
+    other = tmp_path / "v3.npz"
     other.write_bytes(path.read_bytes())
     rewrite(other, bump_version)
-    with pytest.raises(ValueError, match="version 2 mulfree model; this mulfree reads version 1"):
+    with pytest.raises(ValueError, match="version 3 mulfree model; this mulfree reads versions "
+                                         "1 and 2 only"):
         deploy.load(other)
 
     def damage(arrays):
