@@ -184,11 +184,18 @@ def _bits(graph: Graph, node) -> int:
 
 
 def _quant_attrs(node) -> tuple[bool, bool, str]:
-    """``signed``, ``narrow``, ``rounding_mode`` with the executor's defaults."""
+    """``signed``, ``narrow``, ``rounding_mode`` as the executor reads them (it requires
+    ``signed`` and ``narrow`` and defaults ``rounding_mode`` to ``ROUND``)."""
     op = getCustomOp(node)
-    signed = bool(op.get_nodeattr("signed"))
-    narrow = bool(op.get_nodeattr("narrow"))
-    mode = _text(op.get_nodeattr("rounding_mode"))
+    values = {}
+    for name in ("signed", "narrow", "rounding_mode"):
+        try:
+            values[name] = op.get_nodeattr(name)
+        except Exception:  # the executor's own refusal of a missing required attribute
+            raise refuse(node, f"attribute {name!r} is not set, and qonnx's executor requires "
+                         "it (set signed and narrow explicitly)") from None
+    signed, narrow = bool(values["signed"]), bool(values["narrow"])
+    mode = _text(values["rounding_mode"])
     try:
         rounding_function(mode)
     except ValueError as exc:
