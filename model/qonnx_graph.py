@@ -627,11 +627,19 @@ def walk(graph: Graph) -> tuple[Quantizer, object, list[GraphLayer]]:
 
 
 def _trailing(graph: Graph, node) -> bool:
-    """True if only Flatten/Reshape/Identity nodes follow ``node`` up to the graph output."""
+    """True if ``node`` and what follows it up to the graph output are only Flatten, Reshape
+    and Identity nodes; refuses one of them that does more than flatten to [1, K]."""
+    nodes = []
     while node is not None:
         if node.op_type not in _RESHAPE + ("Identity",):
             return False
+        nodes.append(node)
         node = graph.consumer(node.output[0])
+    for node in nodes:
+        if node.op_type in _RESHAPE and not _reshape_is_flatten(graph, node):
+            raise refuse(node, f"reshapes {graph.shape(node.input[0])} to "
+                         f"{graph.shape(node.output[0])}; only flattening to [1, K] is "
+                         "supported")
     return True
 
 

@@ -41,7 +41,8 @@ def _modules():
     try:
         from model import qonnx_compare, qonnx_import
     except ImportError as exc:
-        raise UsageError(f"mulfree import needs the qonnx extra ({exc.name} is missing): "
+        missing = (exc.name or "qonnx").split(".")[0]
+        raise UsageError(f"mulfree import needs the qonnx extra ({missing} is missing): "
                          "pip install 'mulfree[qonnx]'") from None
     return qonnx_import, qonnx_compare
 
