@@ -542,7 +542,7 @@ def run_integer(model: IntegerModel, x_codes, upto: int | None = None) -> Intege
         traces.append(LayerTrace(inputs, acc, pooled, out))
         acts = out
     done = count == len(model.layers)
-    return IntegerTrace(traces, np.argmax(acts, axis=1) if done else None)
+    return IntegerTrace(traces, np.argmax(acts.reshape(len(acts), -1), axis=1) if done else None)
 
 
 def hardware_layer(model: IntegerModel, index: int, image) -> "layer_file.Layer":

@@ -38,7 +38,7 @@ from qonnx.util.cleanup import cleanup_model
 
 from model import deploy
 from model.qonnx_graph import load_graph
-from model.qonnx_ref import Quantizer
+from model.qonnx_ref import Quantizer, rounding_function
 
 __all__ = ["Reference", "Comparison", "compare", "THRESHOLD_CHUNK"]
 
@@ -82,6 +82,12 @@ class Comparison:
     acc_max_residual: float = 0.0           # max |(out - b) / unit - acc| over all outputs
     threshold_equal: int = 0                # (channel, accumulator) pairs that agree
     threshold_checked: int = 0
+    ties: int = 0                           # (channel, accumulator) pairs whose quantizer
+                                            # input is an exact tie between two codes
+    ties_down: int = 0                      # (channel, accumulator) pairs whose quantizer
+                                            # input is an exact tie the executor rounds
+                                            # down (where thresholds that round ties up,
+                                            # FINN's, would give one more)
     argmax_equal: int = 0
     argmax_ties: int = 0                    # ... of the rest: the executor picked another of
                                             # the classes whose integer scores tie exactly
@@ -220,6 +226,22 @@ def _scales(ref: Reference, model: deploy.IntegerModel, reports) -> list:
     return out
 
 
+def _rounding(qnode) -> str:
+    if qnode.op_type == "BipolarQuant":
+        return "ROUND"
+    return str(getCustomOp(qnode).get_nodeattr("rounding_mode")).upper()
+
+
+def _ties(pre: np.ndarray, q: Quantizer, mode: str) -> tuple[int, int]:
+    """How many quantizer inputs sit exactly half-way between two codes inside the range, and
+    how many of those the executor rounds to the lower code (its float32 ``x / scale``)."""
+    y = pre / np.float32(q.scale) + np.float32(0.0)
+    lo, hi = q.code_range
+    tie = (y - np.floor(y) == 0.5) & (y > lo) & (y < hi)
+    down = tie & (rounding_function(mode)(y) == np.floor(y))
+    return int(np.sum(tie)), int(np.sum(down))
+
+
 def _thresholds(result: Comparison, ref: Reference, rec, report, scale, k: int) -> None:
     """Every accumulator in range through the executor's output ops and quantizer."""
     unit, bias = scale
@@ -254,9 +276,15 @@ def _thresholds(result: Comparison, ref: Reference, rec, report, scale, k: int) 
         proto = helper.make_model(g, opset_imports=list(ref.model.model.opset_import))
         proto.ir_version = ref.model.model.ir_version
         wrapper = ModelWrapper(proto).transform(InferShapes())
-        out = execute_onnx(wrapper, {linear.output[0]: x})[nodes[-1].output[0]]
-        got = _codes(np.asarray(out).reshape(batch, m, spatial), q)
+        ctx = execute_onnx(wrapper, {linear.output[0]: x}, return_full_exec_context=True)
+        got = _codes(np.asarray(ctx[nodes[-1].output[0]]).reshape(batch, m, spatial), q)
         got = got.transpose(1, 0, 2).reshape(m, -1)[:, :len(chunk)]
+        if not q.bipolar:
+            pre = np.asarray(ctx[qnode.input[0]], dtype=np.float32).reshape(batch, m, spatial)
+            pre = pre.transpose(1, 0, 2).reshape(m, -1)[:, :len(chunk)]
+            ties, down = _ties(pre, q, _rounding(qnode))
+            result.ties += ties
+            result.ties_down += down
         want = rec.activate(np.broadcast_to(chunk, (m, len(chunk)))[None])[0]
         equal = got == want
         result.threshold_checked += equal.size

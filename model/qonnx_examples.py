@@ -7,10 +7,11 @@ float64 calibration batch flowing through them, so that batch norms can be given
 statistics of the data they see (the codes after each quantizer then use their whole range).
 
 ``EXAMPLES`` names the networks: the five of the tests (``binary_conv``, ``ternary_conv``,
-``bnn_mlp``, ``lut_conv``, ``dorefa``) and three larger ones for the benchmark (``tfc_w1a1``,
-``tfc_w2a2``, ``cnv_w1a2``); ``cnv_float_scales`` is ``cnv_w1a2`` with the arbitrary float
-per-channel weight scales Brevitas learns, and ``ambiguous_tie`` a layer whose float result
-is not determined by its integer sum.
+``bnn_mlp``, ``lut_conv``, ``dorefa``), a requantization on exact ties (``requant``, and
+``requant_half_up`` with ``rounding_mode = HALF_UP``) and three larger ones for the
+benchmark (``tfc_w1a1``, ``tfc_w2a2``, ``cnv_w1a2``); ``cnv_float_scales`` is ``cnv_w1a2``
+with the arbitrary float per-channel weight scales Brevitas learns, and ``ambiguous_tie`` a
+layer whose float result is not determined by its integer sum.
 """
 
 from __future__ import annotations
@@ -351,6 +352,24 @@ def cnv(seed: int = 0, *, float_scales: bool = False) -> onnx.ModelProto:
     return g.build(y)
 
 
+def requant(seed: int = 0, rounding_mode: str | None = None) -> onnx.ModelProto:
+    """A ternary conv whose accumulator goes straight into the next quantizer (FINN-style
+    requantization, no batch norm): ``x / scale = acc / 2``, an exact tie at every odd
+    accumulator, rounded by ``rounding_mode`` (default half to even)."""
+    g = GraphBuilder("requant", (2, 6, 6), seed=seed, low=-0.1, high=1.1)
+    x = g.quant("x", scale=2.0 ** -4, bits=4, signed=False, narrow=False, name="in_q")
+    w = g.weights((4, 2, 3, 3), 0.6)
+    wq = g.quant("", scale=0.5, bits=2, signed=True, narrow=True, name="w1_q", value=w)
+    y = g.conv(x, wq, g.weight_values("int", w, 0.5), name="conv1", pad=1)
+    y = g.quant(y, scale=2.0 ** -4, bits=3, signed=True, narrow=False, name="act1_q",
+                rounding_mode=rounding_mode)
+    y = g.flatten(y, name="flat")
+    w2 = g.weights((144, 3), 0.6)
+    wq2 = g.quant("", scale=0.25, bits=2, signed=True, narrow=True, name="w2_q", value=w2)
+    y = g.matmul(y, wq2, g.weight_values("int", w2, 0.25), name="fc2")
+    return g.build(y)
+
+
 def ambiguous_tie(seed: int = 0) -> onnx.ModelProto:
     """Ternary weights with scale 0.1 on integer inputs, then a 2-bit quantizer of scale 0.2:
     an accumulator of 3 is ``0.1 + 0.1 + 0.1``, which float32 sums to 0.3 or 0.30000001
@@ -377,6 +396,8 @@ EXAMPLES = {
     "bnn_mlp": (bnn_mlp, -1.0, 1.0),
     "lut_conv": (lut_conv, -0.1, 1.1),
     "dorefa": (dorefa, -0.1, 1.1),
+    "requant": (requant, -0.1, 1.1),
+    "requant_half_up": (lambda seed=0: requant(seed, "HALF_UP"), -0.1, 1.1),
     "tfc_w1a1": (lambda seed=0: tfc(seed, weights="binary", act_bits=1), -1.0, 1.0),
     "tfc_w2a2": (lambda seed=0: tfc(seed, weights="ternary", act_bits=2), 0.0, 1.0),
     "cnv_w1a2": (cnv, 0.0, 1.0),

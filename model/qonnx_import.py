@@ -61,8 +61,7 @@ from qonnx.core.onnx_exec import execute_onnx
 from qonnx.transformation.infer_shapes import InferShapes
 
 from model import deploy, ops, quant
-from model.qonnx_graph import (Graph, GraphLayer, GraphWeights, ImportRefused, fmt,
-                                load_graph, refuse, walk)
+from model.qonnx_graph import Graph, GraphLayer, ImportRefused, fmt, load_graph, refuse, walk
 from model.qonnx_ref import FloatInterface, Quantizer
 from model.thresholds import fold_monotone_steps
 

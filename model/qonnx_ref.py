@@ -58,7 +58,7 @@ def rounding_function(mode: str):
 
 
 def quant_limits(signed: bool, narrow: bool, bits: int) -> tuple[int, int]:
-    """``(min_int, max_int)`` of a ``Quant`` of ``bits`` (the executor's ``min_int``/``max_int``)."""
+    """``(min_int, max_int)`` of a ``Quant`` of ``bits`` (the executor's functions)."""
     if signed:
         return -(1 << (bits - 1)) + (1 if narrow else 0), (1 << (bits - 1)) - 1
     return 0, (1 << bits) - (2 if narrow else 1)

@@ -137,3 +137,41 @@ def test_an_ambiguous_sum_is_refused():
     with pytest.raises(ImportRefused, match=r"^node 'conv1' \(Conv\): the integer sum does not "
                                             r"determine the float result: in channel 0"):
         import_qonnx(ex.build("ambiguous_tie"))
+
+
+@pytest.mark.parametrize("mode", ["ROUND", "HALF_UP", "HALF_DOWN", "FLOOR", "CEIL", "UP",
+                                  "DOWN"])
+def test_requantization_on_exact_ties_follows_the_rounding_mode(mode):
+    """conv -> Quant with x / scale = acc / 2: every odd accumulator is an exact tie."""
+    graph = ex.requant(rounding_mode=mode)
+    model, reports = import_qonnx(graph)
+    x = ex.sample_inputs("requant", graph, 16)
+    c = compare(graph, model, reports, x)
+    assert c.failures == [] and c.exact
+    layer = model.layers[0]
+    assert c.threshold_checked == layer.out_channels * (layer.acc_range[1] - layer.acc_range[0]
+                                                        + 1)
+    assert c.ties == 4 * 7                     # y = -3.5 .. 2.5 in each of 4 channels
+    down = {"ROUND": 16, "HALF_UP": 16, "HALF_DOWN": 12, "FLOOR": 28, "CEIL": 0, "UP": 16,
+            "DOWN": 12}
+    assert c.ties_down == down[mode]
+
+
+def test_a_graph_ending_in_a_quantizer_gives_its_codes_and_exact_values():
+    g = ex.GraphBuilder("quantized_out", (16,), seed=3, low=0.0, high=1.0)
+    y = g.quant("x", scale=2.0 ** -4, bits=4, signed=False, narrow=False, name="in_q")
+    w = g.weights((16, 5))
+    wq = g.quant("", scale=0.5, bits=2, signed=True, narrow=True, name="w1_q", value=w)
+    y = g.matmul(y, wq, g.weight_values("int", w, 0.5), name="fc1")
+    y = g.bn(y, name="bn1", flip=2)
+    y = g.quant(y, scale=0.25, bits=3, signed=True, narrow=False, name="out_q")
+    graph = g.build(y)
+    model, reports = import_qonnx(graph)
+    assert model.layers[-1].output == "levels" and model.layers[-1].out_min == -4
+    assert model.float_io.output_quantizer.scale == 0.25
+    x = np.random.default_rng(0).uniform(-0.1, 1.1, (32, 16)).astype(np.float32)
+    c = compare(graph, model, reports, x)
+    assert c.failures == [] and c.exact and c.max_rel_score_error == 0.0
+    run = deploy.run_float(model, x)
+    np.testing.assert_array_equal(run.outputs, run.codes.astype(np.float32) * np.float32(0.25))
+    assert run.codes.min() < 0
