@@ -20,12 +20,15 @@ import numpy as np
 import onnx
 from numpy.lib.stride_tricks import sliding_window_view
 from onnx import TensorProto, helper, numpy_helper
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.transformation.infer_shapes import InferShapes
 
+from model.qonnx_graph import QUANT_DOMAIN
 from model.qonnx_ref import Quantizer
 
-__all__ = ["GraphBuilder", "EXAMPLES", "build", "sample_inputs", "QUANT_DOMAIN"]
+__all__ = ["GraphBuilder", "EXAMPLES", "build", "sample_inputs"]
 
-QUANT_DOMAIN = "qonnx.custom_op.general"
+#: The ONNX opset of the standard ops (Brevitas exports 13 or later).
 OPSET = 13
 
 
@@ -181,8 +184,6 @@ class GraphBuilder:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),
                                                         helper.make_opsetid(QUANT_DOMAIN, 1)],
                                   producer_name="mulfree.qonnx_examples")
-        from qonnx.core.modelwrapper import ModelWrapper
-        from qonnx.transformation.infer_shapes import InferShapes
         return ModelWrapper(model).transform(InferShapes()).model
 
 

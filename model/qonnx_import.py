@@ -35,7 +35,10 @@ or +/-1) are the next layer's input codes unchanged. A layer's output ops and it
 quantizer are a monotone step function of its accumulator in every channel, so they become
 integer thresholds (``model.thresholds.fold_monotone_steps``) found by running qonnx's
 executor itself on the accumulator values ``s_a * s_w * acc (+ bias)``: its float32
-arithmetic, its ties and its rounding mode are reproduced, not re-derived.
+arithmetic, its ties and its rounding mode are reproduced, not re-derived. The accelerator
+max-pools the accumulator; where the ops before a ``MaxPool`` (a quantizer included)
+decrease with the accumulator in a channel (a negative batch-norm gain), that channel's
+integer weights are negated, so that max pooling them is still the graph's max pooling.
 
 When is that exact? The executor's ``Conv``/``MatMul`` output is a float32 sum whose
 rounding depends on the order of summation, unless every product and partial sum is exact.

@@ -29,6 +29,10 @@ evaluating the float computation at ``T - 1`` and ``T``; where rounding moved th
 bisection on the float computation finds it. Finally ``T - 1``, ``T`` and ``T + 1`` are
 verified for every threshold (``RuntimeError`` if that ever failed).
 
+``fold_monotone_steps`` does the same for any monotone step function given only through
+its values (a callable): how a computation that is not written here, such as another
+framework's executor on its own float32 arithmetic, is folded (``model.qonnx_import``).
+
 Domain: thresholds are exact for every integer ``y`` in ``y_range`` (default
 ``[-2**53, 2**53]``, where float64 holds every integer). Give the accumulator's range
 (``(-2**(w-1), 2**(w-1) - 1)`` for a w-bit accumulator) to get thresholds that fit a

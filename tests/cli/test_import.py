@@ -108,6 +108,31 @@ def test_evaluate_reports_accuracy_on_labels(tmp_path, capsys):
     assert "accuracy on the labels: 70.00 % (7/10)" in capsys.readouterr().out
 
 
+def test_evaluate_feeds_a_data_set_to_a_graph_of_its_shape(tmp_path, capsys):
+    """digits images become the graph's float inputs (pixels / 16) and its input quantizer
+    gives back the pixel codes."""
+    g = ex.GraphBuilder("digits_mlp", (1, 8, 8), seed=0)
+    y = g.quant("x", scale=1 / 16, bits=5, signed=False, narrow=False, name="in_q")
+    y = g.flatten(y, name="flat")
+    w = g.weights((64, 10))
+    wq = g.bipolar("", scale=1.0, name="w1_q", value=w)
+    y = g.matmul(y, wq, g.weight_values("bipolar", w, 1.0), name="fc1")
+    src = save(g.build(y), tmp_path / "d.onnx")
+    model = tmp_path / "d.npz"
+    assert main(["import", src, "-o", str(model), "--check", "4"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(model), "--dataset", "digits"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("imported model (d, 1 layers) on digits test set: ")
+    from model import data
+    ds = data.load_digits()
+    loaded = deploy.load(model)
+    codes = deploy.run_float(loaded, ds.x_test.astype(np.float32) / 16).input_codes
+    np.testing.assert_array_equal(codes, ds.x_test)
+    acc = np.mean(deploy.predict(loaded, ds.x_test) == ds.y_test)
+    assert f"{100 * acc:.2f} %" in text
+
+
 def test_build_sizes_the_look_up_table_accelerator_of_an_imported_model(tmp_path):
     from mulfree.commands.build import _model_args
     from sim.cycle_model import ArrayParams
