@@ -8,7 +8,8 @@ statistics of the data they see (the codes after each quantizer then use their w
 
 ``EXAMPLES`` names the networks: the five of the tests (``binary_conv``, ``ternary_conv``,
 ``bnn_mlp``, ``lut_conv``, ``dorefa``), a requantization on exact ties (``requant``, and
-``requant_half_up`` with ``rounding_mode = HALF_UP``) and three larger ones for the
+``requant_half_up`` with ``rounding_mode = HALF_UP``), the other output ops
+(``output_ops``) and three larger ones for the
 benchmark (``tfc_w1a1``, ``tfc_w2a2``, ``cnv_w1a2``); ``cnv_float_scales`` is ``cnv_w1a2``
 with the arbitrary float per-channel weight scales Brevitas learns, and ``ambiguous_tie`` a
 layer whose float result is not determined by its integer sum.
@@ -371,6 +372,37 @@ def requant(seed: int = 0, rounding_mode: str | None = None) -> onnx.ModelProto:
     return g.build(y)
 
 
+def output_ops(seed: int = 4) -> onnx.ModelProto:
+    """The other output ops: a conv bias, ``Sub`` from a constant (decreasing in every
+    channel, before a max pool: the weights are negated), ``Div``, ``Clip``, signed narrow
+    3-bit activations, and ``Sub`` from a constant after the last layer."""
+    g = GraphBuilder("output_ops", (2, 5, 5), seed=seed, low=-0.1, high=1.1)
+    x = g.quant("x", scale=2.0 ** -3, bits=3, signed=False, narrow=False, name="in_q")
+    w = g.weights((3, 2, 3, 3))
+    wq = g.quant("", scale=0.5, bits=2, signed=True, narrow=True, name="w1_q", value=w)
+    y = g.conv(x, wq, g.weight_values("int", w, 0.5), name="conv1", pad=1,
+               bias=np.array([0.25, -0.5, 0.125]))
+    c = np.array([0.3, 0.2, -0.4]).reshape(1, 3, 1, 1)
+    y0 = y
+    y = g.node("Sub", [g.const(c), y], "sub1")
+    d = np.array([1.5, 0.7, 2.0]).reshape(1, 3, 1, 1)
+    y1 = y
+    y = g.node("Div", [y, g.const(d)], "div1")
+    y2 = y
+    y = g.node("Clip", [y, g.const(-1.0), g.const(0.8)], "clip1")
+    g.cal[y1] = c - g.cal[y0]
+    g.cal[y2] = g.cal[y1] / d
+    g.cal[y] = np.clip(g.cal[y2], -1.0, 0.8)
+    y = g.quant(y, scale=0.25, bits=3, signed=True, narrow=True, name="act1_q")
+    y = g.maxpool(y, 2, name="pool1")
+    y = g.flatten(y, name="flat")
+    w2 = g.weights((12, 4))
+    wq2 = g.bipolar("", scale=0.5, name="w2_q", value=w2)
+    y = g.matmul(y, wq2, g.weight_values("bipolar", w2, 0.5), name="fc2")
+    y = g.node("Sub", [g.const(np.array([[3.0, -2.0, 1.0, 0.5]])), y], "sub2")
+    return g.build(y)
+
+
 def ambiguous_tie(seed: int = 0) -> onnx.ModelProto:
     """Ternary weights with scale 0.1 on integer inputs, then a 2-bit quantizer of scale 0.2:
     an accumulator of 3 is ``0.1 + 0.1 + 0.1``, which float32 sums to 0.3 or 0.30000001
@@ -399,6 +431,7 @@ EXAMPLES = {
     "dorefa": (dorefa, -0.1, 1.1),
     "requant": (requant, -0.1, 1.1),
     "requant_half_up": (lambda seed=0: requant(seed, "HALF_UP"), -0.1, 1.1),
+    "output_ops": (lambda seed=4: output_ops(seed), -0.1, 1.1),
     "tfc_w1a1": (lambda seed=0: tfc(seed, weights="binary", act_bits=1), -1.0, 1.0),
     "tfc_w2a2": (lambda seed=0: tfc(seed, weights="ternary", act_bits=2), 0.0, 1.0),
     "cnv_w1a2": (cnv, 0.0, 1.0),

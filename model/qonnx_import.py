@@ -112,8 +112,13 @@ class _OutputOps:
             self.inits)
         proto = helper.make_model(g, opset_imports=list(self.graph.model.model.opset_import))
         proto.ir_version = self.graph.model.model.ir_version
-        wrapper = ModelWrapper(proto).transform(InferShapes())
-        out = execute_onnx(wrapper, {self.in_name: x.reshape(shape)})[self.out_name]
+        try:
+            wrapper = ModelWrapper(proto).transform(InferShapes())
+            out = execute_onnx(wrapper, {self.in_name: x.reshape(shape)})[self.out_name]
+        except Exception as exc:  # onnxruntime and qonnx raise anything
+            first = self.graph.model.get_node_from_name(self.nodes[0].name)
+            raise refuse(first, f"qonnx's executor cannot run it on one value per channel: "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}") from None
         return np.asarray(out, dtype=np.float32).reshape(k, m)
 
 

@@ -14,7 +14,7 @@ from sim.run_layer import run_layers  # noqa: E402
 
 
 @pytest.mark.parametrize("name", ["binary_conv", "ternary_conv", "bnn_mlp", "lut_conv",
-                                  "dorefa"])
+                                  "dorefa", "output_ops"])
 def test_every_layer_runs_bit_exactly_on_the_accelerator(name):
     graph = ex.build(name)
     model, _ = import_qonnx(graph)

@@ -15,6 +15,8 @@ from model.qonnx_compare import Reference, compare  # noqa: E402
 from model.qonnx_import import import_qonnx  # noqa: E402
 
 FIVE = ["binary_conv", "ternary_conv", "bnn_mlp", "lut_conv", "dorefa"]
+#: and the other output ops (conv bias, Sub from a constant, Div, Clip, signed codes)
+GRAPHS = FIVE + ["output_ops"]
 SAMPLES = 48
 
 #: (scheme, has a codebook) of each layer
@@ -24,20 +26,21 @@ SCHEMES = {
     "bnn_mlp": [("xnor", False)] * 3,
     "lut_conv": [("dorefa", True), ("dorefa", True)],
     "dorefa": [("dorefa", False), ("dorefa", False)],
+    "output_ops": [("ternary", False), ("binary", False)],
 }
 
 
 @pytest.fixture(scope="module")
 def imported():
     out = {}
-    for name in FIVE:
+    for name in GRAPHS:
         graph = ex.build(name)
         model, reports = import_qonnx(graph)
         out[name] = graph, model, reports
     return out
 
 
-@pytest.mark.parametrize("name", FIVE)
+@pytest.mark.parametrize("name", GRAPHS)
 def test_the_model_equals_the_executor(imported, name):
     graph, model, reports = imported[name]
     ref = Reference(graph)
@@ -61,7 +64,7 @@ def test_the_model_equals_the_executor(imported, name):
     assert c.exact
 
 
-@pytest.mark.parametrize("name", FIVE)
+@pytest.mark.parametrize("name", GRAPHS)
 def test_layers_map_to_the_multiplier_free_schemes(imported, name):
     _, model, _ = imported[name]
     assert [(layer.scheme, layer.codebook is not None) for layer in model.layers] == \
@@ -98,14 +101,15 @@ def test_codes_outputs_and_inputs_are_what_the_graph_quantizes(imported):
 
 
 def test_decreasing_channels_before_max_pooling_get_negated_weights(imported):
-    """bn1 of binary_conv and lut_conv has a negative gain in one channel and the MaxPool
-    comes after the quantizer: max pooling the codes is min pooling the accumulator there,
-    so those channels' integer weights are negated (and the comparison stays exact)."""
-    for name, channel in (("binary_conv", 1), ("lut_conv", 2)):
+    """bn1 of binary_conv and lut_conv has a negative gain in one channel, output_ops
+    subtracts every channel from a constant, and the MaxPool comes after the quantizer: max
+    pooling the codes is min pooling the accumulator there, so those channels' integer
+    weights are negated (and the comparison stays exact)."""
+    for name, channels in (("binary_conv", [1]), ("lut_conv", [2]), ("output_ops", [0, 1, 2])):
         _, model, reports = imported[name]
-        assert np.flatnonzero(reports[0].weight_sign < 0).tolist() == [channel]
+        assert np.flatnonzero(reports[0].weight_sign < 0).tolist() == channels
         assert not np.any(model.layers[0].flip)
-        assert model.meta["qonnx_nodes"]["layers"][0]["negated_channels"] == [channel]
+        assert model.meta["qonnx_nodes"]["layers"][0]["negated_channels"] == channels
 
 
 def test_the_deployment_file_round_trips(imported, tmp_path):
