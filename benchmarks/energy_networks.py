@@ -2,7 +2,7 @@
 
 1. The presets checked against their published totals: layers, MACs and weights of
    ``sim.energy_presets.NETWORKS`` next to the figures of the papers and implementations.
-2. Energy of each dataflow (RS, WS, OS, NLR) for each network -- 256 PEs, batch 16, equal
+2. Energy of each of the paper's dataflows (``sim.energy.PAPER_DATAFLOWS``) for each network -- 256 PEs, batch 16, equal
    storage area, the Eyeriss set-up of ``benchmarks/energy.py`` -- by kind of layer:
    depthwise (groups = C = M), grouped (1 < groups < C), pointwise 1 x 1, other convolutions
    and dense layers. Per kind: energy per MAC of RS, and WS, OS, NLR relative to RS. AlexNet
@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sim import energy  # noqa: E402
+from sim.energy import PAPER_DATAFLOWS  # noqa: E402
 from sim.energy_presets import NETWORKS  # noqa: E402
 
 #: Published totals: (MACs, what they are, weights or parameters, what they are).
@@ -78,10 +79,12 @@ def section_totals(names) -> list[str]:
 
 
 def section_dataflows(names, *, costs: str, batch: int, pes: int) -> list[str]:
+    others = [df for df in PAPER_DATAFLOWS if df != "rs"]
     lines = ["", f"## Energy by dataflow ({pes} PEs, batch {batch}, equal storage area, "
                  f"{costs} cost table, 16-bit words)", "",
-             "| network | layers | share of MACs | RS energy / MAC | WS / RS | OS / RS | "
-             "NLR / RS |", "|---|---|---:|---:|---:|---:|---:|"]
+             "| network | layers | share of MACs | RS energy / MAC | "
+             + " | ".join(f"{df.upper()} / RS" for df in others) + " |",
+             "|---|---|---:|---:|" + "---:|" * len(others)]
     for name in names:
         start = time.process_time()
         report = energy.network_energy(name, batch=batch, pes=pes, costs=costs)
@@ -98,7 +101,7 @@ def section_dataflows(names, *, costs: str, batch: int, pes: int) -> list[str]:
             base = total("rs")
             lines.append(f"| {name} | {kind} | {100 * macs / all_macs:.1f} % | "
                          f"{base / macs:.2f} | " + " | ".join(
-                             f"{total(df) / base:.2f}" for df in ("ws", "os", "nlr")) + " |")
+                             f"{total(df) / base:.2f}" for df in others) + " |")
         print(f"# {name}: {time.process_time() - start:.1f} s CPU", file=sys.stderr)
     lines += ["", f"RS energy per MAC in {energy.cost_table(costs).unit} units"
                   + (" (one 16-bit MAC = 1)." if costs == "normalized" else ".")]

@@ -68,13 +68,15 @@ def write_container(path, *, format: str, version: int, manifest: dict, arrays: 
         raise
 
 
-def read_container(path, *, format: str, version: int, what: str,
+def read_container(path, *, format: str, version: int | tuple[int, ...], what: str,
                    again: str = "") -> tuple[dict, dict]:
     """Read a file written by ``write_container``; return ``(manifest, arrays)``.
 
-    ``what`` names the kind of file in the messages ("mulfree model"); ``again`` is advice
-    appended when the version differs. Every refusal is a one-line ``ValueError``.
+    ``version`` is the one version read, or a tuple of them; ``what`` names the kind of file
+    in the messages ("mulfree model"); ``again`` is advice appended when the version differs.
+    Every refusal is a one-line ``ValueError``.
     """
+    versions = (version,) if isinstance(version, int) else tuple(version)
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"{what} file {path!r} not found")
@@ -93,9 +95,12 @@ def read_container(path, *, format: str, version: int, what: str,
     found = manifest.get("format") if isinstance(manifest, dict) else None
     if found != format:
         raise ValueError(f"{bad}: format is {found!r}, not {format!r}")
-    if manifest.get("version") != version:
-        raise ValueError(f"{path!r} is a version {manifest.get('version')!r} {what}; this "
-                         f"mulfree reads version {version} only{again}")
+    found_version = manifest.get("version")
+    if isinstance(found_version, bool) or found_version not in versions:
+        readable = (f"version {versions[0]}" if len(versions) == 1 else
+                    f"versions {', '.join(map(str, versions[:-1]))} and {versions[-1]}")
+        raise ValueError(f"{path!r} is a version {found_version!r} {what}; this "
+                         f"mulfree reads {readable} only{again}")
     if manifest.get("sha256") != checksum(arrays):
         raise ValueError(f"{bad}: checksum mismatch (the arrays were changed or damaged)")
     return manifest, arrays

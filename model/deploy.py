@@ -36,15 +36,32 @@ overflows int64) and the prediction is the first argmax. These are the only prod
 scores would have to tie to within about ``2**-40`` of the logits' size for the argmax to
 differ from the float model's.
 
+Models imported from QONNX (``model.qonnx_import``) use four optional fields that a folded
+network leaves at their defaults:
+
+- ``IntegerLayer.codebook``: a ``dorefa`` (look-up table) layer whose weight code ``q`` has
+  the integer level ``codebook[q]`` instead of ``2q - n`` (the ``LAYER.npz`` codebook);
+- ``IntegerLayer.out_min``: a ``"levels"`` output's codes are ``out_min`` plus the number of
+  thresholds passed (signed codes: ``out_min < 0``);
+- ``IntegerModel.pixel_min``: the first layer's input codes are in ``[pixel_min, pixel_max]``
+  (signed or +/-1 inputs);
+- ``IntegerModel.float_io`` (``model.qonnx_ref.FloatInterface``): the graph's input quantizer
+  and the float layouts of its input and output, for ``run_float``.
+
+A grouped or depthwise convolution (``Conv2d(..., groups=G)``) folds into a layer with
+``IntegerLayer.groups = G`` (default 1), also an optional field.
+
 The file format (``save``/``load``) is one ``.npz`` of integer arrays plus a JSON manifest
 (format name, version, net, data set, per-layer fields, accuracy, training settings and a
 SHA-256 of the arrays); ``load`` refuses another version or a corrupt file with one clear
-message. A float network (``float``, ``lenet300``) cannot fold; it is saved as a float
-checkpoint (``save_float``) that ``load`` returns as such. An integer model also keeps the
-training state it was folded from (``state``: the float shadow weights and batch-norm
-statistics, arrays ``state.<name>``), so that later steps -- structured pruning with
-fine-tuning (``model.channels``) -- can rebuild and retrain the network; inference never
-reads it.
+message. Version 1 files have none of the five optional fields above; a model that uses any
+of them is written as version 2 (so an older reader refuses it instead of misreading it), and
+``load`` reads both. A float network (``float``, ``lenet300``) cannot fold; it is saved as a
+float checkpoint (``save_float``) that ``load`` returns as such. A folded model also keeps the
+training state it was folded from (``IntegerModel.state``: the float shadow weights and
+batch-norm statistics, arrays ``state.<name>``, which a reader that does not know them
+ignores), so that later steps -- structured pruning with fine-tuning (``model.channels``) --
+can rebuild and retrain the network; inference never reads it.
 """
 
 from __future__ import annotations
@@ -57,14 +74,19 @@ import numpy as np
 from model import layers as L
 from model import ops, quant
 from model.container import read_container, write_container
+from model.qonnx_ref import FloatInterface
 from model.thresholds import fold_multilevel_thresholds, fold_sign_threshold
 
 __all__ = ["FORMAT", "VERSION", "IntegerLayer", "IntegerModel", "LayerTrace", "IntegerTrace",
            "FloatCheckpoint", "fold", "run_integer", "predict", "hardware_layer", "save",
-           "save_float", "load", "xnor_lanes", "MAX_XNOR_LANES"]
+           "save_float", "load", "xnor_lanes", "MAX_XNOR_LANES", "score_head", "run_float",
+           "FloatRun", "VERSIONS"]
 
 FORMAT = "mulfree-model"
+#: The version written for a model that uses none of the fields added in version 2.
 VERSION = 1
+#: Every version ``load`` reads (2: codebook, out_min, pixel_min, float_io).
+VERSIONS = (1, 2)
 _OUTPUTS = ("sign", "levels", "scores")
 _ACTIVATIONS_BEFORE_SIGN = (L.HardTanh,)
 
@@ -109,6 +131,11 @@ class IntegerLayer:
     score_gain, score_offset : int64 [M] or None
         ``"scores"``: ``score = score_gain * acc + score_offset`` in ``2**-score_shift`` units.
     score_shift : int
+    out_min : int
+        ``"levels"``: the code when no threshold is passed (0; negative for signed codes).
+    codebook : int64 [2**w_bits] or None
+        ``dorefa`` only: the integer level of each weight code (a look-up table other than
+        ``2q - n``, ``model.compress.codebook_conv2d``).
     groups : int
         Independent channel groups of a convolution (depthwise: groups = C = M; ``xnor``
         packs words within a group).
@@ -134,6 +161,8 @@ class IntegerLayer:
     score_gain: np.ndarray | None = None
     score_offset: np.ndarray | None = None
     score_shift: int = 0
+    out_min: int = 0
+    codebook: np.ndarray | None = None
     groups: int = 1
 
     @property
@@ -147,6 +176,10 @@ class IntegerLayer:
     @property
     def accumulator_width(self) -> int:
         """Signed bits that hold every accumulator of the layer (``model.ops`` width rule)."""
+        if self.codebook is not None:
+            from model.compress import codebook_accumulator_width
+            return codebook_accumulator_width(self.codebook, a_bits=self.a_bits,
+                                              fan_in=self.fan_in)
         return ops.accumulator_width(self.scheme, a_bits=self.a_bits, w_bits=self.w_bits,
                                      fan_in=self.fan_in)
 
@@ -171,15 +204,19 @@ class IntegerLayer:
         n = a.shape[0]
         if self.flatten or self.kind == "dense":
             a = a.reshape(n, -1, 1, 1)
-        if self.scheme == "xnor":  # words of consecutive channels, never across a group
+        if self.scheme == "xnor":
             lanes = self.a_bits
             _, c, h, w = a.shape
-            words = a.reshape(n, c // lanes, lanes, h, w).transpose(0, 1, 3, 4, 2)
-            return quant.pack_pm1(words)
+            grouped = a.reshape(n, c // lanes, lanes, h, w).transpose(0, 1, 3, 4, 2)
+            return quant.pack_pm1(grouped)
         return a.astype(np.int64)
 
     def accumulate(self, inputs: np.ndarray) -> np.ndarray:
         """The exact accumulator ``[N, M, E, F]`` (before pooling) of input codes ``inputs``."""
+        if self.codebook is not None:
+            from model.compress import codebook_conv2d
+            return codebook_conv2d(inputs, self.weights, self.codebook, stride=self.stride,
+                                   padding=self.padding, a_bits=self.a_bits)
         if self.kind == "dense":
             acc = ops.dense(self.scheme, inputs[:, :, 0, 0], self.weights[:, :, 0, 0],
                             a_bits=self.a_bits, w_bits=self.w_bits)
@@ -204,19 +241,25 @@ class IntegerLayer:
         th = ops.MultilevelThresholds(thresholds=self.thresholds, flip=self.flip,
                                       constant=self.constant, bits=self.out_bits,
                                       y_range=tuple(self.acc_range))
-        return ops.apply_multilevel_thresholds(pooled, th, axis=1)
+        return self.out_min + ops.apply_multilevel_thresholds(pooled, th, axis=1)
 
 
 @dataclass
 class IntegerModel:
-    """A folded network: integer layers plus what is needed to feed and describe it."""
+    """A folded network: integer layers plus what is needed to feed and describe it.
+
+    ``pixel_min``/``pixel_max`` bound the first layer's input codes; ``float_io`` (imported
+    models) says how float inputs become those codes and how the outputs become floats.
+    """
 
     layers: list[IntegerLayer]
     input_shape: tuple
     pixel_max: int
     classes: int
     meta: dict = field(default_factory=dict)
-    #: The trained network's ``state_dict()`` (float64), or None (older files).
+    pixel_min: int = 0
+    float_io: FloatInterface | None = None
+    #: The trained network's ``state_dict()`` (float64), or None (imported or older files).
     state: dict | None = None
 
     @property
@@ -231,7 +274,10 @@ class IntegerModel:
             pool = f", maxpool {layer.pool}" if layer.pool else ""
             groups = f", groups {layer.groups}" if layer.groups > 1 else ""
             out = layer.output + (f" {layer.out_bits}-bit" if layer.output == "levels" else "")
-            lines.append(f"{i}: {layer.kind} {layer.scheme} W{layer.w_bits} A{layer.a_bits} "
+            if layer.output == "levels" and layer.out_min:
+                out += f" from {layer.out_min}"
+            lut = " (look-up table)" if layer.codebook is not None else ""
+            lines.append(f"{i}: {layer.kind} {layer.scheme}{lut} W{layer.w_bits} A{layer.a_bits} "
                          f"[{m}, {c}, {r}, {s}] on {list(layer.in_shape)}, stride "
                          f"{layer.stride}, padding {layer.padding}{groups}{pool}, accumulator "
                          f"{layer.accumulator_width} bits -> {out}")
@@ -358,9 +404,21 @@ def _head(pooled_range: tuple, scale, bn_params: dict, channels: int):
          for k, v in bn_params.items()}
     s = np.broadcast_to(np.asarray(scale, dtype=np.float64), (channels,))
     inv = p["gamma"] / np.sqrt(p["var"] + p["eps"])
-    gain = s * inv
-    offset = p["beta"] - p["mean"] * inv
-    reach = max(abs(pooled_range[0]), abs(pooled_range[1]), 1)
+    return score_head(s * inv, p["beta"] - p["mean"] * inv, pooled_range)
+
+
+def score_head(gain, offset, acc_range: tuple):
+    """Integer ``(score_gain, score_offset, score_shift)`` of ``score = gain * acc + offset``.
+
+    ``gain`` and ``offset`` are float64 [M]; the integers are them in ``2**-score_shift``
+    units, the shift the largest that keeps every score of an accumulator in ``acc_range``
+    below ``2**60`` (so nothing overflows int64).
+    """
+    gain = np.asarray(gain, dtype=np.float64)
+    offset = np.asarray(offset, dtype=np.float64)
+    if not (np.all(np.isfinite(gain)) and np.all(np.isfinite(offset))):
+        raise ValueError("the score gain and offset must be finite")
+    reach = max(abs(acc_range[0]), abs(acc_range[1]), 1)
     magnitude = float(np.max(np.abs(gain)) * reach + np.max(np.abs(offset)))
     if magnitude == 0.0:
         shift = 0
@@ -479,7 +537,7 @@ def _check_images(model: IntegerModel, x_codes) -> np.ndarray:
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(model.input_shape):
         raise ValueError(f"images must be [N, {', '.join(map(str, model.input_shape))}] pixel "
                          f"codes, not shape {x.shape}")
-    return quant.check_codes("pixel codes", x, 0, model.pixel_max)
+    return quant.check_codes("pixel codes", x, model.pixel_min, model.pixel_max)
 
 
 def run_integer(model: IntegerModel, x_codes, upto: int | None = None) -> IntegerTrace:
@@ -503,7 +561,7 @@ def run_integer(model: IntegerModel, x_codes, upto: int | None = None) -> Intege
         traces.append(LayerTrace(inputs, acc, pooled, out))
         acts = out
     done = count == len(model.layers)
-    return IntegerTrace(traces, np.argmax(acts, axis=1) if done else None)
+    return IntegerTrace(traces, np.argmax(acts.reshape(len(acts), -1), axis=1) if done else None)
 
 
 def hardware_layer(model: IntegerModel, index: int, image) -> "layer_file.Layer":
@@ -523,7 +581,7 @@ def hardware_layer(model: IntegerModel, index: int, image) -> "layer_file.Layer"
     return layer_file.Layer(scheme=rec.scheme, weights=rec.weights,
                             inputs=trace.layers[index].inputs[0], stride=rec.stride,
                             padding=rec.padding, a_bits=rec.a_bits, w_bits=rec.w_bits,
-                            groups=rec.groups)
+                            codebook=rec.codebook, groups=rec.groups)
 
 
 def predict(model: IntegerModel, x_codes, *, batch_size: int = 256) -> np.ndarray:
@@ -534,16 +592,86 @@ def predict(model: IntegerModel, x_codes, *, batch_size: int = 256) -> np.ndarra
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
+@dataclass
+class FloatRun:
+    """What ``run_float`` gives for N samples."""
+
+    outputs: np.ndarray      # float32 [N] + output shape: the graph's float outputs
+    codes: np.ndarray        # int64, same shape: the integers behind them
+    predictions: np.ndarray  # int64 [N]: the first argmax of the integer scores or codes
+    input_codes: np.ndarray  # int64 [N, C, H, W]: the first layer's input codes
+
+
+def run_float(model: IntegerModel, inputs, *, batch_size: int = 256) -> FloatRun:
+    """Run the integer model on float inputs, as the source graph would (imported models).
+
+    ``inputs`` are floats of shape ``[N] + float_io.input_shape`` (the graph's own layout);
+    the graph's input quantizer turns them into codes. ``outputs`` are the last layer's
+    float results in the graph's output layout: its scores ``(score_gain * acc +
+    score_offset) * 2**-score_shift`` (the graph's affine ops on ``s_a * s_w * acc``) or,
+    when the graph ends in a quantizer, that quantizer's values of the codes; ``codes`` are
+    the pooled accumulators, or those output codes. A model without ``float_io`` takes its
+    pixel codes ``[N, C, H, W]`` as they are. Raises ``ValueError`` on a wrong shape or a
+    non-finite input.
+    """
+    io = model.float_io
+    x = np.asarray(inputs)
+    if io is None:
+        x_codes = _check_images(model, x)
+        out_shape = None
+    else:
+        want = tuple(io.input_shape)
+        if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+            raise ValueError(f"inputs must have shape [N, {', '.join(map(str, want))}] (the "
+                             f"graph's input without its batch dimension), not {list(x.shape)}")
+        if x.dtype.kind not in "iuf" or (x.size and not np.all(np.isfinite(x))):
+            raise ValueError("inputs must be finite real numbers")
+        x_codes = io.quantizer.codes(x).reshape((len(x),) + tuple(model.input_shape))
+        out_shape = tuple(io.output_shape)
+    last = model.layers[-1]
+    outs, codes, preds = [], [], []
+    for i in range(0, len(x_codes), batch_size):
+        trace = run_integer(model, x_codes[i:i + batch_size])
+        final = trace.layers[-1]
+        n = len(final.pooled)
+        if last.output == "scores":
+            ints = final.pooled.reshape(n, -1)
+            floats = np.ldexp(final.outputs.astype(np.float64), -last.score_shift)
+        else:
+            ints = final.outputs.reshape(n, -1)
+            quantizer = io.output_quantizer if io is not None else None
+            floats = ints if quantizer is None else quantizer.values(ints)
+        outs.append(np.asarray(floats, dtype=np.float32).reshape(n, -1))
+        codes.append(ints.astype(np.int64))
+        preds.append(trace.predictions)
+    n = len(x_codes)
+    shape = (n,) + (out_shape if out_shape is not None else outs[0].shape[1:] if outs else (0,))
+    if not outs:
+        return FloatRun(np.zeros(shape, np.float32), np.zeros(shape, np.int64),
+                        np.zeros(0, np.int64), x_codes)
+    return FloatRun(np.concatenate(outs).reshape(shape), np.concatenate(codes).reshape(shape),
+                    np.concatenate(preds), x_codes)
+
+
 # --------------------------------------------------------------------------------------------
 # The file format
 # --------------------------------------------------------------------------------------------
 
 _LAYER_FIELDS = ("kind", "scheme", "a_bits", "w_bits", "stride", "padding", "in_shape",
                  "channels", "flatten", "pool", "acc_range", "output", "out_bits",
-                 "score_shift", "groups")
-#: Fields a file may lack (written before they existed), with the value they then take.
-_LAYER_DEFAULTS = {"groups": 1}
+                 "score_shift")
 _LAYER_ARRAYS = ("weights", "thresholds", "flip", "constant", "score_gain", "score_offset")
+# Version 2: written only when used (a model that uses none of them stays version 1).
+_LAYER_FIELDS_V2 = {"out_min": 0, "groups": 1}
+_LAYER_ARRAYS_V2 = ("codebook",)
+
+
+def _version_of(model: IntegerModel) -> int:
+    """1 unless the model uses a field of version 2 (see the module docstring)."""
+    uses_v2 = (model.pixel_min != 0 or model.float_io is not None
+               or any(layer.out_min != 0 or layer.codebook is not None or layer.groups != 1
+                      for layer in model.layers))
+    return 2 if uses_v2 else VERSION
 
 
 @dataclass
@@ -560,13 +688,16 @@ class FloatCheckpoint:
 
 def save(model: IntegerModel, path, *, overwrite: bool = False) -> None:
     """Save an ``IntegerModel`` as ``.npz`` integer arrays plus a JSON manifest."""
+    version = _version_of(model)
     arrays, layers = {}, []
     for i, layer in enumerate(model.layers):
         fields = {name: getattr(layer, name) for name in _LAYER_FIELDS}
+        if version >= 2:
+            fields.update({name: getattr(layer, name) for name in _LAYER_FIELDS_V2})
         fields["accumulator_width"] = layer.accumulator_width
         fields["weights_shape"] = list(layer.weights.shape)
         layers.append(fields)
-        for name in _LAYER_ARRAYS:
+        for name in _LAYER_ARRAYS + _LAYER_ARRAYS_V2:
             value = getattr(layer, name)
             if value is not None:
                 arr = np.asarray(value)
@@ -576,7 +707,10 @@ def save(model: IntegerModel, path, *, overwrite: bool = False) -> None:
     manifest = {"kind": "integer", "input_shape": list(model.input_shape),
                 "pixel_max": model.pixel_max, "classes": model.classes, "layers": layers,
                 "meta": model.meta}
-    write_container(path, format=FORMAT, version=VERSION, manifest=manifest, arrays=arrays,
+    if version >= 2:
+        manifest["pixel_min"] = model.pixel_min
+        manifest["float_io"] = None if model.float_io is None else model.float_io.to_dict()
+    write_container(path, format=FORMAT, version=version, manifest=manifest, arrays=arrays,
                     overwrite=overwrite)
 
 
@@ -600,7 +734,7 @@ def load(path) -> IntegerModel | FloatCheckpoint:
     Raises ``ValueError`` with one clear line when the file is missing, not a mulfree model,
     of another format version, or corrupt (checksum mismatch, missing or malformed fields).
     """
-    manifest, arrays = read_container(path, format=FORMAT, version=VERSION,
+    manifest, arrays = read_container(path, format=FORMAT, version=VERSIONS,
                                       what="mulfree model", again=" (train it again)")
     try:
         if manifest["kind"] == "float":
@@ -612,11 +746,12 @@ def load(path) -> IntegerModel | FloatCheckpoint:
             raise _corrupt(path, f"unknown kind {manifest['kind']!r}")
         layers = []
         for i, fields in enumerate(manifest["layers"]):
-            values = {name: fields[name] if name not in _LAYER_DEFAULTS
-                      else fields.get(name, _LAYER_DEFAULTS[name]) for name in _LAYER_FIELDS}
+            values = {name: fields[name] for name in _LAYER_FIELDS}
+            values.update({name: int(fields.get(name, default))
+                           for name, default in _LAYER_FIELDS_V2.items()})
             values["in_shape"] = tuple(values["in_shape"])
             values["acc_range"] = tuple(values["acc_range"])
-            for name in _LAYER_ARRAYS:
+            for name in _LAYER_ARRAYS + _LAYER_ARRAYS_V2:
                 key = f"layer{i}.{name}"
                 values[name] = arrays.get(key)
             if values["weights"] is None or values["output"] not in _OUTPUTS:
@@ -628,9 +763,12 @@ def load(path) -> IntegerModel | FloatCheckpoint:
             if list(layer.weights.shape) != list(fields["weights_shape"]):
                 raise _corrupt(path, f"layer {i} weights have the wrong shape")
             layers.append(layer)
+        float_io = manifest.get("float_io")
         state = {k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}
         return IntegerModel(layers, tuple(manifest["input_shape"]), int(manifest["pixel_max"]),
                             int(manifest["classes"]), manifest.get("meta", {}),
-                            state=state or None)
+                            pixel_min=int(manifest.get("pixel_min", 0)),
+                            float_io=None if float_io is None
+                            else FloatInterface.from_dict(float_io), state=state or None)
     except (KeyError, TypeError) as exc:
         raise _corrupt(path, f"manifest field {exc} missing or malformed") from None

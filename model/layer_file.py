@@ -34,7 +34,7 @@ from model.quant import (SCHEMES, activation_code_range, check_codes, check_sche
                          weight_bits, weight_code_range)
 
 __all__ = ["Layer", "load_layer", "save_layer", "save_outputs", "load_outputs",
-           "OUTPUT_COUNTERS", "infer_bits"]
+           "OUTPUT_COUNTERS", "infer_bits", "save_arrays"]
 
 #: The counters of OUT.npz besides ``outputs``, in order.
 OUTPUT_COUNTERS = ("cycles", "macs", "skipped", "rf_reads", "rf_writes", "array_transfers",
@@ -208,6 +208,11 @@ def _atomic_savez(path, force: bool, arrays: dict) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def save_arrays(path, arrays: dict, *, force: bool = False) -> None:
+    """Write a plain ``.npz`` of ``arrays`` atomically (refuses to overwrite unless ``force``)."""
+    _atomic_savez(path, force, arrays)
 
 
 def save_layer(path, layer: Layer, *, force: bool = False) -> None:

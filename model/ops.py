@@ -44,6 +44,7 @@ from model.thresholds import (
     batch_norm_inference,
     fold_affine_multilevel_thresholds,
     fold_affine_sign_threshold,
+    fold_monotone_steps,
     fold_multilevel_thresholds,
     fold_sign_threshold,
     multilevel_code,

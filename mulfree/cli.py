@@ -18,8 +18,8 @@ import mulfree.commands
 from mulfree.errors import UsageError
 
 # The order commands are listed in ``mulfree --help`` (others follow alphabetically).
-_ORDER = ["demo", "train", "evaluate", "inspect", "quantize", "compress", "generate", "run-layer",
-          "energy", "build", "doctor"]
+_ORDER = ["demo", "train", "evaluate", "inspect", "quantize", "compress", "import", "generate",
+          "run-layer", "energy", "build", "doctor"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     modules = [importlib.import_module(f"mulfree.commands.{m.name}")
                for m in pkgutil.iter_modules(mulfree.commands.__path__)]
     rank = {name.replace("-", "_"): i for i, name in enumerate(_ORDER)}
-    for module in sorted(modules, key=lambda m: (rank.get(m.__name__.rsplit(".", 1)[1], 99),
-                                                  m.__name__)):
+    # A module named after a Python keyword has a trailing underscore (import_).
+    for module in sorted(modules, key=lambda m: (rank.get(m.__name__.rsplit(".", 1)[1]
+                                                          .rstrip("_"), 99), m.__name__)):
         module.register(subparsers)
     return parser
 

@@ -179,7 +179,7 @@ def simulate(model, trace, groups: list[HardwareGroup], images: int, settings: D
 
 def energy_views(model_path: Path, on_array, settings: DemoSettings, out: Path, say):
     """Energy of the run on our array (45 nm, from the RTL counters), of the network by
-    dataflow (RS/WS/OS/NLR at equal area) and by scheme (RS); writes two plots."""
+    dataflow (the paper's six at equal area) and by scheme (RS); writes two plots."""
     from sim import energy
     from sim.cycle_model import ArrayParams
 
@@ -322,6 +322,8 @@ def _umask() -> int:
 
 def _summary(settings, model, accuracy, on_array, accelerators, compared, measured,
              by_dataflow, by_scheme, synthesis, bitstream, seconds) -> dict:
+    from sim.energy import DATAFLOWS
+
     exact = all(r.exact_images == r.images for r in on_array)
     per_scheme = {label: sum(le.total / le.batch for le in les) for label, les in
                   by_scheme.items()}
@@ -345,7 +347,7 @@ def _summary(settings, model, accuracy, on_array, accelerators, compared, measur
                                     "compute": sum(le.energy["alu"] for le in measured),
                                     "by_level": {lv: sum(le.energy[lv] for le in measured)
                                                  for lv in measured[0].energy}},
-            "by_dataflow_per_image": {df.upper(): d.total / by_dataflow.batch
+            "by_dataflow_per_image": {DATAFLOWS[df].label: d.total / by_dataflow.batch
                                       for df, d in by_dataflow.dataflows.items()},
             "by_scheme_per_image": per_scheme,
         },

@@ -1,9 +1,11 @@
-"""Layer shapes and network presets for the dataflow energy model (``sim.energy``).
+"""Network presets for the dataflow energy model (``sim.energy``): named layer shapes.
 
-A layer is described in the notation of the Eyeriss paper (Chen, Emer, Sze, ISCA 2016):
-``C`` input channels, ``M`` filters, an ``H`` x ``W`` input, ``R`` x ``S`` filters, stride
-``U`` and an ``E`` x ``F`` output. A dense layer is a convolution whose filter covers the
-whole input (``R = H``, ``S = W``, ``E = F = 1``). Grouped convolutions (AlexNet's CONV2,
+A layer is a name beside a ``model.shapes.LayerShape`` (the project's one layer-shape
+type), in the notation of the Eyeriss paper (Chen, Emer, Sze, ISCA 2016): ``C`` input
+channels, ``M`` filters, an ``H`` x ``W`` input, ``R`` x ``S`` filters, stride ``U`` and an
+``E`` x ``F`` output. A dense layer is a convolution whose filter covers the whole input
+(``R = H``, ``S = W``, ``E = F = 1``); ``conv`` and ``dense`` build them, and a new network
+is one more entry of ``NETWORKS``. Grouped convolutions (AlexNet's CONV2,
 CONV4 and CONV5 run as two groups) are kept exact: ``groups`` independent convolutions of
 ``C / groups`` channels and ``M / groups`` filters each.
 
@@ -50,86 +52,55 @@ without MACs and are not layers here.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Layer", "conv", "dense", "NETWORKS", "network", "network_names",
+from model.shapes import LayerShape
+
+__all__ = ["NamedLayer", "conv", "dense", "NETWORKS", "network", "network_names",
            "layers_from_model"]
 
 
-def _positive(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, not {value!r}")
-    return value
+def _shape_field(name: str, doc: str):
+    return property(lambda self: getattr(self.shape, name), doc=doc)
 
 
 @dataclass(frozen=True)
-class Layer:
-    """One convolution or dense layer, in the Eyeriss paper's notation.
+class NamedLayer:
+    """A layer of a network: its name beside its ``model.shapes.LayerShape``.
 
-    Parameters
-    ----------
-    name : str
-        Layer name (``conv1``, ``fc6``...).
-    C, M : int
-        Input channels and filters (over all groups).
-    H, W : int
-        Input height and width *before* padding.
-    R, S : int
-        Filter height and width.
-    stride : int
-        Stride ``U`` in both directions.
-    padding : int
-        Zero rows/columns added on each side (they are stored and moved like data).
-    groups : int
-        Independent channel groups (``C`` and ``M`` must be multiples of it).
+    The shape's fields read through (``layer.C``, ``layer.E``...), in the Eyeriss paper's
+    notation: ``C`` input channels and ``M`` filters over all groups, an ``H`` x ``W``
+    input before padding, ``R`` x ``S`` filters, ``stride`` U, ``padding`` zero rows and
+    columns on each side (stored and moved like data), ``groups`` independent groups.
     """
 
     name: str
-    C: int
-    M: int
-    H: int
-    W: int
-    R: int
-    S: int
-    stride: int = 1
-    padding: int = 0
-    groups: int = 1
+    shape: LayerShape
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"layer name must be a non-empty string, not {self.name!r}")
-        for field in ("C", "M", "H", "W", "R", "S", "stride", "groups"):
-            _positive(f"layer {self.name!r} {field}", getattr(self, field))
-        if isinstance(self.padding, bool) or not isinstance(self.padding, int) \
-                or self.padding < 0:
-            raise ValueError(f"layer {self.name!r} padding must be an integer >= 0, "
-                             f"not {self.padding!r}")
-        if self.C % self.groups or self.M % self.groups:
-            raise ValueError(f"layer {self.name!r}: C={self.C} and M={self.M} must be "
-                             f"multiples of groups={self.groups}")
-        if self.R > self.H_padded or self.S > self.W_padded:
-            raise ValueError(f"layer {self.name!r}: a {self.R}x{self.S} filter does not fit "
-                             f"the padded {self.H_padded}x{self.W_padded} input")
+        if not isinstance(self.shape, LayerShape):
+            raise ValueError(f"layer {self.name!r}: shape must be a LayerShape, not "
+                             f"{self.shape!r}")
+        s = self.shape
+        if s.R > s.H + 2 * s.padding or s.S > s.W + 2 * s.padding:
+            raise ValueError(f"layer {self.name!r}: a {s.R}x{s.S} filter does not fit the "
+                             f"padded {s.H + 2 * s.padding}x{s.W + 2 * s.padding} input")
 
-    @property
-    def H_padded(self) -> int:
-        return self.H + 2 * self.padding
-
-    @property
-    def W_padded(self) -> int:
-        return self.W + 2 * self.padding
-
-    @property
-    def E(self) -> int:
-        """Output height."""
-        return (self.H_padded - self.R) // self.stride + 1
-
-    @property
-    def F(self) -> int:
-        """Output width."""
-        return (self.W_padded - self.S) // self.stride + 1
+    M = _shape_field("M", "Filters (over all groups).")
+    C = _shape_field("C", "Input channels (over all groups).")
+    R = _shape_field("R", "Filter height.")
+    S = _shape_field("S", "Filter width.")
+    H = _shape_field("H", "Input height before padding.")
+    W = _shape_field("W", "Input width before padding.")
+    stride = _shape_field("stride", "Stride U in both directions.")
+    padding = _shape_field("padding", "Zero rows/columns on each side.")
+    groups = _shape_field("groups", "Independent channel groups.")
+    E = _shape_field("E", "Output height.")
+    F = _shape_field("F", "Output width.")
 
     @property
     def is_dense(self) -> bool:
@@ -141,26 +112,26 @@ class Layer:
 
     def macs(self, batch: int = 1) -> int:
         """Multiply-accumulates of ``batch`` images."""
-        return (batch * self.M * (self.C // self.groups) * self.R * self.S
-                * self.E * self.F)
+        return batch * self.shape.macs
 
     def weights(self) -> int:
         return self.M * (self.C // self.groups) * self.R * self.S
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.update(E=self.E, F=self.F, kind=self.kind)
-        return d
+        s = self.shape
+        return {"name": self.name, "C": s.C, "M": s.M, "H": s.H, "W": s.W, "R": s.R,
+                "S": s.S, "stride": s.stride, "padding": s.padding, "groups": s.groups,
+                "E": s.E, "F": s.F, "kind": self.kind}
 
 
-def conv(name, C, M, HW, RS, stride=1, padding=0, groups=1) -> Layer:
+def conv(name, C, M, HW, RS, stride=1, padding=0, groups=1) -> NamedLayer:
     """A square convolution: ``HW`` x ``HW`` input, ``RS`` x ``RS`` filters."""
-    return Layer(name, C, M, HW, HW, RS, RS, stride, padding, groups)
+    return NamedLayer(name, LayerShape(M, C, RS, RS, HW, HW, stride, padding, groups))
 
 
-def dense(name, C, M, HW=1) -> Layer:
+def dense(name, C, M, HW=1) -> NamedLayer:
     """A dense layer on a ``C`` x ``HW`` x ``HW`` input (flattened), ``M`` outputs."""
-    return Layer(name, C, M, HW, HW, HW, HW)
+    return NamedLayer(name, LayerShape(M, C, HW, HW, HW, HW))
 
 
 def _vgg16():
@@ -245,7 +216,7 @@ def _shufflenet_v1(groups: int = 3):
 
 
 #: Network name -> tuple of layers, in order.
-NETWORKS: dict[str, tuple[Layer, ...]] = {
+NETWORKS: dict[str, tuple[NamedLayer, ...]] = {
     "alexnet": (
         conv("conv1", 3, 96, 227, 11, stride=4),
         conv("conv2", 96, 256, 27, 5, padding=2, groups=2),
@@ -276,7 +247,7 @@ def network_names() -> tuple[str, ...]:
     return tuple(NETWORKS)
 
 
-def network(name: str) -> tuple[Layer, ...]:
+def network(name: str) -> tuple[NamedLayer, ...]:
     """The layers of preset ``name``; ``ValueError`` naming the presets otherwise."""
     if name not in NETWORKS:
         raise ValueError(f"unknown network {name!r}; allowed: {', '.join(NETWORKS)} "
@@ -284,7 +255,7 @@ def network(name: str) -> tuple[Layer, ...]:
     return NETWORKS[name]
 
 
-def layers_from_model(path) -> tuple[tuple[Layer, ...], dict, dict]:
+def layers_from_model(path) -> tuple[tuple[NamedLayer, ...], dict, dict]:
     """Layers, product widths and zero-weight fractions of a deployment model file.
 
     Reads a file of ``model.deploy.save``. Returns ``(layers, schemes, sparsity)``: layers
@@ -305,8 +276,9 @@ def layers_from_model(path) -> tuple[tuple[Layer, ...], dict, dict]:
         m, _, r, s = ly.weights.shape
         _, h, w = ly.in_shape
         name = f"{'conv' if ly.kind == 'conv' else 'fc'}{i}"
-        layers.append(Layer(name, int(ly.channels), int(m), int(h), int(w), int(r), int(s),
-                            int(ly.stride), int(ly.padding)))
+        layers.append(NamedLayer(name, LayerShape(int(m), int(ly.channels), int(r), int(s),
+                                                  int(h), int(w), int(ly.stride),
+                                                  int(ly.padding))))
         schemes[name] = (ly.scheme, int(ly.a_bits), int(ly.w_bits), int(ly.accumulator_width))
         if ly.scheme == "xnor":
             sparsity[name] = 0.0

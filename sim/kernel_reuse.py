@@ -36,7 +36,7 @@ import numpy as np
 from model import kernels
 from sim import energy
 from sim.cycle_model import ArrayParams, LayerShape, choose_mapping, utilisation_breakdown
-from sim.energy_presets import Layer
+from sim.energy_presets import NamedLayer
 
 __all__ = ["ReuseEstimate", "estimate"]
 
@@ -88,7 +88,7 @@ def estimate(scheme: str, weights, *, height: int, width: int, stride: int = 1,
     cycles_reuse = parts["cycles"] - parts["compute"] + compute
 
     channels = c * (lanes if scheme == "xnor" else 1)
-    layer = Layer(name, channels, m, height, width, r, s, stride, padding)
+    layer = NamedLayer(name, LayerShape(m, channels, r, s, height, width, stride, padding))
     sc = energy.Scheme("xnor", lanes, lanes) if scheme == "xnor" else \
         energy.Scheme("binary", a_bits)
     plain = energy.shape_counters(layer, params, scheme=sc)

@@ -141,7 +141,8 @@ def _model_args(path, params, counter_bits: int | None) -> tuple[dict, str]:
                          "groups = 1 only for now")
     groups = {}
     for index, il in enumerate(loaded.layers):
-        key = (il.scheme, il.a_bits, il.w_bits)
+        book = None if il.codebook is None else tuple(int(v) for v in il.codebook)
+        key = (il.scheme, il.a_bits, il.w_bits, book)   # layers of one accelerator
         macs = il.fan_in * il.out_channels * _out_pixels(il)
         groups.setdefault(key, []).append((index, il, macs))
     key = max(groups, key=lambda k: sum(m for _, _, m in groups[k]))
@@ -149,7 +150,8 @@ def _model_args(path, params, counter_bits: int | None) -> tuple[dict, str]:
     layers = []
     for index, il, _ in chosen:
         layer = Layer(il.scheme, il.weights, _zeros(il.in_shape), stride=il.stride,
-                      padding=il.padding, a_bits=il.a_bits, w_bits=il.w_bits)
+                      padding=il.padding, a_bits=il.a_bits, w_bits=il.w_bits,
+                      codebook=il.codebook)
         try:
             check_mappable(LayerShape.of(il.weights.shape, il.in_shape, il.stride, il.padding),
                            params)
@@ -158,7 +160,8 @@ def _model_args(path, params, counter_bits: int | None) -> tuple[dict, str]:
                              f"{params.cols} array: {exc}") from None
         layers.append(layer)
     others = [i for k, g in groups.items() if k != key for i, _, _ in g]
-    note = (f"{key[0]} accelerator, A{key[1]} W{key[2]}, for layers "
+    lut = " (look-up table)" if key[3] is not None else ""
+    note = (f"{key[0]}{lut} accelerator, A{key[1]} W{key[2]}, for layers "
             f"{', '.join(str(i) for i, _, _ in chosen)} of {path}")
     if others:
         which = (f"layer {others[0]} uses" if len(others) == 1 else

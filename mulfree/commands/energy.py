@@ -1,7 +1,15 @@
-"""``mulfree energy``: dataflow energy comparison (RS/WS/OS/NLR): table, JSON and plots."""
+"""``mulfree energy``: the dataflow energy comparison, and the energy of what ran.
+
+Without ``--run``: search the least-energy mapping of every layer of a network under each
+dataflow (equal storage area, as in the Eyeriss comparison) and print the energy per layer
+and storage level; optionally JSON and a plot. With ``--run OUT.npz --layer LAYER.npz``:
+price the counters a ``mulfree run-layer`` output holds, per level, beside the cycle
+model's prediction for the same layer.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 
 from model.quant import SCHEMES
@@ -11,22 +19,28 @@ from sim.energy_presets import network_names
 
 
 def register(subparsers) -> None:
+    alternatives = [n for n, d in energy.DATAFLOWS.items() if not d.paper]
     parser = subparsers.add_parser(
-        "energy", help="energy of a network under the RS, WS, OS and NLR dataflows",
+        "energy", help="energy of a network under RS, WS, OS_A/B/C and NLR, or of a run",
         description="Search the least-energy mapping of every layer under each dataflow "
                     "(equal storage area, as in the Eyeriss comparison) and print the energy "
-                    "per layer and storage level; optionally write JSON and a plot.")
+                    "per layer and storage level; optionally write JSON and a plot. With "
+                    "--run OUT.npz --layer LAYER.npz, price what a run-layer output counted, "
+                    "beside the cycle model's prediction.")
     parser.add_argument("--network", default="alexnet",
                         help=f"a preset ({', '.join(network_names())}) or a deployment "
                              "model file (default: alexnet)")
     parser.add_argument("--pes", type=int, default=256, help="number of PEs (default 256)")
     parser.add_argument("--rows", type=int, default=None,
-                        help="PE rows of the arrangement (default: nearest to square)")
+                        help="PE rows (default: nearest to square; with --run: the run's)")
     parser.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
-    parser.add_argument("--dataflows", default="rs,ws,os,nlr",
-                        help="comma-separated subset of rs,ws,os,nlr (default: all)")
-    parser.add_argument("--costs", default="normalized", choices=energy.COST_TABLES,
-                        help="cost table: Eyeriss normalised or 45 nm picojoules")
+    parser.add_argument("--dataflows", default=",".join(energy.PAPER_DATAFLOWS),
+                        help="comma-separated dataflows (default: the paper's six, "
+                             f"{','.join(energy.PAPER_DATAFLOWS)}; also "
+                             f"{', '.join(alternatives)})")
+    parser.add_argument("--costs", default=None, choices=energy.COST_TABLES,
+                        help="cost table: Eyeriss normalised or 45 nm picojoules (default: "
+                             "normalized; with --run: 45nm)")
     parser.add_argument("--scheme", default=None, choices=SCHEMES,
                         help="product scheme of every layer (default: int, 16-bit words; "
                              "a deployment model brings its own)")
@@ -37,8 +51,18 @@ def register(subparsers) -> None:
     parser.add_argument("--sparsity", type=float, default=None,
                         help="zero-weight fraction for the skipping units (default: from the "
                              "model, else the scheme's default)")
-    parser.add_argument("--rf-area-ratio", type=float, default=2.0,
-                        help="area of a register-file byte in global-buffer bytes (default 2)")
+    parser.add_argument("--rf-area-ratio", type=float, default=energy.DEFAULT_RF_AREA_RATIO,
+                        help="area of a register-file byte in global-buffer bytes (default "
+                             f"{energy.DEFAULT_RF_AREA_RATIO}, derived from the paper)")
+    parser.add_argument("--run", metavar="OUT.npz", action="append", default=None,
+                        help="price the counters of a run-layer output (repeat for several "
+                             "layers, each with its --layer)")
+    parser.add_argument("--layer", metavar="LAYER.npz", action="append", default=None,
+                        help="the layer file each --run ran, in the same order")
+    for name in ("filter", "ifmap", "psum"):
+        parser.add_argument(f"--{name}-spad", type=int, default=32, metavar="N",
+                            help=f"with --run: the run's {name} scratchpad entries per bank "
+                                 "(run-layer's default 32)")
     parser.add_argument("--json", metavar="F", default=None, help="write the results as JSON")
     parser.add_argument("--plot", metavar="F.png", default=None,
                         help="write stacked bars by level and data type per dataflow")
@@ -74,6 +98,9 @@ def _scheme(args) -> energy.Scheme:
 
 
 def run(args) -> int:
+    _check_output(args.json, args.force)
+    if args.run or args.layer:
+        return _price_runs(args)
     for name, value, lo in (("--pes", args.pes, 1), ("--batch", args.batch, 1)):
         if value < lo:
             raise UsageError(f"{name} must be >= {lo}, not {value}")
@@ -84,7 +111,6 @@ def run(args) -> int:
     if not args.rf_area_ratio > 0:
         raise UsageError(f"--rf-area-ratio must be > 0, not {args.rf_area_ratio}")
     dataflows = energy.parse_dataflows(args.dataflows)
-    _check_output(args.json, args.force)
     _check_output(args.plot, args.force)
     if args.json and args.plot and os.path.abspath(args.json) == os.path.abspath(args.plot):
         raise UsageError("--json and --plot name the same file")
@@ -93,9 +119,9 @@ def run(args) -> int:
         args.network, scheme=_scheme(args) if (args.scheme or args.a_bits or args.w_bits)
         else None, sparsity=args.sparsity)
     report = energy.network_energy(layers, name=name, dataflows=dataflows, batch=args.batch,
-                                   pes=args.pes, rows=args.rows, costs=args.costs,
-                                   scheme=scheme, sparsity=sparsity,
-                                   rf_area_ratio=args.rf_area_ratio)
+                                   pes=args.pes, rows=args.rows,
+                                   costs=args.costs or "normalized", scheme=scheme,
+                                   sparsity=sparsity, rf_area_ratio=args.rf_area_ratio)
     print(energy.format_table(report))
     if args.json:
         energy.write_json(report, args.json)
@@ -104,3 +130,36 @@ def run(args) -> int:
         energy.plot_dataflows(report, args.plot)
         print(f"wrote {args.plot}")
     return 0
+
+
+def _price_runs(args) -> int:
+    from hw.pe import check_spad_size
+
+    outs, layers = args.run or [], args.layer or []
+    if len(outs) != len(layers):
+        raise UsageError(f"--run and --layer come in pairs: {len(outs)} --run, "
+                         f"{len(layers)} --layer")
+    if args.plot:
+        raise UsageError("--plot draws the dataflow comparison; with --run use --json")
+    for path in outs + layers:
+        if not os.path.isfile(path):
+            raise UsageError(f"{path} does not exist")
+    for name in ("filter_spad", "ifmap_spad", "psum_spad"):
+        check_spad_size(f"--{name.replace('_', '-')}", getattr(args, name))
+    if args.rows is not None and args.rows < 1:
+        raise UsageError(f"--rows must be >= 1, not {args.rows}")
+    runs = [energy.price_run(layer, out, filter_spad=args.filter_spad,
+                             ifmap_spad=args.ifmap_spad, psum_spad=args.psum_spad,
+                             rows=args.rows, costs=args.costs or "45nm")
+            for out, layer in zip(outs, layers)]
+    print(energy.format_runs(runs))
+    if args.json:
+        data = {"runs": [r.to_dict() for r in runs]}
+
+        def write(tmp):
+            with open(tmp, "w") as f:
+                json.dump(data, f, indent=1)
+                f.write("\n")
+        energy.write_atomically(args.json, write)
+        print(f"wrote {args.json}")
+    return 0 if all(r.counters_equal for r in runs) else 1

@@ -58,7 +58,7 @@ def test_short_demo_is_bit_exact_and_writes_its_report(short_run, capsys):
     report = (out / "report.md").read_text()
     assert "bit-exact" in report and "| 0 | binary |" in report
     energy = summary["energy_pj"]
-    assert set(energy["by_dataflow_per_image"]) == {"RS", "WS", "OS", "NLR"}
+    assert set(energy["by_dataflow_per_image"]) == {"RS", "WS", "OS_A", "OS_B", "OS_C", "NLR"}
     assert energy["our_array_per_image"]["total"] > energy["our_array_per_image"]["compute"] > 0
     assert summary["synthesis"] is None and summary["bitstream"] is None
 

@@ -251,13 +251,14 @@ def test_load_refuses_other_versions_and_corrupt_files(models, tmp_path):
 
     def bump_version(arrays):
         manifest = json.loads(arrays["manifest"].tobytes())
-        manifest["version"] = 2
+        manifest["version"] = 3
         arrays["manifest"] = np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8)
 
-    other = tmp_path / "v2.npz"
+    other = tmp_path / "v3.npz"
     other.write_bytes(path.read_bytes())
     rewrite(other, bump_version)
-    with pytest.raises(ValueError, match="version 2 mulfree model; this mulfree reads version 1"):
+    with pytest.raises(ValueError, match="version 3 mulfree model; this mulfree reads versions "
+                                         "1 and 2 only"):
         deploy.load(other)
 
     def damage(arrays):
@@ -309,3 +310,70 @@ def test_hardware_layer_files_hold_the_golden_layer(models, digits, tmp_path, na
     np.testing.assert_array_equal(out, golden)
     with pytest.raises(ValueError, match="layer index"):
         deploy.hardware_layer(model, 9, image)
+
+
+def _manifest(path):
+    with np.load(path) as z:
+        return json.loads(z["manifest"].tobytes())
+
+
+def test_folded_models_stay_version_1(tmp_path):
+    net = nets.build("binarymlp", (1, 8, 8), pixel_max=16, seed=2)
+    model = deploy.fold(net, input_shape=(1, 8, 8), pixel_max=16)
+    deploy.save(model, tmp_path / "m.npz")
+    manifest = _manifest(tmp_path / "m.npz")
+    assert manifest["version"] == deploy.VERSION == 1
+    assert "pixel_min" not in manifest and "out_min" not in manifest["layers"][0]
+    back = deploy.load(tmp_path / "m.npz")
+    assert back.pixel_min == 0 and back.float_io is None
+    assert all(layer.codebook is None and layer.out_min == 0 for layer in back.layers)
+
+
+def _version_2_model():
+    """A hand-made model with every version-2 field: signed input codes, a look-up-table
+    layer (codebook) with signed output codes (out_min), and a float interface."""
+    from model.qonnx_ref import FloatInterface, Quantizer
+    rng = np.random.default_rng(3)
+    book = np.array([0, 1, 2, 3, -4, -3, -2, -1])          # 3-bit two's complement levels
+    lut = deploy.IntegerLayer(
+        kind="conv", scheme="dorefa", weights=rng.integers(0, 8, (2, 1, 3, 3)), a_bits=3,
+        w_bits=3, stride=1, padding=0, in_shape=(1, 4, 4), channels=1, flatten=False, pool=0,
+        acc_range=(-9 * 4 * 7, 9 * 3 * 7), output="levels", out_bits=2, out_min=-2,
+        thresholds=np.array([[-20, 0, 20], [-5, 5, 500]]), flip=np.array([False, False]),
+        constant=np.array([False, False]), codebook=book)
+    head = deploy.IntegerLayer(
+        kind="dense", scheme="ternary", weights=rng.integers(-1, 2, (3, 8, 1, 1)), a_bits=2,
+        w_bits=2, stride=1, padding=0, in_shape=(8, 1, 1), channels=8, flatten=True, pool=0,
+        acc_range=(-16, 16), output="scores", score_gain=np.array([3, -1, 2]),
+        score_offset=np.array([0, 5, -7]), score_shift=2)
+    io = FloatInterface((1, 4, 4), (3,), Quantizer("Quant", 0.25, 3, False, False))
+    return deploy.IntegerModel([lut, head], (1, 4, 4), 7, 3, {"net": "hand"}, pixel_min=0,
+                               float_io=io)
+
+
+def test_version_2_fields_round_trip_and_compute(tmp_path):
+    model = _version_2_model()
+    x = np.random.default_rng(4).integers(0, 8, (5, 1, 4, 4))
+    trace = deploy.run_integer(model, x)
+    acc = trace.layers[0].accumulators
+    from model.compress import codebook_conv2d
+    np.testing.assert_array_equal(acc, codebook_conv2d(x, model.layers[0].weights,
+                                                       model.layers[0].codebook, a_bits=3))
+    codes = trace.layers[0].outputs
+    want = -2 + (acc >= np.array([-20, -5])[None, :, None, None]).astype(int) \
+        + (acc >= np.array([0, 5])[None, :, None, None]) \
+        + (acc >= np.array([20, 500])[None, :, None, None])
+    np.testing.assert_array_equal(codes, want)
+    assert codes.min() < 0                                   # signed codes from out_min
+    path = tmp_path / "v2.npz"
+    deploy.save(model, path)
+    assert _manifest(path)["version"] == 2
+    back = deploy.load(path)
+    np.testing.assert_array_equal(back.layers[0].codebook, model.layers[0].codebook)
+    assert back.layers[0].out_min == -2 and back.float_io == model.float_io
+    floats = x.astype(np.float32) * np.float32(0.25)
+    run = deploy.run_float(back, floats)
+    np.testing.assert_array_equal(run.codes, trace.layers[1].pooled.reshape(5, 3))
+    np.testing.assert_array_equal(run.predictions, trace.predictions)
+    assert run.outputs.shape == (5, 3)
+    assert back.layers[0].accumulator_width == model.layers[0].accumulator_width
