@@ -196,3 +196,23 @@ def test_gradient_quantizers_fold_away(digits):
     assert [ly.a_bits for ly in model.layers] == [5, 2, 2, 3]
     np.testing.assert_array_equal(deploy.predict(model, digits.x_test[:50]),
                                   train.predict(net, digits.x_test[:50].astype(float)))
+
+
+def test_grouped_models_are_version_2_files_and_others_stay_version_1(grouped_model, tmp_path):
+    import json
+
+    from model.container import read_container
+
+    _, model = grouped_model
+    deploy.save(model, tmp_path / "g.npz")
+    manifest, _ = read_container(tmp_path / "g.npz", format=deploy.FORMAT,
+                                 version=deploy.VERSIONS, what="mulfree model")
+    assert manifest["version"] == 2
+    assert [layer["groups"] for layer in manifest["layers"]] == [1, 8, 2, 1, 1]
+    plain = deploy.fold(nets.build("binarymlp", (1, 8, 8), pixel_max=16), input_shape=(1, 8, 8),
+                        pixel_max=16)
+    deploy.save(plain, tmp_path / "p.npz")
+    manifest, _ = read_container(tmp_path / "p.npz", format=deploy.FORMAT,
+                                 version=deploy.VERSIONS, what="mulfree model")
+    assert manifest["version"] == 1 and "groups" not in json.dumps(manifest["layers"])
+    assert [ly.groups for ly in deploy.load(tmp_path / "p.npz").layers] == [1, 1]
