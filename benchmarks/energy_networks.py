@@ -2,11 +2,11 @@
 
 1. The presets checked against their published totals: layers, MACs and weights of
    ``sim.energy_presets.NETWORKS`` next to the figures of the papers and implementations.
-2. Energy of each of the paper's dataflows (``sim.energy.PAPER_DATAFLOWS``) for each network -- 256 PEs, batch 16, equal
-   storage area, the Eyeriss set-up of ``benchmarks/energy.py`` -- by kind of layer:
-   depthwise (groups = C = M), grouped (1 < groups < C), pointwise 1 x 1, other convolutions
-   and dense layers. Per kind: energy per MAC of RS, and WS, OS, NLR relative to RS. AlexNet
-   is the reference row.
+2. Energy of each of the paper's dataflows (``sim.energy.PAPER_DATAFLOWS``) for each
+   network -- 256 PEs, batch 16, equal storage area, the Eyeriss set-up of
+   ``benchmarks/energy.py`` -- by kind of layer: depthwise (groups = C = M), grouped
+   (1 < groups < C), pointwise 1 x 1, other convolutions and dense layers. Per kind: energy
+   per MAC of RS, and every other dataflow relative to RS. AlexNet is the reference row.
 
     python benchmarks/energy_networks.py                  # normalised cost table
     python benchmarks/energy_networks.py --costs 45nm
@@ -83,7 +83,7 @@ def section_dataflows(names, *, costs: str, batch: int, pes: int) -> list[str]:
     lines = ["", f"## Energy by dataflow ({pes} PEs, batch {batch}, equal storage area, "
                  f"{costs} cost table, 16-bit words)", "",
              "| network | layers | share of MACs | RS energy / MAC | "
-             + " | ".join(f"{df.upper()} / RS" for df in others) + " |",
+             + " | ".join(f"{energy.DATAFLOWS[df].label} / RS" for df in others) + " |",
              "|---|---|---:|---:|" + "---:|" * len(others)]
     for name in names:
         start = time.process_time()
