@@ -49,8 +49,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from model import layer_file, ops, quant
 from model import layers as L
-from model import ops, quant
 from model.container import read_container, write_container
 from model.thresholds import fold_multilevel_thresholds, fold_sign_threshold
 
@@ -490,7 +490,7 @@ def run_integer(model: IntegerModel, x_codes, upto: int | None = None) -> Intege
     return IntegerTrace(traces, np.argmax(acts, axis=1) if done else None)
 
 
-def hardware_layer(model: IntegerModel, index: int, image) -> "layer_file.Layer":
+def hardware_layer(model: IntegerModel, index: int, image) -> layer_file.Layer:
     """Layer ``index`` of the integer model on one image, as a ``LAYER.npz`` record.
 
     ``image`` is one image's pixel codes ``[C, H, W]``; the earlier layers run on the integer
@@ -498,8 +498,6 @@ def hardware_layer(model: IntegerModel, index: int, image) -> "layer_file.Layer"
     the accelerator's ``outputs`` must equal ``run_integer(model, image[None]).layers[index]
     .accumulators[0]``.
     """
-    from model import layer_file
-
     if not 0 <= index < len(model.layers):
         raise ValueError(f"layer index must be in [0, {len(model.layers) - 1}], not {index!r}")
     trace = run_integer(model, np.asarray(image)[None], upto=index + 1)

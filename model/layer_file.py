@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from model.ops import conv_output_size, signed_width
+from model.ops import conv2d, conv_output_size, signed_width
 from model.quant import (SCHEMES, activation_code_range, check_codes, check_scheme,
                          weight_bits, weight_code_range)
 
 __all__ = ["Layer", "load_layer", "save_layer", "save_outputs", "load_outputs",
-           "OUTPUT_COUNTERS", "infer_bits"]
+           "OUTPUT_COUNTERS", "infer_bits", "golden_outputs"]
 
 #: The counters of OUT.npz besides ``outputs``, in order.
 OUTPUT_COUNTERS = ("cycles", "macs", "skipped", "rf_reads", "rf_writes", "array_transfers",
@@ -103,6 +103,17 @@ class Layer:
         _, H, W = self.inputs.shape
         return (M, conv_output_size(H, R, self.stride, self.padding),
                 conv_output_size(W, S, self.stride, self.padding))
+
+
+def golden_outputs(layer: Layer) -> np.ndarray:
+    """The exact sums ``[M, E, F]`` the accelerator must produce for ``layer``: its golden
+    model (``model.ops.conv2d``, or ``model.compress.codebook_conv2d`` with a codebook)."""
+    if layer.codebook is not None:
+        from model.compress import codebook_conv2d
+        return codebook_conv2d(layer.inputs, layer.weights, layer.codebook,
+                               stride=layer.stride, padding=layer.padding, a_bits=layer.a_bits)
+    return conv2d(layer.scheme, layer.inputs, layer.weights, stride=layer.stride,
+                  padding=layer.padding, a_bits=layer.a_bits, w_bits=layer.w_bits)
 
 
 def _unsigned_bits(values) -> int:

@@ -38,8 +38,8 @@ import numpy as np
 
 from model import layers as L
 
-__all__ = ["NetSpec", "NETS", "QUANTIZED_NETS", "DEFAULT_NET", "build", "binarynet", "ternarynet", "dorefanet",
-           "float_net", "lenet300", "binarymlp"]
+__all__ = ["NetSpec", "NETS", "QUANTIZED_NETS", "DEFAULT_NET", "build", "binarynet",
+           "ternarynet", "dorefanet", "float_net", "lenet300", "binarymlp"]
 
 
 def _feature_size(input_shape: tuple[int, int, int]) -> tuple[int, int]:

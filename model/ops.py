@@ -35,7 +35,7 @@ from model.quant import (
     weight_code_range,
     weight_level,
 )
-from model.thresholds import (
+from model.thresholds import (  # noqa: F401 (re-exported: see __all__)
     MultilevelThresholds,
     SignThreshold,
     affine_inference,

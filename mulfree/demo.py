@@ -58,7 +58,7 @@ def train_and_fold(settings: DemoSettings, say):
     spec = nets.NETS[settings.net]
     if not spec.quantized:
         raise ValueError(f"network {settings.net!r} is a float network; the demo needs a "
-                         f"quantized one ({', '.join(n for n, s in nets.NETS.items() if s.quantized)})")
+                         f"quantized one ({', '.join(nets.QUANTIZED_NETS)})")
     epochs = spec.epochs if settings.epochs is None else settings.epochs
     net = nets.build(settings.net, ds.input_shape, ds.classes, pixel_max=ds.pixel_max,
                      seed=settings.seed)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.layer_file import load_layer, save_outputs
+from model.layer_file import golden_outputs, load_layer, save_outputs
 from mulfree.errors import UsageError
 
 #: Above this many predicted cycles the Amaranth simulation shows a progress bar.
@@ -46,16 +46,6 @@ def register(subparsers) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite OUT.npz")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
-
-
-def _golden(layer) -> np.ndarray:
-    if layer.codebook is not None:
-        from model.compress import codebook_conv2d
-        return codebook_conv2d(layer.inputs, layer.weights, layer.codebook,
-                               stride=layer.stride, padding=layer.padding, a_bits=layer.a_bits)
-    from model.ops import conv2d
-    return conv2d(layer.scheme, layer.inputs, layer.weights, stride=layer.stride,
-                  padding=layer.padding, a_bits=layer.a_bits, w_bits=layer.w_bits)
 
 
 def run(args) -> int:
@@ -97,7 +87,7 @@ def run(args) -> int:
                     codebook=layer.codebook)
     progress = not args.quiet and model["cycles"] > PROGRESS_CYCLES
     result = run_layer(layer, backend=args.backend, params=params, progress=progress)
-    expected = _golden(layer)
+    expected = golden_outputs(layer)
     exact = np.array_equal(result.outputs, expected)
     counters = result.counters
     mp = result.mapping

@@ -83,6 +83,7 @@ def test_a_vendor_board_writes_its_build_tree_and_names_the_tool(capsys, tmp_pat
 
 
 @pytest.mark.skipif(not open_toolchain_found(), reason="YoWASP Yosys/nextpnr-ice40 not installed")
+@pytest.mark.timeout(600)  # synthesis, place-and-route and packing: half a minute or more
 def test_link_test_bitstream_for_the_icebreaker(capsys, tmp_path):
     """The one real place-and-route of the test suite (well under a minute)."""
     out = tmp_path / "link"

@@ -9,6 +9,11 @@ from model import deploy
 from mulfree.cli import main
 
 
+# The tests share this module's fixtures: one worker runs them all. The fixture's
+# training and RTL simulation takes up to a minute (more on a loaded machine).
+pytestmark = [pytest.mark.xdist_group("cli.test_demo"), pytest.mark.timeout(600)]
+
+
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "report"

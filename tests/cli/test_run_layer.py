@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from model.layer_file import Layer, load_outputs, save_layer, OUTPUT_COUNTERS
-from model.ops import conv2d
 from mulfree.cli import main
 from sim import toolchain
-from sim.cycle_model import ArrayParams, LayerShape, predict
+from sim.cycle_model import ArrayParams
+from tests.conftest import assert_run_exact
 
 
 def _layer(tmp_path, name="layer.npz", **kw):
@@ -21,14 +21,9 @@ def _layer(tmp_path, name="layer.npz", **kw):
 
 def _check_out(layer, out_path, params):
     out = load_outputs(out_path)
-    np.testing.assert_array_equal(out["outputs"], conv2d(
-        layer.scheme, layer.inputs, layer.weights, stride=layer.stride,
-        padding=layer.padding, a_bits=layer.a_bits))
     assert out["outputs"].dtype == np.int64
-    shape = LayerShape.of(layer.weights.shape, layer.inputs.shape, layer.stride, layer.padding)
-    model = predict(shape, params, weights=layer.weights, scheme=layer.scheme)
-    for name in OUTPUT_COUNTERS:
-        assert out[name] == model[name], name
+    assert_run_exact(layer, out["outputs"], {name: out[name] for name in OUTPUT_COUNTERS},
+                     params)
 
 
 def test_run_layer_writes_exact_outputs_and_counters(tmp_path, capsys):

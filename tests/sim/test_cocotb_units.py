@@ -26,6 +26,11 @@ def run_bank(bank, simulator):
                       simulator=simulator, config=bank.config())
 
 
+# The tests share this module's fixtures: one worker runs them all. The fixture's
+# a Verilator build takes up to a minute (more on a loaded machine).
+pytestmark = [pytest.mark.xdist_group("sim.test_cocotb_units"), pytest.mark.timeout(600)]
+
+
 @pytest.fixture(scope="module", params=["verilator", "icarus"])
 def bank_run(request):
     return run_bank(UnitBank.representative(), request.param)

@@ -357,6 +357,10 @@ def test_equal_area():
 # ------------------------------------------------------------------------------------------
 # The published comparison (Eyeriss, ISCA 2016: AlexNet, 256 PEs, equal area, batch 16).
 
+# The tests share this module's fixtures: one worker runs them all.
+pytestmark = pytest.mark.xdist_group("sim.test_energy")
+
+
 @pytest.fixture(scope="module")
 def alexnet():
     return energy.network_energy("alexnet", batch=16, pes=256)
