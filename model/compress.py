@@ -72,6 +72,7 @@ __all__ = [
     "CompressedModel",
     "CompressionResult",
     "deep_compress",
+    "check_settings",
     "format_table",
     "load_compressed",
     "FORMAT",
@@ -593,6 +594,31 @@ def _round_state_to_float32(net: Sequential) -> None:
                 store[key] = _float32(store[key])
 
 
+def check_settings(n_layers: int, *, quality=None, sparsity=None, prune_steps: int = 3,
+                   retrain_epochs: int = 10, share_bits=5, finetune_epochs: int = 5,
+                   index_bits=5) -> tuple:
+    """Check the settings of ``deep_compress`` for a network of ``n_layers`` compressible
+    layers (one ``ValueError`` line naming the bad value); returns the per-layer pruning
+    qualities (or None), target sparsities (or None) and index bits."""
+    check_bits("prune steps", prune_steps, 1, 100)
+    if (quality is None) == (sparsity is None):
+        raise ValueError("give exactly one of a pruning quality and a target sparsity")
+    bits_per_layer = [check_bits("index bits", b, 1, 16)
+                      for b in _per_layer("index bits", index_bits, n_layers)]
+    for b in _per_layer("weight-sharing bits", share_bits, n_layers):
+        check_bits("weight-sharing bits", b, 2, 8)
+    target_q = None if quality is None else _per_layer("pruning quality", quality, n_layers)
+    target_s = None if sparsity is None else _per_layer("target sparsity", sparsity, n_layers)
+    for q in target_q or []:
+        prune_by_std(np.zeros(1), q)
+    for s in target_s or []:
+        prune_to_sparsity(np.zeros(1), s)
+    for name, value in (("retrain epochs", retrain_epochs), ("fine-tuning epochs",
+                                                            finetune_epochs)):
+        check_bits(name, value, 0, 100_000)
+    return target_q, target_s, bits_per_layer
+
+
 def deep_compress(net: Sequential, x_train, y_train, x_test, y_test, *, quality=None,
                   sparsity=None, prune_steps: int = 3, retrain_epochs: int = 10,
                   share_bits=5, finetune_epochs: int = 5, index_bits=5,
@@ -608,27 +634,15 @@ def deep_compress(net: Sequential, x_train, y_train, x_test, y_test, *, quality=
     decays the learning rate from ``lr`` to ``lr_end`` (constant by default). ``net`` is not
     modified.
     """
-    prune_steps = check_bits("prune steps", prune_steps, 1, 100)
     work = copy.deepcopy(net)
     layers = compressible_layers(work)
     if not layers:
         raise ValueError("the network has no float Dense or Conv2d layer to compress")
     # Every setting is checked before the first epoch, not after minutes of retraining.
-    if (quality is None) == (sparsity is None):
-        raise ValueError("give exactly one of a pruning quality and a target sparsity")
-    bits_per_layer = [check_bits("index bits", b, 1, 16)
-                      for b in _per_layer("index bits", index_bits, len(layers))]
-    for b in _per_layer("weight-sharing bits", share_bits, len(layers)):
-        check_bits("weight-sharing bits", b, 2, 8)
-    target_q = None if quality is None else _per_layer("pruning quality", quality, len(layers))
-    target_s = None if sparsity is None else _per_layer("target sparsity", sparsity, len(layers))
-    for q in target_q or []:
-        prune_by_std(np.zeros(1), q)
-    for t in target_s or []:
-        prune_to_sparsity(np.zeros(1), t)
-    for name, value in (("retrain epochs", retrain_epochs), ("fine-tuning epochs",
-                                                            finetune_epochs)):
-        check_bits(name, value, 0, 100_000)
+    target_q, target_s, bits_per_layer = check_settings(
+        len(layers), quality=quality, sparsity=sparsity, prune_steps=prune_steps,
+        retrain_epochs=retrain_epochs, share_bits=share_bits, finetune_epochs=finetune_epochs,
+        index_bits=index_bits)
     accuracy_at = {"original": accuracy(work, x_test, y_test)}
     masks: dict[str, np.ndarray] = {}
     for step in range(1, prune_steps + 1):

@@ -56,7 +56,7 @@ from model.thresholds import fold_multilevel_thresholds, fold_sign_threshold
 
 __all__ = ["FORMAT", "VERSION", "IntegerLayer", "IntegerModel", "LayerTrace", "IntegerTrace",
            "FloatCheckpoint", "fold", "run_integer", "predict", "hardware_layer", "save",
-           "save_float", "load", "xnor_lanes", "MAX_XNOR_LANES"]
+           "save_float", "load", "check_model", "xnor_lanes", "MAX_XNOR_LANES"]
 
 FORMAT = "mulfree-model"
 VERSION = 1
@@ -568,43 +568,252 @@ def save_float(net: L.Sequential, path, *, net_name: str, input_shape, pixel_max
 
 
 def _corrupt(path, why: str) -> ValueError:
-    return ValueError(f"{path!r} is not a valid mulfree model file: {why}")
+    return ValueError(f"{str(path)!r} is not a valid mulfree model file: {why}")
+
+
+# --- reading a file: every field checked -------------------------------------------------------
+
+def _int(value, what: str, lo: int | None = None, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be an integer, not {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        bounds = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+        raise ValueError(f"{what} must be in {bounds}, not {value}")
+    return value
+
+
+def _ints(value, what: str, length: int, lo: int | None = None) -> tuple:
+    if not isinstance(value, list) or len(value) != length:
+        raise ValueError(f"{what} must be a list of {length} integers, not {value!r}")
+    return tuple(_int(v, what, lo) for v in value)
+
+
+def _integer_array(value, what: str, shape: tuple) -> np.ndarray:
+    if value is None:
+        raise ValueError(f"{what} is missing")
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{what} must hold integers, not {arr.dtype} values")
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{what} must have shape {list(shape)}, not {list(arr.shape)}")
+    return arr.astype(np.int64)
+
+
+def _flags(value, what: str, channels: int) -> np.ndarray:
+    arr = _integer_array(value, what, (channels,))
+    if np.any((arr != 0) & (arr != 1)):
+        raise ValueError(f"{what} must hold 0 or 1 per channel")
+    return arr.astype(bool)
+
+
+#: Largest magnitude of a score (``gain * acc + offset``): int64 with room to spare.
+_SCORE_LIMIT = 1 << 62
+
+
+def _layer_from_manifest(i: int, fields, arrays: dict) -> IntegerLayer:
+    """One ``IntegerLayer`` from its manifest fields and arrays, every field checked."""
+    what = f"layer {i}"
+    if not isinstance(fields, dict):
+        raise ValueError(f"{what} must be a JSON object, not {fields!r}")
+    missing = [name for name in _LAYER_FIELDS if name not in fields]
+    if missing:
+        raise ValueError(f"{what} has no field {missing[0]!r}")
+    kind = fields["kind"]
+    if kind not in ("conv", "dense"):
+        raise ValueError(f"{what}: kind must be 'conv' or 'dense', not {kind!r}")
+    scheme = fields["scheme"]
+    if not isinstance(scheme, str) or scheme not in quant.SCHEMES:
+        raise ValueError(f"{what}: unknown scheme {scheme!r}; allowed: "
+                         f"{', '.join(quant.SCHEMES)}")
+    a_bits = _int(fields["a_bits"], f"{what} a_bits")
+    w_bits = _int(fields["w_bits"], f"{what} w_bits")
+    quant.activation_code_range(scheme, a_bits)
+    w_lo, w_hi = quant.weight_code_range(scheme, w_bits)
+    stride = _int(fields["stride"], f"{what} stride", 1, 1 << 16)
+    padding = _int(fields["padding"], f"{what} padding", 0, 1 << 16)
+    in_shape = _ints(fields["in_shape"], f"{what} in_shape", 3, 1)
+    channels = _int(fields["channels"], f"{what} channels", 1)
+    if not isinstance(fields["flatten"], bool):
+        raise ValueError(f"{what}: flatten must be true or false, not {fields['flatten']!r}")
+    pool = _int(fields["pool"], f"{what} pool", 0, 1 << 16)
+    output = fields["output"]
+    if output not in _OUTPUTS:
+        raise ValueError(f"{what}: unknown output {output!r}; allowed: {', '.join(_OUTPUTS)}")
+    weights = arrays.get(f"layer{i}.weights")
+    if weights is None:
+        raise ValueError(f"{what} has no weights")
+    weights = np.asarray(weights)
+    if weights.ndim != 4 or 0 in weights.shape:
+        raise ValueError(f"{what} weights must be a non-empty [M, C, R, S] array, not shape "
+                         f"{list(weights.shape)}")
+    weights = quant.check_codes(f"{what} {scheme} weight codes", weights, w_lo, w_hi)
+    m, c, r, s = weights.shape
+    if c != in_shape[0]:
+        raise ValueError(f"{what}: weights {list(weights.shape)} take {c} input channels, "
+                         f"in_shape {list(in_shape)} has {in_shape[0]}")
+    lanes = a_bits if scheme == "xnor" else 1
+    if channels != in_shape[0] * lanes:
+        raise ValueError(f"{what}: channels {channels} must be {in_shape[0] * lanes} "
+                         f"(in_shape {list(in_shape)}" + (f" of {lanes} lanes)" if lanes > 1
+                                                          else ")"))
+    if kind == "dense" and (r, s, in_shape[1], in_shape[2], stride, padding) != \
+            (1, 1, 1, 1, 1, 0):
+        raise ValueError(f"{what}: a dense layer has 1x1 weights on a [C, 1, 1] input, stride "
+                         "1 and no padding")
+    fan_in = c * r * s
+    p_lo, p_hi = ops.product_range(scheme, a_bits=a_bits, w_bits=w_bits)
+    acc_range = (fan_in * p_lo, fan_in * p_hi)
+    if fields["acc_range"] != list(acc_range):
+        raise ValueError(f"{what}: acc_range must be {list(acc_range)} (fan-in {fan_in} times "
+                         f"the product range), not {fields['acc_range']!r}")
+    layer = IntegerLayer(kind=kind, scheme=scheme, weights=weights, a_bits=a_bits,
+                         w_bits=w_bits, stride=stride, padding=padding, in_shape=in_shape,
+                         channels=channels, flatten=fields["flatten"], pool=pool,
+                         acc_range=acc_range, output=output)
+    layer.out_shape()  # the kernel, stride and pooling leave a non-empty output
+    present = {name for name in _LAYER_ARRAYS if f"layer{i}.{name}" in arrays}
+    if output == "scores":
+        expected = {"weights", "score_gain", "score_offset"}
+        layer.score_shift = _int(fields["score_shift"], f"{what} score_shift", 0, 62)
+        layer.score_gain = _integer_array(arrays.get(f"layer{i}.score_gain"),
+                                          f"{what} score_gain", (m,))
+        layer.score_offset = _integer_array(arrays.get(f"layer{i}.score_offset"),
+                                            f"{what} score_offset", (m,))
+        reach = max(abs(acc_range[0]), abs(acc_range[1]))
+        worst = max(abs(int(g)) * reach + abs(int(o))
+                    for g, o in zip(layer.score_gain, layer.score_offset))
+        if worst >= _SCORE_LIMIT:
+            raise ValueError(f"{what}: score_gain and score_offset reach {worst}; allowed: "
+                             f"scores below 2**62")
+    else:
+        expected = {"weights", "thresholds", "flip", "constant"}
+        if fields["score_shift"] != 0:
+            raise ValueError(f"{what}: score_shift must be 0 for a {output!r} output, not "
+                             f"{fields['score_shift']!r}")
+        if output == "levels":
+            layer.out_bits = _int(fields["out_bits"], f"{what} out_bits", 1, 16)
+        elif fields["out_bits"] is not None:
+            raise ValueError(f"{what}: out_bits must be null for a 'sign' output, not "
+                             f"{fields['out_bits']!r}")
+        count = 1 if output == "sign" else (1 << layer.out_bits) - 1
+        layer.thresholds = _integer_array(arrays.get(f"layer{i}.thresholds"),
+                                          f"{what} thresholds", (m, count))
+        layer.flip = _flags(arrays.get(f"layer{i}.flip"), f"{what} flip", m)
+        layer.constant = _flags(arrays.get(f"layer{i}.constant"), f"{what} constant", m)
+    if present != expected:
+        extra = sorted(present - expected)
+        raise ValueError(f"{what}: unexpected array {extra[0]!r} for a {output!r} output"
+                         if extra else f"{what}: {sorted(expected - present)[0]} is missing")
+    return layer
+
+
+def _output_codes(layer: IntegerLayer) -> tuple[int, int]:
+    """Smallest and largest code a layer's output stage gives."""
+    return (-1, 1) if layer.output == "sign" else (0, (1 << layer.out_bits) - 1)
+
+
+def check_model(model: IntegerModel) -> None:
+    """``ValueError`` (one line naming the layer and field) unless the layers chain: each
+    takes the previous one's output shape and codes, the first the images, the last gives one
+    score per class."""
+    c, h, w = model.input_shape
+    shape, codes = (c, h, w), (0, model.pixel_max)
+    for i, layer in enumerate(model.layers):
+        what = f"layer {i}"
+        last = i == len(model.layers) - 1
+        if (layer.output == "scores") != last:
+            raise ValueError(f"{what}: only the last layer gives scores, not {layer.output!r}")
+        flat = (int(np.prod(shape)), 1, 1)
+        if layer.kind == "dense" or layer.flatten:
+            if layer.kind == "conv":
+                raise ValueError(f"{what}: a convolution cannot follow a flatten")
+            wanted = flat
+        else:
+            wanted = shape
+        if layer.channels != wanted[0] or tuple(layer.in_shape[1:]) != tuple(wanted[1:]):
+            raise ValueError(f"{what} takes {layer.channels} channels of "
+                             f"{list(layer.in_shape[1:])}, the previous stage gives "
+                             f"{wanted[0]} of {list(wanted[1:])}")
+        if layer.scheme == "xnor":
+            if codes != (-1, 1):
+                raise ValueError(f"{what}: xnor takes +/-1 inputs, the previous stage gives "
+                                 f"codes {codes[0]} to {codes[1]}")
+        else:
+            lo, hi = quant.activation_code_range(layer.scheme, layer.a_bits)
+            if codes[0] < lo or codes[1] > hi:
+                raise ValueError(f"{what} takes {layer.scheme} activations of {layer.a_bits} "
+                                 f"bits ({lo} to {hi}), the previous stage gives {codes[0]} "
+                                 f"to {codes[1]}")
+        shape = layer.out_shape()
+        if not last:
+            codes = _output_codes(layer)
+    if shape[1:] != (1, 1) or shape[0] != model.classes:
+        raise ValueError(f"the last layer gives {list(shape)} scores; the model has "
+                         f"{model.classes} classes (one score each)")
+
+
+def _float_checkpoint(manifest: dict, arrays: dict) -> FloatCheckpoint:
+    from model import nets
+    net = manifest["net"]
+    if not isinstance(net, str) or net not in nets.NETS:
+        raise ValueError(f"unknown network {net!r}; allowed: {', '.join(nets.NETS)}")
+    input_shape = _ints(manifest["input_shape"], "input_shape", 3, 1)
+    pixel_max = _int(manifest["pixel_max"], "pixel_max", 1, 1 << 16)
+    classes = _int(manifest["classes"], "classes", 2, 1 << 16)
+    state = {k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}
+    others = sorted(k for k in arrays if not k.startswith("state."))
+    if others:
+        raise ValueError(f"unexpected array {others[0]!r}")
+    checkpoint = FloatCheckpoint(net, input_shape, pixel_max, classes, state,
+                                 _meta(manifest))
+    # The state must be the one of the network it names (names, shapes, finite real values).
+    nets.build(net, input_shape, classes, pixel_max=pixel_max,
+               shift_bn=bool(checkpoint.meta.get("shift_bn", False))).load_state_dict(state)
+    return checkpoint
+
+
+def _meta(manifest: dict) -> dict:
+    meta = manifest.get("meta", {})
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta must be a JSON object, not {meta!r}")
+    return meta
 
 
 def load(path) -> IntegerModel | FloatCheckpoint:
     """Load a file written by ``save`` or ``save_float``.
 
     Raises ``ValueError`` with one clear line when the file is missing, not a mulfree model,
-    of another format version, or corrupt (checksum mismatch, missing or malformed fields).
+    of another format version, or corrupt: a checksum mismatch (of the arrays or the
+    manifest), or any field missing, of the wrong type, out of its range or inconsistent with
+    the others (``check_model``).
     """
     manifest, arrays = read_container(path, format=FORMAT, version=VERSION,
                                       what="mulfree model", again=" (train it again)")
     try:
+        for key in ("kind", "input_shape", "pixel_max", "classes"):
+            if key not in manifest:
+                raise ValueError(f"manifest field {key!r} is missing")
         if manifest["kind"] == "float":
-            state = {k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}
-            return FloatCheckpoint(manifest["net"], tuple(manifest["input_shape"]),
-                                   int(manifest["pixel_max"]), int(manifest["classes"]), state,
-                                   manifest.get("meta", {}))
+            return _float_checkpoint(manifest, arrays)
         if manifest["kind"] != "integer":
-            raise _corrupt(path, f"unknown kind {manifest['kind']!r}")
-        layers = []
-        for i, fields in enumerate(manifest["layers"]):
-            values = {name: fields[name] for name in _LAYER_FIELDS}
-            values["in_shape"] = tuple(values["in_shape"])
-            values["acc_range"] = tuple(values["acc_range"])
-            for name in _LAYER_ARRAYS:
-                key = f"layer{i}.{name}"
-                values[name] = arrays.get(key)
-            if values["weights"] is None or values["output"] not in _OUTPUTS:
-                raise _corrupt(path, f"layer {i} has no weights or an unknown output")
-            for name in ("flip", "constant"):
-                if values[name] is not None:
-                    values[name] = values[name].astype(bool)
-            layer = IntegerLayer(**values)
-            if list(layer.weights.shape) != list(fields["weights_shape"]):
-                raise _corrupt(path, f"layer {i} weights have the wrong shape")
-            layers.append(layer)
-        return IntegerModel(layers, tuple(manifest["input_shape"]), int(manifest["pixel_max"]),
-                            int(manifest["classes"]), manifest.get("meta", {}))
-    except (KeyError, TypeError) as exc:
-        raise _corrupt(path, f"manifest field {exc} missing or malformed") from None
+            raise ValueError(f"unknown kind {manifest['kind']!r}; allowed: integer, float")
+        records = manifest.get("layers")
+        if not isinstance(records, list) or not records:
+            raise ValueError(f"layers must be a non-empty list, not {records!r}")
+        known = {f"layer{i}.{name}" for i in range(len(records)) for name in _LAYER_ARRAYS}
+        unknown = sorted(set(arrays) - known)
+        if unknown:
+            raise ValueError(f"unexpected array {unknown[0]!r}")
+        layers = [_layer_from_manifest(i, fields, arrays) for i, fields in enumerate(records)]
+        for i, (layer, fields) in enumerate(zip(layers, records)):
+            if fields.get("weights_shape") != list(layer.weights.shape):
+                raise ValueError(f"layer {i} weights_shape {fields.get('weights_shape')!r} is "
+                                 f"not the weights' shape {list(layer.weights.shape)}")
+        model = IntegerModel(layers, _ints(manifest["input_shape"], "input_shape", 3, 1),
+                             _int(manifest["pixel_max"], "pixel_max", 1, 1 << 16),
+                             _int(manifest["classes"], "classes", 2, 1 << 16),
+                             _meta(manifest))
+        check_model(model)
+        return model
+    except ValueError as exc:
+        raise _corrupt(path, str(exc)) from None

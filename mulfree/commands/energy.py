@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import os
 
+from model.files import check_new_file
 from model.quant import SCHEMES
+from mulfree import flags
 from mulfree.errors import UsageError
 from sim import energy
 from sim.energy_presets import network_names
+
+
+#: The most PEs and images per batch the energy model is asked for: its counts stay exact
+#: well below int64 (a batch of 10**15 images overflowed them into negative energies).
+MAX_PES = 1 << 16
+MAX_BATCH = 1 << 16
 
 
 def register(subparsers) -> None:
@@ -19,25 +27,30 @@ def register(subparsers) -> None:
     parser.add_argument("--network", default="alexnet",
                         help=f"a preset ({', '.join(network_names())}) or a deployment "
                              "model file (default: alexnet)")
-    parser.add_argument("--pes", type=int, default=256, help="number of PEs (default 256)")
-    parser.add_argument("--rows", type=int, default=None,
+    parser.add_argument("--pes", type=flags.integer(1, MAX_PES), default=256,
+                        help="number of PEs (default 256)")
+    parser.add_argument("--rows", type=flags.integer(1, MAX_PES), default=None,
                         help="PE rows of the arrangement (default: nearest to square)")
-    parser.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
+    parser.add_argument("--batch", type=flags.integer(1, MAX_BATCH), default=16,
+                        help="images per batch (default 16)")
     parser.add_argument("--dataflows", default="rs,ws,os,nlr",
                         help="comma-separated subset of rs,ws,os,nlr (default: all)")
-    parser.add_argument("--costs", default="normalized", choices=energy.COST_TABLES,
-                        help="cost table: Eyeriss normalised or 45 nm picojoules")
-    parser.add_argument("--scheme", default=None, choices=SCHEMES,
+    parser.add_argument("--costs", default="normalized",
+                        type=flags.choice(energy.COST_TABLES, "cost table"),
+                        help=f"cost table: {' or '.join(energy.COST_TABLES)} (Eyeriss "
+                             "normalised or 45 nm picojoules)")
+    parser.add_argument("--scheme", default=None, type=flags.choice(SCHEMES, "scheme"),
                         help="product scheme of every layer (default: int, 16-bit words; "
                              "a deployment model brings its own)")
-    parser.add_argument("--a-bits", type=int, default=None,
+    parser.add_argument("--a-bits", type=flags.integer(1, 64), default=None,
                         help="activation width (xnor: lanes; default 16 for int, else 8)")
-    parser.add_argument("--w-bits", type=int, default=None,
+    parser.add_argument("--w-bits", type=flags.integer(1, 64), default=None,
                         help="weight width for int/dorefa (default: a-bits for int, 1 dorefa)")
-    parser.add_argument("--sparsity", type=float, default=None,
+    parser.add_argument("--sparsity", type=flags.real(0.0, 1.0), default=None,
                         help="zero-weight fraction for the skipping units (default: from the "
                              "model, else the scheme's default)")
-    parser.add_argument("--rf-area-ratio", type=float, default=2.0,
+    parser.add_argument("--rf-area-ratio", type=flags.real(0.0, 1000.0, lo_open=True),
+                        default=2.0,
                         help="area of a register-file byte in global-buffer bytes (default 2)")
     parser.add_argument("--json", metavar="F", default=None, help="write the results as JSON")
     parser.add_argument("--plot", metavar="F.png", default=None,
@@ -46,14 +59,14 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _check_output(path: str | None, force: bool) -> None:
-    if path is None:
-        return
-    if os.path.exists(path) and not force:
-        raise UsageError(f"{path} exists; pass --force to overwrite it")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UsageError(f"folder {folder} of {path} does not exist")
+def _check_plot(path: str) -> None:
+    """The plot's file type (its extension; none: PNG) must be one matplotlib writes."""
+    from matplotlib.backend_bases import FigureCanvasBase
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    allowed = FigureCanvasBase.get_supported_filetypes()
+    if ext and ext not in allowed:
+        raise UsageError(f"--plot {path}: unknown image type {ext!r}; allowed: "
+                         f"{', '.join(sorted(allowed))}")
 
 
 def _scheme(args) -> energy.Scheme:
@@ -74,18 +87,14 @@ def _scheme(args) -> energy.Scheme:
 
 
 def run(args) -> int:
-    for name, value, lo in (("--pes", args.pes, 1), ("--batch", args.batch, 1)):
-        if value < lo:
-            raise UsageError(f"{name} must be >= {lo}, not {value}")
-    if args.rows is not None and (args.rows < 1 or args.pes % args.rows):
+    if args.rows is not None and args.pes % args.rows:
         raise UsageError(f"--rows {args.rows} does not divide --pes {args.pes}")
-    if args.sparsity is not None and not 0.0 <= args.sparsity <= 1.0:
-        raise UsageError(f"--sparsity must be in [0, 1], not {args.sparsity}")
-    if not args.rf_area_ratio > 0:
-        raise UsageError(f"--rf-area-ratio must be > 0, not {args.rf_area_ratio}")
     dataflows = energy.parse_dataflows(args.dataflows)
-    _check_output(args.json, args.force)
-    _check_output(args.plot, args.force)
+    for path in (args.json, args.plot):
+        if path is not None:
+            check_new_file(path, force=args.force)
+    if args.plot:
+        _check_plot(args.plot)
     if args.json and args.plot and os.path.abspath(args.json) == os.path.abspath(args.plot):
         raise UsageError("--json and --plot name the same file")
 

@@ -79,7 +79,7 @@ def test_existing_output_is_not_overwritten(tmp_path, checkpoint, capsys):
     (["--prune", "1.5"], "sparsity must be a number in [0, 1]"),
     (["--share-bits", "9"], "weight-sharing bits must be an integer in [2, 8]"),
     (["--index-bits", "0"], "index bits must be an integer in [1, 16]"),
-    (["--prune-steps", "0"], "--prune-steps must be at least 1"),
+    (["--prune-steps", "0"], "argument --prune-steps: must be an integer in [1, 100], not 0"),
 ])
 def test_bad_settings_are_one_line_and_leave_no_file(tmp_path, checkpoint, capsys, flags,
                                                      message):

@@ -87,9 +87,10 @@ def test_the_demo_does_not_replace_a_report_without_force(short_run, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--images", "0"], "--images must be at least 1, not 0"),
-    (["--net", "float"], "is a float network"),
-    (["--net", "resnet"], "unknown network 'resnet'"),
+    (["--images", "0"], "argument --images: must be an integer >= 1, not 0"),
+    (["--images", "360"], "images must be in [1, 359] (the test images of digits), not 360"),
+    (["--net", "float"], "argument --net: unknown quantized network 'float'"),
+    (["--net", "resnet"], "unknown quantized network 'resnet'"),
     (["--board", "nope"], "unknown board 'nope'"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, argv, message):

@@ -42,10 +42,11 @@ def test_quantize_with_fine_tuning_saves_a_bit_exact_integer_model(tmp_path, cli
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["--net", "float"], "--net must be a quantized network"),
+    (["--net", "float"], "argument --net: unknown quantized network 'float'"),
     (["--net", "binarymlp"], "float cannot be quantized into binarymlp: the source network "
                              "has 4 weight layers, the target 2"),
-    (["--net", "binarynet", "--epochs", "-1"], "--epochs must be at least 0, not -1"),
+    (["--net", "binarynet", "--epochs", "-1"],
+     "argument --epochs: must be an integer in [0, 100000], not -1"),
     (["--net", "binarynet", "--dataset", "mnist:/nonexistent"], "/nonexistent"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, cli, checkpoint, argv,

@@ -52,7 +52,7 @@ def test_refuses_to_overwrite_without_force(tmp_path, capsys):
     (["--filter-spad", "2"], "filter width 3 exceeds the filter scratchpad (2 entries)"),
     (["--ifmap-spad", "2"], "filter width 3 exceeds the input scratchpad (2 entries)"),
     (["--psum-spad", "12"], "--psum-spad must be a power of two"),
-    (["--rows", "0"], "--rows must be in [1, 64], not 0"),
+    (["--rows", "0"], "argument --rows: must be an integer in [1, 64], not 0"),
 ])
 def test_unmappable_layer_is_refused_with_one_line(tmp_path, capsys, flags, message):
     _, path = _layer(tmp_path)

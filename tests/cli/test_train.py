@@ -41,8 +41,12 @@ def test_existing_output_needs_force(tmp_path, cli):
     (["--dataset", "mnist:/no/such/folder"], "MNIST folder '/no/such/folder' not found"),
     (["--dataset", "cifar"], "unknown dataset 'cifar'"),
     (["--net", "resnet"], "unknown network 'resnet'"),
-    (["--epochs", "0"], "--epochs must be at least 1"),
-    (["--lr", "-1"], "--lr must be positive"),
+    (["--epochs", "0"], "argument --epochs: must be an integer in [1, 100000], not 0"),
+    (["--lr", "-1"], "argument --lr: must be a finite number in (0, 10], not -1"),
+    (["--lr", "nan"], "argument --lr: must be a finite number in (0, 10], not nan"),
+    (["--batch-size", "1.5"],
+     "argument --batch-size: must be an integer in [1, 1048576], not '1.5'"),
+    (["--seed", "-3"], "argument --seed: must be an integer in [0, 9223372036854775807], not -3"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, cli, argv, needle):
     path = tmp_path / "m.npz"
