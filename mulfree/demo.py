@@ -23,6 +23,7 @@ import numpy as np
 
 from model.files import staged_folder
 from model.layer_file import Layer
+from model.progress import on_terminal
 
 __all__ = ["DemoSettings", "preflight", "run_demo", "summary_lines"]
 
@@ -216,7 +217,8 @@ def simulate(model, trace, groups: list[HardwareGroup], images: int, settings: D
             f"{', '.join(map(str, group.indices))} ({a['scheme']}, A{a['a_bits']} "
             f"W{a['w_bits']}) on a {params.rows}x{params.cols} array, {images} images")
         runs = run_layers(group.layers, backend=settings.backend, params=params,
-                          progress=settings.progress, counter_bits=a["counter_bits"])
+                          progress=settings.progress and on_terminal(),  # a bar, or
+                          counter_bits=a["counter_bits"])                # say's line above
         for j, k in enumerate(group.indices):
             mine = runs[j * images:(j + 1) * images]
             exact = sum(int(np.array_equal(run.outputs, trace.layers[k].accumulators[i]))
