@@ -636,6 +636,8 @@ def _layer_from_manifest(i: int, fields, arrays: dict) -> IntegerLayer:
     if not isinstance(fields["flatten"], bool):
         raise ValueError(f"{what}: flatten must be true or false, not {fields['flatten']!r}")
     pool = _int(fields["pool"], f"{what} pool", 0, 1 << 16)
+    if pool == 1:
+        raise ValueError(f"{what}: pool must be 0 (none) or a window of at least 2, not 1")
     output = fields["output"]
     if output not in _OUTPUTS:
         raise ValueError(f"{what}: unknown output {output!r}; allowed: {', '.join(_OUTPUTS)}")
@@ -672,6 +674,9 @@ def _layer_from_manifest(i: int, fields, arrays: dict) -> IntegerLayer:
                          acc_range=acc_range, output=output)
     layer.out_shape()  # the kernel, stride and pooling leave a non-empty output
     present = {name for name in _LAYER_ARRAYS if f"layer{i}.{name}" in arrays}
+    if output != "levels" and fields["out_bits"] is not None:
+        raise ValueError(f"{what}: out_bits must be null for a {output!r} output, not "
+                         f"{fields['out_bits']!r}")
     if output == "scores":
         expected = {"weights", "score_gain", "score_offset"}
         layer.score_shift = _int(fields["score_shift"], f"{what} score_shift", 0, 62)
@@ -692,9 +697,6 @@ def _layer_from_manifest(i: int, fields, arrays: dict) -> IntegerLayer:
                              f"{fields['score_shift']!r}")
         if output == "levels":
             layer.out_bits = _int(fields["out_bits"], f"{what} out_bits", 1, 16)
-        elif fields["out_bits"] is not None:
-            raise ValueError(f"{what}: out_bits must be null for a 'sign' output, not "
-                             f"{fields['out_bits']!r}")
         count = 1 if output == "sign" else (1 << layer.out_bits) - 1
         layer.thresholds = _integer_array(arrays.get(f"layer{i}.thresholds"),
                                           f"{what} thresholds", (m, count))
