@@ -82,8 +82,7 @@ def run(args) -> int:
     started = time.monotonic()
 
     def say(line):
-        if not args.no_progress:
-            print(f"[{time.monotonic() - started:5.0f} s] {line}", file=sys.stderr, flush=True)
+        print(f"[{time.monotonic() - started:5.0f} s] {line}", file=sys.stderr, flush=True)
 
     summary = run_demo(settings, args.output, force=args.force, say=say)
     print()
