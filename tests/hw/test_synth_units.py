@@ -36,7 +36,9 @@ def designs():
     return found
 
 
-@pytest.fixture(scope="module", params=["ice40", "ecp5"])
+@pytest.fixture(scope="module", params=[  # each on its own worker
+    pytest.param("ice40", marks=pytest.mark.xdist_group("ice40")),
+    pytest.param("ecp5", marks=pytest.mark.xdist_group("ecp5"))])
 def synthesized(request, designs):
     sources = {f"{name}.v": d.verilog for name, d in designs.items()}
     return request.param, synthesize(sources, list(designs), request.param)

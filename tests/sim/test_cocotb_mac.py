@@ -17,7 +17,9 @@ MAC_TESTS = ["sums_match_model/flow=full_rate", "sums_match_model/flow=stalling"
 pytestmark = [pytest.mark.xdist_group("sim.test_cocotb_mac"), pytest.mark.timeout(600)]
 
 
-@pytest.fixture(scope="module", params=["verilator", "icarus"])
+@pytest.fixture(scope="module", params=[  # each on its own worker
+    pytest.param("verilator", marks=pytest.mark.xdist_group("verilator")),
+    pytest.param("icarus", marks=pytest.mark.xdist_group("icarus"))])
 def mac_run(request):
     ok, why = simulator_available(request.param)
     if not ok:

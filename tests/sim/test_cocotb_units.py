@@ -31,7 +31,9 @@ def run_bank(bank, simulator):
 pytestmark = [pytest.mark.xdist_group("sim.test_cocotb_units"), pytest.mark.timeout(600)]
 
 
-@pytest.fixture(scope="module", params=["verilator", "icarus"])
+@pytest.fixture(scope="module", params=[  # each on its own worker
+    pytest.param("verilator", marks=pytest.mark.xdist_group("verilator")),
+    pytest.param("icarus", marks=pytest.mark.xdist_group("icarus"))])
 def bank_run(request):
     return run_bank(UnitBank.representative(), request.param)
 
