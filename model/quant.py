@@ -259,6 +259,8 @@ def pack_pm1(levels) -> np.ndarray:
 def to_unsigned_bits(codes, bits: int) -> np.ndarray:
     """The two's-complement bit pattern (as unsigned ints) of signed ``codes`` at ``bits``."""
     c = np.asarray(codes, dtype=np.int64)
+    if bits >= 64:  # the pattern of a 64-bit code is its value as uint64 (beyond int64)
+        return c.astype(np.uint64)
     return (c & ((1 << bits) - 1)).astype(np.int64)
 
 

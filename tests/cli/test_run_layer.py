@@ -96,3 +96,16 @@ def test_layer_over_a_configuration_limit_is_refused_with_one_line(tmp_path, cap
                    f"configuration field P (padding) = {MAX_PADDING + 1}; allowed: at most "
                    f"{MAX_PADDING}"]
     assert not out.exists()
+
+
+def test_a_64_lane_xnor_layer_runs_bit_exact(tmp_path):
+    """The widest xnor words: 64 lanes (as int64 codes, lanes 0 to 62 free, the extremes)."""
+    rng = np.random.default_rng(64)
+    weights = rng.integers(0, 2**63 - 1, size=(2, 2, 3, 3), endpoint=True)
+    inputs = rng.integers(0, 2**63 - 1, size=(2, 5, 5), endpoint=True)
+    weights.flat[0], inputs.flat[0] = 2**63 - 1, 0
+    layer = Layer("xnor", weights, inputs, a_bits=64, w_bits=64)
+    path, out = tmp_path / "xnor64.npz", tmp_path / "out.npz"
+    save_layer(path, layer)
+    assert main(["run-layer", str(path), "-o", str(out), "--quiet"]) == 0
+    _check_out(layer, out, ArrayParams())

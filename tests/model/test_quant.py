@@ -104,6 +104,8 @@ def test_pack_64_lanes_all_minus_one():
 
 def test_to_unsigned_bits_extremes():
     assert_equal(to_unsigned_bits([-8, -1, 0, 7], 4), [8, 15, 0, 7])
+    assert to_unsigned_bits([-1, -2**63, 0, 2**63 - 1], 64).tolist() == [
+        2**64 - 1, 2**63, 0, 2**63 - 1]  # 64-bit patterns (xnor, 64 lanes) beyond int64
 
 
 # ----------------------------------------------------------------------------------------------
