@@ -167,7 +167,7 @@ def fmax(scheme, rows, cols, device, timeout=7200) -> tuple[float | None, str]:
         log = res.stdout + res.stderr
         found = re.findall(r"Max frequency for clock\s+'[^']*':\s+([\d.]+) MHz", log)
         if res.returncode != 0 and not found:
-            last = [l for l in log.splitlines() if "ERROR" in l]
+            last = [line for line in log.splitlines() if "ERROR" in line]
             return None, (last[-1].strip() if last else f"nextpnr exit {res.returncode}")
         used = re.findall(r"(ICESTORM_LC|TRELLIS_COMB):\s+(\d+)/\s*(\d+)", log)
         note = "placed and routed" + (f" ({used[-1][1]} {used[-1][0]} with the harness)"

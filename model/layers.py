@@ -808,7 +808,17 @@ class Sequential(Layer):
         for i, layer in enumerate(self.layers):
             for store in (layer.params, layer.buffers):
                 for key in store:
-                    value = np.asarray(state[f"{i}.{key}"], dtype=np.float64)
+                    name = f"{i}.{key}"
+                    value = np.asarray(state[name])
+                    if value.dtype.kind not in "iuf":
+                        raise ValueError(f"{name} must hold real numbers, not {value.dtype} "
+                                         "values")
+                    value = value.astype(np.float64)
+                    if not np.all(np.isfinite(value)):
+                        raise ValueError(f"{name} contains NaN or inf; allowed: finite numbers")
+                    if key == "running_var" and np.any(value < 0):
+                        raise ValueError(f"{name} holds {float(value[value < 0][0])!r}; allowed: "
+                                         "variances >= 0")
                     if value.shape != store[key].shape:
                         raise ValueError(f"{i}.{key} has shape {value.shape}, the network "
                                          f"needs {store[key].shape}")

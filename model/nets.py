@@ -51,8 +51,8 @@ import numpy as np
 from model import layers as L
 
 __all__ = ["NetSpec", "NETS", "QUANTIZED_NETS", "ARRAY_NETS", "DEFAULT_NET", "build",
-           "build_options", "binarynet", "ternarynet", "dorefanet", "float_net", "lenet300", "binarymlp",
-           "mobilenet_tiny", "DOREFA_BITS", "parse_bits"]
+           "build_options", "binarynet", "ternarynet", "dorefanet", "float_net", "lenet300",
+           "binarymlp", "mobilenet_tiny", "DOREFA_BITS", "parse_bits"]
 
 
 def _feature_size(input_shape: tuple[int, int, int]) -> tuple[int, int]:
@@ -310,6 +310,11 @@ def build_options(meta: dict) -> dict:
     ``shift_bn``), so that the network it came from can be built again."""
     options = {"shift_bn": bool(meta.get("shift_bn", False))}
     for key in ("widths", "bits"):
-        if meta.get(key) is not None:
-            options[key] = tuple(int(v) for v in meta[key])
+        value = meta.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
+            raise ValueError(f"meta {key} must be a list of integers, not {value!r}")
+        options[key] = tuple(int(v) for v in value)
     return options

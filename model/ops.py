@@ -35,7 +35,7 @@ from model.quant import (
     weight_code_range,
     weight_level,
 )
-from model.thresholds import (
+from model.thresholds import (  # noqa: F401 (re-exported: see __all__)
     MultilevelThresholds,
     SignThreshold,
     affine_inference,
@@ -56,6 +56,8 @@ __all__ = [
     "product_range",
     "signed_width",
     "accumulator_width",
+    "check_acc_bits",
+    "MAX_ACC_BITS",
     "conv_output_size",
     "conv2d",
     "dense",
@@ -124,6 +126,27 @@ def signed_width(lo: int, hi: int) -> int:
     while not (-(1 << (width - 1)) <= lo and hi <= (1 << (width - 1)) - 1):
         width += 1
     return width
+
+
+#: The widest partial sum the hardware and the golden model (int64 sums) support.
+MAX_ACC_BITS = 64
+
+
+def check_acc_bits(scheme: str, *, a_bits: int, w_bits: int | None = None, acc_bits,
+                   name: str = "acc_bits") -> int:
+    """Return ``acc_bits`` if partial sums of that width hold every product of ``scheme`` at
+    these widths (and at most ``MAX_ACC_BITS``); else ``ValueError`` naming the width the
+    products need. (How many products a sum of that width holds is the layer's business:
+    ``accumulator_width``.)"""
+    lo, hi = product_range(scheme, a_bits=a_bits, w_bits=w_bits)
+    need = signed_width(lo, hi)
+    if isinstance(acc_bits, bool) or not isinstance(acc_bits, (int, np.integer)) \
+            or not need <= acc_bits <= MAX_ACC_BITS:
+        raise ValueError(f"{name} {acc_bits!r} cannot hold the products of {scheme} with "
+                         f"a_bits={a_bits}" + (f", w_bits={w_bits}" if w_bits else "") +
+                         f" ({lo} to {hi} need {need} signed bits); allowed: {need} to "
+                         f"{MAX_ACC_BITS}")
+    return int(acc_bits)
 
 
 def accumulator_width(scheme: str, *, a_bits: int, w_bits: int | None = None,

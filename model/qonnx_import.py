@@ -228,9 +228,8 @@ def _scheme(layer: GraphLayer, act: Quantizer) -> tuple[str, int, int]:
 def _acc_range(scheme, a_bits, w_bits, fan_in, codebook) -> tuple[int, int]:
     """The layer's worst-case accumulators (``model.ops`` and the codebook width rules)."""
     if codebook is not None:
-        top = (1 << a_bits) - 1
-        lo, hi = min(int(codebook.min()) * top, 0), max(int(codebook.max()) * top, 0)
-        return fan_in * lo, fan_in * hi
+        from model.compress import codebook_acc_range
+        return codebook_acc_range(codebook, a_bits=a_bits, fan_in=fan_in)
     p_lo, p_hi = ops.product_range(scheme, a_bits=a_bits, w_bits=w_bits)
     return fan_in * p_lo, fan_in * p_hi
 

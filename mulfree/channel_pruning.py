@@ -85,10 +85,6 @@ def run_channels(args) -> int:
                              "--channels takes --select, --finetune-epochs, --lr, --seed")
     epochs = FINETUNE_EPOCHS if args.finetune_epochs is None else args.finetune_epochs
     lr = FINETUNE_LR if args.lr is None else args.lr
-    if epochs < 0:
-        raise UsageError(f"--finetune-epochs must be at least 0, not {epochs}")
-    if not lr > 0:
-        raise UsageError(f"--lr must be positive, not {lr}")
     loaded = deploy.load(args.model)
     name, net, options = _network(loaded, args.model)
     prunables = channels.prunable_layers(net)

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DemoSettings", "run_demo", "summary_lines"]
+from model.files import staged_folder
+from model.layer_file import Layer
+from model.progress import on_terminal
+
+__all__ = ["DemoSettings", "preflight", "run_demo", "summary_lines"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +49,64 @@ class DemoSettings:
 
 # --- stages --------------------------------------------------------------------------------------
 
+def preflight(settings: DemoSettings) -> float:
+    """Everything that can be checked before training, checked: the network, the board (it
+    must be one whose toolchain runs here when the synthesis estimate or the bitstream is
+    asked for), the number of test images, and the accelerator for the network's layers (the
+    untrained network folds into the same layer shapes): every layer maps on the array and
+    fits its configuration limits. Returns the predicted wall time of the RTL simulation;
+    ``ValueError`` (one line) on anything wrong."""
+    from boards.platforms import find_board
+    from model import data, deploy, nets
+    from sim.cycle_model import ArrayParams, LayerShape, check_mappable, predict
+    from sim.run_layer import accelerator_args, check_job, counter_bits_needed, plan
+    from sim.sim_time import simulation_seconds
+
+    if settings.net not in nets.QUANTIZED_NETS:
+        raise ValueError(f"network {settings.net!r} is not a quantized network; the demo needs "
+                         f"one of {', '.join(nets.QUANTIZED_NETS)}")
+    board = find_board(settings.board)
+    if settings.synthesize or settings.build:
+        described = board.describe()
+        if not described["open_toolchain"]:
+            raise ValueError(f"board {board.name!r} needs {described['needs']}, which mulfree "
+                             "does not run; the synthesis estimate and --build need an iCE40 "
+                             "or ECP5 board (e.g. icebreaker, ulx3s-85f), or use "
+                             "--no-synthesis")
+    ds = data.load_digits()
+    if not 1 <= settings.images <= len(ds.y_test):
+        raise ValueError(f"images must be in [1, {len(ds.y_test)}] (the test images of "
+                         f"{ds.name}), not {settings.images}")
+    net = nets.build(settings.net, ds.input_shape, ds.classes, pixel_max=ds.pixel_max,
+                     seed=settings.seed)
+    model = deploy.fold(net, input_shape=ds.input_shape, pixel_max=ds.pixel_max,
+                        classes=ds.classes)
+    params = ArrayParams(settings.rows, settings.cols, settings.spad, settings.spad,
+                         settings.spad)
+    cycles = 0
+    by_key = {}
+    for k, il in enumerate(model.layers):
+        shape = LayerShape.of(il.weights.shape, il.in_shape, il.stride, il.padding)
+        try:
+            check_mappable(shape, params)
+        except ValueError as exc:
+            raise ValueError(f"layer {k} of {settings.net} cannot run on a "
+                             f"{params.rows}x{params.cols} array: {exc}") from None
+        counts = predict(shape, params)
+        cycles += (counts["cycles"] + counts["offchip_words"]) * settings.images
+        layer = Layer(il.scheme, il.weights, np.zeros(il.in_shape, dtype=np.int64),
+                      stride=il.stride, padding=il.padding, a_bits=il.a_bits, w_bits=il.w_bits)
+        by_key.setdefault((il.scheme, il.a_bits, il.w_bits), []).append((k, layer))
+    for group in by_key.values():
+        layers = [layer for _, layer in group]
+        jobs = [plan(layer, params)[2] for layer in layers]
+        args = dict(accelerator_args(layers, params),
+                    counter_bits=settings.counter_bits or counter_bits_needed(jobs))
+        for (k, _), job in zip(group, jobs):
+            check_job(args, job, f"layer {k} of {settings.net}")
+    return simulation_seconds(settings.backend, cycles, params.pes)
+
+
 def train_and_fold(settings: DemoSettings, say):
     """Train the network, fold it; the data set, the integer model and the accuracies."""
     from model import data, deploy, nets
@@ -58,7 +117,7 @@ def train_and_fold(settings: DemoSettings, say):
     spec = nets.NETS[settings.net]
     if not spec.quantized:
         raise ValueError(f"network {settings.net!r} is a float network; the demo needs a "
-                         f"quantized one ({', '.join(n for n, s in nets.NETS.items() if s.quantized)})")
+                         f"quantized one ({', '.join(nets.QUANTIZED_NETS)})")
     epochs = spec.epochs if settings.epochs is None else settings.epochs
     net = nets.build(settings.net, ds.input_shape, ds.classes, pixel_max=ds.pixel_max,
                      seed=settings.seed)
@@ -158,7 +217,8 @@ def simulate(model, trace, groups: list[HardwareGroup], images: int, settings: D
             f"{', '.join(map(str, group.indices))} ({a['scheme']}, A{a['a_bits']} "
             f"W{a['w_bits']}) on a {params.rows}x{params.cols} array, {images} images")
         runs = run_layers(group.layers, backend=settings.backend, params=params,
-                          progress=settings.progress, counter_bits=a["counter_bits"])
+                          progress=settings.progress and on_terminal(),  # a bar, or
+                          counter_bits=a["counter_bits"])                # say's line above
         for j, k in enumerate(group.indices):
             mine = runs[j * images:(j + 1) * images]
             exact = sum(int(np.array_equal(run.outputs, trace.layers[k].accumulators[i]))
@@ -266,15 +326,10 @@ def run_demo(settings: DemoSettings, out_dir, *, force: bool = False, say=print)
     from sim.run_layer import build_accelerator
 
     out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not force:
-        raise ValueError(f"output folder {out_dir} exists and is not empty; use --force to "
-                         "replace it")
     if settings.images < 1:
         raise ValueError(f"images must be at least 1, not {settings.images}")
     started = time.monotonic()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
+    with staged_folder(out_dir, force=force) as work:
         ds, model, accuracy = train_and_fold(settings, say)
         deploy.save(model, work / "model.npz")
         trace = deploy.run_integer(model, ds.x_test[:settings.images])
@@ -304,20 +359,7 @@ def run_demo(settings: DemoSettings, out_dir, *, force: bool = False, say=print)
                            time.monotonic() - started)
         (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         (work / "report.md").write_text(_markdown(summary, model))
-        os.chmod(work, 0o777 & ~_umask())
-        if out_dir.exists():
-            shutil.rmtree(out_dir) if out_dir.is_dir() else out_dir.unlink()
-        os.replace(work, out_dir)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return summary
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _summary(settings, model, accuracy, on_array, accelerators, compared, measured,

@@ -21,6 +21,9 @@ import json
 import sys
 import time
 
+from model.ops import check_acc_bits
+from model.quant import SCHEMES
+from mulfree import flags
 from mulfree.errors import UsageError
 
 #: The accelerator's defaults on a board (the same scratchpads as ``mulfree run-layer``).
@@ -29,6 +32,10 @@ from mulfree.errors import UsageError
 #: host refuses one that would not).
 DEFAULTS = {"a_bits": 8, "acc_bits": 20, "depth": 256, "spad": 32, "counter_bits": 20,
             "rows": 3, "cols": 4}
+
+
+#: The flags that size the accelerator of ``--scheme`` only.
+SCHEME_ONLY = ("a_bits", "w_bits", "acc_bits", "depth")
 
 
 def register(subparsers) -> None:
@@ -46,35 +53,36 @@ def register(subparsers) -> None:
                         help="output folder: build tree, bitstream, report.txt/report.json")
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     design = parser.add_argument_group("design (one of)")
-    design.add_argument("--scheme", metavar="SCHEME", help="product scheme of the accelerator")
+    design.add_argument("--scheme", metavar="SCHEME", type=flags.choice(SCHEMES, "scheme"),
+                        help="product scheme of the accelerator")
     design.add_argument("--model", metavar="MODEL.npz",
                         help="a deployed model (mulfree train): the accelerator is sized for "
                              "its layers of the scheme with the most MACs")
     design.add_argument("--link-test", action="store_true",
                         help="only the host link and a loopback design (link bring-up)")
     sizes = parser.add_argument_group("accelerator size")
-    sizes.add_argument("--rows", type=int, default=None,
+    sizes.add_argument("--rows", type=flags.integer(1, 64), default=None,
                        help="PE rows (default: the largest array up to 3x4 that fits)")
-    sizes.add_argument("--cols", type=int, default=None,
+    sizes.add_argument("--cols", type=flags.integer(1, 64), default=None,
                        help="PE columns (default: the largest array up to 3x4 that fits)")
-    sizes.add_argument("--a-bits", type=int, default=None, metavar="N",
+    sizes.add_argument("--a-bits", type=flags.integer(1, 64), default=None, metavar="N",
                        help=f"activation width with --scheme (default {DEFAULTS['a_bits']}; "
                             "the lane count for xnor)")
-    sizes.add_argument("--w-bits", type=int, default=None, metavar="N",
+    sizes.add_argument("--w-bits", type=flags.integer(1, 64), default=None, metavar="N",
                        help="weight width with --scheme (dorefa, int, xnor)")
-    sizes.add_argument("--acc-bits", type=int, default=DEFAULTS["acc_bits"], metavar="N",
+    sizes.add_argument("--acc-bits", type=flags.integer(2, 48), default=None, metavar="N",
                        help=f"partial-sum width with --scheme (default {DEFAULTS['acc_bits']})")
-    sizes.add_argument("--depth", type=int, default=DEFAULTS["depth"], metavar="N",
+    sizes.add_argument("--depth", type=flags.integer(16, 1 << 20), default=None, metavar="N",
                        help="global-buffer words per bank with --scheme (default "
                             f"{DEFAULTS['depth']})")
-    sizes.add_argument("--spad", type=int, default=DEFAULTS["spad"], metavar="N",
+    sizes.add_argument("--spad", type=flags.integer(), default=DEFAULTS["spad"], metavar="N",
                        help=f"PE scratchpad entries per bank (default {DEFAULTS['spad']})")
-    sizes.add_argument("--counter-bits", type=int, default=None, metavar="N",
+    sizes.add_argument("--counter-bits", type=flags.integer(8, 64), default=None, metavar="N",
                        help=f"width of each access counter (default {DEFAULTS['counter_bits']} "
                             "with --scheme, what the layers need with --model; the host "
                             "refuses a layer whose counts would not fit)")
-    parser.add_argument("--baud", type=int, default=115200, help="host link baud rate "
-                        "(default 115200)")
+    parser.add_argument("--baud", type=flags.integer(1, 100_000_000), default=115200,
+                        help="host link baud rate (default 115200)")
     parser.set_defaults(func=run)
 
 
@@ -111,10 +119,8 @@ def _scheme_args(args, params) -> tuple[dict, str]:
         args.w_bits if scheme == "xnor" and args.w_bits else DEFAULTS["a_bits"])
     w_bits = weight_bits(scheme, args.w_bits if scheme != "xnor" else (args.w_bits or a_bits))
     activation_code_range(scheme, a_bits)
-    if not 2 <= args.acc_bits <= 48:
-        raise UsageError(f"--acc-bits must be in [2, 48], not {args.acc_bits}")
-    if not 16 <= args.depth <= 1 << 20:
-        raise UsageError(f"--depth must be in [16, 1048576], not {args.depth}")
+    check_acc_bits(scheme, a_bits=a_bits, w_bits=w_bits, acc_bits=args.acc_bits,
+                   name="--acc-bits")
     accel = dict(rows=params.rows, cols=params.cols, scheme=scheme, a_bits=a_bits,
                  w_bits=w_bits, acc_bits=args.acc_bits, filter_spad=params.filter_spad,
                  ifmap_spad=params.ifmap_spad, psum_spad=params.psum_spad,
@@ -246,8 +252,17 @@ def run(args) -> int:
         raise UsageError("give exactly one of --scheme SCHEME, --model MODEL.npz, --link-test")
     if not any(chosen):
         args.scheme = "ternary"
-    if args.counter_bits is not None and not 8 <= args.counter_bits <= 64:
-        raise UsageError(f"--counter-bits must be in [8, 64], not {args.counter_bits}")
+    if not args.scheme:
+        given = [f"--{name.replace('_', '-')}" for name in SCHEME_ONLY
+                 if getattr(args, name) is not None]
+        if given:
+            raise UsageError(f"{given[0]} sizes the accelerator of --scheme; with "
+                             f"{'--model' if args.model else '--link-test'} it does not apply")
+    for name in ("acc_bits", "depth"):
+        if getattr(args, name) is None:
+            setattr(args, name, DEFAULTS[name])
+    if args.link_test and (args.rows is not None or args.cols is not None):
+        raise UsageError("--rows and --cols size the accelerator; --link-test has none")
     auto_size = args.rows is None and args.cols is None
     args.rows = DEFAULTS["rows"] if args.rows is None else args.rows
     args.cols = DEFAULTS["cols"] if args.cols is None else args.cols

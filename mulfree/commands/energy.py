@@ -12,10 +12,18 @@ from __future__ import annotations
 import json
 import os
 
+from model.files import check_new_file
 from model.quant import SCHEMES
+from mulfree import flags
 from mulfree.errors import UsageError
 from sim import energy
 from sim.energy_presets import network_names
+
+
+#: The most PEs and images per batch the energy model is asked for: its counts stay exact
+#: well below int64 (a batch of 10**15 images overflowed them into negative energies).
+MAX_PES = 1 << 16
+MAX_BATCH = 1 << 16
 
 
 def register(subparsers) -> None:
@@ -30,28 +38,34 @@ def register(subparsers) -> None:
     parser.add_argument("--network", default="alexnet",
                         help=f"a preset ({', '.join(network_names())}) or a deployment "
                              "model file (default: alexnet)")
-    parser.add_argument("--pes", type=int, default=256, help="number of PEs (default 256)")
-    parser.add_argument("--rows", type=int, default=None,
+    parser.add_argument("--pes", type=flags.integer(1, MAX_PES), default=256,
+                        help="number of PEs (default 256)")
+    parser.add_argument("--rows", type=flags.integer(1, MAX_PES), default=None,
                         help="PE rows (default: nearest to square; with --run: the run's)")
-    parser.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
-    parser.add_argument("--dataflows", default=",".join(energy.PAPER_DATAFLOWS),
+    parser.add_argument("--batch", type=flags.integer(1, MAX_BATCH), default=16,
+                        help="images per batch (default 16)")
+    parser.add_argument("--dataflows", default=energy.PAPER_DATAFLOWS,
+                        type=flags.checked(energy.parse_dataflows),
                         help="comma-separated dataflows (default: the paper's six, "
                              f"{','.join(energy.PAPER_DATAFLOWS)}; also "
                              f"{', '.join(alternatives)})")
-    parser.add_argument("--costs", default=None, choices=energy.COST_TABLES,
-                        help="cost table: Eyeriss normalised or 45 nm picojoules (default: "
-                             "normalized; with --run: 45nm)")
-    parser.add_argument("--scheme", default=None, choices=SCHEMES,
+    parser.add_argument("--costs", default=None,
+                        type=flags.choice(energy.COST_TABLES, "cost table"),
+                        help=f"cost table: {' or '.join(energy.COST_TABLES)} (Eyeriss "
+                             "normalised or 45 nm picojoules; default: normalized, with "
+                             "--run: 45nm)")
+    parser.add_argument("--scheme", default=None, type=flags.choice(SCHEMES, "scheme"),
                         help="product scheme of every layer (default: int, 16-bit words; "
                              "a deployment model brings its own)")
-    parser.add_argument("--a-bits", type=int, default=None,
+    parser.add_argument("--a-bits", type=flags.integer(1, 64), default=None,
                         help="activation width (xnor: lanes; default 16 for int, else 8)")
-    parser.add_argument("--w-bits", type=int, default=None,
+    parser.add_argument("--w-bits", type=flags.integer(1, 64), default=None,
                         help="weight width for int/dorefa (default: a-bits for int, 1 dorefa)")
-    parser.add_argument("--sparsity", type=float, default=None,
+    parser.add_argument("--sparsity", type=flags.real(0.0, 1.0), default=None,
                         help="zero-weight fraction for the skipping units (default: from the "
                              "model, else the scheme's default)")
-    parser.add_argument("--rf-area-ratio", type=float, default=energy.DEFAULT_RF_AREA_RATIO,
+    parser.add_argument("--rf-area-ratio", type=flags.real(0.0, 1000.0, lo_open=True),
+                        default=energy.DEFAULT_RF_AREA_RATIO,
                         help="area of a register-file byte in global-buffer bytes (default "
                              f"{energy.DEFAULT_RF_AREA_RATIO}, derived from the paper)")
     parser.add_argument("--run", metavar="OUT.npz", action="append", default=None,
@@ -60,7 +74,8 @@ def register(subparsers) -> None:
     parser.add_argument("--layer", metavar="LAYER.npz", action="append", default=None,
                         help="the layer file each --run ran, in the same order")
     for name in ("filter", "ifmap", "psum"):
-        parser.add_argument(f"--{name}-spad", type=int, default=32, metavar="N",
+        parser.add_argument(f"--{name}-spad", type=flags.power_of_two(1, 65536), default=32,
+                            metavar="N",
                             help=f"with --run: the run's {name} scratchpad entries per bank "
                                  "(run-layer's default 32)")
     parser.add_argument("--json", metavar="F", default=None, help="write the results as JSON")
@@ -70,14 +85,14 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _check_output(path: str | None, force: bool) -> None:
-    if path is None:
-        return
-    if os.path.exists(path) and not force:
-        raise UsageError(f"{path} exists; pass --force to overwrite it")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UsageError(f"folder {folder} of {path} does not exist")
+def _check_plot(path: str) -> None:
+    """The plot's file type (its extension; none: PNG) must be one matplotlib writes."""
+    from matplotlib.backend_bases import FigureCanvasBase
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    allowed = FigureCanvasBase.get_supported_filetypes()
+    if ext and ext not in allowed:
+        raise UsageError(f"--plot {path}: unknown image type {ext!r}; allowed: "
+                         f"{', '.join(sorted(allowed))}")
 
 
 def _scheme(args) -> energy.Scheme:
@@ -98,27 +113,22 @@ def _scheme(args) -> energy.Scheme:
 
 
 def run(args) -> int:
-    _check_output(args.json, args.force)
+    if args.json is not None:
+        check_new_file(args.json, force=args.force)
     if args.run or args.layer:
         return _price_runs(args)
-    for name, value, lo in (("--pes", args.pes, 1), ("--batch", args.batch, 1)):
-        if value < lo:
-            raise UsageError(f"{name} must be >= {lo}, not {value}")
-    if args.rows is not None and (args.rows < 1 or args.pes % args.rows):
+    if args.rows is not None and args.pes % args.rows:
         raise UsageError(f"--rows {args.rows} does not divide --pes {args.pes}")
-    if args.sparsity is not None and not 0.0 <= args.sparsity <= 1.0:
-        raise UsageError(f"--sparsity must be in [0, 1], not {args.sparsity}")
-    if not args.rf_area_ratio > 0:
-        raise UsageError(f"--rf-area-ratio must be > 0, not {args.rf_area_ratio}")
-    dataflows = energy.parse_dataflows(args.dataflows)
-    _check_output(args.plot, args.force)
+    if args.plot is not None:
+        check_new_file(args.plot, force=args.force)
+        _check_plot(args.plot)
     if args.json and args.plot and os.path.abspath(args.json) == os.path.abspath(args.plot):
         raise UsageError("--json and --plot name the same file")
 
     layers, name, scheme, sparsity = energy.resolve_network(
         args.network, scheme=_scheme(args) if (args.scheme or args.a_bits or args.w_bits)
         else None, sparsity=args.sparsity)
-    report = energy.network_energy(layers, name=name, dataflows=dataflows, batch=args.batch,
+    report = energy.network_energy(layers, name=name, dataflows=args.dataflows, batch=args.batch,
                                    pes=args.pes, rows=args.rows,
                                    costs=args.costs or "normalized", scheme=scheme,
                                    sparsity=sparsity, rf_area_ratio=args.rf_area_ratio)
@@ -133,8 +143,6 @@ def run(args) -> int:
 
 
 def _price_runs(args) -> int:
-    from hw.pe import check_spad_size
-
     outs, layers = args.run or [], args.layer or []
     if len(outs) != len(layers):
         raise UsageError(f"--run and --layer come in pairs: {len(outs)} --run, "
@@ -144,10 +152,6 @@ def _price_runs(args) -> int:
     for path in outs + layers:
         if not os.path.isfile(path):
             raise UsageError(f"{path} does not exist")
-    for name in ("filter_spad", "ifmap_spad", "psum_spad"):
-        check_spad_size(f"--{name.replace('_', '-')}", getattr(args, name))
-    if args.rows is not None and args.rows < 1:
-        raise UsageError(f"--rows must be >= 1, not {args.rows}")
     runs = [energy.price_run(layer, out, filter_spad=args.filter_spad,
                              ifmap_spad=args.ifmap_spad, psum_spad=args.psum_spad,
                              rows=args.rows, costs=args.costs or "45nm")

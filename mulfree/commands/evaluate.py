@@ -9,6 +9,7 @@ import numpy as np
 
 from model import data, deploy, nets
 from model import train as training
+from model.files import check_new_file
 from mulfree.commands.train import one_blas_thread
 from mulfree.errors import UsageError
 
@@ -76,12 +77,7 @@ def _run_inputs(loaded, args) -> int:
     if isinstance(loaded, deploy.FloatCheckpoint):
         raise UsageError("--inputs needs an integer model (a float checkpoint has no integer "
                          "outputs)")
-    out = Path(args.output) if args.output else None
-    if out is not None:
-        if out.exists() and not args.force:
-            raise UsageError(f"{str(out)!r} exists; use --force to overwrite it")
-        if not out.parent.is_dir():
-            raise UsageError(f"folder {str(out.parent)!r} does not exist")
+    out = check_new_file(args.output, force=args.force) if args.output else None
     x, labels = _load_inputs(args.inputs)
     with one_blas_thread():
         result = deploy.run_float(loaded, x)

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from model.files import check_new_file
+from mulfree import flags
 from mulfree.errors import UsageError
 
-#: Random inputs ``--check`` compares on by default.
+#: Random inputs ``--check`` compares on by default, and at most.
 CHECK_SAMPLES = 16
+MAX_CHECK_SAMPLES = 1 << 20
 
 
 def register(subparsers) -> None:
@@ -29,10 +32,11 @@ def register(subparsers) -> None:
     parser.add_argument("model", metavar="MODEL.onnx", help="the QONNX graph")
     parser.add_argument("-o", "--output", required=True, metavar="MODEL.npz",
                         help="where to write the deployment model")
-    parser.add_argument("--check", type=int, default=CHECK_SAMPLES, metavar="N",
+    parser.add_argument("--check", type=flags.integer(0, MAX_CHECK_SAMPLES),
+                        default=CHECK_SAMPLES, metavar="N",
                         help="compare with qonnx's executor on N random inputs before "
                              f"writing (default {CHECK_SAMPLES}; 0: skip)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the --check inputs")
+    parser.add_argument("--seed", type=flags.SEED, default=0, help="seed of the --check inputs")
     parser.add_argument("--force", action="store_true", help="overwrite MODEL.npz")
     parser.set_defaults(func=run)
 
@@ -60,13 +64,7 @@ def check_inputs(model, count: int, seed: int) -> np.ndarray:
 def run(args) -> int:
     from model import deploy
 
-    out = Path(args.output)
-    if out.exists() and not args.force:
-        raise UsageError(f"{str(out)!r} exists; use --force to overwrite it")
-    if not out.parent.is_dir():
-        raise UsageError(f"folder {str(out.parent)!r} does not exist")
-    if args.check < 0:
-        raise UsageError(f"--check must be >= 0, not {args.check}")
+    out = check_new_file(args.output, force=args.force)
     qonnx_import, qonnx_compare = _modules()
     model, reports = qonnx_import.import_qonnx(args.model, name=Path(args.model).stem)
     print(f"imported {args.model}: {len(model.layers)} layers, input "

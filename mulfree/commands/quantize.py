@@ -8,7 +8,9 @@ import numpy as np
 
 from model import data, deploy, nets, ptq
 from model import train as training
-from mulfree.commands.train import check_new_file, fold_and_save, one_blas_thread
+from model.files import check_new_file
+from mulfree import flags
+from mulfree.commands.train import fold_and_save, one_blas_thread
 from mulfree.errors import UsageError
 
 
@@ -24,12 +26,14 @@ def register(subparsers) -> None:
     parser.add_argument("checkpoint", metavar="CHECKPOINT.npz",
                         help="a float checkpoint written by mulfree train")
     parser.add_argument("--net", required=True, metavar="NAME",
+                        type=flags.choice(nets.QUANTIZED_NETS, "quantized network"),
                         help=f"the quantized network: one of {', '.join(nets.QUANTIZED_NETS)}")
-    parser.add_argument("--epochs", type=int, default=0,
+    parser.add_argument("--epochs", type=flags.integer(0, flags.MAX_EPOCHS), default=0,
                         help="fine-tuning epochs after the transfer (default 0: none)")
     parser.add_argument("--dataset", default=None, metavar="SPEC",
                         help="digits or mnist:PATH (default: the checkpoint's)")
-    parser.add_argument("--seed", type=int, default=0, help="shuffling seed of the fine-tuning")
+    parser.add_argument("--seed", type=flags.SEED, default=0,
+                        help="shuffling seed of the fine-tuning")
     parser.add_argument("-o", "--output", default="model.npz", metavar="MODEL.npz",
                         help="where to save the integer model (default model.npz)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -37,18 +41,8 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _check(args) -> None:
-    if args.net not in nets.QUANTIZED_NETS:
-        raise UsageError(f"--net must be a quantized network, one of "
-                         f"{', '.join(nets.QUANTIZED_NETS)}; "
-                         f"not {args.net!r}")
-    if args.epochs < 0:
-        raise UsageError(f"--epochs must be at least 0, not {args.epochs}")
-    check_new_file(args.output, args.force)
-
-
 def run(args) -> int:
-    _check(args)
+    check_new_file(args.output, force=args.force)
     loaded = deploy.load(args.checkpoint)
     if not isinstance(loaded, deploy.FloatCheckpoint):
         raise UsageError(f"{args.checkpoint!r} is already an integer model; quantize takes a "

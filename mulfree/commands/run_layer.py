@@ -8,11 +8,14 @@ OUT.npz with the outputs, the cycles and every access counter. A layer that cann
 
 from __future__ import annotations
 
-from pathlib import Path
+import time
 
 import numpy as np
 
-from model.layer_file import load_layer, save_outputs
+from model.files import check_new_file
+from model.layer_file import golden_outputs, load_layer, save_outputs
+from model.progress import on_terminal, report
+from mulfree import flags
 from mulfree.errors import UsageError
 
 #: Above this many predicted cycles the Amaranth simulation shows a progress bar.
@@ -29,51 +32,55 @@ def register(subparsers) -> None:
     parser.add_argument("layer", metavar="LAYER.npz", help="the layer file")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.npz",
                         help="where to write outputs and counters")
-    parser.add_argument("--backend", default="amaranth", choices=[*BACKENDS, "board"],
-                        help="simulator, or a board built by mulfree build (default: amaranth)")
+    parser.add_argument("--backend", default="amaranth",
+                        type=flags.choice([*BACKENDS, "board"], "backend"),
+                        help="amaranth, verilator, icarus, or board: a board built by "
+                             "mulfree build (default: amaranth)")
     parser.add_argument("--port", default=None, metavar="PORT",
                         help="serial port of the board (--backend board), e.g. /dev/ttyUSB1")
-    parser.add_argument("--baud", type=int, default=115200,
+    parser.add_argument("--baud", type=flags.integer(1, 100_000_000), default=115200,
                         help="baud rate of the board's link (default 115200)")
-    parser.add_argument("--rows", type=int, default=3, help="PE rows (default 3)")
-    parser.add_argument("--cols", type=int, default=4, help="PE columns (default 4)")
-    parser.add_argument("--filter-spad", type=int, default=32, metavar="N",
+    parser.add_argument("--rows", type=flags.integer(1, 64), default=3,
+                        help="PE rows (default 3)")
+    parser.add_argument("--cols", type=flags.integer(1, 64), default=4,
+                        help="PE columns (default 4)")
+    parser.add_argument("--filter-spad", type=flags.integer(), default=32, metavar="N",
                         help="filter scratchpad entries per bank (power of two, default 32)")
-    parser.add_argument("--ifmap-spad", type=int, default=32, metavar="N",
+    parser.add_argument("--ifmap-spad", type=flags.integer(), default=32, metavar="N",
                         help="input scratchpad entries per bank (power of two, default 32)")
-    parser.add_argument("--psum-spad", type=int, default=32, metavar="N",
+    parser.add_argument("--psum-spad", type=flags.integer(), default=32, metavar="N",
                         help="psum scratchpad entries per bank (power of two, default 32)")
-    parser.add_argument("--force", action="store_true", help="overwrite OUT.npz")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite OUT.npz, and run a simulation predicted to take long")
+    parser.add_argument("--quiet", action="store_true", help="no progress")
     parser.set_defaults(func=run)
 
 
-def _golden(layer) -> np.ndarray:
-    if layer.codebook is not None:
-        from model.compress import codebook_conv2d
-        return codebook_conv2d(layer.inputs, layer.weights, layer.codebook,
-                               stride=layer.stride, padding=layer.padding, a_bits=layer.a_bits)
-    from model.ops import conv2d
-    return conv2d(layer.scheme, layer.inputs, layer.weights, stride=layer.stride,
-                  padding=layer.padding, a_bits=layer.a_bits, w_bits=layer.w_bits)
+def refuse_long_simulation(seconds: float, backend: str, force: bool, what: str,
+                           smaller: str) -> None:
+    """``UsageError`` with the estimate and what to do instead when ``seconds`` (the
+    predicted wall time of ``what`` on ``backend``) exceeds ``sim.sim_time.LIMIT_SECONDS`` and
+    ``force`` is not set; ``smaller`` names the smaller job (``"a smaller layer"``)."""
+    from sim.sim_time import LIMIT_SECONDS, describe
+    if seconds > LIMIT_SECONDS and not force:
+        faster = "" if backend == "verilator" else "--backend verilator, "
+        raise UsageError(f"{what} would take {describe(seconds)} on {backend}; use {faster}"
+                         f"{smaller}, or --force to run it anyway")
 
 
 def run(args) -> int:
     from hw.pe import check_spad_size
     from sim.cycle_model import ArrayParams, LayerShape, check_mappable, predict
     from sim.run_layer import BACKENDS, run_layer
+    from sim.sim_time import SPEED, simulation_seconds
 
-    out_path = Path(args.output)
-    if out_path.exists() and not args.force:
-        raise UsageError(f"{str(out_path)!r} exists; use --force to overwrite it")
-    if not out_path.parent.is_dir():
-        raise UsageError(f"folder {str(out_path.parent)!r} does not exist")
-    for name in ("rows", "cols"):
-        value = getattr(args, name)
-        if not 1 <= value <= 64:
-            raise UsageError(f"--{name} must be in [1, 64], not {value}")
     for name in ("filter_spad", "ifmap_spad", "psum_spad"):
         check_spad_size(f"--{name.replace('_', '-')}", getattr(args, name))
+    if args.backend == "board" and not args.port:
+        raise UsageError("--backend board needs --port (the board's serial port)")
+    if args.port and args.backend != "board":
+        raise UsageError(f"--port is for --backend board, not --backend {args.backend}")
+    out_path = check_new_file(args.output, force=args.force)
     layer = load_layer(args.layer)
     if layer.groups != 1:
         raise UsageError(f"{args.layer!r} is a grouped layer (groups={layer.groups}); the array "
@@ -86,9 +93,17 @@ def run(args) -> int:
         check_mappable(shape, params)
     except ValueError as exc:
         raise UsageError(f"cannot map the layer on a {args.rows}x{args.cols} array: {exc}")
+    model = predict(shape, params, weights=layer.weights, scheme=layer.scheme,
+                    codebook=layer.codebook)
+    seconds = 0.0
+    if args.backend in SPEED:
+        cycles = model["cycles"] + model["offchip_words"]
+        seconds = simulation_seconds(args.backend, cycles, params.pes)
+        refuse_long_simulation(seconds, args.backend, args.force,
+                               f"simulating this layer ({cycles:,} cycles on a "
+                               f"{args.rows}x{args.cols} array)",
+                               "a smaller layer or a larger array")
     if args.backend == "board":
-        if not args.port:
-            raise UsageError("--backend board needs --port (the board's serial port)")
         from boards.accelerator import register_board_backend
         register_board_backend(args.port, baud=args.baud)
     backend = BACKENDS[args.backend]()
@@ -96,11 +111,18 @@ def run(args) -> int:
         ok, why = backend.available()
         if not ok:
             raise UsageError(f"backend {args.backend!r} is unavailable: {why}")
-    model = predict(shape, params, weights=layer.weights, scheme=layer.scheme,
-                    codebook=layer.codebook)
-    progress = not args.quiet and model["cycles"] > PROGRESS_CYCLES
-    result = run_layer(layer, backend=args.backend, params=params, progress=progress)
-    expected = _golden(layer)
+    show = not args.quiet
+    bar = show and on_terminal() and model["cycles"] > PROGRESS_CYCLES
+    started = time.monotonic()
+    if show and not bar:
+        from sim.sim_time import describe
+        estimate = f", {describe(seconds)}" if seconds else ""
+        report(f"running the layer on {args.backend}: {model['cycles']:,} predicted cycles"
+            f"{estimate}")
+    result = run_layer(layer, backend=args.backend, params=params, progress=bar)
+    if show and not bar:
+        report(f"ran in {time.monotonic() - started:.1f} s")
+    expected = golden_outputs(layer)
     exact = np.array_equal(result.outputs, expected)
     counters = result.counters
     mp = result.mapping

@@ -99,9 +99,12 @@ def test_existing_outputs_need_force(capsys, tmp_path):
     (["--dataflows", "rs,xs"], "unknown dataflow 'xs'"),
     (["--dataflows", "rs,os"], "unknown dataflow 'os'"),
     (["--network", "resnet"], "unknown network 'resnet'"),
-    (["--batch", "0"], "--batch must be >= 1"),
+    (["--batch", "0"], "argument --batch: must be an integer in [1, 65536], not 0"),
+    (["--batch", "1000000000000000"], "must be an integer in [1, 65536], not 1000000000000000"),
+    (["--batch", "1e15"], "must be an integer in [1, 65536], not '1e15'"),
     (["--pes", "16", "--rows", "5"], "--rows 5 does not divide --pes 16"),
-    (["--sparsity", "2"], "--sparsity must be in [0, 1]"),
+    (["--sparsity", "2"], "argument --sparsity: must be a finite number in [0, 1], not 2"),
+    (["--sparsity", "nan"], "argument --sparsity: must be a finite number in [0, 1], not nan"),
     (["--scheme", "binary", "--w-bits", "4"], "fixed weight width"),
     (["--json", "no/such/folder/e.json"], "does not exist"),
 ])
@@ -183,7 +186,7 @@ def test_run_prices_each_layer_and_level_beside_the_model(capsys, ran, tmp_path)
     (["--run", "{d}/conv_out.npz", "--layer", "{d}/conv.npz", "--plot", "x.png"],
      "with --run use --json"),
     (["--run", "{d}/conv_out.npz", "--layer", "{d}/conv.npz", "--psum-spad", "3"],
-     "--psum-spad must be a power of two"),
+     "--psum-spad: must be a power of two"),
 ])
 def test_bad_run_input_is_one_line_exit_2(capsys, ran, args, words):
     capsys.readouterr()

@@ -7,6 +7,7 @@ import pytest
 
 from model import data, deploy, nets
 from mulfree.cli import main
+from tests.conftest import one_error_line
 
 QUICK = ["--no-progress", "--finetune-epochs", "1"]
 
@@ -15,12 +16,6 @@ def run_cli(capsys, *argv):
     code = main([str(a) for a in argv])
     out = capsys.readouterr()
     return code, out.out, out.err
-
-
-def one_error_line(err, command):
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"mulfree {command}: error: "), err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -122,23 +117,25 @@ def test_channel_pruning_refusals(binarymlp, tmp_path, capsys):
     model.state = None
     deploy.save(model, stateless)
     for argv, needle in [
-        ([binarymlp, "--channels", "0"], "fraction in (0, 1] of the channels kept, not 0.0"),
-        ([binarymlp, "--channels", "1.5"], "not 1.5"),
+        ([binarymlp, "--channels", "0"], "--channels: '0' holds 0; allowed: fractions in "
+                                         "(0, 1]"),
+        ([binarymlp, "--channels", "0.75,1.5"], "holds 1.5"),
         ([binarymlp, "--channels", "0.5,0.5"], "2 channel ratios for 1 prunable layers"),
         ([binarymlp, "--channels", "0.5", "--huffman"], "--huffman belongs to Deep "
                                                         "Compression"),
-        ([binarymlp, "--channels", "0.5", "--lr", "0"], "--lr must be positive"),
+        ([binarymlp, "--channels", "0.5", "--lr", "0"], "--lr: must be a finite number in "
+                                                        "(0, 10], not 0"),
         ([mobile, "--channels", "0.5"], "network 'mobilenet_tiny'"),
         ([stateless, "--channels", "0.5"], "has no training state"),
     ]:
         code, _, err = run_cli(capsys, "compress", *argv, *QUICK, "-o", out_path)
         assert code == 2 and needle in one_error_line(err, "compress"), (argv, err)
         assert not out_path.exists()
-    with pytest.raises(SystemExit) as exit_info:  # argparse refuses both modes at once
-        main(["compress", str(binarymlp), "--channels", "0.5", "--prune", "0.5", "-o",
-              str(out_path)])
-    assert exit_info.value.code == 2
-    assert "not allowed with argument --channels" in capsys.readouterr().err
+    # argparse refuses both modes at once
+    code, _, err = run_cli(capsys, "compress", binarymlp, "--channels", "0.5", "--prune", "0.5",
+                           "-o", out_path)
+    assert code == 2
+    assert "not allowed with argument --channels" in one_error_line(err, "compress")
 
 
 def test_inspect_prints_repeated_kernels_of_binary_layers(binarymlp, tmp_path, capsys):

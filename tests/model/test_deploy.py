@@ -6,21 +6,14 @@ import json
 import numpy as np
 import pytest
 
-from model import data, deploy, nets, ops, quant, train
+from model import deploy, nets, ops, quant, train
 from model import layers as L
+from tests.conftest import version_2_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    """These small products run fastest on one BLAS thread (and the machine is shared)."""
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return data.load_digits()
+# The tests share this module's fixtures: one worker runs them all.
+pytestmark = [pytest.mark.xdist_group("model.test_deploy"),
+              pytest.mark.usefixtures("one_blas_thread")]
 
 
 def trained(net, ds, epochs=2, seed=0):
@@ -329,36 +322,18 @@ def test_folded_models_stay_version_1(tmp_path):
     assert all(layer.codebook is None and layer.out_min == 0 for layer in back.layers)
 
 
-def _version_2_model():
-    """A hand-made model with every version-2 field: signed input codes, a look-up-table
-    layer (codebook) with signed output codes (out_min), and a float interface."""
-    from model.qonnx_ref import FloatInterface, Quantizer
-    rng = np.random.default_rng(3)
-    book = np.array([0, 1, 2, 3, -4, -3, -2, -1])          # 3-bit two's complement levels
-    lut = deploy.IntegerLayer(
-        kind="conv", scheme="dorefa", weights=rng.integers(0, 8, (2, 1, 3, 3)), a_bits=3,
-        w_bits=3, stride=1, padding=0, in_shape=(1, 4, 4), channels=1, flatten=False, pool=0,
-        acc_range=(-9 * 4 * 7, 9 * 3 * 7), output="levels", out_bits=2, out_min=-2,
-        thresholds=np.array([[-20, 0, 20], [-5, 5, 500]]), flip=np.array([False, False]),
-        constant=np.array([False, False]), codebook=book)
-    head = deploy.IntegerLayer(
-        kind="dense", scheme="ternary", weights=rng.integers(-1, 2, (3, 8, 1, 1)), a_bits=2,
-        w_bits=2, stride=1, padding=0, in_shape=(8, 1, 1), channels=8, flatten=True, pool=0,
-        acc_range=(-16, 16), output="scores", score_gain=np.array([3, -1, 2]),
-        score_offset=np.array([0, 5, -7]), score_shift=2)
-    io = FloatInterface((1, 4, 4), (3,), Quantizer("Quant", 0.25, 3, False, False))
-    return deploy.IntegerModel([lut, head], (1, 4, 4), 7, 3, {"net": "hand"}, pixel_min=0,
-                               float_io=io)
-
-
 def test_version_2_fields_round_trip_and_compute(tmp_path):
-    model = _version_2_model()
-    x = np.random.default_rng(4).integers(0, 8, (5, 1, 4, 4))
+    model = version_2_model()
+    x = np.random.default_rng(4).integers(0, 8, (5, 2, 4, 4))
     trace = deploy.run_integer(model, x)
     acc = trace.layers[0].accumulators
     from model.compress import codebook_conv2d
-    np.testing.assert_array_equal(acc, codebook_conv2d(x, model.layers[0].weights,
-                                                       model.layers[0].codebook, a_bits=3))
+    book = model.layers[0].codebook
+    np.testing.assert_array_equal(acc, codebook_conv2d(x, model.layers[0].weights, book,
+                                                       a_bits=3, groups=2))
+    for g in range(2):  # each group is a codebook layer of its own channel and filter
+        np.testing.assert_array_equal(acc[:, g:g + 1], codebook_conv2d(
+            x[:, g:g + 1], model.layers[0].weights[g:g + 1], book, a_bits=3))
     codes = trace.layers[0].outputs
     want = -2 + (acc >= np.array([-20, -5])[None, :, None, None]).astype(int) \
         + (acc >= np.array([0, 5])[None, :, None, None]) \
@@ -371,6 +346,9 @@ def test_version_2_fields_round_trip_and_compute(tmp_path):
     back = deploy.load(path)
     np.testing.assert_array_equal(back.layers[0].codebook, model.layers[0].codebook)
     assert back.layers[0].out_min == -2 and back.float_io == model.float_io
+    assert back.layers[0].groups == 2 and back.state.keys() == model.state.keys()
+    for name, value in model.state.items():
+        np.testing.assert_array_equal(back.state[name], value)
     floats = x.astype(np.float32) * np.float32(0.25)
     run = deploy.run_float(back, floats)
     np.testing.assert_array_equal(run.codes, trace.layers[1].pooled.reshape(5, 3))

@@ -138,6 +138,10 @@ def test_default_area_ratio_gives_the_papers_storage_spread():
 # ------------------------------------------------------------------------------------------
 # The published comparison (Eyeriss, ISCA 2016: AlexNet, 256 PEs, equal area, batch 16).
 
+# The tests share this module's fixtures: one worker runs them all.
+pytestmark = pytest.mark.xdist_group("sim.test_energy")
+
+
 @pytest.fixture(scope="module")
 def alexnet():
     return energy.network_energy("alexnet", batch=16, pes=256)

@@ -74,8 +74,7 @@ def test_energy_searches_every_compact_network_layer_by_group():
 
 @pytest.mark.parametrize("name", ["mobilenet_v1", "squeezenet1_0", "shufflenet_v1"])
 def test_energy_command_lists_the_compact_networks(name, capsys):
-    with pytest.raises(SystemExit):
-        main(["energy", "--help"])
+    assert main(["energy", "--help"]) == 0
     assert name in capsys.readouterr().out
 
 
