@@ -62,7 +62,8 @@ def row(label: str, s: LayerShape, params: ArrayParams) -> str:
     return (f"| {label} | {params.rows}x{params.cols} | {s.groups} | "
             f"[{s.M // s.groups}, {s.C // s.groups}, {s.R}, {s.S}] on {s.H}x{s.W}, "
             f"stride {s.stride} | "
-            f"{mp.q}, {mp.p}, {mp.Fseg}, {mp.Gc} | {cycles:,} | {macs / (params.pes * cycles):.1%} "
+            f"{mp.q}, {mp.p}, {mp.Fseg} | {cycles:,} | "
+            f"{macs / (params.macs_per_cycle * cycles):.1%} "
             f"| {parts['row_fill']:.0%} | {parts['col_fill']:.0%} |")
 
 
@@ -70,13 +71,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arrays", nargs="+", default=["3x4", "12x14"])
     args = parser.parse_args(argv)
-    arrays = [ArrayParams(*(int(v) for v in a.split("x"))) for a in args.arrays]
+    arrays = [ArrayParams(*(int(v) for v in a.split("x")[:2])) for a in args.arrays]
     cases = [("mobilenet_tiny", mobilenet_tiny_shapes()),
              ("mobilenet_v1", preset_shapes("mobilenet_v1", ["dw2", "pw2", "dw6", "pw6",
                                                              "dw14", "pw14"])),
              ("shufflenet_v1", preset_shapes("shufflenet_v1", [
                  "stage3_2_gconv1", "stage3_2_dw", "stage3_2_gconv2"]))]
-    lines = ["| layer | array | groups | one group | mapping of a group (q, p, F', Gc) | "
+    lines = ["| layer | array | groups | one group | mapping of a group (q, p, F') | "
              "cycles (all groups) | utilisation | row fill | column fill |",
              "|---|---|---:|---|---|---:|---:|---:|---:|"]
     for params in arrays:
@@ -85,9 +86,9 @@ def main(argv=None) -> int:
                 lines.append(row(f"{net} {name}", s, params))
                 print(lines[-1], file=sys.stderr)
     print("\n".join(lines))
-    print("\nutilisation = MACs / (PEs x cycles); row fill = reduction units (channels x filter "
-          "rows of a group) over the PE rows of all row folds; column fill = output rows x "
-          "filter groups side by side over the PE columns.")
+    print("\nutilisation = MACs / (PEs x lanes x cycles); row fill = reduction units (channel "
+          "words x filter rows of a group) over the PE rows of all row folds; column fill = "
+          "output rows over the PE columns of all column folds.")
     return 0
 
 

@@ -2,17 +2,18 @@
 
 On the board, ``AcceleratorTarget`` puts ``hw.accelerator.Accelerator`` behind the link's byte
 streams: ``WRITE_CONFIG`` carries the configuration fields (one ``config_stream`` beat of
-``hw.accelerator.config_beat_bits`` per field, ``hw.controller.CONFIG_FIELDS`` order),
-``WRITE_WEIGHTS``/``WRITE_INPUTS`` the weight and activation words, ``READ_OUTPUTS`` the output
-sums and ``READ_COUNTERS`` the nine ``counter_bits``-bit counters
-(``hw.accelerator.COUNTER_NAMES``; read through a byte multiplexer while the accelerator is
-idle, so no copy is kept), every word as little-endian bytes (``boards.protocol.pack_words``).
-``IDENTIFY`` ends with the accelerator's parameters (``encode_accelerator_info``), so the host
-can check that a layer runs on the board before sending it (``check_runs_on``, then
-``sim.run_layer.check_job`` for its configuration fields and counters).
+``hw.accelerator.config_beat_bits`` per field, ``hw.schedule.CONFIG_FIELDS`` order),
+``WRITE_WEIGHTS``/``WRITE_INPUTS`` the weight and activation words (``lanes`` codes each),
+``READ_OUTPUTS`` the output sums and ``READ_COUNTERS`` the ``counter_bits``-bit counters
+(``hw.schedule.COUNTERS``; read through a byte multiplexer while the accelerator is idle, so
+no copy is kept), every word as little-endian bytes (``boards.protocol.pack_words``).
+``IDENTIFY`` ends with the accelerator's parameters (``encode_accelerator_info`` of its
+``hw.schedule.AcceleratorConfig``), so the host can check that a layer runs on the board
+before sending it (``check_runs_on``, then ``sim.run_layer.check_job`` for its configuration
+fields and counters).
 
 On the host, ``BoardBackend`` has the interface of ``sim.run_layer``'s backends
-(``run(accelerator_args, jobs, progress) -> [(output words, counters)]``) and drives a board
+(``run(config, jobs, progress) -> [(output words, counters)]``) and drives a board
 through ``boards.host.BoardClient``: over a serial port on hardware, over
 ``boards.simulated.SimulatedSerial`` in the tests.
 """
@@ -29,47 +30,38 @@ from boards.host import BoardClient, BoardError, SerialTransport
 from boards.link import DEFAULT_BAUD
 from boards.protocol import pack_words, unpack_words, word_bytes
 from boards.top import TARGET_SIGNATURE
-from model.quant import SCHEMES, weight_bits
+from hw.schedule import COUNTERS, AcceleratorConfig
+from model.quant import SCHEMES
 
 __all__ = ["AcceleratorTarget", "BoardBackend", "encode_accelerator_info",
            "decode_accelerator_info", "check_runs_on", "register_board_backend",
-           "run_layers_on_board"]
+           "run_layers_on_board", "widen_words"]
 
-_INFO_MAGIC = b"RSA2"
-_INFO_FORMAT = "<4sBBBBBBHHHIIIB"
-_INFO_FIELDS = ("scheme", "rows", "cols", "a_bits", "w_bits", "acc_bits", "filter_spad",
-                "ifmap_spad", "psum_spad", "in_depth", "wb_depth", "pb_depth", "counter_bits")
+_INFO_MAGIC = b"RSA3"
+_INFO_FORMAT = "<4sBBBBBBBHHIIIBB"
+_INFO_FIELDS = ("scheme", "rows", "cols", "lanes", "a_bits", "w_bits", "acc_bits",
+                "filter_spad", "ifmap_spad", "in_depth", "wb_depth", "pb_depth",
+                "tree_stages", "counter_bits")
 #: Fields a layer's accelerator must match exactly, and fields the board's may exceed.
-_SAME = ("scheme", "rows", "cols", "a_bits", "w_bits", "filter_spad", "ifmap_spad",
-         "psum_spad", "codebook")
+_SAME = ("scheme", "rows", "cols", "lanes", "a_bits", "w_bits", "filter_spad", "ifmap_spad",
+         "tree_stages", "codebook")
 _AT_LEAST = ("acc_bits", "in_depth", "wb_depth", "pb_depth")
 #: Schemes whose activations are signed integers: a narrower code runs on a wider board
-#: (sign-extended by the host).
+#: (sign-extended lane by lane by the host).
 _SIGNED_ACTIVATIONS = ("binary", "ternary", "pow2", "int")
 
 
-def _normalise(args: dict) -> dict:
-    from hw.accelerator import COUNTER_BITS
-    args = dict(args)
-    args["w_bits"] = weight_bits(args["scheme"], args.get("w_bits"))
-    args.setdefault("counter_bits", COUNTER_BITS)
-    out = {name: args[name] for name in _INFO_FIELDS}
-    out["codebook"] = None if args.get("codebook") is None else tuple(
-        int(v) for v in args["codebook"])
-    return out
-
-
-def encode_accelerator_info(args: dict) -> bytes:
-    """The accelerator's parameters (``sim.run_layer.accelerator_args``) as ``IDENTIFY``
-    target bytes: the fixed fields, then the codebook's length and levels (int32 each)."""
-    a = _normalise(args)
-    codebook = a["codebook"] or ()
-    return (struct.pack(_INFO_FORMAT, _INFO_MAGIC, SCHEMES.index(a["scheme"]),
-                        *(a[name] for name in _INFO_FIELDS[1:]))
+def encode_accelerator_info(config: AcceleratorConfig) -> bytes:
+    """The accelerator's parameters as ``IDENTIFY`` target bytes: the fixed fields, then the
+    codebook's length and levels (int32 each)."""
+    values = config.to_dict()
+    codebook = config.codebook or ()
+    return (struct.pack(_INFO_FORMAT, _INFO_MAGIC, SCHEMES.index(config.scheme),
+                        *(values[name] for name in _INFO_FIELDS[1:]))
             + struct.pack(f"<B{len(codebook)}i", len(codebook), *codebook))
 
 
-def decode_accelerator_info(info: bytes) -> dict:
+def decode_accelerator_info(info: bytes) -> AcceleratorConfig:
     """Inverse of ``encode_accelerator_info``; ``BoardError`` if the board holds no
     accelerator."""
     info = bytes(info)
@@ -77,33 +69,53 @@ def decode_accelerator_info(info: bytes) -> dict:
     if info[:4] != _INFO_MAGIC or len(info) < size + 1 or \
             len(info) != size + 1 + 4 * info[size]:
         raise BoardError(f"the board's design is not an accelerator (it says {info[:24]!r})")
-    values = struct.unpack(_INFO_FORMAT, info[:size])[1:]
-    args = dict(zip(_INFO_FIELDS, values))
-    args["scheme"] = SCHEMES[args["scheme"]]
+    values = dict(zip(_INFO_FIELDS, struct.unpack(_INFO_FORMAT, info[:size])[1:]))
+    values["scheme"] = SCHEMES[values["scheme"]]
     levels = struct.unpack(f"<{info[size]}i", info[size + 1:])
-    args["codebook"] = tuple(levels) if levels else None
-    return args
+    values["codebook"] = tuple(levels) if levels else None
+    try:
+        return AcceleratorConfig(**values)
+    except ValueError as exc:
+        raise BoardError(f"the board describes an impossible accelerator: {exc}") from None
 
 
-def check_runs_on(needed: dict, board: dict) -> None:
+def check_runs_on(needed: AcceleratorConfig, board: AcceleratorConfig) -> None:
     """``ValueError`` naming the first parameter in which the board's accelerator cannot run
-    what ``needed`` (``accelerator_args`` of the layers) asks for. Its buffers and sums may be
-    larger; signed activations (binary, ternary, pow2, int) may be narrower than its own."""
-    needed = _normalise(needed)
-    if needed["scheme"] in _SIGNED_ACTIVATIONS and needed["a_bits"] < board["a_bits"] and \
-            needed["scheme"] == board["scheme"]:
-        needed["a_bits"] = board["a_bits"]   # sign-extended by BoardBackend.run
+    what ``needed`` (``sim.run_layer.accelerator_config`` of the layers) asks for. Its
+    buffers and sums may be larger; signed activations (binary, ternary, pow2, int) may be
+    narrower than its own."""
+    need = {name: getattr(needed, name) for name in _SAME + _AT_LEAST}
+    have = {name: getattr(board, name) for name in _SAME + _AT_LEAST}
+    if needed.scheme in _SIGNED_ACTIVATIONS and needed.a_bits < board.a_bits and \
+            needed.scheme == board.scheme:
+        need["a_bits"] = board.a_bits   # sign-extended by BoardBackend.run
     for name in _SAME:
-        if needed[name] != board[name]:
-            raise ValueError(f"the layers need an accelerator with {name} = {needed[name]}, "
-                             f"the board's has {board[name]} (its array: {board['rows']}x"
-                             f"{board['cols']} {board['scheme']}, a_bits {board['a_bits']}, "
-                             f"scratchpads {board['filter_spad']}/{board['ifmap_spad']}/"
-                             f"{board['psum_spad']})")
+        if need[name] != have[name]:
+            raise ValueError(f"the layers need an accelerator with {name} = {need[name]}, "
+                             f"the board's has {have[name]} (its array: {board.rows}x"
+                             f"{board.cols}x{board.lanes} {board.scheme}, a_bits "
+                             f"{board.a_bits}, scratchpads {board.filter_spad}/"
+                             f"{board.ifmap_spad})")
     for name in _AT_LEAST:
-        if needed[name] > board[name]:
-            raise ValueError(f"the layers need {name} >= {needed[name]}, the board's "
-                             f"accelerator has {board[name]}")
+        if need[name] > have[name]:
+            raise ValueError(f"the layers need {name} >= {need[name]}, the board's "
+                             f"accelerator has {have[name]}")
+
+
+def widen_words(words, *, lanes: int, bits: int, to_bits: int) -> list[int]:
+    """Words of ``lanes`` signed ``bits``-bit codes as words of ``to_bits``-bit codes (each
+    lane sign-extended)."""
+    out = []
+    mask = (1 << bits) - 1
+    for word in words:
+        wide = 0
+        for lane in range(lanes):
+            code = (word >> (lane * bits)) & mask
+            if code >> (bits - 1):
+                code -= 1 << bits
+            wide |= (code & ((1 << to_bits) - 1)) << (lane * to_bits)
+        out.append(wide)
+    return out
 
 
 class AcceleratorTarget(wiring.Component):
@@ -115,34 +127,33 @@ class AcceleratorTarget(wiring.Component):
 
     Parameters
     ----------
-    args : dict
-        ``sim.run_layer.accelerator_args``: the accelerator to build.
+    config : hw.schedule.AcceleratorConfig
+        The accelerator to build.
     """
 
-    def __init__(self, args: dict):
-        from sim.run_layer import build_accelerator
+    def __init__(self, config: AcceleratorConfig):
+        from hw.accelerator import Accelerator
 
-        self._args = _normalise(args)
-        self.accelerator = build_accelerator(args)
-        self.target_info = encode_accelerator_info(args)
+        self._config = config
+        self.accelerator = Accelerator(config)
+        self.target_info = encode_accelerator_info(config)
         super().__init__(TARGET_SIGNATURE)
 
     @property
-    def args(self) -> dict:
-        return dict(self._args)
+    def config(self) -> AcceleratorConfig:
+        return self._config
 
     def elaborate(self, platform):
-        from hw.accelerator import COUNTER_NAMES, config_beat_bits
+        from hw.accelerator import config_beat_bits
 
         m = Module()
         acc = m.submodules.accelerator = self.accelerator
-        a = self._args
-        m.submodules.config = config = BytesToWords(config_beat_bits(acc.field_bits))
-        m.submodules.weights = weights = BytesToWords(a["w_bits"])
-        m.submodules.inputs = inputs = BytesToWords(a["a_bits"])
-        m.submodules.outputs = outputs = WordsToBytes(a["acc_bits"])
-        m.submodules.counters = counters = WordMuxToBytes(len(COUNTER_NAMES),
-                                                          acc.counter_bits)
+        c = self._config
+        m.submodules.config = config = BytesToWords(config_beat_bits(c))
+        m.submodules.weights = weights = BytesToWords(c.w_word_bits)
+        m.submodules.inputs = inputs = BytesToWords(c.a_word_bits)
+        m.submodules.outputs = outputs = WordsToBytes(c.acc_bits)
+        m.submodules.counters = counters = WordMuxToBytes(len(COUNTERS), c.counter_bits)
 
         wiring.connect(m, wiring.flipped(self.config_stream), config.i_stream)
         wiring.connect(m, wiring.flipped(self.weights_stream), weights.i_stream)
@@ -181,22 +192,21 @@ class BoardBackend:
         transport = SerialTransport(port, baud) if isinstance(port, str) else port
         self.client = BoardClient(transport, timeout=timeout)
 
-    def accelerator(self) -> dict:
+    def accelerator(self) -> AcceleratorConfig:
         """The parameters of the board's accelerator."""
         return decode_accelerator_info(self.client.identify().target_info)
 
-    def run(self, args: dict, jobs, progress: bool = False):
-        from hw.accelerator import COUNTER_NAMES, config_beat_bits
-        from hw.controller import config_field_bits
+    def run(self, config: AcceleratorConfig, jobs, progress: bool = False):
+        from hw.accelerator import config_beat_bits
         from sim.run_layer import check_job
 
         board = self.accelerator()
-        check_runs_on(args, board)
+        check_runs_on(config, board)
         for index, job in enumerate(jobs):
             check_job(board, job, f"layer {index}" if len(jobs) > 1 else "the layer")
-        widen = args["a_bits"] != board["a_bits"]   # signed codes, sign-extended
-        beat_bits = config_beat_bits(config_field_bits(**board))
-        counter_bits = board["counter_bits"]
+        widen = config.a_bits != board.a_bits   # signed codes, sign-extended
+        beat_bits = config_beat_bits(board)
+        counter_bits = board.counter_bits
         bar = None
         if progress:
             from tqdm import tqdm
@@ -204,16 +214,16 @@ class BoardBackend:
         results = []
         for job in jobs:
             self.client.write_config(pack_words(job.config, beat_bits))
-            self.client.write_weights(pack_words(job.weights, board["w_bits"]))
+            self.client.write_weights(pack_words(job.weights, board.w_word_bits))
             inputs = job.inputs
             if widen:
-                inputs = unpack_words(pack_words(inputs, args["a_bits"]), args["a_bits"],
-                                      signed=True)
-            self.client.write_inputs(pack_words(inputs, board["a_bits"]))
-            raw = self.client.read_outputs(job.n_outputs * word_bytes(board["acc_bits"]))
-            words = unpack_words(raw, board["acc_bits"], signed=True)
-            raw = self.client.read_counters(len(COUNTER_NAMES) * word_bytes(counter_bits))
-            counters = dict(zip(COUNTER_NAMES, unpack_words(raw, counter_bits)))
+                inputs = widen_words(inputs, lanes=board.lanes, bits=config.a_bits,
+                                     to_bits=board.a_bits)
+            self.client.write_inputs(pack_words(inputs, board.a_word_bits))
+            raw = self.client.read_outputs(job.n_outputs * word_bytes(board.acc_bits))
+            words = unpack_words(raw, board.acc_bits, signed=True)
+            raw = self.client.read_counters(len(COUNTERS) * word_bytes(counter_bits))
+            counters = dict(zip(COUNTERS, unpack_words(raw, counter_bits)))
             results.append((words, counters))
             if bar is not None:
                 bar.update(1)

@@ -3,61 +3,31 @@
 One layer at a time:
 
 1. ``config_stream``: the layer's configuration, one field per beat in the order of
-   ``hw.controller.CONFIG_FIELDS`` (values from ``sim.cycle_model.config_values``, each at
-   most its ``hw.controller.config_limits`` value; a beat is ``config_beat_bits`` wide, the
-   widest field, and a field takes its low bits). The first beat resets the counters.
-2. ``weight_stream``: ``M * C * R * S`` weight codes (hardware bit patterns) in the order of
-   ``sim.cycle_model.weight_stream_order``; they go to the weight banks.
-3. ``input_stream``: ``C * H * W`` activation codes, channel-major ``[C, H, W]``.
-4. the compute phase (no stream activity): the controller runs every pass.
+   ``hw.schedule.CONFIG_FIELDS`` (values from ``sim.cycle_model.config_values``, each at most
+   its ``hw.schedule.config_limits`` value; a beat is ``config_beat_bits`` wide, the widest
+   field, and a field takes its low bits). The first beat resets the counters.
+2. ``weight_stream``: ``M * Cw * R * S`` weight words (``lanes`` codes each, lane ``l`` in bits
+   ``[l * w_bits, (l + 1) * w_bits)``, hardware bit patterns) in the order of
+   ``sim.cycle_model.weight_word_order``; they go to the weight banks.
+3. ``input_stream``: ``Cw * H * W`` activation words (``lanes`` codes each), channel-word
+   major ``[Cw, H, W]``.
+4. the compute phase (no stream activity): the controller runs every dot.
 5. ``output_stream``: ``M * E * F`` exact sums (signed ``acc_bits``) in the order of
    ``sim.cycle_model.output_stream_order``; then the accelerator takes the next config.
 
-Every stream honours back-pressure (``valid``/``ready`` of ``amaranth.lib.stream``).
+Every stream honours back-pressure (``valid``/``ready`` of ``amaranth.lib.stream``). A layer's
+``C`` channels are ``Cw = ceil(C / lanes)`` words; the last word's padded lanes carry zero
+codes (``xnor``: zero bits in both words) and are idle, never counted as MACs.
 
-Generic over every scheme of ``model.quant.SCHEMES`` through ``hw.units.product_unit``. For
-``xnor`` an activation word and a weight word each pack ``lanes`` channels (bit i = channel
-i of the word, ``model.quant.pack_pm1``): the layer's ``C`` counts packed words, one MAC slot
-is one word pair and adds ``lanes - 2 * popcount(a ^ w)``; padded positions are never
-multiplied (there is no zero in +/-1), which is exactly the border correction of
-``model.ops.xnor_conv2d``.
+The controller is four parts (``hw.controller``) joined to the array (``hw.array``) and the
+global buffer (``hw.buffer``) with ``wiring.connect``; this module adds the stream adapters,
+the unloader and the counters.
 
-Counters (``counters``, ``counter_bits`` each (48 by default), valid once ``output_stream``
-has delivered the last word and steady while ``idle``; they restart with the first
-configuration beat). A counter wraps past ``2**counter_bits - 1``: the host refuses a layer
-whose ``sim.cycle_model.predict`` counts do not fit (``sim.run_layer.check_job``).
-
-``cycles``
-    clock cycles of the compute phase (step 4): from the cycle after the last input word is
-    accepted until the last partial sum is written to the psum buffer, inclusive.
-``macs``
-    multiply-accumulate slots on a real (weight, activation) pair: a PE that holds an input
-    row, at a tap inside the image. Equal to the number of terms of the layer's sum; includes
-    the skipped ones.
-``skipped``
-    those of ``macs`` whose product unit raised ``skip`` (weight level 0): the accumulator is
-    not clocked. Always 0 for units that cannot skip (``binary``, ``xnor``, ``dorefa``
-    without a codebook holding a 0 level, ``int``).
-``rf_reads``
-    scratchpad reads in the PEs: 2 per MAC slot (weight and activation) + 1 per psum entry
-    read by an active PE during a drain.
-``rf_writes``
-    scratchpad writes in the PEs: every weight word written into a filter scratchpad, every
-    input word taken into an input scratchpad, every psum written at the end of a dot by an
-    active PE.
-``array_transfers``
-    partial sums handed from a PE to the PE below during drains (``rows - 1`` per psum per
-    drained column).
-``glb_reads``
-    words read from the global buffer: input words broadcast to the array, weight words sent
-    to the PE rows, old partial sums read during drains (after the first row fold), outputs
-    read for ``output_stream``.
-``glb_writes``
-    words written to the global buffer: weights and inputs from the streams, partial sums
-    written by drains.
-``offchip_words``
-    words crossing the accelerator boundary on ``weight_stream``, ``input_stream`` and
-    ``output_stream`` (the configuration beats are not counted).
+Counters (``counters``, ``hw.schedule.COUNTERS``, ``counter_bits`` each, valid once
+``output_stream`` has delivered the last word and steady while ``idle``; they restart with
+the first configuration beat). The host derives ``macs``, ``rf_reads`` and ``rf_writes``
+(``hw.schedule.derived_counters``). A counter wraps past ``2**counter_bits - 1``: the host
+refuses a layer whose ``sim.cycle_model.predict`` counts do not fit (``sim.run_layer``).
 
 Latency and throughput: see ``hw.controller``; the streams take or give one word per cycle.
 
@@ -73,21 +43,17 @@ from amaranth.lib.wiring import In, Out
 
 from hw.array import RowStationaryArray
 from hw.buffer import GlobalBuffer
-from hw.controller import CONFIG_FIELDS, Controller, config_layout
-from hw.units import quiet_if_invalid
+from hw.controller import (ComputeSequencer, InputLoader, PsumUnit, WeightLoader,
+                           config_layout)
+from hw.controller.interfaces import Limits
+from hw.schedule import CONFIG_FIELDS, COUNTERS, AcceleratorConfig, config_field_bits
 
-__all__ = ["Accelerator", "COUNTER_NAMES", "COUNTER_BITS", "config_beat_bits"]
-
-#: The counters, in the order of ``counters`` (and of OUT.npz).
-COUNTER_NAMES = ("cycles", "macs", "skipped", "rf_reads", "rf_writes", "array_transfers",
-                 "glb_reads", "glb_writes", "offchip_words")
-#: Default width of each counter.
-COUNTER_BITS = 48
+__all__ = ["Accelerator", "config_beat_bits", "accelerator_design"]
 
 
-def config_beat_bits(field_bits: dict[str, int]) -> int:
+def config_beat_bits(config: AcceleratorConfig) -> int:
     """Width of a ``config_stream`` beat: the widest configuration field."""
-    return max(field_bits.values())
+    return max(config_field_bits(config).values())
 
 
 def _popcount(bits):
@@ -99,96 +65,85 @@ class Accelerator(wiring.Component):
 
     Parameters
     ----------
-    rows, cols : int
-        PE array size.
-    scheme, a_bits, w_bits, codebook : as ``hw.units.product_unit``.
-    acc_bits : int
-        Partial-sum width: at least ``model.ops.accumulator_width`` of every layer run.
-    filter_spad, ifmap_spad, psum_spad : int
-        PE scratchpad entries per bank (powers of two).
-    in_depth, wb_depth, pb_depth : int
-        Global buffer: input words, words per weight bank, words per psum bank.
-    counter_bits : int
-        Width of each counter (at most 64).
+    config : hw.schedule.AcceleratorConfig
+        Everything the generator takes.
 
     Members
     -------
     config_stream : In(stream.Signature(config_beat_bits))
         One configuration field per beat (see the module docstring).
-    weight_stream : In(stream.Signature(w_bits))
-    input_stream : In(stream.Signature(a_bits))
+    weight_stream : In(stream.Signature(lanes * w_bits))
+    input_stream : In(stream.Signature(lanes * a_bits))
     output_stream : Out(stream.Signature(signed(acc_bits)))
-    counters : Out(StructLayout of ``COUNTER_NAMES``, ``counter_bits`` each)
+    counters : Out(StructLayout of ``COUNTERS``, ``counter_bits`` each)
     idle : Out(1)
         High while waiting for a configuration.
     """
 
-    @quiet_if_invalid
-    def __init__(self, rows: int, cols: int, scheme: str, *, a_bits: int,
-                 w_bits: int | None = None, acc_bits: int, filter_spad: int = 16,
-                 ifmap_spad: int = 16, psum_spad: int = 16, in_depth: int = 1024,
-                 wb_depth: int = 1024, pb_depth: int = 1024, codebook=None,
-                 counter_bits: int = COUNTER_BITS):
-        if isinstance(counter_bits, bool) or not isinstance(counter_bits, int) or \
-                not 8 <= counter_bits <= 64:
-            raise ValueError(f"counter_bits must be an integer in [8, 64], not "
-                             f"{counter_bits!r}")
-        self._counter_bits = counter_bits
-        self._array = RowStationaryArray(rows, cols, scheme, a_bits=a_bits, w_bits=w_bits,
-                                         acc_bits=acc_bits, filter_spad=filter_spad,
-                                         ifmap_spad=ifmap_spad, psum_spad=psum_spad,
-                                         codebook=codebook)
-        arr = self._array
-        self._buffer = GlobalBuffer(rows=rows, cols=cols, a_bits=arr.a_bits, w_bits=arr.w_bits,
-                                    acc_bits=acc_bits, in_depth=in_depth, wb_depth=wb_depth,
-                                    pb_depth=pb_depth)
-        self._controller = Controller(self._array, self._buffer)
+    def __init__(self, config: AcceleratorConfig):
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+        self._config = c = config
+        self._limits = Limits(config)
         self._counter_layout = data.StructLayout(
-            {name: unsigned(counter_bits) for name in COUNTER_NAMES})
+            {name: unsigned(c.counter_bits) for name in COUNTERS})
         super().__init__({
-            "config_stream": In(stream.Signature(
-                config_beat_bits(self._controller.field_bits))),
-            "weight_stream": In(stream.Signature(arr.w_bits)),
-            "input_stream": In(stream.Signature(arr.a_bits)),
-            "output_stream": Out(stream.Signature(signed(acc_bits))),
+            "config_stream": In(stream.Signature(config_beat_bits(c))),
+            "weight_stream": In(stream.Signature(c.w_word_bits)),
+            "input_stream": In(stream.Signature(c.a_word_bits)),
+            "output_stream": Out(stream.Signature(signed(c.acc_bits))),
             "counters": Out(self._counter_layout),
             "idle": Out(1),
         })
 
     @property
-    def array(self) -> RowStationaryArray:
-        return self._array
-
-    @property
-    def buffer(self) -> GlobalBuffer:
-        return self._buffer
+    def config(self) -> AcceleratorConfig:
+        return self._config
 
     @property
     def config_limits(self) -> dict[str, int]:
-        """``hw.controller.config_limits``: the largest value of each configuration field."""
-        return self._controller.limits
+        """``hw.schedule.config_limits``: the largest value of each configuration field."""
+        return dict(self._limits.values)
 
     @property
     def field_bits(self) -> dict[str, int]:
-        """``hw.controller.config_field_bits``: the width of each configuration field."""
-        return self._controller.field_bits
-
-    @property
-    def counter_bits(self) -> int:
-        return self._counter_bits
+        """``hw.schedule.config_field_bits``: the width of each configuration field."""
+        return dict(self._limits.bits)
 
     def elaborate(self, platform):
         m = Module()
-        arr, buf, ctl = self._array, self._buffer, self._controller
-        m.submodules.array = arr
-        m.submodules.buffer = buf
-        m.submodules.controller = ctl
-        Y, X = arr.rows, arr.cols
+        c, lim = self._config, self._limits
+        Y, X = c.rows, c.cols
+        arr = m.submodules.array = RowStationaryArray(
+            Y, X, c.scheme, lanes=c.lanes, a_bits=c.a_bits, w_bits=c.w_bits,
+            acc_bits=c.acc_bits, filter_spad=c.filter_spad, ifmap_spad=c.ifmap_spad,
+            tree_stages=c.tree_stages, codebook=c.codebook)
+        buf = m.submodules.buffer = GlobalBuffer(
+            rows=Y, cols=X, a_word_bits=c.a_word_bits, w_word_bits=c.w_word_bits,
+            acc_bits=c.acc_bits, in_depth=c.in_depth, wb_depth=c.wb_depth, pb_depth=c.pb_depth)
+        seq = m.submodules.sequencer = ComputeSequencer(c)
+        wl = m.submodules.weight_loader = WeightLoader(c)
+        il = m.submodules.input_loader = InputLoader(c)
+        pu = m.submodules.psum_unit = PsumUnit(c)
 
-        cfg = Signal(config_layout(ctl.field_bits))
-        m.d.comb += ctl.cfg.eq(cfg)
-        lim = ctl.limits
-        Din, Dw, Dp = buf.depths
+        cfg = Signal(config_layout(c))
+        for part in (seq, wl, il, pu):
+            m.d.comb += part.cfg.eq(cfg)
+        wiring.connect(m, seq.status, wl.status, il.status)
+        wiring.connect(m, wl.progress, seq.weights)
+        wiring.connect(m, il.progress, seq.inputs)
+        wiring.connect(m, pu.progress, seq.psums)
+        wiring.connect(m, il.flags, seq.flags)
+        wiring.connect(m, seq.events, pu.events)
+        wiring.connect(m, seq.slots, arr.slots)
+        wiring.connect(m, wl.wload, arr.wload)
+        wiring.connect(m, il.ibus, arr.ibus)
+        wiring.connect(m, pu.psum, arr.psum)
+        wiring.connect(m, wl.bank, buf.wb_read)
+        wiring.connect(m, il.buffer, buf.in_read)
+        wiring.connect(m, pu.write, buf.pb_write)
+
+        Din, Dw, Dp = c.in_depth, c.wb_depth, c.pb_depth
 
         def upto(n):
             return Signal(range(n + 1))
@@ -196,32 +151,41 @@ class Accelerator(wiring.Component):
         def below(n):   # 0 .. n - 1 while in use; may wrap one step past its last value
             return Signal(range(max(2, n)))
 
+        start = Signal()
+        for part in (seq, wl, il, pu):
+            m.d.comb += part.start.eq(start)
+
         # ---- config stream -> configuration register, one field per beat ---------------
         cfg_k = Signal(range(len(CONFIG_FIELDS)))
         cfg_first = Signal()
-        # ---- weight stream -> weight banks -------------------------------------------
-        wk = below(Dw)
+        # ---- weight stream -> weight banks (bank u % rows for reduction unit u) --------
+        wk, wslot = below(Dw), below(Dw)
         wbank = Signal(range(Y))
-        wslot = below(Dw)
         wcount = below(lim["n_weights"])
         # ---- input stream -> input buffer --------------------------------------------
         icount = below(Din)
         # ---- output stream <- psum banks ---------------------------------------------
-        u_ke = below(lim["n_v"])
+        u_kv = below(lim["n_v"])
         u_j = Signal(range(X))
-        u_a = below(Dp)
-        u_base = below(Dp)
+        u_a, u_base = below(Dp), below(Dp)
         u_more = Signal()
         u_jd = Signal(range(X))
         u_cols = upto(X)
-        m.d.comb += u_cols.eq(Mux(u_ke + 1 == cfg.n_v, cfg.cols_last, X))
+        m.d.comb += u_cols.eq(Mux(u_kv + 1 == cfg.n_v, cfg.cols_last, X))
 
         out = self.output_stream
         issue = Signal()
-        m.d.comb += [buf.wb_waddr.eq(wslot + wk), buf.wb_wdata.eq(self.weight_stream.payload),
-                     buf.in_waddr.eq(icount), buf.in_wdata.eq(self.input_stream.payload),
-                     ctl.unload_raddr.eq(u_base + u_a),
-                     out.payload.eq(buf.pb_rdata[u_jd])]
+        unload_en = Signal(X)
+        m.d.comb += [buf.wb_write.addr.eq(wslot + wk),
+                     buf.wb_write.data.eq(self.weight_stream.payload),
+                     buf.in_write.addr.eq(icount),
+                     buf.in_write.data.eq(self.input_stream.payload),
+                     out.payload.eq(buf.pb_read.data[u_jd])]
+        # the psum banks' read port: the psum unit while computing, the unloader after
+        m.d.comb += [buf.pb_read.en.eq(Mux(seq.running, pu.read.en, unload_en)),
+                     buf.pb_read.addr.eq(Mux(seq.running, pu.read.addr, u_base + u_a))]
+        for j in range(X):
+            m.d.comb += pu.read.data[j].eq(buf.pb_read.data[j])
 
         with m.FSM():
             with m.State("IDLE"):
@@ -237,15 +201,15 @@ class Accelerator(wiring.Component):
                     with m.If(cfg_k == len(CONFIG_FIELDS) - 1):
                         m.d.sync += [cfg_k.eq(0), wk.eq(0), wbank.eq(0), wslot.eq(0),
                                      wcount.eq(0), icount.eq(0)]
-                        m.d.comb += ctl.init.eq(1)   # the walker reads cfg from the next cycle
+                        m.d.comb += il.init.eq(1)   # the walker reads cfg from the next cycle
                         m.next = "INIT"
             with m.State("INIT"):
-                with m.If(~ctl.initialising):
+                with m.If(~il.initialising):
                     m.next = "WEIGHTS"
             with m.State("WEIGHTS"):
                 m.d.comb += self.weight_stream.ready.eq(1)
                 with m.If(self.weight_stream.valid):
-                    m.d.comb += buf.wb_we.eq(1 << wbank)
+                    m.d.comb += buf.wb_write.en.eq(1 << wbank)
                     m.d.sync += [wk.eq(wk + 1), wcount.eq(wcount + 1)]
                     with m.If(wk + 1 == cfg.MqS):
                         m.d.sync += wk.eq(0)
@@ -258,29 +222,29 @@ class Accelerator(wiring.Component):
             with m.State("INPUTS"):
                 m.d.comb += self.input_stream.ready.eq(1)
                 with m.If(self.input_stream.valid):
-                    m.d.comb += buf.in_we.eq(1)
+                    m.d.comb += buf.in_write.en.eq(1)
                     m.d.sync += icount.eq(icount + 1)
                     with m.If(icount + 1 == cfg.n_inputs):
                         m.next = "START"
             with m.State("START"):
-                m.d.comb += ctl.start.eq(1)
+                m.d.comb += start.eq(1)
                 m.next = "COMPUTE"
             with m.State("COMPUTE"):
-                with m.If(~ctl.running):
-                    m.d.sync += [u_ke.eq(0), u_j.eq(0), u_a.eq(0), u_base.eq(0),
+                with m.If(~seq.running):
+                    m.d.sync += [u_kv.eq(0), u_j.eq(0), u_a.eq(0), u_base.eq(0),
                                  u_more.eq(1), out.valid.eq(0)]
                     m.next = "UNLOAD"
             with m.State("UNLOAD"):
                 m.d.comb += issue.eq(u_more & (~out.valid | out.ready))
-                m.d.comb += ctl.unload_re.eq(Mux(issue, 1 << u_j, 0))
+                m.d.comb += unload_en.eq(Mux(issue, 1 << u_j, 0))
                 with m.If(issue):
                     m.d.sync += [out.valid.eq(1), u_jd.eq(u_j), u_a.eq(u_a + 1)]
                     with m.If(u_a + 1 == cfg.GiFp):
                         m.d.sync += [u_a.eq(0), u_j.eq(u_j + 1)]
                         with m.If(u_j + 1 == u_cols):
-                            m.d.sync += [u_j.eq(0), u_ke.eq(u_ke + 1),
+                            m.d.sync += [u_j.eq(0), u_kv.eq(u_kv + 1),
                                          u_base.eq(u_base + cfg.GiFp)]
-                            with m.If(u_ke + 1 == cfg.n_v):
+                            with m.If(u_kv + 1 == cfg.n_v):
                                 m.d.sync += u_more.eq(0)
                 with m.Elif(out.ready):
                     m.d.sync += out.valid.eq(0)
@@ -291,57 +255,51 @@ class Accelerator(wiring.Component):
         # ---- counters -----------------------------------------------------------------
         cnt = self.counters
         events = {
-            "cycles": ctl.running,
-            "macs": arr.ev_mac,
-            "skipped": arr.ev_skip,
-            "rf_reads": arr.ev_rf_reads,
-            "rf_writes": arr.ev_rf_writes,
-            "array_transfers": arr.ev_hops,
-            "glb_reads": buf.in_re + _popcount(buf.wb_re) + _popcount(buf.pb_re),
-            "glb_writes": buf.in_we + _popcount(buf.wb_we) + _popcount(buf.pb_we),
+            "cycles": seq.running,
+            "slots": arr.ev_slots,
+            "last_slots": arr.ev_last_slots,
+            "skipped": arr.ev_skipped,
+            "filter_reads": arr.ev_filter_reads,
+            "filter_writes": wl.ev_writes,
+            "input_writes": arr.ev_takes,
+            "array_transfers": pu.ev_transfers,
+            "glb_reads": (buf.in_read.en[0] + _popcount(buf.wb_read.en)
+                          + _popcount(buf.pb_read.en)),
+            "glb_writes": (buf.in_write.en[0] + _popcount(buf.wb_write.en)
+                           + _popcount(buf.pb_write.en)),
             "offchip_words": ((self.weight_stream.valid & self.weight_stream.ready)
                               + (self.input_stream.valid & self.input_stream.ready)
                               + (out.valid & out.ready)),
         }
         with m.If(self.config_stream.valid & self.config_stream.ready & cfg_first):
-            for name in COUNTER_NAMES:
+            for name in COUNTERS:
                 m.d.sync += getattr(cnt, name).eq(0)
         with m.Else():
-            for name in COUNTER_NAMES:
+            for name in COUNTERS:
                 field = getattr(cnt, name)
                 m.d.sync += field.eq(field + events[name])
         return m
 
 
-def accelerator_design(*, rows: int, cols: int, scheme: str, a_bits: int,
-                       w_bits: int | None = None, acc_bits: int, filter_spad: int = 16,
-                       ifmap_spad: int = 16, psum_spad: int = 16, in_depth: int = 1024,
-                       wb_depth: int = 1024, pb_depth: int = 1024, module: str | None = None,
-                       counter_bits: int = COUNTER_BITS):
+def accelerator_design(config: AcceleratorConfig, *, module: str | None = None):
     """The accelerator as Verilog and manifest (``hw.generate.Design``; module
-    ``accelerator``). The manifest lists the ports, the configuration fields (in beat order,
-    with their widths and limits), the counters and the buffer sizes."""
+    ``accelerator``). The manifest lists the ports, the parameters, the configuration fields
+    (in beat order, with their widths and limits) and the counters."""
     from hw.generate import Design, _base_manifest, _ordered, check_module_name, to_verilog
     if module is not None:
         check_module_name(module)
-    acc = Accelerator(rows, cols, scheme, a_bits=a_bits, w_bits=w_bits, acc_bits=acc_bits,
-                      filter_spad=filter_spad, ifmap_spad=ifmap_spad, psum_spad=psum_spad,
-                      in_depth=in_depth, wb_depth=wb_depth, pb_depth=pb_depth,
-                      counter_bits=counter_bits)
+    acc = Accelerator(config)
     module = module or "accelerator"
     text = to_verilog(acc, name=module)
     manifest = _base_manifest("accelerator", acc, module, text)
+    limits, bits = acc.config_limits, acc.field_bits
+    manifest.update(config.to_dict())
     manifest.update({
-        "scheme": scheme, "a_bits": acc.array.a_bits, "w_bits": acc.array.w_bits,
-        "acc_width": acc_bits, "can_skip": acc.array.can_skip,
         "latency": "layer-dependent: sim.cycle_model.predict",
-        "throughput": f"{rows * cols} MACs per cycle while computing",
+        "throughput": f"{config.macs_per_cycle} MACs per cycle while computing",
         "model": "model.ops.conv2d; counters: sim.cycle_model.predict",
-        "rows": rows, "cols": cols, "filter_spad": filter_spad, "ifmap_spad": ifmap_spad,
-        "psum_spad": psum_spad, "in_depth": in_depth, "wb_depth": wb_depth,
-        "pb_depth": pb_depth, "counters": list(COUNTER_NAMES), "counter_bits": counter_bits,
-        "config_beat_bits": config_beat_bits(acc.field_bits),
-        "config_fields": {name: {"bits": acc.field_bits[name], "limit": acc.config_limits[name]}
+        "counters": list(COUNTERS), "config_beat_bits": config_beat_bits(config),
+        "config_fields": {name: {"bits": bits[name], "limit": limits[name]}
                           for name in CONFIG_FIELDS},
     })
     return Design(module, text, _ordered(manifest))

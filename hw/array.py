@@ -1,77 +1,126 @@
-"""The row-stationary PE array (Eyeriss-style), generic over every product scheme.
+"""The row-stationary PE array (Eyeriss-style), generic over every product scheme and lane count.
 
-``rows`` x ``cols`` PEs (``hw.pe.PE``). In one pass PE(i, j) holds filter row ``r_i`` of a
-channel group ``cg_i`` (for ``p`` filters x ``q`` channels) of the filter group of its column
-and convolves it with input row ``e_j * stride + r_i - padding`` of the same channels, where
-``e_j`` is the output row of column ``j`` (columns take consecutive column units
-``(gsub, e)``: several filter groups may sit side by side when the output has few rows):
+``rows`` x ``cols`` PEs (``hw.pe.PE``), ``lanes`` MACs each per cycle. In one block PE row
+``i`` holds reduction unit ``(cg_i, r_i)`` (filter row ``r_i`` of ``q`` channel words) and PE
+column ``j`` output row ``e_j``; PE ``(i, j)`` convolves the filter row with input row ``e_j *
+stride + r_i - padding``:
 
-- filter rows are reused horizontally: one weight bus per PE row writes the same words into
-  every PE of the row that computes the same filter group (``w_col_en``);
+- filter rows are reused horizontally: each PE row has ONE filter scratchpad (two banks of
+  ``filter_spad`` words of ``lanes`` weights), read once per slot and broadcast to the row's
+  PEs, which compute the same filter row in lockstep;
 - input rows are reused diagonally: one input bus carries each word once, tagged with its
   channel group and row, and every PE whose (``cg_i``, ``e_j * stride + r_i - padding``)
-  matches takes it (``i_d = h + padding - r_i`` per row, compared with ``i_eu = e_j *
-  stride`` per column);
-- partial sums accumulate vertically: a drain token walks down each column, every PE adding
-  its psum entry to the running sum, and the bottom PE hands the column sum to the global
-  buffer.
+  matches takes it into its input scratchpad. The controller sends per row ``i_rel`` =
+  ``h + padding - r_i - e_0 * stride`` (with ``i_row_hit`` false when it is outside ``[0,
+  cols * stride)``) and per column ``i_ju = j * stride``, so a PE compares only
+  ``tag_bits`` bits;
+- partial sums accumulate vertically: each PE's accumulator starts a dot from the PE above's
+  finished dot (its ``psum``; the top row from ``top``), so the bottom row's ``psum``s
+  (``bottom``) hold the column sums.
 
-The array has no control of its own: addresses, strobes and tokens come from
-``hw.controller.Controller``; every PE runs the same schedule in lockstep.
+Each row's slot (``slots``, ``hw.schedule``'s per-row view of the controller's dot) reaches
+its PEs through one register stage (``hw.schedule.INPUT_LATENCY``), as do every other input
+(a copy per PE row or column, so no net fans out to the whole array) and ``top``; the input
+strobe and tags are matched first and registered per PE as its take strobe. The filter
+scratchpad is read synchronously (block RAM or LUT RAM) and the row's zero-lane count and
+``skip_all`` are computed once per row from its word. Event counts are registered beside
+every PE, per PE row and in total: ``ev_*`` lag the events by ``EVENT_LATENCY`` cycles.
 
-Every input passes one register stage (a copy per PE row or column, so no register drives
-the whole array; the input strobe and tags are matched first and registered per PE as its
-take strobe). The PE scratchpads have synchronous read ports (block RAM or LUT RAM). The
-event counts are registered beside every PE, per PE row and in total, so no path runs from
-a PE through a whole adder tree. Latency: 1 + 2 cycles from slot addresses to the
-accumulators; a drain token reaches the bottom ``rows + 1`` cycles after it is offered;
-event counts ``EVENT_LATENCY`` (3) cycles after the events (``ev_hops``: 1). Throughput:
-``rows * cols`` MACs per cycle.
+Latency: ``INPUT_LATENCY + accumulate_latency`` cycles from a slot to the accumulators.
+Throughput: ``rows * cols * lanes`` MACs per cycle.
 
 Model: ``model.ops.conv2d`` (through the mapping of ``sim.cycle_model``).
 
 Members
 -------
-c_* : In
-    Shared compute slot (see ``hw.pe.PE``).
-w_we : In(rows)
-    Per-row weight write strobes; ``w_data`` one word per row; ``w_addr`` shared;
-    ``w_col_en`` (In(cols)) gates the columns that take weights.
-i_we, i_addr, i_data, i_bank, i_clear : In
-    Shared input bus; ``i_row_hit`` (In(rows)), ``i_d`` (one per row) and ``i_eu`` (one
-    per column) select the diagonal; ``i_col_ok`` (In(cols)) gates idle columns.
-d_tok, d_addr, d_pp : In
-    Drain token entering row 0; ``d_top`` holds one running sum per column (the global
-    buffer's old partial sum, or 0); ``d_col_ok`` (In(cols)) marks the columns drained.
-d_bottom : Out
-    One column sum per column, valid when ``d_bottom_tok`` is high (combinational from the
-    bottom PEs' registers and psum read ports: one adder).
-ev_mac, ev_skip, ev_rf_reads, ev_rf_writes, ev_hops : Out
-    Per-cycle event counts summed over the PEs, ``EVENT_LATENCY`` (3) cycles after the
-    events (``ev_hops``: psum words passed from a PE to the PE below in drained columns,
-    ``HOPS_LATENCY`` (1) cycle after the hops).
+slots : In(RowSlots)
+    ``slots``: per PE row, filter and input scratchpad addresses (bank bits included),
+    ``valid``, ``first`` and ``last`` (of a dot), input bank ``bp``, ``last_word`` (the slot
+    is on the layer's last channel word, whose lanes from ``n_last`` on are idle); ``n_last``.
+wload : In(FilterWrite)
+    Filter scratchpad writes (``we`` per row, shared ``addr``, one word per row).
+ibus : In(InputBus)
+    The shared input bus: ``we``, ``addr``, ``data``, ``bank``, ``clear``; ``row_hit`` and
+    ``rel`` (one per row), ``ju`` and ``col_ok`` (one per column) select the PEs that take
+    the word.
+psum : In(PsumChain)
+    ``top`` (in: what each column's top PE starts a dot from) and ``bottom`` (out: the
+    bottom PEs' finished dots).
+ev_slots, ev_last_slots, ev_skipped, ev_takes, ev_filter_reads : Out
+    Event counts over the PEs (``EVENT_LATENCY`` cycles late).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.pe import PE, ROW_BITS, _bits, check_spad_size
-from hw.units import product_unit, quiet_if_invalid
+from hw.lanes import adder_tree, lane_code_bits, zero_codes, zero_lanes
+from hw.pe import PE, addr_bits, check_spad_size
+from hw.schedule import MAX_STRIDE
 
-__all__ = ["RowStationaryArray", "INPUT_LATENCY", "EVENT_LATENCY", "HOPS_LATENCY"]
+__all__ = ["RowStationaryArray", "row_slot_layout", "tag_bits", "RowSlots", "FilterWrite",
+           "InputBus", "PsumChain"]
 
-#: Cycles from the array's inputs to its PEs (one register stage, per row and column).
-INPUT_LATENCY = 1
 
-#: Cycles from the PEs' events to ``ev_mac``, ``ev_skip``, ``ev_rf_reads`` and
-#: ``ev_rf_writes`` (a register per PE, per PE row, and for the total).
-EVENT_LATENCY = 3
+def row_slot_layout(filter_spad: int, ifmap_spad: int) -> data.StructLayout:
+    """One PE row's slot: what the controller tells a row for one cycle."""
+    return data.StructLayout({
+        "faddr": unsigned(addr_bits(2 * filter_spad)),
+        "iaddr": unsigned(addr_bits(2 * ifmap_spad)),
+        "valid": unsigned(1),
+        "first": unsigned(1),
+        "last": unsigned(1),
+        "bp": unsigned(1),
+        "last_word": unsigned(1),
+    })
 
-#: Cycles from the hops of the drain tokens to ``ev_hops``.
-HOPS_LATENCY = 1
+
+def tag_bits(cols: int) -> int:
+    """Bits of the input tags a PE compares: ``i_rel`` and ``i_ju`` are below
+    ``cols * MAX_STRIDE``."""
+    return max(1, (cols * MAX_STRIDE - 1).bit_length())
+
+
+class RowSlots(wiring.Signature):
+    """The per-row slots of a cycle, from the compute sequencer."""
+
+    def __init__(self, *, rows: int, lanes: int, filter_spad: int, ifmap_spad: int):
+        super().__init__({
+            "slots": Out(data.ArrayLayout(row_slot_layout(filter_spad, ifmap_spad), rows)),
+            "n_last": Out(range(lanes + 1)),
+        })
+
+
+class FilterWrite(wiring.Signature):
+    """Filter scratchpad writes, from the weight loader: one word per PE row."""
+
+    def __init__(self, *, rows: int, filter_spad: int, word_bits: int):
+        super().__init__({"we": Out(rows), "addr": Out(addr_bits(2 * filter_spad)),
+                          "data": Out(data.ArrayLayout(word_bits, rows))})
+
+
+class InputBus(wiring.Signature):
+    """The input bus, from the input loader."""
+
+    def __init__(self, *, rows: int, cols: int, ifmap_spad: int, word_bits: int):
+        tb = tag_bits(cols)
+        super().__init__({
+            "we": Out(1), "row_hit": Out(rows), "rel": Out(data.ArrayLayout(tb, rows)),
+            "ju": Out(data.ArrayLayout(tb, cols)), "col_ok": Out(cols),
+            "addr": Out(addr_bits(2 * ifmap_spad)), "data": Out(word_bits),
+            "bank": Out(1), "clear": Out(1),
+        })
+
+
+class PsumChain(wiring.Signature):
+    """The column ends, from the psum unit: ``top`` in, ``bottom`` out."""
+
+    def __init__(self, *, cols: int, acc_bits: int):
+        acc = data.ArrayLayout(signed(acc_bits), cols)
+        super().__init__({"top": Out(acc), "bottom": In(acc)})
 
 
 class RowStationaryArray(wiring.Component):
@@ -81,163 +130,151 @@ class RowStationaryArray(wiring.Component):
     ----------
     rows, cols : int
         Physical array size (1..64 each).
-    scheme, a_bits, w_bits, codebook : as ``hw.units.product_unit``.
+    scheme, lanes, a_bits, w_bits, codebook : as ``hw.lanes.LaneDot``.
     acc_bits : int
-        Partial-sum width (``model.ops.accumulator_width`` of the largest layer).
-    filter_spad, ifmap_spad, psum_spad : int
-        Scratchpad entries per bank (powers of two).
+        Partial-sum width.
+    filter_spad, ifmap_spad : int
+        Scratchpad words per bank (powers of two).
+    tree_stages : int
+        Pipeline registers in each PE's lane tree.
     """
 
-    @quiet_if_invalid
-    def __init__(self, rows: int, cols: int, scheme: str, *, a_bits: int,
+    def __init__(self, rows: int, cols: int, scheme: str, *, lanes: int = 1, a_bits: int,
                  w_bits: int | None = None, acc_bits: int, filter_spad: int = 16,
-                 ifmap_spad: int = 16, psum_spad: int = 16, codebook=None):
+                 ifmap_spad: int = 16, tree_stages: int = 0, codebook=None):
         for name, v in (("rows", rows), ("cols", cols)):
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 64:
                 raise ValueError(f"{name} must be an integer in [1, 64], not {v!r}")
         self._fs = check_spad_size("filter_spad", filter_spad)
         self._is = check_spad_size("ifmap_spad", ifmap_spad)
-        self._ps = check_spad_size("psum_spad", psum_spad)
-        unit = product_unit(scheme, a_bits=a_bits, w_bits=w_bits, codebook=codebook)
-        unit._MustUse__silence = True  # only asked for its widths
-        self._codebook = codebook
-        self._rows, self._cols = rows, cols
-        self._scheme = scheme
-        self._a_bits, self._w_bits = unit.a_bits, unit.w_bits
-        self._can_skip = unit.can_skip
+        self._rows, self._cols, self._lanes = rows, cols, lanes
+        self._scheme, self._codebook = scheme, codebook
+        self._stages = tree_stages
         self._acc_bits = int(acc_bits)
-        acc = signed(self._acc_bits)
+        self._a_bits, self._w_bits = lane_code_bits(scheme, a_bits=a_bits, w_bits=w_bits,
+                                                    codebook=codebook)
         n = rows * cols
+        word_w, word_a = lanes * self._w_bits, lanes * self._a_bits
         super().__init__({
-            "c_faddr": In(_bits(2 * self._fs)),
-            "c_iaddr": In(_bits(2 * self._is)),
-            "c_paddr": In(_bits(2 * self._ps)),
-            "c_valid": In(1), "c_first": In(1), "c_last": In(1), "c_pp": In(1),
-            "c_start": In(1), "c_start_pp": In(1), "c_start_bp": In(1),
-            "w_we": In(rows), "w_addr": In(_bits(2 * self._fs)),
-            "w_data": In(data.ArrayLayout(self._w_bits, rows)), "w_col_en": In(cols),
-            "i_we": In(1), "i_row_hit": In(rows), "i_d": In(data.ArrayLayout(signed(ROW_BITS), rows)),
-            "i_col_ok": In(cols), "i_addr": In(_bits(2 * self._is)), "i_data": In(self._a_bits),
-            "i_bank": In(1), "i_clear": In(1),
-            "i_eu": In(data.ArrayLayout(signed(ROW_BITS), cols)),
-            "d_tok": In(1), "d_addr": In(_bits(2 * self._ps)), "d_pp": In(1),
-            "d_top": In(data.ArrayLayout(acc, cols)), "d_col_ok": In(cols),
-            "d_bottom": Out(data.ArrayLayout(acc, cols)), "d_bottom_tok": Out(1),
-            "ev_mac": Out(range(n + 1)), "ev_skip": Out(range(n + 1)),
-            "ev_rf_reads": Out(range(3 * n + 1)), "ev_rf_writes": Out(range(3 * n + 1)),
-            "ev_hops": Out(range(n + 1)),
+            "slots": In(RowSlots(rows=rows, lanes=lanes, filter_spad=filter_spad,
+                                 ifmap_spad=ifmap_spad)),
+            "wload": In(FilterWrite(rows=rows, filter_spad=filter_spad, word_bits=word_w)),
+            "ibus": In(InputBus(rows=rows, cols=cols, ifmap_spad=ifmap_spad,
+                                word_bits=word_a)),
+            "psum": In(PsumChain(cols=cols, acc_bits=self._acc_bits)),
+            "ev_slots": Out(range(n + 1)), "ev_last_slots": Out(range(n + 1)),
+            "ev_skipped": Out(range(n * lanes + 1)), "ev_takes": Out(range(n + 1)),
+            "ev_filter_reads": Out(range(rows + 1)),
         })
 
     rows = property(lambda self: self._rows)
     cols = property(lambda self: self._cols)
+    lanes = property(lambda self: self._lanes)
     scheme = property(lambda self: self._scheme)
     a_bits = property(lambda self: self._a_bits)
     w_bits = property(lambda self: self._w_bits)
     acc_bits = property(lambda self: self._acc_bits)
-    can_skip = property(lambda self: self._can_skip)
     filter_spad = property(lambda self: self._fs)
     ifmap_spad = property(lambda self: self._is)
-    psum_spad = property(lambda self: self._ps)
+    tree_stages = property(lambda self: self._stages)
+
+    @property
+    def can_skip(self) -> bool:
+        return bool(zero_codes(self._scheme, self._w_bits, self._codebook))
 
     def elaborate(self, platform):
         m = Module()
-        Y, X = self._rows, self._cols
-        pes = [[PE(self._scheme, a_bits=self._a_bits,
-                   w_bits=self._w_bits,
-                   acc_bits=self._acc_bits, column=j, filter_spad=self._fs,
-                   ifmap_spad=self._is, psum_spad=self._ps, codebook=self._codebook)
-                for j in range(X)] for i in range(Y)]
+        Y, X, L = self._rows, self._cols, self._lanes
+        pes = [[PE(self._scheme, lanes=L, a_bits=self._a_bits, w_bits=self._w_bits,
+                   acc_bits=self._acc_bits, ifmap_spad=self._is, tree_stages=self._stages,
+                   codebook=self._codebook) for _ in range(X)] for _ in range(Y)]
+        codes = zero_codes(self._scheme, self._w_bits, self._codebook)
 
-        # Input registers: every input enters the array through one register stage, with a
-        # copy per PE row of each broadcast signal (a copy per column of each per-column
-        # one), so no net fans out to the whole array. Everything is delayed alike (one
-        # cycle, ``INPUT_LATENCY``), so the schedule inside the array is unchanged.
         def reg(value, name):
             r = Signal.like(value, name=name)
             m.d.sync += r.eq(value)
             return r
 
-        shared = ("c_faddr", "c_iaddr", "c_paddr", "c_valid", "c_first", "c_last", "c_pp",
-                  "c_start", "c_start_pp", "c_start_bp", "w_addr", "i_addr",
-                  "i_data", "i_bank", "i_clear")
-        row_in = [{n: reg(getattr(self, n), f"r{i}_{n}") for n in shared} for i in range(Y)]
+        wl, ib = self.wload, self.ibus
+        n_last = reg(self.slots.n_last, "n_last_r")
+        shared = {"w_addr": wl.addr, "i_addr": ib.addr, "i_data": ib.data, "i_bank": ib.bank,
+                  "i_clear": ib.clear}
+        row_in = [{n: reg(v, f"r{i}_{n}") for n, v in shared.items()} for i in range(Y)]
         for i in range(Y):
-            row_in[i].update(w_we=reg(self.w_we[i], f"r{i}_w_we"),
-                             w_data=reg(self.w_data[i], f"r{i}_w_data"))
-        col_in = [dict(w_col_en=reg(self.w_col_en[j], f"c{j}_w_col_en"),
-                       d_top=reg(self.d_top[j], f"c{j}_d_top"),
-                       d_col_ok=reg(self.d_col_ok[j], f"c{j}_d_col_ok")) for j in range(X)]
+            row_in[i].update(slot=reg(self.slots.slots[i], f"r{i}_slot"),
+                             w_we=reg(wl.we[i], f"r{i}_w_we"),
+                             w_data=reg(wl.data[i], f"r{i}_w_data"))
+        top = [reg(self.psum.top[j], f"c{j}_top") for j in range(X)]
 
-        # Drain token pipeline, one stage per row (shared by the columns, which run in step).
-        tok = [Signal(name=f"tok{i}") for i in range(Y + 1)]
-        taddr = [Signal.like(self.d_addr, name=f"tok_addr{i}") for i in range(Y)]
-        tpp = [Signal(name=f"tok_pp{i}") for i in range(Y)]
-        m.d.sync += [tok[0].eq(self.d_tok), taddr[0].eq(self.d_addr), tpp[0].eq(self.d_pp)]
-        for i in range(1, Y + 1):
-            m.d.sync += tok[i].eq(tok[i - 1])
-            if i < Y:
-                m.d.sync += [taddr[i].eq(taddr[i - 1]), tpp[i].eq(tpp[i - 1])]
-        m.d.comb += self.d_bottom_tok.eq(tok[Y])
-
-        # The input tags are compared on the array's inputs and the result registered per
-        # PE (its input register stage): each PE then sees its strobe already matched and
-        # equal tags, so no path runs from the tag registers through a comparator into the
-        # scratchpad's write enable.
-        i_take = [[reg(self.i_we & self.i_row_hit[i] & self.i_col_ok[j]
-                       & (self.i_d[i] == self.i_eu[j]), f"pe_{i}_{j}_i_take")
+        # The input tags are compared on the array's inputs and the result registered per PE.
+        i_take = [[reg(ib.we & ib.row_hit[i] & ib.col_ok[j] & (ib.rel[i] == ib.ju[j]),
+                       f"pe_{i}_{j}_i_take")
                    for j in range(X)] for i in range(Y)]
 
+        row_events = {"slots": [], "last": [], "skipped": [], "takes": []}
         for i in range(Y):
             r = row_in[i]
+            slot = r["slot"]
+            # ---- the row's filter scratchpad, read once per slot for the whole row ---------
+            fspad = Memory(shape=unsigned(L * self._w_bits), depth=2 * self._fs, init=[])
+            m.submodules[f"fspad{i}"] = fspad
+            f_wr, f_rd = fspad.write_port(), fspad.read_port()
+            m.d.comb += [f_wr.addr.eq(r["w_addr"]), f_wr.data.eq(r["w_data"]),
+                         f_wr.en.eq(r["w_we"]), f_rd.addr.eq(slot.faddr),
+                         f_rd.en.eq(slot.valid)]
+            last_word = Signal(name=f"r{i}_last_word_s2")
+            m.d.sync += last_word.eq(slot.last_word)
+            real = Signal(range(L + 1), name=f"r{i}_real")
+            m.d.comb += real.eq(Mux(last_word, n_last, L))
+            if codes:
+                mask, zeros = zero_lanes(m, f_rd.data, lanes=L, w_bits=self._w_bits,
+                                         codes=codes, real=real)
+                skip_all = Signal(name=f"r{i}_skip_all")
+                m.d.comb += skip_all.eq((mask | ~Cat(*(Const(lane) < real
+                                                        for lane in range(L)))).all())
+            else:
+                zeros, skip_all = Const(0, range(L + 1)), Const(0, 1)
+            idle = Signal(range(max(2, L)), name=f"r{i}_idle")
+            m.d.comb += idle.eq(Mux(slot.last_word, L - n_last, 0))
             for j in range(X):
                 pe = pes[i][j]
-                c = col_in[j]
                 m.submodules[f"pe_{i}_{j}"] = pe
                 m.d.comb += [
-                    pe.c_faddr.eq(r["c_faddr"]), pe.c_iaddr.eq(r["c_iaddr"]),
-                    pe.c_paddr.eq(r["c_paddr"]), pe.c_valid.eq(r["c_valid"]),
-                    pe.c_first.eq(r["c_first"]), pe.c_last.eq(r["c_last"]),
-                    pe.c_pp.eq(r["c_pp"]), pe.c_start.eq(r["c_start"]),
-                    pe.c_start_pp.eq(r["c_start_pp"]), pe.c_start_bp.eq(r["c_start_bp"]),
-                    pe.w_we.eq(r["w_we"] & c["w_col_en"]), pe.w_addr.eq(r["w_addr"]),
-                    pe.w_data.eq(r["w_data"]),
-                    pe.i_we.eq(i_take[i][j]), pe.i_d.eq(0), pe.i_eu.eq(0),
-                    pe.i_addr.eq(r["i_addr"]),
+                    pe.c_iaddr.eq(slot.iaddr), pe.c_valid.eq(slot.valid),
+                    pe.c_first.eq(slot.first), pe.c_last.eq(slot.last), pe.c_bp.eq(slot.bp),
+                    pe.w_word.eq(f_rd.data), pe.skip_all.eq(skip_all), pe.zeros.eq(zeros),
+                    pe.i_take.eq(i_take[i][j]), pe.i_addr.eq(r["i_addr"]),
                     pe.i_data.eq(r["i_data"]), pe.i_bank.eq(r["i_bank"]),
                     pe.i_clear.eq(r["i_clear"]),
-                    pe.d_tok.eq(tok[i]), pe.d_addr.eq(taddr[i]), pe.d_pp.eq(tpp[i]),
-                    pe.d_in.eq(c["d_top"] if i == 0 else pes[i - 1][j].d_out),
+                    pe.above.eq(top[j] if i == 0 else pes[i - 1][j].psum),
                 ]
+                if self._scheme == "xnor":
+                    m.d.comb += pe.c_idle.eq(idle)
+            # ---- events: registered beside each PE, summed per row (registered) -------------
+            slots = _sum_registered(m, reg, [pe.ev_slot for pe in pes[i]], f"r{i}_slots")
+            last_r = reg(last_word, f"r{i}_last_word_s3")
+            row_events["slots"].append(reg(slots, f"r{i}_ev_slots"))
+            row_events["last"].append(reg(Mux(last_r, slots, 0), f"r{i}_ev_last"))
+            row_events["skipped"].append(reg(
+                _sum_registered(m, reg, [pe.ev_skip for pe in pes[i]], f"r{i}_skip"),
+                f"r{i}_ev_skipped") if codes else Const(0))
+            row_events["takes"].append(reg(
+                _sum_registered(m, reg, [pe.ev_take for pe in pes[i]], f"r{i}_takes"),
+                f"r{i}_ev_takes"))
         for j in range(X):
-            m.d.comb += self.d_bottom[j].eq(pes[Y - 1][j].d_out)
-
-        # Event counts: every PE's events are registered beside it, summed per PE row
-        # (registered), then over the rows (registered): the counts lag the events by
-        # ``EVENT_LATENCY`` cycles and no path runs from a PE through a whole adder tree.
-        for name in ("ev_mac", "ev_skip", "ev_rf_reads", "ev_rf_writes"):
-            row_sums = []
-            for i in range(Y):
-                regs = [reg(getattr(pe, name), f"pe_{i}_{j}_{name}")
-                        for j, pe in enumerate(pes[i])]
-                total = _tree_sum(regs)
-                row_sums.append(reg(total, f"r{i}_{name}"))
-            m.d.sync += getattr(self, name).eq(_tree_sum(row_sums))
-        # A hop from row i-1 to row i happens when row i holds a valid token. Tokens move
-        # one row per cycle, so the hops of the next cycle are counted from the rows above
-        # now, and registered: ``ev_hops`` lags the hops by one cycle (``HOPS_LATENCY``).
-        hops_per_col = Signal(range(Y + 1))
-        m.d.sync += hops_per_col.eq(_tree_sum([tok[i] for i in range(Y - 1)]))
-        m.d.sync += self.ev_hops.eq(_tree_sum([Mux(col_in[j]["d_col_ok"], hops_per_col, 0)
-                                               for j in range(X)]))
+            m.d.comb += self.psum.bottom[j].eq(pes[Y - 1][j].psum)
+        for name, key in (("ev_slots", "slots"), ("ev_last_slots", "last"),
+                          ("ev_skipped", "skipped"), ("ev_takes", "takes")):
+            total, _ = adder_tree(m, row_events[key], name=f"{key}_total")
+            m.d.sync += getattr(self, name).eq(total)
+        # filter scratchpad reads: one per row and valid slot (the read enable)
+        reads, _ = adder_tree(m, [row_in[i]["slot"].valid for i in range(Y)], name="freads")
+        m.d.sync += self.ev_filter_reads.eq(reads)
         return m
 
 
-def _tree_sum(values):
-    """Sum of ``values`` as a balanced tree of adders (0 for none)."""
-    values = list(values)
-    if not values:
-        return 0
-    while len(values) > 1:
-        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
-                  for i in range(0, len(values), 2)]
-    return values[0]
+def _sum_registered(m, reg, values, name):
+    """Register each value, then sum them (combinational tree)."""
+    regs = [reg(v, f"{name}_{k}") for k, v in enumerate(values)]
+    total, _ = adder_tree(m, regs, name=name)
+    return total

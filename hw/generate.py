@@ -33,11 +33,10 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 from amaranth.lib import data, wiring
 
-from hw.array import INPUT_LATENCY, RowStationaryArray
+from hw.array import RowStationaryArray
 from hw.mac import MacCell
 from hw.units import product_unit
 from model.files import atomic_write, check_new_folder
-from model.ops import check_acc_bits
 
 __all__ = ["Design", "check_module_name", "to_verilog", "port_list", "snake_case",
            "manifest_text", "unit_design", "mac_design", "array_design", "GENERATORS",
@@ -185,31 +184,31 @@ def mac_design(*, scheme: str, a_bits: int, w_bits: int | None = None, fan_in: i
     return Design(module, text, _ordered(manifest))
 
 
-def array_design(*, scheme: str, a_bits: int, w_bits: int | None = None, acc_bits: int,
-                 rows: int, cols: int, filter_spad: int = 16, ifmap_spad: int = 16,
-                 psum_spad: int = 16, module: str | None = None) -> Design:
+def array_design(config, *, module: str | None = None) -> Design:
     """The row-stationary PE array alone (``hw.array.RowStationaryArray``; module
-    ``row_stationary_array``), driven by ``hw.controller.Controller`` in the accelerator; the
-    manifest lists its ports (one weight bus per PE row, one input bus, one drain token per
-    column) and scratchpad sizes."""
+    ``row_stationary_array``) of an ``hw.schedule.AcceleratorConfig``, driven by the
+    controller's parts in the accelerator; the manifest lists its ports (per-row slots,
+    filter writes, the input bus, the column ends) and its parameters."""
+    from hw.schedule import INPUT_LATENCY
     if module is not None:
         check_module_name(module)
-    check_acc_bits(scheme, a_bits=a_bits, w_bits=w_bits, acc_bits=acc_bits)
-    array = RowStationaryArray(rows, cols, scheme, a_bits=a_bits, w_bits=w_bits,
-                               acc_bits=acc_bits, filter_spad=filter_spad,
-                               ifmap_spad=ifmap_spad, psum_spad=psum_spad)
+    c = config
+    array = RowStationaryArray(c.rows, c.cols, c.scheme, lanes=c.lanes, a_bits=c.a_bits,
+                               w_bits=c.w_bits, acc_bits=c.acc_bits,
+                               filter_spad=c.filter_spad, ifmap_spad=c.ifmap_spad,
+                               tree_stages=c.tree_stages, codebook=c.codebook)
     module = module or snake_case(type(array).__name__)
     text = to_verilog(array, name=module)
     manifest = _base_manifest("array", array, module, text)
     manifest.update({
         "scheme": array.scheme, "a_bits": array.a_bits, "w_bits": array.w_bits,
-        "acc_width": array.acc_bits, "can_skip": array.can_skip, "rows": rows, "cols": cols,
-        "filter_spad": array.filter_spad, "ifmap_spad": array.ifmap_spad,
-        "psum_spad": array.psum_spad,
-        "latency": f"{INPUT_LATENCY} input register + 2 cycles from slot addresses to the "
-                   f"accumulators; a drain token reaches the bottom rows + 1 cycles after it "
-                   f"is offered",
-        "throughput": f"{rows * cols} MACs per cycle",
+        "acc_width": array.acc_bits, "can_skip": array.can_skip, "rows": c.rows,
+        "cols": c.cols, "lanes": c.lanes, "filter_spad": c.filter_spad,
+        "ifmap_spad": c.ifmap_spad, "tree_stages": c.tree_stages,
+        "latency": f"{INPUT_LATENCY} input register + {c.accumulate_latency} cycles from a "
+                   f"slot to the accumulators; a dot reaches the bottom row {c.rows - 1} "
+                   f"periods after the top",
+        "throughput": f"{c.macs_per_cycle} MACs per cycle",
         "model": "model.ops.conv2d (through the mapping of sim.cycle_model)",
     })
     return Design(module, text, _ordered(manifest))

@@ -1,42 +1,35 @@
-"""The processing element of the row-stationary array: a MAC with three small scratchpads.
+"""The processing element of the row-stationary array: lanes, an accumulator, an input scratchpad.
 
-A PE holds, for one pass, ``p`` filters x ``q`` channels of one filter row (the *filter
-scratchpad*), the ``q`` input rows (or row segments) it convolves them with (the *input
-scratchpad*) and the ``p`` x ``F'`` partial sums it produces (the *psum scratchpad*). Each
-scratchpad has two banks: while one bank serves the current pass, the controller fills the
-other (filter and input banks) or drains it down the column (psum bank), so loading and
-draining overlap computation.
+A PE holds, for one block, ``q`` input rows (or row segments) of its channel words in its
+*input scratchpad* (two banks: the controller fills one while the other serves). Its row's
+filter scratchpad (``hw.array``, shared by every PE of the row) gives it one weight word per
+slot. Each slot multiplies the slot's input word by the weight word lane by lane and sums the
+lanes (``hw.lanes.LaneDot``) into the accumulator.
 
-Compute (lockstep with every PE of the array, addresses from the shared sequencer)::
+A dot (one output position of one filter: ``q`` channel words times the taps it runs) starts
+from the finished dot of the PE above (``above``, that PE's ``psum``; the top row gets the
+psum buffer's old value or 0): at a dot's first slot the accumulator loads ``above`` plus the
+slot's sum; at its last slot the sum also goes to ``psum``, which holds it for the PE below
+until this PE finishes its next dot. The PE below starts the same dot once this row has
+finished it (``hw.controller.rows``), so partial sums are summed on their way down the column
+with no psum scratchpad and no drain. A PE whose input row is padding (it took no input word
+this block: its activity flag for the bank is clear) adds nothing: it passes ``above`` on.
 
-    for fi in range(F'):            # output positions of the row segment
-        for mi in range(p):         # filters interleaved in the scratchpad
-            acc = 0
-            for cq in range(q):     # channels interleaved in the scratchpad
-                for s in range(S):  # taps of the filter row
-                    acc += level(w[mi, cq, s]) * a[cq, fi*stride + s]   # if tap is valid
-            psum[fi*p + mi] = acc
+Compute, for every slot (lockstep with its row)::
 
-This is the 1-D convolution primitive of the row-stationary dataflow. A tap is *valid* when
-it falls inside the image (padding is excluded, never multiplied: the ``xnor`` scheme has no
-code for zero) and the PE is *active* (it received an input row in this block). A valid tap
-whose weight level is 0 raises ``skip``: the accumulator is not clocked.
+    stage 1: input scratchpad read at c_iaddr (bank c_bp); valid = c_valid & active[c_bp]
+    stage 2 (+ tree_stages): sum = (first ? above : acc) + (valid & ~skip_all ? dot : 0)
+             acc <- sum (on a first or added slot); psum <- sum (on a last slot)
 
-Drain: a token walks down the column one PE per cycle; each PE reads its psum entry
-(synchronously), registers the running sum from the PE above (``d_in``) beside it and adds
-the two on ``d_out`` for the PE below, which registers it.
+``skip_all`` (every real lane's weight level is 0, from the row) leaves the accumulator
+unclocked on a slot that is not first.
 
-The scratchpads have synchronous read ports, so they map to block RAM or to LUT RAM with
-its output register.
+Latency: ``hw.schedule.accumulate_latency(tree_stages)`` cycles from a slot to the
+accumulator and ``psum`` updates (they hold the sum from the cycle after). Throughput: one
+slot (``lanes`` MACs) per cycle.
 
-Latency: 2 cycles from a slot's addresses to the accumulator (the scratchpads' read ports,
-then the accumulator). The psum of a dot is written from the accumulator 3 cycles after
-its last slot; the drain read is transparent to that write, so the entry can be drained
-from 2 cycles after the last slot on, as if it were written then. Drain: ``d_out`` holds
-``d_in`` plus the entry 1 cycle after the token (1 cycle per PE). Throughput: one MAC per
-cycle.
-
-Model: ``model.ops.conv2d`` of one filter row over one input row (R = 1).
+Model: ``model.ops.conv2d`` of one filter row over one input row (R = 1), summed down the
+column.
 """
 
 from __future__ import annotations
@@ -46,16 +39,10 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.units import product_unit, quiet_if_invalid
+from hw.lanes import LaneDot, lane_code_bits
+from model.ops import lane_dot_range, signed_width
 
-__all__ = ["PE", "MAX_STRIDE", "ROW_BITS", "check_spad_size"]
-
-#: Largest convolution stride the input-row matching supports.
-MAX_STRIDE = 4
-
-#: Width of the input-row tags compared in every PE (``h + padding - r`` against
-#: ``e * stride``): layers need ``H + padding < 2**(ROW_BITS - 1)``.
-ROW_BITS = 12
+__all__ = ["PE", "check_spad_size", "addr_bits"]
 
 
 def check_spad_size(name: str, size) -> int:
@@ -66,188 +53,131 @@ def check_spad_size(name: str, size) -> int:
     return size
 
 
-def _bits(n: int) -> int:
-    """Bits to hold the integers 0 .. n - 1 (at least 1)."""
+def addr_bits(n: int) -> int:
+    """Bits to address ``n`` entries (at least 1)."""
     return max(1, (n - 1).bit_length())
 
 
 class PE(wiring.Component):
-    """One processing element (see the module docstring for the schedule).
+    """One processing element (see the module docstring).
 
     Parameters
     ----------
-    scheme : str
-        Product scheme (``model.quant.SCHEMES``); the product unit is
-        ``hw.units.product_unit(scheme, a_bits=, w_bits=, codebook=)``.
-    a_bits, w_bits : int
-        Activation and weight code widths (``xnor``: lanes).
+    scheme, lanes, a_bits, w_bits, codebook : as ``hw.lanes.LaneDot``.
     acc_bits : int
-        Width of the signed accumulator and of the partial sums.
-    column : int
-        The PE's column index (for names only).
-    filter_spad, ifmap_spad, psum_spad : int
-        Entries per bank of each scratchpad (powers of two).
-    codebook : sequence of int, optional
-        Integer level of each weight code (weight sharing; ``dorefa``'s table only).
+        Width of the signed accumulator (the column's partial sums).
+    ifmap_spad : int
+        Input scratchpad words per bank (a power of two).
+    tree_stages : int
+        Pipeline registers in the lane tree.
 
     Members
     -------
-    c_faddr, c_iaddr, c_paddr : In
-        Slot addresses (bank bit included) of the filter, input and psum scratchpads.
-    c_valid, c_first, c_last : In(1)
-        The slot is a valid tap (inside the image); it starts / ends a dot.
-    c_pp : In(1)
-        Pass parity of the slot (which ``act_pass`` flag gates it).
-    c_start, c_start_pp, c_start_bp : In(1)
-        Strobe before a pass: copy the block's activity flag into the pass's flag.
-    w_we, w_addr, w_data : In
-        Filter scratchpad write (the row's weight bus, already gated for this PE).
-    i_we, i_d, i_eu, i_addr, i_data, i_bank, i_clear : In
-        Input bus: ``i_we`` is the row/column-gated strobe; the PE takes the word when
-        ``i_d`` (the row's ``h + padding - r``) equals ``i_eu`` (the column's output row
-        times the stride). ``i_clear`` clears the activity flag of bank ``i_bank``.
-    d_tok, d_addr, d_pp, d_in : In
-        Drain token of this row: psum entry ``d_addr`` of pass parity ``d_pp``, running sum.
-    d_out : Out(signed(acc_bits))
-        Running sum for the PE below, 1 cycle after the token (combinational from this
-        PE's registers and psum read port: the PE below registers it).
-    ev_mac, ev_skip : Out(1)
-        A valid MAC / a skipped MAC happened this cycle (stage 2).
-    ev_rf_reads, ev_rf_writes : Out(2)
-        Scratchpad reads / writes this cycle (psum writes in stage 3).
+    c_iaddr : In
+        Input scratchpad address of the slot (bank bit included).
+    c_valid, c_first, c_last, c_bp : In(1)
+        The slot is a tap inside the image of a dot of this row; it is a dot's first slot;
+        its last slot; its input bank.
+    c_idle : In(range(lanes)), ``xnor`` only
+        Padded lanes of the slot's channel word.
+    w_word : In(lanes * w_bits)
+        The row's weight word of the slot, one cycle after the slot (scratchpad read).
+    skip_all : In(1)
+        Every real lane of ``w_word`` has weight level 0 (same cycle as ``w_word``).
+    zeros : In(range(lanes + 1))
+        Real lanes of ``w_word`` with weight level 0 (for ``ev_skip``).
+    i_take, i_addr, i_data, i_bank, i_clear : In
+        Input write: ``i_take`` writes ``i_data`` at ``i_addr`` and sets the activity flag
+        of bank ``i_bank``; ``i_clear`` clears the flag of bank ``i_bank``.
+    above : In(signed(acc_bits))
+        The ``psum`` of the PE above (or the column's top value).
+    psum : Out(signed(acc_bits))
+        This PE's last finished dot.
+    ev_slot : Out(1)
+        A valid slot of an active PE reached stage 2 (an input scratchpad read).
+    ev_skip : Out(range(lanes + 1))
+        ``zeros`` of that slot (0 when the slot is not valid).
+    ev_take : Out(1)
+        An input word was written.
     """
 
-    @quiet_if_invalid
-    def __init__(self, scheme: str, *, a_bits: int, w_bits: int | None = None, acc_bits: int,
-                 column: int = 0, filter_spad: int = 16, ifmap_spad: int = 16,
-                 psum_spad: int = 16, codebook=None):
-        self._fs = check_spad_size("filter_spad", filter_spad)
+    def __init__(self, scheme: str, *, lanes: int = 1, a_bits: int, w_bits: int | None = None,
+                 acc_bits: int, ifmap_spad: int = 16, tree_stages: int = 0, codebook=None):
         self._is = check_spad_size("ifmap_spad", ifmap_spad)
-        self._ps = check_spad_size("psum_spad", psum_spad)
-        self._unit = product_unit(scheme, a_bits=a_bits, w_bits=w_bits, codebook=codebook)
-        self._scheme = scheme
+        a_bits, w_bits = lane_code_bits(scheme, a_bits=a_bits, w_bits=w_bits,
+                                        codebook=codebook)
+        lo, hi = lane_dot_range(scheme, lanes=lanes, a_bits=a_bits, w_bits=w_bits,
+                                codebook=codebook)
+        if int(acc_bits) < signed_width(lo, hi):
+            raise ValueError(f"acc_bits {acc_bits} cannot hold a word's dot product; allowed: "
+                             f"at least {signed_width(lo, hi)}")
+        self._scheme, self._lanes = scheme, lanes
         self._acc_bits = int(acc_bits)
-        self._column = int(column)
-        ab, wb = self._unit.a_bits, self._unit.w_bits
-        super().__init__({
-            "c_faddr": In(_bits(2 * self._fs)),
-            "c_iaddr": In(_bits(2 * self._is)),
-            "c_paddr": In(_bits(2 * self._ps)),
-            "c_valid": In(1), "c_first": In(1), "c_last": In(1), "c_pp": In(1),
-            "c_start": In(1), "c_start_pp": In(1), "c_start_bp": In(1),
-            "w_we": In(1), "w_addr": In(_bits(2 * self._fs)), "w_data": In(wb),
-            "i_we": In(1), "i_d": In(signed(ROW_BITS)), "i_addr": In(_bits(2 * self._is)),
-            "i_data": In(ab), "i_bank": In(1), "i_clear": In(1),
-            "i_eu": In(signed(ROW_BITS)),
-            "d_tok": In(1), "d_addr": In(_bits(2 * self._ps)), "d_pp": In(1),
-            "d_in": In(signed(self._acc_bits)),
-            "d_out": Out(signed(self._acc_bits)),
-            "ev_mac": Out(1), "ev_skip": Out(1),
-            "ev_rf_reads": Out(2), "ev_rf_writes": Out(2),
-        })
+        self._stages = tree_stages
+        self._dot = LaneDot(scheme, lanes=lanes, a_bits=a_bits, w_bits=w_bits,
+                            codebook=codebook, stages=tree_stages)
+        d = self._dot
+        members = {
+            "c_iaddr": In(addr_bits(2 * self._is)), "c_valid": In(1), "c_first": In(1),
+            "c_last": In(1), "c_bp": In(1),
+            "w_word": In(lanes * d.w_bits), "skip_all": In(1), "zeros": In(range(lanes + 1)),
+            "i_take": In(1), "i_addr": In(addr_bits(2 * self._is)),
+            "i_data": In(lanes * d.a_bits), "i_bank": In(1), "i_clear": In(1),
+            "above": In(signed(self._acc_bits)), "psum": Out(signed(self._acc_bits)),
+            "ev_slot": Out(1), "ev_skip": Out(range(lanes + 1)), "ev_take": Out(1),
+        }
+        if scheme == "xnor":
+            members["c_idle"] = In(range(max(2, lanes)))
+        super().__init__(members)
 
     @property
-    def unit(self):
-        return self._unit
-
-    @property
-    def can_skip(self) -> bool:
-        return self._unit.can_skip
+    def dot(self) -> LaneDot:
+        return self._dot
 
     def elaborate(self, platform):
         m = Module()
-        unit = m.submodules.unit = self._unit
-        ab, wb, acc_bits = unit.a_bits, unit.w_bits, self._acc_bits
+        dot = m.submodules.dot = self._dot
+        m.submodules.ispad = ispad = Memory(shape=unsigned(len(self.i_data)),
+                                            depth=2 * self._is, init=[])
+        # Non-transparent synchronous read: a word written in the cycle of a read is seen
+        # from the next read on (the controller never writes a bank a row still reads).
+        wr, rd = ispad.write_port(), ispad.read_port()
+        active = Array([Signal(name="active0"), Signal(name="active1")])
 
-        m.submodules.fspad = fspad = Memory(shape=unsigned(wb), depth=2 * self._fs, init=[])
-        m.submodules.ispad = ispad = Memory(shape=unsigned(ab), depth=2 * self._is, init=[])
-        m.submodules.pspad = pspad = Memory(shape=signed(acc_bits), depth=2 * self._ps,
-                                            init=[])
-        # Synchronous read ports (block RAM or LUT RAM with its output register). The
-        # filter and input reads are non-transparent: they see the memory as it was before
-        # this cycle's write, exactly like the combinational reads into registers they
-        # replace. The psum write comes one cycle after the accumulator (from its
-        # register), so the drain read is transparent to it: it sees the writes of the
-        # cycles before, as a combinational read after a write from the accumulator would.
-        f_wr, f_rd = fspad.write_port(), fspad.read_port()
-        i_wr, i_rd = ispad.write_port(), ispad.read_port()
-        p_wr = pspad.write_port()
-        p_rd = pspad.read_port(transparent_for=(p_wr,))
-
-        # Activity flags: per input bank (set when the PE takes an input word of the block)
-        # and per pass parity (copied at the start of each pass, read by compute and drain).
-        act_blk = Array([Signal(name="act_blk0"), Signal(name="act_blk1")])
-        act_pass = Array([Signal(name="act_pass0"), Signal(name="act_pass1")])
-
-        # ---- loads -----------------------------------------------------------------------
-        m.d.comb += [f_wr.addr.eq(self.w_addr), f_wr.data.eq(self.w_data),
-                     f_wr.en.eq(self.w_we)]
-        match = Signal()
-        m.d.comb += match.eq(self.i_d == self.i_eu)
-        take = Signal()
-        m.d.comb += [take.eq(self.i_we & match),
-                     i_wr.addr.eq(self.i_addr), i_wr.data.eq(self.i_data), i_wr.en.eq(take)]
+        # ---- input writes -----------------------------------------------------------------
+        m.d.comb += [wr.addr.eq(self.i_addr), wr.data.eq(self.i_data), wr.en.eq(self.i_take),
+                     self.ev_take.eq(self.i_take)]
         with m.If(self.i_clear):
-            m.d.sync += act_blk[self.i_bank].eq(0)
-        with m.Elif(take):
-            m.d.sync += act_blk[self.i_bank].eq(1)
-        with m.If(self.c_start):  # (a word taken in the same cycle counts already)
-            m.d.sync += act_pass[self.c_start_pp].eq(
-                act_blk[self.c_start_bp] | (take & (self.i_bank == self.c_start_bp)))
+            m.d.sync += active[self.i_bank].eq(0)
+        with m.Elif(self.i_take):
+            m.d.sync += active[self.i_bank].eq(1)
 
-        # ---- compute: stage 1 reads the scratchpads (registered in their read ports) -----
-        m.d.comb += [f_rd.addr.eq(self.c_faddr), i_rd.addr.eq(self.c_iaddr)]
-        v_r = Signal()
-        first_r = Signal()
-        last_r = Signal()
-        paddr_r = Signal.like(self.c_paddr)
-        m.d.sync += [
-            v_r.eq(self.c_valid & act_pass[self.c_pp]),
-            first_r.eq(self.c_first), last_r.eq(self.c_last & act_pass[self.c_pp]),
-            paddr_r.eq(self.c_paddr),
-        ]
+        # ---- stage 1: the input scratchpad read (the row reads the weight word) -----------
+        m.d.comb += rd.addr.eq(self.c_iaddr)
+        valid = Signal()
+        first = Signal()
+        last = Signal()
+        m.d.sync += [valid.eq(self.c_valid & active[self.c_bp]), first.eq(self.c_first),
+                     last.eq(self.c_last)]
+        m.d.comb += [dot.a.eq(rd.data), dot.w.eq(self.w_word)]
+        if self._scheme == "xnor":
+            idle = Signal.like(self.c_idle)
+            m.d.sync += idle.eq(self.c_idle)
+            m.d.comb += dot.idle.eq(idle)
 
-        # ---- stage 2: product and accumulator -------------------------------------------
-        m.d.comb += [unit.a.eq(i_rd.data), unit.w.eq(f_rd.data)]
-        skip = unit.skip if unit.can_skip else 0
+        # ---- stage 2: events, then the tree's registers, then the accumulator -------------
+        m.d.comb += [self.ev_slot.eq(valid), self.ev_skip.eq(Mux(valid, self.zeros, 0))]
         add = Signal()
-        m.d.comb += add.eq(v_r & ~skip)
-        acc = Signal(signed(acc_bits))
-        base = Signal(signed(acc_bits))
-        m.d.comb += base.eq(Mux(first_r, 0, acc))
-        # The accumulator is not clocked on a skipped product; a dot's first slot clears it
-        # when it adds nothing (the flip-flops' clock enable and synchronous reset, so no
-        # multiplexer follows the adder).
-        with m.If(add):
-            m.d.sync += acc.eq(base + unit.p)
-        with m.Elif(first_r):
-            m.d.sync += acc.eq(0)
-
-        # ---- stage 3: the psum write, from the accumulator (which holds the dot's running
-        # sum after every slot) ------------------------------------------------------------
-        we_r = Signal()
-        pwaddr_r = Signal.like(paddr_r)
-        m.d.sync += [we_r.eq(last_r), pwaddr_r.eq(paddr_r)]
-        m.d.comb += [p_wr.addr.eq(pwaddr_r), p_wr.data.eq(acc), p_wr.en.eq(we_r)]
-
-        # ---- drain: running sum from the PE above plus this PE's entry -----------------
-        # The entry is read synchronously, so the running sum and the token's activity are
-        # registered beside it and added after the read: ``d_out`` is the same sum in the
-        # same cycle as a register after the adder would give (it is the PE below that
-        # registers it).
-        drain_act = Signal()
-        drain_r = Signal()
-        d_in_r = Signal.like(self.d_in)
-        m.d.comb += [p_rd.addr.eq(self.d_addr),
-                     drain_act.eq(self.d_tok & act_pass[self.d_pp])]
-        m.d.sync += [drain_r.eq(drain_act), d_in_r.eq(self.d_in)]
-        m.d.comb += self.d_out.eq(d_in_r + Mux(drain_r, p_rd.data, 0))
-
-        # ---- events for the counters -----------------------------------------------------
-        m.d.comb += [
-            self.ev_mac.eq(v_r),
-            self.ev_skip.eq(v_r & skip),
-            self.ev_rf_reads.eq(Mux(v_r, 2, 0) + drain_act),
-            self.ev_rf_writes.eq(self.w_we + take + we_r),
-        ]
+        m.d.comb += add.eq(valid & ~self.skip_all)
+        for n in range(self._stages):       # keep the strobes in step with the tree
+            add_r, first_r, last_r = (Signal(name=f"{k}_r{n}") for k in ("add", "first", "last"))
+            m.d.sync += [add_r.eq(add), first_r.eq(first), last_r.eq(last)]
+            add, first, last = add_r, first_r, last_r
+        acc = Signal(signed(self._acc_bits))
+        total = Signal(signed(self._acc_bits))
+        m.d.comb += total.eq(Mux(first, self.above, acc) + Mux(add, dot.p, 0))
+        with m.If(first | add):
+            m.d.sync += acc.eq(total)
+        with m.If(last):
+            m.d.sync += self.psum.eq(total)
         return m

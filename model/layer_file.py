@@ -10,10 +10,10 @@ LAYER.npz
     ``dorefa`` only, weight sharing): ``2**w_bits`` integer levels, the level of weight code
     ``q`` being ``codebook[q]`` instead of ``2q - n`` (``model.compress.codebook_conv2d``).
 OUT.npz
-    ``outputs`` (int64 [M, E, F], the exact sums of level(w) * a before any scale),
-    ``cycles`` and one array per counter (``macs``, ``skipped``, ``rf_reads``,
-    ``rf_writes``, ``array_transfers``, ``glb_reads``, ``glb_writes``, ``offchip_words``),
-    each an int64 scalar array; extra scalars (``rows``, ``cols``, the mapping) may follow.
+    ``outputs`` (int64 [M, E, F], the exact sums of level(w) * a before any scale), then
+    one int64 scalar array per counter (the accelerator's, ``hw.schedule.COUNTERS``, and the
+    derived ``macs``, ``rf_reads``, ``rf_writes``); extra scalars (``rows``, ``cols``,
+    ``lanes``, the mapping) may follow.
 
 ``load_layer`` validates everything and refuses a bad file with one ``ValueError`` naming
 the bad value; ``save_layer``/``save_outputs`` never overwrite an existing file unless
@@ -32,12 +32,8 @@ from model.ops import conv2d, conv_output_size, signed_width
 from model.quant import (SCHEMES, activation_code_range, check_codes, check_scheme,
                          weight_bits, weight_code_range)
 
-__all__ = ["Layer", "load_layer", "save_layer", "save_outputs", "load_outputs",
-           "OUTPUT_COUNTERS", "infer_bits", "save_arrays", "golden_outputs"]
-
-#: The counters of OUT.npz besides ``outputs``, in order.
-OUTPUT_COUNTERS = ("cycles", "macs", "skipped", "rf_reads", "rf_writes", "array_transfers",
-                   "glb_reads", "glb_writes", "offchip_words")
+__all__ = ["Layer", "load_layer", "save_layer", "save_outputs", "load_outputs", "infer_bits",
+           "save_arrays", "golden_outputs"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,25 +265,26 @@ def save_layer(path, layer: Layer, *, force: bool = False) -> None:
 
 def save_outputs(path, outputs, counters: dict, *, extra: dict | None = None,
                  force: bool = False) -> None:
-    """Write OUT.npz: ``outputs`` (int64), ``cycles`` and every counter (int64 scalars)."""
+    """Write OUT.npz: ``outputs`` (int64) and every counter (int64 scalars)."""
     arrays = {"outputs": np.asarray(outputs, dtype=np.int64)}
-    for name in OUTPUT_COUNTERS:
-        if name not in counters:
-            raise ValueError(f"counter {name!r} missing")
-        arrays[name] = np.int64(counters[name])
+    for name, value in counters.items():
+        arrays[name] = np.int64(value)
     for k, v in (extra or {}).items():
         arrays[k] = np.asarray(v)
     _atomic_savez(path, force, arrays)
 
 
-def load_outputs(path) -> dict:
-    """Read OUT.npz into a dict (``outputs`` array, counters as ints)."""
+def load_outputs(path, counters=("cycles",)) -> dict:
+    """Read OUT.npz into a dict (``outputs`` array, every scalar as an int); ``ValueError``
+    if ``outputs`` or one of ``counters`` is missing."""
     with np.load(path, allow_pickle=False) as data:
         out = {k: data[k] for k in data.files}
     if "outputs" not in out:
         raise ValueError(f"{str(path)!r} has no 'outputs' array")
-    for name in OUTPUT_COUNTERS:
+    for name in counters:
         if name not in out:
             raise ValueError(f"{str(path)!r} has no {name!r} counter")
-        out[name] = int(out[name])
+    for name, value in out.items():
+        if name != "outputs" and value.ndim == 0 and value.dtype.kind in "iu":
+            out[name] = int(value)
     return out

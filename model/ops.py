@@ -58,6 +58,8 @@ __all__ = [
     "accumulator_width",
     "check_acc_bits",
     "MAX_ACC_BITS",
+    "lane_dot",
+    "lane_dot_range",
     "conv_output_size",
     "conv2d",
     "dense",
@@ -162,6 +164,67 @@ def accumulator_width(scheme: str, *, a_bits: int, w_bits: int | None = None,
         raise ValueError(f"fan_in must be a positive integer, not {fan_in!r}")
     lo, hi = product_range(scheme, a_bits=a_bits, w_bits=w_bits)
     return signed_width(int(fan_in) * lo, int(fan_in) * hi)
+
+
+def _level_table(scheme: str, w_bits, codebook) -> tuple[np.ndarray, int, int]:
+    """Integer level of every weight code of a lane, and the lane's activation code range."""
+    if codebook is not None:
+        if scheme != "dorefa":
+            raise ValueError(f"a codebook needs the table-look-up scheme 'dorefa', not {scheme!r}")
+        levels = np.asarray([int(v) for v in codebook], dtype=np.int64)
+        return levels, 0, None
+    if scheme == "xnor":
+        return np.array([1, -1], dtype=np.int64), 0, 1
+    lo, hi = weight_code_range(scheme, w_bits)
+    return weight_level(scheme, np.arange(lo, hi + 1), w_bits), lo, None
+
+
+def lane_dot(scheme: str, a, w, *, a_bits: int, w_bits: int | None = None, codebook=None,
+             real: int | None = None) -> np.ndarray:
+    """Exact dot product over the last axis (the lanes) of activation codes ``a`` and weight
+    codes ``w``: ``sum_l level(w_l) * a_l`` over the first ``real`` lanes (all by default).
+
+    Model of ``hw.lanes.LaneDot``. ``xnor`` lanes hold 1-bit codes (1 means -1): a lane adds
+    ``1 - 2 * (a_l ^ w_l)``. ``codebook`` (``dorefa`` only) gives the level of each weight
+    code; its activations are unsigned ``a_bits``-bit codes.
+    """
+    a = np.asarray(a)
+    w = np.asarray(w)
+    if a.shape[-1:] != w.shape[-1:]:
+        raise ValueError(f"activation and weight words need the same lanes, not {a.shape[-1:]} "
+                         f"and {w.shape[-1:]}")
+    lanes = a.shape[-1]
+    real = lanes if real is None else _check_int("real lanes", real, 0)
+    if real > lanes:
+        raise ValueError(f"real lanes {real} exceed the {lanes} lanes of the words")
+    if scheme == "xnor":
+        a = check_codes("xnor activation codes", a, 0, 1)
+        w = check_codes("xnor weight codes", w, 0, 1)
+        terms = 1 - 2 * (a ^ w)
+    elif codebook is not None:
+        levels, _, _ = _level_table(scheme, w_bits, codebook)
+        a = check_codes("activation codes", a, 0, (1 << int(a_bits)) - 1)
+        w = check_codes("codebook indices", w, 0, len(levels) - 1)
+        terms = levels[w] * a
+    else:
+        terms = product(scheme, a, w, a_bits=a_bits, w_bits=w_bits)
+    return terms[..., :real].sum(axis=-1)
+
+
+def lane_dot_range(scheme: str, *, lanes: int, a_bits: int, w_bits: int | None = None,
+                   codebook=None) -> tuple[int, int]:
+    """Smallest and largest ``lane_dot`` of ``lanes`` lanes over every legal code pair."""
+    lanes = _check_int("lanes", lanes, 1)
+    if scheme == "xnor":
+        return -lanes, lanes
+    if codebook is not None:
+        levels, _, _ = _level_table(scheme, w_bits, codebook)
+        a_hi = (1 << int(a_bits)) - 1
+        corners = [int(lv) * a for lv in levels for a in (0, a_hi)]
+        lo, hi = min(corners), max(corners)
+    else:
+        lo, hi = product_range(scheme, a_bits=a_bits, w_bits=w_bits)
+    return lanes * lo, lanes * hi
 
 
 # --------------------------------------------------------------------------------------------

@@ -39,12 +39,28 @@ class DemoSettings:
     backend: str = "amaranth"
     rows: int = 2                  # 2x1: its accelerator fits the iCEBreaker (iCE40UP5K)
     cols: int = 1                  # behind the host link
+    lanes: int = 1
     spad: int = 32
     counter_bits: int | None = None  # None: just wide enough for the layers
     board: str = "icebreaker"      # for the synthesis estimate and --build
     synthesize: bool = True
     build: bool = False
     progress: bool = True
+
+
+def check_net(name: str) -> str:
+    """``name`` if the demo can run that network (quantized, no grouped layers), else a
+    ``ValueError`` line saying why not."""
+    from model import nets
+    if name not in nets.NETS:
+        raise ValueError(f"unknown network {name!r}; allowed: {', '.join(nets.ARRAY_NETS)}")
+    if name not in nets.QUANTIZED_NETS:
+        raise ValueError(f"network {name!r} is a float network; the demo needs a quantized "
+                         f"one: {', '.join(nets.ARRAY_NETS)}")
+    if name not in nets.ARRAY_NETS:
+        raise ValueError(f"network {name!r} has grouped (depthwise) layers, which the array "
+                         f"does not run yet; the demo runs {', '.join(nets.ARRAY_NETS)}")
+    return name
 
 
 # --- stages --------------------------------------------------------------------------------------
@@ -58,13 +74,12 @@ def preflight(settings: DemoSettings) -> float:
     ``ValueError`` (one line) on anything wrong."""
     from boards.platforms import find_board
     from model import data, deploy, nets
-    from sim.cycle_model import ArrayParams, LayerShape, check_mappable, predict
-    from sim.run_layer import accelerator_args, check_job, counter_bits_needed, plan
+    from sim.cycle_model import check_mappable, predict
+    from sim.run_layer import (accelerator_config, check_job, counter_bits_needed, layer_shape,
+                               plan)
     from sim.sim_time import simulation_seconds
 
-    if settings.net not in nets.QUANTIZED_NETS:
-        raise ValueError(f"network {settings.net!r} is not a quantized network; the demo needs "
-                         f"one of {', '.join(nets.QUANTIZED_NETS)}")
+    check_net(settings.net)
     board = find_board(settings.board)
     if settings.synthesize or settings.build:
         described = board.describe()
@@ -81,30 +96,32 @@ def preflight(settings: DemoSettings) -> float:
                      seed=settings.seed)
     model = deploy.fold(net, input_shape=ds.input_shape, pixel_max=ds.pixel_max,
                         classes=ds.classes)
-    params = ArrayParams(settings.rows, settings.cols, settings.spad, settings.spad,
-                         settings.spad)
-    cycles = 0
+    seconds = 0.0
     by_key = {}
     for k, il in enumerate(model.layers):
-        shape = LayerShape.of(il.weights.shape, il.in_shape, il.stride, il.padding)
-        try:
-            check_mappable(shape, params)
-        except ValueError as exc:
-            raise ValueError(f"layer {k} of {settings.net} cannot run on a "
-                             f"{params.rows}x{params.cols} array: {exc}") from None
-        counts = predict(shape, params)
-        cycles += (counts["cycles"] + counts["offchip_words"]) * settings.images
         layer = Layer(il.scheme, il.weights, np.zeros(il.in_shape, dtype=np.int64),
                       stride=il.stride, padding=il.padding, a_bits=il.a_bits, w_bits=il.w_bits)
         by_key.setdefault((il.scheme, il.a_bits, il.w_bits), []).append((k, layer))
-    for group in by_key.values():
+    for (scheme, a_bits, _), group in by_key.items():
+        params = _params(settings, a_bits if scheme == "xnor" else 1)
+        cycles = 0
+        for k, layer in group:
+            shape = layer_shape(layer)
+            try:
+                check_mappable(shape, params)
+            except ValueError as exc:
+                raise ValueError(f"layer {k} of {settings.net} cannot run on a "
+                                 f"{params.rows}x{params.cols} array: {exc}") from None
+            counts = predict(shape, params)
+            cycles += (counts["cycles"] + counts["offchip_words"]) * settings.images
         layers = [layer for _, layer in group]
         jobs = [plan(layer, params)[2] for layer in layers]
-        args = dict(accelerator_args(layers, params),
-                    counter_bits=settings.counter_bits or counter_bits_needed(jobs))
+        config = accelerator_config(layers, params, counter_bits=settings.counter_bits
+                                    or counter_bits_needed(jobs))
         for (k, _), job in zip(group, jobs):
-            check_job(args, job, f"layer {k} of {settings.net}")
-    return simulation_seconds(settings.backend, cycles, params.pes)
+            check_job(config, job, f"layer {k} of {settings.net}")
+        seconds += simulation_seconds(settings.backend, cycles, params.pes)
+    return seconds
 
 
 def train_and_fold(settings: DemoSettings, say):
@@ -168,72 +185,83 @@ class HardwareGroup:
 
     indices: list           # layer indices of the model
     layers: list            # model.layer_file.Layer per (layer, image), layer-major
-    args: dict              # sim.run_layer.accelerator_args
+    config: object          # sim.run_layer.accelerator_config (hw.schedule.AcceleratorConfig)
     macs: int               # per image, from the cycle model
+    params: object          # sim.cycle_model.ArrayParams of the accelerator
 
 
 def plan_hardware(model, trace, images: int, settings: DemoSettings) -> list[HardwareGroup]:
     """Group the layers by scheme and width and size one accelerator per group."""
     from model.layer_file import Layer
-    from sim.cycle_model import ArrayParams, LayerShape, check_mappable, predict
-    from sim.run_layer import accelerator_args, counter_bits_needed, plan
+    from sim.cycle_model import check_mappable, predict
+    from sim.run_layer import accelerator_config, counter_bits_needed, layer_shape, plan
 
-    params = ArrayParams(settings.rows, settings.cols, settings.spad, settings.spad,
-                         settings.spad)
     by_key = {}
     for k, il in enumerate(model.layers):
         by_key.setdefault((il.scheme, il.a_bits, il.w_bits), []).append(k)
     groups = []
-    for indices in by_key.values():
+    for (scheme, a_bits, _), indices in by_key.items():
+        params = _params(settings, a_bits if scheme == "xnor" else 1)
         layers, macs = [], 0
         for k in indices:
             il = model.layers[k]
-            shape = LayerShape.of(il.weights.shape, il.in_shape, il.stride, il.padding)
+            mine = [Layer(il.scheme, il.weights, trace.layers[k].inputs[i], stride=il.stride,
+                          padding=il.padding, a_bits=il.a_bits, w_bits=il.w_bits)
+                    for i in range(images)]
+            shape = layer_shape(mine[0])
             check_mappable(shape, params)
             macs += predict(shape, params)["macs"]
-            layers += [Layer(il.scheme, il.weights, trace.layers[k].inputs[i], stride=il.stride,
-                             padding=il.padding, a_bits=il.a_bits, w_bits=il.w_bits)
-                       for i in range(images)]
+            layers += mine
         bits = settings.counter_bits or counter_bits_needed([plan(ly, params)[2]
                                                              for ly in layers])
-        args = dict(accelerator_args(layers, params), counter_bits=bits)
-        groups.append(HardwareGroup(indices, layers, args, macs))
+        config = accelerator_config(layers, params, counter_bits=bits)
+        groups.append(HardwareGroup(indices, layers, config, macs, params))
     return groups
+
+
+def _params(settings: DemoSettings, packed: int = 1):
+    """The array of the demo; ``xnor`` layers (words of ``packed`` channels in the model)
+    get at least that many lanes."""
+    from sim.cycle_model import ArrayParams
+    from sim.run_layer import lanes_for_words
+    return ArrayParams(settings.rows, settings.cols, lanes_for_words(packed, settings.lanes),
+                       settings.spad, settings.spad)
 
 
 def simulate(model, trace, groups: list[HardwareGroup], images: int, settings: DemoSettings,
              say):
     """Every layer of every image on its group's accelerator; returns the per-layer results
     and the number of accumulators compared with the golden model."""
-    from sim.cycle_model import ArrayParams, LayerShape, predict
-    from sim.run_layer import run_layers
+    from sim.cycle_model import predict
+    from sim.run_layer import layer_codes, layer_shape, run_layers
 
-    params = ArrayParams(settings.rows, settings.cols, settings.spad, settings.spad,
-                         settings.spad)
     results, compared = {}, 0
     for group in groups:
-        a = group.args
+        c, params = group.config, group.params
         say(f"RTL simulation ({settings.backend}): layers "
-            f"{', '.join(map(str, group.indices))} ({a['scheme']}, A{a['a_bits']} "
-            f"W{a['w_bits']}) on a {params.rows}x{params.cols} array, {images} images")
+            f"{', '.join(map(str, group.indices))} ({c.scheme}, A{c.a_bits} "
+            f"W{c.w_bits}) on a {params.rows}x{params.cols}x{params.lanes} array, {images} "
+            "images")
         runs = run_layers(group.layers, backend=settings.backend, params=params,
                           progress=settings.progress and on_terminal(),  # a bar, or
-                          counter_bits=a["counter_bits"])                # say's line above
+                          counter_bits=c.counter_bits)                   # say's line above
         for j, k in enumerate(group.indices):
             mine = runs[j * images:(j + 1) * images]
             exact = sum(int(np.array_equal(run.outputs, trace.layers[k].accumulators[i]))
                         for i, run in enumerate(mine))
             compared += sum(run.outputs.size for run in mine)
             il = model.layers[k]
-            shape = LayerShape.of(il.weights.shape, il.in_shape, il.stride, il.padding)
-            predicted = predict(shape, params, mine[0].mapping, weights=il.weights,
-                                scheme=il.scheme, w_bits=il.w_bits)
+            first = group.layers[j * images]
+            predicted = predict(layer_shape(first), params, mine[0].mapping,
+                                weights=layer_codes(first)[0], scheme=il.scheme,
+                                w_bits=il.w_bits)
             match = all(run.counters[name] == predicted[name]
                         for run in mine for name in run.counters)
             counters = mine[0].counters
             results[k] = LayerOnArray(
                 k, il.scheme, tuple(int(v) for v in il.weights.shape), counters,
-                counters["macs"] / (params.pes * counters["cycles"]), exact, images, match)
+                counters["macs"] / (params.macs_per_cycle * counters["cycles"]), exact, images,
+                match)
     return [results[k] for k in sorted(results)], compared
 
 
@@ -241,21 +269,20 @@ def energy_views(model_path: Path, on_array, settings: DemoSettings, out: Path, 
     """Energy of the run on our array (45 nm, from the RTL counters), of the network by
     dataflow (the paper's six at equal area) and by scheme (RS); writes two plots."""
     from sim import energy
-    from sim.cycle_model import ArrayParams
 
     layers, name, schemes, sparsity = energy.resolve_network(str(model_path))
     say("energy: our array from the RTL counters, the dataflows, the schemes")
-    params = ArrayParams(settings.rows, settings.cols, settings.spad, settings.spad,
-                         settings.spad)
     names = [ly.name for ly in layers]
     measured = []
     widest = max(schemes[n].layer_acc_bits(ly) for n, ly in zip(names, layers))
     glb_words = max(r.counters["offchip_words"] for r in on_array)
     for ly, r in zip(layers, on_array):
         sc = schemes[ly.name]
+        params = _params(settings, sc.a_bits if sc.name == "xnor" else 1)
         counters = dict(r.counters, by_type=energy.shape_counters(ly, params, scheme=sc)["by_type"])
         hw = energy.array_hardware(params, scheme=sc, acc_bits=widest, glb_words=glb_words)
-        measured.append(energy.array_energy(ly, counters, hw, scheme=sc, costs="45nm"))
+        measured.append(energy.array_energy(ly, counters, hw, scheme=sc, costs="45nm",
+                                            lanes=params.lanes))
     by_dataflow = energy.network_energy(layers, name=name, costs="45nm", scheme=schemes,
                                         sparsity=sparsity, batch=16)
     energy.plot_dataflows(by_dataflow, out / "energy_dataflows.png")
@@ -273,7 +300,7 @@ def energy_views(model_path: Path, on_array, settings: DemoSettings, out: Path, 
     return measured, by_dataflow, by_scheme
 
 
-def synthesis_estimate(args: dict, settings: DemoSettings, say):
+def synthesis_estimate(args, settings: DemoSettings, say):
     """The accelerator ``args`` behind the host link, synthesized and packed for the board
     (Yosys and nextpnr, no placement): what it needs, what the device has, whether it fits."""
     from boards.accelerator import AcceleratorTarget
@@ -291,12 +318,12 @@ def synthesis_estimate(args: dict, settings: DemoSettings, say):
         verdict = "fits"
     except DoesNotFit as exc:
         verdict = f"does not fit ({exc.needed:,} > {exc.available:,} {exc.resource})"
-    return {"board": board.name, "device": device, "accelerator": args,
+    return {"board": board.name, "device": device, "accelerator": args.to_dict(),
             "needed": {u.resource: u.used for u in packed},
             "capacity": {u.resource: u.available for u in packed}, "verdict": verdict}
 
 
-def build_bitstream(args: dict, settings: DemoSettings, out: Path, say,
+def build_bitstream(args, settings: DemoSettings, out: Path, say,
                     final: Path | None = None):
     """The bitstream of the accelerator ``args`` behind the host link for the board (or why
     not), built in ``out``; its report names the folder ``final`` it ends up in."""
@@ -334,8 +361,8 @@ def run_demo(settings: DemoSettings, out_dir, *, force: bool = False, say=print)
         deploy.save(model, work / "model.npz")
         trace = deploy.run_integer(model, ds.x_test[:settings.images])
         groups = plan_hardware(model, trace, settings.images, settings)
-        main = max(groups, key=lambda g: g.macs).args      # the accelerator doing most work
-        accelerators = [{"layers": g.indices, **g.args} for g in groups]
+        main = max(groups, key=lambda g: g.macs).config    # the accelerator doing most work
+        accelerators = [{"layers": g.indices, **g.config.to_dict()} for g in groups]
         # Yosys runs in its own process beside the simulation (two cores).
         with ThreadPoolExecutor(max_workers=1) as pool:
             synthesis = pool.submit(synthesis_estimate, main, settings, say) \
@@ -343,8 +370,8 @@ def run_demo(settings: DemoSettings, out_dir, *, force: bool = False, say=print)
             on_array, compared = simulate(model, trace, groups, settings.images, settings,
                                           say)
             (work / "verilog").mkdir()
-            for a in (g.args for g in groups):
-                name = f"accelerator_{a['scheme']}_a{a['a_bits']}_w{a['w_bits']}"
+            for a in (g.config for g in groups):
+                name = f"accelerator_{a.scheme}_a{a.a_bits}_w{a.w_bits}_l{a.lanes}"
                 (work / "verilog" / f"{name}.v").write_text(
                     to_verilog(build_accelerator(a), name=name))
             measured, by_dataflow, by_scheme = energy_views(work / "model.npz", on_array,
@@ -399,12 +426,12 @@ def _summary(settings, model, accuracy, on_array, accelerators, compared, measur
     }
 
 
-def accelerator_name(args: dict) -> str:
-    """``2x1 binary A6 W1, 11-bit sums, 20-bit counters``: what an accelerator is."""
-    from hw.accelerator import COUNTER_BITS
-    return (f"{args['rows']}x{args['cols']} {args['scheme']} A{args['a_bits']} "
-            f"W{args['w_bits']}, {args['acc_bits']}-bit sums, "
-            f"{args.get('counter_bits', COUNTER_BITS)}-bit counters")
+def accelerator_name(args) -> str:
+    """``2x1x1 binary A6 W1, 11-bit sums, 20-bit counters``: what an accelerator is (an
+    ``AcceleratorConfig`` or its ``to_dict()``)."""
+    a = args if isinstance(args, dict) else args.to_dict()
+    return (f"{a['rows']}x{a['cols']}x{a['lanes']} {a['scheme']} A{a['a_bits']} "
+            f"W{a['w_bits']}, {a['acc_bits']}-bit sums, {a['counter_bits']}-bit counters")
 
 
 def summary_lines(summary: dict) -> list[str]:
@@ -420,8 +447,9 @@ def summary_lines(summary: dict) -> list[str]:
                           f"({acc['test_images']} images)"),
         ("RTL simulation", f"{rtl['images']} images, {rtl['accumulators_compared']:,} "
                            f"accumulators: {'bit-exact' if rtl['bit_exact'] else 'MISMATCH'}"),
-        ("cycles per image", f"{cycles:,} on a {s['rows']}x{s['cols']} array "
-                             f"({macs / (s['rows'] * s['cols'] * cycles):.1%} PE utilisation)"),
+        ("cycles per image", f"{cycles:,} on a {s['rows']}x{s['cols']}x{s['lanes']} array "
+                             f"({macs / (s['rows'] * s['cols'] * s['lanes'] * cycles):.1%} "
+                             "utilisation)"),
         ("counters", "equal the cycle model" if rtl["counters_equal_cycle_model"]
          else "DIFFER from the cycle model"),
         ("energy, our array", f"{e['our_array_per_image']['total'] / 1e3:.2f} nJ per image "

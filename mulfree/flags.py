@@ -10,13 +10,21 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["integer", "real", "power_of_two", "choice", "checked", "MAX_EPOCHS", "SEED"]
+__all__ = ["integer", "real", "power_of_two", "choice", "checked", "config_field", "MAX_EPOCHS",
+           "SEED"]
 
 #: The most training epochs a command accepts (a run of days, not a typo of forever).
 MAX_EPOCHS = 100_000
 
 
 def _bounds(lo, hi) -> str:
+    """`` in [lo, hi]``, `` >= lo``, `` <= hi`` or nothing."""
+    if lo is None and hi is None:
+        return ""
+    return " " + _range(lo, hi)
+
+
+def _range(lo, hi) -> str:
     if lo is not None and hi is not None:
         return f"in [{lo:g}, {hi:g}]" if isinstance(lo, float) or isinstance(hi, float) \
             else f"in [{lo}, {hi}]"
@@ -33,9 +41,9 @@ def integer(lo: int | None = None, hi: int | None = None):
             value = int(text, 10)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"must be an integer {_bounds(lo, hi)}, not {text!r}") from None
+                f"must be an integer{_bounds(lo, hi)}, not {text!r}") from None
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise argparse.ArgumentTypeError(f"must be an integer {_bounds(lo, hi)}, "
+            raise argparse.ArgumentTypeError(f"must be an integer{_bounds(lo, hi)}, "
                                              f"not {value}")
         return value
 
@@ -51,8 +59,7 @@ def real(lo: float | None = None, hi: float | None = None, *, lo_open: bool = Fa
             return f"a finite number > {lo:g}"
         if lo_open:
             return f"a finite number in ({lo:g}, {hi:g}]"
-        return f"a finite number {_bounds(lo, hi)}" if lo is not None or hi is not None \
-            else "a finite number"
+        return f"a finite number{_bounds(lo, hi)}"
 
     def parse(text: str) -> float:
         try:
@@ -113,6 +120,28 @@ def checked(check):
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     parse.__name__ = getattr(check, "__name__", "value")
+    return parse
+
+
+def config_field(name: str):
+    """An integer the accelerator's parameter ``name`` accepts (``--rows``, ``--lanes``...):
+    checked by ``hw.schedule.AcceleratorConfig`` itself, the one place its limits are
+    written, with the other parameters at their defaults (a check across parameters follows
+    once all are known)."""
+    from hw.schedule import AcceleratorConfig
+    as_integer = integer()
+
+    def parse(text: str) -> int:
+        value = as_integer(text)
+        try:
+            AcceleratorConfig(**{name: value})
+        except ValueError as exc:
+            message = str(exc)
+            raise argparse.ArgumentTypeError(message[len(name) + 1:] if message.startswith(
+                f"{name} ") else message) from None
+        return value
+
+    parse.__name__ = "integer"
     return parse
 
 

@@ -1,15 +1,15 @@
 """Dense layers in batches on the array: choose how the batch is presented, and run it.
 
-With batch 1 a dense layer is bound by the weights: each weight is used once, and a PE row
-receives one weight word per cycle, so a pass of ``p * q`` slots waits for the weights of
-every filter group among its columns (``cols * p * q + 1`` cycles): utilisation stays
+With batch 1 a dense layer is bound by the weights: each weight is used once, its one output
+row fills one PE column, and a PE row receives one weight word per cycle: utilisation stays
 below ``1 / cols``. ``N`` inputs at once (``model.batching``: one 1x1 convolution) use each
-weight ``N`` times, which lifts that bound to ``min(1, N / cols)``; the input loader (one
-word per cycle, each used by the ``M`` filters) bounds it by ``M / PEs``.
+weight ``N`` times: laid out in ``rows`` input rows they fill ``min(cols, rows)`` columns and
+``N / rows`` output columns per pass, which lifts that bound towards 1; the input loader
+(one word per cycle) bounds it by ``M / PEs``.
 
 ``choose_dense_presentation`` tries every layout of the batch in rows (a divisor of N) and
-up to ``cols - 1`` extra filters (their outputs are dropped), and keeps the one with the
-fewest predicted cycles; ``run_dense_batch`` runs it on a simulated accelerator.
+keeps the one with the fewest predicted cycles; ``run_dense_batch`` runs it on a simulated
+accelerator.
 Model: ``model.ops.dense`` (per input).
 """
 
@@ -28,7 +28,7 @@ __all__ = ["DensePresentation", "dense_batch_shape", "choose_dense_presentation"
 
 @dataclasses.dataclass(frozen=True)
 class DensePresentation:
-    """A batch of ``N`` inputs in ``rows`` rows, with ``filters`` >= M filters."""
+    """A batch of ``N`` inputs in ``rows`` rows, with ``filters`` (= M) filters."""
 
     rows: int
     filters: int
@@ -46,9 +46,8 @@ def dense_batch_shape(M: int, C: int, N: int, rows: int = 1,
 
 
 def choose_dense_presentation(M: int, C: int, N: int, params: ArrayParams) -> DensePresentation:
-    """The layout with the fewest predicted cycles (ties: fewer filters, then fewer rows)."""
-    layouts = (((rows, filters), dense_batch_shape(M, C, N, rows, filters))
-               for filters in range(M, M + params.cols)
+    """The layout with the fewest predicted cycles (ties: fewer rows)."""
+    layouts = (((rows, M), dense_batch_shape(M, C, N, rows, M))
                for rows in (d for d in range(1, N + 1) if N % d == 0))
     best = fastest_shape(layouts, params)
     if best is None:
@@ -69,7 +68,8 @@ def run_dense_batch(scheme: str, inputs, weights, *, params: ArrayParams = Array
         raise ValueError(f"a dense batch needs inputs [N, C] and weights [M, C], not "
                          f"{inputs.shape} and {weights.shape}")
     (n, c), m = inputs.shape, weights.shape[0]
-    how = choose_dense_presentation(m, c, n, params)
+    channels = c * a_bits if scheme == "xnor" else c     # xnor words pack a_bits channels
+    how = choose_dense_presentation(m, channels, n, params)
     layer = batched_dense_layer(scheme, inputs, weights, rows=how.rows, filters=how.filters,
                                 a_bits=a_bits, w_bits=w_bits, codebook=codebook)
     (run,) = run_layers([layer], backend=backend, params=params, mappings=[how.mapping])

@@ -2,7 +2,8 @@
 
 For each layer of a model file of ``model.deploy.save``: its weights and MACs (padding taps
 included, +/-1 lanes counted one by one), the cycles of the array's fastest mapping
-(``sim.cycle_model.choose_mapping`` and ``predict``) and the energy of those counters at
+(``sim.cycle_model.choose_mapping`` and ``predict``; an ``xnor`` layer on PEs of as many lanes
+as its words hold, ``sim.run_layer.lanes_for_words``) and the energy of those counters at
 45 nm (``sim.energy.shape_counters``, ``array_hardware`` and ``array_energy``, priced as
 ``benchmarks/energy.py`` prices the seed's networks: one storage size for the whole model,
 sized for its widest accumulator and its largest layer). One image, no batching.
@@ -13,14 +14,16 @@ weights and MACs depend on the model only.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from model import deploy
 from sim import energy
-from sim.cycle_model import ArrayParams, LayerShape, choose_mapping, predict
+from sim.cycle_model import ArrayParams
 from sim.energy_presets import layers_from_model
+from sim.run_layer import lanes_for_words
 
 __all__ = ["LayerCost", "model_cost", "totals"]
 
@@ -55,19 +58,23 @@ def model_cost(path, params: ArrayParams | None = None) -> list[LayerCost]:
                          "groups = 1 only for now")
     layers, widths, _ = layers_from_model(path)
     schemes = {name: energy.Scheme(*w) for name, w in widths.items()}
-    counters, cycles = [], []
+    counters, arrays = [], []
     for ly, il in zip(layers, loaded.layers):
-        shape = LayerShape.of(il.weights.shape, il.in_shape, il.stride, il.padding)
-        pred = predict(shape, params, choose_mapping(shape, params))
-        cycles.append((int(pred["cycles"]), float(pred["utilisation"])))
-        counters.append(energy.shape_counters(ly, params, scheme=schemes[ly.name],
-                                              weights=il.weights))
+        mine = params
+        if il.scheme == "xnor":   # words of a_bits channels: one word per slot
+            mine = dataclasses.replace(params, lanes=lanes_for_words(il.a_bits, params.lanes))
+        arrays.append(mine)
+        counters.append(energy.shape_counters(ly, mine, scheme=schemes[ly.name],
+                                              weights=None if il.scheme == "xnor"
+                                              else il.weights))
     widest = max(schemes[ly.name].layer_acc_bits(ly) for ly in layers)
     glb_words = max(k["offchip_words"] for k in counters)
     out = []
-    for ly, k, (cyc, util) in zip(layers, counters, cycles):
+    for ly, k, mine in zip(layers, counters, arrays):
         sc = schemes[ly.name]
-        hw = energy.array_hardware(params, scheme=sc, acc_bits=widest, glb_words=glb_words)
+        cyc = k["cycles"]
+        util = k["macs"] / (mine.macs_per_cycle * cyc)
+        hw = energy.array_hardware(mine, scheme=sc, acc_bits=widest, glb_words=glb_words)
         le = energy.array_energy(ly, k, hw, scheme=sc, costs="45nm")
         out.append(LayerCost(ly.name, sc.name, int(ly.weights()), int(ly.macs()), cyc, util,
                              float(le.total)))

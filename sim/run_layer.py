@@ -1,13 +1,18 @@
 """Run layers on the simulated accelerator: Amaranth's simulator, Verilator or Icarus.
 
 Every backend takes the same *jobs* (``plan``: the configuration beats, the weight and
-input stream words, the number of outputs) on an accelerator built by
-``build_accelerator`` and returns the output stream words and the counters; ``run_layers``
-turns them back into [M, E, F] sums. A new backend (a board) is a class with
-``run(accelerator_args, jobs, progress) -> list[(words, counters)]`` added to ``BACKENDS``.
-Before anything runs, ``check_job`` refuses a layer that the accelerator cannot hold: a
-configuration field over its limit (``hw.controller.config_limits``) or a predicted counter
+input stream words, the number of outputs) on an accelerator (``accelerator_config``: one
+``hw.schedule.AcceleratorConfig`` sized for the layers) and returns the output stream words
+and the counters; ``run_layers`` turns them back into [M, E, F] sums and adds the derived
+counters (``hw.schedule.derived_counters``). A new backend (a board) is a class with
+``run(config, jobs, progress) -> list[(words, counters)]`` added to ``BACKENDS``. Before
+anything runs, ``check_job`` refuses a layer that the accelerator cannot hold: a
+configuration field over its limit (``hw.schedule.config_limits``) or a predicted counter
 over ``counter_bits``.
+
+Words: a layer's channels are packed ``lanes`` to a word (``pack_lanes``), the last word's
+extra lanes holding zero codes; an ``xnor`` layer file's packed words are unpacked into one
+1-bit code per channel first (``layer_codes``), so any ``lanes`` runs it.
 
 - ``amaranth``: ``amaranth.sim`` in this process (a tqdm bar over the predicted cycles when
   ``progress`` is set);
@@ -28,27 +33,30 @@ from pathlib import Path
 
 import numpy as np
 
+from hw.schedule import COUNTERS, AcceleratorConfig, config_limits, derived_counters
 from model.layer_file import Layer
 from model.ops import accumulator_width
-from model.quant import to_unsigned_bits
-from sim.cycle_model import (COUNTERS, ArrayParams, LayerShape, Mapping, check_mappable,
-                             choose_mapping, config_values, memory_depths,
-                             output_stream_order, predict, weight_stream_order)
+from model.quant import to_unsigned_bits, unpack_pm1
+from sim.cycle_model import (ArrayParams, LayerShape, Mapping, check_mappable, choose_mapping,
+                             config_values, layer_words, memory_depths, output_stream_order,
+                             predict, weight_word_order)
 
-__all__ = ["Job", "LayerRun", "plan", "accelerator_args", "build_accelerator", "run_layers",
-           "run_layer", "BACKENDS", "config_beats", "check_job", "counter_bits_needed"]
+__all__ = ["Job", "LayerRun", "plan", "accelerator_config", "build_accelerator",
+           "run_layers", "run_layer", "BACKENDS", "config_beats", "check_job",
+           "counter_bits_needed", "layer_codes", "layer_shape", "pack_lanes", "lanes_for_words"]
 
 
 @dataclasses.dataclass
 class Job:
     """One layer as stream words for the accelerator."""
 
-    config: list[int]          # one beat per field, ``hw.controller.CONFIG_FIELDS`` order
+    config: list[int]          # one beat per field, ``hw.schedule.CONFIG_FIELDS`` order
     weights: list[int]
     inputs: list[int]
     n_outputs: int
     predicted_cycles: int
     counter_peak: int = 0      # the largest counter ``sim.cycle_model.predict`` gives
+    n_last: int = 1            # real lanes of the last channel word (for derived counters)
 
 
 @dataclasses.dataclass
@@ -63,8 +71,8 @@ class LayerRun:
 
 def config_beats(values: dict) -> list[int]:
     """The configuration as ``config_stream`` beats: one field per beat, in the order of
-    ``hw.controller.CONFIG_FIELDS``."""
-    from hw.controller import CONFIG_FIELDS
+    ``hw.schedule.CONFIG_FIELDS``."""
+    from hw.schedule import CONFIG_FIELDS
     return [int(values[name]) for name in CONFIG_FIELDS]
 
 
@@ -73,65 +81,90 @@ def counter_bits_needed(jobs: list[Job]) -> int:
     return max(8, *(job.counter_peak.bit_length() for job in jobs))
 
 
-def check_job(args: dict, job: Job, what: str = "the layer") -> None:
+def check_job(config: AcceleratorConfig, job: Job, what: str = "the layer") -> None:
     """``ValueError`` (one line: the field or counter, its value and the limit) if the
-    accelerator ``args`` (``accelerator_args``) cannot run ``job`` exactly."""
-    from hw.accelerator import COUNTER_BITS
-    from hw.controller import CONFIG_FIELDS, config_limits
-    limits = config_limits(**args)
+    accelerator ``config`` cannot run ``job`` exactly."""
+    from hw.schedule import CONFIG_FIELDS
+    limits = config_limits(config)
     for name, value in zip(CONFIG_FIELDS, job.config):
         if value > limits[name]:
             raise ValueError(f"{what} does not fit the accelerator: configuration field "
                              f"{name} ({CONFIG_FIELDS[name]}) = {value}; allowed: at most "
                              f"{limits[name]}")
-    bits = args.get("counter_bits", COUNTER_BITS)
+    bits = config.counter_bits
     if job.counter_peak >= 1 << bits:
         raise ValueError(f"{what} does not fit the accelerator: a counter would reach "
                          f"{job.counter_peak}; allowed: below 2**{bits} (counter_bits {bits})")
 
 
-def _shape(layer: Layer) -> LayerShape:
-    return LayerShape.of(layer.weights.shape, layer.inputs.shape, layer.stride, layer.padding)
+def layer_codes(layer: Layer) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """``(weights [M, C, R, S], inputs [C, H, W], a_bits, w_bits)`` with one code per channel
+    and lane: an ``xnor`` layer's packed words are unpacked into 1-bit codes (1 means -1)."""
+    if layer.scheme != "xnor":
+        return layer.weights, layer.inputs, layer.a_bits, layer.w_bits
+    lanes = layer.a_bits
+    w = (unpack_pm1(layer.weights, lanes) < 0).astype(np.int64)      # [M, Cw, R, S, lanes]
+    w = np.moveaxis(w, -1, 2).reshape(w.shape[0], -1, w.shape[2], w.shape[3])
+    a = (unpack_pm1(layer.inputs, lanes) < 0).astype(np.int64)       # [Cw, H, W, lanes]
+    a = np.moveaxis(a, -1, 1).reshape(-1, a.shape[1], a.shape[2])
+    return w, a, 1, 1
+
+
+def layer_shape(layer: Layer) -> LayerShape:
+    """The layer's shape in channels (an ``xnor`` file's words unpacked)."""
+    w, a, _, _ = layer_codes(layer)
+    return LayerShape.of(w.shape, a.shape, layer.stride, layer.padding)
+
+
+def lanes_for_words(packed: int, lanes: int = 1) -> int:
+    """The PE lanes for a layer whose words hold ``packed`` channels (an ``xnor`` file's
+    lanes): the fewest of ``hw.schedule.LANES``, at least ``lanes``, that take one word per
+    slot (a ``packed`` that is no power of two leaves lanes idle)."""
+    from hw.schedule import LANES
+    fits = [n for n in LANES if n >= max(packed, lanes)]
+    if not fits:
+        raise ValueError(f"{packed} channels per word exceed the widest PE ({LANES[-1]} "
+                         "lanes)")
+    return fits[0]
+
+
+def pack_lanes(codes: np.ndarray, bits: int, lanes: int) -> np.ndarray:
+    """Words of ``lanes`` codes along axis 0 of ``codes`` (channels; padded with zero codes
+    to a multiple of ``lanes``): lane ``l`` in bits ``[l * bits, (l + 1) * bits)``, as Python
+    ints (a word may exceed 64 bits). Shape: ``[ceil(C / lanes), ...]``."""
+    codes = np.asarray(codes)
+    channels = codes.shape[0]
+    words = -(-channels // lanes)
+    padded = np.zeros((words * lanes,) + codes.shape[1:], dtype=np.int64)
+    padded[:channels] = to_unsigned_bits(codes, bits)
+    lanes_last = np.moveaxis(padded.reshape((words, lanes) + codes.shape[1:]), 1, -1)
+    if lanes * bits <= 62:
+        shifts = (np.arange(lanes, dtype=np.int64) * bits)
+        return (lanes_last << shifts).sum(axis=-1)
+    out = np.zeros(lanes_last.shape[:-1], dtype=object)
+    for lane in range(lanes):
+        out = out + (lanes_last[..., lane].astype(object) << (lane * bits))
+    return out
 
 
 def plan(layer: Layer, params: ArrayParams, mapping: Mapping | None = None):
     """(shape, mapping, Job) for ``layer`` on an array with ``params``."""
-    shape = _shape(layer)
+    w, a, a_bits, w_bits = layer_codes(layer)
+    shape = LayerShape.of(w.shape, a.shape, layer.stride, layer.padding)
     check_mappable(shape, params)
     mp = mapping or choose_mapping(shape, params)
     cfg = config_values(shape, params, mp)
-    w_words = to_unsigned_bits(layer.weights.ravel()[weight_stream_order(shape, params, mp)],
-                               layer.w_bits)
-    i_words = to_unsigned_bits(layer.inputs.ravel(), layer.a_bits)
+    L = params.lanes
+    w_words = np.moveaxis(pack_lanes(np.moveaxis(w, 1, 0), w_bits, L), 0, 1)  # [M, Cw, R, S]
+    i_words = pack_lanes(a, a_bits, L)                                           # [Cw, H, W]
     counts = predict(shape, params, mp)
-    job = Job(config_beats(cfg), [int(v) for v in w_words], [int(v) for v in i_words],
-              shape.M * shape.E * shape.F, counts["cycles"],
-              max(int(counts[k]) for k in COUNTERS if k != "skipped"))
+    _, n_last = layer_words(shape, params)
+    job = Job(config_beats(cfg),
+              [int(v) for v in w_words.ravel()[weight_word_order(shape, params, mp)]],
+              [int(v) for v in i_words.ravel()], shape.M * shape.E * shape.F,
+              counts["cycles"], max(int(counts[k]) for k in COUNTERS if k != "skipped"),
+              n_last)
     return shape, mp, job
-
-
-def accelerator_args(layers: list[Layer], params: ArrayParams,
-                     mappings: list[Mapping] | None = None) -> dict:
-    """Keyword arguments of ``hw.accelerator.Accelerator`` that fit every layer."""
-    first = layers[0]
-    for layer in layers:
-        if (layer.scheme, layer.a_bits, layer.w_bits, _codebook(layer)) != (
-                first.scheme, first.a_bits, first.w_bits, _codebook(first)):
-            raise ValueError("layers sharing an accelerator need one scheme, one width and "
-                             "one codebook")
-    acc = max(_accumulator_width(layer) for layer in layers)
-    depths = [1, 1, 1]
-    for i, layer in enumerate(layers):
-        shape = _shape(layer)
-        mp = mappings[i] if mappings else choose_mapping(shape, params)
-        depths = [max(a, b) for a, b in zip(depths, memory_depths(shape, params, mp))]
-    args = dict(rows=params.rows, cols=params.cols, scheme=first.scheme, a_bits=first.a_bits,
-                w_bits=first.w_bits, acc_bits=acc, filter_spad=params.filter_spad,
-                ifmap_spad=params.ifmap_spad, psum_spad=params.psum_spad, in_depth=depths[0],
-                wb_depth=depths[1], pb_depth=depths[2])
-    if first.codebook is not None:
-        args["codebook"] = _codebook(first)
-    return args
 
 
 def _codebook(layer: Layer) -> tuple | None:
@@ -140,24 +173,49 @@ def _codebook(layer: Layer) -> tuple | None:
 
 
 def _accumulator_width(layer: Layer) -> int:
-    fan_in = int(np.prod(layer.weights.shape[1:]))
+    w, a, a_bits, w_bits = layer_codes(layer)
+    fan_in = int(np.prod(w.shape[1:]))
     if layer.codebook is not None:
         from model.compress import codebook_accumulator_width
-        return codebook_accumulator_width(layer.codebook, a_bits=layer.a_bits, fan_in=fan_in)
-    return accumulator_width(layer.scheme, a_bits=layer.a_bits, w_bits=layer.w_bits,
-                             fan_in=fan_in)
+        return codebook_accumulator_width(layer.codebook, a_bits=a_bits, fan_in=fan_in)
+    return accumulator_width(layer.scheme, a_bits=a_bits, w_bits=w_bits, fan_in=fan_in)
 
 
-def build_accelerator(args: dict):
-    """An ``hw.accelerator.Accelerator`` from ``accelerator_args``."""
+def accelerator_config(layers: list[Layer], params: ArrayParams,
+                       mappings: list[Mapping] | None = None, *,
+                       counter_bits: int | None = None) -> AcceleratorConfig:
+    """The ``AcceleratorConfig`` that fits every layer (one scheme, widths and codebook):
+    sums as wide as the widest layer needs, buffers as deep as the deepest."""
+    first = layers[0]
+    keys = [(ly.scheme, *layer_codes(ly)[2:], _codebook(ly)) for ly in layers]
+    if any(k != keys[0] for k in keys):
+        raise ValueError("layers sharing an accelerator need one scheme, one width and "
+                         "one codebook")
+    _, _, a_bits, w_bits = layer_codes(first)
+    depths = [1, 1, 1]
+    for i, layer in enumerate(layers):
+        shape = layer_shape(layer)
+        mp = mappings[i] if mappings else choose_mapping(shape, params)
+        depths = [max(x, y) for x, y in zip(depths, memory_depths(shape, params, mp))]
+    base = dict(scheme=first.scheme, rows=params.rows, cols=params.cols, lanes=params.lanes,
+                a_bits=a_bits, w_bits=w_bits, filter_spad=params.filter_spad,
+                ifmap_spad=params.ifmap_spad, in_depth=depths[0], wb_depth=depths[1],
+                pb_depth=depths[2], tree_stages=params.tree_stages, codebook=_codebook(first))
+    if counter_bits is not None:
+        base["counter_bits"] = counter_bits
+    acc = max(_accumulator_width(layer) for layer in layers)
+    probe = AcceleratorConfig(**base, acc_bits=64)
+    return AcceleratorConfig(**base, acc_bits=max(acc, probe.min_acc_bits))
+
+
+def build_accelerator(config: AcceleratorConfig):
+    """An ``hw.accelerator.Accelerator`` for ``config``."""
     from hw.accelerator import Accelerator
-    args = dict(args)
-    return Accelerator(args.pop("rows"), args.pop("cols"), args.pop("scheme"), **args)
+    return Accelerator(config)
 
 
 def _counters_from(values: dict) -> dict:
-    from hw.accelerator import COUNTER_NAMES
-    return {name: int(values[name]) for name in COUNTER_NAMES}
+    return {name: int(values[name]) for name in COUNTERS}
 
 
 class AmaranthBackend:
@@ -165,11 +223,10 @@ class AmaranthBackend:
 
     name = "amaranth"
 
-    def run(self, args: dict, jobs: list[Job], progress: bool = False):
+    def run(self, config: AcceleratorConfig, jobs: list[Job], progress: bool = False):
         from amaranth.sim import Simulator
-        from hw.accelerator import COUNTER_NAMES
         started = time.perf_counter()
-        dut = build_accelerator(args)
+        dut = build_accelerator(config)
         sim = Simulator(dut)
         sim.add_clock(1e-8)
         elaborated = time.perf_counter()
@@ -206,8 +263,9 @@ class AmaranthBackend:
                         dut.output_stream.valid)
                     words.append(int(word))
                 ctx.set(dut.output_stream.ready, 0)
+                await ctx.tick().until(dut.idle)
                 results.append((words, _counters_from(
-                    {n: ctx.get(getattr(dut.counters, n)) for n in COUNTER_NAMES})))
+                    {n: ctx.get(getattr(dut.counters, n)) for n in COUNTERS})))
 
         sim.add_testbench(testbench)
         sim.run()
@@ -231,7 +289,7 @@ class CocotbBackend:
             return toolchain.verilator_available()
         return toolchain.icarus_available()
 
-    def run(self, args: dict, jobs: list[Job], progress: bool = False, *,
+    def run(self, config: AcceleratorConfig, jobs: list[Job], progress: bool = False, *,
             p_valid: float = 1.0, p_ready: float = 1.0, expect: list | None = None):
         """Run ``jobs``; ``expect`` (per job: stream-order ``outputs`` and ``counters``)
         makes the testbench's scoreboard assert them too."""
@@ -240,17 +298,17 @@ class CocotbBackend:
         ok, why = self.available()
         if not ok:
             raise ValueError(f"backend {self.simulator!r} is unavailable: {why}")
-        text = verilog.convert(build_accelerator(args), name="accelerator", emit_src=False)
+        text = verilog.convert(build_accelerator(config), name="accelerator", emit_src=False)
         if self.simulator == "icarus":
             text = icarus_time_zero_fix(text)
         with tempfile.TemporaryDirectory(prefix="mulfree-run-") as tmp:
             jobs_file, result_file = Path(tmp, "jobs.json"), Path(tmp, "results.json")
             jobs_file.write_text(json.dumps([dataclasses.asdict(j) for j in jobs]))
-            config = {"jobs": str(jobs_file), "results": str(result_file),
-                      "p_valid": p_valid, "p_ready": p_ready, "expect": expect}
+            config_file = {"jobs": str(jobs_file), "results": str(result_file),
+                           "p_valid": p_valid, "p_ready": p_ready, "expect": expect}
             result = run_cocotb(sources={"accelerator.v": text}, toplevel="accelerator",
                                 test_module="sim.tb.test_accelerator",
-                                simulator=self.simulator, config=config)
+                                simulator=self.simulator, config=config_file)
             self.last_result = result   # its log holds cocotb's simulation wall time
             if not result.passed or not result_file.exists():
                 raise RuntimeError(f"the {self.simulator} run failed:\n{result.summary()}")
@@ -284,21 +342,22 @@ def run_layers(layers: list[Layer], *, backend: str = "amaranth",
                counter_bits: int | None = None) -> list[LayerRun]:
     """Run ``layers`` (one scheme and width) on one accelerator; results in order.
     ``mappings`` (one per layer) overrides ``sim.cycle_model.choose_mapping``;
-    ``counter_bits`` sets the counters' width (default ``hw.accelerator.COUNTER_BITS``)."""
+    ``counter_bits`` sets the counters' width (default ``hw.schedule.COUNTER_BITS``)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
     plans = [plan(layer, params, mappings[i] if mappings else None)
              for i, layer in enumerate(layers)]
-    args = accelerator_args(layers, params, [mp for _, mp, _ in plans])
-    if counter_bits is not None:
-        args["counter_bits"] = counter_bits
+    config = accelerator_config(layers, params, [mp for _, mp, _ in plans],
+                                counter_bits=counter_bits)
     for index, (_, _, job) in enumerate(plans):
-        check_job(args, job, f"layer {index}" if len(plans) > 1 else "the layer")
-    raw = BACKENDS[backend]().run(args, [job for _, _, job in plans], progress)
+        check_job(config, job, f"layer {index}" if len(plans) > 1 else "the layer")
+    raw = BACKENDS[backend]().run(config, [job for _, _, job in plans], progress)
     runs = []
-    for (shape, mp, _), (words, counters) in zip(plans, raw):
+    for (shape, mp, job), (words, counters) in zip(plans, raw):
         out = np.zeros(shape.M * shape.E * shape.F, dtype=np.int64)
         out[output_stream_order(shape, params, mp)] = np.asarray(words, dtype=np.int64)
+        counters = dict(counters)
+        counters.update(derived_counters(counters, lanes=params.lanes, n_last=job.n_last))
         runs.append(LayerRun(out.reshape(shape.M, shape.E, shape.F), counters, mp, params))
     return runs
 

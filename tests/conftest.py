@@ -28,22 +28,26 @@ def golden(layer) -> np.ndarray:
     return golden_outputs(layer)
 
 
-def predicted_counters(layer, params, mapping=None) -> dict:
+def predicted_counters(layer, params, mapping=None, names=None) -> dict:
     """The counters ``sim.cycle_model.predict`` gives for ``layer`` on an array with
-    ``params`` under ``mapping`` (default: the one ``choose_mapping`` picks)."""
-    from sim.cycle_model import COUNTERS, LayerShape, choose_mapping, predict
-    shape = LayerShape.of(layer.weights.shape, layer.inputs.shape, layer.stride, layer.padding)
+    ``params`` under ``mapping`` (default: the one ``choose_mapping`` picks): ``names``
+    (default: the accelerator's ``hw.schedule.COUNTERS`` and the derived ones)."""
+    from hw.schedule import COUNTERS, DERIVED_COUNTERS
+    from sim.cycle_model import choose_mapping, predict
+    from sim.run_layer import layer_codes, layer_shape
+    shape = layer_shape(layer)
+    weights, _, _, w_bits = layer_codes(layer)
     mapping = mapping or choose_mapping(shape, params)
-    model = predict(shape, params, mapping, weights=layer.weights, scheme=layer.scheme,
-                    w_bits=layer.w_bits, codebook=layer.codebook)
-    return {name: int(model[name]) for name in COUNTERS}
+    model = predict(shape, params, mapping, weights=weights, scheme=layer.scheme,
+                    w_bits=w_bits, codebook=layer.codebook)
+    return {name: int(model[name]) for name in (names or COUNTERS + DERIVED_COUNTERS)}
 
 
 def assert_run_exact(layer, outputs, counters: dict, params, mapping=None) -> None:
     """``outputs`` equal the golden model and every counter the cycle model, exactly."""
     np.testing.assert_array_equal(outputs, golden(layer))
-    model = predicted_counters(layer, params, mapping)
-    assert {k: int(v) for k, v in counters.items()} == {k: model[k] for k in counters}, (
+    model = predicted_counters(layer, params, mapping, names=tuple(counters))
+    assert {k: int(v) for k, v in counters.items()} == model, (
         f"{layer.weights.shape} on {layer.inputs.shape}")
 
 

@@ -21,17 +21,17 @@ import json
 import sys
 import time
 
-from model.ops import check_acc_bits
+from model.ops import MAX_ACC_BITS
 from model.quant import SCHEMES
 from mulfree import flags
-from mulfree.errors import UsageError
+from mulfree.errors import UsageError, flag_error
 
 #: The accelerator's defaults on a board (the same scratchpads as ``mulfree run-layer``).
 #: Buffers of 256 words and 20-bit counters keep the controller small enough for the
 #: iCEBreaker (every layer that fits 256-word buffers counts below 2**20 on a small array; the
 #: host refuses one that would not).
 DEFAULTS = {"a_bits": 8, "acc_bits": 20, "depth": 256, "spad": 32, "counter_bits": 20,
-            "rows": 3, "cols": 4}
+            "rows": 3, "cols": 4, "lanes": 1, "tree_stages": 0}
 
 
 #: The flags that size the accelerator of ``--scheme`` only.
@@ -61,23 +61,33 @@ def register(subparsers) -> None:
     design.add_argument("--link-test", action="store_true",
                         help="only the host link and a loopback design (link bring-up)")
     sizes = parser.add_argument_group("accelerator size")
-    sizes.add_argument("--rows", type=flags.integer(1, 64), default=None,
+    sizes.add_argument("--rows", type=flags.config_field("rows"), default=None,
                        help="PE rows (default: the largest array up to 3x4 that fits)")
-    sizes.add_argument("--cols", type=flags.integer(1, 64), default=None,
+    sizes.add_argument("--cols", type=flags.config_field("cols"), default=None,
                        help="PE columns (default: the largest array up to 3x4 that fits)")
+    sizes.add_argument("--lanes", type=flags.config_field("lanes"), default=DEFAULTS["lanes"],
+                       metavar="N", help=f"MACs per PE per cycle (1, 2, 4, ... 64; default "
+                                         f"{DEFAULTS['lanes']})")
+    sizes.add_argument("--tree-stages", type=flags.config_field("tree_stages"),
+                       default=DEFAULTS["tree_stages"], metavar="N",
+                       help="pipeline registers in each PE's lane tree (0 to 2; default "
+                            f"{DEFAULTS['tree_stages']})")
     sizes.add_argument("--a-bits", type=flags.integer(1, 64), default=None, metavar="N",
-                       help=f"activation width with --scheme (default {DEFAULTS['a_bits']}; "
-                            "the lane count for xnor)")
+                       help=f"activation width per lane with --scheme (default "
+                            f"{DEFAULTS['a_bits']}; 1 for xnor)")
     sizes.add_argument("--w-bits", type=flags.integer(1, 64), default=None, metavar="N",
-                       help="weight width with --scheme (dorefa, int, xnor)")
-    sizes.add_argument("--acc-bits", type=flags.integer(2, 48), default=None, metavar="N",
+                       help="weight width per lane with --scheme (dorefa, int)")
+    sizes.add_argument("--acc-bits", type=flags.integer(2, MAX_ACC_BITS), default=None,
+                       metavar="N",
                        help=f"partial-sum width with --scheme (default {DEFAULTS['acc_bits']})")
     sizes.add_argument("--depth", type=flags.integer(16, 1 << 20), default=None, metavar="N",
                        help="global-buffer words per bank with --scheme (default "
                             f"{DEFAULTS['depth']})")
-    sizes.add_argument("--spad", type=flags.integer(), default=DEFAULTS["spad"], metavar="N",
-                       help=f"PE scratchpad entries per bank (default {DEFAULTS['spad']})")
-    sizes.add_argument("--counter-bits", type=flags.integer(8, 64), default=None, metavar="N",
+    sizes.add_argument("--spad", type=flags.config_field("filter_spad"), default=DEFAULTS["spad"],
+                       metavar="N",
+                       help=f"PE scratchpad words per bank (default {DEFAULTS['spad']})")
+    sizes.add_argument("--counter-bits", type=flags.config_field("counter_bits"), default=None,
+                       metavar="N",
                        help=f"width of each access counter (default {DEFAULTS['counter_bits']} "
                             "with --scheme, what the layers need with --model; the host "
                             "refuses a layer whose counts would not fit)")
@@ -112,21 +122,24 @@ def _list_boards() -> int:
     return 0
 
 
-def _scheme_args(args, params) -> tuple[dict, str]:
-    from model.quant import activation_code_range, check_scheme, weight_bits
+def _scheme_args(args, params) -> tuple:
+    from hw.schedule import AcceleratorConfig
+    from model.quant import check_scheme
     scheme = check_scheme(args.scheme)
-    a_bits = args.a_bits if args.a_bits is not None else (
-        args.w_bits if scheme == "xnor" and args.w_bits else DEFAULTS["a_bits"])
-    w_bits = weight_bits(scheme, args.w_bits if scheme != "xnor" else (args.w_bits or a_bits))
-    activation_code_range(scheme, a_bits)
-    check_acc_bits(scheme, a_bits=a_bits, w_bits=w_bits, acc_bits=args.acc_bits,
-                   name="--acc-bits")
-    accel = dict(rows=params.rows, cols=params.cols, scheme=scheme, a_bits=a_bits,
-                 w_bits=w_bits, acc_bits=args.acc_bits, filter_spad=params.filter_spad,
-                 ifmap_spad=params.ifmap_spad, psum_spad=params.psum_spad,
-                 in_depth=args.depth, wb_depth=args.depth, pb_depth=args.depth,
-                 counter_bits=args.counter_bits or DEFAULTS["counter_bits"])
-    return accel, f"{scheme} accelerator, A{a_bits} W{w_bits}, {args.acc_bits}-bit sums"
+    a_bits = 1 if scheme == "xnor" and args.a_bits is None else (
+        args.a_bits if args.a_bits is not None else DEFAULTS["a_bits"])
+    try:
+        config = AcceleratorConfig(
+            scheme=scheme, rows=params.rows, cols=params.cols, lanes=params.lanes,
+            a_bits=a_bits, w_bits=args.w_bits, acc_bits=args.acc_bits,
+            filter_spad=params.filter_spad, ifmap_spad=params.ifmap_spad,
+            in_depth=args.depth, wb_depth=args.depth, pb_depth=args.depth,
+            tree_stages=params.tree_stages,
+            counter_bits=args.counter_bits or DEFAULTS["counter_bits"])
+    except ValueError as exc:
+        raise flag_error(exc) from None
+    return config, (f"{scheme} accelerator, {params.lanes} lanes, A{config.a_bits} "
+                    f"W{config.w_bits}, {args.acc_bits}-bit sums")
 
 
 def _model_args(path, params, counter_bits: int | None) -> tuple[dict, str]:
@@ -134,8 +147,9 @@ def _model_args(path, params, counter_bits: int | None) -> tuple[dict, str]:
     ``counter_bits`` wide, or (None) just wide enough for those layers."""
     from model import deploy
     from model.layer_file import Layer
-    from sim.cycle_model import LayerShape, check_mappable
-    from sim.run_layer import accelerator_args, check_job, counter_bits_needed, plan
+    from sim.cycle_model import check_mappable
+    from sim.run_layer import (accelerator_config, check_job, counter_bits_needed, layer_shape,
+                               plan)
 
     loaded = deploy.load(path)
     if not isinstance(loaded, deploy.IntegerModel):
@@ -159,8 +173,7 @@ def _model_args(path, params, counter_bits: int | None) -> tuple[dict, str]:
                       padding=il.padding, a_bits=il.a_bits, w_bits=il.w_bits,
                       codebook=il.codebook)
         try:
-            check_mappable(LayerShape.of(il.weights.shape, il.in_shape, il.stride, il.padding),
-                           params)
+            check_mappable(layer_shape(layer), params)
         except ValueError as exc:
             raise UsageError(f"layer {index} of {path} cannot run on a {params.rows}x"
                              f"{params.cols} array: {exc}") from None
@@ -174,8 +187,8 @@ def _model_args(path, params, counter_bits: int | None) -> tuple[dict, str]:
                  f"layers {', '.join(map(str, others))} use")
         note += f" ({which} another scheme or width)"
     jobs = [plan(layer, params)[2] for layer in layers]
-    accel = dict(accelerator_args(layers, params),
-                 counter_bits=counter_bits or counter_bits_needed(jobs))
+    accel = accelerator_config(layers, params,
+                               counter_bits=counter_bits or counter_bits_needed(jobs))
     for index, job in zip((i for i, _, _ in chosen), jobs):
         check_job(accel, job, f"layer {index} of {path}")
     return accel, note
@@ -218,8 +231,8 @@ def _build_largest(args, board, make_top, accel_for, overflow):
                f"the most PEs within {headroom:.0%} of the logic")
         _say(f"{wanted[0]}x{wanted[1]} does not fit; building {how}: {r}x{c}")
         args.rows, args.cols = r, c
-        extra = {"accelerator.json": json.dumps(dict(accel_for(r, c)[0], baud=args.baud),
-                                                indent=2) + "\n"}
+        extra = {"accelerator.json": json.dumps(dict(accel_for(r, c)[0].to_dict(),
+                                                     baud=args.baud), indent=2) + "\n"}
         try:
             report = build(board, make_top(r, c), args.output, force=args.force or written,
                            progress=_say, extra_files=extra)
@@ -286,16 +299,17 @@ def run(args) -> int:
         extra = {}
         top = BoardTop(LinkLoopback, baud=args.baud)
     else:
-        from hw.pe import check_spad_size
+        from hw.schedule import AcceleratorConfig
         from sim.cycle_model import ArrayParams
-        for name in ("rows", "cols"):
-            value = getattr(args, name)
-            if not 1 <= value <= 64:
-                raise UsageError(f"--{name} must be in [1, 64], not {value}")
-        check_spad_size("--spad", args.spad)
+        try:   # the array's parameters are checked where they are defined
+            AcceleratorConfig(rows=args.rows, cols=args.cols, lanes=args.lanes,
+                              filter_spad=args.spad, ifmap_spad=args.spad,
+                              tree_stages=args.tree_stages)
+        except ValueError as exc:
+            raise flag_error(str(exc).replace("filter_spad", "spad")) from None
 
         def params_for(rows, cols):
-            return ArrayParams(rows, cols, args.spad, args.spad, args.spad)
+            return ArrayParams(rows, cols, args.lanes, args.spad, args.spad, args.tree_stages)
 
         def accel_for(rows, cols):
             if args.model:
@@ -311,7 +325,8 @@ def run(args) -> int:
 
         top = make_top(args.rows, args.cols)
         note = f"{args.rows}x{args.cols} {note}"
-        extra = {"accelerator.json": json.dumps(dict(accel, baud=args.baud), indent=2) + "\n"}
+        extra = {"accelerator.json": json.dumps(dict(accel.to_dict(), baud=args.baud),
+                                                indent=2) + "\n"}
 
     _say(f"{board.name}: {note}")
     try:

@@ -17,24 +17,9 @@ from mulfree.errors import UsageError
 from mulfree.flags import MAX_EPOCHS
 
 
-def demo_net(name: str) -> str:
-    """``name`` if the demo can run that network (quantized, no grouped layers), else a
-    ``ValueError`` line saying why not."""
-    from model import nets
-    if name not in nets.NETS:
-        raise ValueError(f"unknown network {name!r}; allowed: {', '.join(nets.ARRAY_NETS)}")
-    if name not in nets.QUANTIZED_NETS:
-        raise ValueError(f"network {name!r} is a float network; the demo needs a quantized "
-                         f"one: {', '.join(nets.ARRAY_NETS)}")
-    if name not in nets.ARRAY_NETS:
-        raise ValueError(f"network {name!r} has grouped (depthwise) layers, which the array "
-                         f"does not run yet; the demo runs {', '.join(nets.ARRAY_NETS)}")
-    return name
-
-
 def register(subparsers) -> None:
     from model import nets
-    from mulfree.demo import DemoSettings
+    from mulfree.demo import DemoSettings, check_net
     d = DemoSettings()
     parser = subparsers.add_parser(
         "demo", help="train, fold, simulate bit-exact, energy, synthesis: the whole story",
@@ -48,7 +33,7 @@ def register(subparsers) -> None:
                         help="replace an existing report folder, and run a simulation "
                              "predicted to take long")
     parser.add_argument("--net", default=d.net, metavar="NAME",
-                        type=flags.checked(demo_net),
+                        type=flags.checked(check_net),
                         help=f"network ({', '.join(nets.ARRAY_NETS)}; default {d.net})")
     parser.add_argument("--epochs", type=flags.integer(1, MAX_EPOCHS), default=None,
                         help="training epochs (default: the network's)")

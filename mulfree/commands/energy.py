@@ -73,11 +73,11 @@ def register(subparsers) -> None:
                              "layers, each with its --layer)")
     parser.add_argument("--layer", metavar="LAYER.npz", action="append", default=None,
                         help="the layer file each --run ran, in the same order")
-    for name in ("filter", "ifmap", "psum"):
-        parser.add_argument(f"--{name}-spad", type=flags.power_of_two(1, 65536), default=32,
-                            metavar="N",
-                            help=f"with --run: the run's {name} scratchpad entries per bank "
-                                 "(run-layer's default 32)")
+    for name in ("filter", "ifmap"):
+        parser.add_argument(f"--{name}-spad", type=flags.config_field(f"{name}_spad"),
+                            default=None, metavar="N",
+                            help=f"with --run: the run's {name} scratchpad words per bank "
+                                 "(default: as OUT.npz records them)")
     parser.add_argument("--json", metavar="F", default=None, help="write the results as JSON")
     parser.add_argument("--plot", metavar="F.png", default=None,
                         help="write stacked bars by level and data type per dataflow")
@@ -153,8 +153,8 @@ def _price_runs(args) -> int:
         if not os.path.isfile(path):
             raise UsageError(f"{path} does not exist")
     runs = [energy.price_run(layer, out, filter_spad=args.filter_spad,
-                             ifmap_spad=args.ifmap_spad, psum_spad=args.psum_spad,
-                             rows=args.rows, costs=args.costs or "45nm")
+                             ifmap_spad=args.ifmap_spad, rows=args.rows,
+                             costs=args.costs or "45nm")
             for out, layer in zip(outs, layers)]
     print(energy.format_runs(runs))
     if args.json:

@@ -10,6 +10,7 @@ in ``hw.generate.GENERATORS``. Adding a kind is one more entry here, or a call t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +24,11 @@ else:  # pragma: no cover - Python 3.10
 from hw.accelerator import accelerator_design
 from hw.generate import (GENERATORS, check_module_name, check_outputs, default_module,
                          write_outputs)
-from model.ops import MAX_ACC_BITS, check_acc_bits
+from hw.schedule import LANES, AcceleratorConfig
+from model.ops import MAX_ACC_BITS
 from model.quant import SCHEMES
 from mulfree import flags
-from mulfree.errors import UsageError
+from mulfree.errors import UsageError, flag_error
 
 
 @dataclass(frozen=True)
@@ -72,46 +74,64 @@ KINDS: dict[str, Kind] = {
 }
 
 
-_SPAD = flags.power_of_two(1, 1 << 16)
-_DEPTH = flags.integer(1, 1 << 20)
-_ARRAY_FLAGS = (("--rows", 3, "PE rows", flags.integer(1, 64)),
-                ("--cols", 4, "PE columns", flags.integer(1, 64)),
-                ("--filter-spad", 16, "filter scratchpad entries per bank", _SPAD),
-                ("--ifmap-spad", 16, "input scratchpad entries per bank", _SPAD),
-                ("--psum-spad", 16, "psum scratchpad entries per bank", _SPAD))
-_BUFFER_FLAGS = (("--in-depth", 1024, "input buffer words", _DEPTH),
-                 ("--wb-depth", 1024, "words per weight bank", _DEPTH),
-                 ("--pb-depth", 1024, "words per psum bank", _DEPTH))
+#: Flags of the array and accelerator kinds: (flag, help); the defaults are
+#: ``hw.schedule.AcceleratorConfig``'s.
+_ARRAY_FLAGS = (("--rows", "PE rows"), ("--cols", "PE columns"),
+                ("--lanes", f"MACs per PE per cycle: {', '.join(map(str, LANES))}"),
+                ("--filter-spad", "filter scratchpad words per bank (a power of two)"),
+                ("--ifmap-spad", "input scratchpad words per bank (a power of two)"),
+                ("--tree-stages", "pipeline registers in each PE's lane tree (0 to 2)"))
+_BUFFER_FLAGS = (("--in-depth", "input buffer words"),
+                 ("--wb-depth", "words per weight bank"),
+                 ("--pb-depth", "words per psum bank"),
+                 ("--counter-bits", "width of each counter"))
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(AcceleratorConfig)}
 
 
 def _add_sized_arguments(parser, sizes) -> None:
-    _add_product_arguments(parser)
+    parser.add_argument("--scheme", required=True, metavar="SCHEME",
+                        type=flags.choice(SCHEMES, "scheme"),
+                        help=f"product scheme: {', '.join(SCHEMES)}")
+    parser.add_argument("--a-bits", type=flags.integer(1, 64), default=None, metavar="N",
+                        help="activation code width per lane (1 for xnor, its default)")
+    parser.add_argument("--w-bits", type=flags.integer(1, 64), default=None, metavar="N",
+                        help="weight code width per lane (needed for dorefa and int)")
     parser.add_argument("--acc-bits", type=flags.integer(2, MAX_ACC_BITS), required=True,
-                        metavar="N", help="partial-sum width: at least what one product needs "
-                                          "(model.ops.accumulator_width of the layers)")
-    for flag, default, text, kind in sizes:
-        parser.add_argument(flag, type=kind, default=default, metavar="N",
+                        metavar="N", help="partial-sum width: at least what one word's products "
+                                          "need (model.ops.accumulator_width of the layers)")
+    for flag, text in sizes:
+        name = flag[2:].replace("-", "_")
+        default = _DEFAULTS[name]
+        parser.add_argument(flag, type=flags.config_field(name), default=default, metavar="N",
                             help=f"{text} (default {default})")
 
 
-def _sized_parameters(args, sizes) -> dict:
-    names = [flag[2:].replace("-", "_") for flag, *_ in sizes]
-    check_acc_bits(args.scheme, a_bits=args.a_bits, w_bits=args.w_bits, acc_bits=args.acc_bits,
-                   name="--acc-bits")
-    return dict(_product_parameters(args), acc_bits=args.acc_bits,
-                **{name: getattr(args, name) for name in names})
+def _config(args, sizes) -> dict:
+    names = [flag[2:].replace("-", "_") for flag, _ in sizes]
+    a_bits = args.a_bits
+    if a_bits is None:
+        if args.scheme != "xnor":
+            raise UsageError("--a-bits needed (as a flag or in --config FILE.toml)")
+        a_bits = 1
+    try:
+        config = AcceleratorConfig(scheme=args.scheme, a_bits=a_bits, w_bits=args.w_bits,
+                                   acc_bits=args.acc_bits,
+                                   **{name: getattr(args, name) for name in names})
+    except ValueError as exc:
+        raise flag_error(exc) from None
+    return {"config": config}
 
 
 KINDS["array"] = Kind("the row-stationary PE array alone (hw.array)",
                       lambda parser: _add_sized_arguments(parser, _ARRAY_FLAGS),
-                      lambda args: _sized_parameters(args, _ARRAY_FLAGS))
+                      lambda args: _config(args, _ARRAY_FLAGS))
 
 
 KINDS["accelerator"] = Kind("the row-stationary accelerator: PE array, global buffer, "
                             "controller, streams (hw.accelerator)",
                             lambda parser: _add_sized_arguments(parser,
                                                                 _ARRAY_FLAGS + _BUFFER_FLAGS),
-                            lambda args: _sized_parameters(args, _ARRAY_FLAGS + _BUFFER_FLAGS))
+                            lambda args: _config(args, _ARRAY_FLAGS + _BUFFER_FLAGS))
 GENERATORS.setdefault("accelerator", accelerator_design)
 
 

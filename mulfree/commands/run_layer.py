@@ -16,13 +16,14 @@ from model.files import check_new_file
 from model.layer_file import golden_outputs, load_layer, save_outputs
 from model.progress import on_terminal, report
 from mulfree import flags
-from mulfree.errors import UsageError
+from mulfree.errors import UsageError, flag_error
 
 #: Above this many predicted cycles the Amaranth simulation shows a progress bar.
 PROGRESS_CYCLES = 20_000
 
 
 def register(subparsers) -> None:
+    from sim.cycle_model import ArrayParams
     from sim.run_layer import BACKENDS
     parser = subparsers.add_parser(
         "run-layer", help="run one layer on the simulated accelerator (outputs + counters)",
@@ -40,16 +41,15 @@ def register(subparsers) -> None:
                         help="serial port of the board (--backend board), e.g. /dev/ttyUSB1")
     parser.add_argument("--baud", type=flags.integer(1, 100_000_000), default=115200,
                         help="baud rate of the board's link (default 115200)")
-    parser.add_argument("--rows", type=flags.integer(1, 64), default=3,
-                        help="PE rows (default 3)")
-    parser.add_argument("--cols", type=flags.integer(1, 64), default=4,
-                        help="PE columns (default 4)")
-    parser.add_argument("--filter-spad", type=flags.integer(), default=32, metavar="N",
-                        help="filter scratchpad entries per bank (power of two, default 32)")
-    parser.add_argument("--ifmap-spad", type=flags.integer(), default=32, metavar="N",
-                        help="input scratchpad entries per bank (power of two, default 32)")
-    parser.add_argument("--psum-spad", type=flags.integer(), default=32, metavar="N",
-                        help="psum scratchpad entries per bank (power of two, default 32)")
+    for flag, help_text in (("--rows", "PE rows"), ("--cols", "PE columns"),
+                            ("--lanes", "MACs per PE per cycle (1, 2, 4, ... 64)"),
+                            ("--filter-spad", "filter scratchpad words per bank (power of two)"),
+                            ("--ifmap-spad", "input scratchpad words per bank (power of two)"),
+                            ("--tree-stages", "pipeline registers in each PE's lane tree")):
+        name = flag[2:].replace("-", "_")
+        default = getattr(ArrayParams(), name)
+        parser.add_argument(flag, type=flags.config_field(name), default=default, metavar="N",
+                            help=f"{help_text} (default {default})")
     parser.add_argument("--force", action="store_true",
                         help="overwrite OUT.npz, and run a simulation predicted to take long")
     parser.add_argument("--quiet", action="store_true", help="no progress")
@@ -69,31 +69,32 @@ def refuse_long_simulation(seconds: float, backend: str, force: bool, what: str,
 
 
 def run(args) -> int:
-    from hw.pe import check_spad_size
-    from sim.cycle_model import ArrayParams, LayerShape, check_mappable, predict
-    from sim.run_layer import BACKENDS, run_layer
+    from hw.schedule import AcceleratorConfig
+    from sim.cycle_model import ArrayParams, check_mappable, predict
+    from sim.run_layer import BACKENDS, layer_codes, layer_shape, run_layer
     from sim.sim_time import SPEED, simulation_seconds
 
-    for name in ("filter_spad", "ifmap_spad", "psum_spad"):
-        check_spad_size(f"--{name.replace('_', '-')}", getattr(args, name))
     if args.backend == "board" and not args.port:
         raise UsageError("--backend board needs --port (the board's serial port)")
     if args.port and args.backend != "board":
         raise UsageError(f"--port is for --backend board, not --backend {args.backend}")
+    names = ("rows", "cols", "lanes", "filter_spad", "ifmap_spad", "tree_stages")
+    try:   # the array's parameters are checked where they are defined
+        AcceleratorConfig(**{name: getattr(args, name) for name in names})
+    except ValueError as exc:
+        raise flag_error(exc) from None
     out_path = check_new_file(args.output, force=args.force)
     layer = load_layer(args.layer)
     if layer.groups != 1:
         raise UsageError(f"{args.layer!r} is a grouped layer (groups={layer.groups}); the array "
                          "runs groups=1 only for now: save each group as its own layer")
-    params = ArrayParams(args.rows, args.cols, args.filter_spad, args.ifmap_spad,
-                         args.psum_spad)
-    shape = LayerShape.of(layer.weights.shape, layer.inputs.shape, layer.stride,
-                          layer.padding)
+    params = ArrayParams(**{name: getattr(args, name) for name in names})
+    shape = layer_shape(layer)
     try:
         check_mappable(shape, params)
     except ValueError as exc:
         raise UsageError(f"cannot map the layer on a {args.rows}x{args.cols} array: {exc}")
-    model = predict(shape, params, weights=layer.weights, scheme=layer.scheme,
+    model = predict(shape, params, weights=layer_codes(layer)[0], scheme=layer.scheme,
                     codebook=layer.codebook)
     seconds = 0.0
     if args.backend in SPEED:
@@ -118,7 +119,7 @@ def run(args) -> int:
         from sim.sim_time import describe
         estimate = f", {describe(seconds)}" if seconds else ""
         report(f"running the layer on {args.backend}: {model['cycles']:,} predicted cycles"
-            f"{estimate}")
+               f"{estimate}")
     result = run_layer(layer, backend=args.backend, params=params, progress=bar)
     if show and not bar:
         report(f"ran in {time.monotonic() - started:.1f} s")
@@ -127,13 +128,14 @@ def run(args) -> int:
     counters = result.counters
     mp = result.mapping
     save_outputs(out_path, result.outputs, counters, force=args.force, extra={
-        "rows": args.rows, "cols": args.cols, "q": mp.q, "p": mp.p, "Fseg": mp.Fseg})
+        **{name: getattr(args, name) for name in names}, "q": mp.q, "p": mp.p,
+        "Fseg": mp.Fseg})
     M, C, R, S = layer.weights.shape
     print(f"{layer.scheme} layer [{M},{C},{R},{S}] on {list(layer.inputs.shape)}, stride "
           f"{layer.stride}, padding {layer.padding} -> {list(result.outputs.shape)}")
-    print(f"array {args.rows}x{args.cols} ({args.backend}), mapping q={mp.q} p={mp.p} "
-          f"segment={mp.Fseg}: {counters['cycles']} cycles, utilisation "
-          f"{counters['macs'] / (params.pes * counters['cycles']):.1%}")
+    print(f"array {args.rows}x{args.cols}x{args.lanes} lanes ({args.backend}), mapping "
+          f"q={mp.q} p={mp.p} segment={mp.Fseg}: {counters['cycles']} cycles, utilisation "
+          f"{counters['macs'] / (params.macs_per_cycle * counters['cycles']):.1%}")
     print("  " + ", ".join(f"{k} {v}" for k, v in counters.items() if k != "cycles"))
     matches = all(counters[k] == model[k] for k in counters)
     print(f"outputs equal the golden model: {'yes' if exact else 'NO'}; counters equal the "

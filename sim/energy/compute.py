@@ -164,9 +164,11 @@ def compute_pj(scheme: Scheme, acc_bits: int, lanes: int = 1,
 def mac_pj(scheme: Scheme, acc_bits: int, lanes: int = 1, channels: int | None = None) -> float:
     """Average 45 nm energy of one MAC (pJ) when each output tap sums ``channels`` products
     on ``lanes`` lanes: full slots, then one slot of the remaining channels (the other lanes
-    idle). ``channels`` ``None``: every slot full. ``xnor``: the word's lanes, always full.
+    idle). ``channels`` ``None``: every slot full. ``xnor``: the word's ``a_bits`` lanes.
     """
-    if scheme.name == "xnor" or channels is None:
+    if scheme.name == "xnor":
+        lanes = scheme.a_bits
+    if channels is None:
         return compute_pj(scheme, acc_bits, lanes)["total"]
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
         raise ValueError(f"channels must be a positive integer, not {channels!r}")

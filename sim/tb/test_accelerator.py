@@ -19,12 +19,9 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from hw.schedule import COUNTERS as COUNTER_NAMES
 from sim.streams import StreamDriver, StreamMonitor
 from sim.tb import config, seed
-
-#: Counters in the order of the ``counters`` port (``hw.accelerator.COUNTER_NAMES``).
-COUNTER_NAMES = ("cycles", "macs", "skipped", "rf_reads", "rf_writes", "array_transfers",
-                 "glb_reads", "glb_writes", "offchip_words")
 
 
 def _counters(value) -> dict:

@@ -11,15 +11,15 @@ from boards.accelerator import (AcceleratorTarget, BoardBackend, check_runs_on,
 from boards.host import BoardClient, BoardError
 from boards.simulated import SimulatedSerial, TcpBridge
 from boards.top import BoardCore, LinkLoopback
-from hw.accelerator import COUNTER_NAMES
+from hw.schedule import COUNTERS
 from model import ops
 from model.layer_file import Layer
-from sim.cycle_model import ArrayParams, LayerShape, choose_mapping, predict
-from sim.run_layer import accelerator_args
+from sim.cycle_model import ArrayParams, choose_mapping, predict
+from sim.run_layer import accelerator_config, layer_shape
 
 CLK = 1_000_000
 BAUD = 250_000
-PARAMS = ArrayParams(rows=2, cols=2, filter_spad=16, ifmap_spad=16, psum_spad=16)
+PARAMS = ArrayParams(rows=2, cols=2, lanes=2, filter_spad=16, ifmap_spad=16)
 
 
 def simulated_board(args, wrap=None):
@@ -35,10 +35,10 @@ def golden(layer):
 
 
 def predicted_counters(layer):
-    shape = LayerShape.of(layer.weights.shape, layer.inputs.shape, layer.stride, layer.padding)
+    shape = layer_shape(layer)
     predicted = predict(shape, PARAMS, choose_mapping(shape, PARAMS), weights=layer.weights,
                         scheme=layer.scheme, w_bits=layer.w_bits)
-    return {name: predicted[name] for name in COUNTER_NAMES}
+    return {name: predicted[name] for name in (*COUNTERS, "macs", "rf_reads", "rf_writes")}
 
 
 def layers(rng):
@@ -55,7 +55,7 @@ def layers(rng):
 
 def test_layers_on_the_simulated_board_are_bit_exact():
     batch = layers(np.random.default_rng(2024))
-    args = accelerator_args(batch, PARAMS)
+    args = accelerator_config(batch, PARAMS)
     runs = run_layers_on_board(batch, simulated_board(args), PARAMS)
     for layer, run in zip(batch, runs):
         np.testing.assert_array_equal(run.outputs, golden(layer))
@@ -80,8 +80,8 @@ def test_a_corrupted_frame_mid_layer_is_sent_again_and_the_result_stays_exact():
             return getattr(self.inner, name)
 
     layer = layers(np.random.default_rng(5))[0]
-    args = accelerator_args([layer], PARAMS)
-    backend = simulated_board(args, wrap=lambda s: CorruptOnce(s, index=200))  # in the config
+    args = accelerator_config([layer], PARAMS)
+    backend = simulated_board(args, wrap=lambda s: CorruptOnce(s, index=50))  # in the config
     (run,) = run_layers_on_board([layer], backend, PARAMS)
     assert backend.client.refusals == 1
     np.testing.assert_array_equal(run.outputs, golden(layer))
@@ -94,24 +94,25 @@ def test_a_layer_the_board_cannot_hold_is_refused_before_anything_is_sent():
                   a_bits=4)
     big = Layer("ternary", rng.integers(-1, 2, (1, 1, 2, 2)), rng.integers(-8, 8, (1, 9, 9)),
                 a_bits=4)
-    backend = simulated_board(accelerator_args([small], PARAMS))
+    backend = simulated_board(accelerator_config([small], PARAMS))
     with pytest.raises(ValueError, match=r"in_depth >= 81, the board's accelerator has 9"):
         run_layers_on_board([big], backend, PARAMS)
-    wider = ArrayParams(rows=3, cols=2, filter_spad=16, ifmap_spad=16, psum_spad=16)
+    wider = ArrayParams(rows=3, cols=2, lanes=2, filter_spad=16, ifmap_spad=16)
     with pytest.raises(ValueError, match="rows = 3, the board's has 2"):
         run_layers_on_board([small], backend, wider)
 
 
 def test_accelerator_info_round_trips_and_a_loopback_board_is_not_an_accelerator():
-    args = accelerator_args(layers(np.random.default_rng(0)), PARAMS)
-    info = encode_accelerator_info(args)
-    assert decode_accelerator_info(info) == dict(args, codebook=None, counter_bits=48)
-    check_runs_on(args, decode_accelerator_info(info))
-    shared = dict(args, scheme="int", w_bits=3, codebook=(-3, 0, 1, 2), counter_bits=20)
+    config = accelerator_config(layers(np.random.default_rng(0)), PARAMS)
+    info = encode_accelerator_info(config)
+    assert decode_accelerator_info(info) == config
+    check_runs_on(config, decode_accelerator_info(info))
+    shared = config.replace(scheme="dorefa", a_bits=3, w_bits=2, codebook=(-3, 0, 1, 2),
+                            counter_bits=20, lanes=8, tree_stages=2)
     assert decode_accelerator_info(encode_accelerator_info(shared)) == shared
     with pytest.raises(ValueError, match=r"codebook = \(-3, 0, 1, 2\), the board's has None"):
-        check_runs_on(shared, dict(decode_accelerator_info(encode_accelerator_info(shared)),
-                                   codebook=None))
+        check_runs_on(shared, decode_accelerator_info(encode_accelerator_info(shared)).replace(
+            codebook=None))
     with pytest.raises(BoardError, match="not an accelerator"):
         decode_accelerator_info(LinkLoopback.target_info)
 
@@ -131,19 +132,20 @@ def test_run_layer_command_on_a_board_through_a_serial_port(tmp_path, capsys):
 
     layer = layers(np.random.default_rng(77))[0]
     save_layer(tmp_path / "layer.npz", layer)
-    core = BoardCore(AcceleratorTarget(accelerator_args([layer], PARAMS)), clk_freq=CLK,
+    core = BoardCore(AcceleratorTarget(accelerator_config([layer], PARAMS)), clk_freq=CLK,
                      baud=BAUD, max_payload=64, frame_timeout=0.001, target_timeout=0.01)
     serial = SimulatedSerial(core, rx=core.rx, tx=core.tx, clk_freq=CLK, baud=BAUD)
     with TcpBridge(serial, linger=0.02) as bridge:
         status = main(["run-layer", str(tmp_path / "layer.npz"), "-o", str(tmp_path / "out.npz"),
                        "--backend", "board", "--port", bridge.url, "--rows", "2", "--cols", "2",
-                       "--filter-spad", "16", "--ifmap-spad", "16", "--psum-spad", "16"])
+                       "--lanes", "2", "--filter-spad", "16", "--ifmap-spad", "16"])
     printed = capsys.readouterr().out
     assert status == 0, printed
     assert "outputs equal the golden model: yes; counters equal the cycle model: yes" in printed
     saved = load_outputs(tmp_path / "out.npz")
     np.testing.assert_array_equal(saved["outputs"], golden(layer))
-    assert {name: int(saved[name]) for name in COUNTER_NAMES} == predicted_counters(layer)
+    assert {name: int(saved[name]) for name in predicted_counters(layer)} == \
+        predicted_counters(layer)
 
 
 def test_run_layer_command_needs_a_port_for_the_board(tmp_path, capsys):
@@ -165,10 +167,10 @@ def test_narrower_signed_activations_run_on_a_wider_board():
     inputs = np.where(rng.random((2, 3, 3)) < 0.5, -8, rng.integers(-8, 8, (2, 3, 3)))
     layer = Layer("ternary", rng.integers(-1, 2, (2, 2, 2, 2)), inputs, a_bits=4)
     assert inputs.min() == -8  # the most negative 4-bit code: its sign extension matters
-    board_args = dict(accelerator_args([layer], PARAMS), a_bits=8, acc_bits=16)
+    board_args = accelerator_config([layer], PARAMS).replace(a_bits=8, acc_bits=16)
     (run,) = run_layers_on_board([layer], simulated_board(board_args), PARAMS)
     np.testing.assert_array_equal(run.outputs, golden(layer))
     wide = Layer("ternary", layer.weights, layer.inputs, a_bits=9)
     with pytest.raises(ValueError, match="a_bits = 9, the board's has 8"):
-        check_runs_on(accelerator_args([wide], PARAMS), decode_accelerator_info(
+        check_runs_on(accelerator_config([wide], PARAMS), decode_accelerator_info(
             encode_accelerator_info(board_args)))

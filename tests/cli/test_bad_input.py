@@ -115,8 +115,10 @@ def test_a_layer_file_that_cannot_be_read_is_named(tmp_path, name, make, fragmen
 
 
 def test_a_simulation_predicted_too_long_is_refused_with_the_estimate(tmp_path):
-    big = _layer(tmp_path / "big.npz", weights=np.ones((64, 3, 3, 3), dtype=np.int64),
-                 inputs=np.ones((3, 224, 224), dtype=np.int64))
+    # about 1.9 million cycles on the 3x4 array (15 minutes of Amaranth's simulator); a layer
+    # of many channels on a small image keeps the cycle model's own work to seconds
+    big = _layer(tmp_path / "big.npz", weights=np.ones((16, 256, 3, 3), dtype=np.int64),
+                 inputs=np.ones((256, 24, 24), dtype=np.int64))
     line = refused(["run-layer", big, "-o", tmp_path / "out.npz"], "would take about",
                    "minutes on amaranth", "use --backend verilator, a smaller layer")
     assert "--force to run it anyway" in line
@@ -218,10 +220,14 @@ def test_a_manifest_edited_without_its_checksum_is_refused(tmp_path, files):
     ("unit", 'scheme = "ternary"\na-bits = 0\n', ["a-bits = 0", "must be an integer in [1, 64]"]),
     ("unit", 'scheme = "ternary"\na-bits = 8\nmodule = "a b"\n', ["not 'a b'"]),
     ("array", 'scheme = "ternary"\na-bits = 4\nacc-bits = 12\nrows = -1\n', ["rows = -1"]),
-    ("array", 'scheme = "ternary"\na-bits = 4\nacc-bits = 12\npsum-spad = 12\n',
-     ["psum-spad = 12", "power of two"]),
+    ("array", 'scheme = "ternary"\na-bits = 4\nacc-bits = 12\nfilter-spad = 12\n',
+     ["filter-spad = 12", "power of two"]),
+    ("array", 'scheme = "ternary"\na-bits = 4\nacc-bits = 12\nlanes = 3\n',
+     ["lanes = 3", "must be one of 1, 2, 4, 8, 16, 32, 64"]),
+    ("array", 'scheme = "ternary"\na-bits = 4\nacc-bits = 12\npsum-spad = 16\n',
+     ["unknown key 'psum-spad'"]),
     ("array", 'scheme = "ternary"\na-bits = 8\nacc-bits = 4\n',
-     ["--acc-bits 4 cannot hold the products"]),
+     ["--acc-bits 4 cannot hold one word's products"]),
     ("unit", "unit = 3\n", ["[unit] in", "must be a table"]),
 ])
 def test_a_bad_config_field_is_named(tmp_path, kind, text, fragments):
@@ -279,13 +285,18 @@ def test_a_bad_config_field_is_named(tmp_path, kind, text, fragments):
     (["demo", "--board", "arty-a7-35"], ["board 'arty-a7-35' needs AMD Vivado"]),
     (["demo", "--rows", "99"], ["--rows", "not 99"]),
     (["build", "--board", "icebreaker", "--scheme", "ternary", "--acc-bits", "5", "-o", "b"],
-     ["--acc-bits 5 cannot hold the products of ternary with a_bits=8"]),
+     ["--acc-bits 5 cannot hold one word's products (ternary, lanes 1, A8 W2)"]),
     (["build", "--board", "icebreaker", "--model", "mlp.npz", "--a-bits", "4", "-o", "b"],
      ["--a-bits sizes the accelerator of --scheme"]),
     (["build", "--board", "icebreaker", "--link-test", "--rows", "2", "-o", "b"],
      ["--link-test has none"]),
     (["generate", "accelerator", "--scheme", "int", "--a-bits", "8", "--w-bits", "8",
-      "--acc-bits", "12", "-o", "g"], ["--acc-bits 12 cannot hold the products of int"]),
+      "--acc-bits", "12", "-o", "g"], ["--acc-bits 12 cannot hold one word's products (int"]),
+    (["run-layer", "good.npz", "-o", "o.npz", "--lanes", "3"], ["--lanes", "one of 1, 2, 4"]),
+    (["run-layer", "good.npz", "-o", "o.npz", "--tree-stages", "3"],
+     ["--tree-stages", "in [0, 2], not 3"]),
+    (["build", "--board", "icebreaker", "--scheme", "ternary", "--lanes", "128", "-o", "b"],
+     ["--lanes", "not 128"]),
 ])
 def test_a_bad_flag_is_refused_before_any_work(files, monkeypatch, argv, fragments):
     monkeypatch.chdir(files)

@@ -55,7 +55,11 @@ def test_list_boards_shows_the_tested_ones_first(capsys):
     (("--board", "icebreaker", "-o", "x", "--scheme", "ternary", "--rows", "0"),
      ["argument --rows: must be an integer in [1, 64], not 0"]),
     (("--board", "icebreaker", "-o", "x", "--scheme", "ternary", "--acc-bits", "99"),
-     ["argument --acc-bits: must be an integer in [2, 48], not 99"]),
+     ["argument --acc-bits: must be an integer in [2, 64], not 99"]),
+    (("--board", "icebreaker", "-o", "x", "--scheme", "ternary", "--lanes", "6"),
+     ["argument --lanes: must be one of 1, 2, 4, 8, 16, 32, 64, not 6"]),
+    (("--board", "icebreaker", "-o", "x", "--scheme", "ternary", "--spad", "12"),
+     ["argument --spad: must be a power of two"]),
     (("--board", "icebreaker", "-o", "x", "--scheme", "dorefa"), ["needs a weight width"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, fragments):
@@ -122,19 +126,20 @@ def test_model_flag_sizes_the_accelerator_for_the_layers_with_most_macs(tmp_path
     model = deploy.fold(net, input_shape=(1, 8, 8), pixel_max=16)
     path = tmp_path / "model.npz"
     deploy.save(model, path)
-    args, note = _model_args(path, ArrayParams(3, 4, 32, 32, 32), 20)
-    assert args["counter_bits"] == 20
+    params = ArrayParams(3, 4, 2, 32, 32)
+    args, note = _model_args(path, params, 20)
+    assert args.counter_bits == 20 and args.lanes == 2
     first, rest = model.layers[0], model.layers[1:]
-    sized, _ = _model_args(path, ArrayParams(3, 4, 32, 32, 32), None)   # from the layers
+    sized, _ = _model_args(path, params, None)   # from the layers
     from sim.run_layer import plan
     peak = max(plan(Layer(il.scheme, il.weights, np.zeros(il.in_shape, dtype=np.int64),
                           stride=il.stride, padding=il.padding, a_bits=il.a_bits,
-                          w_bits=il.w_bits), ArrayParams(3, 4, 32, 32, 32))[2].counter_peak
+                          w_bits=il.w_bits), params)[2].counter_peak
                for il in rest)
-    assert sized == dict(args, counter_bits=max(8, peak.bit_length()))
+    assert sized == args.replace(counter_bits=max(8, peak.bit_length()))
     assert first.a_bits != rest[0].a_bits                     # the pixels are wider
-    assert (args["scheme"], args["a_bits"], args["w_bits"]) == ("ternary", rest[0].a_bits, 2)
-    assert args["acc_bits"] == max(layer.accumulator_width for layer in rest)
+    assert (args.scheme, args.a_bits, args.w_bits) == ("ternary", rest[0].a_bits, 2)
+    assert args.acc_bits == max(layer.accumulator_width for layer in rest)
     assert "for layers 1, 2, 3" in note and "(layer 0 uses another scheme or width)" in note
 
     deploy.save_float(nets.build("float", (1, 8, 8), pixel_max=16), tmp_path / "float.npz",
@@ -190,8 +195,10 @@ def test_without_a_size_the_largest_array_that_packs_is_built_then_one_with_room
     monkeypatch.setattr(flow, "build", fake_build)
     args = argparse.Namespace(rows=3, cols=4, baud=115200, output="x", force=False)
     overflow = DoesNotFit("logic cells", 9000, 5280, "iCE40UP5K", "icebreaker")
+    from hw.schedule import AcceleratorConfig
     report = command._build_largest(args, "icebreaker", lambda r, c: (r, c),
-                                    lambda r, c: ({"rows": r, "cols": c}, ""), overflow)
+                                    lambda r, c: (AcceleratorConfig(rows=r, cols=c), ""),
+                                    overflow)
     assert calls == built and report.meets_timing
     assert (args.rows, args.cols) == calls[-1][0]
     assert searched == [1.0, flow.LOGIC_HEADROOM][:len(calls)]

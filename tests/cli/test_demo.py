@@ -36,28 +36,37 @@ def test_short_demo_is_bit_exact_and_writes_its_report(short_run, capsys):
     assert [layer["layer"] for layer in rtl["layers"]] == list(range(len(model.layers)))
     # the default array is the one whose accelerator fits the iCEBreaker (2x1), its counters
     # just wide enough for its layers' largest count (cycle model)
-    from sim.cycle_model import COUNTERS, ArrayParams, LayerShape, predict
+    from model.layer_file import Layer
+    from sim.cycle_model import COUNTERS, ArrayParams, predict
+    from sim.run_layer import layer_shape
     settings = summary["settings"]
     assert (settings["rows"], settings["cols"], settings["counter_bits"]) == (2, 1, None)
-    params = ArrayParams(2, 1, 32, 32, 32)
+    lanes = {}
     for a in rtl["accelerators"]:
         assert (a["rows"], a["cols"]) == (2, 1)
+        # xnor layers get as many lanes as the model packs channels into a word
+        assert a["lanes"] == (32 if a["scheme"] == "xnor" else 1)
+        params = ArrayParams(2, 1, a["lanes"], 32, 32)
         peak = 0
         for k in a["layers"]:
+            lanes[k] = a["lanes"]
             il = model.layers[k]
-            counts = predict(LayerShape.of(il.weights.shape, il.in_shape, il.stride,
-                                           il.padding), params)
+            shape = layer_shape(Layer(il.scheme, il.weights, np.zeros(il.in_shape, int),
+                                      il.stride, il.padding, a_bits=il.a_bits,
+                                      w_bits=il.w_bits))
+            counts = predict(shape, params)
             peak = max(peak, *(counts[c] for c in COUNTERS if c != "skipped"))
         assert a["counter_bits"] == max(8, peak.bit_length())
     for layer in rtl["layers"]:
         assert layer["exact_images"] == 1
-        assert layer["utilisation"] == pytest.approx(layer["macs"] / (2 * layer["cycles"]),
-                                                     abs=1e-4)
+        assert layer["utilisation"] == pytest.approx(
+            layer["macs"] / (2 * lanes[layer["layer"]] * layer["cycles"]), abs=1e-4)
     acc = summary["accuracy"]
     assert acc["agreement"] == 1.0 and acc["integer_model"] == acc["trained_model"]
     assert model.meta["accuracy"] == acc
     assert {p.name for p in (out / "verilog").iterdir()} == {
-        f"accelerator_{a['scheme']}_a{a['a_bits']}_w{a['w_bits']}.v" for a in rtl["accelerators"]}
+        f"accelerator_{a['scheme']}_a{a['a_bits']}_w{a['w_bits']}_l{a['lanes']}.v"
+        for a in rtl["accelerators"]}
     for plot in ("energy_dataflows.png", "energy_schemes.png"):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (out / "report.md").read_text()

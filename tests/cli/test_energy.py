@@ -145,9 +145,11 @@ def ran(tmp_path_factory):
                                           rng.integers(-8, 8, (3, 6, 6)), 1, 1, a_bits=4))
     save_layer(folder / "fc.npz", Layer("binary", rng.integers(0, 2, (5, 12, 1, 1)),
                                         rng.integers(-8, 8, (12, 1, 1)), 1, 0, a_bits=4))
-    for name in ("conv", "fc"):
+    # the conv layer on 2 lanes and smaller scratchpads: --run reads them from OUT.npz
+    for name, array in (("conv", ["--lanes", "2", "--filter-spad", "16", "--ifmap-spad", "16"]),
+                        ("fc", [])):
         assert main(["run-layer", str(folder / f"{name}.npz"), "-o",
-                     str(folder / f"{name}_out.npz"), "--quiet"]) == 0
+                     str(folder / f"{name}_out.npz"), "--quiet", *array]) == 0
     return folder
 
 
@@ -170,7 +172,8 @@ def test_run_prices_each_layer_and_level_beside_the_model(capsys, ran, tmp_path)
         layer = load_layer(ran / f"{name}.npz")
         assert run["counters"]["ran"] == {k: counters[k] for k in run["counters"]["ran"]}
         assert run["counters_equal"] and run["unit"] == "pJ"
-        n_w, n_in = layer.weights.size, layer.inputs.size
+        words = -(-layer.inputs.shape[0] // counters["lanes"])    # channels per word: lanes
+        n_w, n_in = layer.weights[:, :words].size, layer.inputs[:words].size
         n_out = int(np.prod(counters["outputs"].shape))
         assert run["ran"]["counts"]["dram"] == {"inputs": n_in, "weights": n_w, "psums": n_out}
         assert run["ran"]["counts"]["array"]["psums"] == counters["array_transfers"]
@@ -185,8 +188,10 @@ def test_run_prices_each_layer_and_level_beside_the_model(capsys, ran, tmp_path)
     (["--run", "{d}/none.npz", "--layer", "{d}/conv.npz"], "none.npz does not exist"),
     (["--run", "{d}/conv_out.npz", "--layer", "{d}/conv.npz", "--plot", "x.png"],
      "with --run use --json"),
-    (["--run", "{d}/conv_out.npz", "--layer", "{d}/conv.npz", "--psum-spad", "3"],
-     "--psum-spad: must be a power of two"),
+    (["--run", "{d}/conv_out.npz", "--layer", "{d}/conv.npz", "--ifmap-spad", "3"],
+     "--ifmap-spad: must be a power of two"),
+    (["--run", "{d}/conv_out.npz", "--layer", "{d}/conv.npz", "--psum-spad", "4"],
+     "unrecognized arguments: --psum-spad"),
 ])
 def test_bad_run_input_is_one_line_exit_2(capsys, ran, args, words):
     capsys.readouterr()

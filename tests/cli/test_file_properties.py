@@ -371,7 +371,7 @@ def _toml(value) -> str:
 
 @FAST
 @given(key=st.sampled_from(["scheme", "a-bits", "w-bits", "acc-bits", "rows", "cols",
-                            "filter-spad", "ifmap-spad", "psum-spad", "module"]),
+                            "filter-spad", "ifmap-spad", "lanes", "tree-stages", "module"]),
        value=TOML_JUNK)
 def test_a_config_with_a_random_invalid_field_is_refused(tmp_path, key, value):
     fields = {"scheme": "ternary", "a-bits": 4, "acc-bits": 12}

@@ -61,21 +61,24 @@ def test_mac_manifest_describes_ports_fields_and_latency(tmp_path, capsys):
 
 def test_array_manifest_gives_its_size_and_one_bus_per_row_and_column(tmp_path, capsys):
     status, out, _ = generate(capsys, "array", "--scheme", "ternary", "--a-bits", "4",
-                              "--acc-bits", "12", "--rows", "2", "--cols", "3",
-                              "--psum-spad", "8", "-o", str(tmp_path))
+                              "--acc-bits", "12", "--rows", "2", "--cols", "3", "--lanes", "2",
+                              "--filter-spad", "8", "-o", str(tmp_path))
     assert status == 0
     assert out.split() == [str(tmp_path / "row_stationary_array.v"),
                            str(tmp_path / "row_stationary_array.json")]
     manifest = json.loads((tmp_path / "row_stationary_array.json").read_text())
     verilog = (tmp_path / "row_stationary_array.v").read_text()
     assert re.search(r"^module row_stationary_array\(", verilog, re.MULTILINE)
-    assert manifest["design"] == "array" and manifest["throughput"] == "6 MACs per cycle"
-    assert (manifest["rows"], manifest["cols"], manifest["psum_spad"]) == (2, 3, 8)
+    assert manifest["design"] == "array" and manifest["throughput"] == "12 MACs per cycle"
+    assert (manifest["rows"], manifest["cols"], manifest["lanes"]) == (2, 3, 2)
     assert (manifest["w_bits"], manifest["acc_width"], manifest["can_skip"]) == (2, 12, True)
     ports = {p["name"]: p for p in manifest["ports"]}
-    assert ports["w_data"]["width"] == 2 * 2 and ports["w_we"]["width"] == 2
-    assert ports["d_bottom"]["width"] == 3 * 12 and ports["d_col_ok"]["width"] == 3
-    assert ports["c_paddr"]["width"] == 4  # two banks of 8 psums
+    # one filter word of 2 lanes x 2 bits per row; one column sum per column
+    assert ports["wload__data"]["width"] == 2 * 4 and ports["wload__we"]["width"] == 2
+    assert ports["psum__bottom"]["width"] == 3 * 12 and ports["ibus__col_ok"]["width"] == 3
+    slot = ports["slots__slots"]
+    # two rows: faddr (2 x 8 words), iaddr (2 x 32 words), valid, first, last, bp, last_word
+    assert slot["width"] == 2 * (4 + 6 + 5)
 
 
 def test_same_flags_give_byte_identical_files_across_processes(tmp_path, capsys):
@@ -128,15 +131,19 @@ def test_refuses_to_overwrite_without_force(tmp_path, capsys):
      "module name must be a Verilog identifier, not '9bad'"),
     (["array", "--scheme", "ternary", "--a-bits", "4", "--acc-bits", "12", "--rows", "0"],
      "argument --rows: must be an integer in [1, 64], not 0"),
-    (["array", "--scheme", "ternary", "--a-bits", "4", "--acc-bits", "12", "--psum-spad",
-      "12"], "argument --psum-spad: must be a power of two in [1, 65536], not '12'"),
+    (["array", "--scheme", "ternary", "--a-bits", "4", "--acc-bits", "12", "--ifmap-spad",
+      "12"], "argument --ifmap-spad: must be a power of two in [1, 65536], not 12"),
+    (["accelerator", "--scheme", "ternary", "--a-bits", "8", "--acc-bits", "4",
+      "--lanes", "8"], "--acc-bits 4 cannot hold one word's products"),
     (["array", "--scheme", "ternary", "--a-bits", "4", "--acc-bits", "4"],
-     "--acc-bits 4 cannot hold the products of ternary with a_bits=4 (-8 to 8 need 5 signed "
-     "bits); allowed: 5 to 64"),
+     "--acc-bits 4 cannot hold one word's products (ternary, lanes 1, A4 W2); allowed: at "
+     "least 5"),
     (["accelerator", "--scheme", "pow2", "--a-bits", "8", "--acc-bits", "1"],
      "argument --acc-bits: must be an integer in [2, 64], not 1"),
     (["accelerator", "--scheme", "int", "--a-bits", "8", "--w-bits", "8", "--acc-bits", "15"],
-     "--acc-bits 15 cannot hold the products of int with a_bits=8, w_bits=8"),
+     "--acc-bits 15 cannot hold one word's products (int, lanes 1, A8 W8)"),
+    (["accelerator", "--scheme", "xnor", "--a-bits", "8", "--acc-bits", "12"],
+     "xnor codes are 1 bit per lane: --a-bits must be 1, not 8"),
     (["array", "--scheme", "ternary", "--a-bits", "4"], "--acc-bits needed"),
     (["systolic"], "invalid choice: 'systolic'"),
 ])

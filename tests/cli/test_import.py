@@ -140,10 +140,10 @@ def test_build_sizes_the_look_up_table_accelerator_of_an_imported_model(tmp_path
         ex.build("lut_conv"))
     path = tmp_path / "m.npz"
     deploy.save(model, path)
-    args, note = _model_args(path, ArrayParams(3, 4, 32, 32, 32), None)
-    assert args["scheme"] == "dorefa" and "(look-up table)" in note
+    config, note = _model_args(path, ArrayParams(3, 4, 2, 32, 32), None)
+    assert config.scheme == "dorefa" and config.lanes == 2 and "(look-up table)" in note
     chosen = model.layers[0] if "layers 0" in note else model.layers[1]
-    assert args["codebook"] == tuple(int(v) for v in chosen.codebook)
+    assert config.codebook == tuple(int(v) for v in chosen.codebook)
 
 
 def test_a_missing_extra_is_named(tmp_path, capsys, monkeypatch):

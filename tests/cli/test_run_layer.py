@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from model.layer_file import Layer, load_outputs, save_layer, OUTPUT_COUNTERS
+from hw.schedule import COUNTERS, DERIVED_COUNTERS
+from model.layer_file import Layer, load_outputs, save_layer
 from mulfree.cli import main
 from sim import toolchain
 from sim.cycle_model import ArrayParams
@@ -22,18 +23,22 @@ def _layer(tmp_path, name="layer.npz", **kw):
 def _check_out(layer, out_path, params):
     out = load_outputs(out_path)
     assert out["outputs"].dtype == np.int64
-    assert_run_exact(layer, out["outputs"], {name: out[name] for name in OUTPUT_COUNTERS},
-                     params)
+    assert_run_exact(layer, out["outputs"],
+                     {name: out[name] for name in COUNTERS + DERIVED_COUNTERS}, params)
+    assert [out[name] for name in ("rows", "cols", "lanes", "filter_spad", "ifmap_spad",
+                                   "tree_stages")] == [params.rows, params.cols, params.lanes,
+                                                       params.filter_spad, params.ifmap_spad,
+                                                       params.tree_stages]
 
 
 def test_run_layer_writes_exact_outputs_and_counters(tmp_path, capsys):
     layer, path = _layer(tmp_path)
     out = tmp_path / "out.npz"
     assert main(["run-layer", str(path), "-o", str(out), "--rows", "2", "--cols", "3",
-                 "--quiet"]) == 0
+                 "--lanes", "2", "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "outputs equal the golden model: yes; counters equal the cycle model: yes" in text
-    _check_out(layer, out, ArrayParams(2, 3, 32, 32, 32))
+    _check_out(layer, out, ArrayParams(2, 3, 2, 32, 32))
 
 
 def test_refuses_to_overwrite_without_force(tmp_path, capsys):
@@ -49,10 +54,11 @@ def test_refuses_to_overwrite_without_force(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--filter-spad", "2"], "filter width 3 exceeds the filter scratchpad (2 entries)"),
-    (["--ifmap-spad", "2"], "filter width 3 exceeds the input scratchpad (2 entries)"),
-    (["--psum-spad", "12"], "--psum-spad must be a power of two"),
+    (["--filter-spad", "2"], "filter width 3 exceeds the filter scratchpad (2 words)"),
+    (["--ifmap-spad", "2"], "filter width 3 exceeds the input scratchpad (2 words)"),
+    (["--ifmap-spad", "12"], "argument --ifmap-spad: must be a power of two"),
     (["--rows", "0"], "argument --rows: must be an integer in [1, 64], not 0"),
+    (["--lanes", "5"], "argument --lanes: must be one of 1, 2, 4, 8, 16, 32, 64, not 5"),
 ])
 def test_unmappable_layer_is_refused_with_one_line(tmp_path, capsys, flags, message):
     _, path = _layer(tmp_path)
@@ -87,14 +93,13 @@ def test_icarus_backend(tmp_path):
 
 
 def test_layer_over_a_configuration_limit_is_refused_with_one_line(tmp_path, capsys):
-    from hw.controller import MAX_PADDING
+    from hw.schedule import MAX_PADDING
     _, path = _layer(tmp_path, padding=MAX_PADDING + 1)
     out = tmp_path / "out.npz"
     assert main(["run-layer", str(path), "-o", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"mulfree run-layer: error: the layer does not fit the accelerator: "
-                   f"configuration field P (padding) = {MAX_PADDING + 1}; allowed: at most "
-                   f"{MAX_PADDING}"]
+    assert err == [f"mulfree run-layer: error: cannot map the layer on a 3x4 array: padding "
+                   f"{MAX_PADDING + 1} is not supported; allowed: 0 to {MAX_PADDING}"]
     assert not out.exists()
 
 

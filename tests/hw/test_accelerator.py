@@ -1,8 +1,8 @@
 """Whole layers on ``hw.accelerator.Accelerator`` in Amaranth's simulator.
 
 Every output is compared with ``model.ops.conv2d`` (``model.ops.dense`` for dense layers)
-and every counter with ``sim.cycle_model.predict``, for every scheme, over fixed shapes that
-cover each folding case and seeded random ones.
+and every counter with ``sim.cycle_model.predict``, for every scheme and lane count, over
+fixed shapes that cover each folding case and seeded random ones.
 """
 
 import random
@@ -14,14 +14,15 @@ from amaranth.sim import Simulator
 from model.layer_file import Layer
 from model.ops import accumulator_width, conv2d, dense, product_range
 from model.quant import SCHEMES, activation_code_range, weight_code_range
-from sim.cycle_model import COUNTERS, ArrayParams, LayerShape, predict
-from sim.run_layer import accelerator_args, build_accelerator, plan, run_layers
+from sim.cycle_model import COUNTERS, ArrayParams, predict
+from sim.run_layer import (accelerator_config, build_accelerator, layer_codes, layer_shape,
+                           plan, run_layers)
 
-#: (a_bits, w_bits) per scheme (xnor: lanes)
+#: (a_bits, w_bits) per scheme (xnor: the layer file's packing lanes)
 WIDTHS = {"binary": (4, 1), "xnor": (6, 6), "ternary": (4, 2), "pow2": (3, 3),
           "dorefa": (3, 2), "int": (4, 4)}
 
-PARAMS = ArrayParams(rows=3, cols=4, filter_spad=16, ifmap_spad=16, psum_spad=16)
+PARAMS = ArrayParams(rows=3, cols=4, lanes=2, filter_spad=16, ifmap_spad=16)
 
 #: (M, C, R, S, H, W, stride, padding): each folding case of the mapping
 FIXED_SHAPES = [
@@ -66,8 +67,8 @@ def golden(layer: Layer) -> np.ndarray:
 
 
 def predicted(layer: Layer, params: ArrayParams, mapping) -> dict:
-    shape = LayerShape.of(layer.weights.shape, layer.inputs.shape, layer.stride, layer.padding)
-    return predict(shape, params, mapping, weights=layer.weights, scheme=layer.scheme)
+    weights = layer_codes(layer)[0]
+    return predict(layer_shape(layer), params, mapping, weights=weights, scheme=layer.scheme)
 
 
 def check_runs(layers, params):
@@ -88,10 +89,30 @@ def test_layers_bit_exact_with_exact_counters(scheme):
     check_runs([random_layer(rng, scheme, s) for s in shapes], PARAMS)
 
 
+@pytest.mark.parametrize("lanes", [1, 4, 8])
+@pytest.mark.parametrize("scheme", ["ternary", "xnor", "dorefa"])
+def test_lanes_pad_the_last_channel_word_and_count_only_real_macs(scheme, lanes):
+    """Channel counts below, at and above a multiple of the lanes; the padded lanes of the
+    last word are idle: ``macs`` counts the real ones only (``model.ops.conv2d``'s terms)."""
+    rng = np.random.default_rng(40 + lanes)
+    params = ArrayParams(rows=2, cols=3, lanes=lanes, filter_spad=16, ifmap_spad=16)
+    shapes = [(2, 1, 3, 3, 4, 5, 1, 1), (3, 5, 1, 3, 3, 6, 1, 0), (2, 9, 2, 2, 4, 4, 1, 1)]
+    runs = check_runs([random_layer(rng, scheme, s) for s in shapes], params)
+    for run, s in zip(runs, shapes):
+        M, C, R, S, H, W, U, P = s
+        channels = C * (WIDTHS["xnor"][0] if scheme == "xnor" else 1)
+        words = -(-channels // lanes)
+        assert run.counters["slots"] * lanes >= run.counters["macs"]
+        if channels % lanes:
+            assert run.counters["last_slots"] > 0
+        assert run.counters["macs"] == run.counters["slots"] * lanes - (
+            words * lanes - channels) * run.counters["last_slots"]
+
+
 @pytest.mark.parametrize("scheme", ["ternary", "xnor"])
 def test_small_scratchpads_force_segments_and_other_array_sizes(scheme):
     rng = np.random.default_rng(7)
-    params = ArrayParams(rows=2, cols=3, filter_spad=8, ifmap_spad=8, psum_spad=4)
+    params = ArrayParams(rows=2, cols=3, filter_spad=8, ifmap_spad=8)
     shapes = [(2, 2, 3, 3, 5, 11, 1, 1), (3, 1, 3, 2, 7, 9, 2, 0)] + [
         random_shape(rng) for _ in range(3)]
     runs = check_runs([random_layer(rng, scheme, s) for s in shapes], params)
@@ -142,7 +163,7 @@ def test_back_pressure_and_idle_input_cycles_change_nothing():
     layers = [random_layer(rng, "ternary", s) for s in [(2, 2, 3, 3, 5, 6, 1, 1),
                                                         (3, 1, 2, 2, 4, 4, 2, 0)]]
     plans = [plan(layer, PARAMS) for layer in layers]
-    dut = build_accelerator(accelerator_args(layers, PARAMS, [mp for _, mp, _ in plans]))
+    dut = build_accelerator(accelerator_config(layers, PARAMS, [mp for _, mp, _ in plans]))
     pace = random.Random(5)
     results = []
 
@@ -192,7 +213,7 @@ def test_refuses_layers_that_cannot_map():
     rng = np.random.default_rng(0)
     layer = random_layer(rng, "ternary", (1, 1, 3, 9, 4, 12, 1, 0))
     with pytest.raises(ValueError, match="filter width 9 exceeds the filter scratchpad"):
-        run_layers([layer], params=ArrayParams(3, 4, 8, 16, 16))
+        run_layers([layer], params=ArrayParams(3, 4, 1, 8, 16))
     with pytest.raises(ValueError, match="stride 5 is not supported"):
         run_layers([random_layer(rng, "ternary", (1, 1, 1, 1, 6, 6, 5, 0))], params=PARAMS)
 
@@ -210,7 +231,7 @@ def test_generate_accelerator_is_deterministic_with_a_manifest(tmp_path):
     import json
     manifest = json.loads((tmp_path / "a" / "accelerator.json").read_text())
     ports = {p["name"]: p for p in manifest["ports"]}
-    from hw.controller import CONFIG_FIELDS
+    from hw.schedule import CONFIG_FIELDS
     assert list(manifest["config_fields"]) == list(CONFIG_FIELDS)
     widest = max(f["bits"] for f in manifest["config_fields"].values())
     assert ports["config_stream__payload"]["width"] == manifest["config_beat_bits"] == widest
@@ -219,22 +240,29 @@ def test_generate_accelerator_is_deterministic_with_a_manifest(tmp_path):
 
 @pytest.mark.parametrize("scheme", ["ternary", "int"])
 def test_every_kind_of_mapping(scheme):
-    """Forced mappings: channels and filters interleaved in the scratchpads (q, p > 1),
-    short segments, and filter groups side by side across the columns (Gc > 1), with column
-    folds that split a filter group."""
+    """Forced mappings: channel words and filters interleaved in the scratchpads (q, p > 1),
+    short segments, several row and column folds."""
     from sim.cycle_model import Mapping
     rng = np.random.default_rng(21)
-    shape = (8, 4, 3, 3, 5, 7, 1, 1)          # E = 5 output rows on 4 columns
-    layers = [random_layer(rng, scheme, shape) for _ in range(5)]
-    maps = [Mapping(q=2, p=2, Fseg=3, Gc=1), Mapping(q=1, p=1, Fseg=7, Gc=2),
-            Mapping(q=4, p=1, Fseg=2, Gc=4), Mapping(q=1, p=2, Fseg=4, Gc=4),
-            Mapping(q=2, p=1, Fseg=7, Gc=8)]
+    shape = (8, 8, 3, 3, 5, 7, 1, 1)          # E = 5 output rows on 4 columns, 4 words
+    layers = [random_layer(rng, scheme, shape) for _ in range(4)]
+    maps = [Mapping(q=2, p=2, Fseg=3), Mapping(q=1, p=1, Fseg=7), Mapping(q=4, p=1, Fseg=2),
+            Mapping(q=1, p=4, Fseg=4)]
     runs = run_layers(layers, params=PARAMS, mappings=maps)
     for layer, run, mp in zip(layers, runs, maps):
         assert run.mapping == mp
         np.testing.assert_array_equal(run.outputs, golden(layer))
         model = predicted(layer, PARAMS, mp)
         assert run.counters == {k: model[k] for k in run.counters}
+
+
+@pytest.mark.parametrize("tree_stages", [1, 2])
+def test_pipelined_lane_trees_keep_results_and_predicted_cycles(tree_stages):
+    rng = np.random.default_rng(50 + tree_stages)
+    params = ArrayParams(rows=3, cols=2, lanes=4, filter_spad=16, ifmap_spad=16,
+                         tree_stages=tree_stages)
+    for scheme in ("binary", "pow2"):
+        check_runs([random_layer(rng, scheme, (3, 6, 3, 3, 5, 5, 1, 1))], params)
 
 
 @pytest.mark.slow
@@ -246,26 +274,32 @@ def test_random_sweep_over_array_sizes_and_scratchpads(seed, request):
     rng = np.random.default_rng(100 + seed)
     for scheme in SCHEMES:
         params = ArrayParams(int(rng.integers(1, 5)), int(rng.integers(1, 6)),
-                             int(2 ** rng.integers(2, 6)), int(2 ** rng.integers(3, 6)),
-                             int(2 ** rng.integers(2, 6)))
+                             int(2 ** rng.integers(0, 4)), int(2 ** rng.integers(3, 6)),
+                             int(2 ** rng.integers(3, 6)), int(rng.integers(0, 3)))
         layers = [random_layer(rng, scheme, random_shape(rng)) for _ in range(6)]
         check_runs(layers, params)
 
 
 def test_a_layer_over_a_configuration_limit_is_refused_in_one_line():
     """Padding at the stated limit runs exactly; one more is refused before anything runs,
-    naming the field, its value and the limit."""
-    from hw.controller import MAX_PADDING
+    naming the value and the limit; so is a layer over the buffers of a given accelerator."""
+    from hw.schedule import MAX_PADDING
+    from sim.run_layer import check_job
     rng = np.random.default_rng(31)
     edge = random_layer(rng, "ternary", (2, 1, 2, 2, 2, 3, 1, MAX_PADDING))
     run = run_layers([edge], params=PARAMS)[0]
     np.testing.assert_array_equal(run.outputs, golden(edge))
     assert run.counters == {k: predicted(edge, PARAMS, run.mapping)[k] for k in run.counters}
     over = random_layer(rng, "ternary", (2, 1, 2, 2, 2, 3, 1, MAX_PADDING + 1))
-    with pytest.raises(ValueError, match=rf"^the layer does not fit the accelerator: "
-                       rf"configuration field P \(padding\) = {MAX_PADDING + 1}; allowed: at "
-                       rf"most {MAX_PADDING}$"):
+    with pytest.raises(ValueError, match=rf"^padding {MAX_PADDING + 1} is not supported; "
+                       rf"allowed: 0 to {MAX_PADDING}$"):
         run_layers([over], params=PARAMS)
+    small = accelerator_config([edge], PARAMS)
+    big = random_layer(rng, "ternary", (2, 1, 2, 2, 9, 9, 1, 0))
+    _, _, job = plan(big, PARAMS)
+    with pytest.raises(ValueError, match=r"^layer 1 does not fit the accelerator: configuration "
+                       r"field \w+ \(.*\) = \d+; allowed: at most \d+$"):
+        check_job(small, job, "layer 1")
 
 
 def test_counters_as_narrow_as_the_layer_needs_and_no_narrower():
@@ -279,10 +313,10 @@ def test_counters_as_narrow_as_the_layer_needs_and_no_narrower():
     peak = max(v for k, v in model.items() if k in COUNTERS and k != "skipped")
     assert job.counter_peak == peak
     bits = peak.bit_length()
-    args = dict(accelerator_args([layer], PARAMS, [mp]), counter_bits=bits)
-    check_job(args, job)
-    (words, counters), = AmaranthBackend().run(args, [job])
+    config = accelerator_config([layer], PARAMS, [mp], counter_bits=bits)
+    check_job(config, job)
+    (words, counters), = AmaranthBackend().run(config, [job])
     assert counters == {k: model[k] for k in counters}
     with pytest.raises(ValueError, match=rf"a counter would reach {peak}; allowed: below "
                        rf"2\*\*{bits - 1} \(counter_bits {bits - 1}\)$"):
-        check_job(dict(args, counter_bits=bits - 1), job)
+        check_job(config.replace(counter_bits=bits - 1), job)

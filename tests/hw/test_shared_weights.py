@@ -76,7 +76,7 @@ def test_shared_layers_are_bit_exact_with_zeros_skipped(shape, stride, padding, 
     indices, levels, inputs = shared_layer(rng, shape)
     layer = Layer("dorefa", indices, inputs, stride=stride, padding=padding, a_bits=5,
                   w_bits=3, codebook=levels)
-    run = check_on_array(layer, ArrayParams(rows=rows, cols=cols))
+    run = check_on_array(layer, ArrayParams(rows=rows, cols=cols, lanes=2))
     assert 0 < run.counters["skipped"] < run.counters["macs"]
 
 

@@ -12,11 +12,12 @@ import pytest
 from model.layer_file import Layer
 from model.quant import activation_code_range, weight_code_range
 from sim import toolchain
+from hw.schedule import COUNTERS
 from sim.cycle_model import ArrayParams, output_stream_order
-from sim.run_layer import BACKENDS, accelerator_args, plan
+from sim.run_layer import BACKENDS, accelerator_config, plan
 from tests.conftest import golden, predicted_counters
 
-PARAMS = ArrayParams(rows=3, cols=4, filter_spad=16, ifmap_spad=16, psum_spad=16)
+PARAMS = ArrayParams(rows=3, cols=4, lanes=4, filter_spad=16, ifmap_spad=16, tree_stages=1)
 WIDTHS = {"binary": (4, 1), "xnor": (8, 8), "ternary": (4, 2), "pow2": (3, 3),
           "dorefa": (3, 2), "int": (4, 4)}
 
@@ -41,9 +42,9 @@ def _run_and_check(simulator, layers):
         gold = golden(layer)
         expect.append({
             "outputs": [int(v) for v in gold.ravel()[output_stream_order(shape, PARAMS, mp)]],
-            "counters": predicted_counters(layer, PARAMS, mp)})
-    args = accelerator_args(layers, PARAMS, [mp for _, mp, _ in plans])
-    raw = BACKENDS[simulator]().run(args, [job for _, _, job in plans], p_valid=0.8,
+            "counters": predicted_counters(layer, PARAMS, mp, names=COUNTERS)})
+    config = accelerator_config(layers, PARAMS, [mp for _, mp, _ in plans])
+    raw = BACKENDS[simulator]().run(config, [job for _, _, job in plans], p_valid=0.8,
                                     p_ready=0.6, expect=expect)
     for (words, counters), exp in zip(raw, expect):
         assert words == exp["outputs"]

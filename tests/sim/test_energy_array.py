@@ -8,25 +8,29 @@ import shutil
 import numpy as np
 import pytest
 
-from model.layer_file import OUTPUT_COUNTERS, load_outputs, save_layer, save_outputs
+from hw.schedule import COUNTERS, DERIVED_COUNTERS
+from model.layer_file import load_outputs, save_layer, save_outputs
 from model.layer_file import Layer as LayerFile
-from model.shapes import LayerShape
 from sim import energy
-from sim.cycle_model import COUNTERS, ArrayParams
+from sim.cycle_model import ArrayParams
 from sim.energy.costs import GATE_PJ
-from sim.energy.runs import split_like
-from sim.energy_presets import NamedLayer, conv
+from sim.energy.runs import RUN_PARAMETERS, split_like
+from sim.energy_presets import conv
+from sim.run_layer import layer_shape
 
-PARAMS = ArrayParams(rows=3, cols=4, filter_spad=16, ifmap_spad=16, psum_spad=16)
+#: Two lanes: layer 0's 3 channels are 2 words, the second with an idle lane.
+PARAMS = ArrayParams(rows=3, cols=4, lanes=2, filter_spad=16, ifmap_spad=16)
+NAMES = COUNTERS + DERIVED_COUNTERS
 
 
 def test_the_counter_table_covers_the_accelerators_counters():
-    # One table says what every counter moves: a counter added or renamed in the cycle
-    # model (or OUT.npz) without an entry there fails here.
-    assert set(energy.COUNTER_USE) == set(COUNTERS) == set(OUTPUT_COUNTERS)
-    priced = {n for n, use in energy.COUNTER_USE.items() if use.level}
-    assert priced == {"rf_reads", "rf_writes", "array_transfers", "glb_reads", "glb_writes",
-                      "offchip_words"}
+    # One table says what every counter moves: a counter added or renamed in hw.schedule
+    # (what the RTL and OUT.npz report) without an entry there fails here.
+    assert set(energy.COUNTER_USE) == set(NAMES)
+    priced = {n: use.level for n, use in energy.COUNTER_USE.items() if use.level}
+    assert priced == {"slots": "rf", "input_writes": "rf", "filter_reads": "rf",
+                      "filter_writes": "rf", "array_transfers": "array", "glb_reads": "glb",
+                      "glb_writes": "glb", "offchip_words": "dram"}
 
 
 # ------------------------------------------------------------------------------------------
@@ -65,8 +69,8 @@ def _zero_products(layer):
 
 
 def _named(layer, name="l"):
-    return NamedLayer(name, LayerShape.of(layer.weights.shape, layer.inputs.shape,
-                                          layer.stride, layer.padding))
+    from sim.energy_presets import NamedLayer
+    return NamedLayer(name, layer_shape(layer))
 
 
 @pytest.fixture(scope="module")
@@ -88,20 +92,26 @@ def test_array_counters_equal_the_rtl(rtl_runs):
 
 
 def test_every_level_is_priced_from_its_counters(rtl_runs):
-    # With 16-bit words everywhere and the normalised costs, each level's energy is its
-    # counters times its cost, with nothing else in it: a level counted twice (or half) is
-    # off by a factor of two here.
+    # With 16-bit codes and partial sums and the normalised costs (per 16 bits), each
+    # level's energy is its counters times its cost, a word of 2 lanes costing 2, with
+    # nothing else in it: a level counted twice (or half) is off by a factor of two here.
     hw = energy.array_hardware(PARAMS, scheme=energy.INT16, acc_bits=16, glb_words=4096)
+    assert (hw.input_bits, hw.weight_bits, hw.psum_bits) == (32, 32, 16)
+    table = energy.cost_table("normalized")
     for layer, run in rtl_runs:
         k = {n: int(v) for n, v in run.counters.items()}
+        t = energy.counters_by_type(layer, PARAMS)
         named = _named(layer)
-        le = energy.array_energy(named, dict(k, by_type=energy.counters_by_type(layer, PARAMS)),
-                                 hw, scheme=energy.INT16, costs="normalized")
-        assert le.energy["dram"] == 200 * k["offchip_words"]
-        assert le.energy["glb"] == 6 * (k["glb_reads"] + k["glb_writes"])
+        le = energy.array_energy(named, dict(k, by_type=t), hw, scheme=energy.INT16,
+                                 costs="normalized", lanes=PARAMS.lanes)
+        n_out = named.M * named.E * named.F
+        assert le.energy["dram"] == 200 * (2 * (k["offchip_words"] - n_out) + n_out)
+        glb = {x: t["glb_reads"][x] + t["glb_writes"][x] for x in ("inputs", "weights", "psums")}
+        assert le.energy["glb"] == 6 * (2 * (glb["inputs"] + glb["weights"]) + glb["psums"])
         assert le.energy["array"] == 2 * k["array_transfers"]
-        assert le.energy["rf"] == 1 * (k["rf_reads"] + k["rf_writes"])
-        assert le.energy["alu"] == pytest.approx(k["macs"] - k["skipped"])
+        assert le.energy["rf"] == 1 * 2 * (k["rf_reads"] + k["rf_writes"])
+        mac = table.mac(energy.mac_pj(energy.INT16, 16, 2, channels=named.C))
+        assert le.energy["alu"] == pytest.approx((k["macs"] - k["skipped"]) * mac)
         assert le.macs == k["macs"] and le.skipped == k["skipped"]
 
 
@@ -109,25 +119,26 @@ def test_counts_by_level_and_data_type(rtl_runs):
     layer, run = rtl_runs[0]                       # ternary [4,3,3,3] on [3,6,6], padding 1
     k = {n: int(v) for n, v in run.counters.items()}
     t = energy.counters_by_type(layer, PARAMS)
-    c = energy.counts_by_level(_named(layer), k, t)
-    n_w, n_in, n_out = 4 * 3 * 9, 3 * 36, 4 * 36
+    c = energy.counts_by_level(_named(layer), k, t, lanes=PARAMS.lanes)
+    n_w, n_in, n_out = 4 * 2 * 9, 2 * 36, 4 * 36   # 3 channels in 2 words of 2 lanes
     assert c["dram"] == {"inputs": n_in, "weights": n_w, "psums": n_out}
-    assert c["glb"] == {"inputs": n_in + t["glb_reads"]["inputs"],
-                        "weights": n_w + t["glb_reads"]["weights"],
-                        "psums": k["glb_writes"] - n_w - n_in + t["glb_reads"]["psums"]}
+    assert c["glb"] == {x: t["glb_reads"][x] + t["glb_writes"][x]
+                        for x in ("inputs", "weights", "psums")}
+    assert t["glb_writes"]["inputs"] == n_in and t["glb_writes"]["weights"] == n_w
     assert c["array"] == {"inputs": 0, "weights": 0, "psums": k["array_transfers"]}
-    assert c["rf"] == {"inputs": k["macs"] + t["rf_writes"]["inputs"],
-                       "weights": k["macs"] + t["rf_writes"]["weights"],
-                       "psums": k["rf_reads"] - 2 * k["macs"] + t["rf_writes"]["psums"]}
+    # register files: the input scratchpads (a read per slot, the words taken) and the
+    # filter scratchpads (a read per row and slot, the words written); no partial sums
+    assert c["rf"] == {"inputs": k["slots"] + k["input_writes"],
+                       "weights": k["filter_reads"] + k["filter_writes"], "psums": 0}
     # The split by data type adds up to the RTL's counters, and its weight words are what
-    # the definitions say: each weight word is sent once per block, a block being one
-    # column fold (E = 6 on 4 columns: 2) and one output-column segment; psum writes equal
-    # psum reads.
-    assert sum(t["glb_reads"].values()) == k["glb_reads"]
-    assert sum(t["rf_writes"].values()) == k["rf_writes"]
-    assert t["rf_writes"]["psums"] == k["rf_reads"] - 2 * k["macs"]
+    # the definitions say: each weight word (2 per filter row) is sent once per block, a
+    # block being one column fold (E = 6 on 4 columns: 2) and one output-column segment.
+    for name in ("glb_reads", "glb_writes", "rf_reads", "rf_writes"):
+        assert sum(t[name].values()) == k[name], name
     segments = -(-6 // run.mapping.Fseg)
-    assert t["glb_reads"]["weights"] == layer.weights.size * 2 * segments
+    assert t["glb_reads"]["weights"] == n_w * 2 * segments
+    # the idle lane of the last word is no MAC
+    assert k["macs"] == 2 * k["slots"] - k["last_slots"]
 
 
 def test_counters_of_another_layer_are_refused(rtl_runs):
@@ -135,13 +146,16 @@ def test_counters_of_another_layer_are_refused(rtl_runs):
     k = {n: int(v) for n, v in run.counters.items()}
     t = energy.counters_by_type(layer, PARAMS)
     with pytest.raises(ValueError, match="do not belong to layer"):
-        energy.counts_by_level(_named(other), k, t)
+        energy.counts_by_level(_named(other), k, t, lanes=PARAMS.lanes)
+    with pytest.raises(ValueError, match="do not belong to layer"):    # another lane count
+        energy.counts_by_level(_named(layer), k, t, lanes=1)
     bad = {"glb_reads": dict(t["glb_reads"], psums=t["glb_reads"]["psums"] + 1),
-           "rf_writes": t["rf_writes"]}
+           "glb_writes": t["glb_writes"]}
     with pytest.raises(ValueError, match="does not add up"):
-        energy.counts_by_level(_named(layer), k, bad)
+        energy.counts_by_level(_named(layer), k, bad, lanes=PARAMS.lanes)
     with pytest.raises(ValueError, match="lack"):
-        energy.counts_by_level(_named(layer), {n: v for n, v in k.items() if n != "macs"}, t)
+        energy.counts_by_level(_named(layer), {n: v for n, v in k.items() if n != "macs"}, t,
+                               lanes=PARAMS.lanes)
 
 
 def test_all_zero_weights_leave_no_compute():
@@ -156,9 +170,11 @@ def test_all_zero_weights_leave_no_compute():
     counters["by_type"] = energy.counters_by_type(layer, PARAMS)
     scheme = energy.Scheme("ternary", 4, acc_bits=None)
     hw = energy.array_hardware(PARAMS, scheme=scheme, acc_bits=8, glb_words=1024)
-    le = energy.array_energy(conv("z", 3, 4, 6, 3, padding=1), counters, hw, scheme=scheme)
+    le = energy.array_energy(conv("z", 3, 4, 6, 3, padding=1), counters, hw, scheme=scheme,
+                             lanes=PARAMS.lanes)
     assert le.energy["alu"] == 0 and le.data_movement > 0
     assert le.total == pytest.approx(le.data_movement)
+    assert le.counts["dram"] == {"inputs": 2 * 36, "weights": 4 * 2 * 9, "psums": 4 * 36}
 
 
 # ------------------------------------------------------------------------------------------
@@ -170,32 +186,39 @@ def run_files(tmp_path_factory, rtl_runs):
     layer, run = rtl_runs[0]
     save_layer(folder / "layer.npz", layer)
     mp = run.mapping
+    array = {name: getattr(PARAMS, name) for name in RUN_PARAMETERS}   # as run-layer does
     save_outputs(folder / "out.npz", run.outputs, run.counters,
-                 extra={"rows": 3, "cols": 4, "q": mp.q, "p": mp.p, "Fseg": mp.Fseg})
+                 extra={**array, "q": mp.q, "p": mp.p, "Fseg": mp.Fseg})
     return folder
 
 
 def test_a_run_is_priced_beside_the_model(run_files):
-    r = energy.price_run(run_files / "layer.npz", run_files / "out.npz", filter_spad=16,
-                         ifmap_spad=16, psum_spad=16)
+    # the array (lanes and scratchpads included) is the one OUT.npz records
+    r = energy.price_run(run_files / "layer.npz", run_files / "out.npz")
     assert r.counters_equal and r.array == (3, 4) and r.unit == "pJ"
     assert r.ran_energy.counts == r.model_energy.counts
     assert r.ran_energy.total == r.model_energy.total > 0
-    assert r.ran_energy.counts["dram"] == {"inputs": 108, "weights": 108, "psums": 144}
+    assert r.ran_energy.counts["dram"] == {"inputs": 72, "weights": 72, "psums": 144}
     data = r.to_dict()
     assert data["counters"]["ran"] == data["counters"]["model"]
+    # told another lane count, the run is no longer this layer's
+    with pytest.raises(ValueError, match="do not belong to layer"):
+        energy.price_run(run_files / "layer.npz", run_files / "out.npz", lanes=1)
+    with pytest.raises(ValueError, match="unknown array parameter 'psum_spad'"):
+        energy.price_run(run_files / "layer.npz", run_files / "out.npz", psum_spad=16)
 
 
 def test_a_run_that_differs_from_the_model_shows_where(run_files, tmp_path):
     shutil.copy(run_files / "layer.npz", tmp_path / "layer.npz")
     out = load_outputs(run_files / "out.npz")
-    counters = {k: out[k] for k in OUTPUT_COUNTERS}
+    counters = {k: out[k] for k in NAMES}
     counters["glb_reads"] += 10
     counters["array_transfers"] += 4
     save_outputs(tmp_path / "out.npz", out["outputs"], counters,
                  extra={"rows": 3, "cols": 4})
-    r = energy.price_run(tmp_path / "layer.npz", tmp_path / "out.npz", filter_spad=16,
-                         ifmap_spad=16, psum_spad=16, costs="normalized")
+    # this OUT.npz does not record the lanes and scratchpads: they are given
+    r = energy.price_run(tmp_path / "layer.npz", tmp_path / "out.npz", lanes=2, filter_spad=16,
+                         ifmap_spad=16, costs="normalized")
     assert not r.counters_equal
     ran, model = r.ran_energy.counts, r.model_energy.counts
     assert sum(ran["glb"].values()) == sum(model["glb"].values()) + 10

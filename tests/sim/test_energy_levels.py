@@ -19,7 +19,7 @@ from sim.energy_presets import NamedLayer
 from sim.run_layer import run_layers
 from tests.conftest import random_codes
 
-PARAMS = ArrayParams(rows=2, cols=3, filter_spad=16, ifmap_spad=16, psum_spad=16)
+PARAMS = ArrayParams(rows=2, cols=3, lanes=2, filter_spad=16, ifmap_spad=16)
 
 #: (M, C, R, S, H, W, stride, padding): padding, stride 2, R > rows, dense
 SHAPES = [(3, 2, 3, 3, 5, 5, 1, 1), (2, 2, 3, 2, 7, 6, 2, 0), (2, 1, 4, 3, 6, 5, 1, 1),
@@ -43,7 +43,8 @@ def _priced(layer, run):
     scheme = energy.Scheme("ternary", 4, acc_bits=None)
     counters = dict(run.counters, by_type=energy.counters_by_type(layer, PARAMS))
     hw = energy.array_hardware(PARAMS, scheme=scheme, acc_bits=12, glb_words=1024)
-    return energy.array_energy(shape, counters, hw, scheme=scheme), hw, scheme
+    return energy.array_energy(shape, counters, hw, scheme=scheme, lanes=PARAMS.lanes), hw, \
+        scheme
 
 
 #: Storage level -> the RTL counters whose sum is that level's word accesses.
@@ -58,10 +59,16 @@ def test_every_level_is_the_rtl_counters_of_that_level(runs):
         for level, names in LEVEL_COUNTERS.items():
             accesses = sum(le.counts[level][x] for x in DATA_TYPES)
             assert accesses == sum(run.counters[n] for n in names), (level, layer.weights.shape)
-        # weights and activations are read from the scratchpads once per MAC
-        assert le.counts["rf"]["weights"] >= run.counters["macs"]
-        assert le.counts["rf"]["inputs"] >= run.counters["macs"]
-        assert le.counts["dram"] == {"inputs": layer.inputs.size, "weights": layer.weights.size,
+        # an input word is read per slot, a filter word per PE row and slot; psums never
+        # enter a scratchpad
+        k = run.counters
+        assert le.counts["rf"] == {"inputs": k["slots"] + k["input_writes"],
+                                   "weights": k["filter_reads"] + k["filter_writes"],
+                                   "psums": 0}
+        assert k["slots"] * PARAMS.lanes >= k["macs"] > 0
+        words = -(-layer.inputs.shape[0] // PARAMS.lanes)      # channels, 2 to a word
+        assert le.counts["dram"] == {"inputs": layer.inputs[:words].size,
+                                     "weights": layer.weights[:, :words].size,
                                      "psums": run.outputs.size}
 
 
@@ -70,15 +77,15 @@ def test_each_level_is_priced_at_its_own_cost_and_compute_skips_zeros(runs):
         le, hw, scheme = _priced(layer, run)
         table = energy.cost_table("45nm")
         acc = scheme.layer_acc_bits(le.layer)
-        width = {"inputs": scheme.word_bits("inputs", acc),
-                 "weights": scheme.word_bits("weights", acc), "psums": acc}
+        width = {"inputs": 2 * 4, "weights": 2 * 2, "psums": acc}   # words of 2 lanes
+        assert (hw.input_bits, hw.weight_bits) == (width["inputs"], width["weights"])
         for level in LEVELS:
             expected = sum(le.counts[level][x] * table.access(level, width[x], hw)
                            for x in DATA_TYPES)
             assert le.energy[level] == pytest.approx(expected, rel=1e-12), level
         done = run.counters["macs"] - run.counters["skipped"]
         assert run.counters["skipped"] > 0
-        mac = table.mac(energy.mac_pj(scheme, acc, energy.run_lanes(run.counters),
+        mac = table.mac(energy.mac_pj(scheme, acc, PARAMS.lanes,
                                       channels=layer.weights.shape[1]))
         assert le.energy["alu"] == pytest.approx(done * mac, rel=1e-12)
         assert le.total == pytest.approx(sum(le.energy.values()), rel=1e-12)

@@ -1,0 +1,370 @@
+"""The accelerator's schedule in one place: its parameters, limits, latencies and counters.
+
+This module imports no Amaranth. The RTL (``hw.accelerator`` and its parts), the cycle model
+(``sim.cycle_model``), the host (``sim.run_layer``, ``boards``) and the command line all read
+the facts below from here, so each is written once:
+
+- ``AcceleratorConfig``: the generator's parameters (validated when made; one line names a
+  bad value and what is allowed);
+- ``CONFIG_FIELDS``: every field of a layer's configuration, with its meaning and its largest
+  value on a given accelerator (``config_limits``), from which the RTL sizes its counters and
+  ``config_field_bits`` the configuration beats;
+- the named latencies of the pipeline (``INPUT_LATENCY``, ``accumulate_latency``, ...), which
+  the RTL is built from and the cycle model adds up;
+- ``COUNTERS``: what the accelerator counts, in the order it reports them, and
+  ``derived_counters``, what the host computes from them.
+
+The array (``hw.array``): ``rows`` x ``cols`` PEs, each doing ``lanes`` MACs per cycle over
+``lanes`` input channels (a *word* carries ``lanes`` codes; a layer's ``C`` channels are
+``ceil(C / lanes)`` words, the last one padded with zero codes whose lanes are idle, never
+counted as MACs). PE row ``i`` holds one filter row of ``q`` channel words for ``p`` filters in
+a filter scratchpad shared by the row; PE ``(i, j)`` holds ``q`` input rows (segments of
+``Wseg`` words) in its own input scratchpad. A *dot* is one output position of one filter: the
+``q * S`` slots of the row's filter row against the window (a *period* of ``d = q * S``
+cycles). Rows run the same dot sequence, each one period behind the row above, and a PE's
+accumulator starts each dot from the finished dot of the PE above: the psums of a column are
+summed on their way down, the top PE starts from the psum buffer's old value (or 0) and the
+bottom PE's sum is written back. No PE holds a psum scratchpad; no drain phase exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+__all__ = ["AcceleratorConfig", "LANES", "MAX_STRIDE", "MAX_PADDING", "ROW_BITS",
+           "INPUT_LATENCY", "SPAD_READ_LATENCY", "GLB_READ_LATENCY", "accumulate_latency",
+           "WEIGHT_LOAD_OVERHEAD", "INPUT_LOAD_OVERHEAD", "EVENT_LATENCY",
+           "CONFIG_FIELDS", "config_limits", "config_field_bits", "COUNTERS",
+           "COUNTER_MEANINGS", "derived_counters", "COUNTER_BITS", "MAX_DIM"]
+
+#: Lane counts a PE can have (MACs per PE per cycle).
+LANES = (1, 2, 4, 8, 16, 32, 64)
+
+#: Largest convolution stride.
+MAX_STRIDE = 4
+
+#: Largest padding a configuration holds (more only adds outputs made of padding).
+MAX_PADDING = 15
+
+#: Width of the input-row tags (``h + padding - r``): layers need ``H + padding`` below
+#: ``2 ** (ROW_BITS - 1)``.
+ROW_BITS = 12
+
+#: Largest rows or cols.
+MAX_DIM = 64
+
+#: Default width of each counter.
+COUNTER_BITS = 48
+
+# ---- latencies (cycles) --------------------------------------------------------------------
+
+#: From the controller's outputs to the PEs: one register stage inside the array (a copy per
+#: PE row or column, so no net fans out to the whole array).
+INPUT_LATENCY = 1
+
+#: A scratchpad read (synchronous: block RAM, or LUT RAM with its output register).
+SPAD_READ_LATENCY = 1
+
+#: A global-buffer read (synchronous).
+GLB_READ_LATENCY = 1
+
+
+def accumulate_latency(tree_stages: int) -> int:
+    """Cycles from a slot reaching a PE to its accumulator update: the scratchpad reads, then
+    ``tree_stages`` pipeline registers in the lane reduction tree. The accumulator holds the
+    new sum from the cycle after."""
+    return SPAD_READ_LATENCY + tree_stages
+
+
+#: A pass's weights: from the weight loader's decision to the first cycle in which the
+#: sequencer sees them written, beyond one cycle per word (one read issue cycle after the
+#: decision, the read latency, then the write-done flag).
+WEIGHT_LOAD_OVERHEAD = 2
+
+#: A block's inputs: from the input loader's decision to the first cycle in which the
+#: sequencer sees them written, beyond one cycle per word (advance, ranges, the broadcast
+#: register, the done flag).
+INPUT_LOAD_OVERHEAD = 4
+
+#: Event counts (slots, skips, input writes) reach the counters this many cycles after the
+#: events: a register beside each PE, one per PE row, one for the total.
+EVENT_LATENCY = 3
+
+
+# ---- the generator's parameters -------------------------------------------------------------
+
+def _int_in(name: str, value, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], not {value!r}")
+    return value
+
+
+def _power_of_two(name: str, value, hi: int = 1 << 16) -> int:
+    if (isinstance(value, bool) or not isinstance(value, int) or value < 1 or value > hi
+            or value & (value - 1)):
+        raise ValueError(f"{name} must be a power of two in [1, {hi}], not {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class AcceleratorConfig:
+    """The accelerator's generator parameters (what ``mulfree generate``/``build`` take).
+
+    Parameters
+    ----------
+    scheme : str
+        Product scheme (``model.quant.SCHEMES``); ``xnor`` has 1-bit codes per lane.
+    rows, cols : int
+        PE array size (1..64 each).
+    lanes : int
+        MACs per PE per cycle, over that many input channels (``LANES``).
+    a_bits, w_bits : int
+        Activation and weight code widths per lane (``w_bits`` None: the scheme's fixed
+        width; ``xnor``: both 1).
+    acc_bits : int
+        Partial-sum width: at least ``model.ops.accumulator_width`` of every layer run.
+    filter_spad, ifmap_spad : int
+        Scratchpad words per bank (powers of two); a word carries ``lanes`` codes.
+    in_depth, wb_depth, pb_depth : int
+        Global buffer: input words, words per weight bank (one per PE row), words per psum
+        bank (one per PE column).
+    tree_stages : int
+        Pipeline registers in each PE's lane reduction tree (0..2).
+    codebook : tuple of int, optional
+        Integer level per weight code (``dorefa`` tables only: weight sharing).
+    counter_bits : int
+        Width of each counter (8..64).
+    """
+
+    scheme: str = "ternary"
+    rows: int = 3
+    cols: int = 4
+    lanes: int = 1
+    a_bits: int = 8
+    w_bits: int | None = None
+    acc_bits: int = 20
+    filter_spad: int = 32
+    ifmap_spad: int = 32
+    in_depth: int = 256
+    wb_depth: int = 256
+    pb_depth: int = 256
+    tree_stages: int = 0
+    codebook: tuple | None = None
+    counter_bits: int = COUNTER_BITS
+
+    def __post_init__(self):
+        from model.quant import activation_code_range, check_scheme, weight_bits
+        check_scheme(self.scheme)
+        _int_in("rows", self.rows, 1, MAX_DIM)
+        _int_in("cols", self.cols, 1, MAX_DIM)
+        if self.lanes not in LANES or isinstance(self.lanes, bool):
+            raise ValueError(f"lanes must be one of {', '.join(map(str, LANES))}, not "
+                             f"{self.lanes!r}")
+        if self.scheme == "xnor":
+            for name in ("a_bits", "w_bits"):
+                value = getattr(self, name)
+                if value not in (None, 1) or isinstance(value, bool):
+                    raise ValueError(f"xnor codes are 1 bit per lane: {name} must be 1, not "
+                                     f"{value!r}")
+            object.__setattr__(self, "a_bits", 1)
+            object.__setattr__(self, "w_bits", 1)
+        else:
+            activation_code_range(self.scheme, self.a_bits)
+            object.__setattr__(self, "w_bits", weight_bits(self.scheme, self.w_bits))
+        _int_in("acc_bits", self.acc_bits, 2, 64)
+        for name in ("filter_spad", "ifmap_spad"):
+            _power_of_two(name, getattr(self, name))
+        for name in ("in_depth", "wb_depth", "pb_depth"):
+            _int_in(name, getattr(self, name), 1, 1 << 24)
+        _int_in("tree_stages", self.tree_stages, 0, 2)
+        _int_in("counter_bits", self.counter_bits, 8, 64)
+        if self.codebook is not None:
+            if self.scheme != "dorefa":
+                raise ValueError(f"a codebook needs the table-look-up scheme 'dorefa', not "
+                                 f"{self.scheme!r}")
+            levels = tuple(self.codebook)
+            if len(levels) != 1 << self.w_bits:
+                raise ValueError(f"codebook must have 2^{self.w_bits} = {1 << self.w_bits} "
+                                 f"levels, not {len(levels)}")
+            for level in levels:
+                if isinstance(level, bool) or not hasattr(level, "__index__"):
+                    raise ValueError(f"codebook levels must be integers, not {level!r}")
+            object.__setattr__(self, "codebook", tuple(int(v) for v in levels))
+        low = self.min_acc_bits
+        if self.acc_bits < low:
+            raise ValueError(f"acc_bits {self.acc_bits} cannot hold one word's products "
+                             f"({self.scheme}, lanes {self.lanes}, A{self.a_bits} "
+                             f"W{self.w_bits}); allowed: at least {low}")
+
+    # ---- derived sizes -------------------------------------------------------------------
+    @property
+    def pes(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def macs_per_cycle(self) -> int:
+        """Peak MACs per cycle: PEs x lanes."""
+        return self.rows * self.cols * self.lanes
+
+    @property
+    def a_word_bits(self) -> int:
+        """Bits of an activation word (``lanes`` codes)."""
+        return self.lanes * self.a_bits
+
+    @property
+    def w_word_bits(self) -> int:
+        """Bits of a weight word (``lanes`` codes)."""
+        return self.lanes * self.w_bits
+
+    @property
+    def accumulate_latency(self) -> int:
+        return accumulate_latency(self.tree_stages)
+
+    @property
+    def min_acc_bits(self) -> int:
+        """The narrowest partial sum that holds one word's dot product (a layer needs more:
+        ``model.ops.accumulator_width`` of its fan-in)."""
+        from model.ops import product_range, signed_width
+        if self.codebook is not None:
+            a_lo, a_hi = (0, (1 << self.a_bits) - 1)
+            corners = [lv * a for lv in self.codebook for a in (a_lo, a_hi)]
+            lo, hi = min(corners), max(corners)
+        else:
+            lo, hi = product_range(self.scheme, a_bits=self.a_bits, w_bits=self.w_bits)
+        return signed_width(self.lanes * lo, self.lanes * hi)
+
+    def replace(self, **changes) -> "AcceleratorConfig":
+        """A copy with ``changes`` (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """The parameters as plain JSON-able values."""
+        out = dataclasses.asdict(self)
+        out["codebook"] = None if self.codebook is None else list(self.codebook)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "AcceleratorConfig":
+        """From ``to_dict``'s form; unknown keys are refused (one line names them)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown accelerator parameter(s) {', '.join(unknown)}; allowed: "
+                             f"{', '.join(sorted(names))}")
+        values = dict(values)
+        if values.get("codebook") is not None:
+            values["codebook"] = tuple(values["codebook"])
+        return cls(**values)
+
+
+# ---- configuration fields -------------------------------------------------------------------
+
+#: The configuration fields, in ``config_stream`` order, with their meaning. The host
+#: computes every value (``sim.cycle_model.config_values``); the controller only counts,
+#: compares and adds.
+CONFIG_FIELDS = {
+    "H": "input height", "W": "input width", "R": "filter height", "S": "filter width",
+    "U": "stride", "P": "padding", "E": "output height",
+    "q": "channel words per PE", "p": "filters per pass", "Cg": "channel groups Cw / q",
+    "Gi": "filter groups M / p", "Fseg": "segment length F'", "n_f": "segments",
+    "F_last": "length of the last segment", "Wseg": "input scratchpad row stride",
+    "n_r": "row folds", "rows_last": "PE rows used in the last row fold",
+    "n_v": "column folds", "cols_last": "PE columns used in the last column fold",
+    "YdivR": "rows // R", "YmodR": "rows % R", "qS": "q * S (the period d)",
+    "pqS": "p * q * S (weight words per pass and row)",
+    "MqS": "weight words per reduction unit M * q * S",
+    "n_weights": "weight words M * Cw * R * S", "HW": "H * W", "qHW": "q * H * W",
+    "YdivR_qHW": "(rows // R) * q * H * W", "n_inputs": "input words Cw * H * W",
+    "PW": "P * W", "FsegU": "F' * U", "Fp": "F * p", "GiFp": "Gi * F * p",
+    "Fsegp": "F' * p", "FsU1": "(F' - 1) * U", "FlU1": "(F_last - 1) * U",
+    "XU": "cols * U", "XUW": "cols * U * W", "CL1U": "(cols_last - 1) * U",
+    "n_last": "real lanes of the last channel word",
+    "n_min": "fewest taps a dot runs (sim.cycle_model.dot_taps)",
+    "n_passes": "passes n_r * n_v * n_f * Gi",
+    "n_blocks": "blocks n_r * n_v * n_f", "n_dots": "dots of the layer n_r * n_v * Gi * F * p",
+    "fold_dots": "dots per row fold n_v * Gi * F * p",
+}
+
+
+def config_limits(config: AcceleratorConfig) -> dict[str, int]:
+    """The largest value of each configuration field on this accelerator.
+
+    Every layer whose buffers fit (``sim.cycle_model.memory_depths`` within the depths),
+    whose mapping fits the scratchpads and whose padding is at most ``MAX_PADDING`` stays
+    within them: ``Cw * H * W`` input words bound ``H``, ``W`` and their products; the weight
+    words per bank ``n_r * M * q * S`` bound ``n_r``, ``M * q * S`` and ``Gi``; the psum words
+    per bank ``n_v * Gi * p * F`` bound ``n_v``, ``Gi`` and ``F``; ``E`` and ``F`` are at
+    most the padded input's size; ``p * q * S`` fits the filter scratchpad, ``q * Wseg`` the
+    input one; the stride is at most ``MAX_STRIDE``. The host refuses a layer with a larger
+    value (the field, its value and the limit in one line); the controller's counters and
+    addresses are sized from these limits.
+    """
+    c = config
+    Y, X, FS, IS = c.rows, c.cols, c.filter_spad, c.ifmap_spad
+    Din, Dw, Dp, P, U = c.in_depth, c.wb_depth, c.pb_depth, MAX_PADDING, MAX_STRIDE
+    E = Din + 2 * P          # output rows or columns (and filter rows) within the padded input
+    passes = Dw * Dp         # n_r <= Dw, n_v * Gi * n_f <= Dp
+    return {
+        "H": Din, "W": Din, "R": E, "S": min(FS, IS), "U": U, "P": P, "E": E,
+        "q": FS, "p": FS, "Cg": Din, "Gi": Dp, "Fseg": IS, "n_f": min(Dp, E),
+        "F_last": IS, "Wseg": IS, "n_r": Dw, "rows_last": Y, "n_v": Dp, "cols_last": X,
+        "YdivR": Y, "YmodR": Y, "qS": FS, "pqS": FS, "MqS": Dw, "n_weights": Y * Dw,
+        "HW": Din, "qHW": Din, "YdivR_qHW": Y * Din, "n_inputs": Din, "PW": P * Din,
+        "FsegU": U * IS, "Fp": Dp, "GiFp": Dp, "Fsegp": Dp, "FsU1": U * IS, "FlU1": U * IS,
+        "XU": X * U, "XUW": X * U * Din, "CL1U": X * U, "n_last": c.lanes, "n_min": min(FS, IS),
+        "n_passes": passes, "n_blocks": passes, "n_dots": Dw * Dp, "fold_dots": Dp,
+    }
+
+
+def config_field_bits(config: AcceleratorConfig) -> dict[str, int]:
+    """Bits of each configuration field: enough for its ``config_limits`` value."""
+    return {name: max(1, limit.bit_length()) for name, limit in config_limits(config).items()}
+
+
+# ---- counters -------------------------------------------------------------------------------
+
+#: What the accelerator counts, in the order it reports them (``counters`` of
+#: ``hw.accelerator.Accelerator``, the board's ``READ_COUNTERS``).
+COUNTER_MEANINGS = {
+    "cycles": "clock cycles of the compute phase",
+    "slots": "word slots of active PEs at taps inside the image (input scratchpad reads)",
+    "last_slots": "those of slots on a layer's last channel word (its padded lanes are idle)",
+    "skipped": "real lanes of slots whose weight level is 0 (no add)",
+    "filter_reads": "filter scratchpad word reads (one per PE row and slot, shared by the row)",
+    "filter_writes": "filter scratchpad words written",
+    "input_writes": "input scratchpad words written (taken by a PE)",
+    "array_transfers": "partial sums handed from a PE to the PE below",
+    "glb_reads": "global-buffer words read (inputs, weights, old partial sums, outputs)",
+    "glb_writes": "global-buffer words written (weights, inputs, partial sums)",
+    "offchip_words": "words on the weight, input and output streams",
+}
+COUNTERS = tuple(COUNTER_MEANINGS)
+
+
+def derived_counters(counts: dict, *, lanes: int, n_last: int) -> dict:
+    """The counts users and the energy model read, from the accelerator's ``COUNTERS``:
+    ``macs`` (real lanes of the slots: ``lanes * slots - (lanes - n_last) * last_slots``),
+    ``rf_reads`` (input and filter scratchpad words read) and ``rf_writes`` (words written)."""
+    return {
+        "macs": lanes * counts["slots"] - (lanes - n_last) * counts["last_slots"],
+        "rf_reads": counts["slots"] + counts["filter_reads"],
+        "rf_writes": counts["filter_writes"] + counts["input_writes"],
+    }
+
+
+#: The names ``derived_counters`` gives, in order.
+DERIVED_COUNTERS = tuple(derived_counters(dict.fromkeys(COUNTERS, 0), lanes=1, n_last=1))
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def channel_words(channels: int, lanes: int) -> tuple[int, int]:
+    """``(Cw, n_last)``: words of ``lanes`` channels holding ``channels``, and the real lanes
+    of the last word."""
+    cw = ceil_div(channels, lanes)
+    return cw, channels - (cw - 1) * lanes
+
+
+__all__ += ["ceil_div", "channel_words", "DERIVED_COUNTERS"]
