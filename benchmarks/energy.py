@@ -71,7 +71,7 @@ def section_comparison(out: Path) -> list[str]:
         for kind in ("conv", "fc"):
             lines.append(f"| {costs} | {kind.upper()} | {_ratio_row(rep, kind, OTHERS)} | "
                          f"{PAPER[kind]} |")
-        energy.plot_dataflows(rep, out / f"alexnet_dataflows_{costs}.png")
+        energy.plot_dataflows(rep, out / f"alexnet_dataflows_{costs}.png", force=True)
     alternatives = ("ws_array", "os_any")
     alt = energy.network_energy("alexnet", batch=16, pes=256,
                                 dataflows=("rs",) + alternatives)
@@ -230,7 +230,7 @@ def section_schemes(out: Path, params: ArrayParams) -> list[str]:
             lines.append(f"| {label} | {c / 1e3:.2f} | {(t - c) / 1e3:.1f} | {t / 1e3:.1f} | "
                          f"{100 * c / t:.1f} % | {100 * zeros:.0f} % | {base_c / c:.1f}x | "
                          f"{base_t / t:.1f}x |")
-        energy.plot_schemes(results, out / f"{net}_schemes.png", unit="pJ",
+        energy.plot_schemes(results, out / f"{net}_schemes.png", unit="pJ", force=True,
                             title=f"{net}: energy per inference on a {params.rows}x"
                                   f"{params.cols} array (45 nm)")
         lines.append("")

@@ -34,7 +34,7 @@ from amaranth.hdl import Shape
 from amaranth.lib import data, wiring
 
 from hw.array import RowStationaryArray
-from hw.mac import MacCell
+from hw.mac import MacCell, check_mac
 from hw.units import product_unit
 from model.files import atomic_write, check_new_folder
 
@@ -169,6 +169,7 @@ def mac_design(*, scheme: str, a_bits: int, w_bits: int | None = None, fan_in: i
     """A MAC cell (``hw.mac.MacCell``) as Verilog and manifest (module ``mac_cell``)."""
     if module is not None:
         check_module_name(module)
+    check_mac(scheme, a_bits=a_bits, w_bits=w_bits, fan_in=fan_in)   # before building it
     cell = MacCell(scheme, a_bits=a_bits, w_bits=w_bits, fan_in=fan_in)
     module = module or snake_case(type(cell).__name__)
     text = to_verilog(cell, name=module)

@@ -261,7 +261,8 @@ def layers_from_model(path) -> tuple[tuple[NamedLayer, ...], dict, dict]:
     Reads a file of ``model.deploy.save``. Returns ``(layers, schemes, sparsity)``: layers
     named ``conv<i>``/``fc<i>`` by position (1-based, as the presets), ``schemes[name]`` =
     ``(scheme, a_bits, w_bits, acc_bits)`` of the layer as the accelerator runs it (``xnor``:
-    lanes per word, and ``C`` counts channels, not packed words), ``sparsity[name]`` the
+    lanes per word, and ``C`` counts channels, not packed words; grouped layers keep their
+    ``groups``), ``sparsity[name]`` the
     fraction of weights whose level is 0 (what a skipping unit skips; 0 for the schemes
     that have no zero level).
     """
@@ -278,7 +279,7 @@ def layers_from_model(path) -> tuple[tuple[NamedLayer, ...], dict, dict]:
         name = f"{'conv' if ly.kind == 'conv' else 'fc'}{i}"
         layers.append(NamedLayer(name, LayerShape(int(m), int(ly.channels), int(r), int(s),
                                                   int(h), int(w), int(ly.stride),
-                                                  int(ly.padding))))
+                                                  int(ly.padding), int(ly.groups))))
         schemes[name] = (ly.scheme, int(ly.a_bits), int(ly.w_bits), int(ly.accumulator_width))
         if ly.scheme == "xnor":
             sparsity[name] = 0.0

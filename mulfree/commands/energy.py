@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 
-from model.files import check_new_file
+from model.files import atomic_write, check_new_file
 from model.quant import SCHEMES
 from mulfree import flags
 from mulfree.errors import UsageError
@@ -134,10 +134,10 @@ def run(args) -> int:
                                    sparsity=sparsity, rf_area_ratio=args.rf_area_ratio)
     print(energy.format_table(report))
     if args.json:
-        energy.write_json(report, args.json)
+        energy.write_json(report, args.json, force=args.force)
         print(f"wrote {args.json}")
     if args.plot:
-        energy.plot_dataflows(report, args.plot)
+        energy.plot_dataflows(report, args.plot, force=args.force)
         print(f"wrote {args.plot}")
     return 0
 
@@ -158,12 +158,8 @@ def _price_runs(args) -> int:
             for out, layer in zip(outs, layers)]
     print(energy.format_runs(runs))
     if args.json:
-        data = {"runs": [r.to_dict() for r in runs]}
-
-        def write(tmp):
-            with open(tmp, "w") as f:
-                json.dump(data, f, indent=1)
-                f.write("\n")
-        energy.write_atomically(args.json, write)
+        with atomic_write(args.json, force=args.force, mode="w") as f:
+            json.dump({"runs": [r.to_dict() for r in runs]}, f, indent=1)
+            f.write("\n")
         print(f"wrote {args.json}")
     return 0 if all(r.counters_equal for r in runs) else 1

@@ -37,7 +37,7 @@ from sim.energy.hardware import (BASELINE_RF_BYTES, DEFAULT_RF_AREA_RATIO, Hardw
 from sim.energy.network import (DataflowEnergy, EnergyReport, LayerEnergy, layer_energy,
                                 network_energy, resolve_network)
 from sim.energy.report import (format_runs, format_table, plot_dataflows, plot_schemes,
-                               to_json, write_atomically, write_json)
+                               to_json, write_json)
 from sim.energy.runs import RunEnergy, price_run
 from sim.energy.search import CandidateCounts, candidate_counts, describe
 from sim.energy.specs import (DATA_TYPES, DATAFLOWS, DIMS, LEVELS, PAPER_DATAFLOWS,
@@ -54,5 +54,5 @@ __all__ = [
     "EnergyReport", "network_energy", "resolve_network", "COUNTER_USE", "OUR_ARRAY",
     "counts_by_level", "array_counters", "counters_by_type", "shape_counters",
     "array_hardware", "array_energy", "run_lanes", "RunEnergy", "price_run", "format_table",
-    "format_runs", "to_json", "write_json", "write_atomically", "plot_dataflows", "plot_schemes",
+    "format_runs", "to_json", "write_json", "plot_dataflows", "plot_schemes",
 ]

@@ -1,19 +1,20 @@
-"""Outputs of the energy model: the table, JSON and plots (files written atomically)."""
+"""Outputs of the energy model: the table, JSON and plots (files written whole or not at all,
+``model.files.atomic_write``; an existing file is replaced only with ``force``)."""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import numpy as np
 
+from model.files import atomic_write
 from sim.energy.costs import ENERGY_LEVELS, cost_table
 from sim.energy.network import EnergyReport
 from sim.energy.specs import DATA_TYPES, DATAFLOWS
 
-__all__ = ["format_table", "format_runs", "to_json", "write_json", "write_atomically",
-           "plot_dataflows", "plot_schemes", "fmt"]
+__all__ = ["format_table", "format_runs", "to_json", "write_json", "plot_dataflows",
+           "plot_schemes", "fmt"]
 
 
 def fmt(x: float) -> str:
@@ -77,32 +78,12 @@ def to_json(report: EnergyReport) -> dict:
     return out
 
 
-def write_atomically(path, write) -> None:
-    """Write ``path`` through a temporary file in its folder, replaced only when complete."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; outputs follow the umask
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_json(report: EnergyReport, path) -> None:
+def write_json(report: EnergyReport, path, *, force: bool = False) -> None:
+    """``to_json(report)`` as a JSON file (replacing an existing one only with ``force``)."""
     data = to_json(report)
-
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-    write_atomically(path, write)
+    with atomic_write(path, force=force, mode="w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
 
 
 _LEVEL_COLOURS = {"dram": "#4c72b0", "glb": "#55a868", "array": "#c44e52", "rf": "#8172b2",
@@ -118,7 +99,7 @@ def _pyplot():
     return plt
 
 
-def plot_dataflows(report: EnergyReport, path) -> None:
+def plot_dataflows(report: EnergyReport, path, *, force: bool = False) -> None:
     """Stacked bars of energy per MAC by level and by data type, per dataflow and layer kind."""
     plt = _pyplot()
     kinds = report.kinds()
@@ -143,7 +124,7 @@ def plot_dataflows(report: EnergyReport, path) -> None:
     fig.suptitle(f"batch {report.batch}, {report.scheme_label}, "
                  f"{next(iter(report.dataflows.values())).hardware.pes} PEs")
     fig.tight_layout()
-    write_atomically(path, lambda tmp: fig.savefig(tmp, format=_image_format(path), dpi=110))
+    _save(fig, path, force)
     plt.close(fig)
 
 
@@ -152,7 +133,14 @@ def _image_format(path) -> str:
     return ext or "png"
 
 
-def plot_schemes(results: dict, path, *, unit: str = "pJ", title: str = "") -> None:
+def _save(fig, path, force: bool) -> None:
+    """The figure as an image file of ``path``'s type (no extension: PNG)."""
+    with atomic_write(path, force=force) as f:
+        fig.savefig(f, format=_image_format(path), dpi=110)
+
+
+def plot_schemes(results: dict, path, *, unit: str = "pJ", title: str = "",
+                 force: bool = False) -> None:
     """Stacked bars of energy per inference by scheme: data movement and compute.
 
     ``results`` maps a scheme label to the ``LayerEnergy`` list of one inference (or of a
@@ -174,7 +162,7 @@ def plot_schemes(results: dict, path, *, unit: str = "pJ", title: str = "") -> N
     ax.tick_params(axis="x", labelrotation=20)
     ax.legend()
     fig.tight_layout()
-    write_atomically(path, lambda tmp: fig.savefig(tmp, format=_image_format(path), dpi=110))
+    _save(fig, path, force)
     plt.close(fig)
 
 

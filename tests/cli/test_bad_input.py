@@ -375,7 +375,7 @@ def test_a_file_system_error_during_the_work_is_one_line(monkeypatch, tmp_path, 
         raise OSError(28, "No space left on device", "energy.json")
 
     from sim import energy
-    monkeypatch.setattr(energy, "write_json", lambda report, path: full())
+    monkeypatch.setattr(energy, "write_json", lambda report, path, force: full())
     assert main(["energy", "--network", "digits", "--json", "energy.json"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["mulfree energy: error: No space left on device (energy.json)"]

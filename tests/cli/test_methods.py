@@ -184,3 +184,19 @@ def test_demo_and_build_refuse_grouped_networks(tmp_path, capsys):
     code, _, err = run_cli(capsys, "build", "--board", "icebreaker", "--model", path, "-o",
                            tmp_path / "b")
     assert code == 2 and "are grouped (depthwise)" in one_error_line(err, "build")
+
+
+def test_run_layer_and_energy_run_refuse_a_grouped_layer(tmp_path, capsys):
+    # Grouped mapping onto the array is not built yet: one line, nothing written.
+    from model.layer_file import Layer, save_layer
+    rng = np.random.default_rng(3)
+    layer = tmp_path / "dw.npz"
+    save_layer(layer, Layer("ternary", rng.integers(-1, 2, (4, 1, 3, 3)),
+                            rng.integers(-8, 8, (4, 6, 6)), 1, 1, a_bits=4, groups=4))
+    out = tmp_path / "out.npz"
+    code, _, err = run_cli(capsys, "run-layer", layer, "-o", out, "--quiet")
+    assert code == 2 and "is a grouped layer (groups=4)" in one_error_line(err, "run-layer")
+    assert not out.exists()
+    np.savez(out, outputs=np.zeros((4, 6, 6), np.int64), cycles=np.int64(1))
+    code, _, err = run_cli(capsys, "energy", "--run", out, "--layer", layer)
+    assert code == 2 and "is a grouped layer (groups=4)" in one_error_line(err, "energy")

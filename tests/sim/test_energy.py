@@ -228,7 +228,14 @@ def test_plots_are_written(alexnet, tmp_path):
                         unit=alexnet.unit, title="AlexNet")
     for name in ("d.png", "s.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not list(tmp_path.glob(".tmp-*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.png", "s.png"]  # no leftovers
+    # model.files' writer: an existing output is replaced only with force
+    with pytest.raises(ValueError, match="exists"):
+        energy.plot_dataflows(alexnet, tmp_path / "d.png")
+    with pytest.raises(ValueError, match="exists"):
+        energy.write_json(alexnet, tmp_path / "s.png")
+    energy.write_json(alexnet, tmp_path / "d.png", force=True)
+    assert json.loads((tmp_path / "d.png").read_text())["network"] == alexnet.network
 
 
 # ------------------------------------------------------------------------------------------
@@ -307,6 +314,23 @@ def test_model_file_gives_layers_schemes_and_actual_sparsity(tmp_path):
     dense_alu = energy.network_energy(layers2, scheme=scheme, sparsity=0.0, batch=2,
                                       pes=16).dataflows["rs"].layers[1].energy["alu"]
     assert le.energy["alu"] == pytest.approx(dense_alu * (1 - sparsity["conv2"]))
+
+
+def test_a_grouped_model_file_keeps_its_groups(tmp_path):
+    # mobilenet_tiny's depthwise layers: the energy model counts the MACs of each group's
+    # channels only, as the integer model computes them
+    net = nets.build("mobilenet_tiny", (1, 8, 8), pixel_max=16)
+    model = deploy.fold(net, input_shape=(1, 8, 8), pixel_max=16)
+    path = tmp_path / "mobile.npz"
+    deploy.save(model, path)
+    layers, _, _ = layers_from_model(path)
+    assert [ly.groups for ly in layers] == [il.groups for il in model.layers]
+    assert any(ly.groups > 1 for ly in layers)
+    for ly, il in zip(layers, model.layers):   # fan-in: the channels of one group
+        assert ly.macs() == il.fan_in * il.out_channels * ly.E * ly.F
+    report = energy.network_energy(*energy.resolve_network(str(path))[:1], batch=1, pes=16,
+                                   dataflows=("rs",))
+    assert [le.macs for le in report.dataflows["rs"].layers] == [ly.macs() for ly in layers]
 
 
 def test_all_zero_ternary_weights_leave_only_data_movement(tmp_path):
