@@ -7,9 +7,14 @@ model's test accuracy and their agreement (which must be 100 %), next to the pap
 numbers; then the goals on digits (the default network trains in under 60 s; ternary within
 1 point of float; binary and DoReFa within 3 points).
 
+A second table trains dorefanet with k-bit gradients (``mulfree train --net dorefanet
+--bits W,A,G``): one row per (W, A, G) of ``--dorefa-bits``, next to the tensorpack
+reproduction's AlexNet top-1 error for the same widths.
+
     python benchmarks/accuracy.py                 # digits, seeds 0 1 2
     python benchmarks/accuracy.py --seeds 0 --nets binarynet float
     python benchmarks/accuracy.py --mnist PATH    # adds an MNIST column (slow: 60,000 images)
+    python benchmarks/accuracy.py --nets --dorefa-bits 1,2,32 1,2,6 1,2,4 1,3,6   # only k-bit G
 """
 
 from __future__ import annotations
@@ -36,12 +41,17 @@ PAPER_MNIST = {
     "dorefanet": "no MNIST number in the paper",
     "lenet300": "98.36 % (Deep Compression, 1.64 % error)",
     "binarymlp": "no paper number (FINN's larger SFC-max: 95.8 %)",
+    "mobilenet_tiny": "no paper number (MobileNet's blocks, our widths)",
 }
 
+#: DoReFa-Net's AlexNet top-1 error (tensorpack reproduction, REFERENCES.md) by (W, A, G).
+PAPER_DOREFA = {(1, 2, 32): "46.6 %", (1, 2, 6): "46.8 %", (1, 2, 4): "54.0 %"}
 
-def run_one(name: str, ds: data.Dataset, seed: int) -> dict:
+
+def run_one(name: str, ds: data.Dataset, seed: int, bits=None) -> dict:
     spec = nets.NETS[name]
-    net = nets.build(name, ds.input_shape, ds.classes, pixel_max=ds.pixel_max, seed=seed)
+    net = nets.build(name, ds.input_shape, ds.classes, pixel_max=ds.pixel_max, seed=seed,
+                     bits=bits)
     x_train, x_test = ds.x_train.astype(np.float64), ds.x_test.astype(np.float64)
     start = time.perf_counter()
     training.train(net, x_train, ds.y_train, epochs=spec.epochs, batch_size=spec.batch_size,
@@ -67,7 +77,9 @@ def mean_pm(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--nets", nargs="+", default=list(nets.NETS), choices=list(nets.NETS))
+    parser.add_argument("--nets", nargs="*", default=list(nets.NETS), choices=list(nets.NETS))
+    parser.add_argument("--dorefa-bits", nargs="*", default=[], metavar="W,A,G",
+                        help="also train dorefanet with these widths (e.g. 1,2,32 1,2,6)")
     parser.add_argument("--mnist", default=None, metavar="PATH",
                         help="folder of the MNIST IDX files (adds an MNIST column, seed 0)")
     args = parser.parse_args(argv)
@@ -84,6 +96,15 @@ def main(argv=None) -> int:
                     results.setdefault((set_name, name), []).append(row)
                     print(f"# {set_name} {name} seed {seed}: {row}", file=sys.stderr)
 
+    if args.nets:
+        print_main_table(args, results)
+    if args.dorefa_bits:
+        dorefa_table(args.dorefa_bits, args.seeds, sets[0][1])
+    return 0
+
+
+def print_main_table(args, results: dict) -> None:
+    """The table of every network of ``args.nets`` and the goals on digits."""
     print(f"Digits (scikit-learn, 1438 train / 359 test, fixed split), seeds "
           f"{' '.join(map(str, args.seeds))} (mean ± std); one BLAS thread on this machine.\n")
     header = ["network", "epochs", "train time (s)", "trained net (%)", "integer model (%)",
@@ -136,7 +157,28 @@ def main(argv=None) -> int:
     if agreements:
         print(f"- integer model equals the trained network on every test image: "
               f"{'yes' if min(agreements) == 1.0 else 'NO'} ({len(agreements)} runs)")
-    return 0
+
+
+def dorefa_table(specs: list[str], seeds: list[int], ds: data.Dataset) -> None:
+    """dorefanet with k-bit gradients: one row per (W, A, G), mean +- std over ``seeds``."""
+    widths = [nets.parse_bits(spec) for spec in specs]
+    rows = {}
+    with one_blas_thread():
+        for bits in widths:
+            for seed in seeds:
+                row = run_one("dorefanet", ds, seed, bits=bits)
+                rows.setdefault(bits, []).append(row)
+                print(f"# dorefanet {bits} seed {seed}: {row}", file=sys.stderr)
+    print(f"\nDoReFa-Net with k-bit gradients (dorefanet, digits, seeds "
+          f"{' '.join(map(str, seeds))}, mean ± std; {nets.NETS['dorefanet'].epochs} epochs):\n")
+    print("| W, A, G | train time (s) | trained net (%) | integer model (%) | agreement (%) | "
+          "paper, AlexNet top-1 error |")
+    print("|---|---|---|---|---|---|")
+    for bits in widths:
+        r = rows[bits]
+        print(f"| {', '.join(map(str, bits))} | {mean_pm([x['seconds'] for x in r], 1.0, 1)} | "
+              f"{mean_pm([x['trained'] for x in r])} | {mean_pm([x['integer'] for x in r])} | "
+              f"{100 * min(x['agreement'] for x in r):.2f} | {PAPER_DOREFA.get(bits, '—')} |")
 
 
 if __name__ == "__main__":

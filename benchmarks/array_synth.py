@@ -14,11 +14,12 @@ ECP5-85F (LFE5U-85F), and the largest ternary array that fits each device.
   (and shrunk until it does; block RAMs count too). Its area is reported; it is not placed
   and routed.
 
-PE scratchpads have synchronous read ports, so Yosys may map them to block RAM. On the
-iCE40 (no LUT RAM) the input and psum scratchpads take one SB_RAM40_4K each (128 entries
-per bank, no more logic than 4 would take as flip-flops); the filter scratchpad, too small
-for a block of its own (30 on the UP5K), stays in flip-flops (8 entries per bank); 4-bit
-activations, 12-bit partial sums. On the ECP5: 16/16/16 entries, 8-bit activations and
+Scratchpads have synchronous read ports, so Yosys may map them to block RAM. On the
+iCE40 (no LUT RAM) each PE's input scratchpad takes one SB_RAM40_4K (128 entries per bank,
+no more logic than 4 would take as flip-flops); the filter scratchpad of each PE row, too
+small for a block of its own (30 on the UP5K), stays in flip-flops (8 entries per bank);
+4-bit activations, 12-bit partial sums, one lane. On the ECP5: 16/16 entries, 8-bit
+activations and
 16-bit sums, in distributed (LUT) RAM, whose LUT4s count in the area (4 per 16 x 4 bits;
 the write-port slices they also need are not counted). A design fits when both its LCs /
 LUT4s and its block RAMs do.
@@ -51,10 +52,10 @@ from sim.synth import Area, yosys_command  # noqa: E402
 
 DEVICES = {
     "ice40": dict(name="iCE40UP5K", capacity=5280, brams=30, bram="SB_RAM40_4K",
-                  target="ice40", goal_mhz=24, a_bits=4, acc_bits=12, spads=(8, 128, 128),
+                  target="ice40", goal_mhz=24, a_bits=4, acc_bits=12, spads=(8, 128),
                   size=(3, 4)),
     "ecp5": dict(name="ECP5-85F (LFE5U-85F)", capacity=83640, brams=208, bram="DP16KD",
-                 target="ecp5", goal_mhz=100, a_bits=8, acc_bits=16, spads=(16, 16, 16),
+                 target="ecp5", goal_mhz=100, a_bits=8, acc_bits=16, spads=(16, 16),
                  size=(12, 14)),
 }
 
@@ -94,11 +95,10 @@ class Harness(wiring.Component):
 
 
 def build_array(scheme: str, rows: int, cols: int, device: dict) -> RowStationaryArray:
-    fs, is_, ps = device["spads"]
+    fs, is_ = device["spads"]
     w_bits = 1 if scheme == "binary" else 2
     return RowStationaryArray(rows, cols, scheme, a_bits=device["a_bits"], w_bits=w_bits,
-                              acc_bits=device["acc_bits"], filter_spad=fs, ifmap_spad=is_,
-                              psum_spad=ps)
+                              acc_bits=device["acc_bits"], filter_spad=fs, ifmap_spad=is_)
 
 
 #: Yosys synthesis per target. ``-dff`` on iCE40: this YoWASP Yosys's ABC9 run crashes on the
@@ -167,7 +167,7 @@ def fmax(scheme, rows, cols, device, timeout=7200) -> tuple[float | None, str]:
         log = res.stdout + res.stderr
         found = re.findall(r"Max frequency for clock\s+'[^']*':\s+([\d.]+) MHz", log)
         if res.returncode != 0 and not found:
-            last = [l for l in log.splitlines() if "ERROR" in l]
+            last = [line for line in log.splitlines() if "ERROR" in line]
             return None, (last[-1].strip() if last else f"nextpnr exit {res.returncode}")
         used = re.findall(r"(ICESTORM_LC|TRELLIS_COMB):\s+(\d+)/\s*(\d+)", log)
         note = "placed and routed" + (f" ({used[-1][1]} {used[-1][0]} with the harness)"

@@ -5,8 +5,8 @@ chosen and its predicted cycles, utilisation = MACs / (PEs x cycles) and the off
 are printed as one Markdown table. The cycle model equals the RTL's counters for every layer
 the tests run (``tests/hw/test_accelerator.py``); these layers are too large to simulate.
 
-Mapping: ``q`` channels and ``p`` filters per PE, output segments of ``F'`` columns, ``Gc``
-filter groups side by side across the PE columns (``sim.cycle_model.Mapping``).
+Mapping: ``q`` channel words per PE, ``p`` filters per pass, output segments of ``F'``
+columns (``sim.cycle_model.Mapping``); PEs of one lane (``--lanes``).
 
 Cycles are those of the compute phase (``hw.accelerator``: data already in the global
 buffer); ``+I/O`` adds one cycle per off-chip word for streaming weights and inputs in and
@@ -16,20 +16,20 @@ outputs out, which the accelerator does before and after computing.
 compute slots; ``sim.cycle_model.utilisation_breakdown``); ``limited by`` names the fills
 below 100 % (rows: reduction units over PE rows; columns: output rows x filter groups over
 PE columns; padding: PEs whose input row is padding) and the waits that cost over 1 % of
-the cycles (weights, drains, inputs, set-up).
+the cycles (stalls, set-up, the last dot's way down the column).
 
 Dense layers run with batch 1 and, as ``xN`` rows, ``N`` inputs at once as one 1x1
 convolution (``model.batching``) laid out as ``sim.batching`` chooses: the inputs in one or
 more rows, and extra filters when they divide the PE columns better (their MACs, and their
 share of the bound, do not count). MACs count every input of the batch.
 
-``--eyeriss-spads``: the Eyeriss chip's scratchpad capacities (filter 224, input 12, psum 24
+``--eyeriss-spads``: the Eyeriss chip's filter and input scratchpad capacities (224 and 12
 entries per PE) instead of the defaults. The RTL's scratchpad banks are powers of two, so
-this is an accelerator with 256/16/32-entry banks whose mappings use at most 224/12/24
-entries; the schedule, and so every cycle, does not depend on the bank size.
+this is an accelerator with 256/16-entry banks whose mappings use at most 224/12 entries;
+the schedule, and so every cycle, does not depend on the bank size.
 
 Usage: ``python benchmarks/array_utilisation.py [--eyeriss-spads | --filter-spad N
---ifmap-spad N --psum-spad N] [--batch N] [--arrays 3x4,6x8,12x14]``
+--ifmap-spad N] [--lanes N] [--batch N] [--arrays 3x4,6x8,12x14]``
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ LAYERS = {
     "AlexNet CONV5": LayerShape(256, 192, 3, 3, 13, 13, 1, 1),
 }
 ARRAYS = [(3, 4), (6, 8), (12, 14)]
-#: The Eyeriss chip's scratchpads per PE (filter, input, psum entries; Chen et al., JSSC 2017).
-EYERISS_SPADS = (224, 12, 24)
+#: The Eyeriss chip's scratchpads per PE (filter, input entries; Chen et al., JSSC 2017).
+EYERISS_SPADS = (224, 12)
 GOAL = 0.9
 
 
@@ -78,11 +78,10 @@ def layers(batch: int) -> dict[str, tuple[LayerShape, int]]:
 def limits(b: dict) -> str:
     """The (at most three) largest losses: fills below 100 %, waits over 1 % of the cycles."""
     losses = [(1 - b[key], f"{label} {b[key]:.0%}") for key, label in (
-        ("row_fill", "rows"), ("col_fill", "columns"), ("pad_rows", "padding"),
-        ("pad_cols", "padded columns")) if b[key] < 0.995]
+        ("row_fill", "rows"), ("col_fill", "columns"), ("lane_fill", "lanes"),
+        ("pad_rows", "padding"), ("pad_cols", "padded columns")) if b[key] < 0.995]
     losses += [(b[key] / b["cycles"], f"{label} {b[key] / b['cycles']:.0%} of cycles")
-               for key, label in (("wait_weights", "weights"), ("wait_drains", "drains"),
-                                  ("wait_inputs", "inputs"), ("setup", "set-up"))
+               for key, label in (("stalls", "stalls"), ("setup", "set-up"), ("tail", "tail"))
                if b[key] > 0.01 * b["cycles"]]
     return "; ".join(text for _, text in sorted(losses, reverse=True)[:3]) or "-"
 
@@ -96,14 +95,15 @@ def row(name: str, params: ArrayParams, shape: LayerShape, mapping=None, *,
     pred = predict(shape, params, b["mapping"])
     assert (b["cycles"], b["macs"]) == (pred["cycles"], pred["macs"])
     macs = pred["macs"] if useful is None else useful
-    util, bound = macs / (params.pes * pred["cycles"]), b["bound"] * macs / pred["macs"]
+    util = macs / (params.macs_per_cycle * pred["cycles"])
+    bound = b["bound"] * macs / pred["macs"]
     why = limits(b)
     if macs < pred["macs"]:
         why = f"useful MACs {macs / pred['macs']:.0%}; {why}"
     goal = ("met" if util >= GOAL else "missed") if goal_applies else "n/a"
     mp = b["mapping"]
     return (f"| {name} | {params.rows}x{params.cols} | "
-            f"{mp.q}, {mp.p}, {mp.Fseg}, {mp.Gc}{layout} | {pred['cycles']:,} | "
+            f"{mp.q}, {mp.p}, {mp.Fseg}{layout} | {pred['cycles']:,} | "
             f"{pred['cycles'] + pred['offchip_words']:,} | {macs:,} | {util:.1%} | "
             f"{bound:.1%} | {why} | {goal} |")
 
@@ -128,14 +128,14 @@ def rows_of(name: str, shape: LayerShape, batch: int, params: ArrayParams) -> li
     return out
 
 
-def table(filter_spad: int, ifmap_spad: int, psum_spad: int, batch: int = 16,
-          arrays=tuple(ARRAYS)) -> list[str]:
-    lines = ["| layer | array | mapping (q, p, F', Gc) | cycles | +I/O | MACs | utilisation | "
+def table(filter_spad: int, ifmap_spad: int, batch: int = 16, arrays=tuple(ARRAYS),
+          lanes: int = 1) -> list[str]:
+    lines = ["| layer | array | mapping (q, p, F') | cycles | +I/O | MACs | utilisation | "
              "bound | limited by | goal (R <= rows) |",
              "|---|---|---|---:|---:|---:|---:|---:|---|---|"]
     for name, (shape, n) in layers(batch).items():
         for rows, cols in arrays:
-            params = ArrayParams(rows, cols, filter_spad, ifmap_spad, psum_spad)
+            params = ArrayParams(rows, cols, lanes, filter_spad, ifmap_spad)
             lines += rows_of(name, shape, n, params)
     return lines
 
@@ -144,9 +144,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--filter-spad", type=int, default=256)
     parser.add_argument("--ifmap-spad", type=int, default=64)
-    parser.add_argument("--psum-spad", type=int, default=32)
+    parser.add_argument("--lanes", type=int, default=1, help="MACs per PE per cycle")
     parser.add_argument("--eyeriss-spads", action="store_true",
-                        help="scratchpads of the Eyeriss chip: filter 224, input 12, psum 24")
+                        help="scratchpads of the Eyeriss chip: filter 224, input 12")
     parser.add_argument("--batch", type=int, default=16,
                         help="inputs per batched dense layer (1: no batched rows)")
     parser.add_argument("--arrays", default=",".join(f"{r}x{c}" for r, c in ARRAYS),
@@ -160,12 +160,11 @@ def main(argv=None) -> int:
             raise ValueError
     except ValueError:
         parser.error(f"--arrays must be sizes like 3x4,12x14, not {args.arrays!r}")
-    spads = (EYERISS_SPADS if args.eyeriss_spads
-             else (args.filter_spad, args.ifmap_spad, args.psum_spad))
+    spads = EYERISS_SPADS if args.eyeriss_spads else (args.filter_spad, args.ifmap_spad)
     which = "the Eyeriss chip's" if args.eyeriss_spads else "the default"
-    print(f"Scratchpads per PE ({which}): filter {spads[0]}, input {spads[1]}, psum "
-          f"{spads[2]} entries (two banks each).\n")
-    print("\n".join(table(*spads, batch=args.batch, arrays=arrays)))
+    print(f"Scratchpads ({which}): filter {spads[0]} words per PE row, input {spads[1]} "
+          f"words per PE (two banks each); {args.lanes} lane(s).\n")
+    print("\n".join(table(*spads, batch=args.batch, arrays=arrays, lanes=args.lanes)))
     return 0
 
 

@@ -22,9 +22,9 @@ import numpy as np  # noqa: E402
 
 from model.layer_file import Layer  # noqa: E402
 from sim.cycle_model import ArrayParams  # noqa: E402
-from sim.run_layer import BACKENDS, accelerator_args, plan  # noqa: E402
+from sim.run_layer import BACKENDS, accelerator_config, plan  # noqa: E402
 
-PARAMS = ArrayParams(rows=3, cols=4, filter_spad=32, ifmap_spad=32, psum_spad=32)
+PARAMS = ArrayParams(rows=3, cols=4, filter_spad=32, ifmap_spad=32)
 
 
 def layer() -> Layer:
@@ -36,7 +36,7 @@ def layer() -> Layer:
 def main() -> int:
     lay = layer()
     _, mp, job = plan(lay, PARAMS)
-    args = accelerator_args([lay], PARAMS, [mp])
+    args = accelerator_config([lay], PARAMS, [mp])
     rows = []
 
     amaranth = BACKENDS["amaranth"]()

@@ -13,7 +13,7 @@ before sending it (``check_runs_on``, then ``sim.run_layer.check_job`` for its c
 fields and counters).
 
 On the host, ``BoardBackend`` has the interface of ``sim.run_layer``'s backends
-(``run(accelerator_args, jobs, progress) -> [(output words, counters)]``) and drives a board
+(``run(config, jobs, progress) -> [(output words, counters)]``) and drives a board
 through ``boards.host.BoardClient``: over a serial port on hardware, over
 ``boards.simulated.SimulatedSerial`` in the tests.
 """

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from boards.platforms import Board, find_board
+from model.files import check_new_folder, staged_folder
 from sim.toolchain import setup_environment
 
 __all__ = ["BuildReport", "Utilisation", "DoesNotFit", "BuildError", "build",
@@ -182,27 +183,9 @@ def _run(argv: list[str], cwd: Path, log: Path) -> None:
 
 
 def check_output(out_dir, force: bool) -> None:
-    """``ValueError`` unless ``out_dir`` may be written: absent, empty, or ``force``."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"output {out_dir} exists and is not a folder")
-    if out_dir.exists() and any(out_dir.iterdir()) and not force:
-        raise ValueError(f"output folder {out_dir} exists and is not empty; use --force to "
-                         "replace it")
-
-
-def _prepare_output(out_dir: Path, force: bool) -> Path:
-    out_dir = Path(out_dir)
-    check_output(out_dir, force)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-
-
-def _commit(work: Path, out_dir: Path) -> None:
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(work, out_dir)
+    """``ValueError`` unless ``out_dir`` may be written: absent, empty, or ``force``; never
+    a file (``model.files.check_new_folder``)."""
+    check_new_folder(out_dir, force=force)
 
 
 def build(board, top, out_dir, *, force: bool = False, name: str = "top", progress=None,
@@ -234,39 +217,34 @@ def build(board, top, out_dir, *, force: bool = False, name: str = "top", progre
     described = board.describe()
     started = time.monotonic()
     setup_environment()
-    work = _prepare_output(Path(out_dir), force)
-    try:
-        platform = board.platform()
-        report = BuildReport(board.name, described["device"], described["toolchain"],
-                             described["clock_hz"], Path(out_dir), built=False,
-                             needs=described["needs"])
-        overrides = {}
-        if described["open_toolchain"]:
-            overrides = {"nextpnr_opts": f"--report {name}.report.json --timing-allow-fail"}
-        say(f"elaborating the design for {board.name} ({described['device']})")
-        plan = platform.prepare(top, name, **overrides)
-        plan.extract(work)
-        if described["open_toolchain"]:
-            _run_open_toolchain(plan, work, name, report, say, on_synthesis)
-        if report.bitstream is not None:
-            report.bitstream = Path(out_dir) / report.bitstream.name
-        report.seconds = time.monotonic() - started
-        (work / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
-        (work / "report.txt").write_text("\n".join(report.lines(relative=True)) + "\n")
-        for file_name, text in (extra_files or {}).items():
-            (work / file_name).write_text(text)
-        _commit(work, Path(out_dir))
-    except BuildError as exc:
-        if exc.log is not None and exc.log.exists():
-            kept = Path(out_dir).parent / f"{Path(out_dir).name}.failed.log"
-            shutil.copyfile(exc.log, kept)
-            exc.log = kept
-            exc.args = (f"{exc.args[0]} (log: {kept})",)
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+    with staged_folder(out_dir, force=force) as work:
+        try:
+            platform = board.platform()
+            report = BuildReport(board.name, described["device"], described["toolchain"],
+                                 described["clock_hz"], Path(out_dir), built=False,
+                                 needs=described["needs"])
+            overrides = {}
+            if described["open_toolchain"]:
+                overrides = {"nextpnr_opts": f"--report {name}.report.json --timing-allow-fail"}
+            say(f"elaborating the design for {board.name} ({described['device']})")
+            plan = platform.prepare(top, name, **overrides)
+            plan.extract(work)
+            if described["open_toolchain"]:
+                _run_open_toolchain(plan, work, name, report, say, on_synthesis)
+            if report.bitstream is not None:
+                report.bitstream = Path(out_dir) / report.bitstream.name
+            report.seconds = time.monotonic() - started
+            (work / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+            (work / "report.txt").write_text("\n".join(report.lines(relative=True)) + "\n")
+            for file_name, text in (extra_files or {}).items():
+                (work / file_name).write_text(text)
+        except BuildError as exc:
+            if exc.log is not None and exc.log.exists():
+                kept = Path(out_dir).parent / f"{Path(out_dir).name}.failed.log"
+                shutil.copyfile(exc.log, kept)
+                exc.log = kept
+                exc.args = (f"{exc.args[0]} (log: {kept})",)
+            raise
     return report
 
 

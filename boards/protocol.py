@@ -47,7 +47,8 @@ __all__ = [
     "REQUEST_SYNC", "RESPONSE_SYNC", "PROTOCOL_VERSION", "MAGIC",
     "Command", "Status", "REFUSED", "WRITE_CHANNELS", "READ_CHANNELS",
     "clocks_per_bit", "uart_encode", "uart_decode", "UARTLineDecoder",
-    "crc16", "encode_request", "encode_response", "decode_response", "response_length",
+    "crc16", "encode_request", "decode_request", "encode_response", "decode_response",
+    "response_length", "IDENTITY_HEADER", "MAX_IDENTITY_INFO",
     "Response",
     "ProtocolError", "Identity", "ReferenceDevice", "word_bytes", "pack_words", "unpack_words",
 ]
@@ -247,6 +248,9 @@ def encode_request(command: int, payload: bytes = b"") -> bytes:
 def encode_response(status: int, command: int, payload: bytes = b"") -> bytes:
     """The bytes of a response frame."""
     payload = _check_payload(payload)
+    for name, value in (("status", status), ("command", command)):
+        if not 0 <= int(value) <= 0xFF:
+            raise ValueError(f"{name} {value!r} is not a byte")
     body = bytes([int(status), int(command)]) + struct.pack("<H", len(payload)) + payload
     return bytes([RESPONSE_SYNC]) + _with_crc(body)
 
@@ -265,6 +269,21 @@ class Response:
             return Status(self.status).name
         except ValueError:
             return f"0x{self.status:02x}"
+
+
+def decode_request(frame: bytes) -> tuple[int, bytes]:
+    """``(command, payload)`` of one complete request frame; ``ProtocolError`` if it is
+    malformed or corrupted (the inverse of ``encode_request``)."""
+    frame = bytes(frame)
+    if len(frame) < 6 or frame[0] != REQUEST_SYNC:
+        raise ProtocolError(f"a request frame starts with 0x{REQUEST_SYNC:02x} and has at "
+                            f"least 6 bytes, not {frame[:8].hex()}")
+    length = struct.unpack("<H", frame[2:4])[0]
+    if len(frame) != 4 + length + 2:
+        raise ProtocolError(f"request of {len(frame)} bytes, its header says {4 + length + 2}")
+    if crc16(frame[1:]) != 0:
+        raise ProtocolError("request checksum is wrong")
+    return frame[1], frame[4:-2]
 
 
 def response_length(header: bytes) -> int:
@@ -287,6 +306,12 @@ def decode_response(frame: bytes) -> Response:
     return Response(frame[1], frame[2], frame[5:-2])
 
 
+#: Bytes of an identity before its ``target_info``: magic, version, max payload, clock, baud.
+IDENTITY_HEADER = len(MAGIC) + struct.calcsize("<BHII")
+#: The longest ``target_info`` an ``IDENTIFY`` answer (one frame) can carry.
+MAX_IDENTITY_INFO = 0xFFFF - IDENTITY_HEADER
+
+
 @dataclasses.dataclass(frozen=True)
 class Identity:
     """What ``IDENTIFY`` answers: the protocol and link parameters, then the design's own
@@ -298,18 +323,33 @@ class Identity:
     target_info: bytes = b""
     version: int = PROTOCOL_VERSION
 
+    def __post_init__(self):
+        for name, bits in (("version", 8), ("max_payload", 16), ("clk_freq", 32), ("baud", 32)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                    or not 0 <= value < 1 << bits:
+                raise ValueError(f"identity {name} must be an integer in [0, {(1 << bits) - 1}]"
+                                 f", not {value!r}")
+        info = bytes(self.target_info)
+        if len(info) > MAX_IDENTITY_INFO:
+            raise ValueError(f"identity target_info of {len(info)} bytes; allowed: at most "
+                             f"{MAX_IDENTITY_INFO}")
+        object.__setattr__(self, "target_info", info)
+
     def encode(self) -> bytes:
         return (MAGIC + struct.pack("<BHII", self.version, self.max_payload, self.clk_freq,
                                     self.baud) + bytes(self.target_info))
 
     @classmethod
     def decode(cls, payload: bytes) -> "Identity":
+        """The identity in an ``IDENTIFY`` answer (its ``target_info`` may be empty)."""
         payload = bytes(payload)
-        if payload[:4] != MAGIC or len(payload) < 15:
+        if payload[:4] != MAGIC or len(payload) < IDENTITY_HEADER:
             raise ProtocolError("the device did not identify as a mulfree design "
                                 f"(answer {payload[:16].hex()})")
-        version, max_payload, clk_freq, baud = struct.unpack("<BHII", payload[4:15])
-        return cls(max_payload, clk_freq, baud, payload[15:], version)
+        version, max_payload, clk_freq, baud = struct.unpack("<BHII",
+                                                             payload[4:IDENTITY_HEADER])
+        return cls(max_payload, clk_freq, baud, payload[IDENTITY_HEADER:], version)
 
 
 # --- words on a byte stream -------------------------------------------------------------------

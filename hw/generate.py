@@ -19,12 +19,12 @@ more entry (``register_generator``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -34,12 +34,13 @@ from amaranth.hdl import Shape
 from amaranth.lib import data, wiring
 
 from hw.array import RowStationaryArray
-from hw.mac import MacCell
+from hw.mac import MacCell, check_mac
 from hw.units import product_unit
+from model.files import atomic_write, check_new_folder
 
 __all__ = ["Design", "check_module_name", "to_verilog", "port_list", "snake_case",
            "manifest_text", "unit_design", "mac_design", "array_design", "GENERATORS",
-           "register_generator", "write_outputs"]
+           "register_generator", "default_module", "check_outputs", "write_outputs"]
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ def mac_design(*, scheme: str, a_bits: int, w_bits: int | None = None, fan_in: i
     """A MAC cell (``hw.mac.MacCell``) as Verilog and manifest (module ``mac_cell``)."""
     if module is not None:
         check_module_name(module)
+    check_mac(scheme, a_bits=a_bits, w_bits=w_bits, fan_in=fan_in)   # before building it
     cell = MacCell(scheme, a_bits=a_bits, w_bits=w_bits, fan_in=fan_in)
     module = module or snake_case(type(cell).__name__)
     text = to_verilog(cell, name=module)
@@ -234,40 +236,45 @@ def register_generator(kind: str, build: Callable[..., Design]) -> None:
     GENERATORS[kind] = build
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def default_module(kind: str, scheme: str | None = None) -> str | None:
+    """The top module name ``GENERATORS[kind]`` gives by default (the class name in snake
+    case), known before anything is built; None for a kind this function does not know."""
+    from hw.units import UNIT_CLASSES
+    if kind == "unit":
+        return snake_case(UNIT_CLASSES[scheme].__name__) if scheme in UNIT_CLASSES else None
+    return {"mac": snake_case(MacCell.__name__),
+            "array": snake_case(RowStationaryArray.__name__),
+            "accelerator": "accelerator"}.get(kind)
+
+
+def check_outputs(directory, names, *, force: bool = False) -> Path:
+    """``ValueError`` (one line) unless the files ``names`` may be written into
+    ``directory`` (created if missing): not a file, a writable place, and no existing file
+    among them without ``force``."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"output folder {str(directory)!r} exists and is not a folder")
+    check_new_folder(directory, force=True)
+    for name in names:
+        if (directory / name).is_dir():
+            raise ValueError(f"{str(directory / name)!r} is a folder; a file is expected there")
+        if (directory / name).exists() and not force:
+            raise ValueError(f"{directory / name} exists; use --force to overwrite")
+    return directory
 
 
 def write_outputs(directory, files: dict[str, str], *, force: bool = False) -> list[Path]:
     """Write ``files`` (name -> text) into ``directory`` (created if missing).
 
-    Refuses (``FileExistsError`` naming the file, nothing written) when a file exists and
-    ``force`` is false. Each file is written to a temporary name and renamed into place, so
-    an interrupted run never leaves a half-written file under a final name.
+    Refuses (``ValueError`` naming the file, nothing written) when a file exists and
+    ``force`` is false (``check_outputs``). Each file is written to a temporary name and all
+    are renamed into place once every one is written (``model.files.atomic_write``), so an
+    interrupted run never leaves a half-written file under a final name.
     """
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise ValueError(f"output folder {str(directory)!r} exists and is not a folder")
-    targets = [directory / name for name in files]
-    if not force:
-        existing = [str(t) for t in targets if t.exists()]
-        if existing:
-            raise FileExistsError(f"{existing[0]} exists; use --force to overwrite")
+    directory = check_outputs(directory, files, force=force)
     directory.mkdir(parents=True, exist_ok=True)
-    staged = []
-    try:
+    targets = [directory / name for name in files]
+    with contextlib.ExitStack() as stack:
         for target, text in zip(targets, files.values()):
-            handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
-            staged.append(temporary)
-            with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-                stream.write(text)
-            os.chmod(temporary, 0o666 & ~_umask())
-        for temporary, target in zip(staged, targets):
-            os.replace(temporary, target)
-    finally:
-        for temporary in staged:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+            stack.enter_context(atomic_write(target, force=force, mode="w")).write(text)
     return targets

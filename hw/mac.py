@@ -6,13 +6,21 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.units import product_unit, quiet_if_invalid
+from hw.units import check_unit, product_unit
 from model.ops import accumulator_width
 
-__all__ = ["MacCell", "MAC_LATENCY"]
+__all__ = ["MacCell", "MAC_LATENCY", "check_mac"]
 
 #: Cycles from accepting the last beat of a sum to the sum on ``o_stream`` (valid high).
 MAC_LATENCY = 1
+
+
+def check_mac(scheme: str, *, a_bits: int, w_bits: int | None = None, fan_in: int) -> int:
+    """The accumulator width of a ``MacCell`` with these arguments, every one checked
+    (``ValueError`` naming the bad value); builds nothing."""
+    width = accumulator_width(scheme, a_bits=a_bits, w_bits=w_bits, fan_in=fan_in)
+    check_unit(scheme, a_bits=a_bits, w_bits=w_bits)
+    return width
 
 
 class MacCell(wiring.Component):
@@ -55,11 +63,9 @@ class MacCell(wiring.Component):
     clear : In(1)
     """
 
-    @quiet_if_invalid
     def __init__(self, scheme: str, *, a_bits: int, w_bits: int | None = None, fan_in: int):
-        # The width rule validates every argument before any hardware is built.
-        self._acc_width = accumulator_width(scheme, a_bits=a_bits, w_bits=w_bits,
-                                            fan_in=fan_in)
+        # Every argument is checked before any hardware is built (check_mac).
+        self._acc_width = check_mac(scheme, a_bits=a_bits, w_bits=w_bits, fan_in=fan_in)
         self._unit = product_unit(scheme, a_bits=a_bits, w_bits=w_bits)
         self._fan_in = int(fan_in)
         self._beat_layout = data.StructLayout({

@@ -351,6 +351,10 @@ def derived_counters(counts: dict, *, lanes: int, n_last: int) -> dict:
     }
 
 
+#: The names ``derived_counters`` gives, in order.
+DERIVED_COUNTERS = tuple(derived_counters(dict.fromkeys(COUNTERS, 0), lanes=1, n_last=1))
+
+
 def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -362,4 +366,4 @@ def channel_words(channels: int, lanes: int) -> tuple[int, int]:
     return cw, channels - (cw - 1) * lanes
 
 
-__all__ += ["ceil_div", "channel_words"]
+__all__ += ["ceil_div", "channel_words", "DERIVED_COUNTERS"]

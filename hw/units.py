@@ -22,14 +22,14 @@ Codes outside the scheme's legal range (``model.quant.weight_code_range``, e.g. 
 ``ternary`` bit pattern ``0b10``) give an unspecified ``p``.
 
 Every unit also has the read-only properties ``scheme``, ``a_bits``, ``w_bits``, ``p_shape``
-and ``can_skip``. Build one by scheme name with ``product_unit``.
+and ``can_skip``. Build one by scheme name with ``product_unit``, which checks its arguments
+(``check_unit``, a pure function) before it builds anything, so bad arguments leave no
+half-made component behind.
 
 Model: ``model.ops.product`` (and ``model.quant.weight_level`` for ``skip``).
 """
 
 from __future__ import annotations
-
-import functools
 
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import wiring
@@ -40,23 +40,10 @@ from model.ops import product_range, signed_width
 from model.quant import activation_code_range, check_bits, check_scheme, weight_bits
 
 __all__ = ["SignUnit", "TernaryUnit", "ShiftUnit", "LutUnit", "XnorPopcountUnit",
-           "MultiplyUnit", "product_unit", "UNIT_CLASSES"]
+           "MultiplyUnit", "product_unit", "check_unit", "UNIT_CLASSES"]
 
 # Table look-ups larger than this many entries are refused (2^8 x 2^8 is the largest).
 _MAX_TABLE_ENTRIES = 1 << 16
-
-
-def quiet_if_invalid(init):
-    """Wrap a component's ``__init__`` so that one refused by a ``ValueError`` (never built,
-    so never meant to be used) does not also warn that it was created but never used."""
-    @functools.wraps(init)
-    def wrapper(self, *args, **kwargs):
-        try:
-            init(self, *args, **kwargs)
-        except Exception:
-            self._MustUse__silence = True
-            raise
-    return wrapper
 
 
 class _ProductUnit(wiring.Component):
@@ -131,7 +118,6 @@ class _SignedActivationUnit(_ProductUnit):
     _W_SHAPE: Shape
     _CAN_SKIP: bool
 
-    @quiet_if_invalid
     def __init__(self, *, a_bits: int, src_loc_at: int = 0):
         a_bits = _signed_activation_bits(self._SCHEME, a_bits)
         lo, hi = product_range(self._SCHEME, a_bits=a_bits)
@@ -243,6 +229,34 @@ class ShiftUnit(_SignedActivationUnit):
         return m
 
 
+def _lut_parameters(a_bits, w_bits, codebook, signed_activations: bool):
+    """``(a_bits, w_bits, levels)`` of a ``LutUnit``, checked (``ValueError`` naming the bad
+    value): the widths, the table's size and the codebook's levels."""
+    w_bits = weight_bits("dorefa", w_bits)
+    if signed_activations:
+        if codebook is None:
+            raise ValueError("signed_activations=True needs a codebook; DoReFa "
+                             "activations are unsigned")
+        a_bits = check_bits("activation width of a signed LutUnit", a_bits, 2, 16)
+    else:
+        activation_code_range("dorefa", a_bits)
+        a_bits = int(a_bits)
+    if 1 << (a_bits + w_bits) > _MAX_TABLE_ENTRIES:
+        raise ValueError(f"LutUnit table of 2^{w_bits} x 2^{a_bits} entries is too large; "
+                         f"allowed: a_bits + w_bits <= 16")
+    if codebook is None:
+        n = (1 << w_bits) - 1
+        return a_bits, w_bits, tuple(2 * q - n for q in range(1 << w_bits))
+    levels = tuple(codebook)
+    if len(levels) != 1 << w_bits:
+        raise ValueError(f"codebook must have 2^{w_bits} = {1 << w_bits} levels, "
+                         f"not {len(levels)}")
+    for level in levels:
+        if isinstance(level, bool) or not hasattr(level, "__index__"):
+            raise ValueError(f"codebook levels must be integers, not {level!r}")
+    return a_bits, w_bits, tuple(int(level) for level in levels)
+
+
 class LutUnit(_ProductUnit):
     """Product by table look-up: a ``2**w_bits x 2**a_bits`` ROM indexed by ``(w, a)``.
 
@@ -275,33 +289,9 @@ class LutUnit(_ProductUnit):
     skip : Out(1), only if some level is 0
     """
 
-    @quiet_if_invalid
     def __init__(self, *, a_bits: int, w_bits: int, codebook=None,
                  signed_activations: bool = False, src_loc_at: int = 0):
-        w_bits = weight_bits("dorefa", w_bits)
-        if signed_activations:
-            if codebook is None:
-                raise ValueError("signed_activations=True needs a codebook; DoReFa "
-                                 "activations are unsigned")
-            a_bits = check_bits("activation width of a signed LutUnit", a_bits, 2, 16)
-        else:
-            activation_code_range("dorefa", a_bits)
-            a_bits = int(a_bits)
-        if 1 << (a_bits + w_bits) > _MAX_TABLE_ENTRIES:
-            raise ValueError(f"LutUnit table of 2^{w_bits} x 2^{a_bits} entries is too large; "
-                             f"allowed: a_bits + w_bits <= 16")
-        if codebook is None:
-            n = (1 << w_bits) - 1
-            levels = tuple(2 * q - n for q in range(1 << w_bits))
-        else:
-            levels = tuple(codebook)
-            if len(levels) != 1 << w_bits:
-                raise ValueError(f"codebook must have 2^{w_bits} = {1 << w_bits} levels, "
-                                 f"not {len(levels)}")
-            for level in levels:
-                if isinstance(level, bool) or not hasattr(level, "__index__"):
-                    raise ValueError(f"codebook levels must be integers, not {level!r}")
-            levels = tuple(int(level) for level in levels)
+        a_bits, w_bits, levels = _lut_parameters(a_bits, w_bits, codebook, signed_activations)
         if signed_activations:
             a_lo, a_hi = -(1 << (a_bits - 1)), (1 << (a_bits - 1)) - 1
             a_codes = [j - (1 << a_bits) if j >> (a_bits - 1) else j for j in range(1 << a_bits)]
@@ -388,7 +378,6 @@ class XnorPopcountUnit(_ProductUnit):
     p : Out(signed(width)), the smallest width holding ``-lanes .. lanes``
     """
 
-    @quiet_if_invalid
     def __init__(self, *, lanes: int, src_loc_at: int = 0):
         lanes = check_bits("xnor lane count", lanes, 1, 64)
         super().__init__(scheme="xnor", a_bits=lanes, w_bits=lanes, a_shape=unsigned(lanes),
@@ -428,7 +417,6 @@ class MultiplyUnit(_ProductUnit):
     p : Out(signed(a_bits + w_bits))
     """
 
-    @quiet_if_invalid
     def __init__(self, *, a_bits: int, w_bits: int, src_loc_at: int = 0):
         a_bits = _signed_activation_bits("int", a_bits)
         w_bits = weight_bits("int", w_bits)
@@ -471,20 +459,41 @@ def product_unit(scheme: str, *, a_bits: int, w_bits: int | None = None,
     integer levels, weight sharing) makes the LUT hold ``codebook[w] * a``. Bad arguments
     raise ``ValueError`` naming the bad value and what is allowed.
     """
+    cls, kwargs = _unit_parameters(scheme, a_bits=a_bits, w_bits=w_bits, codebook=codebook)
+    return cls(**kwargs, src_loc_at=1)
+
+
+def _unit_parameters(scheme: str, *, a_bits, w_bits, codebook) -> tuple[type, dict]:
+    """The class and keyword arguments ``product_unit`` builds, every argument checked the
+    way the class itself checks it (no component is made)."""
     check_scheme(scheme)
     if codebook is not None:
         if scheme != "dorefa":
             raise ValueError(f"a codebook needs the table-look-up scheme 'dorefa', not "
                              f"{scheme!r}")
-        return LutUnit(a_bits=a_bits, w_bits=w_bits, codebook=codebook, src_loc_at=1)
+        _lut_parameters(a_bits, w_bits, codebook, False)
+        return LutUnit, {"a_bits": a_bits, "w_bits": w_bits, "codebook": codebook}
     if scheme == "xnor":
         if w_bits is not None and w_bits != a_bits:
             raise ValueError(f"xnor takes the lane count as a_bits and w_bits; they must be "
                              f"equal, not {a_bits!r} and {w_bits!r}")
-        return XnorPopcountUnit(lanes=a_bits, src_loc_at=1)
+        check_bits("xnor lane count", a_bits, 1, 64)
+        return XnorPopcountUnit, {"lanes": a_bits}
     if scheme in ("binary", "ternary", "pow2"):
         _check_fixed_weight_bits(scheme, w_bits)
-        return UNIT_CLASSES[scheme](a_bits=a_bits, src_loc_at=1)
+        _signed_activation_bits(scheme, a_bits)
+        return UNIT_CLASSES[scheme], {"a_bits": a_bits}
     if w_bits is None:
         raise ValueError(f"scheme {scheme!r} needs w_bits (the weight code width)")
-    return UNIT_CLASSES[scheme](a_bits=a_bits, w_bits=w_bits, src_loc_at=1)
+    if scheme == "dorefa":
+        _lut_parameters(a_bits, w_bits, None, False)
+    else:
+        _signed_activation_bits("int", a_bits)
+        weight_bits("int", w_bits)
+    return UNIT_CLASSES[scheme], {"a_bits": a_bits, "w_bits": w_bits}
+
+
+def check_unit(scheme: str, *, a_bits, w_bits=None, codebook=None) -> None:
+    """``ValueError`` (one line naming the bad value and what is allowed) unless
+    ``product_unit`` builds a unit from these arguments; builds nothing."""
+    _unit_parameters(scheme, a_bits=a_bits, w_bits=w_bits, codebook=codebook)

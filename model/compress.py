@@ -60,6 +60,7 @@ __all__ = [
     "sharing_rate",
     "integer_codebook",
     "codebook_conv2d",
+    "codebook_acc_range",
     "codebook_accumulator_width",
     "CompressedLayer",
     "compress_layer",
@@ -72,6 +73,7 @@ __all__ = [
     "CompressedModel",
     "CompressionResult",
     "deep_compress",
+    "check_settings",
     "format_table",
     "load_compressed",
     "FORMAT",
@@ -210,11 +212,11 @@ def _check_codebook_layer(indices, levels, a_bits: int) -> tuple[np.ndarray, np.
 
 
 def codebook_conv2d(inputs, indices, levels, *, stride: int = 1, padding: int = 0,
-                    a_bits: int) -> np.ndarray:
+                    a_bits: int, groups: int = 1) -> np.ndarray:
     """Exact sums of ``levels[indices] * a`` over a convolution (shared weights, integer codebook).
 
     ``inputs`` are unsigned ``a_bits`` activation codes [C, H, W] (or a batch), ``indices``
-    the codebook indices [M, C, R, S]. Model of the row-stationary array whose ``LutUnit``
+    the codebook indices [M, C / groups, R, S]. Model of the row-stationary array whose ``LutUnit``
     holds ``levels[w] * a`` (``hw.units.product_unit("dorefa", codebook=levels)``): it is
     ``model.ops.conv2d("int", ...)`` on the weight levels, the unsigned codes read as
     ``a_bits + 1``-bit signed ones.
@@ -223,15 +225,21 @@ def codebook_conv2d(inputs, indices, levels, *, stride: int = 1, padding: int = 
     check_codes("activation codes", inputs, 0, (1 << a_bits) - 1)
     w = lv[idx]
     return ops.conv2d("int", inputs, w, stride=stride, padding=padding, a_bits=a_bits + 1,
-                      w_bits=max(2, ops.signed_width(int(lv.min()), int(lv.max()))))
+                      w_bits=max(2, ops.signed_width(int(lv.min()), int(lv.max()))),
+                      groups=groups)
+
+
+def codebook_acc_range(levels, *, a_bits: int, fan_in: int) -> tuple[int, int]:
+    """Smallest and largest sum of ``fan_in`` products ``levels[w] * a``, a unsigned."""
+    _, lv = _check_codebook_layer(np.zeros(1, dtype=np.int64), levels, a_bits)
+    top = (1 << a_bits) - 1
+    lo, hi = min(int(lv.min()) * top, 0), max(int(lv.max()) * top, 0)
+    return fan_in * lo, fan_in * hi
 
 
 def codebook_accumulator_width(levels, *, a_bits: int, fan_in: int) -> int:
     """Smallest signed accumulator for ``fan_in`` products ``levels[w] * a``, a unsigned."""
-    _, lv = _check_codebook_layer(np.zeros(1, dtype=np.int64), levels, a_bits)
-    top = (1 << a_bits) - 1
-    lo, hi = min(int(lv.min()) * top, 0), max(int(lv.max()) * top, 0)
-    return ops.signed_width(fan_in * lo, fan_in * hi)
+    return ops.signed_width(*codebook_acc_range(levels, a_bits=a_bits, fan_in=fan_in))
 
 
 @dataclass(frozen=True)
@@ -515,7 +523,7 @@ class CompressedModel:
         """The decoded network, rebuilt by ``model.nets.build`` from ``meta``."""
         m = self.meta
         net = nets.build(m["net"], tuple(m["input_shape"]), int(m["classes"]),
-                         pixel_max=int(m["pixel_max"]), shift_bn=bool(m.get("shift_bn", False)))
+                         pixel_max=int(m["pixel_max"]), **nets.build_options(m))
         return self.apply(net)
 
     def save(self, path, *, huffman: bool = True, overwrite: bool = False) -> None:
@@ -593,6 +601,31 @@ def _round_state_to_float32(net: Sequential) -> None:
                 store[key] = _float32(store[key])
 
 
+def check_settings(n_layers: int, *, quality=None, sparsity=None, prune_steps: int = 3,
+                   retrain_epochs: int = 10, share_bits=5, finetune_epochs: int = 5,
+                   index_bits=5) -> tuple:
+    """Check the settings of ``deep_compress`` for a network of ``n_layers`` compressible
+    layers (one ``ValueError`` line naming the bad value); returns the per-layer pruning
+    qualities (or None), target sparsities (or None) and index bits."""
+    check_bits("prune steps", prune_steps, 1, 100)
+    if (quality is None) == (sparsity is None):
+        raise ValueError("give exactly one of a pruning quality and a target sparsity")
+    bits_per_layer = [check_bits("index bits", b, 1, 16)
+                      for b in _per_layer("index bits", index_bits, n_layers)]
+    for b in _per_layer("weight-sharing bits", share_bits, n_layers):
+        check_bits("weight-sharing bits", b, 2, 8)
+    target_q = None if quality is None else _per_layer("pruning quality", quality, n_layers)
+    target_s = None if sparsity is None else _per_layer("target sparsity", sparsity, n_layers)
+    for q in target_q or []:
+        prune_by_std(np.zeros(1), q)
+    for s in target_s or []:
+        prune_to_sparsity(np.zeros(1), s)
+    for name, value in (("retrain epochs", retrain_epochs), ("fine-tuning epochs",
+                                                            finetune_epochs)):
+        check_bits(name, value, 0, 100_000)
+    return target_q, target_s, bits_per_layer
+
+
 def deep_compress(net: Sequential, x_train, y_train, x_test, y_test, *, quality=None,
                   sparsity=None, prune_steps: int = 3, retrain_epochs: int = 10,
                   share_bits=5, finetune_epochs: int = 5, index_bits=5,
@@ -608,27 +641,15 @@ def deep_compress(net: Sequential, x_train, y_train, x_test, y_test, *, quality=
     decays the learning rate from ``lr`` to ``lr_end`` (constant by default). ``net`` is not
     modified.
     """
-    prune_steps = check_bits("prune steps", prune_steps, 1, 100)
     work = copy.deepcopy(net)
     layers = compressible_layers(work)
     if not layers:
         raise ValueError("the network has no float Dense or Conv2d layer to compress")
     # Every setting is checked before the first epoch, not after minutes of retraining.
-    if (quality is None) == (sparsity is None):
-        raise ValueError("give exactly one of a pruning quality and a target sparsity")
-    bits_per_layer = [check_bits("index bits", b, 1, 16)
-                      for b in _per_layer("index bits", index_bits, len(layers))]
-    for b in _per_layer("weight-sharing bits", share_bits, len(layers)):
-        check_bits("weight-sharing bits", b, 2, 8)
-    target_q = None if quality is None else _per_layer("pruning quality", quality, len(layers))
-    target_s = None if sparsity is None else _per_layer("target sparsity", sparsity, len(layers))
-    for q in target_q or []:
-        prune_by_std(np.zeros(1), q)
-    for t in target_s or []:
-        prune_to_sparsity(np.zeros(1), t)
-    for name, value in (("retrain epochs", retrain_epochs), ("fine-tuning epochs",
-                                                            finetune_epochs)):
-        check_bits(name, value, 0, 100_000)
+    target_q, target_s, bits_per_layer = check_settings(
+        len(layers), quality=quality, sparsity=sparsity, prune_steps=prune_steps,
+        retrain_epochs=retrain_epochs, share_bits=share_bits, finetune_epochs=finetune_epochs,
+        index_bits=index_bits)
     accuracy_at = {"original": accuracy(work, x_test, y_test)}
     masks: dict[str, np.ndarray] = {}
     for step in range(1, prune_steps + 1):

@@ -1,8 +1,9 @@
 """The file container of mulfree's model files: ``.npz`` arrays plus a JSON manifest.
 
 The manifest (stored as the UTF-8 bytes of the array ``manifest``) names the file's
-``format`` and ``version`` and holds the SHA-256 of every array, so a file of another kind,
-another version or with damaged arrays is refused with one clear line. Writes are atomic: a
+``format`` and ``version`` and holds a SHA-256 of every array and of the manifest itself
+(``whole_checksum``), so a file of another kind, another version, with damaged arrays or an
+edited manifest is refused with one clear line. Writes are atomic (``model.files``): a
 temporary file in the target folder renamed at the end, so no half-written file is left, and
 an existing file is replaced only when asked (``--force``).
 """
@@ -13,12 +14,13 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
-__all__ = ["checksum", "write_container", "read_container"]
+from model.files import atomic_write
+
+__all__ = ["checksum", "whole_checksum", "write_container", "read_container"]
 
 
 def checksum(arrays: dict) -> str:
@@ -45,36 +47,40 @@ def _jsonable(value):
     return value
 
 
+def _manifest_text(manifest: dict) -> str:
+    return json.dumps(_jsonable(manifest), indent=1, sort_keys=True)
+
+
+def whole_checksum(arrays: dict, manifest: dict) -> str:
+    """SHA-256 over every array (``checksum``) and the manifest without its ``sha256``."""
+    rest = {k: v for k, v in manifest.items() if k != "sha256"}
+    h = hashlib.sha256(checksum(arrays).encode())
+    h.update(_manifest_text(rest).encode("utf-8"))
+    return h.hexdigest()
+
+
 def write_container(path, *, format: str, version: int, manifest: dict, arrays: dict,
                     overwrite: bool = False, compressed: bool = True) -> None:
     """Write ``arrays`` and ``manifest`` (plus format, version and checksum) to ``path``."""
-    path = os.fspath(path)
-    if os.path.exists(path) and not overwrite:
-        raise ValueError(f"{path!r} exists; pass --force to replace it")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"folder {folder!r} does not exist")
-    manifest = dict(manifest, format=format, version=version, sha256=checksum(arrays))
-    text = json.dumps(_jsonable(manifest), indent=1, sort_keys=True)
+    if "manifest" in arrays:
+        raise ValueError("an array may not be called 'manifest'")
+    manifest = dict(_jsonable(manifest), format=format, version=version)
+    manifest["sha256"] = whole_checksum(arrays, manifest)
+    text = _manifest_text(manifest)
     payload = dict(arrays, manifest=np.frombuffer(text.encode("utf-8"), dtype=np.uint8))
-    fd, tmp = tempfile.mkstemp(prefix=".mulfree-", suffix=".npz.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            (np.savez_compressed if compressed else np.savez)(f, **payload)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, force=overwrite) as f:
+        (np.savez_compressed if compressed else np.savez)(f, **payload)
 
 
-def read_container(path, *, format: str, version: int, what: str,
+def read_container(path, *, format: str, version: int | tuple[int, ...], what: str,
                    again: str = "") -> tuple[dict, dict]:
     """Read a file written by ``write_container``; return ``(manifest, arrays)``.
 
-    ``what`` names the kind of file in the messages ("mulfree model"); ``again`` is advice
-    appended when the version differs. Every refusal is a one-line ``ValueError``.
+    ``version`` is the one version read, or a tuple of them; ``what`` names the kind of file
+    in the messages ("mulfree model"); ``again`` is advice appended when the version differs.
+    Every refusal is a one-line ``ValueError``.
     """
+    versions = (version,) if isinstance(version, int) else tuple(version)
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"{what} file {path!r} not found")
@@ -93,9 +99,16 @@ def read_container(path, *, format: str, version: int, what: str,
     found = manifest.get("format") if isinstance(manifest, dict) else None
     if found != format:
         raise ValueError(f"{bad}: format is {found!r}, not {format!r}")
-    if manifest.get("version") != version:
-        raise ValueError(f"{path!r} is a version {manifest.get('version')!r} {what}; this "
-                         f"mulfree reads version {version} only{again}")
-    if manifest.get("sha256") != checksum(arrays):
-        raise ValueError(f"{bad}: checksum mismatch (the arrays were changed or damaged)")
+    found_version = manifest.get("version")
+    if isinstance(found_version, bool) or found_version not in versions:
+        readable = (f"version {versions[0]}" if len(versions) == 1 else
+                    f"versions {', '.join(map(str, versions[:-1]))} and {versions[-1]}")
+        raise ValueError(f"{path!r} is a version {found_version!r} {what}; this "
+                         f"mulfree reads {readable} only{again}")
+    if manifest.get("sha256") != whole_checksum(arrays, manifest):
+        if manifest.get("sha256") == checksum(arrays):
+            raise ValueError(f"{path!r} was written by an older mulfree whose checksum does not "
+                             f"cover the manifest{again or '; write it again'}")
+        raise ValueError(f"{bad}: checksum mismatch (the arrays or the manifest were changed "
+                         "or damaged)")
     return manifest, arrays

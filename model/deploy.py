@@ -4,8 +4,9 @@
 ``IntegerModel``: a list of ``IntegerLayer`` records, each one conv or dense layer exactly as
 the accelerator runs it, followed by its integer output stage:
 
-- ``scheme``, ``weights`` (int codes ``[M, C, R, S]`` in the ``model.quant`` encoding; a dense
-  layer is ``R = S = 1``), ``a_bits``, ``w_bits``, ``stride``, ``padding``, ``in_shape``
+- ``scheme``, ``weights`` (int codes ``[M, C / groups, R, S]`` in the ``model.quant`` encoding;
+  a dense layer is ``R = S = 1``), ``groups`` (grouped and depthwise convolutions; 1
+  otherwise), ``a_bits``, ``w_bits``, ``stride``, ``padding``, ``in_shape``
   (the input codes ``[C, H, W]``; for ``xnor`` C counts packed words): what a ``LAYER.npz``
   of the hardware flow holds, so ``model.ops.conv2d(scheme, inputs, weights, ...)`` of the
   layer's integer inputs is the accumulator the accelerator must produce;
@@ -35,11 +36,34 @@ overflows int64) and the prediction is the first argmax. These are the only prod
 scores would have to tie to within about ``2**-40`` of the logits' size for the argmax to
 differ from the float model's.
 
+Models imported from QONNX (``model.qonnx_import``) use four optional fields that a folded
+network leaves at their defaults:
+
+- ``IntegerLayer.codebook``: a ``dorefa`` (look-up table) layer whose weight code ``q`` has
+  the integer level ``codebook[q]`` instead of ``2q - n`` (the ``LAYER.npz`` codebook);
+- ``IntegerLayer.out_min``: a ``"levels"`` output's codes are ``out_min`` plus the number of
+  thresholds passed (signed codes: ``out_min < 0``);
+- ``IntegerModel.pixel_min``: the first layer's input codes are in ``[pixel_min, pixel_max]``
+  (signed or +/-1 inputs);
+- ``IntegerModel.float_io`` (``model.qonnx_ref.FloatInterface``): the graph's input quantizer
+  and the float layouts of its input and output, for ``run_float``.
+
+A grouped or depthwise convolution (``Conv2d(..., groups=G)``) folds into a layer with
+``IntegerLayer.groups = G`` (default 1), also an optional field.
+
 The file format (``save``/``load``) is one ``.npz`` of integer arrays plus a JSON manifest
 (format name, version, net, data set, per-layer fields, accuracy, training settings and a
-SHA-256 of the arrays); ``load`` refuses another version or a corrupt file with one clear
-message. A float network (``float``, ``lenet300``) cannot fold; it is saved as a float
-checkpoint (``save_float``) that ``load`` returns as such.
+SHA-256 of the arrays and the manifest); ``load`` refuses another version or a corrupt file
+with one clear message, and checks every field (``_layer_from_manifest``, ``check_model``:
+its type, its range, and that the layers chain). Version 1 files have none of the five
+optional fields above (``load`` refuses one that does); a model that uses any of them is
+written as version 2 (so an older reader refuses it instead of misreading it), and ``load``
+reads both. A float network (``float``, ``lenet300``) cannot fold; it is saved as a
+float checkpoint (``save_float``) that ``load`` returns as such. A folded model also keeps the
+training state it was folded from (``IntegerModel.state``: the float shadow weights and
+batch-norm statistics, arrays ``state.<name>``, which a reader that does not know them
+ignores), so that later steps -- structured pruning with fine-tuning (``model.channels``) --
+can rebuild and retrain the network; inference never reads it.
 """
 
 from __future__ import annotations
@@ -49,17 +73,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from model import layer_file, ops, quant
 from model import layers as L
-from model import ops, quant
 from model.container import read_container, write_container
+from model.qonnx_ref import FloatInterface, Quantizer
 from model.thresholds import fold_multilevel_thresholds, fold_sign_threshold
 
 __all__ = ["FORMAT", "VERSION", "IntegerLayer", "IntegerModel", "LayerTrace", "IntegerTrace",
            "FloatCheckpoint", "fold", "run_integer", "predict", "hardware_layer", "save",
-           "save_float", "load", "xnor_lanes", "MAX_XNOR_LANES"]
+           "save_float", "load", "check_model", "xnor_lanes", "MAX_XNOR_LANES", "score_head",
+           "run_float", "FloatRun", "VERSIONS"]
 
 FORMAT = "mulfree-model"
+#: The version written for a model that uses none of the fields added in version 2.
 VERSION = 1
+#: Every version ``load`` reads (2: codebook, out_min, pixel_min, float_io).
+VERSIONS = (1, 2)
 _OUTPUTS = ("sign", "levels", "scores")
 _ACTIVATIONS_BEFORE_SIGN = (L.HardTanh,)
 
@@ -74,7 +103,7 @@ class IntegerLayer:
         ``"conv"`` or ``"dense"`` (a dense layer is a 1x1 convolution of a 1x1 image).
     scheme : str
         The ``model.quant`` scheme of the products.
-    weights : int array [M, C, R, S]
+    weights : int array [M, C / groups, R, S]
         Weight codes (``xnor``: C packed words of ``w_bits`` lanes).
     a_bits, w_bits : int
         Activation and weight widths (``xnor``: both the lane count).
@@ -104,6 +133,14 @@ class IntegerLayer:
     score_gain, score_offset : int64 [M] or None
         ``"scores"``: ``score = score_gain * acc + score_offset`` in ``2**-score_shift`` units.
     score_shift : int
+    out_min : int
+        ``"levels"``: the code when no threshold is passed (0; negative for signed codes).
+    codebook : int64 [2**w_bits] or None
+        ``dorefa`` only: the integer level of each weight code (a look-up table other than
+        ``2q - n``, ``model.compress.codebook_conv2d``).
+    groups : int
+        Independent channel groups of a convolution (depthwise: groups = C = M; ``xnor``
+        packs words within a group).
     """
 
     kind: str
@@ -126,6 +163,9 @@ class IntegerLayer:
     score_gain: np.ndarray | None = None
     score_offset: np.ndarray | None = None
     score_shift: int = 0
+    out_min: int = 0
+    codebook: np.ndarray | None = None
+    groups: int = 1
 
     @property
     def out_channels(self) -> int:
@@ -138,6 +178,10 @@ class IntegerLayer:
     @property
     def accumulator_width(self) -> int:
         """Signed bits that hold every accumulator of the layer (``model.ops`` width rule)."""
+        if self.codebook is not None:
+            from model.compress import codebook_accumulator_width
+            return codebook_accumulator_width(self.codebook, a_bits=self.a_bits,
+                                              fan_in=self.fan_in)
         return ops.accumulator_width(self.scheme, a_bits=self.a_bits, w_bits=self.w_bits,
                                      fan_in=self.fan_in)
 
@@ -171,12 +215,18 @@ class IntegerLayer:
 
     def accumulate(self, inputs: np.ndarray) -> np.ndarray:
         """The exact accumulator ``[N, M, E, F]`` (before pooling) of input codes ``inputs``."""
+        if self.codebook is not None:
+            from model.compress import codebook_conv2d
+            return codebook_conv2d(inputs, self.weights, self.codebook, stride=self.stride,
+                                   padding=self.padding, a_bits=self.a_bits,
+                                   groups=self.groups)
         if self.kind == "dense":
             acc = ops.dense(self.scheme, inputs[:, :, 0, 0], self.weights[:, :, 0, 0],
                             a_bits=self.a_bits, w_bits=self.w_bits)
             return acc[:, :, None, None]
         return ops.conv2d(self.scheme, inputs, self.weights, stride=self.stride,
-                          padding=self.padding, a_bits=self.a_bits, w_bits=self.w_bits)
+                          padding=self.padding, a_bits=self.a_bits, w_bits=self.w_bits,
+                          groups=self.groups)
 
     def activate(self, pooled: np.ndarray) -> np.ndarray:
         """The output stage on pooled accumulators ``[N, M, E, F]``: codes or scores.
@@ -194,18 +244,26 @@ class IntegerLayer:
         th = ops.MultilevelThresholds(thresholds=self.thresholds, flip=self.flip,
                                       constant=self.constant, bits=self.out_bits,
                                       y_range=tuple(self.acc_range))
-        return ops.apply_multilevel_thresholds(pooled, th, axis=1)
+        return self.out_min + ops.apply_multilevel_thresholds(pooled, th, axis=1)
 
 
 @dataclass
 class IntegerModel:
-    """A folded network: integer layers plus what is needed to feed and describe it."""
+    """A folded network: integer layers plus what is needed to feed and describe it.
+
+    ``pixel_min``/``pixel_max`` bound the first layer's input codes; ``float_io`` (imported
+    models) says how float inputs become those codes and how the outputs become floats.
+    """
 
     layers: list[IntegerLayer]
     input_shape: tuple
     pixel_max: int
     classes: int
     meta: dict = field(default_factory=dict)
+    pixel_min: int = 0
+    float_io: FloatInterface | None = None
+    #: The trained network's ``state_dict()`` (float64), or None (imported or older files).
+    state: dict | None = None
 
     @property
     def pixel_bits(self) -> int:
@@ -217,10 +275,14 @@ class IntegerModel:
         for i, layer in enumerate(self.layers):
             m, c, r, s = layer.weights.shape
             pool = f", maxpool {layer.pool}" if layer.pool else ""
+            groups = f", groups {layer.groups}" if layer.groups > 1 else ""
             out = layer.output + (f" {layer.out_bits}-bit" if layer.output == "levels" else "")
-            lines.append(f"{i}: {layer.kind} {layer.scheme} W{layer.w_bits} A{layer.a_bits} "
+            if layer.output == "levels" and layer.out_min:
+                out += f" from {layer.out_min}"
+            lut = " (look-up table)" if layer.codebook is not None else ""
+            lines.append(f"{i}: {layer.kind} {layer.scheme}{lut} W{layer.w_bits} A{layer.a_bits} "
                          f"[{m}, {c}, {r}, {s}] on {list(layer.in_shape)}, stride "
-                         f"{layer.stride}, padding {layer.padding}{pool}, accumulator "
+                         f"{layer.stride}, padding {layer.padding}{groups}{pool}, accumulator "
                          f"{layer.accumulator_width} bits -> {out}")
         return lines
 
@@ -260,6 +322,8 @@ def _stages(net: L.Sequential):
     stages = []
     pending_flatten = False
     for i, layer in enumerate(net.layers):
+        if isinstance(layer, L.QuantizeGradients):
+            continue  # the identity at inference (it quantizes gradients only)
         if isinstance(layer, L.Linear):
             if not isinstance(layer, L.QuantizedWeights):
                 raise ValueError(f"layer {i} ({type(layer).__name__}) has float weights; only "
@@ -343,9 +407,21 @@ def _head(pooled_range: tuple, scale, bn_params: dict, channels: int):
          for k, v in bn_params.items()}
     s = np.broadcast_to(np.asarray(scale, dtype=np.float64), (channels,))
     inv = p["gamma"] / np.sqrt(p["var"] + p["eps"])
-    gain = s * inv
-    offset = p["beta"] - p["mean"] * inv
-    reach = max(abs(pooled_range[0]), abs(pooled_range[1]), 1)
+    return score_head(s * inv, p["beta"] - p["mean"] * inv, pooled_range)
+
+
+def score_head(gain, offset, acc_range: tuple):
+    """Integer ``(score_gain, score_offset, score_shift)`` of ``score = gain * acc + offset``.
+
+    ``gain`` and ``offset`` are float64 [M]; the integers are them in ``2**-score_shift``
+    units, the shift the largest that keeps every score of an accumulator in ``acc_range``
+    below ``2**60`` (so nothing overflows int64).
+    """
+    gain = np.asarray(gain, dtype=np.float64)
+    offset = np.asarray(offset, dtype=np.float64)
+    if not (np.all(np.isfinite(gain)) and np.all(np.isfinite(offset))):
+        raise ValueError("the score gain and offset must be finite")
+    reach = max(abs(acc_range[0]), abs(acc_range[1]), 1)
     magnitude = float(np.max(np.abs(gain)) * reach + np.max(np.abs(offset)))
     if magnitude == 0.0:
         shift = 0
@@ -391,8 +467,9 @@ def fold(net: L.Sequential, *, input_shape, pixel_max: int, classes: int | None 
         elif flatten:
             raise ValueError(f"layer {idx}: a convolution after Flatten does not fold")
         channels = shape[0]
+        groups = layer.groups
         if scheme == "xnor":
-            lanes = xnor_lanes(channels)
+            lanes = xnor_lanes(channels // groups)  # a word never straddles two groups
             m, c, r, s = wcodes.shape
             grouped = wcodes.reshape(m, c // lanes, lanes, r, s).transpose(0, 1, 3, 4, 2)
             wcodes = quant.pack_pm1(grouped)
@@ -409,7 +486,7 @@ def fold(net: L.Sequential, *, input_shape, pixel_max: int, classes: int | None 
                            w_bits=w_bits if w_bits is not None else q.bits, stride=stride,
                            padding=padding, in_shape=in_shape, channels=channels,
                            flatten=flatten, pool=info["pool"], acc_range=acc_range,
-                           output="scores")
+                           output="scores", groups=groups)
         out_shape = rec.out_shape()
         m = out_shape[0]
         scale = layer.output_scale()
@@ -449,7 +526,7 @@ def fold(net: L.Sequential, *, input_shape, pixel_max: int, classes: int | None 
     if classes is None:
         classes = out_layers[-1].out_channels
     return IntegerModel(out_layers, tuple(int(v) for v in input_shape), int(pixel_max),
-                        int(classes), dict(meta or {}))
+                        int(classes), dict(meta or {}), state=net.state_dict())
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,7 +540,7 @@ def _check_images(model: IntegerModel, x_codes) -> np.ndarray:
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(model.input_shape):
         raise ValueError(f"images must be [N, {', '.join(map(str, model.input_shape))}] pixel "
                          f"codes, not shape {x.shape}")
-    return quant.check_codes("pixel codes", x, 0, model.pixel_max)
+    return quant.check_codes("pixel codes", x, model.pixel_min, model.pixel_max)
 
 
 def run_integer(model: IntegerModel, x_codes, upto: int | None = None) -> IntegerTrace:
@@ -487,10 +564,10 @@ def run_integer(model: IntegerModel, x_codes, upto: int | None = None) -> Intege
         traces.append(LayerTrace(inputs, acc, pooled, out))
         acts = out
     done = count == len(model.layers)
-    return IntegerTrace(traces, np.argmax(acts, axis=1) if done else None)
+    return IntegerTrace(traces, np.argmax(acts.reshape(len(acts), -1), axis=1) if done else None)
 
 
-def hardware_layer(model: IntegerModel, index: int, image) -> "layer_file.Layer":
+def hardware_layer(model: IntegerModel, index: int, image) -> layer_file.Layer:
     """Layer ``index`` of the integer model on one image, as a ``LAYER.npz`` record.
 
     ``image`` is one image's pixel codes ``[C, H, W]``; the earlier layers run on the integer
@@ -498,15 +575,14 @@ def hardware_layer(model: IntegerModel, index: int, image) -> "layer_file.Layer"
     the accelerator's ``outputs`` must equal ``run_integer(model, image[None]).layers[index]
     .accumulators[0]``.
     """
-    from model import layer_file
-
     if not 0 <= index < len(model.layers):
         raise ValueError(f"layer index must be in [0, {len(model.layers) - 1}], not {index!r}")
     trace = run_integer(model, np.asarray(image)[None], upto=index + 1)
     rec = model.layers[index]
     return layer_file.Layer(scheme=rec.scheme, weights=rec.weights,
                             inputs=trace.layers[index].inputs[0], stride=rec.stride,
-                            padding=rec.padding, a_bits=rec.a_bits, w_bits=rec.w_bits)
+                            padding=rec.padding, a_bits=rec.a_bits, w_bits=rec.w_bits,
+                            codebook=rec.codebook, groups=rec.groups)
 
 
 def predict(model: IntegerModel, x_codes, *, batch_size: int = 256) -> np.ndarray:
@@ -517,6 +593,67 @@ def predict(model: IntegerModel, x_codes, *, batch_size: int = 256) -> np.ndarra
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
+@dataclass
+class FloatRun:
+    """What ``run_float`` gives for N samples."""
+
+    outputs: np.ndarray      # float32 [N] + output shape: the graph's float outputs
+    codes: np.ndarray        # int64, same shape: the integers behind them
+    predictions: np.ndarray  # int64 [N]: the first argmax of the integer scores or codes
+    input_codes: np.ndarray  # int64 [N, C, H, W]: the first layer's input codes
+
+
+def run_float(model: IntegerModel, inputs, *, batch_size: int = 256) -> FloatRun:
+    """Run the integer model on float inputs, as the source graph would (imported models).
+
+    ``inputs`` are floats of shape ``[N] + float_io.input_shape`` (the graph's own layout);
+    the graph's input quantizer turns them into codes. ``outputs`` are the last layer's
+    float results in the graph's output layout: its scores ``(score_gain * acc +
+    score_offset) * 2**-score_shift`` (the graph's affine ops on ``s_a * s_w * acc``) or,
+    when the graph ends in a quantizer, that quantizer's values of the codes; ``codes`` are
+    the pooled accumulators, or those output codes. A model without ``float_io`` takes its
+    pixel codes ``[N, C, H, W]`` as they are. Raises ``ValueError`` on a wrong shape or a
+    non-finite input.
+    """
+    io = model.float_io
+    x = np.asarray(inputs)
+    if io is None:
+        x_codes = _check_images(model, x)
+        out_shape = None
+    else:
+        want = tuple(io.input_shape)
+        if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+            raise ValueError(f"inputs must have shape [N, {', '.join(map(str, want))}] (the "
+                             f"graph's input without its batch dimension), not {list(x.shape)}")
+        if x.dtype.kind not in "iuf" or (x.size and not np.all(np.isfinite(x))):
+            raise ValueError("inputs must be finite real numbers")
+        x_codes = io.quantizer.codes(x).reshape((len(x),) + tuple(model.input_shape))
+        out_shape = tuple(io.output_shape)
+    last = model.layers[-1]
+    outs, codes, preds = [], [], []
+    for i in range(0, len(x_codes), batch_size):
+        trace = run_integer(model, x_codes[i:i + batch_size])
+        final = trace.layers[-1]
+        n = len(final.pooled)
+        if last.output == "scores":
+            ints = final.pooled.reshape(n, -1)
+            floats = np.ldexp(final.outputs.astype(np.float64), -last.score_shift)
+        else:
+            ints = final.outputs.reshape(n, -1)
+            quantizer = io.output_quantizer if io is not None else None
+            floats = ints if quantizer is None else quantizer.values(ints)
+        outs.append(np.asarray(floats, dtype=np.float32).reshape(n, -1))
+        codes.append(ints.astype(np.int64))
+        preds.append(trace.predictions)
+    n = len(x_codes)
+    shape = (n,) + (out_shape if out_shape is not None else outs[0].shape[1:] if outs else (0,))
+    if not outs:
+        return FloatRun(np.zeros(shape, np.float32), np.zeros(shape, np.int64),
+                        np.zeros(0, np.int64), x_codes)
+    return FloatRun(np.concatenate(outs).reshape(shape), np.concatenate(codes).reshape(shape),
+                    np.concatenate(preds), x_codes)
+
+
 # --------------------------------------------------------------------------------------------
 # The file format
 # --------------------------------------------------------------------------------------------
@@ -525,6 +662,17 @@ _LAYER_FIELDS = ("kind", "scheme", "a_bits", "w_bits", "stride", "padding", "in_
                  "channels", "flatten", "pool", "acc_range", "output", "out_bits",
                  "score_shift")
 _LAYER_ARRAYS = ("weights", "thresholds", "flip", "constant", "score_gain", "score_offset")
+# Version 2: written only when used (a model that uses none of them stays version 1).
+_LAYER_FIELDS_V2 = {"out_min": 0, "groups": 1}
+_LAYER_ARRAYS_V2 = ("codebook",)
+
+
+def _version_of(model: IntegerModel) -> int:
+    """1 unless the model uses a field of version 2 (see the module docstring)."""
+    uses_v2 = (model.pixel_min != 0 or model.float_io is not None
+               or any(layer.out_min != 0 or layer.codebook is not None or layer.groups != 1
+                      for layer in model.layers))
+    return 2 if uses_v2 else VERSION
 
 
 @dataclass
@@ -541,21 +689,29 @@ class FloatCheckpoint:
 
 def save(model: IntegerModel, path, *, overwrite: bool = False) -> None:
     """Save an ``IntegerModel`` as ``.npz`` integer arrays plus a JSON manifest."""
+    version = _version_of(model)
     arrays, layers = {}, []
     for i, layer in enumerate(model.layers):
         fields = {name: getattr(layer, name) for name in _LAYER_FIELDS}
+        if version >= 2:
+            fields.update({name: getattr(layer, name) for name in _LAYER_FIELDS_V2})
         fields["accumulator_width"] = layer.accumulator_width
         fields["weights_shape"] = list(layer.weights.shape)
         layers.append(fields)
-        for name in _LAYER_ARRAYS:
+        for name in _LAYER_ARRAYS + _LAYER_ARRAYS_V2:
             value = getattr(layer, name)
             if value is not None:
                 arr = np.asarray(value)
                 arrays[f"layer{i}.{name}"] = arr.astype(np.uint8) if arr.dtype == bool else arr
+    for name, value in (model.state or {}).items():
+        arrays[f"state.{name}"] = np.asarray(value, dtype=np.float64)
     manifest = {"kind": "integer", "input_shape": list(model.input_shape),
                 "pixel_max": model.pixel_max, "classes": model.classes, "layers": layers,
                 "meta": model.meta}
-    write_container(path, format=FORMAT, version=VERSION, manifest=manifest, arrays=arrays,
+    if version >= 2:
+        manifest["pixel_min"] = model.pixel_min
+        manifest["float_io"] = None if model.float_io is None else model.float_io.to_dict()
+    write_container(path, format=FORMAT, version=version, manifest=manifest, arrays=arrays,
                     overwrite=overwrite)
 
 
@@ -570,43 +726,425 @@ def save_float(net: L.Sequential, path, *, net_name: str, input_shape, pixel_max
 
 
 def _corrupt(path, why: str) -> ValueError:
-    return ValueError(f"{path!r} is not a valid mulfree model file: {why}")
+    return ValueError(f"{str(path)!r} is not a valid mulfree model file: {why}")
+
+
+# --- reading a file: every field checked -------------------------------------------------------
+
+def _int(value, what: str, lo: int | None = None, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be an integer, not {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        bounds = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+        raise ValueError(f"{what} must be in {bounds}, not {value}")
+    return value
+
+
+def _ints(value, what: str, length: int, lo: int | None = None) -> tuple:
+    if not isinstance(value, list) or len(value) != length:
+        raise ValueError(f"{what} must be a list of {length} integers, not {value!r}")
+    return tuple(_int(v, what, lo) for v in value)
+
+
+def _integer_array(value, what: str, shape: tuple) -> np.ndarray:
+    if value is None:
+        raise ValueError(f"{what} is missing")
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{what} must hold integers, not {arr.dtype} values")
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{what} must have shape {list(shape)}, not {list(arr.shape)}")
+    return arr.astype(np.int64)
+
+
+def _flags(value, what: str, channels: int) -> np.ndarray:
+    arr = _integer_array(value, what, (channels,))
+    if np.any((arr != 0) & (arr != 1)):
+        raise ValueError(f"{what} must hold 0 or 1 per channel")
+    return arr.astype(bool)
+
+
+#: Largest magnitude of a score (``gain * acc + offset``): int64 with room to spare.
+_SCORE_LIMIT = 1 << 62
+
+
+def _layer_from_manifest(i: int, fields, arrays: dict) -> IntegerLayer:
+    """One ``IntegerLayer`` from its manifest fields and arrays, every field checked."""
+    what = f"layer {i}"
+    if not isinstance(fields, dict):
+        raise ValueError(f"{what} must be a JSON object, not {fields!r}")
+    missing = [name for name in _LAYER_FIELDS if name not in fields]
+    if missing:
+        raise ValueError(f"{what} has no field {missing[0]!r}")
+    kind = fields["kind"]
+    if kind not in ("conv", "dense"):
+        raise ValueError(f"{what}: kind must be 'conv' or 'dense', not {kind!r}")
+    scheme = fields["scheme"]
+    if not isinstance(scheme, str) or scheme not in quant.SCHEMES:
+        raise ValueError(f"{what}: unknown scheme {scheme!r}; allowed: "
+                         f"{', '.join(quant.SCHEMES)}")
+    a_bits = _int(fields["a_bits"], f"{what} a_bits")
+    w_bits = _int(fields["w_bits"], f"{what} w_bits")
+    quant.activation_code_range(scheme, a_bits)
+    w_lo, w_hi = quant.weight_code_range(scheme, w_bits)
+    stride = _int(fields["stride"], f"{what} stride", 1, 1 << 16)
+    padding = _int(fields["padding"], f"{what} padding", 0, 1 << 16)
+    in_shape = _ints(fields["in_shape"], f"{what} in_shape", 3, 1)
+    channels = _int(fields["channels"], f"{what} channels", 1)
+    if not isinstance(fields["flatten"], bool):
+        raise ValueError(f"{what}: flatten must be true or false, not {fields['flatten']!r}")
+    groups = _int(fields.get("groups", 1), f"{what} groups", 1, 1 << 16)
+    pool = _int(fields["pool"], f"{what} pool", 0, 1 << 16)
+    if pool == 1:
+        raise ValueError(f"{what}: pool must be 0 (none) or a window of at least 2, not 1")
+    output = fields["output"]
+    if output not in _OUTPUTS:
+        raise ValueError(f"{what}: unknown output {output!r}; allowed: {', '.join(_OUTPUTS)}")
+    weights = arrays.get(f"layer{i}.weights")
+    if weights is None:
+        raise ValueError(f"{what} has no weights")
+    weights = np.asarray(weights)
+    if weights.ndim != 4 or 0 in weights.shape:
+        raise ValueError(f"{what} weights must be a non-empty [M, C, R, S] array, not shape "
+                         f"{list(weights.shape)}")
+    weights = quant.check_codes(f"{what} {scheme} weight codes", weights, w_lo, w_hi)
+    m, c, r, s = weights.shape
+    if in_shape[0] % groups or m % groups:
+        raise ValueError(f"{what}: groups {groups} must divide the input channels "
+                         f"{in_shape[0]} and the filters {m}")
+    if c * groups != in_shape[0]:
+        split = f" ({groups} groups of {c})" if groups > 1 else ""
+        raise ValueError(f"{what}: weights {list(weights.shape)} take {c * groups} input "
+                         f"channels{split}, in_shape {list(in_shape)} has {in_shape[0]}")
+    lanes = a_bits if scheme == "xnor" else 1
+    if channels != in_shape[0] * lanes:
+        raise ValueError(f"{what}: channels {channels} must be {in_shape[0] * lanes} "
+                         f"(in_shape {list(in_shape)}" + (f" of {lanes} lanes)" if lanes > 1
+                                                          else ")"))
+    if kind == "dense" and (r, s, in_shape[1], in_shape[2], stride, padding) != \
+            (1, 1, 1, 1, 1, 0):
+        raise ValueError(f"{what}: a dense layer has 1x1 weights on a [C, 1, 1] input, stride "
+                         "1 and no padding")
+    if kind == "dense" and groups != 1:
+        raise ValueError(f"{what}: groups must be 1 for a dense layer, not {groups}")
+    fan_in = c * r * s
+    codebook = _codebook(what, arrays.get(f"layer{i}.codebook"), scheme, w_bits)
+    if codebook is not None:
+        from model.compress import codebook_acc_range
+        acc_range = codebook_acc_range(codebook, a_bits=a_bits, fan_in=fan_in)
+        products = "the codebook's products"
+    else:
+        p_lo, p_hi = ops.product_range(scheme, a_bits=a_bits, w_bits=w_bits)
+        acc_range = (fan_in * p_lo, fan_in * p_hi)
+        products = "the product range"
+    if fields["acc_range"] != list(acc_range):
+        raise ValueError(f"{what}: acc_range must be {list(acc_range)} (fan-in {fan_in} times "
+                         f"{products}), not {fields['acc_range']!r}")
+    layer = IntegerLayer(kind=kind, scheme=scheme, weights=weights, a_bits=a_bits,
+                         w_bits=w_bits, stride=stride, padding=padding, in_shape=in_shape,
+                         channels=channels, flatten=fields["flatten"], pool=pool,
+                         acc_range=acc_range, output=output, codebook=codebook, groups=groups)
+    layer.out_shape()  # the kernel, stride and pooling leave a non-empty output
+    present = {name for name in _LAYER_ARRAYS if f"layer{i}.{name}" in arrays}
+    if output != "levels" and fields["out_bits"] is not None:
+        raise ValueError(f"{what}: out_bits must be null for a {output!r} output, not "
+                         f"{fields['out_bits']!r}")
+    if output == "scores":
+        expected = {"weights", "score_gain", "score_offset"}
+        layer.score_shift = _int(fields["score_shift"], f"{what} score_shift", 0, 62)
+        layer.score_gain = _integer_array(arrays.get(f"layer{i}.score_gain"),
+                                          f"{what} score_gain", (m,))
+        layer.score_offset = _integer_array(arrays.get(f"layer{i}.score_offset"),
+                                            f"{what} score_offset", (m,))
+        reach = max(abs(acc_range[0]), abs(acc_range[1]))
+        worst = max(abs(int(g)) * reach + abs(int(o))
+                    for g, o in zip(layer.score_gain, layer.score_offset))
+        if worst >= _SCORE_LIMIT:
+            raise ValueError(f"{what}: score_gain and score_offset reach {worst}; allowed: "
+                             f"scores below 2**62")
+    else:
+        expected = {"weights", "thresholds", "flip", "constant"}
+        if fields["score_shift"] != 0:
+            raise ValueError(f"{what}: score_shift must be 0 for a {output!r} output, not "
+                             f"{fields['score_shift']!r}")
+        if output == "levels":
+            layer.out_bits = _int(fields["out_bits"], f"{what} out_bits", 1, 16)
+            layer.out_min = _int(fields.get("out_min", 0), f"{what} out_min",
+                                 -(1 << (layer.out_bits - 1)), 0)
+        count = 1 if output == "sign" else (1 << layer.out_bits) - 1
+        layer.thresholds = _integer_array(arrays.get(f"layer{i}.thresholds"),
+                                          f"{what} thresholds", (m, count))
+        layer.flip = _flags(arrays.get(f"layer{i}.flip"), f"{what} flip", m)
+        layer.constant = _flags(arrays.get(f"layer{i}.constant"), f"{what} constant", m)
+    out_min = fields.get("out_min", 0)
+    if output != "levels" and (isinstance(out_min, bool) or out_min != 0):
+        raise ValueError(f"{what}: out_min must be 0 for a {output!r} output, not {out_min!r}")
+    if present != expected:
+        extra = sorted(present - expected)
+        raise ValueError(f"{what}: unexpected array {extra[0]!r} for a {output!r} output"
+                         if extra else f"{what}: {sorted(expected - present)[0]} is missing")
+    return layer
+
+
+def _codebook(what: str, value, scheme: str, w_bits: int) -> np.ndarray | None:
+    """A layer's codebook array checked (None when it has none)."""
+    if value is None:
+        return None
+    if scheme != "dorefa":
+        raise ValueError(f"{what}: a codebook needs scheme 'dorefa' (the look-up table), not "
+                         f"{scheme!r}")
+    book = quant.check_codes(f"{what} codebook", value, -(1 << 15), (1 << 15) - 1)
+    if book.shape != (1 << w_bits,):
+        raise ValueError(f"{what}: codebook must hold 2**w_bits = {1 << w_bits} levels, not "
+                         f"shape {list(book.shape)}")
+    return book
+
+
+_QUANTIZER_FIELDS = ("op", "scale", "bits", "signed", "narrow", "rounding_mode")
+_FLOAT_IO_FIELDS = ("input_shape", "output_shape", "quantizer", "output_quantizer")
+
+
+def _object(value, what: str, fields: tuple, optional: tuple = ()) -> dict:
+    """``value`` if it is a JSON object with exactly ``fields`` (``optional`` may be absent)."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a JSON object, not {value!r}")
+    missing = [name for name in fields if name not in value and name not in optional]
+    if missing:
+        raise ValueError(f"{what} has no field {missing[0]!r}")
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise ValueError(f"{what}: unknown field {unknown[0]!r}; allowed: {', '.join(fields)}")
+    return value
+
+
+def _quantizer(value, what: str) -> Quantizer:
+    fields = _object(value, what, _QUANTIZER_FIELDS)
+    for name in ("op", "rounding_mode"):
+        if not isinstance(fields[name], str):
+            raise ValueError(f"{what} {name} must be a string, not {fields[name]!r}")
+    for name in ("signed", "narrow"):
+        if not isinstance(fields[name], bool):
+            raise ValueError(f"{what} {name} must be true or false, not {fields[name]!r}")
+    scale = fields["scale"]
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise ValueError(f"{what} scale must be a number, not {scale!r}")
+    try:
+        return Quantizer(op=fields["op"], scale=float(scale),
+                         bits=_int(fields["bits"], f"{what} bits", 1, 32),
+                         signed=fields["signed"], narrow=fields["narrow"],
+                         rounding_mode=fields["rounding_mode"])
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
+
+
+def _shape(value, what: str) -> tuple:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{what} must be a non-empty list of positive integers, not {value!r}")
+    return tuple(_int(v, what, 1) for v in value)
+
+
+def _float_io(value) -> FloatInterface | None:
+    """``float_io`` of the manifest (null: none), every field checked."""
+    if value is None:
+        return None
+    fields = _object(value, "float_io", _FLOAT_IO_FIELDS, optional=("output_quantizer",))
+    out_q = fields.get("output_quantizer")
+    return FloatInterface(_shape(fields["input_shape"], "float_io input_shape"),
+                          _shape(fields["output_shape"], "float_io output_shape"),
+                          _quantizer(fields["quantizer"], "float_io quantizer"),
+                          None if out_q is None
+                          else _quantizer(out_q, "float_io output_quantizer"))
+
+
+def _state(arrays: dict) -> dict | None:
+    """The training state (arrays ``state.<name>``: finite floats), or None without one."""
+    state = {}
+    for key in sorted(arrays):
+        if not key.startswith("state."):
+            continue
+        arr = np.asarray(arrays[key])
+        if arr.dtype.kind != "f":
+            raise ValueError(f"array {key!r} must hold floats (training state), not "
+                             f"{arr.dtype} values")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"array {key!r} contains NaN or inf; allowed: finite floats")
+        state[key[len("state."):]] = arr
+    return state or None
+
+
+def _refuse_v2_fields(manifest: dict, records: list, arrays: dict) -> None:
+    """A version-1 file holds none of the fields version 2 added."""
+    for name in ("pixel_min", "float_io"):
+        if name in manifest:
+            raise ValueError(f"{name} is a version-2 field; this file is version 1")
+    for i, fields in enumerate(records):
+        for name in _LAYER_FIELDS_V2:
+            if isinstance(fields, dict) and name in fields:
+                raise ValueError(f"layer {i} {name} is a version-2 field; this file is "
+                                 "version 1")
+        for name in _LAYER_ARRAYS_V2:
+            if f"layer{i}.{name}" in arrays:
+                raise ValueError(f"array 'layer{i}.{name}' is a version-2 field; this file is "
+                                 "version 1")
+
+
+def _output_codes(layer: IntegerLayer) -> tuple[int, int]:
+    """Smallest and largest code a layer's output stage gives: +/-1, or the codes of its
+    thresholds at both ends of the accumulator range (each channel's code is monotone in the
+    accumulator, so no code lies outside them; a threshold beyond the range is never
+    passed)."""
+    if layer.output == "sign":
+        return (-1, 1)
+    ends = np.array(layer.acc_range, dtype=np.int64).reshape(2, 1, 1, 1)
+    codes = layer.activate(np.broadcast_to(ends, (2, layer.out_channels, 1, 1)))
+    return int(codes.min()), int(codes.max())
+
+
+def check_model(model: IntegerModel) -> None:
+    """``ValueError`` (one line naming the layer and field) unless the layers chain: each
+    takes the previous one's output shape and codes, the first the images, the last gives one
+    score per class."""
+    c, h, w = model.input_shape
+    shape, codes = (c, h, w), (model.pixel_min, model.pixel_max)
+    io = model.float_io
+    out_q = io.output_quantizer if io is not None else None
+    for i, layer in enumerate(model.layers):
+        what = f"layer {i}"
+        last = i == len(model.layers) - 1
+        if last and out_q is not None:
+            _check_output_quantizer(what, layer, out_q)
+        elif (layer.output == "scores") != last:
+            raise ValueError(f"{what}: only the last layer gives scores, not {layer.output!r}")
+        flat = (int(np.prod(shape)), 1, 1)
+        if layer.kind == "dense" or layer.flatten:
+            if layer.kind == "conv":
+                raise ValueError(f"{what}: a convolution cannot follow a flatten")
+            wanted = flat
+        else:
+            wanted = shape
+        if layer.channels != wanted[0] or tuple(layer.in_shape[1:]) != tuple(wanted[1:]):
+            raise ValueError(f"{what} takes {layer.channels} channels of "
+                             f"{list(layer.in_shape[1:])}, the previous stage gives "
+                             f"{wanted[0]} of {list(wanted[1:])}")
+        if layer.scheme == "xnor":
+            if codes != (-1, 1):
+                raise ValueError(f"{what}: xnor takes +/-1 inputs, the previous stage gives "
+                                 f"codes {codes[0]} to {codes[1]}")
+        else:
+            lo, hi = quant.activation_code_range(layer.scheme, layer.a_bits)
+            if codes[0] < lo or codes[1] > hi:
+                raise ValueError(f"{what} takes {layer.scheme} activations of {layer.a_bits} "
+                                 f"bits ({lo} to {hi}), the previous stage gives {codes[0]} "
+                                 f"to {codes[1]}")
+        shape = layer.out_shape()
+        if not last:
+            codes = _output_codes(layer)
+    if shape[1:] != (1, 1) or shape[0] != model.classes:
+        raise ValueError(f"the last layer gives {list(shape)} scores; the model has "
+                         f"{model.classes} classes (one score each)")
+    if io is not None:
+        _check_float_io(model, io)
+
+
+def _check_output_quantizer(what: str, layer: IntegerLayer, out_q: Quantizer) -> None:
+    """The last layer of a graph ending in a quantizer gives that quantizer's codes."""
+    want = "sign" if out_q.bipolar else "levels"
+    if layer.output != want:
+        raise ValueError(f"{what}: the output quantizer ({out_q.describe()}) needs a {want!r} "
+                         f"output, not {layer.output!r}")
+    if want == "levels" and (layer.out_bits, layer.out_min) != (out_q.bits,
+                                                                 out_q.code_range[0]):
+        raise ValueError(f"{what}: the output quantizer ({out_q.describe()}) gives "
+                         f"{out_q.bits}-bit codes from {out_q.code_range[0]}, not "
+                         f"{layer.out_bits}-bit codes from {layer.out_min}")
+
+
+def _check_float_io(model: IntegerModel, io: FloatInterface) -> None:
+    """``float_io`` fits the model: as many values in and out, input codes the first layer
+    takes."""
+    if math.prod(io.input_shape) != math.prod(model.input_shape):
+        raise ValueError(f"float_io input_shape {list(io.input_shape)} does not hold the "
+                         f"input {list(model.input_shape)}")
+    if math.prod(io.output_shape) != model.classes:
+        raise ValueError(f"float_io output_shape {list(io.output_shape)} does not hold the "
+                         f"{model.classes} outputs")
+    lo, hi = io.quantizer.code_range
+    if lo < model.pixel_min or hi > model.pixel_max:
+        raise ValueError(f"float_io quantizer ({io.quantizer.describe()}) gives codes {lo} to "
+                         f"{hi}, outside pixel_min {model.pixel_min} to pixel_max "
+                         f"{model.pixel_max}")
+
+
+def _float_checkpoint(manifest: dict, arrays: dict) -> FloatCheckpoint:
+    from model import nets
+    net = manifest["net"]
+    if not isinstance(net, str) or net not in nets.NETS:
+        raise ValueError(f"unknown network {net!r}; allowed: {', '.join(nets.NETS)}")
+    input_shape = _ints(manifest["input_shape"], "input_shape", 3, 1)
+    pixel_max = _int(manifest["pixel_max"], "pixel_max", 1, 1 << 16)
+    classes = _int(manifest["classes"], "classes", 2, 1 << 16)
+    state = {k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}
+    others = sorted(k for k in arrays if not k.startswith("state."))
+    if others:
+        raise ValueError(f"unexpected array {others[0]!r}")
+    checkpoint = FloatCheckpoint(net, input_shape, pixel_max, classes, state,
+                                 _meta(manifest))
+    # The state must be the one of the network it names (names, shapes, finite real values).
+    nets.build(net, input_shape, classes, pixel_max=pixel_max,
+               **nets.build_options(checkpoint.meta)).load_state_dict(state)
+    return checkpoint
+
+
+def _meta(manifest: dict) -> dict:
+    meta = manifest.get("meta", {})
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta must be a JSON object, not {meta!r}")
+    return meta
 
 
 def load(path) -> IntegerModel | FloatCheckpoint:
     """Load a file written by ``save`` or ``save_float``.
 
     Raises ``ValueError`` with one clear line when the file is missing, not a mulfree model,
-    of another format version, or corrupt (checksum mismatch, missing or malformed fields).
+    of another format version, or corrupt: a checksum mismatch (of the arrays or the
+    manifest), or any field missing, of the wrong type, out of its range or inconsistent with
+    the others (``check_model``).
     """
-    manifest, arrays = read_container(path, format=FORMAT, version=VERSION,
+    manifest, arrays = read_container(path, format=FORMAT, version=VERSIONS,
                                       what="mulfree model", again=" (train it again)")
     try:
+        for key in ("kind", "input_shape", "pixel_max", "classes"):
+            if key not in manifest:
+                raise ValueError(f"manifest field {key!r} is missing")
         if manifest["kind"] == "float":
-            state = {k[len("state."):]: v for k, v in arrays.items() if k.startswith("state.")}
-            return FloatCheckpoint(manifest["net"], tuple(manifest["input_shape"]),
-                                   int(manifest["pixel_max"]), int(manifest["classes"]), state,
-                                   manifest.get("meta", {}))
+            return _float_checkpoint(manifest, arrays)
         if manifest["kind"] != "integer":
-            raise _corrupt(path, f"unknown kind {manifest['kind']!r}")
-        layers = []
-        for i, fields in enumerate(manifest["layers"]):
-            values = {name: fields[name] for name in _LAYER_FIELDS}
-            values["in_shape"] = tuple(values["in_shape"])
-            values["acc_range"] = tuple(values["acc_range"])
-            for name in _LAYER_ARRAYS:
-                key = f"layer{i}.{name}"
-                values[name] = arrays.get(key)
-            if values["weights"] is None or values["output"] not in _OUTPUTS:
-                raise _corrupt(path, f"layer {i} has no weights or an unknown output")
-            for name in ("flip", "constant"):
-                if values[name] is not None:
-                    values[name] = values[name].astype(bool)
-            layer = IntegerLayer(**values)
-            if list(layer.weights.shape) != list(fields["weights_shape"]):
-                raise _corrupt(path, f"layer {i} weights have the wrong shape")
-            layers.append(layer)
-        return IntegerModel(layers, tuple(manifest["input_shape"]), int(manifest["pixel_max"]),
-                            int(manifest["classes"]), manifest.get("meta", {}))
-    except (KeyError, TypeError) as exc:
-        raise _corrupt(path, f"manifest field {exc} missing or malformed") from None
+            raise ValueError(f"unknown kind {manifest['kind']!r}; allowed: integer, float")
+        version = manifest["version"]
+        records = manifest.get("layers")
+        if not isinstance(records, list) or not records:
+            raise ValueError(f"layers must be a non-empty list, not {records!r}")
+        known = {f"layer{i}.{name}" for i in range(len(records))
+                 for name in _LAYER_ARRAYS + _LAYER_ARRAYS_V2}
+        unknown = sorted(name for name in set(arrays) - known if not name.startswith("state."))
+        if unknown:
+            raise ValueError(f"unexpected array {unknown[0]!r}")
+        if version < 2:
+            _refuse_v2_fields(manifest, records, arrays)
+        layers = [_layer_from_manifest(i, fields, arrays) for i, fields in enumerate(records)]
+        for i, (layer, fields) in enumerate(zip(layers, records)):
+            if fields.get("weights_shape") != list(layer.weights.shape):
+                raise ValueError(f"layer {i} weights_shape {fields.get('weights_shape')!r} is "
+                                 f"not the weights' shape {list(layer.weights.shape)}")
+        pixel_max = _int(manifest["pixel_max"], "pixel_max", 1, 1 << 16)
+        model = IntegerModel(layers, _ints(manifest["input_shape"], "input_shape", 3, 1),
+                             pixel_max, _int(manifest["classes"], "classes", 2, 1 << 16),
+                             _meta(manifest),
+                             pixel_min=_int(manifest.get("pixel_min", 0), "pixel_min",
+                                            -(1 << 16), pixel_max - 1),
+                             float_io=_float_io(manifest.get("float_io")),
+                             state=_state(arrays))
+        check_model(model)
+        return model
+    except ValueError as exc:
+        raise _corrupt(path, str(exc)) from None

@@ -2,8 +2,9 @@
 
 LAYER.npz
     ``scheme`` (str, a name of ``model.quant.SCHEMES``), ``weights`` (integer codes in the
-    scheme's encoding, [M, C, R, S]), ``inputs`` (integer activation codes, [C, H, W]),
-    ``stride`` and ``padding`` (integers), and optionally ``a_bits`` and ``w_bits``. A dense
+    scheme's encoding, [M, C / groups, R, S]), ``inputs`` (integer activation codes,
+    [C, H, W]), ``stride`` and ``padding`` (integers), optionally ``groups`` (default 1; it
+    divides C and M; depthwise: groups = C = M), ``a_bits`` and ``w_bits``. A dense
     layer is [M, C, 1, 1] weights on a [C, 1, 1] input. For ``xnor`` C counts packed words
     and ``a_bits`` (= ``w_bits``) is the lane count. Optionally ``codebook`` (scheme
     ``dorefa`` only, weight sharing): ``2**w_bits`` integer levels, the level of weight code
@@ -22,17 +23,17 @@ the bad value; ``save_layer``/``save_outputs`` never overwrite an existing file 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from model.ops import conv_output_size, signed_width
+from model.files import atomic_write
+from model.ops import conv2d, conv_output_size, signed_width
 from model.quant import (SCHEMES, activation_code_range, check_codes, check_scheme,
                          weight_bits, weight_code_range)
 
-__all__ = ["Layer", "load_layer", "save_layer", "save_outputs", "load_outputs", "infer_bits"]
+__all__ = ["Layer", "load_layer", "save_layer", "save_outputs", "load_outputs", "infer_bits",
+           "save_arrays", "golden_outputs"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Layer:
     a_bits: int | None = None
     w_bits: int | None = None
     codebook: np.ndarray | None = None
+    groups: int = 1
 
     def __post_init__(self):
         check_scheme(self.scheme)
@@ -58,9 +60,19 @@ class Layer:
             raise ValueError(f"inputs must have shape [C, H, W], not {a.shape}")
         if w.size == 0 or a.size == 0:
             raise ValueError(f"weights {w.shape} and inputs {a.shape} must not be empty")
-        if w.shape[1] != a.shape[0]:
-            raise ValueError(f"weights {w.shape} expect {w.shape[1]} input channels, "
-                             f"the inputs {a.shape} have {a.shape[0]}")
+        g = self.groups
+        if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 1:
+            raise ValueError(f"groups must be a positive integer, not {g!r}")
+        if a.shape[0] % g or w.shape[0] % g:
+            raise ValueError(f"groups {g} must divide the input channels C = {a.shape[0]} "
+                             f"and the filters M = {w.shape[0]}")
+        if w.shape[1] * g != a.shape[0]:
+            raise ValueError(f"weights {w.shape} expect {w.shape[1]} x {g} groups = "
+                             f"{w.shape[1] * g} input channels, the inputs {a.shape} have "
+                             f"{a.shape[0]}")
+        object.__setattr__(self, "groups", int(g))
+        _check_integers("weights", w)  # their ranges are checked below, once the widths
+        _check_integers("inputs", a)   # are known
         for name in ("stride", "padding"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
@@ -98,6 +110,36 @@ class Layer:
         _, H, W = self.inputs.shape
         return (M, conv_output_size(H, R, self.stride, self.padding),
                 conv_output_size(W, S, self.stride, self.padding))
+
+
+def _check_integers(name: str, arr: np.ndarray) -> None:
+    """``ValueError`` unless ``arr`` holds integers (any integer dtype, or finite integral
+    floats), each within int64."""
+    if arr.dtype.kind not in "iubf":
+        raise ValueError(f"{name} must hold integer codes, not {arr.dtype} values")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contain NaN or inf; allowed: integer codes")
+        fractional = arr[arr != np.round(arr)]
+        if fractional.size:
+            raise ValueError(f"{name} must hold integer codes, not {float(fractional[0])!r}")
+        if np.any(np.abs(arr) >= 2.0 ** 63):
+            raise ValueError(f"{name} hold {float(np.max(np.abs(arr))):.17g}, beyond int64")
+    elif arr.dtype.kind == "u" and arr.size and int(arr.max()) >= 1 << 63:
+        raise ValueError(f"{name} hold {int(arr.max())}, beyond int64")
+
+
+def golden_outputs(layer: Layer) -> np.ndarray:
+    """The exact sums ``[M, E, F]`` the accelerator must produce for ``layer``: its golden
+    model (``model.ops.conv2d``, or ``model.compress.codebook_conv2d`` with a codebook)."""
+    if layer.codebook is not None:
+        from model.compress import codebook_conv2d
+        return codebook_conv2d(layer.inputs, layer.weights, layer.codebook,
+                               stride=layer.stride, padding=layer.padding, a_bits=layer.a_bits,
+                               groups=layer.groups)
+    return conv2d(layer.scheme, layer.inputs, layer.weights, stride=layer.stride,
+                  padding=layer.padding, a_bits=layer.a_bits, w_bits=layer.w_bits,
+                  groups=layer.groups)
 
 
 def _unsigned_bits(values) -> int:
@@ -141,6 +183,11 @@ def infer_bits(scheme: str, weights, inputs, a_bits=None, w_bits=None) -> tuple[
     return a_bits, w_bits
 
 
+#: The arrays a LAYER.npz may hold.
+LAYER_FIELDS = ("scheme", "weights", "inputs", "stride", "padding", "a_bits", "w_bits",
+                "groups", "codebook")
+
+
 def _scalar(data, name: str, default=None):
     if name not in data:
         if default is not None:
@@ -148,13 +195,25 @@ def _scalar(data, name: str, default=None):
         raise ValueError(f"layer file has no {name!r}")
     arr = np.asarray(data[name])
     if arr.ndim != 0 and arr.size != 1:
-        raise ValueError(f"{name!r} must be a scalar, not shape {arr.shape}")
+        raise ValueError(f"{name} must be a scalar, not an array of shape {arr.shape}")
     return arr.reshape(()).item()
+
+
+def _integer(data, name: str, default=None) -> int:
+    """The scalar ``name`` as an int: an integer, or a float holding a finite integer."""
+    value = _scalar(data, name, default)
+    if isinstance(value, float) and np.isfinite(value) and value == int(value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, not {value!r}")
+    return value
 
 
 def load_layer(path) -> Layer:
     """Read and validate LAYER.npz; ``ValueError`` (one line) on anything wrong."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"layer file {str(path)!r} is a folder, not a file")
     if not path.is_file():
         raise ValueError(f"layer file {str(path)!r} does not exist")
     try:
@@ -162,36 +221,36 @@ def load_layer(path) -> Layer:
             contents = {k: data[k] for k in data.files}
     except Exception as exc:  # zip or format errors from NumPy
         raise ValueError(f"{str(path)!r} is not a readable .npz file ({exc})") from None
-    for key in ("scheme", "weights", "inputs"):
-        if key not in contents:
-            raise ValueError(f"layer file {str(path)!r} has no {key!r} array; needs scheme, "
-                             "weights, inputs, stride, padding")
-    scheme = str(_scalar(contents, "scheme"))
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown scheme {scheme!r}; allowed: {', '.join(SCHEMES)}")
-    opt = {k: int(_scalar(contents, k)) for k in ("a_bits", "w_bits") if k in contents}
-    if "codebook" in contents:
-        opt["codebook"] = contents["codebook"]
-    return Layer(scheme=scheme, weights=contents["weights"], inputs=contents["inputs"],
-                 stride=int(_scalar(contents, "stride", 1)),
-                 padding=int(_scalar(contents, "padding", 0)), **opt)
+    try:
+        for key in ("scheme", "weights", "inputs"):
+            if key not in contents:
+                raise ValueError(f"it has no {key!r} array; a layer file holds "
+                                 f"{', '.join(LAYER_FIELDS)}")
+        unknown = sorted(set(contents) - set(LAYER_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown array {unknown[0]!r}; allowed: {', '.join(LAYER_FIELDS)}")
+        scheme = _scalar(contents, "scheme")
+        if not isinstance(scheme, str) or scheme not in SCHEMES:
+            raise ValueError(f"unknown scheme {scheme!r}; allowed: {', '.join(SCHEMES)}")
+        opt = {k: _integer(contents, k) for k in ("a_bits", "w_bits", "groups")
+               if k in contents}
+        if "codebook" in contents:
+            opt["codebook"] = contents["codebook"]
+        return Layer(scheme=scheme, weights=contents["weights"], inputs=contents["inputs"],
+                     stride=_integer(contents, "stride", 1),
+                     padding=_integer(contents, "padding", 0), **opt)
+    except ValueError as exc:
+        raise ValueError(f"layer file {str(path)!r}: {exc}") from None
 
 
 def _atomic_savez(path, force: bool, arrays: dict) -> None:
-    path = Path(path)
-    if path.exists() and not force:
-        raise ValueError(f"{str(path)!r} exists; use --force to overwrite it")
-    if not path.parent.exists():
-        raise ValueError(f"folder {str(path.parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, force=force) as f:
+        np.savez(f, **arrays)
+
+
+def save_arrays(path, arrays: dict, *, force: bool = False) -> None:
+    """Write a plain ``.npz`` of ``arrays`` atomically (refuses to overwrite unless ``force``)."""
+    _atomic_savez(path, force, arrays)
 
 
 def save_layer(path, layer: Layer, *, force: bool = False) -> None:
@@ -200,7 +259,8 @@ def save_layer(path, layer: Layer, *, force: bool = False) -> None:
     _atomic_savez(path, force, {
         "scheme": np.array(layer.scheme), "weights": layer.weights, "inputs": layer.inputs,
         "stride": np.int64(layer.stride), "padding": np.int64(layer.padding),
-        "a_bits": np.int64(layer.a_bits), "w_bits": np.int64(layer.w_bits), **extra})
+        "a_bits": np.int64(layer.a_bits), "w_bits": np.int64(layer.w_bits),
+        "groups": np.int64(layer.groups), **extra})
 
 
 def save_outputs(path, outputs, counters: dict, *, extra: dict | None = None,

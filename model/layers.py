@@ -13,7 +13,11 @@ weights where the paper does. ``quantized_weight()`` gives the integer codes and
 the deployment model (``model.deploy``) stores.
 
 Convolutions are im2col matrix products: no loop over pixels, only over the R*S kernel
-offsets when the gradient is scattered back (``col2im``).
+offsets when the gradient is scattered back (``col2im``); grouped and depthwise
+convolutions (``groups``) are one batched product per group (``einsum``).
+
+``QuantizeGradients`` is the identity going forward and DoReFa-Net's k-bit stochastic
+gradient quantizer (``model.quant.dorefa_gradients``) going back.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ __all__ = [
     "Layer", "Sequential", "Linear", "QuantizedWeights", "Dense", "Conv2d", "BinaryDense",
     "BinaryConv2d", "TernaryDense", "TernaryConv2d", "Pow2Dense", "Pow2Conv2d", "DorefaDense",
     "DorefaConv2d", "IntDense", "IntConv2d", "Sign", "BatchNorm", "MaxPool2d", "Flatten", "ReLU",
-    "HardTanh", "im2col", "col2im", "conv_output_size", "softmax_cross_entropy", "ap2",
-    "QUANTIZED_LAYERS",
+    "HardTanh", "QuantizeGradients", "im2col", "col2im", "conv_output_size",
+    "softmax_cross_entropy", "ap2", "QUANTIZED_LAYERS",
 ]
 
 
@@ -142,6 +146,8 @@ class Linear(Layer):
     """
 
     input_bits: int | None = None
+    #: Independent channel groups (``Conv2d`` only; a dense layer is one group).
+    groups: int = 1
 
     def _init_linear(self, weight_shape, fan_in, fan_out, bias, rng, input_scale):
         rng = rng if rng is not None else np.random.default_rng(0)
@@ -188,7 +194,7 @@ class Linear(Layer):
         scale = self._output_scale(w_scale, codes_scale)
         w_value = lv * (np.asarray(w_scale, dtype=np.float64).reshape(-1, 1)
                         if np.ndim(w_scale) else float(w_scale))
-        y = (cols @ lv.T) * scale
+        y = self._grouped_matmul(cols, lv) * scale
         if "bias" in self.params:
             y = y + self.params["bias"]
         self._cache = cols, w_value, codes_scale, x_for_grad
@@ -198,11 +204,29 @@ class Linear(Layer):
         """From ``g`` [P, M]: set the weight gradients, return the gradient on the codes' values."""
         cols, w_value, codes_scale, _ = self._cache
         weight = self.params["weight"]
-        grad_value = ((g * codes_scale).T @ cols).reshape(weight.shape)
-        self.grads["weight"] = self.weight_gradient(weight, grad_value)
+        G = self.groups
+        if G == 1:
+            grad_value = (g * codes_scale).T @ cols
+        else:
+            gg = (g * codes_scale).reshape(len(g), G, -1)
+            grad_value = np.einsum("pgm,pgk->gmk", gg, cols.reshape(len(cols), G, -1))
+        self.grads["weight"] = self.weight_gradient(weight, grad_value.reshape(weight.shape))
         if "bias" in self.params:
             self.grads["bias"] = g.sum(axis=0)
-        return g @ w_value
+        if G == 1:
+            return g @ w_value
+        wv = w_value.reshape(G, -1, w_value.shape[1])
+        return np.einsum("pgm,gmk->pgk", g.reshape(len(g), G, -1), wv).reshape(len(g), -1)
+
+    def _grouped_matmul(self, cols, lv):
+        """``cols`` [P, G*K] times ``lv`` [M, K] group by group: [P, M] (``cols @ lv.T`` if
+        one group; filter ``m`` of group ``m // (M / G)`` sees that group's K columns)."""
+        G = self.groups
+        if G == 1:
+            return cols @ lv.T
+        p = cols.shape[0]
+        return np.einsum("pgk,gmk->pgm", cols.reshape(p, G, -1),
+                         lv.reshape(G, -1, lv.shape[1])).reshape(p, -1)
 
 
 class Dense(Linear):
@@ -228,23 +252,36 @@ class Dense(Linear):
 
 
 class Conv2d(Linear):
-    """2-D convolution (cross-correlation) of ``[N, C, H, W]`` with ``W`` ``[M, C, R, S]``."""
+    """2-D convolution (cross-correlation) of ``[N, C, H, W]`` with ``W`` ``[M, C / G, R, S]``.
+
+    ``groups`` (G) splits channels and filters into independent groups, as
+    ``model.ops.conv2d``: filter ``m`` sees only the ``C / G`` channels of group
+    ``m // (M / G)``. Depthwise: ``groups == in_channels == out_channels``.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, *, stride: int = 1,
                  padding: int = 0, bias: bool = True, rng: np.random.Generator | None = None,
-                 input_scale: float = 1.0):
+                 input_scale: float = 1.0, groups: int = 1):
         super().__init__()
         r, s = (kernel_size, kernel_size) if np.isscalar(kernel_size) else kernel_size
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1 \
+                or self.in_channels % groups or self.out_channels % groups:
+            raise ValueError(f"groups must be a positive integer dividing the input channels "
+                             f"({self.in_channels}) and the filters ({self.out_channels}), "
+                             f"not {groups!r}")
+        self.groups = int(groups)
         self.kernel = (int(r), int(s))
         self.stride, self.padding = int(stride), int(padding)
-        self._init_linear((self.out_channels, self.in_channels, r, s), in_channels * r * s,
-                          out_channels * r * s, bias, rng, input_scale)
+        c_per, m_per = self.in_channels // self.groups, self.out_channels // self.groups
+        self._init_linear((self.out_channels, c_per, r, s), c_per * r * s, m_per * r * s, bias,
+                          rng, input_scale)
 
     def describe(self) -> str:
         r, s = self.kernel
+        groups = f", groups {self.groups}" if self.groups > 1 else ""
         return (f"{self.in_channels} -> {self.out_channels}, {r}x{s}, stride {self.stride}, "
-                f"padding {self.padding}")
+                f"padding {self.padding}{groups}")
 
     def output_shape(self, in_shape: tuple) -> tuple:
         """``(M, Ho, Wo)`` for an input of shape ``(C, H, W)``."""
@@ -330,9 +367,10 @@ class _QuantizedConv2d(QuantizedWeights, Conv2d):
     """A ``Conv2d`` layer without bias whose weights a subclass quantizes."""
 
     def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, padding=0,
-                 rng=None, input_bits=None, input_scale=1.0):
+                 rng=None, input_bits=None, input_scale=1.0, groups=1):
         Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride,
-                        padding=padding, bias=False, rng=rng, input_scale=input_scale)
+                        padding=padding, bias=False, rng=rng, input_scale=input_scale,
+                        groups=groups)
         self._init_quantized(input_bits)
 
 
@@ -447,10 +485,10 @@ class DorefaConv2d(_QuantizedConv2d):
     scheme = "dorefa"
 
     def __init__(self, in_channels, out_channels, kernel_size, *, bitW=1, bitA=None, stride=1,
-                 padding=0, rng=None, input_scale=1.0):
+                 padding=0, rng=None, input_scale=1.0, groups=1):
         self.bitW = quant.weight_bits("dorefa", bitW)
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                         rng=rng, input_bits=bitA, input_scale=input_scale)
+                         rng=rng, input_bits=bitA, input_scale=input_scale, groups=groups)
 
     quantized_weight = DorefaDense.quantized_weight
     weight_gradient = DorefaDense.weight_gradient
@@ -488,10 +526,10 @@ class IntConv2d(_QuantizedConv2d):
     scheme = "int"
 
     def __init__(self, in_channels, out_channels, kernel_size, *, bits=8, input_bits=None,
-                 stride=1, padding=0, rng=None, input_scale=1.0):
+                 stride=1, padding=0, rng=None, input_scale=1.0, groups=1):
         self.bits = quant.weight_bits("int", bits)
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                         rng=rng, input_bits=input_bits, input_scale=input_scale)
+                         rng=rng, input_bits=input_bits, input_scale=input_scale, groups=groups)
 
     quantized_weight = IntDense.quantized_weight
     weight_gradient = IntDense.weight_gradient
@@ -691,6 +729,39 @@ class HardTanh(Layer):
         return grad * self._mask
 
 
+class QuantizeGradients(Layer):
+    """Identity forward; backward quantizes the gradient to ``bits`` bits (DoReFa-Net).
+
+    Placed after a layer's output, as DoReFa-Net's ``fg``, it makes that layer's weight and
+    input gradients come from the quantized gradient:
+    ``2 M [quantize_k(g / (2M) + 1/2 + N(k)) - 1/2]`` with ``M`` the max-abs over all axes but
+    the batch and ``N(k)`` uniform noise of one step (``model.quant.dorefa_gradients``).
+    ``bits`` = 32 passes the gradient unchanged (the paper's "G = 32": float gradients). The
+    noise comes from ``numpy.random.default_rng(seed)`` (``seed``: an int or a sequence of
+    ints, e.g. the network's seed and the layer's position), so training stays reproducible.
+    Inference never sees it: the deployment model folds it away.
+    """
+
+    def __init__(self, bits: int, *, seed: int = 0):
+        super().__init__()
+        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) \
+                or not (1 <= bits <= 16 or bits == 32):
+            raise ValueError(f"gradient bits must be in [1, 16] or 32 (float), not {bits!r}")
+        self.bits = int(bits)
+        self._rng = np.random.default_rng(seed)
+
+    def describe(self) -> str:
+        return f"{self.bits}-bit" if self.bits != 32 else "float"
+
+    def forward(self, x, *, training=False):
+        return x
+
+    def backward(self, grad):
+        if self.bits == 32:
+            return grad
+        return quant.dorefa_gradients(grad, self.bits, self._rng)
+
+
 class Sequential(Layer):
     """Layers applied in order; parameters are named ``"<index>.<key>"`` (e.g. ``"0.weight"``)."""
 
@@ -737,7 +808,17 @@ class Sequential(Layer):
         for i, layer in enumerate(self.layers):
             for store in (layer.params, layer.buffers):
                 for key in store:
-                    value = np.asarray(state[f"{i}.{key}"], dtype=np.float64)
+                    name = f"{i}.{key}"
+                    value = np.asarray(state[name])
+                    if value.dtype.kind not in "iuf":
+                        raise ValueError(f"{name} must hold real numbers, not {value.dtype} "
+                                         "values")
+                    value = value.astype(np.float64)
+                    if not np.all(np.isfinite(value)):
+                        raise ValueError(f"{name} contains NaN or inf; allowed: finite numbers")
+                    if key == "running_var" and np.any(value < 0):
+                        raise ValueError(f"{name} holds {float(value[value < 0][0])!r}; allowed: "
+                                         "variances >= 0")
                     if value.shape != store[key].shape:
                         raise ValueError(f"{i}.{key} has shape {value.shape}, the network "
                                          f"needs {store[key].shape}")

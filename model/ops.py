@@ -35,7 +35,7 @@ from model.quant import (
     weight_code_range,
     weight_level,
 )
-from model.thresholds import (
+from model.thresholds import (  # noqa: F401 (re-exported: see __all__)
     MultilevelThresholds,
     SignThreshold,
     affine_inference,
@@ -44,6 +44,7 @@ from model.thresholds import (
     batch_norm_inference,
     fold_affine_multilevel_thresholds,
     fold_affine_sign_threshold,
+    fold_monotone_steps,
     fold_multilevel_thresholds,
     fold_sign_threshold,
     multilevel_code,
@@ -55,6 +56,8 @@ __all__ = [
     "product_range",
     "signed_width",
     "accumulator_width",
+    "check_acc_bits",
+    "MAX_ACC_BITS",
     "lane_dot",
     "lane_dot_range",
     "conv_output_size",
@@ -125,6 +128,27 @@ def signed_width(lo: int, hi: int) -> int:
     while not (-(1 << (width - 1)) <= lo and hi <= (1 << (width - 1)) - 1):
         width += 1
     return width
+
+
+#: The widest partial sum the hardware and the golden model (int64 sums) support.
+MAX_ACC_BITS = 64
+
+
+def check_acc_bits(scheme: str, *, a_bits: int, w_bits: int | None = None, acc_bits,
+                   name: str = "acc_bits") -> int:
+    """Return ``acc_bits`` if partial sums of that width hold every product of ``scheme`` at
+    these widths (and at most ``MAX_ACC_BITS``); else ``ValueError`` naming the width the
+    products need. (How many products a sum of that width holds is the layer's business:
+    ``accumulator_width``.)"""
+    lo, hi = product_range(scheme, a_bits=a_bits, w_bits=w_bits)
+    need = signed_width(lo, hi)
+    if isinstance(acc_bits, bool) or not isinstance(acc_bits, (int, np.integer)) \
+            or not need <= acc_bits <= MAX_ACC_BITS:
+        raise ValueError(f"{name} {acc_bits!r} cannot hold the products of {scheme} with "
+                         f"a_bits={a_bits}" + (f", w_bits={w_bits}" if w_bits else "") +
+                         f" ({lo} to {hi} need {need} signed bits); allowed: {need} to "
+                         f"{MAX_ACC_BITS}")
+    return int(acc_bits)
 
 
 def accumulator_width(scheme: str, *, a_bits: int, w_bits: int | None = None,
@@ -268,7 +292,7 @@ def _check_fits_int64(scheme: str, a_bits, w_bits, fan_in: int) -> None:
 # --------------------------------------------------------------------------------------------
 
 def conv2d(scheme: str, inputs, weights, *, stride: int = 1, padding: int = 0,
-           a_bits: int, w_bits: int | None = None) -> np.ndarray:
+           a_bits: int, w_bits: int | None = None, groups: int = 1) -> np.ndarray:
     """Exact 2-D convolution (cross-correlation) of activation codes with weight codes.
 
     Parameters
@@ -277,30 +301,41 @@ def conv2d(scheme: str, inputs, weights, *, stride: int = 1, padding: int = 0,
         A scheme of ``model.quant.SCHEMES``.
     inputs : array of int, shape [C, H, W] or [N, C, H, W]
         Activation codes (for ``xnor``: packed words of ``a_bits`` lanes, C counts words).
-    weights : array of int, shape [M, C, R, S]
+    weights : array of int, shape [M, C / groups, R, S]
         Weight codes in the scheme's encoding.
     stride, padding : int
         Stride >= 1 in both directions; zero padding >= 0 on every border.
     a_bits, w_bits : int
         Activation and weight widths, as in ``model.quant`` (``xnor``: both are the lanes).
+    groups : int
+        Independent channel groups (default 1): filter ``m`` of group ``g = m // (M / G)``
+        sees only input channels ``g * C / G ... (g + 1) * C / G - 1``. Depthwise:
+        ``groups == C == M``. ``G`` must divide ``C`` and ``M`` (for ``xnor`` C counts words,
+        so a word never straddles two groups).
 
     Returns
     -------
     int64 array, shape [M, E, F] or [N, M, E, F]
-        ``sum_{c,r,s} level(w[m,c,r,s]) * a[c, e*stride + r - padding, f*stride + s - padding]``
-        where a padded activation is code 0, so it contributes nothing. For ``xnor`` the
-        products are the +/-1 dots of ``xnor_conv2d`` and padded positions are excluded.
+        ``sum_{c,r,s} level(w[m,c,r,s]) * a[g*C/G + c, e*stride + r - padding,
+        f*stride + s - padding]`` where a padded activation is code 0, so it contributes
+        nothing. For ``xnor`` the products are the +/-1 dots of ``xnor_conv2d`` and padded
+        positions are excluded.
 
-    Raises ``ValueError`` on mismatched channels, empty arrays, stride < 1, padding < 0, an
-    empty output, codes outside the scheme's range or non-integer (NaN) codes.
+    Raises ``ValueError`` on mismatched channels, groups that do not divide C and M, empty
+    arrays, stride < 1, padding < 0, an empty output, codes outside the scheme's range or
+    non-integer (NaN) codes.
     """
     check_scheme(scheme)
     stride = _check_int("stride", stride, 1)
     padding = _check_int("padding", padding, 0)
+    groups = _check_int("groups", groups, 1)
     a = np.asarray(inputs)
     w = np.asarray(weights)
     if w.ndim != 4:
         raise ValueError(f"conv2d weights must have shape [M, C, R, S], not {w.shape}")
+    if groups > 1:
+        return _grouped_conv2d(scheme, a, w, groups, stride=stride, padding=padding,
+                               a_bits=a_bits, w_bits=w_bits)
     if scheme == "xnor":
         return xnor_conv2d(a, w, _xnor_lanes(a_bits, w_bits), stride=stride, padding=padding)
     _check_layer_shapes(a, w, "conv2d")
@@ -315,6 +350,44 @@ def conv2d(scheme: str, inputs, weights, *, stride: int = 1, padding: int = 0,
     win = _windows(batch, (kh, kw), stride, padding)            # [N, C, E, F, R, S]
     out = np.tensordot(win, levels, axes=([1, 4, 5], [1, 2, 3]))  # [N, E, F, M]
     out = np.moveaxis(out, -1, 1).astype(np.int64)
+    return out if a.ndim == 4 else out[0]
+
+
+def _grouped_conv2d(scheme: str, a: np.ndarray, w: np.ndarray, groups: int, *, stride: int,
+                    padding: int, a_bits: int, w_bits: int | None) -> np.ndarray:
+    """``conv2d`` of ``groups`` > 1 groups: each group's channels with its own filters."""
+    if a.ndim not in (3, 4):
+        raise ValueError(f"conv2d inputs must have 3 or 4 dimensions, not shape {a.shape}")
+    channels, filters = a.shape[-3], w.shape[0]
+    if channels % groups or filters % groups:
+        raise ValueError(f"groups {groups} must divide the input channels ({channels}) and "
+                         f"the filters ({filters})")
+    per_group = channels // groups
+    if w.shape[1] != per_group:
+        raise ValueError(f"conv2d weights {w.shape} must have C / groups = {channels} / "
+                         f"{groups} = {per_group} channels")
+    batch = a if a.ndim == 4 else a[None]
+    m_per = filters // groups
+    if scheme == "xnor":  # packed words: one xnor_conv2d per group
+        out = np.concatenate([
+            xnor_conv2d(batch[:, g * per_group:(g + 1) * per_group],
+                        w[g * m_per:(g + 1) * m_per], _xnor_lanes(a_bits, w_bits),
+                        stride=stride, padding=padding)
+            for g in range(groups)], axis=1)
+        return out if a.ndim == 4 else out[0]
+    _, _, kh, kw = w.shape
+    conv_output_size(a.shape[-2], kh, stride, padding)
+    conv_output_size(a.shape[-1], kw, stride, padding)
+    levels = weight_level(scheme, w, w_bits)
+    lo, hi = activation_code_range(scheme, a_bits)
+    batch = check_codes(f"{scheme} activation codes", batch, lo, hi)
+    _check_fits_int64(scheme, a_bits, w_bits, int(np.prod(w.shape[1:])))
+    win = _windows(batch, (kh, kw), stride, padding)              # [N, C, E, F, R, S]
+    n, _, e, f = win.shape[:4]
+    win = win.reshape(n, groups, per_group, e, f, kh, kw)
+    lv = levels.reshape(groups, m_per, per_group, kh, kw)
+    out = np.einsum("ngcefrs,gmcrs->ngmef", win, lv).reshape(n, filters, e, f)
+    out = out.astype(np.int64)
     return out if a.ndim == 4 else out[0]
 
 

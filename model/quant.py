@@ -162,18 +162,33 @@ def activation_code_range(scheme: str, bits: int) -> tuple[int, int]:
 
 
 def check_codes(name: str, codes, lo: int, hi: int) -> np.ndarray:
-    """Return ``codes`` as an int64 array if every element is an integer in ``[lo, hi]``."""
+    """Return ``codes`` as an int64 array if every element is an integer in ``[lo, hi]``.
+
+    Integer, boolean and float arrays are accepted (floats only when every value is a finite
+    integer); complex, string and object arrays are refused, as is anything int64 cannot hold.
+    """
     arr = np.asarray(codes)
-    if arr.dtype.kind not in "iub":
-        if arr.dtype.kind == "f" and arr.size and not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name} contains NaN or inf; allowed: integers in [{lo}, {hi}]")
-        if arr.size and not np.all(np.asarray(arr, dtype=np.float64) == np.round(arr)):
-            raise ValueError(f"{name} must hold integers in [{lo}, {hi}], not {arr.dtype} values")
-    arr = arr.astype(np.int64)
-    if arr.size:
+    allowed = f"allowed: integers in [{lo}, {hi}]"
+    if arr.dtype.kind not in "iubf":
+        raise ValueError(f"{name} must hold integers, not {arr.dtype} values; {allowed}")
+    if arr.size == 0:
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or inf; {allowed}")
+        fractional = arr[arr != np.round(arr)]
+        if fractional.size:
+            raise ValueError(f"{name} must hold integers, not {float(fractional.flat[0])!r}; "
+                             f"{allowed}")
         bad = arr[(arr < lo) | (arr > hi)]
         if bad.size:
-            raise ValueError(f"{name} holds {int(bad.flat[0])}; allowed: integers in [{lo}, {hi}]")
+            raise ValueError(f"{name} holds {float(bad.flat[0]):.17g}; {allowed}")
+    elif arr.dtype.kind == "u" and int(arr.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} holds {int(arr.max())}; {allowed} (at most 2**63 - 1)")
+    arr = arr.astype(np.int64)
+    bad = arr[(arr < lo) | (arr > hi)]
+    if bad.size:
+        raise ValueError(f"{name} holds {int(bad.flat[0])}; {allowed}")
     return arr
 
 
@@ -244,6 +259,8 @@ def pack_pm1(levels) -> np.ndarray:
 def to_unsigned_bits(codes, bits: int) -> np.ndarray:
     """The two's-complement bit pattern (as unsigned ints) of signed ``codes`` at ``bits``."""
     c = np.asarray(codes, dtype=np.int64)
+    if bits >= 64:  # the pattern of a 64-bit code is its value as uint64 (beyond int64)
+        return c.astype(np.uint64)
     return (c & ((1 << bits) - 1)).astype(np.int64)
 
 

@@ -29,6 +29,10 @@ evaluating the float computation at ``T - 1`` and ``T``; where rounding moved th
 bisection on the float computation finds it. Finally ``T - 1``, ``T`` and ``T + 1`` are
 verified for every threshold (``RuntimeError`` if that ever failed).
 
+``fold_monotone_steps`` does the same for any monotone step function given only through
+its values (a callable): how a computation that is not written here, such as another
+framework's executor on its own float32 arithmetic, is folded (``model.qonnx_import``).
+
 Domain: thresholds are exact for every integer ``y`` in ``y_range`` (default
 ``[-2**53, 2**53]``, where float64 holds every integer). Give the accumulator's range
 (``(-2**(w-1), 2**(w-1) - 1)`` for a w-bit accumulator) to get thresholds that fit a
@@ -56,6 +60,7 @@ __all__ = [
     "fold_multilevel_thresholds",
     "fold_affine_multilevel_thresholds",
     "apply_multilevel_thresholds",
+    "fold_monotone_steps",
 ]
 
 #: Largest |y| for which float64(y) is exact; the default ``y_range`` is +/- this.
@@ -411,6 +416,46 @@ def fold_affine_multilevel_thresholds(gain, offset, scale, bits: int, *,
     """
     bits = _check_bits(bits)
     return _fold_multilevel(*_affine_form(gain, offset, scale), bits, _check_range(y_range))
+
+
+def fold_monotone_steps(codes_of, *, channels: int, levels: int, code_min: int = 0,
+                        y_range=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer thresholds of any per-channel monotone step function of the accumulator.
+
+    ``codes_of(y)`` takes int64 accumulators ``[channels, K]`` (row c for channel c, values in
+    ``y_range``) and returns the integer codes of each; in each channel the code must be a
+    monotone function of ``y`` with values in ``[code_min, code_min + levels]``. This is how
+    a computation that is not written here (e.g. another framework's own float arithmetic,
+    evaluated by its own executor) is folded: only its values at integer accumulators are
+    used, found by bisection, and every step is checked at ``T - 1``, ``T`` and ``T + 1``.
+
+    Returns ``(thresholds int64 [channels, levels], flip bool [channels], constant bool
+    [channels])``, the fields of ``MultilevelThresholds``: the code is ``code_min`` plus the
+    number of thresholds passed (``y >= T``, ``y <= T`` where ``flip``) for every integer
+    ``y`` in ``y_range``; a level never reached sits at ``hi + 1`` (``lo - 1`` flipped).
+    Raises ``RuntimeError`` if the function is not monotone at a step.
+    """
+    lo, hi = _check_range(y_range)
+    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
+        raise ValueError(f"levels must be an integer >= 1, not {levels!r}")
+    if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) \
+            or channels < 1:
+        raise ValueError(f"channels must be an integer >= 1, not {channels!r}")
+    ends = np.asarray(codes_of(np.tile(np.array([[lo, hi]], dtype=np.int64), (channels, 1))))
+    flip = ends[:, 0] > ends[:, 1]
+    constant = ends[:, 0] == ends[:, 1]
+    need = code_min + np.arange(1, levels + 1, dtype=np.int64)[None, :]      # [1, L]
+    mirror = lo + hi
+
+    def y_of(t):
+        return np.where(flip[:, None], mirror - t, t)
+
+    def passes(t):
+        return np.asarray(codes_of(y_of(t).astype(np.int64))) >= need
+
+    guess = np.full((channels, levels), float(lo))
+    t = _first_passing(passes, guess, lo, hi)
+    return y_of(t).astype(np.int64), flip, constant
 
 
 def _check_accumulator(y, y_range) -> np.ndarray:

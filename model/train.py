@@ -8,16 +8,15 @@ initialisation and the same ``seed`` give the same weights, bit for bit.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from tqdm import tqdm
 
 from model.layers import Sequential, softmax_cross_entropy
 from model.optim import ConstantRate, ExponentialDecay, make_optimizer
+from model.progress import progress_bar
 
 __all__ = ["History", "train", "predict", "accuracy", "check_masks"]
 
@@ -90,7 +89,8 @@ def train(net: Sequential, x_train: np.ndarray, y_train: np.ndarray, *, epochs: 
     on_step
         ``on_step(step, net)`` after every update (and after masks and ``constrain``).
     progress
-        A tqdm progress bar on stderr showing epoch, loss and accuracy.
+        Progress on stderr showing epoch, loss and accuracy: a bar on a terminal, a line
+        per epoch otherwise (``model.progress``).
     """
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, not {epochs!r}")
@@ -109,8 +109,8 @@ def train(net: Sequential, x_train: np.ndarray, y_train: np.ndarray, *, epochs: 
     history = History()
     steps_per_epoch = -(-len(x_train) // batch_size)
     start = time.perf_counter()
-    with tqdm(total=epochs * steps_per_epoch, disable=not progress, file=sys.stderr,
-              unit="batch", desc=desc or "training", leave=False, dynamic_ncols=True) as bar:
+    with progress_bar(epochs * steps_per_epoch, enabled=progress, unit="batch",
+                      desc=desc or "training") as bar:
         for epoch in range(epochs):
             rate = schedule(epoch)
             order = rng.permutation(len(x_train))

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DemoSettings", "run_demo", "summary_lines"]
+from model.files import staged_folder
+from model.layer_file import Layer
+from model.progress import on_terminal
+
+__all__ = ["DemoSettings", "preflight", "run_demo", "summary_lines"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +48,81 @@ class DemoSettings:
     progress: bool = True
 
 
+def check_net(name: str) -> str:
+    """``name`` if the demo can run that network (quantized, no grouped layers), else a
+    ``ValueError`` line saying why not."""
+    from model import nets
+    if name not in nets.NETS:
+        raise ValueError(f"unknown network {name!r}; allowed: {', '.join(nets.ARRAY_NETS)}")
+    if name not in nets.QUANTIZED_NETS:
+        raise ValueError(f"network {name!r} is a float network; the demo needs a quantized "
+                         f"one: {', '.join(nets.ARRAY_NETS)}")
+    if name not in nets.ARRAY_NETS:
+        raise ValueError(f"network {name!r} has grouped (depthwise) layers, which the array "
+                         f"does not run yet; the demo runs {', '.join(nets.ARRAY_NETS)}")
+    return name
+
+
 # --- stages --------------------------------------------------------------------------------------
+
+def preflight(settings: DemoSettings) -> float:
+    """Everything that can be checked before training, checked: the network, the board (it
+    must be one whose toolchain runs here when the synthesis estimate or the bitstream is
+    asked for), the number of test images, and the accelerator for the network's layers (the
+    untrained network folds into the same layer shapes): every layer maps on the array and
+    fits its configuration limits. Returns the predicted wall time of the RTL simulation;
+    ``ValueError`` (one line) on anything wrong."""
+    from boards.platforms import find_board
+    from model import data, deploy, nets
+    from sim.cycle_model import check_mappable, predict
+    from sim.run_layer import (accelerator_config, check_job, counter_bits_needed, layer_shape,
+                               plan)
+    from sim.sim_time import simulation_seconds
+
+    check_net(settings.net)
+    board = find_board(settings.board)
+    if settings.synthesize or settings.build:
+        described = board.describe()
+        if not described["open_toolchain"]:
+            raise ValueError(f"board {board.name!r} needs {described['needs']}, which mulfree "
+                             "does not run; the synthesis estimate and --build need an iCE40 "
+                             "or ECP5 board (e.g. icebreaker, ulx3s-85f), or use "
+                             "--no-synthesis")
+    ds = data.load_digits()
+    if not 1 <= settings.images <= len(ds.y_test):
+        raise ValueError(f"images must be in [1, {len(ds.y_test)}] (the test images of "
+                         f"{ds.name}), not {settings.images}")
+    net = nets.build(settings.net, ds.input_shape, ds.classes, pixel_max=ds.pixel_max,
+                     seed=settings.seed)
+    model = deploy.fold(net, input_shape=ds.input_shape, pixel_max=ds.pixel_max,
+                        classes=ds.classes)
+    seconds = 0.0
+    by_key = {}
+    for k, il in enumerate(model.layers):
+        layer = Layer(il.scheme, il.weights, np.zeros(il.in_shape, dtype=np.int64),
+                      stride=il.stride, padding=il.padding, a_bits=il.a_bits, w_bits=il.w_bits)
+        by_key.setdefault((il.scheme, il.a_bits, il.w_bits), []).append((k, layer))
+    for (scheme, a_bits, _), group in by_key.items():
+        params = _params(settings, a_bits if scheme == "xnor" else 1)
+        cycles = 0
+        for k, layer in group:
+            shape = layer_shape(layer)
+            try:
+                check_mappable(shape, params)
+            except ValueError as exc:
+                raise ValueError(f"layer {k} of {settings.net} cannot run on a "
+                                 f"{params.rows}x{params.cols} array: {exc}") from None
+            counts = predict(shape, params)
+            cycles += (counts["cycles"] + counts["offchip_words"]) * settings.images
+        layers = [layer for _, layer in group]
+        jobs = [plan(layer, params)[2] for layer in layers]
+        config = accelerator_config(layers, params, counter_bits=settings.counter_bits
+                                    or counter_bits_needed(jobs))
+        for (k, _), job in zip(group, jobs):
+            check_job(config, job, f"layer {k} of {settings.net}")
+        seconds += simulation_seconds(settings.backend, cycles, params.pes)
+    return seconds
+
 
 def train_and_fold(settings: DemoSettings, say):
     """Train the network, fold it; the data set, the integer model and the accuracies."""
@@ -59,7 +134,7 @@ def train_and_fold(settings: DemoSettings, say):
     spec = nets.NETS[settings.net]
     if not spec.quantized:
         raise ValueError(f"network {settings.net!r} is a float network; the demo needs a "
-                         f"quantized one ({', '.join(n for n, s in nets.NETS.items() if s.quantized)})")
+                         f"quantized one ({', '.join(nets.QUANTIZED_NETS)})")
     epochs = spec.epochs if settings.epochs is None else settings.epochs
     net = nets.build(settings.net, ds.input_shape, ds.classes, pixel_max=ds.pixel_max,
                      seed=settings.seed)
@@ -148,7 +223,8 @@ def _params(settings: DemoSettings, packed: int = 1):
     """The array of the demo; ``xnor`` layers (words of ``packed`` channels in the model)
     get at least that many lanes."""
     from sim.cycle_model import ArrayParams
-    return ArrayParams(settings.rows, settings.cols, max(settings.lanes, packed),
+    from sim.run_layer import lanes_for_words
+    return ArrayParams(settings.rows, settings.cols, lanes_for_words(packed, settings.lanes),
                        settings.spad, settings.spad)
 
 
@@ -167,7 +243,8 @@ def simulate(model, trace, groups: list[HardwareGroup], images: int, settings: D
             f"W{c.w_bits}) on a {params.rows}x{params.cols}x{params.lanes} array, {images} "
             "images")
         runs = run_layers(group.layers, backend=settings.backend, params=params,
-                          progress=settings.progress, counter_bits=c.counter_bits)
+                          progress=settings.progress and on_terminal(),  # a bar, or
+                          counter_bits=c.counter_bits)                   # say's line above
         for j, k in enumerate(group.indices):
             mine = runs[j * images:(j + 1) * images]
             exact = sum(int(np.array_equal(run.outputs, trace.layers[k].accumulators[i]))
@@ -190,7 +267,7 @@ def simulate(model, trace, groups: list[HardwareGroup], images: int, settings: D
 
 def energy_views(model_path: Path, on_array, settings: DemoSettings, out: Path, say):
     """Energy of the run on our array (45 nm, from the RTL counters), of the network by
-    dataflow (RS/WS/OS/NLR at equal area) and by scheme (RS); writes two plots."""
+    dataflow (the paper's six at equal area) and by scheme (RS); writes two plots."""
     from sim import energy
 
     layers, name, schemes, sparsity = energy.resolve_network(str(model_path))
@@ -204,7 +281,8 @@ def energy_views(model_path: Path, on_array, settings: DemoSettings, out: Path, 
         params = _params(settings, sc.a_bits if sc.name == "xnor" else 1)
         counters = dict(r.counters, by_type=energy.shape_counters(ly, params, scheme=sc)["by_type"])
         hw = energy.array_hardware(params, scheme=sc, acc_bits=widest, glb_words=glb_words)
-        measured.append(energy.array_energy(ly, counters, hw, scheme=sc, costs="45nm"))
+        measured.append(energy.array_energy(ly, counters, hw, scheme=sc, costs="45nm",
+                                            lanes=params.lanes))
     by_dataflow = energy.network_energy(layers, name=name, costs="45nm", scheme=schemes,
                                         sparsity=sparsity, batch=16)
     energy.plot_dataflows(by_dataflow, out / "energy_dataflows.png")
@@ -275,15 +353,10 @@ def run_demo(settings: DemoSettings, out_dir, *, force: bool = False, say=print)
     from sim.run_layer import build_accelerator
 
     out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not force:
-        raise ValueError(f"output folder {out_dir} exists and is not empty; use --force to "
-                         "replace it")
     if settings.images < 1:
         raise ValueError(f"images must be at least 1, not {settings.images}")
     started = time.monotonic()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
+    with staged_folder(out_dir, force=force) as work:
         ds, model, accuracy = train_and_fold(settings, say)
         deploy.save(model, work / "model.npz")
         trace = deploy.run_integer(model, ds.x_test[:settings.images])
@@ -313,24 +386,13 @@ def run_demo(settings: DemoSettings, out_dir, *, force: bool = False, say=print)
                            time.monotonic() - started)
         (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         (work / "report.md").write_text(_markdown(summary, model))
-        os.chmod(work, 0o777 & ~_umask())
-        if out_dir.exists():
-            shutil.rmtree(out_dir) if out_dir.is_dir() else out_dir.unlink()
-        os.replace(work, out_dir)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return summary
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _summary(settings, model, accuracy, on_array, accelerators, compared, measured,
              by_dataflow, by_scheme, synthesis, bitstream, seconds) -> dict:
+    from sim.energy import DATAFLOWS
+
     exact = all(r.exact_images == r.images for r in on_array)
     per_scheme = {label: sum(le.total / le.batch for le in les) for label, les in
                   by_scheme.items()}
@@ -354,7 +416,7 @@ def _summary(settings, model, accuracy, on_array, accelerators, compared, measur
                                     "compute": sum(le.energy["alu"] for le in measured),
                                     "by_level": {lv: sum(le.energy[lv] for le in measured)
                                                  for lv in measured[0].energy}},
-            "by_dataflow_per_image": {df.upper(): d.total / by_dataflow.batch
+            "by_dataflow_per_image": {DATAFLOWS[df].label: d.total / by_dataflow.batch
                                       for df, d in by_dataflow.dataflows.items()},
             "by_scheme_per_image": per_scheme,
         },

@@ -12,7 +12,8 @@ folder is removed afterwards unless waveforms were asked for or the build is kep
 Testbench parameters travel as JSON in ``MULFREE_TB_CONFIG`` (read with
 ``sim.tb.config()``), the seed in ``MULFREE_TB_SEED``; Verilog ``parameters`` and any
 ``extra_env`` are passed through to cocotb. Tool locations come from
-``sim.toolchain.setup_environment()``.
+``sim.toolchain.setup_environment()``. The build and the run each report a line when they
+start and end (``model.progress.stage``; the ``mulfree`` commands show them).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from model.progress import stage
 from sim import toolchain
 
 __all__ = ["SIMULATORS", "Testcase", "CocotbResult", "simulator_available", "run_cocotb",
@@ -173,10 +175,11 @@ def run_cocotb(*, sources: dict[str, str], toplevel: str, test_module: str,
             if simulator == "verilator":  # the runner passes os.environ to make
                 os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved_makeflags,
                                                                  _verilator_make_flags()]))
-            runner.build(sources=paths, hdl_toplevel=toplevel, build_dir=build_dir,
-                         always=True, timescale=TIMESCALE, waves=waves,
-                         build_args=_VERILATOR_ARGS if simulator == "verilator" else [],
-                         log_file=build_log)
+            with stage(f"{simulator}: building the simulation model of {toplevel}"):
+                runner.build(sources=paths, hdl_toplevel=toplevel, build_dir=build_dir,
+                             always=True, timescale=TIMESCALE, waves=waves,
+                             build_args=_VERILATOR_ARGS if simulator == "verilator" else [],
+                             log_file=build_log)
         except (RuntimeError, SystemExit) as exc:
             raise RuntimeError(f"{simulator} build of {toplevel} failed ({exc}):\n"
                                + "\n".join(_read(build_log).splitlines()[-30:])) from None
@@ -190,10 +193,11 @@ def run_cocotb(*, sources: dict[str, str], toplevel: str, test_module: str,
         env["MULFREE_TB_SEED"] = str(seed)
         results = build_dir / "results.xml"
         try:
-            runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
-                        test_dir=build_dir, extra_env=env, parameters=parameters or {},
-                        waves=waves, timescale=TIMESCALE, results_xml=str(results),
-                        log_file=test_log, seed=seed)
+            with stage(f"{simulator}: simulating ({test_module})"):
+                runner.test(test_module=test_module, hdl_toplevel=toplevel,
+                            build_dir=build_dir, test_dir=build_dir, extra_env=env,
+                            parameters=parameters or {}, waves=waves, timescale=TIMESCALE,
+                            results_xml=str(results), log_file=test_log, seed=seed)
         except (RuntimeError, SystemExit):
             pass  # cocotb exits on failing tests under pytest; results.xml says which
         wave_file = None

@@ -444,7 +444,7 @@ def _no_waits(T, lens, write, first_dot, last_dot, pass_block, bl, G, pqS, fold_
     n_passes = len(first_dot)
     w_dec = 1
     i_dec, i_words = 1, int(bl.words[0])
-    push_prev = None
+    push_prev = push_first_block = None      # set at pass 0, before any use
     for n in range(n_passes):
         b = int(pass_block[n])
         f = int(first_dot[n])

@@ -43,7 +43,7 @@ from sim.cycle_model import (ArrayParams, LayerShape, Mapping, check_mappable, c
 
 __all__ = ["Job", "LayerRun", "plan", "accelerator_config", "build_accelerator",
            "run_layers", "run_layer", "BACKENDS", "config_beats", "check_job",
-           "counter_bits_needed", "layer_codes", "layer_shape", "pack_lanes"]
+           "counter_bits_needed", "layer_codes", "layer_shape", "pack_lanes", "lanes_for_words"]
 
 
 @dataclasses.dataclass
@@ -114,6 +114,18 @@ def layer_shape(layer: Layer) -> LayerShape:
     """The layer's shape in channels (an ``xnor`` file's words unpacked)."""
     w, a, _, _ = layer_codes(layer)
     return LayerShape.of(w.shape, a.shape, layer.stride, layer.padding)
+
+
+def lanes_for_words(packed: int, lanes: int = 1) -> int:
+    """The PE lanes for a layer whose words hold ``packed`` channels (an ``xnor`` file's
+    lanes): the fewest of ``hw.schedule.LANES``, at least ``lanes``, that take one word per
+    slot (a ``packed`` that is no power of two leaves lanes idle)."""
+    from hw.schedule import LANES
+    fits = [n for n in LANES if n >= max(packed, lanes)]
+    if not fits:
+        raise ValueError(f"{packed} channels per word exceed the widest PE ({LANES[-1]} "
+                         "lanes)")
+    return fits[0]
 
 
 def pack_lanes(codes: np.ndarray, bits: int, lanes: int) -> np.ndarray:

@@ -21,6 +21,9 @@ import json
 import sys
 import time
 
+from model.ops import MAX_ACC_BITS
+from model.quant import SCHEMES
+from mulfree import flags
 from mulfree.errors import UsageError, flag_error
 
 #: The accelerator's defaults on a board (the same scratchpads as ``mulfree run-layer``).
@@ -29,6 +32,10 @@ from mulfree.errors import UsageError, flag_error
 #: host refuses one that would not).
 DEFAULTS = {"a_bits": 8, "acc_bits": 20, "depth": 256, "spad": 32, "counter_bits": 20,
             "rows": 3, "cols": 4, "lanes": 1, "tree_stages": 0}
+
+
+#: The flags that size the accelerator of ``--scheme`` only.
+SCHEME_ONLY = ("a_bits", "w_bits", "acc_bits", "depth")
 
 
 def register(subparsers) -> None:
@@ -46,41 +53,46 @@ def register(subparsers) -> None:
                         help="output folder: build tree, bitstream, report.txt/report.json")
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     design = parser.add_argument_group("design (one of)")
-    design.add_argument("--scheme", metavar="SCHEME", help="product scheme of the accelerator")
+    design.add_argument("--scheme", metavar="SCHEME", type=flags.choice(SCHEMES, "scheme"),
+                        help="product scheme of the accelerator")
     design.add_argument("--model", metavar="MODEL.npz",
                         help="a deployed model (mulfree train): the accelerator is sized for "
                              "its layers of the scheme with the most MACs")
     design.add_argument("--link-test", action="store_true",
                         help="only the host link and a loopback design (link bring-up)")
     sizes = parser.add_argument_group("accelerator size")
-    sizes.add_argument("--rows", type=int, default=None,
+    sizes.add_argument("--rows", type=flags.config_field("rows"), default=None,
                        help="PE rows (default: the largest array up to 3x4 that fits)")
-    sizes.add_argument("--cols", type=int, default=None,
+    sizes.add_argument("--cols", type=flags.config_field("cols"), default=None,
                        help="PE columns (default: the largest array up to 3x4 that fits)")
-    sizes.add_argument("--lanes", type=int, default=DEFAULTS["lanes"], metavar="N",
-                       help=f"MACs per PE per cycle (1, 2, 4, ... 64; default "
-                            f"{DEFAULTS['lanes']})")
-    sizes.add_argument("--tree-stages", type=int, default=DEFAULTS["tree_stages"], metavar="N",
+    sizes.add_argument("--lanes", type=flags.config_field("lanes"), default=DEFAULTS["lanes"],
+                       metavar="N", help=f"MACs per PE per cycle (1, 2, 4, ... 64; default "
+                                         f"{DEFAULTS['lanes']})")
+    sizes.add_argument("--tree-stages", type=flags.config_field("tree_stages"),
+                       default=DEFAULTS["tree_stages"], metavar="N",
                        help="pipeline registers in each PE's lane tree (0 to 2; default "
                             f"{DEFAULTS['tree_stages']})")
-    sizes.add_argument("--a-bits", type=int, default=None, metavar="N",
+    sizes.add_argument("--a-bits", type=flags.integer(1, 64), default=None, metavar="N",
                        help=f"activation width per lane with --scheme (default "
                             f"{DEFAULTS['a_bits']}; 1 for xnor)")
-    sizes.add_argument("--w-bits", type=int, default=None, metavar="N",
+    sizes.add_argument("--w-bits", type=flags.integer(1, 64), default=None, metavar="N",
                        help="weight width per lane with --scheme (dorefa, int)")
-    sizes.add_argument("--acc-bits", type=int, default=DEFAULTS["acc_bits"], metavar="N",
+    sizes.add_argument("--acc-bits", type=flags.integer(2, MAX_ACC_BITS), default=None,
+                       metavar="N",
                        help=f"partial-sum width with --scheme (default {DEFAULTS['acc_bits']})")
-    sizes.add_argument("--depth", type=int, default=DEFAULTS["depth"], metavar="N",
+    sizes.add_argument("--depth", type=flags.integer(16, 1 << 20), default=None, metavar="N",
                        help="global-buffer words per bank with --scheme (default "
                             f"{DEFAULTS['depth']})")
-    sizes.add_argument("--spad", type=int, default=DEFAULTS["spad"], metavar="N",
+    sizes.add_argument("--spad", type=flags.config_field("filter_spad"), default=DEFAULTS["spad"],
+                       metavar="N",
                        help=f"PE scratchpad words per bank (default {DEFAULTS['spad']})")
-    sizes.add_argument("--counter-bits", type=int, default=None, metavar="N",
+    sizes.add_argument("--counter-bits", type=flags.config_field("counter_bits"), default=None,
+                       metavar="N",
                        help=f"width of each access counter (default {DEFAULTS['counter_bits']} "
                             "with --scheme, what the layers need with --model; the host "
                             "refuses a layer whose counts would not fit)")
-    parser.add_argument("--baud", type=int, default=115200, help="host link baud rate "
-                        "(default 115200)")
+    parser.add_argument("--baud", type=flags.integer(1, 100_000_000), default=115200,
+                        help="host link baud rate (default 115200)")
     parser.set_defaults(func=run)
 
 
@@ -116,8 +128,6 @@ def _scheme_args(args, params) -> tuple:
     scheme = check_scheme(args.scheme)
     a_bits = 1 if scheme == "xnor" and args.a_bits is None else (
         args.a_bits if args.a_bits is not None else DEFAULTS["a_bits"])
-    if not 16 <= args.depth <= 1 << 20:
-        raise UsageError(f"--depth must be in [16, 1048576], not {args.depth}")
     try:
         config = AcceleratorConfig(
             scheme=scheme, rows=params.rows, cols=params.cols, lanes=params.lanes,
@@ -145,9 +155,14 @@ def _model_args(path, params, counter_bits: int | None) -> tuple[dict, str]:
     if not isinstance(loaded, deploy.IntegerModel):
         raise UsageError(f"{path} is a float checkpoint; the accelerator needs a quantized "
                          "model (mulfree train --scheme ...)")
+    grouped = [i for i, il in enumerate(loaded.layers) if il.groups != 1]
+    if grouped:
+        raise UsageError(f"layers {grouped} of {path} are grouped (depthwise); the array runs "
+                         "groups = 1 only for now")
     groups = {}
     for index, il in enumerate(loaded.layers):
-        key = (il.scheme, il.a_bits, il.w_bits)
+        book = None if il.codebook is None else tuple(int(v) for v in il.codebook)
+        key = (il.scheme, il.a_bits, il.w_bits, book)   # layers of one accelerator
         macs = il.fan_in * il.out_channels * _out_pixels(il)
         groups.setdefault(key, []).append((index, il, macs))
     key = max(groups, key=lambda k: sum(m for _, _, m in groups[k]))
@@ -155,7 +170,8 @@ def _model_args(path, params, counter_bits: int | None) -> tuple[dict, str]:
     layers = []
     for index, il, _ in chosen:
         layer = Layer(il.scheme, il.weights, _zeros(il.in_shape), stride=il.stride,
-                      padding=il.padding, a_bits=il.a_bits, w_bits=il.w_bits)
+                      padding=il.padding, a_bits=il.a_bits, w_bits=il.w_bits,
+                      codebook=il.codebook)
         try:
             check_mappable(layer_shape(layer), params)
         except ValueError as exc:
@@ -163,7 +179,8 @@ def _model_args(path, params, counter_bits: int | None) -> tuple[dict, str]:
                              f"{params.cols} array: {exc}") from None
         layers.append(layer)
     others = [i for k, g in groups.items() if k != key for i, _, _ in g]
-    note = (f"{key[0]} accelerator, A{key[1]} W{key[2]}, for layers "
+    lut = " (look-up table)" if key[3] is not None else ""
+    note = (f"{key[0]}{lut} accelerator, A{key[1]} W{key[2]}, for layers "
             f"{', '.join(str(i) for i, _, _ in chosen)} of {path}")
     if others:
         which = (f"layer {others[0]} uses" if len(others) == 1 else
@@ -248,8 +265,17 @@ def run(args) -> int:
         raise UsageError("give exactly one of --scheme SCHEME, --model MODEL.npz, --link-test")
     if not any(chosen):
         args.scheme = "ternary"
-    if args.counter_bits is not None and not 8 <= args.counter_bits <= 64:
-        raise UsageError(f"--counter-bits must be in [8, 64], not {args.counter_bits}")
+    if not args.scheme:
+        given = [f"--{name.replace('_', '-')}" for name in SCHEME_ONLY
+                 if getattr(args, name) is not None]
+        if given:
+            raise UsageError(f"{given[0]} sizes the accelerator of --scheme; with "
+                             f"{'--model' if args.model else '--link-test'} it does not apply")
+    for name in ("acc_bits", "depth"):
+        if getattr(args, name) is None:
+            setattr(args, name, DEFAULTS[name])
+    if args.link_test and (args.rows is not None or args.cols is not None):
+        raise UsageError("--rows and --cols size the accelerator; --link-test has none")
     auto_size = args.rows is None and args.cols is None
     args.rows = DEFAULTS["rows"] if args.rows is None else args.rows
     args.cols = DEFAULTS["cols"] if args.cols is None else args.cols

@@ -12,12 +12,14 @@ from __future__ import annotations
 import sys
 import time
 
+from mulfree import flags
 from mulfree.errors import UsageError
+from mulfree.flags import MAX_EPOCHS
 
 
 def register(subparsers) -> None:
     from model import nets
-    from mulfree.demo import DemoSettings
+    from mulfree.demo import DemoSettings, check_net
     d = DemoSettings()
     parser = subparsers.add_parser(
         "demo", help="train, fold, simulate bit-exact, energy, synthesis: the whole story",
@@ -27,21 +29,25 @@ def register(subparsers) -> None:
                     "its size on a board, and write a report folder.")
     parser.add_argument("-o", "--output", default="mulfree-demo", metavar="DIR",
                         help="report folder (default mulfree-demo)")
-    parser.add_argument("--force", action="store_true", help="replace an existing report folder")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing report folder, and run a simulation "
+                             "predicted to take long")
     parser.add_argument("--net", default=d.net, metavar="NAME",
-                        help=f"network ({', '.join(nets.QUANTIZED_NETS)};"
-                             f" default {d.net})")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the "
-                        "network's)")
-    parser.add_argument("--seed", type=int, default=d.seed, help="seed (default 0)")
-    parser.add_argument("--images", type=int, default=d.images,
+                        type=flags.checked(check_net),
+                        help=f"network ({', '.join(nets.ARRAY_NETS)}; default {d.net})")
+    parser.add_argument("--epochs", type=flags.integer(1, MAX_EPOCHS), default=None,
+                        help="training epochs (default: the network's)")
+    parser.add_argument("--seed", type=flags.SEED, default=d.seed,
+                        help="seed (default 0)")
+    parser.add_argument("--images", type=flags.integer(1), default=d.images,
                         help=f"test images through the RTL simulation (default {d.images})")
-    parser.add_argument("--backend", default=d.backend, choices=["amaranth", "verilator", "icarus"],
-                        help="RTL simulator (default amaranth)")
-    parser.add_argument("--rows", type=int, default=d.rows,
+    parser.add_argument("--backend", default=d.backend,
+                        type=flags.choice(["amaranth", "verilator", "icarus"], "backend"),
+                        help="RTL simulator: amaranth, verilator or icarus (default amaranth)")
+    parser.add_argument("--rows", type=flags.integer(1, 64), default=d.rows,
                         help=f"PE rows (default {d.rows}: with the default columns, an "
                              "accelerator that fits the iCEBreaker)")
-    parser.add_argument("--cols", type=int, default=d.cols,
+    parser.add_argument("--cols", type=flags.integer(1, 64), default=d.cols,
                         help=f"PE columns (default {d.cols})")
     parser.add_argument("--board", default=d.board,
                         help=f"board of the synthesis estimate and --build (default {d.board})")
@@ -53,33 +59,26 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from model import nets
-    from mulfree.demo import DemoSettings, run_demo, summary_lines
+    from model.files import check_new_folder
+    from mulfree.commands.run_layer import refuse_long_simulation
+    from mulfree.demo import DemoSettings, preflight, run_demo, summary_lines
 
-    quantized = nets.QUANTIZED_NETS
-    if args.net not in nets.NETS:
-        raise UsageError(f"unknown network {args.net!r}; allowed: {', '.join(quantized)}")
-    if args.net not in quantized:
-        raise UsageError(f"network {args.net!r} is a float network; the demo needs a quantized "
-                         f"one: {', '.join(quantized)}")
-    for name, value, lo in (("--images", args.images, 1), ("--rows", args.rows, 1),
-                            ("--cols", args.cols, 1)):
-        if value < lo:
-            raise UsageError(f"{name} must be at least {lo}, not {value}")
-    if args.epochs is not None and args.epochs < 1:
-        raise UsageError(f"--epochs must be at least 1, not {args.epochs}")
+    check_new_folder(args.output, force=args.force)
     if args.backend != "amaranth":
         from sim.run_layer import CocotbBackend
         ok, why = CocotbBackend(args.backend).available()
         if not ok:
             raise UsageError(f"backend {args.backend!r} is unavailable: {why}")
-    from boards.platforms import find_board
-    find_board(args.board)
     settings = DemoSettings(net=args.net, epochs=args.epochs, seed=args.seed,
                             images=args.images, backend=args.backend, rows=args.rows,
                             cols=args.cols, board=args.board,
                             synthesize=not args.no_synthesis, build=args.build,
                             progress=not args.no_progress)
+    seconds = preflight(settings)
+    refuse_long_simulation(seconds, args.backend, args.force,
+                           f"simulating {args.images} images through every layer on a "
+                           f"{args.rows}x{args.cols} array",
+                           "fewer --images, a larger array")
     started = time.monotonic()
 
     def say(line):

@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+
 from sim import toolchain
+
+#: The Python packages of the ``qonnx`` extra (``mulfree import``).
+QONNX_EXTRA = ("qonnx", "onnx", "onnxruntime")
+
+
+def qonnx_extra() -> dict[str, str | None]:
+    """The installed version of each package of the ``qonnx`` extra (None: missing)."""
+    versions = {}
+    for name in QONNX_EXTRA:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
 
 
 def register(subparsers) -> None:
@@ -24,9 +40,16 @@ def run(args) -> int:
     for r in rows:
         print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
     print()
+    extra = qonnx_extra()
+    print("qonnx extra: " + ", ".join(f"{name} {version or '-'}"
+                                      for name, version in extra.items()))
     missing = [t for t in tools if not t.found]
     for t in missing:
         print(f"unavailable without {t.name}: {t.needed_for}")
-    if not missing:
+    absent = [name for name, version in extra.items() if version is None]
+    if absent:
+        print(f"unavailable without {', '.join(absent)} (pip install 'mulfree[qonnx]'): "
+              "mulfree import")
+    if not missing and not absent:
         print("all tools found: every feature is available")
     return 0

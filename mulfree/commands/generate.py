@@ -9,6 +9,7 @@ in ``hw.generate.GENERATORS``. Adding a kind is one more entry here, or a call t
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 from dataclasses import dataclass
@@ -21,9 +22,12 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from hw.accelerator import accelerator_design
-from hw.generate import GENERATORS, write_outputs
+from hw.generate import (GENERATORS, check_module_name, check_outputs, default_module,
+                         write_outputs)
 from hw.schedule import LANES, AcceleratorConfig
+from model.ops import MAX_ACC_BITS
 from model.quant import SCHEMES
+from mulfree import flags
 from mulfree.errors import UsageError, flag_error
 
 
@@ -38,10 +42,11 @@ class Kind:
 
 def _add_product_arguments(parser) -> None:
     parser.add_argument("--scheme", required=True, metavar="SCHEME",
+                        type=flags.choice(SCHEMES, "scheme"),
                         help=f"product scheme: {', '.join(SCHEMES)}")
-    parser.add_argument("--a-bits", type=int, required=True, metavar="N",
+    parser.add_argument("--a-bits", type=flags.integer(1, 64), required=True, metavar="N",
                         help="activation code width (the lane count for xnor)")
-    parser.add_argument("--w-bits", type=int, default=None, metavar="N",
+    parser.add_argument("--w-bits", type=flags.integer(1, 64), default=None, metavar="N",
                         help="weight code width (needed for dorefa and int; fixed for binary, "
                              "ternary, pow2; the lane count for xnor)")
 
@@ -52,7 +57,7 @@ def _product_parameters(args) -> dict:
 
 def _add_mac_arguments(parser) -> None:
     _add_product_arguments(parser)
-    parser.add_argument("--fan-in", type=int, required=True, metavar="N",
+    parser.add_argument("--fan-in", type=flags.integer(1, 1 << 32), required=True, metavar="N",
                         help="largest number of products in one sum (sizes the accumulator)")
 
 
@@ -83,23 +88,26 @@ _BUFFER_FLAGS = (("--in-depth", "input buffer words"),
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(AcceleratorConfig)}
 
 
-def _add_sized_arguments(parser, flags) -> None:
+def _add_sized_arguments(parser, sizes) -> None:
     parser.add_argument("--scheme", required=True, metavar="SCHEME",
+                        type=flags.choice(SCHEMES, "scheme"),
                         help=f"product scheme: {', '.join(SCHEMES)}")
-    parser.add_argument("--a-bits", type=int, default=None, metavar="N",
+    parser.add_argument("--a-bits", type=flags.integer(1, 64), default=None, metavar="N",
                         help="activation code width per lane (1 for xnor, its default)")
-    parser.add_argument("--w-bits", type=int, default=None, metavar="N",
+    parser.add_argument("--w-bits", type=flags.integer(1, 64), default=None, metavar="N",
                         help="weight code width per lane (needed for dorefa and int)")
-    parser.add_argument("--acc-bits", type=int, required=True, metavar="N",
-                        help="partial-sum width (model.ops.accumulator_width of the layers)")
-    for flag, text in flags:
-        default = _DEFAULTS[flag[2:].replace("-", "_")]
-        parser.add_argument(flag, type=int, default=default, metavar="N",
+    parser.add_argument("--acc-bits", type=flags.integer(2, MAX_ACC_BITS), required=True,
+                        metavar="N", help="partial-sum width: at least what one word's products "
+                                          "need (model.ops.accumulator_width of the layers)")
+    for flag, text in sizes:
+        name = flag[2:].replace("-", "_")
+        default = _DEFAULTS[name]
+        parser.add_argument(flag, type=flags.config_field(name), default=default, metavar="N",
                             help=f"{text} (default {default})")
 
 
-def _config(args, flags) -> dict:
-    names = [flag[2:].replace("-", "_") for flag, _ in flags]
+def _config(args, sizes) -> dict:
+    names = [flag[2:].replace("-", "_") for flag, _ in sizes]
     a_bits = args.a_bits
     if a_bits is None:
         if args.scheme != "xnor":
@@ -145,6 +153,7 @@ def register(subparsers) -> None:
         sub.add_argument("-o", "--output", required=True, metavar="DIR",
                          help="output folder (created if missing)")
         sub.add_argument("--module", default=None, metavar="NAME",
+                         type=flags.checked(check_module_name),
                          help="Verilog top module name (default: the class name in snake_case)")
         sub.add_argument("--force", action="store_true", help="overwrite existing files")
         sub.add_argument("--config", default=None, metavar="FILE.toml",
@@ -158,7 +167,9 @@ def register(subparsers) -> None:
             action.required = action.required and not action.option_strings
         defaults = {a.dest: a.default for a in sub._actions
                     if a.option_strings and a.dest != "help"}
-        sub.set_defaults(func=run, required_flags=required, flag_defaults=defaults)
+        types = {a.dest: a.type for a in sub._actions if a.option_strings and a.dest != "help"}
+        sub.set_defaults(func=run, required_flags=required, flag_defaults=defaults,
+                         flag_types=types)
 
 
 def apply_config(args) -> None:
@@ -166,7 +177,7 @@ def apply_config(args) -> None:
 
     A flag counts as given when its value differs from its default.
     """
-    flags = {dest: "--" + dest.replace("_", "-") for dest in args.flag_defaults}
+    names = {dest: "--" + dest.replace("_", "-") for dest in args.flag_defaults}
     config = {}
     if args.config is not None:
         path = Path(args.config)
@@ -182,25 +193,44 @@ def apply_config(args) -> None:
         config = {k: v for k, v in table.items() if not isinstance(v, dict)} | section
     for key, value in config.items():
         dest = key.replace("-", "_")
-        if dest not in flags or dest in ("config", "force", "output"):
-            allowed = ", ".join(sorted(f[2:] for d, f in flags.items()
+        if dest not in names or dest in ("config", "force", "output"):
+            allowed = ", ".join(sorted(f[2:] for d, f in names.items()
                                        if d not in ("config", "force", "output")))
             raise UsageError(f"unknown key {key!r} in {str(args.config)!r}; allowed: {allowed}")
         if getattr(args, dest) == args.flag_defaults[dest]:
-            setattr(args, dest, value)
+            setattr(args, dest, _config_value(args, key, dest, value))
     missing = [flag for dest, flag in args.required_flags.items() if getattr(args, dest) is None]
     if missing:
         raise UsageError(f"{' and '.join(missing)} needed (as flags or in --config FILE.toml)")
 
 
+def _config_value(args, key: str, dest: str, value):
+    """A value of the config file, checked as its flag is: an integer for a number flag
+    (true, 8.5 or "8" are refused), a string for the others, then the flag's own check."""
+    kind = args.flag_types.get(dest)
+    where = f"{key} = {value!r} in {str(args.config)!r}"
+    if getattr(kind, "__name__", "") in ("integer", "power of two"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"{where}: must be an integer")
+    elif not isinstance(value, str):
+        raise UsageError(f"{where}: must be a string")
+    if kind is None:
+        return value
+    try:
+        return kind(str(value))
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+
+
 def run(args) -> int:
     apply_config(args)
-    build = GENERATORS[args.kind]
-    design = build(**KINDS[args.kind].parameters(args), module=args.module)
-    try:
-        written = write_outputs(args.output, design.files, force=args.force)
-    except FileExistsError as exc:
-        raise UsageError(str(exc)) from None
-    for path in written:
+    parameters = KINDS[args.kind].parameters(args)
+    module = args.module or default_module(args.kind, args.scheme)
+    if module is not None:
+        check_outputs(args.output, [f"{module}.v", f"{module}.json"], force=args.force)
+    else:
+        check_outputs(args.output, [], force=args.force)
+    design = GENERATORS[args.kind](**parameters, module=args.module)
+    for path in write_outputs(args.output, design.files, force=args.force):
         print(path)
     return 0

@@ -8,7 +8,9 @@ import numpy as np
 
 from model import data, deploy, nets, ptq
 from model import train as training
-from mulfree.commands.train import check_new_file, fold_and_save, one_blas_thread
+from model.files import check_new_file
+from mulfree import flags
+from mulfree.commands.train import fold_and_save, one_blas_thread
 from mulfree.errors import UsageError
 
 
@@ -24,12 +26,14 @@ def register(subparsers) -> None:
     parser.add_argument("checkpoint", metavar="CHECKPOINT.npz",
                         help="a float checkpoint written by mulfree train")
     parser.add_argument("--net", required=True, metavar="NAME",
+                        type=flags.choice(nets.QUANTIZED_NETS, "quantized network"),
                         help=f"the quantized network: one of {', '.join(nets.QUANTIZED_NETS)}")
-    parser.add_argument("--epochs", type=int, default=0,
+    parser.add_argument("--epochs", type=flags.integer(0, flags.MAX_EPOCHS), default=0,
                         help="fine-tuning epochs after the transfer (default 0: none)")
     parser.add_argument("--dataset", default=None, metavar="SPEC",
                         help="digits or mnist:PATH (default: the checkpoint's)")
-    parser.add_argument("--seed", type=int, default=0, help="shuffling seed of the fine-tuning")
+    parser.add_argument("--seed", type=flags.SEED, default=0,
+                        help="shuffling seed of the fine-tuning")
     parser.add_argument("-o", "--output", default="model.npz", metavar="MODEL.npz",
                         help="where to save the integer model (default model.npz)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -37,18 +41,8 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _check(args) -> None:
-    if args.net not in nets.QUANTIZED_NETS:
-        raise UsageError(f"--net must be a quantized network, one of "
-                         f"{', '.join(nets.QUANTIZED_NETS)}; "
-                         f"not {args.net!r}")
-    if args.epochs < 0:
-        raise UsageError(f"--epochs must be at least 0, not {args.epochs}")
-    check_new_file(args.output, args.force)
-
-
 def run(args) -> int:
-    _check(args)
+    check_new_file(args.output, force=args.force)
     loaded = deploy.load(args.checkpoint)
     if not isinstance(loaded, deploy.FloatCheckpoint):
         raise UsageError(f"{args.checkpoint!r} is already an integer model; quantize takes a "
@@ -63,11 +57,13 @@ def run(args) -> int:
     shift_bn = bool(loaded.meta.get("shift_bn", False))
     x_train, x_test = ds.x_train.astype(np.float64), ds.x_test.astype(np.float64)
     with one_blas_thread():
+        options = nets.build_options(loaded.meta)
         source = nets.build(loaded.net, loaded.input_shape, loaded.classes,
-                            pixel_max=loaded.pixel_max, shift_bn=shift_bn)
+                            pixel_max=loaded.pixel_max, **options)
         source.load_state_dict(loaded.state)
         target = nets.build(args.net, loaded.input_shape, loaded.classes,
-                            pixel_max=loaded.pixel_max, shift_bn=shift_bn)
+                            pixel_max=loaded.pixel_max, shift_bn=shift_bn,
+                            widths=options.get("widths"))
         try:
             accuracy = ptq.quantize(source, target, x_train, ds.y_train, x_test, ds.y_test,
                                     epochs=args.epochs,
@@ -83,6 +79,7 @@ def run(args) -> int:
             print(f"fine-tuned {args.epochs} epochs: {100 * accuracy['fine_tuned']:.2f} %")
         trained_pred = training.predict(target, x_test)
         meta = {"net": args.net, "dataset": ds.spec(), "shift_bn": shift_bn,
+                "widths": options.get("widths"),
                 "quantized_from": {"net": loaded.net, "checkpoint": os.path.basename(
                     args.checkpoint)}, "fine_tune_epochs": args.epochs, "seed": args.seed,
                 "accuracy": {**accuracy, "trained_model": float(np.mean(

@@ -8,11 +8,14 @@ OUT.npz with the outputs, the cycles and every access counter. A layer that cann
 
 from __future__ import annotations
 
-from pathlib import Path
+import time
 
 import numpy as np
 
-from model.layer_file import load_layer, save_outputs
+from model.files import check_new_file
+from model.layer_file import golden_outputs, load_layer, save_outputs
+from model.progress import on_terminal, report
+from mulfree import flags
 from mulfree.errors import UsageError, flag_error
 
 #: Above this many predicted cycles the Amaranth simulation shows a progress bar.
@@ -30,60 +33,78 @@ def register(subparsers) -> None:
     parser.add_argument("layer", metavar="LAYER.npz", help="the layer file")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.npz",
                         help="where to write outputs and counters")
-    parser.add_argument("--backend", default="amaranth", choices=[*BACKENDS, "board"],
-                        help="simulator, or a board built by mulfree build (default: amaranth)")
+    parser.add_argument("--backend", default="amaranth",
+                        type=flags.choice([*BACKENDS, "board"], "backend"),
+                        help="amaranth, verilator, icarus, or board: a board built by "
+                             "mulfree build (default: amaranth)")
     parser.add_argument("--port", default=None, metavar="PORT",
                         help="serial port of the board (--backend board), e.g. /dev/ttyUSB1")
-    parser.add_argument("--baud", type=int, default=115200,
+    parser.add_argument("--baud", type=flags.integer(1, 100_000_000), default=115200,
                         help="baud rate of the board's link (default 115200)")
     for flag, help_text in (("--rows", "PE rows"), ("--cols", "PE columns"),
                             ("--lanes", "MACs per PE per cycle (1, 2, 4, ... 64)"),
                             ("--filter-spad", "filter scratchpad words per bank (power of two)"),
                             ("--ifmap-spad", "input scratchpad words per bank (power of two)"),
                             ("--tree-stages", "pipeline registers in each PE's lane tree")):
-        default = getattr(ArrayParams(), flag[2:].replace("-", "_"))
-        parser.add_argument(flag, type=int, default=default, metavar="N",
+        name = flag[2:].replace("-", "_")
+        default = getattr(ArrayParams(), name)
+        parser.add_argument(flag, type=flags.config_field(name), default=default, metavar="N",
                             help=f"{help_text} (default {default})")
-    parser.add_argument("--force", action="store_true", help="overwrite OUT.npz")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite OUT.npz, and run a simulation predicted to take long")
+    parser.add_argument("--quiet", action="store_true", help="no progress")
     parser.set_defaults(func=run)
 
 
-def _golden(layer) -> np.ndarray:
-    if layer.codebook is not None:
-        from model.compress import codebook_conv2d
-        return codebook_conv2d(layer.inputs, layer.weights, layer.codebook,
-                               stride=layer.stride, padding=layer.padding, a_bits=layer.a_bits)
-    from model.ops import conv2d
-    return conv2d(layer.scheme, layer.inputs, layer.weights, stride=layer.stride,
-                  padding=layer.padding, a_bits=layer.a_bits, w_bits=layer.w_bits)
+def refuse_long_simulation(seconds: float, backend: str, force: bool, what: str,
+                           smaller: str) -> None:
+    """``UsageError`` with the estimate and what to do instead when ``seconds`` (the
+    predicted wall time of ``what`` on ``backend``) exceeds ``sim.sim_time.LIMIT_SECONDS`` and
+    ``force`` is not set; ``smaller`` names the smaller job (``"a smaller layer"``)."""
+    from sim.sim_time import LIMIT_SECONDS, describe
+    if seconds > LIMIT_SECONDS and not force:
+        faster = "" if backend == "verilator" else "--backend verilator, "
+        raise UsageError(f"{what} would take {describe(seconds)} on {backend}; use {faster}"
+                         f"{smaller}, or --force to run it anyway")
 
 
 def run(args) -> int:
     from hw.schedule import AcceleratorConfig
     from sim.cycle_model import ArrayParams, check_mappable, predict
     from sim.run_layer import BACKENDS, layer_codes, layer_shape, run_layer
+    from sim.sim_time import SPEED, simulation_seconds
 
-    out_path = Path(args.output)
-    if out_path.exists() and not args.force:
-        raise UsageError(f"{str(out_path)!r} exists; use --force to overwrite it")
-    if not out_path.parent.is_dir():
-        raise UsageError(f"folder {str(out_path.parent)!r} does not exist")
+    if args.backend == "board" and not args.port:
+        raise UsageError("--backend board needs --port (the board's serial port)")
+    if args.port and args.backend != "board":
+        raise UsageError(f"--port is for --backend board, not --backend {args.backend}")
     names = ("rows", "cols", "lanes", "filter_spad", "ifmap_spad", "tree_stages")
     try:   # the array's parameters are checked where they are defined
         AcceleratorConfig(**{name: getattr(args, name) for name in names})
     except ValueError as exc:
         raise flag_error(exc) from None
+    out_path = check_new_file(args.output, force=args.force)
     layer = load_layer(args.layer)
+    if layer.groups != 1:
+        raise UsageError(f"{args.layer!r} is a grouped layer (groups={layer.groups}); the array "
+                         "runs groups=1 only for now: save each group as its own layer")
     params = ArrayParams(**{name: getattr(args, name) for name in names})
     shape = layer_shape(layer)
     try:
         check_mappable(shape, params)
     except ValueError as exc:
         raise UsageError(f"cannot map the layer on a {args.rows}x{args.cols} array: {exc}")
+    model = predict(shape, params, weights=layer_codes(layer)[0], scheme=layer.scheme,
+                    codebook=layer.codebook)
+    seconds = 0.0
+    if args.backend in SPEED:
+        cycles = model["cycles"] + model["offchip_words"]
+        seconds = simulation_seconds(args.backend, cycles, params.pes)
+        refuse_long_simulation(seconds, args.backend, args.force,
+                               f"simulating this layer ({cycles:,} cycles on a "
+                               f"{args.rows}x{args.cols} array)",
+                               "a smaller layer or a larger array")
     if args.backend == "board":
-        if not args.port:
-            raise UsageError("--backend board needs --port (the board's serial port)")
         from boards.accelerator import register_board_backend
         register_board_backend(args.port, baud=args.baud)
     backend = BACKENDS[args.backend]()
@@ -91,16 +112,23 @@ def run(args) -> int:
         ok, why = backend.available()
         if not ok:
             raise UsageError(f"backend {args.backend!r} is unavailable: {why}")
-    model = predict(shape, params, weights=layer_codes(layer)[0], scheme=layer.scheme,
-                    codebook=layer.codebook)
-    progress = not args.quiet and model["cycles"] > PROGRESS_CYCLES
-    result = run_layer(layer, backend=args.backend, params=params, progress=progress)
-    expected = _golden(layer)
+    show = not args.quiet
+    bar = show and on_terminal() and model["cycles"] > PROGRESS_CYCLES
+    started = time.monotonic()
+    if show and not bar:
+        from sim.sim_time import describe
+        estimate = f", {describe(seconds)}" if seconds else ""
+        report(f"running the layer on {args.backend}: {model['cycles']:,} predicted cycles"
+               f"{estimate}")
+    result = run_layer(layer, backend=args.backend, params=params, progress=bar)
+    if show and not bar:
+        report(f"ran in {time.monotonic() - started:.1f} s")
+    expected = golden_outputs(layer)
     exact = np.array_equal(result.outputs, expected)
     counters = result.counters
     mp = result.mapping
     save_outputs(out_path, result.outputs, counters, force=args.force, extra={
-        "rows": args.rows, "cols": args.cols, "lanes": args.lanes, "q": mp.q, "p": mp.p,
+        **{name: getattr(args, name) for name in names}, "q": mp.q, "p": mp.p,
         "Fseg": mp.Fseg})
     M, C, R, S = layer.weights.shape
     print(f"{layer.scheme} layer [{M},{C},{R},{S}] on {list(layer.inputs.shape)}, stride "

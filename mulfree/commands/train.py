@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import os
 
 import numpy as np
 
 from model import data, deploy, nets
 from model import train as training
+from model.files import check_new_file
+from model.optim import OPTIMIZERS
+from mulfree import flags
 from mulfree.errors import UsageError
 
 
@@ -19,18 +21,27 @@ def register(subparsers) -> None:
                     "it into integer thresholds and save the integer model; the integer "
                     "model's test predictions are checked against the trained network's.")
     parser.add_argument("--net", default=nets.DEFAULT_NET, metavar="NAME",
+                        type=flags.choice(nets.NETS, "network"),
                         help=f"one of {', '.join(nets.NETS)} (default {nets.DEFAULT_NET})")
     parser.add_argument("--dataset", default="digits", metavar="SPEC",
                         help="digits (scikit-learn's 8x8, default) or mnist:PATH (a folder with "
                              "the four IDX files, gzip or not)")
-    parser.add_argument("--epochs", type=int, default=None,
+    parser.add_argument("--epochs", type=flags.integer(1, flags.MAX_EPOCHS), default=None,
                         help="passes over the training set (default: the net's, see --list)")
-    parser.add_argument("--seed", type=int, default=0, help="initialisation and shuffling seed")
-    parser.add_argument("--batch-size", type=int, default=None, help="examples per update")
-    parser.add_argument("--lr", type=float, default=None, help="initial learning rate")
-    parser.add_argument("--lr-end", type=float, default=None,
+    parser.add_argument("--seed", type=flags.SEED, default=0,
+                        help="initialisation and shuffling seed")
+    parser.add_argument("--batch-size", type=flags.integer(1, 1 << 20), default=None,
+                        help="examples per update")
+    parser.add_argument("--lr", type=flags.real(0.0, 10.0, lo_open=True), default=None,
+                        help="initial learning rate")
+    parser.add_argument("--lr-end", type=flags.real(0.0, 10.0, lo_open=True), default=None,
                         help="learning rate of the last epoch (geometric decay)")
-    parser.add_argument("--optimizer", default="adam", choices=["adam", "shift-adamax"])
+    parser.add_argument("--optimizer", default="adam", type=flags.choice(OPTIMIZERS, "optimizer"),
+                        help=f"{' or '.join(OPTIMIZERS)} (default adam)")
+    parser.add_argument("--bits", default=None, metavar="W,A,G",
+                        type=flags.checked(nets.parse_bits),
+                        help="DoReFa widths of weights, activations and gradients for "
+                             "dorefanet (default 1,3,32; G = 32: float gradients)")
     parser.add_argument("--shift-bn", action="store_true",
                         help="shift-based batch norm (powers of two) instead of the standard")
     parser.add_argument("-o", "--output", default="model.npz", metavar="MODEL.npz",
@@ -50,43 +61,32 @@ def one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if value is not None and value < minimum:
-        raise UsageError(f"{name} must be at least {minimum}, not {value}")
-
-
-def check_new_file(path, force: bool) -> None:
-    """Refuse an output file that exists (without ``force``) or whose folder does not."""
-    if os.path.exists(path) and not force:
-        raise UsageError(f"{path!r} exists; pass --force to overwrite it")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-        raise UsageError(f"the folder of {path!r} does not exist")
-
-
 def run(args) -> int:
     if args.list:
         for spec in nets.NETS.values():
-            print(f"{spec.name:<11} {spec.summary} (default {spec.epochs} epochs)")
+            print(f"{spec.name:<15} {spec.summary} (default {spec.epochs} epochs)")
         return 0
-    if args.net not in nets.NETS:
-        raise UsageError(f"unknown network {args.net!r}; allowed: {', '.join(nets.NETS)}")
     spec = nets.NETS[args.net]
     epochs = spec.epochs if args.epochs is None else args.epochs
-    _check_int("--epochs", epochs, 1)
-    _check_int("--batch-size", args.batch_size, 1)
-    for name, value in (("--lr", args.lr), ("--lr-end", args.lr_end)):
-        if value is not None and not value > 0:
-            raise UsageError(f"{name} must be positive, not {value}")
+    bits = spec.bits
+    if args.bits is not None:
+        if spec.bits is None:
+            raise UsageError(f"--bits sets DoReFa widths; allowed with --net "
+                             f"{', '.join(n for n, s in nets.NETS.items() if s.bits)}, "
+                             f"not {args.net!r}")
+        bits = args.bits
     out = args.output
-    check_new_file(out, args.force)
+    check_new_file(out, force=args.force)
     ds = data.load_dataset(args.dataset)
     net = nets.build(args.net, ds.input_shape, ds.classes, pixel_max=ds.pixel_max,
-                     seed=args.seed, shift_bn=args.shift_bn)
+                     seed=args.seed, shift_bn=args.shift_bn, bits=bits)
     lr = spec.lr if args.lr is None else args.lr
     lr_end = spec.lr_end if args.lr_end is None else args.lr_end
     batch = spec.batch_size if args.batch_size is None else args.batch_size
+    widths_bits = f", W,A,G = {','.join(map(str, bits))}" if bits else ""
     print(f"training {args.net} on {ds.name} ({len(ds.y_train)} train / {len(ds.y_test)} test "
-          f"images, {'x'.join(map(str, ds.input_shape))}) for {epochs} epochs, seed {args.seed}")
+          f"images, {'x'.join(map(str, ds.input_shape))}) for {epochs} epochs, seed "
+          f"{args.seed}{widths_bits}")
     x_train, x_test = ds.x_train.astype(np.float64), ds.x_test.astype(np.float64)
     with one_blas_thread():
         history = training.train(net, x_train, ds.y_train, epochs=epochs, batch_size=batch,
@@ -97,6 +97,7 @@ def run(args) -> int:
         meta = {"net": args.net, "dataset": ds.spec(), "seed": args.seed, "epochs": epochs,
                 "batch_size": batch, "optimizer": args.optimizer, "lr": lr, "lr_end": lr_end,
                 "shift_bn": args.shift_bn, "train_seconds": round(history.seconds, 2),
+                "bits": list(bits) if bits else None,
                 "final_loss": history.loss[-1],
                 "accuracy": {"trained_model": float_acc, "test_images": len(ds.y_test)}}
         print(f"trained in {history.seconds:.1f} s: loss {history.loss[-1]:.4f}, train accuracy "

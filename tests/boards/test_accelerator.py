@@ -1,4 +1,3 @@
-# amaranth: UnusedElaboratable=no
 """Layers on the simulated board: the host driver's bytes go through the simulated UART into
 the simulated accelerator and back, and the sums are bit-exact."""
 

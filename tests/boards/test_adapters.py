@@ -1,4 +1,3 @@
-# amaranth: UnusedElaboratable=no
 """Byte/word adapters against ``boards.protocol.pack_words`` / ``unpack_words``."""
 
 import numpy as np

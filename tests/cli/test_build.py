@@ -43,7 +43,7 @@ def test_list_boards_shows_the_tested_ones_first(capsys):
     ((), ["--board is required"]),
     (("--board", "icebreaker", "--link-test"), ["-o/--output DIR is required"]),
     (("--board", "icebreaker", "-o", "x", "--counter-bits", "7"),
-     ["--counter-bits must be in [8, 64], not 7"]),
+     ["argument --counter-bits: must be an integer in [8, 64], not 7"]),
     (("--board", "icebreaker", "-o", "x", "--link-test", "--scheme", "ternary"),
      ["exactly one of --scheme"]),
     (("--board", "icebreakr", "-o", "x", "--link-test"),
@@ -53,13 +53,13 @@ def test_list_boards_shows_the_tested_ones_first(capsys):
     (("--board", "icebreaker", "-o", "x", "--scheme", "quaternary"),
      ["unknown scheme 'quaternary'"]),
     (("--board", "icebreaker", "-o", "x", "--scheme", "ternary", "--rows", "0"),
-     ["--rows must be an integer in [1, 64], not 0"]),
+     ["argument --rows: must be an integer in [1, 64], not 0"]),
     (("--board", "icebreaker", "-o", "x", "--scheme", "ternary", "--acc-bits", "99"),
-     ["--acc-bits must be an integer in [2, 64], not 99"]),
+     ["argument --acc-bits: must be an integer in [2, 64], not 99"]),
     (("--board", "icebreaker", "-o", "x", "--scheme", "ternary", "--lanes", "6"),
-     ["--lanes must be one of 1, 2, 4, 8, 16, 32, 64, not 6"]),
+     ["argument --lanes: must be one of 1, 2, 4, 8, 16, 32, 64, not 6"]),
     (("--board", "icebreaker", "-o", "x", "--scheme", "ternary", "--spad", "12"),
-     ["--spad must be a power of two"]),
+     ["argument --spad: must be a power of two"]),
     (("--board", "icebreaker", "-o", "x", "--scheme", "dorefa"), ["needs a weight width"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, fragments):
@@ -87,6 +87,7 @@ def test_a_vendor_board_writes_its_build_tree_and_names_the_tool(capsys, tmp_pat
 
 
 @pytest.mark.skipif(not open_toolchain_found(), reason="YoWASP Yosys/nextpnr-ice40 not installed")
+@pytest.mark.timeout(600)  # synthesis, place-and-route and packing: half a minute or more
 def test_link_test_bitstream_for_the_icebreaker(capsys, tmp_path):
     """The one real place-and-route of the test suite (well under a minute)."""
     out = tmp_path / "link"

@@ -10,9 +10,14 @@ from model import data, deploy, nets
 from model.compress import load_compressed
 from model.train import accuracy, train
 from mulfree.cli import main
+from tests.conftest import one_error_line
 from tests.model.test_data import write_mnist
 
 FAST = ["--prune-steps", "1", "--retrain-epochs", "1", "--finetune-epochs", "1", "--no-progress"]
+
+
+# The tests share this module's fixtures: one worker runs them all.
+pytestmark = pytest.mark.xdist_group("cli.test_compress")
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +30,6 @@ def checkpoint(tmp_path_factory):
     deploy.save_float(net, path, net_name="lenet300", input_shape=ds.input_shape,
                       pixel_max=ds.pixel_max, classes=10, meta={"dataset": ds.spec()})
     return path
-
-
-def one_error_line(capsys):
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("mulfree compress: error: ")
-    return err[0]
 
 
 def test_compress_prints_the_table_and_writes_a_decodable_file(tmp_path, checkpoint, capsys):
@@ -71,7 +70,7 @@ def test_existing_output_is_not_overwritten(tmp_path, checkpoint, capsys):
     out = tmp_path / "taken.npz"
     out.write_text("keep me")
     assert main(["compress", str(checkpoint), "-o", str(out), *FAST]) == 2
-    assert "--force" in one_error_line(capsys)
+    assert "--force" in one_error_line(capsys.readouterr().err, "compress")
     assert out.read_text() == "keep me"
 
 
@@ -80,13 +79,13 @@ def test_existing_output_is_not_overwritten(tmp_path, checkpoint, capsys):
     (["--prune", "1.5"], "sparsity must be a number in [0, 1]"),
     (["--share-bits", "9"], "weight-sharing bits must be an integer in [2, 8]"),
     (["--index-bits", "0"], "index bits must be an integer in [1, 16]"),
-    (["--prune-steps", "0"], "--prune-steps must be at least 1"),
+    (["--prune-steps", "0"], "argument --prune-steps: must be an integer in [1, 100], not 0"),
 ])
 def test_bad_settings_are_one_line_and_leave_no_file(tmp_path, checkpoint, capsys, flags,
                                                      message):
     out = tmp_path / "never.npz"
     assert main(["compress", str(checkpoint), *FAST, *flags, "-o", str(out)]) == 2
-    assert message in one_error_line(capsys)
+    assert message in one_error_line(capsys.readouterr().err, "compress")
     assert not out.exists()
 
 
@@ -97,9 +96,9 @@ def test_integer_model_and_missing_file_are_refused(tmp_path, capsys):
     path = tmp_path / "binary.npz"
     deploy.save(model, path)
     assert main(["compress", str(path), "-o", str(tmp_path / "x.npz"), *FAST]) == 2
-    assert "float checkpoint" in one_error_line(capsys)
+    assert "float checkpoint" in one_error_line(capsys.readouterr().err, "compress")
     assert main(["compress", str(tmp_path / "nope.npz"), "-o", str(tmp_path / "x.npz")]) == 2
-    assert "not found" in one_error_line(capsys)
+    assert "not found" in one_error_line(capsys.readouterr().err, "compress")
 
 
 def test_a_data_set_with_other_images_is_refused(tmp_path, checkpoint, capsys):
@@ -109,6 +108,6 @@ def test_a_data_set_with_other_images_is_refused(tmp_path, checkpoint, capsys):
     out = tmp_path / "never.npz"
     assert main(["compress", str(checkpoint), "--dataset", f"mnist:{folder}", "-o", str(out),
                  *FAST]) == 2
-    line = one_error_line(capsys)
+    line = one_error_line(capsys.readouterr().err, "compress")
     assert "takes [1, 8, 8] images" in line and "has [1, 28, 28]" in line
     assert not out.exists()

@@ -9,6 +9,11 @@ from model import deploy
 from mulfree.cli import main
 
 
+# The tests share this module's fixtures: one worker runs them all. The fixture's
+# training and RTL simulation takes up to a minute (more on a loaded machine).
+pytestmark = [pytest.mark.xdist_group("cli.test_demo"), pytest.mark.timeout(600)]
+
+
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "report"
@@ -67,7 +72,7 @@ def test_short_demo_is_bit_exact_and_writes_its_report(short_run, capsys):
     report = (out / "report.md").read_text()
     assert "bit-exact" in report and "| 0 | binary |" in report
     energy = summary["energy_pj"]
-    assert set(energy["by_dataflow_per_image"]) == {"RS", "WS", "OS", "NLR"}
+    assert set(energy["by_dataflow_per_image"]) == {"RS", "WS", "OS_A", "OS_B", "OS_C", "NLR"}
     assert energy["our_array_per_image"]["total"] > energy["our_array_per_image"]["compute"] > 0
     assert summary["synthesis"] is None and summary["bitstream"] is None
 
@@ -91,9 +96,11 @@ def test_the_demo_does_not_replace_a_report_without_force(short_run, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--images", "0"], "--images must be at least 1, not 0"),
-    (["--net", "float"], "is a float network"),
-    (["--net", "resnet"], "unknown network 'resnet'"),
+    (["--images", "0"], "argument --images: must be an integer >= 1, not 0"),
+    (["--images", "360"], "images must be in [1, 359] (the test images of digits), not 360"),
+    (["--net", "float"], "argument --net: network 'float' is a float network; the demo needs "
+                         "a quantized one"),
+    (["--net", "resnet"], "argument --net: unknown network 'resnet'"),
     (["--board", "nope"], "unknown board 'nope'"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, argv, message):

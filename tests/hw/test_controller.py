@@ -4,7 +4,6 @@ cycle model assumes of it: the weight loader's and input loader's lengths and wh
 write where, a PE row's slots and hand-offs, the dot source's order and taps, the psum
 unit's read and write times."""
 
-import numpy as np
 import pytest
 from amaranth.sim import Simulator
 

@@ -7,7 +7,7 @@ import pytest
 from amaranth.hdl import signed
 from amaranth.sim import Simulator
 
-from hw.mac import MAC_LATENCY, MacCell
+from hw.mac import MAC_LATENCY, MacCell, check_mac
 from model.ops import accumulator_width, product, product_range
 from model.quant import activation_code_range, weight_code_range
 
@@ -197,5 +197,7 @@ def test_clear_drops_partial_and_waiting_sums():
     (dict(scheme="ternery", a_bits=8, fan_in=9), "unknown scheme 'ternery'"),
 ])
 def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        check_mac(**kwargs)               # what mac_design asks before building a cell
     with pytest.raises(ValueError, match=message):
         MacCell(**kwargs)

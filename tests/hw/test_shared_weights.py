@@ -13,8 +13,9 @@ from model.compress import (codebook_accumulator_width, codebook_conv2d, integer
                             prune_to_sparsity, share_weights)
 from model.layer_file import Layer, load_layer, save_layer
 from sim.cocotb_runner import simulator_available
-from sim.cycle_model import ArrayParams, predict
-from sim.run_layer import layer_shape, run_layer
+from sim.cycle_model import ArrayParams
+from sim.run_layer import run_layer
+from tests.conftest import assert_run_exact
 
 
 def shared_layer(rng, shape, *, share_bits=3, sparsity=0.6, a_bits=5):
@@ -30,12 +31,7 @@ def shared_layer(rng, shape, *, share_bits=3, sparsity=0.6, a_bits=5):
 
 def check_on_array(layer: Layer, params: ArrayParams, backend: str = "amaranth"):
     run = run_layer(layer, backend=backend, params=params)
-    expected = codebook_conv2d(layer.inputs, layer.weights, layer.codebook, stride=layer.stride,
-                               padding=layer.padding, a_bits=layer.a_bits)
-    np.testing.assert_array_equal(run.outputs, expected)
-    model = predict(layer_shape(layer), params, run.mapping, weights=layer.weights, scheme=layer.scheme,
-                    codebook=layer.codebook)
-    assert run.counters == {name: model[name] for name in run.counters}
+    assert_run_exact(layer, run.outputs, run.counters, params, run.mapping)
     return run
 
 

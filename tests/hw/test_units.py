@@ -14,8 +14,9 @@ import pytest
 from amaranth.hdl import Module, Mux, Shape, signed, unsigned
 from amaranth.sim import Simulator
 
+from hw import units
 from hw.units import (LutUnit, MultiplyUnit, ShiftUnit, SignUnit, TernaryUnit,
-                      XnorPopcountUnit, product_unit)
+                      XnorPopcountUnit, check_unit, product_unit)
 from model.ops import product, product_range, signed_width
 from model.quant import activation_code_range, weight_code_range, weight_level
 
@@ -209,9 +210,24 @@ def test_product_widths_hold_the_extremes():
     (dict(scheme="xnor", a_bits=8, w_bits=16), "must be equal"),
     (dict(scheme="pow2", a_bits="8"), "not '8'"),
 ])
-def test_product_unit_rejects_bad_arguments(kwargs, message):
+def test_product_unit_rejects_bad_arguments(kwargs, message, monkeypatch):
+    with pytest.raises(ValueError, match=message):
+        check_unit(**kwargs)
+    # product_unit refuses them before it makes any component (none is left half-made)
+    def no_component(cls, *args, **kwargs):
+        raise AssertionError(f"{cls.__name__} was made for bad arguments")
+    monkeypatch.setattr(units._ProductUnit, "__new__", no_component)
     with pytest.raises(ValueError, match=message):
         product_unit(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(scheme="ternary", a_bits=8), dict(scheme="dorefa", a_bits=3, w_bits=2),
+    dict(scheme="dorefa", a_bits=3, w_bits=2, codebook=(0, 1, -1, 2)),
+    dict(scheme="xnor", a_bits=16), dict(scheme="int", a_bits=4, w_bits=4)])
+def test_check_unit_accepts_what_product_unit_builds(kwargs):
+    check_unit(**kwargs)
+    assert product_unit(**kwargs).scheme in (kwargs["scheme"], "codebook")
 
 
 @pytest.mark.parametrize("kwargs, message", [

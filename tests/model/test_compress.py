@@ -181,25 +181,20 @@ from model.compress import (  # noqa: E402
     prune_network,
     share_network,
 )
-from model.data import load_digits  # noqa: E402
 from model.layers import softmax_cross_entropy  # noqa: E402
 from model.nets import build  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    """Small products run faster on one BLAS thread (and the machine is shared)."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1, user_api="blas"):
-        yield
+# The tests share this module's fixtures: one worker runs them all.
+pytestmark = [pytest.mark.xdist_group("model.test_compress"),
+              pytest.mark.usefixtures("one_blas_thread")]
 
 
 @pytest.fixture(scope="module")
-def digits():
-    data = load_digits()
-    x_train, x_test = data.x_train.astype(np.float64), data.x_test.astype(np.float64)
-    return x_train[:400], data.y_train[:400], x_test[:200], data.y_test[:200]
+def small_digits(digits):
+    """The first 400 training and 200 test images of the digits, as floats."""
+    x_train, x_test = digits.x_train.astype(np.float64), digits.x_test.astype(np.float64)
+    return x_train[:400], digits.y_train[:400], x_test[:200], digits.y_test[:200]
 
 
 def small_lenet(seed=0):
@@ -216,8 +211,9 @@ class RecordingAdam(Adam):
         super().step(params, grads, lr)
 
 
-def test_pruned_weights_get_no_gradient_and_stay_zero_in_the_training_loop(monkeypatch, digits):
-    x, y, _, _ = digits
+def test_pruned_weights_get_no_gradient_and_stay_zero_in_the_training_loop(monkeypatch,
+                                                                            small_digits):
+    x, y, _, _ = small_digits
     monkeypatch.setattr(train_module, "make_optimizer", lambda name: RecordingAdam())
     RecordingAdam.seen = []
     net = small_lenet()
@@ -244,8 +240,8 @@ def test_pruned_weights_get_no_gradient_and_stay_zero_in_the_training_loop(monke
             assert np.count_nonzero(moved) > 0.5 * kept.sum()  # (some inputs are always 0)
 
 
-def test_centroid_gradient_through_a_shared_layer_matches_finite_differences(digits):
-    x, y, _, _ = digits
+def test_centroid_gradient_through_a_shared_layer_matches_finite_differences(small_digits):
+    x, y, _, _ = small_digits
     net = small_lenet()
     prune_network(net, sparsity=0.5)
     shared = share_network(net, 3)
@@ -270,8 +266,8 @@ def test_centroid_gradient_through_a_shared_layer_matches_finite_differences(dig
         assert abs((up - down) / (2 * eps) - g[code]) < 1e-6 * max(1.0, abs(g[code]))
 
 
-def test_deep_compress_pipeline(monkeypatch, digits):
-    x, y, xt, yt = digits
+def test_deep_compress_pipeline(monkeypatch, small_digits):
+    x, y, xt, yt = small_digits
     monkeypatch.setattr(train_module, "make_optimizer", lambda name: RecordingAdam())
     RecordingAdam.seen = []
     net = small_lenet()
@@ -300,8 +296,8 @@ def test_deep_compress_pipeline(monkeypatch, digits):
     assert np.count_nonzero(compressible_layers(net)[0][2].params["weight"]) == 64 * 300
 
 
-def test_deep_compress_refuses_a_network_with_nothing_to_compress(digits):
-    x, y, xt, yt = digits
+def test_deep_compress_refuses_a_network_with_nothing_to_compress(small_digits):
+    x, y, xt, yt = small_digits
     net = build("binarymlp", (1, 8, 8), pixel_max=16)
     with pytest.raises(ValueError, match="no float Dense or Conv2d"):
         deep_compress(net, x, y, xt, yt, sparsity=0.5)
@@ -318,8 +314,8 @@ from model.train import predict  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def compressed(digits):
-    x, y, xt, yt = digits
+def compressed(small_digits):
+    x, y, xt, yt = small_digits
     net = small_lenet(seed=3)
     train_module.train(net, x, y, epochs=1, progress=False)
     result = deep_compress(net, x, y, xt, yt, quality=1.0, prune_steps=1, retrain_epochs=1,
@@ -330,7 +326,7 @@ def compressed(digits):
 
 
 @pytest.mark.parametrize("huffman", [True, False])
-def test_file_round_trip_gives_the_same_network(tmp_path, compressed, digits, huffman):
+def test_file_round_trip_gives_the_same_network(tmp_path, compressed, small_digits, huffman):
     path = tmp_path / "out.npz"
     compressed.compressed.save(path, huffman=huffman)
     back = load_compressed(path)
@@ -345,7 +341,7 @@ def test_file_round_trip_gives_the_same_network(tmp_path, compressed, digits, hu
     for (_, _, a), (_, _, b) in zip(compressible_layers(net), compressible_layers(compressed.net)):
         np.testing.assert_array_equal(a.params["weight"], b.params["weight"])
         np.testing.assert_array_equal(a.params["bias"], b.params["bias"])
-    _, _, xt, _ = digits
+    _, _, xt, _ = small_digits
     np.testing.assert_array_equal(predict(net, xt), predict(compressed.net, xt))
 
 

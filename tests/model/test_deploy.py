@@ -6,21 +6,14 @@ import json
 import numpy as np
 import pytest
 
-from model import data, deploy, nets, ops, quant, train
+from model import deploy, nets, ops, quant, train
 from model import layers as L
+from tests.conftest import version_2_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    """These small products run fastest on one BLAS thread (and the machine is shared)."""
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return data.load_digits()
+# The tests share this module's fixtures: one worker runs them all.
+pytestmark = [pytest.mark.xdist_group("model.test_deploy"),
+              pytest.mark.usefixtures("one_blas_thread")]
 
 
 def trained(net, ds, epochs=2, seed=0):
@@ -216,7 +209,11 @@ def test_save_load_round_trip(models, digits, tmp_path):
     np.testing.assert_array_equal(deploy.predict(loaded, digits.x_test),
                                   deploy.predict(model, digits.x_test))
     with np.load(path, allow_pickle=False) as z:
-        assert all(z[k].dtype.kind in "iu" for k in z.files)  # integers only
+        # Integers only, but for the training state kept for fine-tuning (float64).
+        assert all(z[k].dtype.kind in "iu" for k in z.files if not k.startswith("state."))
+        assert {k for k in z.files if k.startswith("state.")} == {
+            f"state.{k}" for k in model.state}
+    assert all(np.array_equal(loaded.state[k], v) for k, v in model.state.items())
 
 
 def test_xnor_words_pack_by_channel_and_survive_saving(models, tmp_path):
@@ -247,13 +244,14 @@ def test_load_refuses_other_versions_and_corrupt_files(models, tmp_path):
 
     def bump_version(arrays):
         manifest = json.loads(arrays["manifest"].tobytes())
-        manifest["version"] = 2
+        manifest["version"] = 3
         arrays["manifest"] = np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8)
 
-    other = tmp_path / "v2.npz"
+    other = tmp_path / "v3.npz"
     other.write_bytes(path.read_bytes())
     rewrite(other, bump_version)
-    with pytest.raises(ValueError, match="version 2 mulfree model; this mulfree reads version 1"):
+    with pytest.raises(ValueError, match="version 3 mulfree model; this mulfree reads versions "
+                                         "1 and 2 only"):
         deploy.load(other)
 
     def damage(arrays):
@@ -305,3 +303,55 @@ def test_hardware_layer_files_hold_the_golden_layer(models, digits, tmp_path, na
     np.testing.assert_array_equal(out, golden)
     with pytest.raises(ValueError, match="layer index"):
         deploy.hardware_layer(model, 9, image)
+
+
+def _manifest(path):
+    with np.load(path) as z:
+        return json.loads(z["manifest"].tobytes())
+
+
+def test_folded_models_stay_version_1(tmp_path):
+    net = nets.build("binarymlp", (1, 8, 8), pixel_max=16, seed=2)
+    model = deploy.fold(net, input_shape=(1, 8, 8), pixel_max=16)
+    deploy.save(model, tmp_path / "m.npz")
+    manifest = _manifest(tmp_path / "m.npz")
+    assert manifest["version"] == deploy.VERSION == 1
+    assert "pixel_min" not in manifest and "out_min" not in manifest["layers"][0]
+    back = deploy.load(tmp_path / "m.npz")
+    assert back.pixel_min == 0 and back.float_io is None
+    assert all(layer.codebook is None and layer.out_min == 0 for layer in back.layers)
+
+
+def test_version_2_fields_round_trip_and_compute(tmp_path):
+    model = version_2_model()
+    x = np.random.default_rng(4).integers(0, 8, (5, 2, 4, 4))
+    trace = deploy.run_integer(model, x)
+    acc = trace.layers[0].accumulators
+    from model.compress import codebook_conv2d
+    book = model.layers[0].codebook
+    np.testing.assert_array_equal(acc, codebook_conv2d(x, model.layers[0].weights, book,
+                                                       a_bits=3, groups=2))
+    for g in range(2):  # each group is a codebook layer of its own channel and filter
+        np.testing.assert_array_equal(acc[:, g:g + 1], codebook_conv2d(
+            x[:, g:g + 1], model.layers[0].weights[g:g + 1], book, a_bits=3))
+    codes = trace.layers[0].outputs
+    want = -2 + (acc >= np.array([-20, -5])[None, :, None, None]).astype(int) \
+        + (acc >= np.array([0, 5])[None, :, None, None]) \
+        + (acc >= np.array([20, 500])[None, :, None, None])
+    np.testing.assert_array_equal(codes, want)
+    assert codes.min() < 0                                   # signed codes from out_min
+    path = tmp_path / "v2.npz"
+    deploy.save(model, path)
+    assert _manifest(path)["version"] == 2
+    back = deploy.load(path)
+    np.testing.assert_array_equal(back.layers[0].codebook, model.layers[0].codebook)
+    assert back.layers[0].out_min == -2 and back.float_io == model.float_io
+    assert back.layers[0].groups == 2 and back.state.keys() == model.state.keys()
+    for name, value in model.state.items():
+        np.testing.assert_array_equal(back.state[name], value)
+    floats = x.astype(np.float32) * np.float32(0.25)
+    run = deploy.run_float(back, floats)
+    np.testing.assert_array_equal(run.codes, trace.layers[1].pooled.reshape(5, 3))
+    np.testing.assert_array_equal(run.predictions, trace.predictions)
+    assert run.outputs.shape == (5, 3)
+    assert back.layers[0].accumulator_width == model.layers[0].accumulator_width

@@ -24,14 +24,14 @@ def _nets(target, *, shift_bn=False):
 def test_transfer_copies_every_weight_and_batch_norm_in_order(target):
     source, dest = _nets(target)
     ptq.transfer(source, dest)
-    src_w = [l for l in source.layers if isinstance(l, L.Linear)]
-    dst_w = [l for l in dest.layers if isinstance(l, L.Linear)]
+    src_w = [ly for ly in source.layers if isinstance(ly, L.Linear)]
+    dst_w = [ly for ly in dest.layers if isinstance(ly, L.Linear)]
     assert len(src_w) == len(dst_w) == 4
     for s, d in zip(src_w, dst_w):
         np.testing.assert_array_equal(d.params["weight"], s.params["weight"])
         assert d.params["weight"] is not s.params["weight"]  # a copy
-    src_bn = [l for l in source.layers if isinstance(l, L.BatchNorm)]
-    dst_bn = [l for l in dest.layers if isinstance(l, L.BatchNorm)]
+    src_bn = [ly for ly in source.layers if isinstance(ly, L.BatchNorm)]
+    dst_bn = [ly for ly in dest.layers if isinstance(ly, L.BatchNorm)]
     for s, d in zip(src_bn, dst_bn):
         for key in ("gamma", "beta"):
             np.testing.assert_array_equal(d.params[key], s.params[key])

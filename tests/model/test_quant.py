@@ -104,6 +104,8 @@ def test_pack_64_lanes_all_minus_one():
 
 def test_to_unsigned_bits_extremes():
     assert_equal(to_unsigned_bits([-8, -1, 0, 7], 4), [8, 15, 0, 7])
+    assert to_unsigned_bits([-1, -2**63, 0, 2**63 - 1], 64).tolist() == [
+        2**64 - 1, 2**63, 0, 2**63 - 1]  # 64-bit patterns (xnor, 64 lanes) beyond int64
 
 
 # ----------------------------------------------------------------------------------------------
@@ -317,8 +319,11 @@ def test_xnor_input_scale_rejects_bad_input(args, kwargs, match):
 TIE = np.array([0.7, -0.7, 1.3, -1.3])  # mean|W| = 1, so D = 0.7 = |w| for the first two
 
 
-def test_ternary_tie_input_is_exact():
-    assert 0.7 * np.mean(np.abs(TIE)) == 0.7
+def test_ternarize_threshold_is_exactly_at_the_tie():
+    # D = 0.7 * mean|W| is exactly 0.7 here: an explicit threshold of 0.7 gives the same
+    # codes, one just below it takes the tie into the mask.
+    assert_equal(ternarize(TIE).codes, ternarize(TIE, threshold=0.7).codes)
+    assert_equal(ternarize(TIE, threshold=np.nextafter(0.7, 0)).codes, [1, -1, 1, -1])
 
 
 def test_ternarize_strict_threshold_at_the_tie():

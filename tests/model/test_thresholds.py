@@ -297,3 +297,57 @@ def test_module_and_ops_export_the_same_functions():
             assert getattr(ops, name) is getattr(thresholds, name)
     # ops.__all__ is built from thresholds.__all__: every name it lists must exist.
     assert [name for name in ops.__all__ if not hasattr(ops, name)] == []
+
+
+# ----------------------------------------------------------------------------------------------
+# fold_monotone_steps: any monotone step function, seen only through its values
+# ----------------------------------------------------------------------------------------------
+
+def test_monotone_steps_equal_every_value_of_the_function():
+    """Signed 3-bit codes of increasing, decreasing and constant channels, with levels never
+    reached at either end, over every accumulator of the range."""
+    y_range = (-40, 37)
+    slopes = np.array([0.31, -0.17, 0.0, 0.05])
+    offsets = np.array([0.4, -1.0, 2.0, 0.0])
+
+    def codes_of(y):
+        z = slopes[:, None] * y + offsets[:, None]
+        return np.clip(np.round(z), -3, 3).astype(np.int64)   # levels -3..3 of -4..3
+
+    t, flip, constant = ops.fold_monotone_steps(codes_of, channels=4, levels=7, code_min=-4,
+                                                y_range=y_range)
+    assert t.shape == (4, 7)
+    assert flip.tolist() == [False, True, False, False]
+    assert constant.tolist() == [False, False, True, False]
+    y = np.tile(np.arange(y_range[0], y_range[1] + 1), (4, 1))
+    th = ops.MultilevelThresholds(thresholds=t, flip=flip, constant=constant, bits=3,
+                                  y_range=y_range)
+    np.testing.assert_array_equal(-4 + ops.apply_multilevel_thresholds(y, th), codes_of(y))
+
+
+def test_monotone_steps_agree_with_the_batch_norm_fold():
+    gamma, beta = np.array([0.7, -1.3, 0.2]), np.array([0.1, 0.5, -0.2])
+    mean, var, eps, scale, bits = np.array([3.0, -2.0, 0.5]), 2.5, 1e-5, 0.05, 2
+    y_range = (-100, 100)
+
+    def codes_of(y):
+        return ops.multilevel_code(ops.batch_norm_inference(
+            scale * y, gamma, beta, mean, var, eps), bits)
+
+    t, flip, constant = ops.fold_monotone_steps(codes_of, channels=3, levels=3,
+                                                y_range=y_range)
+    want = ops.fold_multilevel_thresholds(gamma, beta, mean, var, eps, scale, bits,
+                                          y_range=y_range)
+    np.testing.assert_array_equal(t, want.thresholds)
+    np.testing.assert_array_equal(flip, want.flip)
+
+
+def test_monotone_steps_refuse_a_function_that_is_not_monotone_at_a_step():
+    def bump(y):
+        return (y == 15).astype(np.int64)          # the bisection's first probe passes
+
+
+    with pytest.raises(RuntimeError, match="not monotone"):
+        ops.fold_monotone_steps(bump, channels=1, levels=1, y_range=(0, 30))
+    with pytest.raises(ValueError, match="levels must be an integer >= 1"):
+        ops.fold_monotone_steps(bump, channels=1, levels=0, y_range=(0, 30))

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from model.layer_file import Layer
-from model.ops import conv2d
 from model.quant import activation_code_range, weight_code_range
 from sim import toolchain
 from hw.schedule import COUNTERS
-from sim.cycle_model import ArrayParams, output_stream_order, predict
-from sim.run_layer import BACKENDS, accelerator_config, layer_codes, plan
+from sim.cycle_model import ArrayParams, output_stream_order
+from sim.run_layer import BACKENDS, accelerator_config, plan
+from tests.conftest import golden, predicted_counters
 
 PARAMS = ArrayParams(rows=3, cols=4, lanes=4, filter_spad=16, ifmap_spad=16, tree_stages=1)
 WIDTHS = {"binary": (4, 1), "xnor": (8, 8), "ternary": (4, 2), "pow2": (3, 3),
@@ -39,12 +39,10 @@ def _run_and_check(simulator, layers):
     plans = [plan(layer, PARAMS) for layer in layers]
     expect = []
     for layer, (shape, mp, _) in zip(layers, plans):
-        gold = conv2d(layer.scheme, layer.inputs, layer.weights, stride=layer.stride,
-                      padding=layer.padding, a_bits=layer.a_bits, w_bits=layer.w_bits)
-        model = predict(shape, PARAMS, mp, weights=layer_codes(layer)[0], scheme=layer.scheme)
+        gold = golden(layer)
         expect.append({
             "outputs": [int(v) for v in gold.ravel()[output_stream_order(shape, PARAMS, mp)]],
-            "counters": {k: model[k] for k in COUNTERS}})
+            "counters": predicted_counters(layer, PARAMS, mp, names=COUNTERS)})
     config = accelerator_config(layers, PARAMS, [mp for _, mp, _ in plans])
     raw = BACKENDS[simulator]().run(config, [job for _, _, job in plans], p_valid=0.8,
                                     p_ready=0.6, expect=expect)
@@ -55,6 +53,7 @@ def _run_and_check(simulator, layers):
 
 @pytest.mark.skipif(not toolchain.verilator_available()[0],
                     reason=toolchain.verilator_available()[1] or "Verilator unavailable")
+@pytest.mark.timeout(600)  # the Verilator build: half a minute or more
 def test_verilator_ternary_layers():
     shapes = [(2, 2, 3, 3, 6, 6, 1, 1),    # padding, M and C > 1
               (2, 1, 5, 3, 7, 6, 1, 2),    # R > rows

@@ -12,7 +12,14 @@ MAC_TESTS = ["sums_match_model/flow=full_rate", "sums_match_model/flow=stalling"
              "clear_drops_the_sum_in_progress"]
 
 
-@pytest.fixture(scope="module", params=["verilator", "icarus"])
+# The tests share this module's fixtures: one worker runs them all. The fixture's
+# a Verilator build takes up to a minute (more on a loaded machine).
+pytestmark = [pytest.mark.xdist_group("sim.test_cocotb_mac"), pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module", params=[  # each on its own worker
+    pytest.param("verilator", marks=pytest.mark.xdist_group("verilator")),
+    pytest.param("icarus", marks=pytest.mark.xdist_group("icarus"))])
 def mac_run(request):
     ok, why = simulator_available(request.param)
     if not ok:

@@ -26,7 +26,14 @@ def run_bank(bank, simulator):
                       simulator=simulator, config=bank.config())
 
 
-@pytest.fixture(scope="module", params=["verilator", "icarus"])
+# The tests share this module's fixtures: one worker runs them all. The fixture's
+# a Verilator build takes up to a minute (more on a loaded machine).
+pytestmark = [pytest.mark.xdist_group("sim.test_cocotb_units"), pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module", params=[  # each on its own worker
+    pytest.param("verilator", marks=pytest.mark.xdist_group("verilator")),
+    pytest.param("icarus", marks=pytest.mark.xdist_group("icarus"))])
 def bank_run(request):
     return run_bank(UnitBank.representative(), request.param)
 

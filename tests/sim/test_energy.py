@@ -1,264 +1,19 @@
-"""The dataflow energy model: access counts against a brute-force walk of the loop nest,
-hand-worked counts, the cost and compute figures, the presets, the Eyeriss comparison and
-the sanity properties (costs, batch, all-zero ternary weights)."""
+"""The dataflow energy model at the level of layers and networks: the cost and compute
+figures, the presets, the storage under equal area, the Eyeriss comparison (ratios and the
+level each dataflow spends most on), the agreement with nn_dataflow, and the sanity
+properties (costs, batch, all-zero ternary weights, bad input)."""
 
-import itertools
 import json
-import math
 
 import numpy as np
 import pytest
 
 from model import deploy, nets, quant
+from model.shapes import LayerShape
 from sim import energy
-from sim.dataflows import (DATA_TYPES, DATAFLOWS, DIMS, LEVELS, STATIONARY_ORDERS, Hardware,
-                           Problem, _evaluate, candidate_counts)
-from sim.energy_presets import Layer, conv, layers_from_model, network
-
-# ------------------------------------------------------------------------------------------
-# A brute-force reference of the access counts: walk every iteration of a mapping's loop
-# nest, keep the exact set of words each PE's RF and the global buffer hold, and count what
-# changes. Independent of the analytic tile formulas of sim.dataflows.
-
-
-def _words(x, n, m, c, e, f, r, s, U):
-    if x == "inputs":
-        return (n, c, e * U + r, f * U + s)
-    if x == "weights":
-        return (m, c, r, s)
-    return (n, m, e, f)
-
-
-RELEVANT = {"inputs": set("NCEFRS"), "weights": set("MCRS"), "psums": set("NMEF")}
-
-
-def _slides(x, loops, changed, t):
-    """Whether stepping loop ``changed`` keeps what overlaps (no indexing loop inside it).
-
-    A level keeps the overlap of consecutive tiles only when the loop that advanced is the
-    innermost one that indexes ``x`` (the sliding window); any other change refetches the
-    whole tile (as a plain buffer controller does).
-    """
-    return not any(d in RELEVANT[x] and t[(reg, d)] > 1 for reg, d in loops[changed + 1:])
-
-
-def reference_counts(problem, spec, trips, glb_order, dram_order):
-    """Counts of one mapping (exactly divided dimensions) by walking its loop nest."""
-    U = problem.U
-    t = {(reg, d): trips.get((reg, d), 1) for reg in ("rf", "pe", "sp", "glb", "dram")
-         for d in DIMS}
-    for d in DIMS:
-        assert math.prod(t[(reg, d)] for reg in ("rf", "pe", "sp", "glb", "dram")) == \
-            problem.dims[d], "the reference needs exactly divided dimensions"
-    temporal = [("dram", d) for d in dram_order] + [("glb", d) for d in glb_order] + \
-        [("pe", d) for d in spec.pe_order]
-    spatial = [("sp", d) for d in DIMS]
-    inner = [("rf", d) for d in DIMS]
-
-    def point(idx):  # iteration indices per (region, dim) -> coordinate per dim
-        coord = {}
-        for d in DIMS:
-            v = 0
-            for reg in ("dram", "glb", "sp", "pe", "rf"):
-                v = v * t[(reg, d)] + idx.get((reg, d), 0)
-            coord[d] = v
-        return coord
-
-    def ranges(keys):
-        return list(itertools.product(*[range(t[k]) for k in keys]))
-
-    def steps(loops):
-        """``(index, changed)`` per iteration of ``loops`` (outermost first): the index of each
-        loop, and the position of the outermost loop that advanced (None at the first)."""
-        last = None
-        for values in ranges(loops):
-            changed = None if last is None else next(
-                k for k, (a, b) in enumerate(zip(values, last)) if a != b)
-            last = values
-            yield dict(zip(loops, values)), changed
-
-    def tile_words(idx, loops):
-        """The words of each data type that the iterations of ``loops`` under ``idx`` touch."""
-        tile = {x: set() for x in DATA_TYPES}
-        for values in ranges(loops):
-            p = point({**idx, **dict(zip(loops, values))})
-            for x in DATA_TYPES:
-                tile[x].add(_words(x, *(p[d] for d in DIMS), U))
-        return tile
-
-    counts = {lv: dict.fromkeys(DATA_TYPES, 0) for lv in LEVELS}
-    macs = problem.macs
-    kept = spec.rf_keeps
-    prev = {}
-    segments = 0
-    pass_words = {x: set() for x in DATA_TYPES}
-    pass_key = None
-    once_per_pass = True
-    received = {}
-
-    def close_pass():
-        for x in ("inputs", "weights"):
-            counts["glb"][x] += len(pass_words[x])
-        counts["array_results"] = counts.get("array_results", 0) + len(pass_words["psums"])
-
-    for idx_above, changed in steps(temporal):
-        key = tuple(v for k, v in idx_above.items() if k[0] != "pe")
-        if key != pass_key:
-            if pass_key is not None:
-                close_pass()
-            pass_key, pass_words = key, {x: set() for x in DATA_TYPES}
-            received = {}
-        for pe in ranges(spatial):
-            tile = tile_words({**idx_above, **dict(zip(spatial, pe))}, inner)
-            old = prev.get(pe, {x: set() for x in DATA_TYPES})
-            for x in DATA_TYPES:
-                if x not in kept:  # bypassed: every use is a delivery (one per MAC)
-                    new = tile[x]
-                elif changed is None or _slides(x, temporal, changed, t):
-                    new = tile[x] - old[x]
-                else:
-                    new = tile[x]
-                for w in new:
-                    seen = received.setdefault((pe, x), set())
-                    once_per_pass &= w not in seen
-                    seen.add(w)
-                pass_words[x] |= new
-                if x == "psums":
-                    segments += len(new)
-                elif x in kept:
-                    counts["array"][x] += len(new)
-            prev[pe] = tile
-    close_pass()
-    for x in ("inputs", "weights"):
-        counts["rf"][x] = macs if x in kept else 0
-        if x not in kept:
-            counts["array"][x] = macs
-    # The global buffer's tile under the DRAM loops.
-    below = [("glb", d) for d in glb_order] + spatial + [("pe", d) for d in spec.pe_order] \
-        + inner
-    dram_fills = dict.fromkeys(DATA_TYPES, 0)
-    old = {x: set() for x in DATA_TYPES}
-    dram_loops = [("dram", d) for d in dram_order]
-    for idx, changed in steps(dram_loops):
-        tile = tile_words(idx, below)
-        for x in DATA_TYPES:
-            slides = changed is None or _slides(x, dram_loops, changed, t)
-            dram_fills[x] += len(tile[x] - old[x]) if slides else len(tile[x])
-        old = tile
-    outputs = problem.N * problem.M * problem.E * problem.F
-    array_results = counts.pop("array_results")
-    counts["dram"]["inputs"] = dram_fills["inputs"]
-    counts["dram"]["weights"] = dram_fills["weights"]
-    glb_segments = dram_fills["psums"]
-    counts["rf"]["psums"] = 2 * (macs - segments)
-    counts["array"]["psums"] = segments - array_results
-    counts["glb"]["psums"] = 2 * (array_results - glb_segments)
-    counts["dram"]["psums"] = 2 * glb_segments - outputs
-    return counts, once_per_pass
-
-
-SMALL = [
-    Problem(N=2, M=4, C=2, E=4, F=3, R=3, S=2, U=1),
-    Problem(N=2, M=2, C=4, E=2, F=2, R=3, S=3, U=2),
-    Problem(N=4, M=8, C=4, E=1, F=1, R=1, S=1, U=1),  # dense
-]
-
-
-def _exact(problem, mapping):
-    loops = mapping["loops"]
-    return all(math.prod(n for (r, dd), n in loops.items() if dd == d) == problem.dims[d]
-               for d in DIMS)
-
-
-@pytest.mark.parametrize("dataflow", list(DATAFLOWS))
-@pytest.mark.parametrize("problem", SMALL, ids=["conv", "conv-stride2", "dense"])
-def test_counts_equal_a_walk_of_the_loop_nest(problem, dataflow):
-    hw = Hardware(pes=12, rows=3, cols=4, rf_bytes=48, glb_bytes=320)
-    cand = candidate_counts(problem, dataflow, hw)
-    rng = np.random.default_rng(7)
-    exact = [i for i in range(len(cand)) if _exact(problem, cand.mappings[i])]
-    assert len(exact) >= 3, "too few exactly divided mappings to compare"
-    compared = 0
-    for i in rng.permutation(exact)[:12]:
-        m = cand.mappings[int(i)]
-        spec = DATAFLOWS[dataflow]
-        ref, once = reference_counts(problem, spec, m["loops"], STATIONARY_ORDERS[m["glb_order"]],
-                                     STATIONARY_ORDERS[m["dram_order"]])
-        if not once:  # a PE gets a word twice in a pass: outside the model's pass semantics
-            continue
-        got = {lv: {x: cand.counts[lv][x][int(i)] for x in DATA_TYPES} for lv in LEVELS}
-        for lv in LEVELS:
-            for x in DATA_TYPES:
-                assert got[lv][x] == pytest.approx(ref[lv][x], rel=1e-12, abs=1e-9), \
-                    (lv, x, m)
-        compared += 1
-    assert compared >= 3
-
-
-# ------------------------------------------------------------------------------------------
-# Hand-worked counts.
-
-def _one(problem, dataflow, hw, trips, glb_stay="weights", dram_stay="weights"):
-    arr = {k: np.array([v]) for k, v in trips.items()}
-    counts, feasible, _ = _evaluate(problem, DATAFLOWS[dataflow], hw, arr,
-                                    STATIONARY_ORDERS[glb_stay], STATIONARY_ORDERS[dram_stay])
-    return {lv: {x: float(counts[lv][x][0]) for x in DATA_TYPES} for lv in LEVELS}, \
-        bool(feasible[0])
-
-
-def test_nlr_dense_layer_by_hand():
-    # 8 inputs x 4 outputs, batch 1, on 2 (filters) x 4 (channels) PEs; all in the buffer.
-    p = Problem(N=1, M=4, C=8, E=1, F=1, R=1, S=1)
-    hw = Hardware(pes=8, rows=2, cols=4, rf_bytes=0, glb_bytes=1024)
-    c, ok = _one(p, "nlr", hw, {("sp", "M"): 2, ("sp", "C"): 4, ("glb", "M"): 2,
-                                ("glb", "C"): 2})
-    assert ok
-    macs = 32
-    assert c["dram"] == {"inputs": 8, "weights": 32, "psums": 4}     # each word once
-    assert c["rf"] == dict.fromkeys(DATA_TYPES, 0)                   # no RF
-    assert c["array"]["inputs"] == macs and c["array"]["weights"] == macs
-    assert c["glb"]["inputs"] == macs / 2                            # multicast to 2 filters
-    assert c["glb"]["weights"] == macs                               # no reuse at all
-    # psums: 4 channels added in the array per pass (3 hops per result), 2 passes per output
-    # (C in two halves) accumulated in the buffer: one read+write for the second.
-    assert c["array"]["psums"] == macs - macs / 4
-    assert c["glb"]["psums"] == 2 * (8 - 4)
-
-
-def test_rs_row_primitive_by_hand():
-    # One 3-tap filter row over a 6-wide input row: 4 outputs, on one PE (R=1 here).
-    p = Problem(N=1, M=1, C=1, E=1, F=4, R=1, S=3)
-    hw = Hardware(pes=1, rows=1, cols=1, rf_bytes=64, glb_bytes=1024)
-    c, ok = _one(p, "rs", hw, {("rf", "S"): 3, ("pe", "F"): 4})
-    assert ok
-    assert c["array"]["weights"] == 3             # the row once into the RF
-    assert c["array"]["inputs"] == 6              # the sliding window: each input once
-    assert c["rf"]["inputs"] == 12 and c["rf"]["weights"] == 12
-    assert c["rf"]["psums"] == 2 * (12 - 4)       # 3 products per output: 2 read+writes
-    assert c["array"]["psums"] == 0 and c["glb"]["psums"] == 0
-    assert c["dram"] == {"inputs": 6, "weights": 3, "psums": 4}
-
-
-def test_padding_scales_only_the_data_that_depends_on_it():
-    # E = 5 output rows on 2-row passes (padded to 6); R, S, C, M exact.
-    p = Problem(N=1, M=2, C=1, E=5, F=1, R=1, S=1)
-    hw = Hardware(pes=2, rows=1, cols=2, rf_bytes=64, glb_bytes=4096)
-    c, ok = _one(p, "nlr", hw, {("sp", "M"): 2, ("glb", "E"): 3}, "inputs", "inputs")
-    assert ok
-    assert c["dram"]["weights"] == 2              # weights do not depend on E: not scaled
-    assert c["dram"]["inputs"] == 5 and c["dram"]["psums"] == 10
-
-
-def test_capacity_is_enforced():
-    p = Problem(N=1, M=4, C=8, E=1, F=1, R=1, S=1)
-    hw = Hardware(pes=8, rows=2, cols=4, rf_bytes=0, glb_bytes=16)   # 8 words
-    _, ok = _one(p, "nlr", hw, {("sp", "M"): 2, ("sp", "C"): 4, ("glb", "M"): 2,
-                                ("glb", "C"): 2})
-    assert not ok
-    with pytest.raises(ValueError, match="no legal NLR mapping"):
-        candidate_counts(Problem(N=1, M=64, C=64, E=1, F=1, R=1, S=1), "nlr",
-                         Hardware(pes=1, rows=1, cols=1, rf_bytes=0, glb_bytes=2))
-
+from sim.energy.hardware import Hardware
+from sim.energy.specs import DATAFLOWS, LEVELS, PAPER_DATAFLOWS
+from sim.energy_presets import NamedLayer, conv, layers_from_model, network
 
 # ------------------------------------------------------------------------------------------
 # Costs and compute (45 nm figures of REFERENCES.md).
@@ -279,7 +34,7 @@ def test_normalised_costs_are_the_eyeriss_table():
     t = energy.CostTable("normalized")
     hw = Hardware()
     assert [t.access(lv, 16, hw) for lv in LEVELS] == [200, 6, 2, 1]
-    assert t.mac(energy.INT16, 16) == pytest.approx(1.0)
+    assert t.mac(energy.compute_pj(energy.INT16, 16)["total"]) == pytest.approx(1.0)
     assert t.access("dram", 8, hw) == 100                      # packed 8-bit words
 
 
@@ -336,26 +91,56 @@ def test_other_presets():
         assert (f3.C * f3.H * f3.W, f3.M, f4.C, f4.M) == (flat, 256, 256, 10)
     with pytest.raises(ValueError, match="unknown network 'resnet'"):
         network("resnet")
-    with pytest.raises(ValueError, match="multiples of groups"):
+    with pytest.raises(ValueError, match="groups 2 must divide"):
         conv("bad", 3, 96, 11, 3, groups=2)
     with pytest.raises(ValueError, match="does not fit"):
-        Layer("bad", 1, 1, 2, 2, 3, 3)
+        NamedLayer("bad", LayerShape(1, 1, 3, 3, 2, 2))
+    with pytest.raises(ValueError, match="must be a LayerShape"):
+        NamedLayer("bad", (1, 1, 3, 3, 2, 2))
+
+
+def test_a_named_layer_reads_through_its_shape():
+    ly = conv("c", 96, 256, 27, 5, padding=2, groups=2)
+    assert ly.shape == LayerShape(256, 96, 5, 5, 27, 27, 1, 2, 2)
+    assert (ly.C, ly.M, ly.H, ly.R, ly.E, ly.F, ly.groups) == (96, 256, 27, 5, 27, 27, 2)
+    assert ly.macs(3) == 3 * ly.shape.macs and ly.weights() == 256 * 48 * 25
+    assert energy.Problem.of(ly.shape, 4) == energy.Problem(4, 128, 48, 27, 27, 5, 5, 1)
 
 
 def test_equal_area():
-    ratio = 2.0
+    ratio = 1.6
     hws = {df: energy.equal_area_hardware(df, 256, rf_area_ratio=ratio) for df in DATAFLOWS}
     assert (hws["rs"].rf_bytes, hws["rs"].glb_bytes) == (512, 128 * 1024)
     assert (hws["rs"].rows, hws["rs"].cols) == (16, 16)
     area = {df: 256 * h.rf_bytes * ratio + h.glb_bytes for df, h in hws.items()}
-    assert max(area.values()) - min(area.values()) < ratio      # equal up to rounding
-    assert hws["nlr"].rf_bytes == 0 and hws["ws"].rf_bytes == 2 and hws["os"].rf_bytes == 2
+    assert max(area.values()) - min(area.values()) < 1      # equal up to rounding
+    # What each keeps in its RF, in 16-bit words: RS and OS_A the baseline 512 B, WS one
+    # weight, OS_B a partial sum and a 15-input FIFO, OS_C a partial sum, NLR none.
+    assert {df: h.rf_bytes for df, h in hws.items()} == {
+        "rs": 512, "ws": 2, "osa": 512, "osb": 32, "osc": 2, "nlr": 0, "ws_array": 2,
+        "os_any": 2}
+    assert hws["nlr"].glb_bytes == 128 * 1024 + int(256 * 512 * ratio)
     with pytest.raises(ValueError, match="does not give 256"):
         energy.equal_area_hardware("rs", 256, rows=10)
+    with pytest.raises(ValueError, match="rf_area_ratio"):
+        energy.equal_area_hardware("rs", 256, rf_area_ratio=0)
+
+
+def test_default_area_ratio_gives_the_papers_storage_spread():
+    # Section VI-B: buffers differ by up to 2.6x, total storage by up to 80 kB (256 PEs).
+    hws = [energy.equal_area_hardware(df) for df in PAPER_DATAFLOWS]
+    glb = [h.glb_bytes for h in hws]
+    total = [h.glb_bytes + 256 * h.rf_bytes for h in hws]
+    assert max(glb) / min(glb) == pytest.approx(2.6, abs=0.005)
+    assert 75 * 1024 <= max(total) - min(total) <= 80 * 1024
 
 
 # ------------------------------------------------------------------------------------------
 # The published comparison (Eyeriss, ISCA 2016: AlexNet, 256 PEs, equal area, batch 16).
+
+# The tests share this module's fixtures: one worker runs them all.
+pytestmark = pytest.mark.xdist_group("sim.test_energy")
+
 
 @pytest.fixture(scope="module")
 def alexnet():
@@ -365,10 +150,41 @@ def alexnet():
 def test_rs_is_the_most_efficient_dataflow_on_alexnet(alexnet):
     for kind in ("conv", "fc"):
         ratios = alexnet.ratios(kind)
-        assert set(ratios) == {"ws", "os", "nlr"}
+        assert set(ratios) == {"ws", "osa", "osb", "osc", "nlr"}
         assert all(r > 1.0 for r in ratios.values()), (kind, ratios)
-    # The paper's range for CONV layers is 1.4x-2.5x; NLR, the worst, reaches it here.
-    assert alexnet.ratios("conv")["nlr"] >= 1.4
+    # The paper: RS 1.4x-2.5x better than each other dataflow in CONV layers, >= 1.3x in FC
+    # layers (batch 16). Where docs/energy.md says we reach it (to the printed 2 digits), and
+    # where we miss: FC WS (1.28x).
+    conv, fc = alexnet.ratios("conv"), alexnet.ratios("fc")
+    for df in ("ws", "osa", "osb", "osc", "nlr"):
+        assert 1.385 <= conv[df] <= 2.545, (df, conv[df])
+    for df in ("osa", "osb", "osc", "nlr"):
+        assert fc[df] >= 1.3, (df, fc[df])
+    assert 1.2 < fc["ws"] < 1.3
+
+
+def test_the_level_each_dataflow_spends_most_on(alexnet):
+    # CONV layers: RS spends most in its register files; WS, OS_A and OS_B in the array
+    # (every input arrives through it), OS_C and NLR in the buffer (weights without reuse
+    # in the array; everything). WS goes off chip more than any other dataflow (its
+    # partial sums of the whole batch do not fit the buffer). FC layers: DRAM for every
+    # dataflow (each weight is used by the batch only).
+    top = {df: max(LEVELS, key=d.level_totals("conv").get)
+           for df, d in alexnet.dataflows.items()}
+    assert top == {"rs": "rf", "ws": "array", "osa": "array", "osb": "array", "osc": "glb",
+                   "nlr": "glb"}
+    dram = {df: d.level_totals("conv")["dram"] for df, d in alexnet.dataflows.items()}
+    assert max(dram, key=dram.get) == "ws"
+    for d in alexnet.dataflows.values():
+        assert max(LEVELS, key=d.level_totals("fc").get) == "dram"
+
+
+def test_rs_agrees_with_nn_dataflow(alexnet):
+    # nn_dataflow (stanford-mast, commit 198a527; docs/energy.md says how it was run) gives
+    # 61.668e9 for AlexNet CONV1-5 at batch 16 on a 16x16 array, 512 B RF, 128 kB buffer,
+    # costs 200/6/2/1 and MAC 1. The goal: agreement within 15 %.
+    ours = alexnet.dataflows["rs"].total_of("conv")
+    assert ours / 61_667_559_680 == pytest.approx(1.0, abs=0.15)
 
 
 def test_report_totals_are_sums(alexnet):
@@ -391,7 +207,7 @@ def test_json_has_the_structure_of_the_issue(alexnet, tmp_path):
     path = tmp_path / "e.json"
     energy.write_json(alexnet, path)
     data = json.loads(path.read_text())
-    assert set(data["dataflows"]) == {"rs", "ws", "os", "nlr"}
+    assert set(data["dataflows"]) == set(PAPER_DATAFLOWS)
     for df, d in data["dataflows"].items():
         assert list(d["layers"]) == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6",
                                      "fc7", "fc8"]
@@ -412,7 +228,14 @@ def test_plots_are_written(alexnet, tmp_path):
                         unit=alexnet.unit, title="AlexNet")
     for name in ("d.png", "s.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not list(tmp_path.glob(".tmp-*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.png", "s.png"]  # no leftovers
+    # model.files' writer: an existing output is replaced only with force
+    with pytest.raises(ValueError, match="exists"):
+        energy.plot_dataflows(alexnet, tmp_path / "d.png")
+    with pytest.raises(ValueError, match="exists"):
+        energy.write_json(alexnet, tmp_path / "s.png")
+    energy.write_json(alexnet, tmp_path / "d.png", force=True)
+    assert json.loads((tmp_path / "d.png").read_text())["network"] == alexnet.network
 
 
 # ------------------------------------------------------------------------------------------
@@ -431,7 +254,7 @@ def test_energy_never_decreases_when_a_cost_rises(net):
         for lv in energy.ENERGY_LEVELS:
             raised = dict(base, **{lv: base[lv] * rng.uniform(1.05, 3)})
             after = energy.network_energy(net, batch=2, pes=64, costs=raised)
-            for df in DATAFLOWS:
+            for df in before.dataflows:
                 for a, b in zip(before.dataflows[df].layers, after.dataflows[df].layers):
                     assert b.total >= a.total * (1 - 1e-12), (net, lv, df, a.layer.name)
 
@@ -439,14 +262,27 @@ def test_energy_never_decreases_when_a_cost_rises(net):
 @pytest.mark.parametrize("net, costs", [(n, c) for n in SMALL_NETS for c in energy.COST_TABLES]
                          + [("alexnet", "normalized")])
 def test_doubling_the_batch_never_more_than_doubles_energy(net, costs):
+    # Every dataflow but WS may run a batch as two halves; WS keeps each weight for all the
+    # batch's uses (its energy per image may grow with the batch, checked below).
     # AlexNet: batches whose doubles the search for 16 has already met (it is slow).
+    dataflows = tuple(df for df in DATAFLOWS if DATAFLOWS[df].splits_batch)
     for batch in ((1, 4, 8) if net == "alexnet" else (1, 3, 8)):
-        one = energy.network_energy(net, batch=batch, costs=costs)
-        two = energy.network_energy(net, batch=2 * batch, costs=costs)
-        for df in DATAFLOWS:
+        one = energy.network_energy(net, batch=batch, costs=costs, dataflows=dataflows)
+        two = energy.network_energy(net, batch=2 * batch, costs=costs, dataflows=dataflows)
+        for df in dataflows:
             for a, b in zip(one.dataflows[df].layers, two.dataflows[df].layers):
                 assert b.total <= 2 * a.total * (1 + 1e-12), (net, batch, df, a.layer.name)
                 assert b.total > a.total
+
+
+def test_ws_pays_for_a_large_batch_off_chip():
+    # WS on AlexNet CONV: the partial sums of the whole batch wait in the buffer while the
+    # channels are summed; past what it holds they spill off chip.
+    per_mac = {}
+    for batch in (4, 16):
+        d = energy.network_energy("alexnet", batch=batch, dataflows=("ws",)).dataflows["ws"]
+        per_mac[batch] = d.level_totals("conv")["dram"] / d.macs("conv")
+    assert per_mac[16] > 3 * per_mac[4]
 
 
 def _ternary_model(tmp_path, zero_all: bool):
@@ -480,12 +316,29 @@ def test_model_file_gives_layers_schemes_and_actual_sparsity(tmp_path):
     assert le.energy["alu"] == pytest.approx(dense_alu * (1 - sparsity["conv2"]))
 
 
+def test_a_grouped_model_file_keeps_its_groups(tmp_path):
+    # mobilenet_tiny's depthwise layers: the energy model counts the MACs of each group's
+    # channels only, as the integer model computes them
+    net = nets.build("mobilenet_tiny", (1, 8, 8), pixel_max=16)
+    model = deploy.fold(net, input_shape=(1, 8, 8), pixel_max=16)
+    path = tmp_path / "mobile.npz"
+    deploy.save(model, path)
+    layers, _, _ = layers_from_model(path)
+    assert [ly.groups for ly in layers] == [il.groups for il in model.layers]
+    assert any(ly.groups > 1 for ly in layers)
+    for ly, il in zip(layers, model.layers):   # fan-in: the channels of one group
+        assert ly.macs() == il.fan_in * il.out_channels * ly.E * ly.F
+    report = energy.network_energy(*energy.resolve_network(str(path))[:1], batch=1, pes=16,
+                                   dataflows=("rs",))
+    assert [le.macs for le in report.dataflows["rs"].layers] == [ly.macs() for ly in layers]
+
+
 def test_all_zero_ternary_weights_leave_only_data_movement(tmp_path):
     zero_path, _ = _ternary_model(tmp_path, zero_all=True)
     dense_path, _ = _ternary_model(tmp_path, zero_all=False)
     zero = energy.network_energy(**_resolved(zero_path), batch=2, pes=16)
     some = energy.network_energy(**_resolved(dense_path), batch=2, pes=16)
-    for df in DATAFLOWS:
+    for df in zero.dataflows:
         for z, s in zip(zero.dataflows[df].layers, some.dataflows[df].layers):
             assert z.skipped == z.macs and z.energy["alu"] == 0
             assert z.total == pytest.approx(z.data_movement) and z.total > 0
@@ -513,81 +366,3 @@ def test_bad_input_is_refused():
         energy.Scheme("float")
     with pytest.raises(ValueError, match="no such model file"):
         energy.resolve_network("no/such/file.npz")
-
-
-# ------------------------------------------------------------------------------------------
-# Against our RTL: the counters the energy model uses for our accelerator equal the ones the
-# accelerator reports in simulation (Amaranth backend of sim.run_layer).
-
-def _rtl_layers(rng):
-    from model.layer_file import Layer as LayerFile
-
-    def codes(lo, hi, shape):
-        return rng.integers(lo, hi + 1, size=shape)
-
-    ternary = [  # (weights, inputs, stride, padding): a shared accelerator, one simulation
-        (codes(-1, 1, (4, 3, 3, 3)), codes(-8, 7, (3, 6, 6)), 1, 1),     # padding, zeros
-        (codes(-1, 1, (2, 2, 3, 3)), codes(-8, 7, (2, 7, 7)), 2, 0),     # stride 2
-        (codes(-1, 1, (2, 1, 5, 5)), codes(-8, 7, (1, 6, 6)), 1, 2),     # R > rows: row folds
-        (codes(-1, 1, (2, 2, 3, 1)), codes(-8, 7, (2, 9, 3)), 1, 0),     # E > cols
-        (codes(-1, 1, (5, 12, 1, 1)), codes(-8, 7, (12, 1, 1)), 1, 0),   # dense
-    ]
-    pow2 = [(codes(-2, 2, (3, 2, 3, 3)), codes(-8, 7, (2, 5, 5)), 1, 1)]
-    return ([LayerFile("ternary", w, a, s, p, a_bits=4) for w, a, s, p in ternary],
-            [LayerFile("pow2", w, a, s, p, a_bits=4) for w, a, s, p in pow2])
-
-
-def _zero_products(layer):
-    """Products with a zero weight level whose tap lands inside the image (brute force)."""
-    w, (_, h, wd) = np.asarray(layer.weights), np.shape(layer.inputs)
-    _, _, R, S = w.shape
-    U, P = int(layer.stride), int(layer.padding)
-    E, F = (h + 2 * P - R) // U + 1, (wd + 2 * P - S) // U + 1
-    count = 0
-    for r, s_ in itertools.product(range(R), range(S)):
-        zeros = int(np.sum(w[:, :, r, s_] == 0))
-        inside = sum(0 <= e * U + r - P < h and 0 <= f * U + s_ - P < wd
-                     for e in range(E) for f in range(F))
-        count += zeros * inside
-    return count
-
-
-def test_array_counters_equal_the_rtl():
-    from sim.cycle_model import ArrayParams
-    from sim.run_layer import run_layers
-
-    params = ArrayParams(rows=3, cols=4, lanes=2, filter_spad=16, ifmap_spad=16)
-    rng = np.random.default_rng(2024)
-    for group in _rtl_layers(rng):
-        runs = run_layers(group, backend="amaranth", params=params)
-        for layer, run in zip(group, runs):
-            predicted = energy.array_counters(layer, params)
-            assert predicted == {k: int(v) for k, v in run.counters.items()}
-            assert predicted["skipped"] == _zero_products(layer)
-    # The skipped count is the weights' zeros times the taps they meet: all-zero weights
-    # skip every MAC, and the energy of the layer then has no compute term.
-    zero_layer = _rtl_layers(np.random.default_rng(1))[0][0]
-    zero_layer = type(zero_layer)("ternary", np.zeros_like(zero_layer.weights),
-                                  zero_layer.inputs, 1, 1, a_bits=4)
-    run = run_layers([zero_layer], backend="amaranth", params=params)[0]
-    counters = energy.array_counters(zero_layer, params)
-    assert counters == {k: int(v) for k, v in run.counters.items()}
-    assert counters["skipped"] == counters["macs"] > 0
-    # The split by data type adds up to the RTL's counters, and its weight words are what
-    # the definitions say: each weight word (2 channels of 3: 2 words per filter row) is sent
-    # once per block, a block being one column fold (E = 6 on 4 columns: 2) and one
-    # output-column segment.
-    by_type = energy.counters_by_type(zero_layer, params)
-    for name in ("glb_reads", "glb_writes", "rf_reads", "rf_writes"):
-        assert sum(by_type[name].values()) == run.counters[name], name
-    segments = -(-6 // run.mapping.Fseg)
-    words = zero_layer.weights.size // 3 * 2
-    assert by_type["glb_reads"]["weights"] == words * 2 * segments
-    counters["by_type"] = by_type
-    shape_layer = conv("z", 3, 4, 6, 3, padding=1)
-    scheme = energy.Scheme("ternary", 4, acc_bits=None)
-    hw = energy.array_hardware(params, scheme=scheme, acc_bits=8, glb_words=1024)
-    le = energy.array_energy(shape_layer, counters, hw, scheme=scheme)
-    assert le.energy["alu"] == 0 and le.data_movement > 0
-    assert le.total == pytest.approx(le.data_movement)
-    assert le.counts["dram"] == {"inputs": 2 * 36, "weights": 4 * 2 * 9, "psums": 4 * 36}
