@@ -47,7 +47,7 @@ from hw.controller import config_layout
 from hw.controller.fields import FieldLoader
 from hw.controller.unload import Unloader
 from hw.core import AcceleratorCore
-from hw.postproc import OutputKind, PostConfig, PostProcessor, ThresholdEntry
+from hw.postproc import PostConfig, PostProcessor, ThresholdEntry
 from hw.program import (HEADER_FIELDS, POST_PREFIX, PROGRAM_VERSION, EngineConfig,
                         engine_fingerprint, layer_fields, program_beat_bits,
                         threshold_entry_words)

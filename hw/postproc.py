@@ -421,9 +421,9 @@ def _decode(m: Module, value, count: int, name: str):
     hi_eq, hi_ge = _decode(m, value[low:], -(-count // n_low), f"{name}_hi")
     eq, ge = [], []
     for k in range(count):
-        h, l = divmod(k, n_low)
-        eq.append(hi_eq[h] & lo_eq[l])
-        ge.append((hi_ge[h] & ~hi_eq[h]) | (hi_eq[h] & lo_ge[l]))
+        h, lo = divmod(k, n_low)
+        eq.append(hi_eq[h] & lo_eq[lo])
+        ge.append((hi_ge[h] & ~hi_eq[h]) | (hi_eq[h] & lo_ge[lo]))
     return eq, ge
 
 

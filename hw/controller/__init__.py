@@ -12,8 +12,9 @@
 - ``FieldLoader`` (``fields``): a configuration register written one field per beat.
 
 ``hw.core.AcceleratorCore`` builds the first four beside the array and the banks and joins
-them with ``wiring.connect``; the wrappers (``hw.accelerator``, ``hw.engine``) add the rest. The facts they share (configuration fields, latencies, limits)
-are in ``hw.schedule``; the schedule they follow is ``sim.cycle_model``'s.
+them with ``wiring.connect``; the wrappers (``hw.accelerator``, ``hw.engine``) add the rest.
+The facts they share (configuration fields, latencies, limits) are in ``hw.schedule``; the
+schedule they follow is ``sim.cycle_model``'s.
 """
 
 from hw.controller.dots import DotSource
@@ -28,5 +29,5 @@ from hw.controller.unload import Unloader, element_layout
 from hw.controller.weights import WeightLoader
 
 __all__ = ["ComputeSequencer", "DotSource", "RowSequencer", "WeightLoader", "InputLoader",
-           "PsumUnit", "Unloader", "element_layout", "FieldLoader", "config_layout", "dot_state_layout", "Progress", "SequencerStatus",
-           "RowFlags", "DotEvents"]
+           "PsumUnit", "Unloader", "element_layout", "FieldLoader", "config_layout",
+           "dot_state_layout", "Progress", "SequencerStatus", "RowFlags", "DotEvents"]

@@ -67,7 +67,7 @@ class InputLoader(wiring.Component):
 
     def __init__(self, config: AcceleratorConfig):
         self._config = config
-        self._lim = lim = Limits(config)
+        self._lim = Limits(config)
         c = config
         super().__init__({
             "cfg": In(config_layout(c)), "init": In(1), "initialising": Out(1),

@@ -19,7 +19,7 @@ Model: ``sim.cycle_model`` (``_schedule``).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

@@ -55,7 +55,7 @@ class WeightLoader(wiring.Component):
 
     def __init__(self, config: AcceleratorConfig):
         self._config = config
-        self._lim = lim = Limits(config)
+        self._lim = Limits(config)
         c = config
         super().__init__({
             "cfg": In(config_layout(c)), "start": In(1),
