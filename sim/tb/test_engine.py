@@ -1,8 +1,8 @@
 """cocotb testbench: images through the generated Verilog of ``hw.engine.NetworkEngine``.
 
 Parameters (``sim.tb.config()``): ``job`` (path of a JSON ``sim.run_model.EngineJob`` with
-``acc_bits`` and ``n_counter_words``) and ``results`` (path the scores and counter words are written to, one entry
-per image).
+``acc_bits`` and ``n_counter_words``) and ``results`` (path the scores and counter words are
+written to, one entry per image).
 
 The program and weights are loaded once; then per image the testbench writes its input
 words and sleeps until a score is offered: between the words it moves, it waits on signal
