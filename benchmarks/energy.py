@@ -25,6 +25,7 @@ ternary, INQ for the five levels): their zeros are what the skipping units skip.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -38,6 +39,7 @@ from model import deploy, quant  # noqa: E402
 from sim import energy  # noqa: E402
 from sim.cycle_model import ArrayParams  # noqa: E402
 from sim.energy_presets import network  # noqa: E402
+from sim.run_layer import lanes_for_words  # noqa: E402
 
 SECTIONS = ("comparison", "sensitivity", "agreement", "schemes", "lanes")
 PAPER = {"conv": "1.4x to 2.5x", "fc": "at least 1.3x"}
@@ -163,19 +165,28 @@ def _weights(layer, scheme: energy.Scheme, rng) -> np.ndarray | None:
     return q.codes
 
 
+def _array_for(sc, params: ArrayParams) -> ArrayParams:
+    """The array a layer of scheme ``sc`` runs on: ``xnor`` words of ``a_bits`` channels on
+    PEs of that many lanes (one word per slot), the other schemes on ``params``' PEs."""
+    if sc.name != "xnor":
+        return params
+    return dataclasses.replace(params, lanes=lanes_for_words(sc.a_bits, params.lanes))
+
+
 def _on_array(layers, schemes: dict, params: ArrayParams, rng) -> list:
     """LayerEnergy (45 nm) of each layer on our accelerator, one image."""
     counters = {}
     for ly in layers:
         sc = schemes[ly.name]
-        counters[ly.name] = energy.shape_counters(ly, params, scheme=sc,
+        counters[ly.name] = energy.shape_counters(ly, _array_for(sc, params), scheme=sc,
                                                   weights=_weights(ly, sc, rng))
     widest = max(schemes[ly.name].layer_acc_bits(ly) for ly in layers)
     glb_words = max(k["offchip_words"] for k in counters.values())
     out = []
     for ly in layers:
         sc = schemes[ly.name]
-        hw = energy.array_hardware(params, scheme=sc, acc_bits=widest, glb_words=glb_words)
+        hw = energy.array_hardware(_array_for(sc, params), scheme=sc, acc_bits=widest,
+                                   glb_words=glb_words)
         out.append(energy.array_energy(ly, counters[ly.name], hw, scheme=sc, costs="45nm"))
     return out
 

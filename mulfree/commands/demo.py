@@ -44,10 +44,10 @@ def register(subparsers) -> None:
     parser.add_argument("--backend", default=d.backend,
                         type=flags.choice(["amaranth", "verilator", "icarus"], "backend"),
                         help="RTL simulator: amaranth, verilator or icarus (default amaranth)")
-    parser.add_argument("--rows", type=flags.integer(1, 64), default=d.rows,
+    parser.add_argument("--rows", type=flags.config_field("rows"), default=d.rows,
                         help=f"PE rows (default {d.rows}: with the default columns, an "
                              "accelerator that fits the iCEBreaker)")
-    parser.add_argument("--cols", type=flags.integer(1, 64), default=d.cols,
+    parser.add_argument("--cols", type=flags.config_field("cols"), default=d.cols,
                         help=f"PE columns (default {d.cols})")
     parser.add_argument("--board", default=d.board,
                         help=f"board of the synthesis estimate and --build (default {d.board})")
