@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from boards.link import DEFAULT_BAUD, DEFAULT_MAX_PAYLOAD, HostLink
 from boards.protocol import READ_CHANNELS, WRITE_CHANNELS
 
-__all__ = ["TARGET_SIGNATURE", "LinkLoopback", "BoardCore", "BoardTop"]
+__all__ = ["TARGET_SIGNATURE", "LinkLoopback", "BoardCore", "Heartbeat", "BoardTop"]
 
 TARGET_SIGNATURE = wiring.Signature({
     **{f"{name}_stream": In(stream.Signature(8)) for name in WRITE_CHANNELS.values()},
@@ -106,6 +106,36 @@ class BoardCore(wiring.Component):
         return m
 
 
+class Heartbeat(wiring.Component):
+    """An LED level that blinks about once a second: the design is alive.
+
+    Parameters
+    ----------
+    clk_freq : float
+        Clock frequency in Hz.
+
+    Members
+    -------
+    led : ``Out(1)``
+        High for the first half of each second.
+    """
+
+    led: Out(1)
+
+    def __init__(self, *, clk_freq: float):
+        self._clk_freq = int(clk_freq)
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        count = Signal(range(max(2, self._clk_freq)))
+        m.d.sync += count.eq(count + 1)
+        with m.If(count == self._clk_freq - 1):
+            m.d.sync += count.eq(0)
+        m.d.comb += self.led.eq(count < self._clk_freq // 2)
+        return m
+
+
 class BoardTop(Elaboratable):
     """A target behind the host link on a board: the UART pins, and two LEDs when the board
     has them (LED 0 blinks about once a second: the design is alive; LED 1 lights while the
@@ -145,11 +175,8 @@ class BoardTop(Elaboratable):
                 leds.append(platform.request("led", number, dir="-"))
             except ResourceError:  # the board has fewer LEDs
                 break
-        heartbeat = Signal(range(max(2, int(clk_freq))))
-        m.d.sync += heartbeat.eq(heartbeat + 1)
-        with m.If(heartbeat == int(clk_freq) - 1):
-            m.d.sync += heartbeat.eq(0)
-        lit = [heartbeat < int(clk_freq) // 2, core.activity]
+        m.submodules.heartbeat = heartbeat = Heartbeat(clk_freq=clk_freq)
+        lit = [heartbeat.led, core.activity]
         for number, (led, level) in enumerate(zip(leds, lit)):
             buffer = io.Buffer("o", led)
             m.submodules[f"led{number}_buffer"] = buffer
