@@ -7,6 +7,8 @@ link's design side, flipped (``TARGET_SIGNATURE``): ``config_stream``, ``weights
 with a ``target_info`` attribute (bytes, appended to the ``IDENTIFY`` answer).
 """
 
+import math
+
 from amaranth import Elaboratable, Module, Signal
 from amaranth.build import ResourceError
 from amaranth.lib import io, stream, wiring
@@ -109,6 +111,9 @@ class BoardCore(wiring.Component):
 class Heartbeat(wiring.Component):
     """An LED level that blinks about once a second: the design is alive.
 
+    The top bit of a free-running counter: the period is the power of two of clock cycles
+    nearest to one second (1.4 s at 12 MHz, 0.67 s at 25 MHz), high for its second half.
+
     Parameters
     ----------
     clk_freq : float
@@ -117,22 +122,24 @@ class Heartbeat(wiring.Component):
     Members
     -------
     led : ``Out(1)``
-        High for the first half of each second.
     """
 
     led: Out(1)
 
     def __init__(self, *, clk_freq: float):
-        self._clk_freq = int(clk_freq)
+        self._bits = max(1, round(math.log2(clk_freq)))
         super().__init__()
+
+    @property
+    def period(self) -> int:
+        """Clock cycles per blink."""
+        return 1 << self._bits
 
     def elaborate(self, platform):
         m = Module()
-        count = Signal(range(max(2, self._clk_freq)))
+        count = Signal(self._bits)
         m.d.sync += count.eq(count + 1)
-        with m.If(count == self._clk_freq - 1):
-            m.d.sync += count.eq(0)
-        m.d.comb += self.led.eq(count < self._clk_freq // 2)
+        m.d.comb += self.led.eq(count[-1])
         return m
 
 
