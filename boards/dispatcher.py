@@ -123,7 +123,7 @@ class CommandDispatcher(wiring.Component):
 
         # The state machine below only decides: it raises one-bit controls, and each
         # register is updated in one place from them (a few sources each, so that synthesis
-        # gives small multiplexers).
+        # gives small multiplexers). Within a state, `index` tells the bytes apart.
         m.submodules.buffer = buffer = Memory(shape=8, depth=max_payload, init=[])
         write = buffer.write_port()
         read = buffer.read_port()
@@ -133,9 +133,9 @@ class CommandDispatcher(wiring.Component):
         identity_read = identity_rom.read_port(domain="comb")
         rx, tx = self.rx_stream, self.tx_stream
 
-        # `index` walks the payload (frame buffer, identity ROM) and the response header;
-        # the buffer's read port is addressed with its next value, so that `read.data`
-        # always holds buffer[index].
+        # `index` walks the header, the payload (frame buffer, identity ROM) and the checksum
+        # of a frame; the buffer's read port is addressed with its next value, so that
+        # `read.data` always holds buffer[index].
         longest = max(max_payload, len(identity_bytes))
         index = Signal(range(max(longest, 5) + 1))
         index_plus_one = index + 1
@@ -179,6 +179,7 @@ class CommandDispatcher(wiring.Component):
             m.d.sync += command.eq(0)
         with m.Elif(command_load):
             m.d.sync += command.eq(rx.payload)
+        # A frame's status is TIMEOUT until it has been received or refused.
         status = Signal(range(max(Status) + 1))
         from_identity = Signal()   # response payload from the identity ROM, not the buffer
 
@@ -213,8 +214,9 @@ class CommandDispatcher(wiring.Component):
         for s in write_streams:
             m.d.comb += s.payload.eq(read.data)
 
-        def respond(code, clear_length=False):
-            m.d.sync += status.eq(code)
+        def respond(code=None, clear_length=False):
+            if code is not None:
+                m.d.sync += status.eq(code)
             m.d.comb += [index_clear.eq(1), length_clear.eq(clear_length)]
             m.next = "RESPOND"
 
@@ -224,7 +226,8 @@ class CommandDispatcher(wiring.Component):
             m.next = "DRAIN"
 
         def receiving(on_byte):
-            """Common part of every state inside a request frame."""
+            """Common part of every state inside a request frame: a frame the line stops
+            sending answers TIMEOUT (its status so far)."""
             m.d.comb += [rx.ready.eq(1), byte_in.eq(rx.payload)]
             with m.If(self.rx_error):
                 refuse_and_drain(Status.LINE_ERROR)
@@ -232,65 +235,61 @@ class CommandDispatcher(wiring.Component):
                 m.d.comb += [timer_clear.eq(1), crc_update.eq(1)]
                 on_byte()
             with m.Elif(line_quiet):
-                respond(Status.TIMEOUT, clear_length=True)
+                respond(clear_length=True)
 
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += rx.ready.eq(1)
                 with m.If(rx.valid & (rx.payload == REQUEST_SYNC)):
-                    m.d.comb += [crc_init.eq(1), command_clear.eq(1), timer_clear.eq(1)]
-                    m.next = "COMMAND"
+                    m.d.sync += status.eq(Status.TIMEOUT)
+                    m.d.comb += [crc_init.eq(1), command_clear.eq(1), timer_clear.eq(1),
+                                 index_clear.eq(1)]
+                    m.next = "HEADER"
 
-            with m.State("COMMAND"):
-                def on_command():
-                    m.d.comb += command_load.eq(1)
-                    m.next = "LENGTH_LOW"
-                receiving(on_command)
-
-            with m.State("LENGTH_LOW"):
-                def on_length_low():
-                    m.d.comb += length_low.eq(1)
-                    m.next = "LENGTH_HIGH"
-                receiving(on_length_low)
-
-            with m.State("LENGTH_HIGH"):
-                def on_length_high():
-                    m.d.comb += [length_high.eq(1), index_clear.eq(1)]
-                    with m.If(too_long):
-                        refuse_and_drain(Status.BAD_LENGTH)
-                    with m.Elif(is_empty):
-                        m.next = "CHECKSUM_HIGH"
-                    with m.Else():
-                        m.next = "PAYLOAD"
-                receiving(on_length_high)
+            # index 0: the command, 1 and 2: the payload length.
+            with m.State("HEADER"):
+                def on_header():
+                    m.d.comb += index_step.eq(1)
+                    with m.Switch(index[:2]):
+                        with m.Case(0):
+                            m.d.comb += command_load.eq(1)
+                        with m.Case(1):
+                            m.d.comb += length_low.eq(1)
+                        with m.Default():
+                            m.d.comb += [length_high.eq(1), index_clear.eq(1)]
+                            with m.If(too_long):
+                                refuse_and_drain(Status.BAD_LENGTH)
+                            with m.Elif(is_empty):
+                                m.next = "CHECKSUM"
+                            with m.Else():
+                                m.next = "PAYLOAD"
+                receiving(on_header)
 
             with m.State("PAYLOAD"):
                 def on_payload():
                     m.d.comb += [write.en.eq(1), index_step.eq(1)]
                     with m.If(last):
-                        m.next = "CHECKSUM_HIGH"
+                        m.d.comb += index_clear.eq(1)
+                        m.next = "CHECKSUM"
                 receiving(on_payload)
 
-            with m.State("CHECKSUM_HIGH"):
-                def on_checksum_high():
-                    m.next = "CHECKSUM_LOW"
-                receiving(on_checksum_high)
-
-            with m.State("CHECKSUM_LOW"):
-                def on_checksum_low():
-                    with m.If(crc_next == 0):
-                        m.next = "DECODE"
-                    with m.Else():
-                        refuse_and_drain(Status.BAD_CHECKSUM)
-                receiving(on_checksum_low)
+            # index 0: the checksum's high byte, 1: its low byte.
+            with m.State("CHECKSUM"):
+                def on_checksum():
+                    m.d.comb += index_step.eq(1)
+                    with m.If(index[0]):
+                        with m.If(crc_next == 0):
+                            m.next = "DECODE"
+                        with m.Else():
+                            refuse_and_drain(Status.BAD_CHECKSUM)
+                receiving(on_checksum)
 
             with m.State("DRAIN"):
                 m.d.comb += rx.ready.eq(1)
                 with m.If(rx.valid | self.rx_error):
                     m.d.comb += timer_clear.eq(1)
                 with m.Elif(line_quiet):
-                    m.d.comb += index_clear.eq(1)
-                    m.next = "RESPOND"
+                    respond()
 
             with m.State("DECODE"):
                 m.d.sync += from_identity.eq(0)
@@ -312,32 +311,33 @@ class CommandDispatcher(wiring.Component):
                             m.d.comb += self.start.eq(1)
                             respond(Status.OK)
                     with m.Case(*WRITE_CHANNELS):
+                        m.d.sync += status.eq(Status.OK)
                         with m.If(length == 0):
-                            respond(Status.OK)
+                            respond()
                         with m.Else():
                             m.next = "WRITE"
                     with m.Case(*READ_CHANNELS):
+                        m.d.sync += status.eq(Status.OK)
                         with m.If(length != 2):
                             respond(Status.BAD_LENGTH, clear_length=True)
                         with m.Else():
-                            m.next = "COUNT_LOW"
+                            m.next = "COUNT"
                     with m.Default():
                         respond(Status.UNKNOWN_COMMAND, clear_length=True)
 
-            # A read's count: the two payload bytes, read back from the buffer.
-            with m.State("COUNT_LOW"):
-                m.d.comb += [byte_in.eq(read.data), length_low.eq(1), index_step.eq(1)]
-                m.next = "COUNT_HIGH"
-
-            with m.State("COUNT_HIGH"):
-                m.d.comb += [byte_in.eq(read.data), length_high.eq(1), index_clear.eq(1),
-                             timer_clear.eq(1)]
-                with m.If(too_long):
-                    respond(Status.BAD_LENGTH, clear_length=True)
-                with m.Elif(is_empty):
-                    respond(Status.OK)
+            # A read's count: the two payload bytes, read back from the buffer (index 0, 1).
+            with m.State("COUNT"):
+                m.d.comb += [byte_in.eq(read.data), index_step.eq(1), timer_clear.eq(1)]
+                with m.If(~index[0]):
+                    m.d.comb += length_low.eq(1)
                 with m.Else():
-                    m.next = "READ"
+                    m.d.comb += [length_high.eq(1), index_clear.eq(1)]
+                    with m.If(too_long):
+                        respond(Status.BAD_LENGTH, clear_length=True)
+                    with m.Elif(is_empty):
+                        respond()
+                    with m.Else():
+                        m.next = "READ"
 
             with m.State("WRITE"):
                 for number, s in enumerate(write_streams):
@@ -345,7 +345,7 @@ class CommandDispatcher(wiring.Component):
                 with m.If(Array(write_streams)[write_channel].ready):
                     m.d.comb += [timer_clear.eq(1), index_step.eq(1)]
                     with m.If(last):
-                        respond(Status.OK, clear_length=True)
+                        respond(clear_length=True)
                 with m.Elif(target_stalled):
                     respond(Status.TARGET_TIMEOUT, clear_length=True)
 
@@ -356,7 +356,7 @@ class CommandDispatcher(wiring.Component):
                 with m.If(source.valid):
                     m.d.comb += [timer_clear.eq(1), write.en.eq(1), index_step.eq(1)]
                     with m.If(last):
-                        respond(Status.OK)
+                        respond()
                 with m.Elif(target_stalled):
                     m.d.comb += length_index.eq(1)
                     respond(Status.TARGET_TIMEOUT)
@@ -371,7 +371,7 @@ class CommandDispatcher(wiring.Component):
                     with m.If(index == 4):
                         m.d.comb += index_clear.eq(1)
                         with m.If(length == 0):
-                            m.next = "SEND_CHECKSUM_HIGH"
+                            m.next = "SEND_CHECKSUM"
                         with m.Else():
                             m.next = "SEND_PAYLOAD"
 
@@ -381,20 +381,18 @@ class CommandDispatcher(wiring.Component):
                 with m.If(tx.ready):
                     m.d.comb += [index_step.eq(1), crc_update.eq(1)]
                     with m.If(last):
-                        m.next = "SEND_CHECKSUM_HIGH"
+                        m.d.comb += index_clear.eq(1)
+                        m.next = "SEND_CHECKSUM"
 
-            # The checksum goes out high byte first through the CRC itself: a byte equal to
-            # the CRC's high byte moves its low byte up (crc16_step(crc, crc[8:]) == crc << 8).
-            with m.State("SEND_CHECKSUM_HIGH"):
+            # The checksum goes out high byte first (index 0, 1) through the CRC itself: a
+            # byte equal to the CRC's high byte moves its low byte up
+            # (crc16_step(crc, crc[8:]) == crc << 8).
+            with m.State("SEND_CHECKSUM"):
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(crc[8:]), sending.eq(1)]
                 with m.If(tx.ready):
-                    m.d.comb += crc_update.eq(1)
-                    m.next = "SEND_CHECKSUM_LOW"
-
-            with m.State("SEND_CHECKSUM_LOW"):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(crc[8:])]
-                with m.If(tx.ready):
-                    m.next = "IDLE"
+                    m.d.comb += [index_step.eq(1), crc_update.eq(1)]
+                    with m.If(index[0]):
+                        m.next = "IDLE"
         return m
 
 
