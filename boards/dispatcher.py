@@ -137,7 +137,7 @@ class CommandDispatcher(wiring.Component):
         # of a frame; the buffer's read port is addressed with its next value, so that
         # `read.data` always holds buffer[index].
         longest = max(max_payload, len(identity_bytes))
-        index = Signal(range(max(longest, 5) + 1))
+        index = Signal(range(max(longest, 5) + 1), reset_less=True)
         index_plus_one = index + 1
         index_clear = Signal()
         index_step = Signal()
@@ -154,7 +154,7 @@ class CommandDispatcher(wiring.Component):
         # size, the bytes read before a stall, or 0). Its low byte holds a length's low byte
         # before the high byte has been checked against `max_payload`. `byte_in` is the byte
         # being taken: from the line, or (a read's count) from the buffer.
-        length = Signal(max(8, longest.bit_length()))
+        length = Signal(max(8, longest.bit_length()), reset_less=True)
         last = index_plus_one == length
         byte_in = Signal(8)
         length_low, length_high, length_clear, length_identity, length_index = \
@@ -173,17 +173,17 @@ class CommandDispatcher(wiring.Component):
         too_long = Cat(length[:8], byte_in) > max_payload
         is_empty = (length[:8] == 0) & (byte_in == 0)
 
-        command = Signal(8)
+        command = Signal(8, reset_less=True)
         command_clear, command_load = Signal(), Signal()
         with m.If(command_clear):
             m.d.sync += command.eq(0)
         with m.Elif(command_load):
             m.d.sync += command.eq(rx.payload)
         # A frame's status is TIMEOUT until it has been received or refused.
-        status = Signal(range(max(Status) + 1))
-        from_identity = Signal()   # response payload from the identity ROM, not the buffer
+        status = Signal(range(max(Status) + 1), reset_less=True)
+        from_identity = Signal(reset_less=True)   # response payload from the identity ROM, not the buffer
 
-        crc = Signal(16)
+        crc = Signal(16, reset_less=True)
         crc_byte = Signal(8)
         crc_next = crc16_step(crc, crc_byte)
         crc_init, crc_update, sending = Signal(), Signal(), Signal()
@@ -196,7 +196,7 @@ class CommandDispatcher(wiring.Component):
         # One timer for both timeouts: the line's (in a frame and while draining) and the
         # design's (while a write or read runs). It counts every cycle and is cleared where a
         # wait starts or anything arrives.
-        timer = Signal(range(max(self._frame_timeout, self._target_timeout)))
+        timer = Signal(range(max(self._frame_timeout, self._target_timeout)), reset_less=True)
         timer_clear = Signal()
         m.d.sync += timer.eq(Mux(timer_clear, 0, timer + 1))
         line_quiet = timer == self._frame_timeout - 1

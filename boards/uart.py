@@ -148,7 +148,7 @@ class UARTReceiver(_BitTimedComponent):
         sample = count == cpb - 1
         # Data bits shift in at the top behind a marker 1: when the marker has reached bit 0,
         # eight bits are in and the next sample is the stop bit.
-        shifter = Signal(9)
+        shifter = Signal(9, reset_less=True)
 
         with m.If(self.o_stream.ready):
             m.d.sync += self.o_stream.valid.eq(0)
