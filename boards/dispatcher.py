@@ -143,10 +143,12 @@ class CommandDispatcher(wiring.Component):
         index_step = Signal()
         index_next = Mux(index_clear, 0, Mux(index_step, index_plus_one, index))
         m.d.sync += index.eq(index_next)
-        # The buffer is never read where it is written, and no read is used in a cycle that
-        # writes; not reading then spares the logic that would give a defined answer to a
+        # The buffer is never read where it is written, and no read is used in the states that
+        # write it; not reading there spares the logic that would give a defined answer to a
         # read and a write of the same address in one cycle (which the iCE40 RAM lacks).
-        m.d.comb += [read.addr.eq(index_next), read.en.eq(~write.en),
+        filling = Signal()   # the buffer is being written (a request's payload, a read)
+        store = Signal()     # write the byte in hand at `index`
+        m.d.comb += [write.en.eq(filling & store), read.addr.eq(index_next), read.en.eq(~filling),
                      identity_read.addr.eq(index)]
 
         # `length` is the payload length of the frame in hand: the request's while it is
@@ -183,14 +185,20 @@ class CommandDispatcher(wiring.Component):
         status = Signal(range(max(Status) + 1), reset_less=True)
         from_identity = Signal(reset_less=True)   # response payload from the identity ROM, not the buffer
 
+        # The checksum takes each byte one cycle after it has gone by: the byte is kept in
+        # `crc_byte` and `crc_pending` is set, so no path runs from the byte multiplexers
+        # through the CRC. `crc` is up to date when `crc_pending` is low.
         crc = Signal(16, reset_less=True)
-        crc_byte = Signal(8)
+        crc_byte = Signal(8, reset_less=True)
+        crc_pending = Signal()
         crc_next = crc16_step(crc, crc_byte)
         crc_init, crc_update, sending = Signal(), Signal(), Signal()
-        m.d.comb += crc_byte.eq(Mux(sending, tx.payload, rx.payload))
+        m.d.sync += crc_pending.eq(crc_update & ~crc_init)
+        with m.If(crc_update):
+            m.d.sync += crc_byte.eq(Mux(sending, tx.payload, rx.payload))
         with m.If(crc_init):
             m.d.sync += crc.eq(0xFFFF)
-        with m.Elif(crc_update):
+        with m.Elif(crc_pending):
             m.d.sync += crc.eq(crc_next)
 
         # One timer for both timeouts: the line's (in a frame and while draining) and the
@@ -199,8 +207,10 @@ class CommandDispatcher(wiring.Component):
         timer = Signal(range(max(self._frame_timeout, self._target_timeout)), reset_less=True)
         timer_clear = Signal()
         m.d.sync += timer.eq(Mux(timer_clear, 0, timer + 1))
-        line_quiet = timer == self._frame_timeout - 1
-        target_stalled = timer == self._target_timeout - 1
+        # timer == timeout - 1, registered (compared a cycle ahead, off the decision paths).
+        line_quiet, target_stalled = Signal(), Signal()
+        m.d.sync += [line_quiet.eq(~timer_clear & (timer == self._frame_timeout - 2)),
+                     target_stalled.eq(~timer_clear & (timer == self._target_timeout - 2))]
 
         write_streams = [getattr(self, f"{n}_stream") for n in WRITE_CHANNELS.values()]
         read_streams = [getattr(self, f"{n}_stream") for n in READ_CHANNELS.values()]
@@ -266,8 +276,10 @@ class CommandDispatcher(wiring.Component):
                 receiving(on_header)
 
             with m.State("PAYLOAD"):
+                m.d.comb += filling.eq(1)
+
                 def on_payload():
-                    m.d.comb += [write.en.eq(1), index_step.eq(1)]
+                    m.d.comb += [store.eq(1), index_step.eq(1)]
                     with m.If(last):
                         m.d.comb += index_clear.eq(1)
                         m.next = "CHECKSUM"
@@ -278,10 +290,7 @@ class CommandDispatcher(wiring.Component):
                 def on_checksum():
                     m.d.comb += index_step.eq(1)
                     with m.If(index[0]):
-                        with m.If(crc_next == 0):
-                            m.next = "DECODE"
-                        with m.Else():
-                            refuse_and_drain(Status.BAD_CHECKSUM)
+                        m.next = "DECODE"
                 receiving(on_checksum)
 
             with m.State("DRAIN"):
@@ -291,39 +300,44 @@ class CommandDispatcher(wiring.Component):
                 with m.Elif(line_quiet):
                     respond()
 
+            # The frame is complete; its checksum is right if the CRC over it all, the
+            # checksum included (its last byte still pending), is zero.
             with m.State("DECODE"):
                 m.d.sync += from_identity.eq(0)
                 m.d.comb += [index_clear.eq(1), timer_clear.eq(1)]
-                with m.Switch(command):
-                    with m.Case(Command.IDENTIFY):
-                        with m.If(length != 0):
-                            respond(Status.BAD_LENGTH, clear_length=True)
-                        with m.Else():
-                            m.d.sync += from_identity.eq(1)
-                            m.d.comb += length_identity.eq(1)
+                with m.If(crc_next != 0):
+                    refuse_and_drain(Status.BAD_CHECKSUM)
+                with m.Else():
+                    with m.Switch(command):
+                        with m.Case(Command.IDENTIFY):
+                            with m.If(length != 0):
+                                respond(Status.BAD_LENGTH, clear_length=True)
+                            with m.Else():
+                                m.d.sync += from_identity.eq(1)
+                                m.d.comb += length_identity.eq(1)
+                                respond(Status.OK)
+                        with m.Case(Command.ECHO):
                             respond(Status.OK)
-                    with m.Case(Command.ECHO):
-                        respond(Status.OK)
-                    with m.Case(Command.START):
-                        with m.If(length != 0):
-                            respond(Status.BAD_LENGTH, clear_length=True)
-                        with m.Else():
-                            m.d.comb += self.start.eq(1)
-                            respond(Status.OK)
-                    with m.Case(*WRITE_CHANNELS):
-                        m.d.sync += status.eq(Status.OK)
-                        with m.If(length == 0):
-                            respond()
-                        with m.Else():
-                            m.next = "WRITE"
-                    with m.Case(*READ_CHANNELS):
-                        m.d.sync += status.eq(Status.OK)
-                        with m.If(length != 2):
-                            respond(Status.BAD_LENGTH, clear_length=True)
-                        with m.Else():
-                            m.next = "COUNT"
-                    with m.Default():
-                        respond(Status.UNKNOWN_COMMAND, clear_length=True)
+                        with m.Case(Command.START):
+                            with m.If(length != 0):
+                                respond(Status.BAD_LENGTH, clear_length=True)
+                            with m.Else():
+                                m.d.comb += self.start.eq(1)
+                                respond(Status.OK)
+                        with m.Case(*WRITE_CHANNELS):
+                            m.d.sync += status.eq(Status.OK)
+                            with m.If(length == 0):
+                                respond()
+                            with m.Else():
+                                m.next = "WRITE"
+                        with m.Case(*READ_CHANNELS):
+                            m.d.sync += status.eq(Status.OK)
+                            with m.If(length != 2):
+                                respond(Status.BAD_LENGTH, clear_length=True)
+                            with m.Else():
+                                m.next = "COUNT"
+                        with m.Default():
+                            respond(Status.UNKNOWN_COMMAND, clear_length=True)
 
             # A read's count: the two payload bytes, read back from the buffer (index 0, 1).
             with m.State("COUNT"):
@@ -350,11 +364,11 @@ class CommandDispatcher(wiring.Component):
                     respond(Status.TARGET_TIMEOUT, clear_length=True)
 
             with m.State("READ"):
-                m.d.comb += reading.eq(1)
+                m.d.comb += [reading.eq(1), filling.eq(1)]
                 for number, s in enumerate(read_streams):
                     m.d.comb += s.ready.eq(read_channel == number)
                 with m.If(source.valid):
-                    m.d.comb += [timer_clear.eq(1), write.en.eq(1), index_step.eq(1)]
+                    m.d.comb += [timer_clear.eq(1), store.eq(1), index_step.eq(1)]
                     with m.If(last):
                         respond()
                 with m.Elif(target_stalled):
@@ -388,8 +402,8 @@ class CommandDispatcher(wiring.Component):
             # byte equal to the CRC's high byte moves its low byte up
             # (crc16_step(crc, crc[8:]) == crc << 8).
             with m.State("SEND_CHECKSUM"):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(crc[8:]), sending.eq(1)]
-                with m.If(tx.ready):
+                m.d.comb += [tx.valid.eq(~crc_pending), tx.payload.eq(crc[8:]), sending.eq(1)]
+                with m.If(tx.valid & tx.ready):
                     m.d.comb += [index_step.eq(1), crc_update.eq(1)]
                     with m.If(index[0]):
                         m.next = "IDLE"

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The board top's LED heartbeat."""
 
 from amaranth.sim import Simulator
