@@ -171,9 +171,13 @@ class CommandDispatcher(wiring.Component):
             m.d.sync += length.eq(byte_in)
         with m.Elif(length_high):
             m.d.sync += length[8:].eq(byte_in)
-        # The length whose high byte is `byte_in`: over the limit, or zero.
-        too_long = Cat(length[:8], byte_in) > max_payload
-        is_empty = (length[:8] == 0) & (byte_in == 0)
+        # A length just taken (checked in the next cycle, from registers only): over the
+        # limit (`length_over`: high bits that `length` does not keep are set), or zero.
+        length_over = Signal()
+        with m.If(length_high):
+            m.d.sync += length_over.eq(byte_in[len(length) - 8:] != 0)
+        too_long = length_over | (length > max_payload)
+        is_empty = length == 0
 
         command = Signal(8, reset_less=True)
         command_clear, command_load = Signal(), Signal()
@@ -267,13 +271,18 @@ class CommandDispatcher(wiring.Component):
                             m.d.comb += length_low.eq(1)
                         with m.Default():
                             m.d.comb += [length_high.eq(1), index_clear.eq(1)]
-                            with m.If(too_long):
-                                refuse_and_drain(Status.BAD_LENGTH)
-                            with m.Elif(is_empty):
-                                m.next = "CHECKSUM"
-                            with m.Else():
-                                m.next = "PAYLOAD"
+                            m.next = "CHECK_LENGTH"
                 receiving(on_header)
+
+            with m.State("CHECK_LENGTH"):
+                with m.If(self.rx_error):
+                    refuse_and_drain(Status.LINE_ERROR)
+                with m.Elif(too_long):
+                    refuse_and_drain(Status.BAD_LENGTH)
+                with m.Elif(is_empty):
+                    m.next = "CHECKSUM"
+                with m.Else():
+                    m.next = "PAYLOAD"
 
             with m.State("PAYLOAD"):
                 m.d.comb += filling.eq(1)
@@ -346,12 +355,16 @@ class CommandDispatcher(wiring.Component):
                     m.d.comb += length_low.eq(1)
                 with m.Else():
                     m.d.comb += [length_high.eq(1), index_clear.eq(1)]
-                    with m.If(too_long):
-                        respond(Status.BAD_LENGTH, clear_length=True)
-                    with m.Elif(is_empty):
-                        respond()
-                    with m.Else():
-                        m.next = "READ"
+                    m.next = "CHECK_COUNT"
+
+            with m.State("CHECK_COUNT"):
+                m.d.comb += timer_clear.eq(1)
+                with m.If(too_long):
+                    respond(Status.BAD_LENGTH, clear_length=True)
+                with m.Elif(is_empty):
+                    respond()
+                with m.Else():
+                    m.next = "READ"
 
             with m.State("WRITE"):
                 for number, s in enumerate(write_streams):
