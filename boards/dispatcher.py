@@ -157,7 +157,13 @@ class CommandDispatcher(wiring.Component):
         # before the high byte has been checked against `max_payload`. `byte_in` is the byte
         # being taken: from the line, or (a read's count) from the buffer.
         length = Signal(max(8, longest.bit_length()), reset_less=True)
-        last = index_plus_one == length
+        # `last`: index + 1 == length, kept in a register (updated from registers only, so
+        # that the decisions taken on it do not wait for a carry chain and a comparison).
+        # It is right whenever `length` has not changed in the previous cycle, which holds
+        # wherever it is used (the payload, write, read and response loops).
+        last = Signal()
+        m.d.sync += last.eq(Mux(index_clear, length == 1,
+                                Mux(index_step, index + 2 == length, index_plus_one == length)))
         byte_in = Signal(8)
         length_low, length_high, length_clear, length_identity, length_index = \
             (Signal(name=f"length_{n}") for n in ("low", "high", "clear", "identity", "index"))
