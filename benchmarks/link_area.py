@@ -15,7 +15,7 @@ With ``--build DIR`` it also places and routes the link self-test for the iCEBre
 (``mulfree build --board icebreaker --link-test``) and prints its logic cells and fmax.
 
 Usage: ``python benchmarks/link_area.py [--clk-freq HZ] [--baud BAUD] [--build DIR]
-[--json FILE]`` (about a minute on two cores; the build adds about ten seconds).
+[--json FILE]`` (about a minute and a half on two cores, the build included).
 """
 
 from __future__ import annotations
