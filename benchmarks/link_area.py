@@ -119,9 +119,9 @@ def main(argv=None) -> int:
         report = build_link_test(args.build, args.baud)
         used = {name: u["used"] for name, u in report["utilisation"].items()}
         (fmax,) = report["fmax_mhz"].values()
-        lines += ["", f"iCEBreaker link self-test placed and routed: "
-                      f"{used.get('logic cells', 0):,} logic cells, "
-                      f"{used.get('block RAM', 0)} block RAM, fmax {fmax:.1f} MHz"]
+        lines += ["", (f"iCEBreaker link self-test placed and routed: "
+                       f"{used.get('logic cells', 0):,} logic cells, "
+                       f"{used.get('block RAM', 0)} block RAM, fmax {fmax:.1f} MHz")]
         result["build"] = {"utilisation": used, "fmax_mhz": fmax}
     print("\n".join(lines))
     if args.json:

@@ -153,9 +153,9 @@ class CommandDispatcher(wiring.Component):
 
         # `length` is the payload length of the frame in hand: the request's while it is
         # received, replayed or checked, then the response's (a read's count, the identity's
-        # size, the bytes read before a stall, or 0). Its low byte holds a length's low byte
-        # before the high byte has been checked against `max_payload`. `byte_in` is the byte
-        # being taken: from the line, or (a read's count) from the buffer.
+        # size, the bytes read before a stall, or 0). A length arrives low byte first and is
+        # checked against `max_payload` in the cycle after its high byte. `byte_in` is the
+        # byte being taken: from the line, or (a read's count) from the buffer.
         length = Signal(max(8, longest.bit_length()), reset_less=True)
         # `last`: index + 1 == length, kept in a register (updated from registers only, so
         # that the decisions taken on it do not wait for a carry chain and a comparison).
@@ -193,7 +193,8 @@ class CommandDispatcher(wiring.Component):
             m.d.sync += command.eq(rx.payload)
         # A frame's status is TIMEOUT until it has been received or refused.
         status = Signal(range(max(Status) + 1), reset_less=True)
-        from_identity = Signal(reset_less=True)   # response payload from the identity ROM, not the buffer
+        # The response's payload comes from the identity ROM, not the buffer.
+        from_identity = Signal(reset_less=True)
 
         # The checksum takes each byte one cycle after it has gone by: the byte is kept in
         # `crc_byte` and `crc_pending` is set, so no path runs from the byte multiplexers

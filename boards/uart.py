@@ -101,8 +101,9 @@ class UARTReceiver(_BitTimedComponent):
 
     Latency: a byte is offered ``3 + clocks_per_bit // 2 + 9 * clocks_per_bit`` cycles after
     the falling edge of its start bit reaches ``rx`` (the middle of its stop bit, plus two
-    cycles of synchronizer and one of output register). Throughput: one byte per frame on the line (10 bit periods), with a one-byte
-    holding register. Model: ``boards.protocol.UARTLineDecoder`` (same sampling instants).
+    cycles of synchronizer and one of output register). Throughput: one byte per frame on the
+    line (10 bit periods), with a one-byte holding register.
+    Model: ``boards.protocol.UARTLineDecoder`` (same sampling instants).
 
     Parameters
     ----------
