@@ -8,9 +8,9 @@ module                      what it holds
 ``boards.uart``             ``UARTReceiver`` / ``UARTTransmitter`` (8N1, stream interfaces)
 ``boards.dispatcher``       ``CommandDispatcher``: frame parser, checksum, command execution
 ``boards.link``             ``HostLink``: receiver -> dispatcher -> transmitter
-``boards.adapters``         byte streams <-> word streams, counter snapshots
+``boards.adapters``         byte streams <-> word streams, the counter byte multiplexer
 ``boards.top``              ``BoardCore`` (link + a design), ``BoardTop`` (on a board's pins),
-                            ``LinkLoopback`` (the link self-test design)
+                            ``LinkLoopback`` (the link self-test design), ``Heartbeat`` (LED)
 ``boards.accelerator``      ``AcceleratorTarget`` (the accelerator behind the link) and
                             ``BoardBackend`` (``sim.run_layer`` backend over the link)
 ``boards.host``             ``BoardClient`` (requests, retries on refusal), ``SerialTransport``

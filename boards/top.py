@@ -7,6 +7,8 @@ link's design side, flipped (``TARGET_SIGNATURE``): ``config_stream``, ``weights
 with a ``target_info`` attribute (bytes, appended to the ``IDENTIFY`` answer).
 """
 
+import math
+
 from amaranth import Elaboratable, Module, Signal
 from amaranth.build import ResourceError
 from amaranth.lib import io, stream, wiring
@@ -16,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 from boards.link import DEFAULT_BAUD, DEFAULT_MAX_PAYLOAD, HostLink
 from boards.protocol import READ_CHANNELS, WRITE_CHANNELS
 
-__all__ = ["TARGET_SIGNATURE", "LinkLoopback", "BoardCore", "BoardTop"]
+__all__ = ["TARGET_SIGNATURE", "LinkLoopback", "BoardCore", "Heartbeat", "BoardTop"]
 
 TARGET_SIGNATURE = wiring.Signature({
     **{f"{name}_stream": In(stream.Signature(8)) for name in WRITE_CHANNELS.values()},
@@ -106,6 +108,41 @@ class BoardCore(wiring.Component):
         return m
 
 
+class Heartbeat(wiring.Component):
+    """An LED level that blinks about once a second: the design is alive.
+
+    The top bit of a free-running counter: the period is the power of two of clock cycles
+    nearest to one second (1.4 s at 12 MHz, 0.67 s at 25 MHz), high for its second half.
+
+    Parameters
+    ----------
+    clk_freq : float
+        Clock frequency in Hz.
+
+    Members
+    -------
+    led : ``Out(1)``
+    """
+
+    led: Out(1)
+
+    def __init__(self, *, clk_freq: float):
+        self._bits = max(1, round(math.log2(clk_freq)))
+        super().__init__()
+
+    @property
+    def period(self) -> int:
+        """Clock cycles per blink."""
+        return 1 << self._bits
+
+    def elaborate(self, platform):
+        m = Module()
+        count = Signal(self._bits)
+        m.d.sync += count.eq(count + 1)
+        m.d.comb += self.led.eq(count[-1])
+        return m
+
+
 class BoardTop(Elaboratable):
     """A target behind the host link on a board: the UART pins, and two LEDs when the board
     has them (LED 0 blinks about once a second: the design is alive; LED 1 lights while the
@@ -145,11 +182,8 @@ class BoardTop(Elaboratable):
                 leds.append(platform.request("led", number, dir="-"))
             except ResourceError:  # the board has fewer LEDs
                 break
-        heartbeat = Signal(range(max(2, int(clk_freq))))
-        m.d.sync += heartbeat.eq(heartbeat + 1)
-        with m.If(heartbeat == int(clk_freq) - 1):
-            m.d.sync += heartbeat.eq(0)
-        lit = [heartbeat < int(clk_freq) // 2, core.activity]
+        m.submodules.heartbeat = heartbeat = Heartbeat(clk_freq=clk_freq)
+        lit = [heartbeat.led, core.activity]
         for number, (led, level) in enumerate(zip(leds, lit)):
             buffer = io.Buffer("o", led)
             m.submodules[f"led{number}_buffer"] = buffer

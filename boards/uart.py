@@ -102,8 +102,8 @@ class UARTReceiver(_BitTimedComponent):
     Latency: a byte is offered ``3 + clocks_per_bit // 2 + 9 * clocks_per_bit`` cycles after
     the falling edge of its start bit reaches ``rx`` (the middle of its stop bit, plus two
     cycles of synchronizer and one of output register). Throughput: one byte per frame on the
-    line (10 bit periods), with a one-byte holding register. Model:
-    ``boards.protocol.UARTLineDecoder`` (same sampling instants).
+    line (10 bit periods), with a one-byte holding register.
+    Model: ``boards.protocol.UARTLineDecoder`` (same sampling instants).
 
     Parameters
     ----------
@@ -143,41 +143,38 @@ class UARTReceiver(_BitTimedComponent):
         line = Signal(init=1)
         m.submodules.synchronizer = FFSynchronizer(self.rx, line, init=1)
 
+        # `count` reaches cpb - 1 at each sampling instant: half a bit after the start edge
+        # (the start bit is checked), then once per bit period.
         count = Signal(range(cpb))
-        bit = Signal(range(9))      # data bits sampled so far
-        data = Signal(8)
+        sample = count == cpb - 1
+        # Data bits shift in at the top behind a marker 1: when the marker has reached bit 0,
+        # eight bits are in and the next sample is the stop bit.
+        shifter = Signal(9, reset_less=True)
 
         with m.If(self.o_stream.ready):
             m.d.sync += self.o_stream.valid.eq(0)
+        m.d.sync += count.eq(Mux(sample, 0, count + 1))
 
         with m.FSM():
             with m.State("IDLE"):
+                m.d.sync += count.eq(cpb - half)
                 with m.If(~line):
-                    m.d.sync += count.eq(1)
                     m.next = "START"
             with m.State("START"):
-                # count = cycles since the candidate start edge; check the line at `half`.
-                m.d.sync += count.eq(count + 1)
-                with m.If(count == half):
-                    m.d.sync += [count.eq(1), bit.eq(0)]
+                with m.If(sample):
+                    m.d.sync += shifter.eq(1 << 8)
                     m.next = "DATA"
                     with m.If(line):
                         m.next = "IDLE"
             with m.State("DATA"):
-                # count = cycles since the previous sampling instant.
-                m.d.sync += count.eq(Mux(count == cpb - 1, 0, count + 1))
-                with m.If(count == 0):
-                    m.d.sync += [data.eq(Cat(data[1:], line)), bit.eq(bit + 1)]
-                    with m.If(bit == 7):
-                        m.next = "STOP"
-            with m.State("STOP"):
-                m.d.sync += count.eq(Mux(count == cpb - 1, 0, count + 1))
-                with m.If(count == 0):
+                with m.If(sample & ~shifter[0]):
+                    m.d.sync += shifter.eq(Cat(shifter[1:], line))
+                with m.If(sample & shifter[0]):
                     with m.If(line):
                         with m.If(self.o_stream.valid & ~self.o_stream.ready):
                             m.d.comb += self.overrun.eq(1)
                         with m.Else():
-                            m.d.sync += [self.o_stream.payload.eq(data),
+                            m.d.sync += [self.o_stream.payload.eq(shifter[1:]),
                                          self.o_stream.valid.eq(1)]
                         m.next = "IDLE"
                     with m.Else():
