@@ -35,7 +35,7 @@ from sim.toolchain import setup_environment
 
 __all__ = ["BuildReport", "Utilisation", "DoesNotFit", "BuildError", "build",
            "utilisation_of", "check_fit", "check_output", "estimate", "largest_array_that_fits",
-           "LOGIC_HEADROOM"]
+           "LOGIC_HEADROOM", "MULTIPLIERS", "synthesis_options"]
 
 # nextpnr's resource names, in report order, with the names used in mulfree's reports.
 _REPORTED = {
@@ -51,6 +51,41 @@ _REPORTED = {
     "MULT18X18D": "DSP",
     "TRELLIS_IO": "I/O",
 }
+
+
+#: Where synthesis may put the design's multipliers: ``dsp`` (the device's DSP blocks) or
+#: ``lut`` (logic only). Without a choice each synthesizer keeps its default: ``synth_ice40``
+#: builds multipliers from logic, ``synth_ecp5`` maps them to MULT18X18D blocks.
+MULTIPLIERS = ("dsp", "lut")
+
+#: Device families whose DSP blocks Yosys maps multipliers to, with the ``synth_<family>``
+#: options for each choice of ``MULTIPLIERS``, and the devices of the family that have DSPs.
+_MULTIPLIER_OPTIONS = {
+    "iCE40": ({"dsp": "-dsp", "lut": ""}, ("iCE40UP", "iCE5LP")),
+    "ecp5": ({"dsp": "", "lut": "-nodsp"}, ("LFE5U", "LFE5UM")),
+}
+
+
+def synthesis_options(board, multipliers: str | None) -> str | None:
+    """The ``synth_<family>`` options that put ``board``'s multipliers where ``multipliers``
+    (one of ``MULTIPLIERS``, or None for the synthesizer's default) says; ``ValueError``
+    (one line) for an unknown choice or DSP blocks on a device that has none."""
+    if multipliers is None:
+        return None
+    if multipliers not in MULTIPLIERS:
+        raise ValueError(f"unknown multiplier placement {multipliers!r}; allowed: "
+                         f"{', '.join(MULTIPLIERS)}")
+    board = board if isinstance(board, Board) else find_board(board)
+    described = board.describe()
+    family, device = described["family"], str(described["device"])
+    if family not in _MULTIPLIER_OPTIONS:
+        raise ValueError(f"--multipliers {multipliers}: multipliers are placed on iCE40 and "
+                         f"ECP5 devices only; the {device} ({board.name}) is neither")
+    options, with_dsps = _MULTIPLIER_OPTIONS[family]
+    if multipliers == "dsp" and not device.startswith(with_dsps):
+        raise ValueError(f"--multipliers dsp: the {device} ({board.name}) has no DSP blocks; "
+                         f"allowed there: lut")
+    return options[multipliers]
 
 
 class DoesNotFit(ValueError):
@@ -100,6 +135,7 @@ class BuildReport:
     fmax_mhz: dict = dataclasses.field(default_factory=dict)
     bitstream: Path | None = None
     seconds: float = 0.0
+    synth_opts: str | None = None
 
     @property
     def meets_timing(self) -> bool | None:
@@ -143,7 +179,7 @@ class BuildReport:
                             for u in self.utilisation},
             "fmax_mhz": self.fmax_mhz, "meets_timing": self.meets_timing,
             "bitstream": self.bitstream.name if self.bitstream else None,
-            "seconds": round(self.seconds, 1),
+            "seconds": round(self.seconds, 1), "synth_opts": self.synth_opts,
         }
 
 
@@ -189,7 +225,7 @@ def check_output(out_dir, force: bool) -> None:
 
 
 def build(board, top, out_dir, *, force: bool = False, name: str = "top", progress=None,
-          on_synthesis=None, extra_files=None) -> BuildReport:
+          on_synthesis=None, extra_files=None, synth_opts: str | None = None) -> BuildReport:
     """Build ``top`` (an elaboratable that requests the board's pins) for ``board``.
 
     Parameters
@@ -208,6 +244,9 @@ def build(board, top, out_dir, *, force: bool = False, name: str = "top", progre
         Called with the packed design's needs (resource -> count) before the fit check.
     extra_files : dict, optional
         File name -> text, written into ``out_dir`` too (e.g. what the design is).
+    synth_opts : str, optional
+        Options of the ``synth_<family>`` Yosys command (``synthesis_options``); None keeps
+        the platform's.
 
     Returns the ``BuildReport``; raises ``DoesNotFit`` (a ``ValueError``) when the packed
     design cannot fit, ``BuildError`` when a tool fails.
@@ -222,10 +261,12 @@ def build(board, top, out_dir, *, force: bool = False, name: str = "top", progre
             platform = board.platform()
             report = BuildReport(board.name, described["device"], described["toolchain"],
                                  described["clock_hz"], Path(out_dir), built=False,
-                                 needs=described["needs"])
+                                 needs=described["needs"], synth_opts=synth_opts)
             overrides = {}
             if described["open_toolchain"]:
                 overrides = {"nextpnr_opts": f"--report {name}.report.json --timing-allow-fail"}
+                if synth_opts is not None:
+                    overrides["synth_opts"] = synth_opts
             say(f"elaborating the design for {board.name} ({described['device']})")
             plan = platform.prepare(top, name, **overrides)
             plan.extract(work)
@@ -309,15 +350,19 @@ def _run_open_toolchain(plan, work: Path, name: str, report: BuildReport, say,
     report.needs = None
 
 
-def estimate(board, top, *, name: str = "top") -> list[Utilisation]:
+def estimate(board, top, *, name: str = "top", synth_opts: str | None = None) \
+        -> list[Utilisation]:
     """Synthesize and pack ``top`` for ``board`` (no placement, in a temporary folder): the
-    exact utilisation of the packed design."""
+    exact utilisation of the packed design. ``synth_opts``: as ``build``'s."""
     board = board if isinstance(board, Board) else find_board(board)
     described = board.describe()
     if not described["open_toolchain"]:
         raise ValueError(f"board {board.name!r} needs {described['needs']}; no estimate here")
     setup_environment()
-    plan = board.platform().prepare(top, name, nextpnr_opts="--timing-allow-fail")
+    overrides = {"nextpnr_opts": "--timing-allow-fail"}
+    if synth_opts is not None:
+        overrides["synth_opts"] = synth_opts
+    plan = board.platform().prepare(top, name, **overrides)
     with tempfile.TemporaryDirectory(prefix="mulfree-estimate-") as tmp:
         work = Path(tmp)
         plan.extract(work)
@@ -337,7 +382,7 @@ def _fits_with_headroom(utilisation: list[Utilisation], headroom: float = LOGIC_
 
 def largest_array_that_fits(board, make_top, rows: int, cols: int, overflow: DoesNotFit, *,
                             progress=None, headroom: float = LOGIC_HEADROOM,
-                            most_pes: bool = False):
+                            most_pes: bool = False, synth_opts: str | None = None):
     """The largest array whose design fits ``board`` after ``make_top(rows, cols)`` did not
     (``overflow``): ``(rows', cols', utilisation)`` with ``rows' <= rows`` and
     ``cols' <= cols`` as large as fits for that ``rows'``, or ``(0, 0, utilisation of 1x1)``
@@ -346,6 +391,7 @@ def largest_array_that_fits(board, make_top, rows: int, cols: int, overflow: Doe
     ``headroom=1`` asks only that the packed design fits the device. With ``most_pes`` the
     arrays with fewer rows are then tried too, and the one with the most PEs is returned (a
     squarer array may fit more PEs than the model of the first search allows).
+    ``synth_opts``: as ``build``'s.
 
     The overflowing resource is modelled as a fixed cost plus a cost per PE from two packed
     designs (the requested size and 1x1); sizes near what that model allows are then
@@ -359,13 +405,13 @@ def largest_array_that_fits(board, make_top, rows: int, cols: int, overflow: Doe
     def fits(r, c):
         if (r, c) not in seen:
             say(f"synthesizing a {r}x{c} array to find the largest that fits")
-            packed = estimate(board, make_top(r, c))
+            packed = estimate(board, make_top(r, c), synth_opts=synth_opts)
             seen[r, c] = packed if _fits_with_headroom(packed, headroom) else None
         return seen[r, c] is not None
 
     seen[rows, cols] = None
     if not fits(1, 1):
-        return 0, 0, estimate(board, make_top(1, 1))
+        return 0, 0, estimate(board, make_top(1, 1), synth_opts=synth_opts)
     resource = overflow.resource
     small = {u.resource: u.used for u in seen[1, 1]}[resource]
     limit = overflow.available * (headroom if resource in _LOGIC else 1)

@@ -12,7 +12,9 @@ the logic for placement is built instead. An array asked for that cannot fit is 
 synthesis, before place-and-route, with the largest array that fits. Counters are
 ``--counter-bits`` wide (default: 20 with ``--scheme``, just wide enough for the model's layers
 with ``--model``); the host refuses a layer whose counts would not fit
-(``sim.run_layer.check_job``).
+(``sim.run_layer.check_job``). ``--multipliers dsp|lut`` puts multipliers (the ``int``
+scheme's) on the device's DSP blocks or in logic (``boards.build.synthesis_options``); by
+default each synthesizer decides (iCE40: logic, ECP5: DSP blocks).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import sys
 import time
 
+from boards.build import MULTIPLIERS
 from model.ops import MAX_ACC_BITS
 from model.quant import SCHEMES
 from mulfree import flags
@@ -91,6 +94,12 @@ def register(subparsers) -> None:
                        help=f"width of each access counter (default {DEFAULTS['counter_bits']} "
                             "with --scheme, what the layers need with --model; the host "
                             "refuses a layer whose counts would not fit)")
+    parser.add_argument("--multipliers", type=flags.choice(MULTIPLIERS, "multiplier placement"),
+                        default=None, metavar="WHERE",
+                        help="where synthesis puts multipliers (the int scheme's): dsp (the "
+                             "device's DSP blocks: synth_ice40 -dsp) or lut (logic only: "
+                             "synth_ecp5 -nodsp); default: the synthesizer's own (iCE40: "
+                             "logic, ECP5: DSP blocks)")
     parser.add_argument("--baud", type=flags.integer(1, 100_000_000), default=115200,
                         help="host link baud rate (default 115200)")
     parser.set_defaults(func=run)
@@ -219,7 +228,7 @@ def _build_largest(args, board, make_top, accel_for, overflow):
     for headroom in (1.0, LOGIC_HEADROOM):
         r, c, packed = largest_array_that_fits(board, make_top, *wanted, overflow,
                                                progress=_say, headroom=headroom,
-                                               most_pes=True)
+                                               most_pes=True, synth_opts=args.synth_opts)
         if r == 0:
             worst = max(packed, key=lambda u: u.share)
             raise UsageError(f"{overflow}; no array fits: even 1x1 needs {worst.used:,} "
@@ -235,7 +244,7 @@ def _build_largest(args, board, make_top, accel_for, overflow):
                                                      baud=args.baud), indent=2) + "\n"}
         try:
             report = build(board, make_top(r, c), args.output, force=args.force or written,
-                           progress=_say, extra_files=extra)
+                           progress=_say, extra_files=extra, synth_opts=args.synth_opts)
         except BuildError as exc:
             failure = exc
             _say(f"{r}x{c} did not build ({str(exc).splitlines()[0]}); trying a smaller array")
@@ -281,7 +290,7 @@ def run(args) -> int:
     args.cols = DEFAULTS["cols"] if args.cols is None else args.cols
 
     from boards.build import (BuildError, DoesNotFit, build, check_output,
-                              largest_array_that_fits)
+                              largest_array_that_fits, synthesis_options)
     from boards.platforms import find_board
     from boards.protocol import clocks_per_bit
     from boards.top import BoardTop, LinkLoopback
@@ -289,6 +298,10 @@ def run(args) -> int:
     check_output(args.output, args.force)
     board = find_board(args.board)
     described = board.describe()
+    try:
+        args.synth_opts = synthesis_options(board, args.multipliers)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if described["clock_hz"] is None:
         raise UsageError(f"board {board.name!r} has no default clock in amaranth-boards")
     clocks_per_bit(described["clock_hz"], args.baud)
@@ -331,13 +344,14 @@ def run(args) -> int:
     _say(f"{board.name}: {note}")
     try:
         report = build(board, top, args.output, force=args.force, progress=_say,
-                       extra_files=extra)
+                       extra_files=extra, synth_opts=args.synth_opts)
     except DoesNotFit as overflow:
         if make_top is None:
             raise
         if not auto_size:
             r, c, packed = largest_array_that_fits(board, make_top, args.rows, args.cols,
-                                                   overflow, progress=_say)
+                                                   overflow, progress=_say,
+                                                   synth_opts=args.synth_opts)
             if r == 0:
                 worst = max(packed, key=lambda u: u.share)
                 raise UsageError(f"{overflow}; no array fits: even 1x1 needs {worst.used:,} "

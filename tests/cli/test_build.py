@@ -61,6 +61,10 @@ def test_list_boards_shows_the_tested_ones_first(capsys):
     (("--board", "icebreaker", "-o", "x", "--scheme", "ternary", "--spad", "12"),
      ["argument --spad: must be a power of two"]),
     (("--board", "icebreaker", "-o", "x", "--scheme", "dorefa"), ["needs a weight width"]),
+    (("--board", "icebreaker", "-o", "x", "--scheme", "int", "--multipliers", "logic"),
+     ["argument --multipliers: unknown multiplier placement 'logic'; allowed: dsp, lut"]),
+    (("--board", "icestick", "-o", "x", "--scheme", "int", "--multipliers", "dsp"),
+     ["--multipliers dsp: the iCE40HX1K (icestick) has no DSP blocks; allowed there: lut"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, fragments):
     monkeypatch.chdir(tmp_path)
