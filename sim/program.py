@@ -327,10 +327,9 @@ def predict_program(program: Program) -> list[dict]:
 # The fit check and the compiler
 # --------------------------------------------------------------------------------------------
 
-def _refuse(what: str, need: int, have: int, unit: str = "") -> ValueError:
-    unit = f" {unit}" if unit else ""
-    return ValueError(f"the model does not fit the engine: {what}: {need}{unit} needed, "
-                      f"{have} available ({need - have} over)")
+def _refuse(what: str, need: int, have: int) -> ValueError:
+    return ValueError(f"the model does not fit the engine: {what}: {need} needed, {have} "
+                      f"available ({need - have} over)")
 
 
 def compile_program(model: IntegerModel, engine: EngineConfig) -> Program:
@@ -360,7 +359,7 @@ def compile_program(model: IntegerModel, engine: EngineConfig) -> Program:
     plans = [_plan(model, k, _array(a, modes[k]), modes[k]) for k in range(n)]
     bank_words = sum(p.bank_words for p in plans)
     if bank_words > a.wb_depth:
-        raise _refuse("weight bank words", bank_words, a.wb_depth, "per bank")
+        raise _refuse("weight words per bank", bank_words, a.wb_depth)
     thresholded = [layer.out_channels for layer in layers if layer.output != "scores"]
     if sum(thresholded) > pp.thr_depth:
         raise _refuse("threshold entries", sum(thresholded), pp.thr_depth)
@@ -369,10 +368,9 @@ def compile_program(model: IntegerModel, engine: EngineConfig) -> Program:
             raise _refuse(f"activation words of layer {k} ({p.in_words} in, {p.out_words} "
                           "out)", p.in_words + p.out_words, a.in_depth)
         if p.psum_words > a.pb_depth:
-            raise _refuse(f"psum words of layer {k}", p.psum_words, a.pb_depth, "per bank")
+            raise _refuse(f"psum words per bank of layer {k}", p.psum_words, a.pb_depth)
         if layer.accumulator_width > a.acc_bits:
-            raise _refuse(f"sum width of layer {k}", layer.accumulator_width, a.acc_bits,
-                          "bits")
+            raise _refuse(f"sum bits of layer {k}", layer.accumulator_width, a.acc_bits)
 
     limits = config_limits(a)
     descriptors, entries = [], []
@@ -400,12 +398,15 @@ def compile_program(model: IntegerModel, engine: EngineConfig) -> Program:
             config["mode"] = p.mode
         for name in CONFIG_FIELDS:
             if config[name] > limits[name]:
-                raise _refuse(f"layer {k} configuration field {name} ({CONFIG_FIELDS[name]})",
-                              config[name], limits[name], "(value)")
+                raise ValueError(f"the model does not fit the engine: layer {k}'s "
+                                 f"configuration field {name} ({CONFIG_FIELDS[name]}) is "
+                                 f"{config[name]}; allowed: at most {limits[name]} "
+                                 f"({config[name] - limits[name]} over)")
         counters = _counters(p, layer, last)
-        peak = max(counters[name] for name in COUNTERS)
+        top = max(COUNTERS, key=lambda name: counters[name])
+        peak = counters[top]
         if peak >= 1 << a.counter_bits:
-            raise ValueError(f"the model does not fit the engine: a counter of layer {k} "
+            raise ValueError(f"the model does not fit the engine: layer {k}'s counter {top} "
                              f"would reach {peak}; allowed: below 2**{a.counter_bits} "
                              f"(counter_bits {a.counter_bits}, {peak.bit_length()} needed)")
         descriptors.append(LayerDescriptor(p.shape, p.mapping, p.params, p.mode, config, post,
@@ -415,7 +416,7 @@ def compile_program(model: IntegerModel, engine: EngineConfig) -> Program:
         thr_base += layer_thr
     image = _image_cycles_bound(descriptors)
     if image >= 1 << a.counter_bits:
-        raise ValueError(f"the model does not fit the engine: an image takes more than "
+        raise ValueError(f"the model does not fit the engine: an image takes at least "
                          f"{image} cycles; allowed: below 2**{a.counter_bits} (counter_bits "
                          f"{a.counter_bits}, {image.bit_length()} needed)")
 
