@@ -25,6 +25,8 @@ Model: this module is the format's definition; ``hw.engine`` reads it.
 
 from __future__ import annotations
 
+import binascii
+import enum
 from dataclasses import dataclass
 
 from amaranth.hdl import Shape
@@ -34,7 +36,7 @@ from hw.schedule import CONFIG_FIELDS, AcceleratorConfig, config_field_bits
 
 __all__ = ["PROGRAM_VERSION", "HEADER_FIELDS", "EngineConfig", "header_fields",
            "layer_fields", "program_beat_bits", "engine_fingerprint", "encode_beats",
-           "threshold_entry_words", "POST_PREFIX"]
+           "threshold_entry_words", "POST_PREFIX", "descriptor_values", "threshold_words"]
 
 #: The program format's version (part of the fingerprint).
 PROGRAM_VERSION = 1
@@ -148,14 +150,15 @@ def threshold_entry_words(engine: EngineConfig) -> int:
 
 def engine_fingerprint(engine: EngineConfig) -> int:
     """CRC-16 of the format version, every field's name and width, and the engine's
-    parameters: a program compiled for another engine (or format) has another."""
-    from boards.protocol import crc16
+    parameters: a program compiled for another engine (or format) has another.
+
+    The CRC is CRC-16/CCITT-FALSE (``binascii.crc_hqx`` from 0xFFFF), the host link's."""
     parts = [f"v{PROGRAM_VERSION}"]
     parts += [f"{n}:{w}:{int(s)}" for n, (w, s) in layer_fields(engine).items()]
     parts += [f"{n}={v}" for n, v in sorted(engine.accelerator.to_dict().items())]
     parts += [f"{n}={getattr(engine.post, n)}" for n in sorted(vars(engine.post))]
     parts.append(f"max_layers={engine.max_layers}")
-    return crc16(";".join(parts).encode())
+    return binascii.crc_hqx(";".join(parts).encode(), 0xFFFF)
 
 
 def encode_beats(fields: dict[str, tuple[int, bool]], values: dict[str, int]) -> list[int]:
@@ -172,3 +175,28 @@ def encode_beats(fields: dict[str, tuple[int, bool]], values: dict[str, int]) ->
                              f"[{lo}, {hi}]")
         beats.append(v & ((1 << width) - 1))
     return beats
+
+
+def _int(value) -> int:
+    """An enumeration member's value, or the integer itself."""
+    return int(value.value) if isinstance(value, enum.Enum) else int(value)
+
+
+def descriptor_values(config: dict, post: dict) -> dict[str, int]:
+    """A layer descriptor's values by field name (``layer_fields``): the accelerator's
+    configuration ``config`` (``hw.schedule.CONFIG_FIELDS``) and the post-processor's
+    ``post`` (``hw.postproc.PostConfig``, each name prefixed ``post_``; enumeration members
+    as their values)."""
+    values = {name: _int(v) for name, v in config.items()}
+    values.update({POST_PREFIX + name: _int(v) for name, v in post.items()})
+    return values
+
+
+def threshold_words(engine: EngineConfig, entry: dict) -> list[int]:
+    """The weight-stream words of one threshold entry (a ``ThresholdEntry`` dict,
+    ``hw.postproc.threshold_entries``): its bits, ``w_word_bits`` per word, low word first
+    (``threshold_entry_words`` of them)."""
+    bits = ThresholdEntry(engine.post).const(entry).as_bits()
+    width = engine.accelerator.w_word_bits
+    mask = (1 << width) - 1
+    return [(bits >> (k * width)) & mask for k in range(threshold_entry_words(engine))]
