@@ -57,7 +57,7 @@ class EngineTarget(wiring.Component):
 
     Latency and throughput: those of the engine; each word costs ``word_bytes(bits)`` cycles
     on the byte streams (the serial line is far slower).
-    Model: ``model.deploy.run_integer`` and ``hw.program.predict_program``.
+    Model: ``model.deploy.run_integer`` and ``sim.program.predict_program``.
 
     Parameters
     ----------

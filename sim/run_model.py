@@ -13,7 +13,7 @@ Each returns, per image, the raw score words (the engine's output order) and the
 words (per layer ``hw.schedule.COUNTERS``, then the image's cycles). ``ImageResult``
 decodes them.
 
-Model: ``model.deploy.run_integer`` (scores) and ``hw.program.predict_program`` (counters).
+Model: ``model.deploy.run_integer`` (scores) and ``sim.program.predict_program`` (counters).
 """
 
 from __future__ import annotations

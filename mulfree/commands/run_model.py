@@ -14,6 +14,7 @@ from mulfree.commands.evaluate import load_matching_dataset
 from mulfree.errors import UsageError
 from mulfree.flags import integer, power_of_two
 
+DEFAULT_ROWS, DEFAULT_COLS = 2, 2
 DEFAULT_IMAGES = {"amaranth": 4, "verilator": "all", "icarus": 16, "board": "all"}
 
 
@@ -39,10 +40,10 @@ def register(subparsers) -> None:
                         help="serial port or pyserial URL of the board (with --backend board)")
     parser.add_argument("--baud", type=integer(300, 12_000_000), default=None, metavar="BAUD",
                         help="baud rate of the board's link")
-    parser.add_argument("--rows", type=integer(1, 64), default=None, metavar="R",
-                        help="PE rows (default: as the engine sizes it for the model)")
-    parser.add_argument("--cols", type=integer(1, 64), default=None, metavar="C",
-                        help="PE columns (default: as the engine sizes it for the model)")
+    parser.add_argument("--rows", type=integer(1, 64), default=DEFAULT_ROWS, metavar="R",
+                        help=f"PE rows (default {DEFAULT_ROWS})")
+    parser.add_argument("--cols", type=integer(1, 64), default=DEFAULT_COLS, metavar="C",
+                        help=f"PE columns (default {DEFAULT_COLS})")
     parser.add_argument("--lanes", type=power_of_two(1, 64), default=None, metavar="L",
                         help="lanes per PE (default: as the engine sizes it for the model)")
     parser.add_argument("--dataset", default=None, metavar="SPEC",
@@ -69,11 +70,9 @@ def _image_count(text: str | None, backend: str, available: int) -> int:
 def engine_for(model, args):
     """The engine configuration and the compiled program for ``model`` (``UsageError``
     naming what does not fit)."""
-    from hw.program import EngineConfig, compile_program
-    sizes = {k: getattr(args, k) for k in ("rows", "cols", "lanes")
-             if getattr(args, k) is not None}
+    from sim.program import compile_program, engine_for_model
     try:
-        engine = EngineConfig.for_model(model, **sizes)
+        engine = engine_for_model(model, rows=args.rows, cols=args.cols, lanes=args.lanes)
         program = compile_program(model, engine)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -104,7 +103,7 @@ def _counters_equal(got: list[dict], expected: list[dict]) -> bool:
 
 
 def run(args) -> int:
-    from hw.program import predict_program
+    from sim.program import predict_program
     from sim.run_model import EngineJob
 
     out = check_new_file(args.output, force=args.force)

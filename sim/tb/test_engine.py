@@ -8,7 +8,7 @@ The program and weights are loaded once; then per image the testbench writes its
 words and sleeps until a score is offered: between the words it moves, it waits on signal
 edges only, so the simulator runs the layers at full speed.
 
-Model: ``model.deploy.run_integer`` and ``hw.program.predict_program``, checked by the
+Model: ``model.deploy.run_integer`` and ``sim.program.predict_program``, checked by the
 caller (``sim.run_model``, the tests).
 """
 
