@@ -128,9 +128,9 @@ class NetworkEngine(wiring.Component):
         p_in = self.program_stream
         beat_k = Signal(range(e.program_depth + 1))       # beats of this program so far
         l_k = Signal(range(n_layer))                      # beat within a layer's descriptor
-        l_n = Signal(range(e.max_layers + 1))             # descriptors so far
         header = {name: Signal(program_beat_bits(e), name=f"h_{name}")
                   for name in HEADER_FIELDS if name not in ("fingerprint", "version")}
+        l_n = Signal(len(header["layers"]))               # descriptors so far
         good = Signal()              # fingerprint and version match so far
         programmed, refused = Signal(), Signal()
         m.d.comb += [self.programmed.eq(programmed), self.refused.eq(refused)]
@@ -250,8 +250,11 @@ class NetworkEngine(wiring.Component):
             with m.State("PROGRAM"):
                 m.d.comb += [p_in.ready.eq(1), pw.addr.eq(beat_k), pw.data.eq(p_in.payload)]
                 with m.If(p_in.valid):
-                    m.d.comb += pw.en.eq(1)
-                    m.d.sync += beat_k.eq(beat_k + 1)
+                    # a program longer than the memory (too many layers) is taken to its end,
+                    # unwritten beyond the memory, and refused
+                    m.d.comb += pw.en.eq(beat_k < e.program_depth)
+                    with m.If(beat_k < e.program_depth):
+                        m.d.sync += beat_k.eq(beat_k + 1)
                     done = Signal()
                     with m.If(beat_k < n_header):
                         for index, name in enumerate(HEADER_FIELDS):
@@ -261,9 +264,10 @@ class NetworkEngine(wiring.Component):
                                 elif name in header:
                                     m.d.sync += header[name].eq(p_in.payload)
                         m.d.sync += [l_k.eq(0), l_n.eq(0)]
-                        # the header's last beat: a program of no layer or too many ends here
+                        # the header's last beat: a program of no layer ends here; one of too
+                        # many layers is refused after its last beat
                         layers_ok = (header["layers"] != 0) & (header["layers"] <= e.max_layers)
-                        m.d.comb += done.eq((beat_k == n_header - 1) & ~layers_ok)
+                        m.d.comb += done.eq((beat_k == n_header - 1) & (header["layers"] == 0))
                         with m.If(beat_k == n_header - 1):
                             m.d.sync += good.eq(good & layers_ok)
                     with m.Else():

@@ -66,7 +66,8 @@ from sim.cycle_model import (ArrayParams, Mapping, check_mappable, choose_mappin
                              weight_word_order)
 from sim.run_layer import lanes_for_words, layer_codes, pack_lanes
 
-__all__ = ["LayerDescriptor", "Program", "engine_for_model", "compile_program",
+__all__ = ["LayerDescriptor", "Program", "engine_for_model", "compile_program", "image_cycles",
+           "images_per_second", "layer_engine_cycles",
            "predict_program", "postproc_traffic", "layer_key", "layer_modes", "submodel",
            "report", "main"]
 
@@ -414,12 +415,6 @@ def compile_program(model: IntegerModel, engine: EngineConfig) -> Program:
                                            counters))
         wb_base += p.bank_words
         thr_base += layer_thr
-    image = _image_cycles_bound(descriptors)
-    if image >= 1 << a.counter_bits:
-        raise ValueError(f"the model does not fit the engine: an image takes at least "
-                         f"{image} cycles; allowed: below 2**{a.counter_bits} (counter_bits "
-                         f"{a.counter_bits}, {image.bit_length()} needed)")
-
     weights = np.zeros((a.rows, bank_words), dtype=object)
     for d, p in zip(descriptors, plans):
         _place_weights(weights, d, p)
@@ -428,12 +423,50 @@ def compile_program(model: IntegerModel, engine: EngineConfig) -> Program:
               "layers": n, "bank_words": bank_words, "thr_entries": len(entries),
               "input_words": descriptors[0].in_words,
               "scores": last.shape.M * last.shape.E * last.shape.F}
-    return Program(engine, model, header, tuple(descriptors), weights, tuple(entries))
+    program = Program(engine, model, header, tuple(descriptors), weights, tuple(entries))
+    image = image_cycles(program)
+    if image >= 1 << a.counter_bits:
+        raise ValueError(f"the model does not fit the engine: an image takes "
+                         f"{image} cycles; allowed: below 2**{a.counter_bits} (counter_bits "
+                         f"{a.counter_bits}, {image.bit_length()} needed)")
+    return program
 
 
-def _image_cycles_bound(descriptors) -> int:
-    """A lower bound on an image's cycles: every layer's compute phase and unload."""
-    return sum(d.counters["cycles"] + d.shape.M * d.shape.E * d.shape.F for d in descriptors)
+#: The engine's steps around a layer (``hw.engine.NetworkEngine``), in cycles beyond the
+#: descriptor's beats, the wait for the core and the post-processor, the compute phase and
+#: the unload: the last beat reaching the layer register, the setup strobe, the compute
+#: phase's last cycle, and the counters saved one per cycle.
+LAYER_STEPS = 1 + 1 + 1 + len(COUNTERS)
+
+#: From the unloader's start to the post-processor's last write: one sum per cycle plus this
+#: many (the unloader's read, its output register, the post-processor's threshold look-up
+#: and its write); a scores layer's last sum leaves a cycle earlier, on the output stream.
+UNLOAD_LATENCY = 4
+
+
+def layer_engine_cycles(d: LayerDescriptor, engine: EngineConfig, last: bool) -> int:
+    """Cycles the engine spends on layer ``d``: its descriptor's beats, then the wait until
+    the input loader has walked its rows (``rows`` cycles) and the post-processor has filled
+    its tables (``hw.postproc.setup_cycles``), the compute phase (``sim.cycle_model``'s
+    cycles), the unload (one sum per cycle) and the fixed ``LAYER_STEPS``."""
+    beats = len(encode_beats(layer_fields(engine), d.values()))
+    wait = max(setup_cycles(d.post), engine.accelerator.rows)
+    unload = d.shape.M * d.shape.E * d.shape.F + UNLOAD_LATENCY - (1 if last else 0)
+    return beats + wait + d.counters["cycles"] + unload + LAYER_STEPS
+
+
+def image_cycles(program: Program) -> int:
+    """The engine's ``image_cycles`` counter for one image (from the cycle after its last
+    input word to its last layer's saved counters), with the output stream always ready."""
+    n = len(program.layers)
+    return sum(layer_engine_cycles(d, program.engine, k == n - 1)
+               for k, d in enumerate(program.layers))
+
+
+def images_per_second(program: Program, clock_hz: float) -> float:
+    """Images per second at ``clock_hz``: each image's input words, then its layers
+    (``image_cycles``); the scores leave while the last layer unloads."""
+    return clock_hz / (program.header["input_words"] + image_cycles(program))
 
 
 def _place_weights(image: np.ndarray, d: LayerDescriptor, p: _Plan) -> None:
@@ -490,7 +523,8 @@ def engine_for_model(model: IntegerModel, *, rows: int, cols: int, lanes: int | 
         peak = max(max(c[name] for name in COUNTERS) for c in counts)
         image = sum(c["cycles"] + p.shape.M * p.shape.E * p.shape.F
                     for c, p in zip(counts, plans))
-        counter_bits = max(8, peak.bit_length(), (2 * image).bit_length())
+        counter_bits = max(8, peak.bit_length(),
+                           (2 * image + 64 * len(layers)).bit_length())
     in_depth = max(p.in_words + p.out_words for p in plans)
     acc_bits = max(probe.min_acc_bits, *(layer.accumulator_width for layer in layers))
     accelerator = probe.replace(acc_bits=acc_bits, in_depth=in_depth,

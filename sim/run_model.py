@@ -119,8 +119,10 @@ class AmaranthEngineBackend:
 
         async def testbench(ctx):
             await put(ctx, dut.program_stream, job.beats)
-            await put(ctx, dut.weight_stream, job.weights)
-            await ctx.tick().until(dut.programmed | dut.refused)
+            await ctx.tick().until(dut.weight_stream.ready | dut.refused)
+            if not ctx.get(dut.refused):
+                await put(ctx, dut.weight_stream, job.weights)
+                await ctx.tick().until(dut.programmed)
             if ctx.get(dut.refused):
                 raise RuntimeError("the engine refused the program (its fingerprint or "
                                    "version is not the engine's)")

@@ -65,13 +65,19 @@ async def run_images(dut):
                                                     "input_stream"))
     await RisingEdge(dut.clk)
     await program.send_all(job["beats"])
-    await weights.send_all(job["weights"])
-    while True:
+    while True:             # the engine takes the weights after a good program only
         await ReadOnly()
-        if dut.programmed.value == 1 or dut.refused.value == 1:
+        if dut.weight_stream__ready.value == 1 or dut.refused.value == 1:
             break
         await RisingEdge(dut.clk)
     assert dut.refused.value == 0, "the engine refused the program"
+    await RisingEdge(dut.clk)
+    await weights.send_all(job["weights"])
+    while True:
+        await ReadOnly()
+        if dut.programmed.value == 1:
+            break
+        await RisingEdge(dut.clk)
 
     results = []
     for index, words in enumerate(job["images"]):

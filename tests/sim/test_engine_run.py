@@ -1,0 +1,101 @@
+"""The network engine runs whole networks: every image's scores equal the integer model's
+(``model.deploy.run_integer``), every layer's counters equal ``sim.program.predict_program``
+and every image's cycles equal ``sim.program.image_cycles``, on the Amaranth simulator and on
+the generated Verilog (Verilator, Icarus); a program for another engine is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hw.program import HEADER_FIELDS, encode_beats, header_fields
+from model import deploy, nets
+from sim import toolchain
+from sim.program import (compile_program, engine_for_model, image_cycles, predict_program,
+                         submodel)
+from sim.run_model import EngineJob, engine_backend
+from tests.model.test_channels import randomize_batch_norms
+
+SHAPE = (1, 8, 8)
+
+
+def _folded(name: str, seed: int, **kwargs) -> deploy.IntegerModel:
+    net = nets.build(name, SHAPE, pixel_max=16, seed=seed, **kwargs)
+    randomize_batch_norms(net, np.random.default_rng(seed))
+    return deploy.fold(net, input_shape=SHAPE, pixel_max=16)
+
+
+def _xnor_body(name: str, seed: int, **kwargs):
+    """The layers after the first (all XNOR) of a randomly initialised network, with
+    random batch norms folded into thresholds, and inputs for them from random images."""
+    full = _folded(name, seed, **kwargs)
+    images = np.random.default_rng(seed).integers(0, 17, size=(3,) + SHAPE)
+    inputs = deploy.run_integer(full, images).layers[0].outputs
+    return submodel(full, 1), inputs
+
+
+def _check(model, inputs, backend: str, rows: int, cols: int):
+    engine = engine_for_model(model, rows=rows, cols=cols)
+    program = compile_program(model, engine)
+    job = EngineJob.of(program, [program.input_words(x) for x in inputs])
+    results = engine_backend(backend).run(engine, job)
+    want = deploy.run_integer(model, inputs).layers[-1].accumulators.reshape(len(inputs), -1)
+    expected = predict_program(program)
+    assert len(results) == len(inputs)
+    for i, r in enumerate(results):
+        np.testing.assert_array_equal(program.decode_scores(r.scores).ravel(), want[i])
+        assert r.layer_counters() == [{k: e[k] for k in r.layer_counters()[0]}
+                                      for e in expected]
+        assert r.cycles == image_cycles(program)
+    return program
+
+
+@pytest.mark.timeout(300)
+def test_binarynet_body_on_amaranth():
+    """Two XNOR convolutions with max-pool, a thresholded dense layer and the scores, on a
+    2x2 array of 32-lane PEs: 8 and 16 channels leave padding lanes in every word."""
+    model, inputs = _xnor_body("binarynet", 3, widths=(8, 16, 32))
+    program = _check(model, inputs[:2], "amaranth", 2, 2)
+    assert [d.post["pool"] for d in program.layers][:1] == [2]
+
+
+@pytest.mark.timeout(300)
+def test_binarymlp_scores_layer_on_amaranth():
+    """A lone scores layer (no thresholds, no activation words written) on a 1x3 array."""
+    model, inputs = _xnor_body("binarymlp", 4)
+    _check(model, inputs, "amaranth", 1, 3)
+
+
+@pytest.mark.skipif(not toolchain.verilator_available()[0],
+                    reason="Verilator is not available")
+@pytest.mark.timeout(600)
+def test_binarynet_body_on_verilator():
+    model, inputs = _xnor_body("binarynet", 5)
+    _check(model, inputs, "verilator", 3, 2)
+
+
+@pytest.mark.skipif(not toolchain.icarus_available()[0], reason="Icarus is not available")
+@pytest.mark.timeout(600)
+def test_binarynet_body_on_icarus():
+    model, inputs = _xnor_body("binarynet", 6, widths=(8, 16, 32))
+    _check(model, inputs[:1], "icarus", 2, 1)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("field, change", [("fingerprint", 1), ("version", 1),
+                                           ("layers", 1)])
+def test_a_foreign_program_is_refused(field, change):
+    """A program whose fingerprint or version is not the engine's, or with more layers than
+    the engine holds, is taken to its last beat and dropped; no image runs."""
+    model, inputs = _xnor_body("binarymlp", 7)
+    engine = engine_for_model(model, rows=1, cols=2)
+    program = compile_program(model, engine)
+    job = EngineJob.of(program, [program.input_words(inputs[0])])
+    assert len(encode_beats(header_fields(engine), program.header)) == len(HEADER_FIELDS)
+    index = list(HEADER_FIELDS).index(field)          # one beat per header field
+    job.beats[index] += change
+    if field == "layers":         # a whole program, of one layer more than the engine holds
+        n_layer = (len(job.beats) - len(HEADER_FIELDS)) // len(program.layers)
+        job.beats += job.beats[-n_layer:]
+    with pytest.raises(RuntimeError, match="refused the program"):
+        engine_backend("amaranth").run(engine, job)
