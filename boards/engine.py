@@ -64,10 +64,10 @@ class EngineTarget(wiring.Component):
     engine : hw.program.EngineConfig
     """
 
-    def __init__(self, engine):
+    def __init__(self, engine, *, weight_ram: str = "memory"):
         from hw.engine import NetworkEngine
         self._engine = engine
-        self.network = NetworkEngine(engine)
+        self.network = NetworkEngine(engine, weight_ram=weight_ram)
         self.target_info = engine_info(engine)
         super().__init__(TARGET_SIGNATURE)
 

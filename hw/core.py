@@ -29,7 +29,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.array import RowStationaryArray
-from hw.buffer import BufferRead, BufferWrite, GlobalBuffer
+from hw.buffer import BufferRead, BufferWrite, GlobalBuffer, check_weight_ram
 from hw.controller import ComputeSequencer, InputLoader, PsumUnit, WeightLoader, config_layout
 from hw.controller.interfaces import Limits
 from hw.schedule import COUNTERS, AcceleratorConfig
@@ -78,9 +78,11 @@ class AcceleratorCore(wiring.Component):
     counters : Out(counter_layout)
     """
 
-    def __init__(self, config: AcceleratorConfig):
+    def __init__(self, config: AcceleratorConfig, *, weight_ram: str = "memory"):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+        check_weight_ram(weight_ram, config.wb_depth)
+        self._weight_ram = weight_ram
         self._config = c = config
         self._limits = Limits(config)
         super().__init__({
@@ -106,7 +108,7 @@ class AcceleratorCore(wiring.Component):
             tree_stages=c.tree_stages, codebook=c.codebook)
         buf = m.submodules.buffer = GlobalBuffer(
             rows=c.rows, cols=c.cols, w_word_bits=c.w_word_bits, acc_bits=c.acc_bits,
-            wb_depth=c.wb_depth, pb_depth=c.pb_depth)
+            wb_depth=c.wb_depth, pb_depth=c.pb_depth, weight_ram=self._weight_ram)
         seq = m.submodules.sequencer = ComputeSequencer(c)
         wl = m.submodules.weight_loader = WeightLoader(c)
         il = m.submodules.input_loader = InputLoader(c)

@@ -43,6 +43,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from hw.buffer import check_weight_ram
 from hw.controller import config_layout
 from hw.controller.fields import FieldLoader
 from hw.controller.unload import Unloader
@@ -79,9 +80,11 @@ class NetworkEngine(wiring.Component):
         An image is running.
     """
 
-    def __init__(self, engine: EngineConfig):
+    def __init__(self, engine: EngineConfig, *, weight_ram: str = "memory"):
         if not isinstance(engine, EngineConfig):
             raise TypeError(f"engine must be an EngineConfig, not {engine!r}")
+        check_weight_ram(weight_ram, engine.accelerator.wb_depth)
+        self._weight_ram = weight_ram
         self._engine = e = engine
         a = e.accelerator
         super().__init__({
@@ -105,7 +108,7 @@ class NetworkEngine(wiring.Component):
         fields = layer_fields(e)
         n_header, n_layer = len(HEADER_FIELDS), len(fields)
 
-        core = m.submodules.core = AcceleratorCore(a)
+        core = m.submodules.core = AcceleratorCore(a, weight_ram=self._weight_ram)
         unload = m.submodules.unloader = Unloader(a)
         post = m.submodules.post = PostProcessor(pp)
         desc = m.submodules.descriptor = FieldLoader(_layer_layout(e), program_beat_bits(e))

@@ -67,7 +67,7 @@ from sim.cycle_model import (ArrayParams, Mapping, check_mappable, choose_mappin
 from sim.run_layer import lanes_for_words, layer_codes, pack_lanes
 
 __all__ = ["LayerDescriptor", "Program", "engine_for_model", "compile_program", "image_cycles",
-           "images_per_second", "layer_engine_cycles",
+           "images_per_second", "layer_engine_cycles", "DEFAULT_ARRAY",
            "predict_program", "postproc_traffic", "layer_key", "layer_modes", "submodel",
            "report", "main"]
 
@@ -489,6 +489,11 @@ def _place_weights(image: np.ndarray, d: LayerDescriptor, p: _Plan) -> None:
 # --------------------------------------------------------------------------------------------
 # An engine for a model
 # --------------------------------------------------------------------------------------------
+
+#: The engine's array when none is asked for (``mulfree run-model``, ``mulfree build --model``):
+#: rows x cols.
+DEFAULT_ARRAY = (2, 2)
+
 
 def engine_for_model(model: IntegerModel, *, rows: int, cols: int, lanes: int | None = None,
                      filter_spad: int = 32, ifmap_spad: int = 32, tree_stages: int = 0,

@@ -28,6 +28,7 @@ from model.ops import MAX_ACC_BITS
 from model.quant import SCHEMES
 from mulfree import flags
 from mulfree.errors import UsageError, flag_error
+from sim.program import DEFAULT_ARRAY
 
 #: The accelerator's defaults on a board (the same scratchpads as ``mulfree run-layer``).
 #: Buffers of 256 words and 20-bit counters keep the controller small enough for the
@@ -59,8 +60,10 @@ def register(subparsers) -> None:
     design.add_argument("--scheme", metavar="SCHEME", type=flags.choice(SCHEMES, "scheme"),
                         help="product scheme of the accelerator")
     design.add_argument("--model", metavar="MODEL.npz",
-                        help="a deployed model (mulfree train): the accelerator is sized for "
-                             "its layers of the scheme with the most MACs")
+                        help="a deployed model (mulfree train): the network engine that runs "
+                             "the whole model on the chip (mulfree run-model --backend board), "
+                             f"a {DEFAULT_ARRAY[0]}x{DEFAULT_ARRAY[1]} array unless "
+                             "--rows/--cols say otherwise; reports images/s")
     design.add_argument("--link-test", action="store_true",
                         help="only the host link and a loopback design (link bring-up)")
     sizes = parser.add_argument_group("accelerator size")
@@ -68,9 +71,10 @@ def register(subparsers) -> None:
                        help="PE rows (default: the largest array up to 3x4 that fits)")
     sizes.add_argument("--cols", type=flags.config_field("cols"), default=None,
                        help="PE columns (default: the largest array up to 3x4 that fits)")
-    sizes.add_argument("--lanes", type=flags.config_field("lanes"), default=DEFAULTS["lanes"],
+    sizes.add_argument("--lanes", type=flags.config_field("lanes"), default=None,
                        metavar="N", help=f"MACs per PE per cycle (1, 2, 4, ... 64; default "
-                                         f"{DEFAULTS['lanes']})")
+                                         f"{DEFAULTS['lanes']}, with --model what its layers "
+                                         "pack into a word)")
     sizes.add_argument("--tree-stages", type=flags.config_field("tree_stages"),
                        default=DEFAULTS["tree_stages"], metavar="N",
                        help="pipeline registers in each PE's lane tree (0 to 2; default "
@@ -151,71 +155,6 @@ def _scheme_args(args, params) -> tuple:
                     f"W{config.w_bits}, {args.acc_bits}-bit sums")
 
 
-def _model_args(path, params, counter_bits: int | None) -> tuple[dict, str]:
-    """The accelerator for the layers of ``path`` with the most MACs, and a note; counters
-    ``counter_bits`` wide, or (None) just wide enough for those layers."""
-    from model import deploy
-    from model.layer_file import Layer
-    from sim.cycle_model import check_mappable
-    from sim.run_layer import (accelerator_config, check_job, counter_bits_needed, layer_shape,
-                               plan)
-
-    loaded = deploy.load(path)
-    if not isinstance(loaded, deploy.IntegerModel):
-        raise UsageError(f"{path} is a float checkpoint; the accelerator needs a quantized "
-                         "model (mulfree train --scheme ...)")
-    grouped = [i for i, il in enumerate(loaded.layers) if il.groups != 1]
-    if grouped:
-        raise UsageError(f"layers {grouped} of {path} are grouped (depthwise); the array runs "
-                         "groups = 1 only for now")
-    groups = {}
-    for index, il in enumerate(loaded.layers):
-        book = None if il.codebook is None else tuple(int(v) for v in il.codebook)
-        key = (il.scheme, il.a_bits, il.w_bits, book)   # layers of one accelerator
-        macs = il.fan_in * il.out_channels * _out_pixels(il)
-        groups.setdefault(key, []).append((index, il, macs))
-    key = max(groups, key=lambda k: sum(m for _, _, m in groups[k]))
-    chosen = groups[key]
-    layers = []
-    for index, il, _ in chosen:
-        layer = Layer(il.scheme, il.weights, _zeros(il.in_shape), stride=il.stride,
-                      padding=il.padding, a_bits=il.a_bits, w_bits=il.w_bits,
-                      codebook=il.codebook)
-        try:
-            check_mappable(layer_shape(layer), params)
-        except ValueError as exc:
-            raise UsageError(f"layer {index} of {path} cannot run on a {params.rows}x"
-                             f"{params.cols} array: {exc}") from None
-        layers.append(layer)
-    others = [i for k, g in groups.items() if k != key for i, _, _ in g]
-    lut = " (look-up table)" if key[3] is not None else ""
-    note = (f"{key[0]}{lut} accelerator, A{key[1]} W{key[2]}, for layers "
-            f"{', '.join(str(i) for i, _, _ in chosen)} of {path}")
-    if others:
-        which = (f"layer {others[0]} uses" if len(others) == 1 else
-                 f"layers {', '.join(map(str, others))} use")
-        note += f" ({which} another scheme or width)"
-    jobs = [plan(layer, params)[2] for layer in layers]
-    accel = accelerator_config(layers, params,
-                               counter_bits=counter_bits or counter_bits_needed(jobs))
-    for index, job in zip((i for i, _, _ in chosen), jobs):
-        check_job(accel, job, f"layer {index} of {path}")
-    return accel, note
-
-
-def _out_pixels(il) -> int:
-    from model.ops import conv_output_size
-    _, h, w = il.in_shape
-    _, _, r, s = il.weights.shape
-    return (conv_output_size(h, r, il.stride, il.padding)
-            * conv_output_size(w, s, il.stride, il.padding))
-
-
-def _zeros(shape):
-    import numpy as np
-    return np.zeros(tuple(int(v) for v in shape), dtype=np.int64)
-
-
 def _build_largest(args, board, make_top, accel_for, overflow):
     """Build the array with the most PEs (up to ``args.rows x args.cols``) whose packed
     design fits;
@@ -285,6 +224,10 @@ def run(args) -> int:
             setattr(args, name, DEFAULTS[name])
     if args.link_test and (args.rows is not None or args.cols is not None):
         raise UsageError("--rows and --cols size the accelerator; --link-test has none")
+    if args.model:
+        return _build_engine(args)
+    if args.lanes is None:
+        args.lanes = DEFAULTS["lanes"]
     auto_size = args.rows is None and args.cols is None
     args.rows = DEFAULTS["rows"] if args.rows is None else args.rows
     args.cols = DEFAULTS["cols"] if args.cols is None else args.cols
@@ -371,5 +314,80 @@ def run(args) -> int:
     if report.built and report.meets_timing is False:
         print(f"mulfree build: warning: fmax is below the {report.clock_hz / 1e6:g} MHz board "
               "clock; the bitstream may not work", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _build_engine(args) -> int:
+    """``--model``: the network engine for the whole model behind the host link; the report
+    adds the images per second at the board clock and at fmax (``sim.program``)."""
+    from boards.build import BuildError, DoesNotFit, build, check_output, synthesis_options
+    from boards.engine import EngineTarget
+    from boards.platforms import find_board
+    from boards.protocol import clocks_per_bit
+    from boards.top import BoardTop
+    from hw.buffer import SPRAM_WORDS, spram_blocks
+    from model import deploy
+    from sim.program import compile_program, engine_for_model, image_cycles, report
+
+    check_output(args.output, args.force)
+    board = find_board(args.board)
+    described = board.describe()
+    if described["clock_hz"] is None:
+        raise UsageError(f"board {board.name!r} has no default clock in amaranth-boards")
+    clocks_per_bit(described["clock_hz"], args.baud)
+    try:
+        args.synth_opts = synthesis_options(board, args.multipliers)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    model = deploy.load(args.model)
+    if not isinstance(model, deploy.IntegerModel):
+        raise UsageError(f"{args.model} is a float checkpoint; the engine needs a quantized "
+                         "model (mulfree train, quantize or import)")
+    rows = args.rows if args.rows is not None else DEFAULT_ARRAY[0]
+    cols = args.cols if args.cols is not None else DEFAULT_ARRAY[1]
+    try:
+        engine = engine_for_model(model, rows=rows, cols=cols, lanes=args.lanes,
+                                  filter_spad=args.spad, ifmap_spad=args.spad,
+                                  tree_stages=args.tree_stages,
+                                  counter_bits=args.counter_bits)
+        program = compile_program(model, engine)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    a = engine.accelerator
+    device = str(described["device"])
+    blocks = spram_blocks(a.rows, a.wb_depth, a.w_word_bits)
+    weight_ram = "spram" if device.upper().startswith("ICE40UP") and blocks <= 4 and \
+        a.wb_depth <= 2 * SPRAM_WORDS else "memory"
+    where = f"{blocks} SPRAM blocks" if weight_ram == "spram" else "block RAM"
+    _say(f"{board.name}: network engine for {args.model}: {a.rows}x{a.cols} PEs, {a.lanes} "
+         f"lanes, {len(program.layers)} layers, weights in {where}")
+    top = BoardTop(lambda: EngineTarget(engine, weight_ram=weight_ram), baud=args.baud)
+    cycles = image_cycles(program) + program.header["input_words"]
+    extra = {"engine.txt": "\n".join(report(program)) + "\n",
+             "engine.json": json.dumps({"model": str(args.model), "rows": a.rows,
+                                        "cols": a.cols, "lanes": a.lanes,
+                                        "weight_ram": weight_ram, "baud": args.baud,
+                                        "cycles_per_image": cycles}, indent=2) + "\n"}
+    try:
+        built = build(board, top, args.output, force=args.force, progress=_say,
+                      extra_files=extra, synth_opts=args.synth_opts)
+    except DoesNotFit as overflow:
+        raise UsageError(f"{overflow}; try a smaller --rows/--cols") from None
+    except BuildError as exc:
+        print(f"mulfree build: error: {exc}", file=sys.stderr)
+        return 1
+    for line in built.lines():
+        print(line)
+    clock = described["clock_hz"]
+    line = (f"images/s: {clock / cycles:,.0f} at the {clock / 1e6:g} MHz board clock "
+            f"({cycles:,} cycles per image, cycle model)")
+    if built.fmax_mhz:
+        fmax = min(built.fmax_mhz.values()) * 1e6
+        line += f", {fmax / cycles:,.0f} at fmax {fmax / 1e6:.1f} MHz"
+    print(line)
+    if built.built and built.meets_timing is False:
+        print(f"mulfree build: warning: fmax is below the {clock / 1e6:g} MHz board clock; "
+              "the bitstream may not work", file=sys.stderr)
         return 1
     return 0

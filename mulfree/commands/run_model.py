@@ -13,8 +13,9 @@ from model.files import check_new_file
 from mulfree.commands.evaluate import load_matching_dataset
 from mulfree.errors import UsageError
 from mulfree.flags import integer, power_of_two
+from sim.program import DEFAULT_ARRAY
 
-DEFAULT_ROWS, DEFAULT_COLS = 2, 2
+DEFAULT_ROWS, DEFAULT_COLS = DEFAULT_ARRAY
 DEFAULT_IMAGES = {"amaranth": 4, "verilator": "all", "icarus": 16, "board": "all"}
 
 

@@ -133,17 +133,17 @@ def test_evaluate_feeds_a_data_set_to_a_graph_of_its_shape(tmp_path, capsys):
     assert f"{100 * acc:.2f} %" in text
 
 
-def test_build_sizes_the_look_up_table_accelerator_of_an_imported_model(tmp_path):
-    from mulfree.commands.build import _model_args
-    from sim.cycle_model import ArrayParams
+def test_the_engine_of_an_imported_look_up_table_model():
+    """The network engine for an imported DoReFa model whose layers have different codebooks:
+    one datapath holds one codebook, so the second layer is refused in one line."""
+    import pytest
+    from sim.program import engine_for_model
     model, _ = __import__("model.qonnx_import", fromlist=["import_qonnx"]).import_qonnx(
         ex.build("lut_conv"))
-    path = tmp_path / "m.npz"
-    deploy.save(model, path)
-    config, note = _model_args(path, ArrayParams(3, 4, 2, 32, 32), None)
-    assert config.scheme == "dorefa" and config.lanes == 2 and "(look-up table)" in note
-    chosen = model.layers[0] if "layers 0" in note else model.layers[1]
-    assert config.codebook == tuple(int(v) for v in chosen.codebook)
+    assert model.layers[0].codebook.tolist() != model.layers[1].codebook.tolist()
+    with pytest.raises(ValueError, match=r"^layer 1 \(dorefa A4 W4 codebook .* needs another "
+                                         r"datapath than layer 0"):
+        engine_for_model(model, rows=2, cols=2)
 
 
 def test_a_missing_extra_is_named(tmp_path, capsys, monkeypatch):
