@@ -268,8 +268,6 @@ def run(args) -> int:
             return ArrayParams(rows, cols, args.lanes, args.spad, args.spad, args.tree_stages)
 
         def accel_for(rows, cols):
-            if args.model:
-                return _model_args(args.model, params_for(rows, cols), args.counter_bits)
             return _scheme_args(args, params_for(rows, cols))
 
         accel, note = accel_for(args.rows, args.cols)
