@@ -1,8 +1,10 @@
 """``mulfree build --board NAME -o DIR``: a bitstream with the open toolchain, and its report.
 
 The design is the accelerator behind the serial host link (``boards.accelerator``), sized from
-flags (``--scheme --rows --cols``; ``--scheme ternary`` when no design is named) or for the
-layers of a deployed model (``--model``), or the link self-test design (``--link-test``).
+flags (``--scheme --rows --cols``; ``--scheme ternary`` when no design is named); or the
+network engine that runs a whole deployed model (``--model``: ``boards.engine``, compiled by
+``sim.program``, weights in the iCE40UP's SPRAM where they fit; the report adds images/s at
+the board clock and at fmax); or the link self-test design (``--link-test``).
 Synthesis, place-and-route and packing run through YoWASP (``boards.build``); the report gives
 the utilisation of each resource, its share of the device and fmax against the board clock.
 Without ``--rows``/``--cols`` the array is the one with the most PEs, up to 3x4, that fits
@@ -10,8 +12,8 @@ the board: the largest whose packed design fits the device is placed and routed,
 fails (or misses the board clock) the largest that leaves ``boards.build.LOGIC_HEADROOM`` of
 the logic for placement is built instead. An array asked for that cannot fit is refused after
 synthesis, before place-and-route, with the largest array that fits. Counters are
-``--counter-bits`` wide (default: 20 with ``--scheme``, just wide enough for the model's layers
-with ``--model``); the host refuses a layer whose counts would not fit
+``--counter-bits`` wide (default: 20 with ``--scheme``, just wide enough for the model's
+layers and an image's cycles with ``--model``); the host refuses a layer whose counts would not fit
 (``sim.run_layer.check_job``). ``--multipliers dsp|lut`` puts multipliers (the ``int``
 scheme's) on the device's DSP blocks or in logic (``boards.build.synthesis_options``); by
 default each synthesizer decides (iCE40: logic, ECP5: DSP blocks).
