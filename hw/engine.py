@@ -20,7 +20,8 @@ Streams (``amaranth.lib.stream``, back-pressure everywhere):
 5. ``counter_stream`` (after an image): per layer, the core's counters
    (``hw.schedule.COUNTERS``, restarted at each layer), then the image's cycles
    (``image_cycles``: from the cycle after the last input word until the last layer is
-   done); a new image restarts it.
+   done, less the cycles in which a score waits for the host to take it); a new image
+   restarts it.
 
 A layer: its descriptor comes from the program memory into the layer register
 (``layer_fields``, one field per cycle), the core's input loader walks its rows while the
@@ -177,7 +178,9 @@ class NetworkEngine(wiring.Component):
         save_base = Signal(range(n_counts + 1))
         image_cycles = Signal(a.counter_bits)
         counting = Signal()
-        with m.If(counting):
+        # the engine's own cycles: not those in which a score waits for the host to take it
+        waiting = self.output_stream.valid & ~self.output_stream.ready
+        with m.If(counting & ~waiting):
             m.d.sync += image_cycles.eq(image_cycles + 1)
 
         # descriptor beats from the program memory into the layer register (one per cycle)

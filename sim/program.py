@@ -456,8 +456,9 @@ def layer_engine_cycles(d: LayerDescriptor, engine: EngineConfig, last: bool) ->
 
 
 def image_cycles(program: Program) -> int:
-    """The engine's ``image_cycles`` counter for one image (from the cycle after its last
-    input word to its last layer's saved counters), with the output stream always ready."""
+    """The engine's ``image_cycles`` counter for one image: from the cycle after its last
+    input word to its last layer's saved counters, less the cycles in which a score waited
+    for the host (the time the image takes with the output stream always ready)."""
     n = len(program.layers)
     return sum(layer_engine_cycles(d, program.engine, k == n - 1)
                for k, d in enumerate(program.layers))
