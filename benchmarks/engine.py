@@ -1,0 +1,136 @@
+"""Images per second of whole networks on the network engine, and the RTL simulation of a
+test set on Verilator.
+
+For each network and array: the engine's cycles per image (``sim.program.image_cycles`` plus
+the image's input words; equal to the RTL's ``image_cycles`` counter, see
+``tests/sim/test_engine_run.py``), images/s at the iCEBreaker's 12 MHz and the ULX3S's
+25 MHz board clocks, and the MACs per cycle. Networks: the digits network the demo trains
+(BinaryNet on 8x8 digits, trained here for ``--epochs``) and MNIST-shaped ones (28x28,
+random weights: the cycles do not depend on the values), each from ``--from-layer`` on.
+
+``--verilator N|all`` also runs that many digits test images through the generated Verilog
+on Verilator (``mulfree run-model``'s path), checks every score against the integer model
+and prints the wall time (Verilator build included) and images/s of the simulation.
+
+Run: ``python benchmarks/engine.py [--rows R --cols C] [--from-layer K] [--verilator all]
+[--json FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from model import deploy, nets  # noqa: E402
+from sim.program import (compile_program, engine_for_model, image_cycles,  # noqa: E402
+                         submodel)
+
+CLOCKS = {"iCEBreaker 12 MHz": 12e6, "ULX3S 25 MHz": 25e6}
+
+
+def _digits_model(epochs: int) -> deploy.IntegerModel:
+    from mulfree.cli import main
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "binarynet.npz")
+        main(["train", "--net", "binarynet", "--epochs", str(epochs), "-o", str(path),
+              "--no-progress"])
+        return deploy.load(path)
+
+
+def _random_model(name: str, shape) -> deploy.IntegerModel:
+    return deploy.fold(nets.build(name, shape, pixel_max=255, seed=0), input_shape=shape,
+                       pixel_max=255)
+
+
+def measure(name: str, model, start: int, rows: int, cols: int) -> dict:
+    body = submodel(model, start) if start else model
+    row = {"network": name, "from_layer": start, "array": f"{rows}x{cols}"}
+    try:
+        engine = engine_for_model(body, rows=rows, cols=cols)
+        program = compile_program(body, engine)
+    except ValueError as exc:
+        return dict(row, refused=str(exc))
+    cycles = image_cycles(program) + program.header["input_words"]
+    macs = sum(d.counters["macs"] for d in program.layers)     # padding lanes are idle
+    peak = engine.accelerator.rows * engine.accelerator.cols * engine.accelerator.lanes
+    row.update(lanes=engine.accelerator.lanes, layers=len(body.layers), cycles=cycles,
+               macs=macs, macs_per_cycle=macs / cycles,
+               utilisation=macs / cycles / peak,
+               **{f"images_per_s@{k}": hz / cycles for k, hz in CLOCKS.items()})
+    return row
+
+
+def simulate(model, start: int, rows: int, cols: int, count: str) -> dict:
+    from mulfree.commands.evaluate import load_matching_dataset
+    from sim.run_model import EngineJob, engine_backend
+    ds, _ = load_matching_dataset(model, None)
+    n = len(ds.x_test) if count == "all" else int(count)
+    x = ds.x_test[:n]
+    body, inputs = model, x
+    if start:
+        body = submodel(model, start)
+        inputs = deploy.run_integer(model, x).layers[start - 1].outputs
+    engine = engine_for_model(body, rows=rows, cols=cols)
+    program = compile_program(body, engine)
+    want = deploy.run_integer(body, inputs).layers[-1].accumulators.reshape(n, -1)
+    job = EngineJob.of(program, [program.input_words(v) for v in inputs])
+    started = time.perf_counter()
+    results = engine_backend("verilator").run(engine, job)
+    seconds = time.perf_counter() - started
+    exact = sum(np.array_equal(program.decode_scores(r.scores).ravel(), want[i])
+                for i, r in enumerate(results))
+    return {"images": n, "seconds": seconds, "images_per_s": n / seconds,
+            "bit_exact": int(exact)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2)
+    parser.add_argument("--cols", type=int, default=2)
+    parser.add_argument("--from-layer", type=int, default=0,
+                        help="run the networks from this layer on (default 0: whole)")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--verilator", default=None, metavar="N|all")
+    parser.add_argument("--json", default=None, metavar="FILE")
+    args = parser.parse_args(argv)
+
+    digits = _digits_model(args.epochs)
+    networks = [("BinaryNet, digits 8x8 (trained)", digits),
+                ("BinaryNet, MNIST 28x28", _random_model("binarynet", (1, 28, 28))),
+                ("binary MLP, MNIST 28x28", _random_model("binarymlp", (1, 28, 28)))]
+    rows = [measure(name, model, args.from_layer, args.rows, args.cols)
+            for name, model in networks]
+    keys = list(CLOCKS)
+    print("| network | from layer | array x lanes | cycles per image | MACs per cycle (of peak) | "
+          + " | ".join(f"images/s at {k}" for k in keys) + " |")
+    print("|---|---|---|---|---|" + "---|" * len(keys))
+    for r in rows:
+        if "refused" in r:
+            print(f"| {r['network']} | {r['from_layer']} | {r['array']} | refused: "
+                  f"{r['refused']} |")
+            continue
+        print(f"| {r['network']} | {r['from_layer']} | {r['array']} x {r['lanes']} | "
+              f"{r['cycles']:,} | {r['macs_per_cycle']:.1f} ({100 * r['utilisation']:.0f} %) | "
+              + " | ".join(f"{r[f'images_per_s@{k}']:,.0f}" for k in keys) + " |")
+    result = {"rows": rows}
+    if args.verilator:
+        sim = simulate(digits, args.from_layer, args.rows, args.cols, args.verilator)
+        result["verilator"] = sim
+        print(f"\nVerilator: {sim['images']} digits test images through the whole engine in "
+              f"{sim['seconds']:.1f} s (build included), {sim['images_per_s']:.1f} images/s; "
+              f"scores bit-exact on {sim['bit_exact']}/{sim['images']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
