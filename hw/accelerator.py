@@ -117,7 +117,7 @@ class Accelerator(wiring.Component):
         arr = m.submodules.array = RowStationaryArray(
             Y, X, c.scheme, lanes=c.lanes, a_bits=c.a_bits, w_bits=c.w_bits,
             acc_bits=c.acc_bits, filter_spad=c.filter_spad, ifmap_spad=c.ifmap_spad,
-            tree_stages=c.tree_stages, codebook=c.codebook)
+            tree_stages=c.tree_stages, codebook=c.codebook, more_modes=c.more_modes)
         buf = m.submodules.buffer = GlobalBuffer(
             rows=Y, cols=X, a_word_bits=c.a_word_bits, w_word_bits=c.w_word_bits,
             acc_bits=c.acc_bits, in_depth=c.in_depth, wb_depth=c.wb_depth, pb_depth=c.pb_depth)
