@@ -268,13 +268,13 @@ class RowStationaryArray(wiring.Component):
             # ---- zero lanes and skip_all of the word, in each mode that can skip -----------
             zeros_k, skip_k = [], []
             for k, d in enumerate(modes):
+                suffix = "" if len(modes) == 1 else f"_m{k}"
+                real = Signal(range(d.lanes + 1), name=f"r{i}_real{suffix}")
+                m.d.comb += real.eq(Mux(last_word, n_last, d.lanes))
                 if not codes[k]:
                     zeros_k.append(Const(0, range(L + 1)))
                     skip_k.append(Const(0, 1))
                     continue
-                suffix = "" if len(modes) == 1 else f"_m{k}"
-                real = Signal(range(d.lanes + 1), name=f"r{i}_real{suffix}")
-                m.d.comb += real.eq(Mux(last_word, n_last, d.lanes))
                 mask, zeros = zero_lanes(m, f_rd.data[:d.w_word_bits], lanes=d.lanes,
                                          w_bits=d.w_bits, codes=codes[k], real=real)
                 skip_all = Signal(name=f"r{i}_skip_all{suffix}")
@@ -287,9 +287,10 @@ class RowStationaryArray(wiring.Component):
                 skip_all = by_mode(mode, skip_k, 1, f"r{i}_skip_all")
             else:
                 zeros, skip_all = Const(0, range(L + 1)), Const(0, 1)
-            if xnor:
-                idle = Signal(range(max(2, xnor[0])), name=f"r{i}_idle")
-                m.d.comb += idle.eq(Mux(slot.last_word, xnor[0] - n_last, 0))
+            # the xnor mode's padded lanes (unused, and removed, without one)
+            idle_lanes = xnor[0] if xnor else L
+            idle = Signal(range(max(2, idle_lanes)), name=f"r{i}_idle")
+            m.d.comb += idle.eq(Mux(slot.last_word, idle_lanes - n_last, 0))
             for j in range(X):
                 pe = pes[i][j]
                 m.submodules[f"pe_{i}_{j}"] = pe

@@ -42,7 +42,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.lanes import ModeDot, lane_code_bits
+from hw.lanes import LaneDot, ModeDot, lane_code_bits
 from hw.schedule import Datapath
 
 __all__ = ["PE", "check_spad_size", "addr_bits"]
@@ -117,14 +117,18 @@ class PE(wiring.Component):
         self._is = check_spad_size("ifmap_spad", ifmap_spad)
         a_bits, w_bits = lane_code_bits(scheme, a_bits=a_bits, w_bits=w_bits,
                                         codebook=codebook)
-        self._dot = ModeDot((Datapath(scheme, lanes, a_bits, w_bits, codebook),
-                             *more_modes), stages=tree_stages, share=share)
+        modes = (Datapath(scheme, lanes, a_bits, w_bits, codebook), *more_modes)
+        if more_modes:
+            self._dot = ModeDot(modes, stages=tree_stages, share=share)
+        else:                   # one mode: the single-scheme PE's own LaneDot
+            self._dot = LaneDot(scheme, lanes=lanes, a_bits=a_bits, w_bits=w_bits,
+                                codebook=codebook, stages=tree_stages)
         d = self._dot
         need = d.p_shape.width
         if int(acc_bits) < need:
             raise ValueError(f"acc_bits {acc_bits} cannot hold a word's dot product; allowed: "
                              f"at least {need}")
-        self._modes = d.modes
+        self._modes = d.modes if more_modes else modes[:1]
         self._acc_bits = int(acc_bits)
         self._stages = tree_stages
         most = max(mode.lanes for mode in self._modes)
@@ -144,7 +148,8 @@ class PE(wiring.Component):
         super().__init__(members)
 
     @property
-    def dot(self) -> ModeDot:
+    def dot(self) -> LaneDot | ModeDot:
+        """The slot's dot: a ``LaneDot`` with one mode, else a ``ModeDot``."""
         return self._dot
 
     @property
