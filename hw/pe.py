@@ -43,7 +43,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.lanes import LaneDot, ModeDot, lane_code_bits
-from hw.schedule import Datapath
+from hw.schedule import Datapath, check_modes
+from model.ops import lane_dot_range, signed_width
 
 __all__ = ["PE", "check_spad_size", "addr_bits"]
 
@@ -117,18 +118,20 @@ class PE(wiring.Component):
         self._is = check_spad_size("ifmap_spad", ifmap_spad)
         a_bits, w_bits = lane_code_bits(scheme, a_bits=a_bits, w_bits=w_bits,
                                         codebook=codebook)
-        modes = (Datapath(scheme, lanes, a_bits, w_bits, codebook), *more_modes)
+        modes = check_modes((Datapath(scheme, lanes, a_bits, w_bits, codebook), *more_modes))
+        ranges = [lane_dot_range(d.scheme, lanes=d.lanes, a_bits=d.a_bits, w_bits=d.w_bits,
+                                 codebook=d.codebook) for d in modes]
+        need = signed_width(min(lo for lo, _ in ranges), max(hi for _, hi in ranges))
+        if int(acc_bits) < need:
+            raise ValueError(f"acc_bits {acc_bits} cannot hold a word's dot product; allowed: "
+                             f"at least {need}")
         if more_modes:
             self._dot = ModeDot(modes, stages=tree_stages, share=share)
         else:                   # one mode: the single-scheme PE's own LaneDot
             self._dot = LaneDot(scheme, lanes=lanes, a_bits=a_bits, w_bits=w_bits,
                                 codebook=codebook, stages=tree_stages)
         d = self._dot
-        need = d.p_shape.width
-        if int(acc_bits) < need:
-            raise ValueError(f"acc_bits {acc_bits} cannot hold a word's dot product; allowed: "
-                             f"at least {need}")
-        self._modes = d.modes if more_modes else modes[:1]
+        self._modes = modes
         self._acc_bits = int(acc_bits)
         self._stages = tree_stages
         most = max(mode.lanes for mode in self._modes)
