@@ -5,7 +5,7 @@ This module imports no Amaranth. The RTL (``hw.accelerator`` and its parts), the
 the facts below from here, so each is written once:
 
 - ``AcceleratorConfig``: the generator's parameters (validated when made; one line names a
-  bad value and what is allowed);
+  bad value and what is allowed), with its datapaths (``Datapath``, ``modes``);
 - ``CONFIG_FIELDS``: every field of a layer's configuration, with its meaning and its largest
   value on a given accelerator (``config_limits``), from which the RTL sizes its counters and
   ``config_field_bits`` the configuration beats;
@@ -25,6 +25,14 @@ cycles). Rows run the same dot sequence, each one period behind the row above, a
 accumulator starts each dot from the finished dot of the PE above: the psums of a column are
 summed on their way down, the top PE starts from the psum buffer's old value (or 0) and the
 bottom PE's sum is written back. No PE holds a psum scratchpad; no drain phase exists.
+
+Modes. A PE may have several datapaths (``AcceleratorConfig.modes``: mode 0 is the config's
+``scheme, lanes, a_bits, w_bits, codebook``, then ``more_modes``); the configuration field
+``mode`` picks the layer's, and the layer then runs with that mode's lanes (e.g. binary
+weights on 8-bit activations with 4 lanes, and xnor with 32 lanes, on 32-bit activation
+words). Every mode's activation word ``lanes * a_bits`` has the same width; the weight word
+is the widest mode's, a narrower mode's codes in its low bits. A layer's schedule depends
+only on its mode's lanes (``sim.cycle_model.ArrayParams.of(config, mode)``).
 """
 
 from __future__ import annotations
