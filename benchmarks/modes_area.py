@@ -11,8 +11,9 @@ Yosys (``sim.synth``: ``synth_ice40`` with the UP5K's packed logic cells, ``synt
   (``hw.lanes.mode_groups``).
 
 "+ second mode" is the two-mode design over the larger of its two one-mode designs. A second
-table synthesises one PE (``hw.pe.PE``, 8-word input scratchpad banks) with the sign-family
-modes sharing product units and with a LaneDot per mode.
+table synthesises 2x2 arrays (``hw.array.RowStationaryArray``, the same scratchpads and
+sums) whose sign-family modes share product units (their codes rewritten once per PE row)
+and, for comparison, have a LaneDot per mode.
 
 Usage: ``python benchmarks/modes_area.py [--json FILE]`` (about 15 minutes on 2 cores:
 YoWASP runs Yosys and nextpnr as WebAssembly).
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from amaranth.back import verilog  # noqa: E402
 
 from hw.accelerator import Accelerator  # noqa: E402
-from hw.pe import PE  # noqa: E402
+from hw.array import RowStationaryArray  # noqa: E402
 from hw.schedule import AcceleratorConfig, Datapath  # noqa: E402
 from sim.synth import synthesize  # noqa: E402
 
@@ -45,8 +46,8 @@ POW2 = Datapath("pow2", 2, 8)
 #: (label, modes), in groups of (first alone, second alone, both)
 PAIRS = [("BinaryNet", (BINARY, XNOR)), ("ternary + pow2", (TERNARY, POW2))]
 
-#: PEs: (label, modes, share)
-PES = [("ternary + pow2, shared", (TERNARY, POW2), True),
+#: Arrays: (label, modes, share)
+ARRAYS = [("ternary + pow2, shared", (TERNARY, POW2), True),
        ("ternary + pow2, a LaneDot each", (TERNARY, POW2), False),
        ("binary + ternary + pow2, shared", (Datapath("binary", 2, 8), TERNARY, POW2), True),
        ("binary + ternary + pow2, a LaneDot each", (Datapath("binary", 2, 8), TERNARY, POW2),
@@ -77,12 +78,14 @@ def accelerator_designs() -> list[tuple[str, str, object]]:
     return out
 
 
-def pe_designs() -> list[tuple[str, object]]:
+def array_designs() -> list[tuple[str, object]]:
     out = []
-    for label, modes, share in PES:
+    for label, modes, share in ARRAYS:
         d = modes[0]
-        out.append((label, PE(d.scheme, lanes=d.lanes, a_bits=d.a_bits, w_bits=d.w_bits,
-                              acc_bits=20, ifmap_spad=8, more_modes=modes[1:], share=share)))
+        out.append((label, RowStationaryArray(
+            BASE["rows"], BASE["cols"], d.scheme, lanes=d.lanes, a_bits=d.a_bits,
+            w_bits=d.w_bits, acc_bits=BASE["acc_bits"], filter_spad=BASE["filter_spad"],
+            ifmap_spad=BASE["ifmap_spad"], more_modes=modes[1:], share=share)))
     return out
 
 
@@ -135,20 +138,19 @@ def main(argv=None) -> int:
               f"{ice.cells.get(BRAM['ice40'], 0)} | {ecp.luts:,} | {ecp.ffs:,} | "
               f"{ecp.cells.get(BRAM['ecp5'], 0)} | {extra} |")
 
-    pes = pe_designs()
-    pe_areas = synth_all([c for _, c in pes], pack=False)
-    print("\nOne PE (8-word input scratchpad banks): sign-family modes sharing product units "
-          "or a LaneDot each\n")
-    print("| PE | iCE40 LUT4 | iCE40 FFs | ECP5 LUT4 | ECP5 FFs |")
+    arrays = array_designs()
+    array_areas = synth_all([c for _, c in arrays], pack=False)
+    print("\n2x2 arrays: sign-family modes sharing product units, or a LaneDot each\n")
+    print("| array | iCE40 LUT4 | iCE40 FFs | ECP5 LUT4 | ECP5 FFs |")
     print("|---|---:|---:|---:|---:|")
-    pe_record = []
-    for k, (label, _) in enumerate(pes):
-        ice, ecp = pe_areas[f"design{k}"]["ice40"], pe_areas[f"design{k}"]["ecp5"]
+    array_record = []
+    for k, (label, _) in enumerate(arrays):
+        ice, ecp = array_areas[f"design{k}"]["ice40"], array_areas[f"design{k}"]["ecp5"]
         print(f"| {label} | {ice.luts:,} | {ice.ffs:,} | {ecp.luts:,} | {ecp.ffs:,} |")
-        pe_record.append({"pe": label, "ice40": {"luts": ice.luts, "ffs": ice.ffs},
-                          "ecp5": {"luts": ecp.luts, "ffs": ecp.ffs}})
+        array_record.append({"array": label, "ice40": {"luts": ice.luts, "ffs": ice.ffs},
+                             "ecp5": {"luts": ecp.luts, "ffs": ecp.ffs}})
     if args.json:
-        Path(args.json).write_text(json.dumps({"accelerators": record, "pes": pe_record},
+        Path(args.json).write_text(json.dumps({"accelerators": record, "arrays": array_record},
                                               indent=2) + "\n")
     return 0
 

@@ -23,14 +23,15 @@ its PEs through one register stage (``hw.schedule.INPUT_LATENCY``), as do every 
 (a copy per PE row or column, so no net fans out to the whole array) and ``top``; the input
 strobe and tags are matched first and registered per PE as its take strobe. The filter
 scratchpad is read synchronously (block RAM or LUT RAM) and the row's zero-lane count and
-``skip_all`` are computed once per row from its word.
+``skip_all`` are computed once per row from its word. Event counts are registered beside
+every PE, per PE row and in total: ``ev_*`` lag the events by ``EVENT_LATENCY`` cycles.
 
 Modes (``more_modes``): the PEs compute each slot's dot in the layer's ``mode``
 (``hw.lanes.ModeDot``). Filter scratchpad words are as wide as the widest mode's weight word
 (a narrower mode's codes sit in its low bits); the row's zero lanes, ``skip_all`` and the
-``xnor`` mode's idle lanes are computed for the mode's lanes and codes. ``n_last`` counts the
-real lanes of the mode. Event counts are registered beside
-every PE, per PE row and in total: ``ev_*`` lag the events by ``EVENT_LATENCY`` cycles.
+``xnor`` mode's idle lanes are computed for the mode's lanes and codes, and modes that share
+product units have their codes rewritten once per row (``hw.lanes.head_codes``). ``n_last``
+counts the real lanes of the mode.
 
 Latency: ``INPUT_LATENCY + accumulate_latency`` cycles from a slot to the accumulators.
 Throughput: ``rows * cols * lanes`` MACs per cycle.
@@ -64,7 +65,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.lanes import adder_tree, lane_code_bits, zero_codes, zero_lanes
+from hw.lanes import (adder_tree, head_codes, lane_code_bits, mode_groups, zero_codes,
+                      zero_lanes)
 from hw.pe import PE, addr_bits, check_spad_size
 from hw.schedule import MAX_STRIDE, Datapath, check_modes
 
@@ -212,8 +214,10 @@ class RowStationaryArray(wiring.Component):
         L = max(d.lanes for d in modes)            # the most lanes of any mode
         pes = [[PE(self._scheme, lanes=self._lanes, a_bits=self._a_bits, w_bits=self._w_bits,
                    acc_bits=self._acc_bits, ifmap_spad=self._is, tree_stages=self._stages,
-                   codebook=self._codebook, more_modes=modes[1:], share=self._share)
+                   codebook=self._codebook, more_modes=modes[1:], share=self._share,
+                   translate=False)
                 for _ in range(X)] for _ in range(Y)]
+        groups = mode_groups(modes, share=self._share)
         codes = [zero_codes(d.scheme, d.w_bits, d.codebook) for d in modes]
         xnor = [d.lanes for d in modes if d.scheme == "xnor"]
 
@@ -287,6 +291,8 @@ class RowStationaryArray(wiring.Component):
                 skip_all = by_mode(mode, skip_k, 1, f"r{i}_skip_all")
             else:
                 zeros, skip_all = Const(0, range(L + 1)), Const(0, 1)
+            # shared modes' weight codes as their LaneDot's, once for the row's PEs
+            w_word = head_codes(m, f_rd.data, modes, mode, groups, name=f"r{i}_head_codes")
             # the xnor mode's padded lanes (unused, and removed, without one)
             idle_lanes = xnor[0] if xnor else L
             idle = Signal(range(max(2, idle_lanes)), name=f"r{i}_idle")
@@ -297,7 +303,7 @@ class RowStationaryArray(wiring.Component):
                 m.d.comb += [
                     pe.c_iaddr.eq(slot.iaddr), pe.c_valid.eq(slot.valid),
                     pe.c_first.eq(slot.first), pe.c_last.eq(slot.last), pe.c_bp.eq(slot.bp),
-                    pe.w_word.eq(f_rd.data), pe.skip_all.eq(skip_all), pe.zeros.eq(zeros),
+                    pe.w_word.eq(w_word), pe.skip_all.eq(skip_all), pe.zeros.eq(zeros),
                     pe.i_take.eq(i_take[i][j]), pe.i_addr.eq(r["i_addr"]),
                     pe.i_data.eq(r["i_data"]), pe.i_bank.eq(r["i_bank"]),
                     pe.i_clear.eq(r["i_clear"]),

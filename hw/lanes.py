@@ -24,7 +24,8 @@ the low ``lanes * w_bits`` bits of the weight word (as wide as the widest mode's
 (``SIGN_FAMILY``: ``binary``, ``ternary``, ``pow2``, whose weight codes are signed levels
 decoded by sign, skip and shift) with the same lanes and activation width share one
 ``LaneDot`` of the family's richest scheme: each lane's weight code is first rewritten as
-that scheme's code of the same level. Every other mode has a ``LaneDot`` of its own.
+that scheme's code of the same level (``head_codes``; in the array once per PE row, for all
+its PEs). Every other mode has a ``LaneDot`` of its own.
 
 Latency: ``stages`` cycles (0: combinational). Throughput: one word pair per cycle.
 
@@ -43,7 +44,7 @@ from model.ops import lane_dot_range, signed_width
 from model.quant import activation_code_range, check_bits, check_scheme, weight_bits
 
 __all__ = ["LaneDot", "ModeDot", "SIGN_FAMILY", "adder_tree", "lane_code_bits", "zero_codes",
-           "zero_lanes", "mode_groups"]
+           "zero_lanes", "mode_groups", "head_codes"]
 
 #: Schemes whose weight code is a signed level (``binary``: its sign bit) decoded by sign,
 #: skip and shift, from the poorest to the richest: a ``pow2`` unit computes every level of
@@ -262,6 +263,9 @@ class ModeDot(wiring.Component):
     share : bool
         Share one LaneDot among sign-family modes of the same lanes and activation width
         (``mode_groups``); otherwise every mode has its own.
+    translate : bool
+        Rewrite a shared group's codes as its head's here (``head_codes``); False: ``w``
+        arrives rewritten already (the array does it once per PE row).
 
     Members
     -------
@@ -278,8 +282,9 @@ class ModeDot(wiring.Component):
         ``model.ops.lane_dot_range``.
     """
 
-    def __init__(self, modes, *, stages: int = 0, share: bool = True):
+    def __init__(self, modes, *, stages: int = 0, share: bool = True, translate: bool = True):
         self._modes = check_modes(modes)
+        self._translate = bool(translate)
         self._stages = check_bits("tree stages", stages, 0, 4)
         self._groups = mode_groups(self._modes, share=share)
         lo = hi = 0
@@ -307,29 +312,45 @@ class ModeDot(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        w = self.w
+        if self._translate:
+            w = head_codes(m, w, self._modes, getattr(self, "mode", None), self._groups)
         outputs = []
         for g, (head, members) in enumerate(self._groups):
             dot = LaneDot(head.scheme, lanes=head.lanes, a_bits=head.a_bits,
                           w_bits=head.w_bits, codebook=head.codebook, stages=self._stages)
             m.submodules[f"dot{g}"] = dot
-            m.d.comb += dot.a.eq(self.a)
+            m.d.comb += [dot.a.eq(self.a), dot.w.eq(w[:head.w_word_bits])]
             if head.scheme == "xnor":
                 m.d.comb += dot.idle.eq(self.idle)
-            if len(members) == 1:
-                m.d.comb += dot.w.eq(self.w[:head.w_word_bits])
-            else:                       # rewrite each lane's code as the head's code
-                hb = head.w_bits
-                for lane in range(head.lanes):
-                    code = None
-                    for k in members:
-                        d = self._modes[k]
-                        mine = _family_code(self.w[lane * d.w_bits:(lane + 1) * d.w_bits],
-                                            d.scheme, head.scheme)
-                        code = mine if code is None else Mux(self.mode == k, mine, code)
-                    m.d.comb += dot.w[lane * hb:(lane + 1) * hb].eq(code)
             outputs.append((members, dot.p))
         p = outputs[0][1]
         for members, value in outputs[1:]:
             p = Mux(Cat(*(self.mode == k for k in members)).any(), value, p)
         m.d.comb += self.p.eq(p)
         return m
+
+
+def head_codes(m: Module, word, modes, mode, groups, *, name: str = "head_codes"):
+    """``word`` (a weight word of mode ``mode``) with its lanes rewritten as the head's codes
+    when ``mode`` is in a shared group of ``groups`` (``mode_groups``), as the group's LaneDot
+    reads them; ``word`` itself in any other mode (or when no group is shared)."""
+    shared = [(head, members) for head, members in groups if len(members) > 1]
+    if not shared:
+        return word
+    out = Signal(len(word), name=name)
+    m.d.comb += out.eq(word)
+    for head, members in shared:
+        hb = head.w_bits
+        lanes = []
+        for lane in range(head.lanes):
+            code = None
+            for k in members:
+                d = modes[k]
+                mine = _family_code(word[lane * d.w_bits:(lane + 1) * d.w_bits], d.scheme,
+                                    head.scheme)
+                code = mine if code is None else Mux(mode == k, mine, code)
+            lanes.append(code)
+        with m.If(Cat(*(mode == k for k in members)).any()):
+            m.d.comb += out[:head.lanes * hb].eq(Cat(*lanes))
+    return out

@@ -78,6 +78,9 @@ class PE(wiring.Component):
         Further modes (``hw.schedule.AcceleratorConfig.more_modes``).
     share : bool
         Sign-family modes share product units (``hw.lanes.mode_groups``).
+    translate : bool
+        Rewrite shared modes' weight codes in the PE (``hw.lanes.head_codes``); False: the
+        row's ``w_word`` carries them rewritten (``hw.array`` does it once per row).
 
     Members
     -------
@@ -92,7 +95,7 @@ class PE(wiring.Component):
         The layer's mode.
     w_word : In(widest lanes * w_bits)
         The row's weight word of the slot, one cycle after the slot (scratchpad read); a
-        mode reads its low ``lanes * w_bits`` bits.
+        mode reads its low ``lanes * w_bits`` bits (see ``translate``).
     skip_all : In(1)
         Every real lane of ``w_word`` has weight level 0 (same cycle as ``w_word``).
     zeros : In(range(most lanes + 1))
@@ -114,7 +117,7 @@ class PE(wiring.Component):
 
     def __init__(self, scheme: str, *, lanes: int = 1, a_bits: int, w_bits: int | None = None,
                  acc_bits: int, ifmap_spad: int = 16, tree_stages: int = 0, codebook=None,
-                 more_modes=(), share: bool = True):
+                 more_modes=(), share: bool = True, translate: bool = True):
         self._is = check_spad_size("ifmap_spad", ifmap_spad)
         a_bits, w_bits = lane_code_bits(scheme, a_bits=a_bits, w_bits=w_bits,
                                         codebook=codebook)
@@ -126,7 +129,7 @@ class PE(wiring.Component):
             raise ValueError(f"acc_bits {acc_bits} cannot hold a word's dot product; allowed: "
                              f"at least {need}")
         if more_modes:
-            self._dot = ModeDot(modes, stages=tree_stages, share=share)
+            self._dot = ModeDot(modes, stages=tree_stages, share=share, translate=translate)
         else:                   # one mode: the single-scheme PE's own LaneDot
             self._dot = LaneDot(scheme, lanes=lanes, a_bits=a_bits, w_bits=w_bits,
                                 codebook=codebook, stages=tree_stages)

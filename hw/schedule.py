@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["AcceleratorConfig", "Datapath", "check_modes", "LANES", "MAX_STRIDE", "MAX_PADDING", "ROW_BITS",
+__all__ = ["AcceleratorConfig", "Datapath", "check_modes", "LANES", "MAX_STRIDE", "MAX_PADDING",
+           "ROW_BITS",
            "INPUT_LATENCY", "SPAD_READ_LATENCY", "GLB_READ_LATENCY", "accumulate_latency",
            "WEIGHT_LOAD_OVERHEAD", "INPUT_LOAD_OVERHEAD", "EVENT_LATENCY",
            "CONFIG_FIELDS", "config_limits", "config_field_bits", "COUNTERS",

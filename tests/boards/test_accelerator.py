@@ -189,8 +189,9 @@ def test_a_two_mode_board_describes_its_modes_and_runs_layers_of_both():
     assert config.more_modes == (Datapath("xnor", 8, 1),)
     assert decode_accelerator_info(encode_accelerator_info(config)) == config
     booked = config.replace(scheme="dorefa", a_bits=2, w_bits=2, codebook=(-3, 0, 1, 2),
-                            lanes=4, acc_bits=12, more_modes=(Datapath("dorefa", 2, 4, 2, (1, 0, -1, 5)),
-                                                 config.more_modes[0]))
+                            lanes=4, acc_bits=12,
+                            more_modes=(Datapath("dorefa", 2, 4, 2, (1, 0, -1, 5)),
+                                        config.more_modes[0]))
     assert decode_accelerator_info(encode_accelerator_info(booked)) == booked
     for cut in (1, 5, 9):           # a truncated answer is not an accelerator
         with pytest.raises(BoardError, match="not an accelerator"):

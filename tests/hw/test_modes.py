@@ -407,7 +407,6 @@ def test_layers_that_cannot_fill_one_activation_word_are_refused_in_one_line():
         layer_modes(wide, 16)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(4))
 def test_random_mode_sets_and_layers(seed):
     rng = np.random.default_rng(100 + seed)
