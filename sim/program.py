@@ -62,7 +62,6 @@ from hw.schedule import (CONFIG_FIELDS, COUNTERS, LANES, AcceleratorConfig, Data
                          config_limits, derived_counters)
 from model import layer_file
 from model.deploy import IntegerLayer, IntegerModel
-from model.quant import activation_code_range
 from model.shapes import LayerShape
 from sim.cycle_model import (ArrayParams, Mapping, check_mappable, choose_mapping,
                              config_values, memory_depths, output_stream_order, predict,
@@ -92,17 +91,14 @@ def _describe(key: tuple) -> str:
     return f"{scheme} A{a_bits} W{w_bits}" + ("" if book is None else f" codebook {list(book)}")
 
 
-def _signed_codes(scheme: str) -> bool:
-    """Whether ``scheme``'s activation codes are signed integers (``model.quant``): a narrower
-    code runs exactly, sign-extended, in a mode with wider codes."""
-    return scheme != "xnor" and activation_code_range(scheme, 2)[0] < 0
-
-
 def _runs(mode: Datapath, key: tuple) -> bool:
-    """Whether layers of ``key`` (``layer_key``) run in ``mode``: its key, or wider signed
-    activation codes of the same scheme, weight width and codebook."""
+    """Whether layers of ``key`` (``layer_key``) run in ``mode``: its key, or (not ``xnor``)
+    the same scheme, weight width and codebook with wider activation codes. Integer codes
+    keep their value in a wider code (sign- or zero-extended, as ``model.quant
+    .to_unsigned_bits`` and the post-processor write them) and every product unit but XNOR's
+    takes the code's value, so the sums are the same."""
     scheme, a_bits, w_bits, book = key
-    return mode.key == key or (_signed_codes(scheme) and mode.a_bits > a_bits
+    return mode.key == key or (scheme != "xnor" and mode.a_bits > a_bits
                                and mode.key == (scheme, mode.a_bits, w_bits, book))
 
 
@@ -110,7 +106,7 @@ def layer_modes(model: IntegerModel, config: AcceleratorConfig) -> list[int]:
     """Each layer's datapath mode: an index into ``config.modes``.
 
     A layer runs in the mode of its ``layer_key``, else in the narrowest mode of its scheme,
-    weight width and codebook with wider signed activation codes (its codes sign-extended).
+    weight width and codebook with wider activation codes (``_runs``).
     ``ValueError`` (one line) naming the first layer no mode runs and the modes there are."""
     modes = config.modes
     out = []
@@ -127,10 +123,10 @@ def layer_modes(model: IntegerModel, config: AcceleratorConfig) -> list[int]:
 
 def _mode_in(key: tuple, word: int) -> Datapath | None:
     """The datapath for layers of ``key`` on ``word``-bit activation words: as many lanes
-    (``hw.schedule.LANES``) as its codes fill the word, signed codes widened to the
-    narrowest width that does; None when none does."""
+    (``hw.schedule.LANES``) as its codes fill the word, codes (not ``xnor``'s) widened to
+    the narrowest width that does (``_runs``); None when none does."""
     scheme, a_bits, w_bits, book = key
-    for bits in range(a_bits, 33) if _signed_codes(scheme) else (a_bits,):
+    for bits in range(a_bits, 33) if scheme != "xnor" else (a_bits,):
         if word % bits == 0 and word // bits in LANES:
             try:
                 return Datapath(scheme, word // bits, bits, w_bits, book)
@@ -143,16 +139,18 @@ def model_modes(model: IntegerModel, lanes: int | None = None) -> tuple[Datapath
     """The datapaths (``hw.schedule.Datapath``, mode 0 first) of an engine for ``model``.
 
     Layers of one datapath (``layer_key``): that one with ``lanes`` lanes (default: an
-    ``xnor`` model's packed word, ``sim.run_layer.lanes_for_words``; 1 otherwise). Layers of
-    several (e.g. BinaryNet: binary weights on pixel codes, then XNOR layers): one mode per
-    kind, in the order the kinds first appear, on one activation word (every mode's ``lanes
-    * a_bits``, ``hw.schedule.check_modes``): the narrowest word of at least ``lanes``
-    (default 1) codes of the widest non-XNOR activations, and (default ``lanes``) of an XNOR
-    layer's packed word, that every kind fills with a lane count of ``hw.schedule.LANES``;
-    signed activation codes are widened where that needs it (BinaryNet on the digits: binary
-    A6 runs as binary A8 with 4 lanes beside 32 XNOR lanes). Kinds that widen to the same
-    datapath share it. ``ValueError`` (one line) when no word up to 64 lanes of 32 bits fits
-    every kind."""
+    ``xnor`` model's packed word, ``sim.run_layer.lanes_for_words``; 1 otherwise).
+
+    Layers of several (e.g. BinaryNet: binary weights on pixel codes, then XNOR layers): one
+    mode per kind, in the order the kinds first appear, all on one activation word (every
+    mode's ``lanes * a_bits``, ``hw.schedule.check_modes``). The word is the narrowest that
+    holds ``lanes`` (default 1) codes of the widest non-XNOR activations (by default also an
+    XNOR layer's packed word) and that every kind fills with a lane count of
+    ``hw.schedule.LANES``, activation codes other than XNOR's widened where that needs it
+    (``_runs``): BinaryNet on the digits runs binary A6 as binary A8 with 4 lanes beside 32
+    XNOR lanes. Kinds that widen to the same datapath share it (DoReFa-Net's A5 and A3
+    layers). ``ValueError`` (one line) when no word up to 64 lanes of 32 bits fits every
+    kind."""
     layers = model.layers
     keys = list(dict.fromkeys(layer_key(layer) for layer in layers))
     packed = [int(layer.a_bits) for layer in layers if layer.scheme == "xnor"]
@@ -360,7 +358,7 @@ class Program:
         """The input stream's words for one image: its pixel codes ``[C, H, W]`` as layer
         0's input codes (``IntegerLayer.encode_inputs``), one channel per lane, packed
         ``lanes`` to a word (``sim.run_layer.pack_lanes``) at the width of layer 0's mode
-        (signed codes sign-extended), channel-word major."""
+        (codes widened by value), channel-word major."""
         m = self.model
         x = np.asarray(image_codes)
         if x.shape != tuple(m.input_shape):
@@ -635,8 +633,9 @@ def report(program: Program) -> list[str]:
     e = program.engine
     a, pp = e.accelerator, e.post
     fields = layer_fields(e)
-    lines = [f"engine: {a.rows}x{a.cols} array, {a.lanes} lanes of {a.scheme} A{a.a_bits} "
-             f"W{a.w_bits}, sums {a.acc_bits} bits, counters {a.counter_bits} bits",
+    lines = [f"engine: {a.rows}x{a.cols} array, modes "
+             f"{'; '.join(f'{k}: {d.describe()}' for k, d in enumerate(a.modes))}, sums "
+             f"{a.acc_bits} bits, counters {a.counter_bits} bits",
              f"  weight banks {a.rows} x {a.wb_depth} words of {a.w_word_bits} bits, "
              f"activation buffer {a.in_depth} words of {a.a_word_bits} bits, psum banks "
              f"{a.cols} x {a.pb_depth}",
@@ -652,7 +651,7 @@ def report(program: Program) -> list[str]:
         c = d.counters
         kind = OutputKind(d.post["kind"]).name.lower()
         lines.append(f"layer {k}: [{s.M}, {s.C}, {s.R}, {s.S}] on [{s.C}, {s.H}, {s.W}] -> "
-                     f"{kind}; mapping q={mp.q} p={mp.p} Fseg={mp.Fseg}; wb_base "
+                     f"{kind}; mode {d.mode}; mapping q={mp.q} p={mp.p} Fseg={mp.Fseg}; wb_base "
                      f"{d.config['wb_base']} ({d.bank_words} words per bank), in_base "
                      f"{d.config['in_base']} ({d.in_words} words), dst_base "
                      f"{d.post['dst_base']} ({d.out_words} words), thr_base "
@@ -675,7 +674,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", type=int, default=3, help="PE rows (default 3)")
     parser.add_argument("--cols", type=int, default=4, help="PE columns (default 4)")
     parser.add_argument("--lanes", type=int, default=None,
-                        help="MACs per PE per cycle (default: an xnor model's word, else 1)")
+                        help="MACs per PE per cycle (default: an xnor model's word, else 1); "
+                             "with several datapaths, lanes of the widest non-XNOR codes "
+                             "(sim.program.model_modes)")
     parser.add_argument("--from-layer", type=int, default=0,
                         help="compile layers K onwards (their input: what layer K-1 gives)")
     args = parser.parse_args(argv)
