@@ -131,3 +131,18 @@ def test_widened_codes_run_on_one_engine(name, request):
         pytest.skip("two more engine simulations (about a minute); run with -m slow")
     program = _run_on_engine(_model(name, (4, 8, 16)), 2)
     assert len({d.mode for d in program.layers}) == 2
+
+
+def test_the_modes_are_in_the_fingerprint_and_the_board_identity():
+    import dataclasses
+
+    from boards.engine import decode_engine_info, engine_info
+    from hw.program import engine_fingerprint
+    engine = engine_for_model(_model("binarynet"), rows=3, cols=4)
+    a = engine.accelerator
+    other = dataclasses.replace(engine, accelerator=a.replace(
+        more_modes=(Datapath("ternary", 4, 8),)))
+    assert engine_fingerprint(other) != engine_fingerprint(engine)
+    info = decode_engine_info(engine_info(engine))
+    assert info["fingerprint"] == engine_fingerprint(engine)
+    assert (info["rows"], info["cols"], info["lanes"]) == (3, 4, 4)
