@@ -37,28 +37,38 @@ __all__ = ["AcceleratorTarget", "BoardBackend", "encode_accelerator_info",
            "decode_accelerator_info", "check_runs_on", "register_board_backend",
            "run_layers_on_board", "widen_words"]
 
-_INFO_MAGIC = b"RSA3"
+_INFO_MAGIC = b"RSA4"
 _INFO_FORMAT = "<4sBBBBBBBHHIIIBB"
 _INFO_FIELDS = ("scheme", "rows", "cols", "lanes", "a_bits", "w_bits", "acc_bits",
                 "filter_spad", "ifmap_spad", "in_depth", "wb_depth", "pb_depth",
                 "tree_stages", "counter_bits")
+_MODE_FORMAT = "<BBBB"          # scheme, lanes, a_bits, w_bits of a further mode
 #: Fields a layer's accelerator must match exactly, and fields the board's may exceed.
 _SAME = ("scheme", "rows", "cols", "lanes", "a_bits", "w_bits", "filter_spad", "ifmap_spad",
-         "tree_stages", "codebook")
+         "tree_stages", "codebook", "more_modes")
 _AT_LEAST = ("acc_bits", "in_depth", "wb_depth", "pb_depth")
 #: Schemes whose activations are signed integers: a narrower code runs on a wider board
 #: (sign-extended lane by lane by the host).
 _SIGNED_ACTIVATIONS = ("binary", "ternary", "pow2", "int")
 
 
+def _codebook_bytes(codebook) -> bytes:
+    codebook = codebook or ()
+    return struct.pack(f"<B{len(codebook)}i", len(codebook), *codebook)
+
+
 def encode_accelerator_info(config: AcceleratorConfig) -> bytes:
-    """The accelerator's parameters as ``IDENTIFY`` target bytes: the fixed fields, then the
-    codebook's length and levels (int32 each)."""
+    """The accelerator's parameters as ``IDENTIFY`` target bytes: the fixed fields, the
+    codebook's length and levels (int32 each), then the number of further modes and per mode
+    its scheme, lanes, a_bits, w_bits and codebook (``hw.schedule.Datapath``)."""
     values = config.to_dict()
-    codebook = config.codebook or ()
-    return (struct.pack(_INFO_FORMAT, _INFO_MAGIC, SCHEMES.index(config.scheme),
-                        *(values[name] for name in _INFO_FIELDS[1:]))
-            + struct.pack(f"<B{len(codebook)}i", len(codebook), *codebook))
+    out = (struct.pack(_INFO_FORMAT, _INFO_MAGIC, SCHEMES.index(config.scheme),
+                       *(values[name] for name in _INFO_FIELDS[1:]))
+           + _codebook_bytes(config.codebook) + struct.pack("<B", len(config.more_modes)))
+    for d in config.more_modes:
+        out += (struct.pack(_MODE_FORMAT, SCHEMES.index(d.scheme), d.lanes, d.a_bits, d.w_bits)
+                + _codebook_bytes(d.codebook))
+    return out
 
 
 def decode_accelerator_info(info: bytes) -> AcceleratorConfig:
@@ -66,13 +76,39 @@ def decode_accelerator_info(info: bytes) -> AcceleratorConfig:
     accelerator."""
     info = bytes(info)
     size = struct.calcsize(_INFO_FORMAT)
-    if info[:4] != _INFO_MAGIC or len(info) < size + 1 or \
-            len(info) != size + 1 + 4 * info[size]:
-        raise BoardError(f"the board's design is not an accelerator (it says {info[:24]!r})")
+
+    def refuse():
+        return BoardError(f"the board's design is not an accelerator (it says {info[:24]!r})")
+
+    def codebook_at(at):
+        if len(info) < at + 1 or len(info) < at + 1 + 4 * info[at]:
+            raise refuse()
+        levels = struct.unpack(f"<{info[at]}i", info[at + 1:at + 1 + 4 * info[at]])
+        return (tuple(levels) if levels else None), at + 1 + 4 * info[at]
+
+    if info[:4] != _INFO_MAGIC or len(info) < size + 1:
+        raise refuse()
     values = dict(zip(_INFO_FIELDS, struct.unpack(_INFO_FORMAT, info[:size])[1:]))
-    values["scheme"] = SCHEMES[values["scheme"]]
-    levels = struct.unpack(f"<{info[size]}i", info[size + 1:])
-    values["codebook"] = tuple(levels) if levels else None
+    values["codebook"], at = codebook_at(size)
+    if len(info) < at + 1:
+        raise refuse()
+    count, at = info[at], at + 1
+    mode_size = struct.calcsize(_MODE_FORMAT)
+    more = []
+    try:
+        values["scheme"] = SCHEMES[values["scheme"]]
+        for _ in range(count):
+            if len(info) < at + mode_size:
+                raise refuse()
+            scheme, lanes, a_bits, w_bits = struct.unpack(_MODE_FORMAT, info[at:at + mode_size])
+            codebook, at = codebook_at(at + mode_size)
+            more.append(dict(scheme=SCHEMES[scheme], lanes=lanes, a_bits=a_bits,
+                             w_bits=w_bits, codebook=codebook))
+    except IndexError:
+        raise refuse() from None
+    if at != len(info):
+        raise refuse()
+    values["more_modes"] = tuple(more)
     try:
         return AcceleratorConfig(**values)
     except ValueError as exc:

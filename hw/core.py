@@ -105,7 +105,7 @@ class AcceleratorCore(wiring.Component):
         arr = m.submodules.array = RowStationaryArray(
             c.rows, c.cols, c.scheme, lanes=c.lanes, a_bits=c.a_bits, w_bits=c.w_bits,
             acc_bits=c.acc_bits, filter_spad=c.filter_spad, ifmap_spad=c.ifmap_spad,
-            tree_stages=c.tree_stages, codebook=c.codebook)
+            tree_stages=c.tree_stages, codebook=c.codebook, more_modes=c.more_modes)
         buf = m.submodules.buffer = GlobalBuffer(
             rows=c.rows, cols=c.cols, w_word_bits=c.w_word_bits, acc_bits=c.acc_bits,
             wb_depth=c.wb_depth, pb_depth=c.pb_depth, weight_ram=self._weight_ram)

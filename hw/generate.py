@@ -197,7 +197,8 @@ def array_design(config, *, module: str | None = None) -> Design:
     array = RowStationaryArray(c.rows, c.cols, c.scheme, lanes=c.lanes, a_bits=c.a_bits,
                                w_bits=c.w_bits, acc_bits=c.acc_bits,
                                filter_spad=c.filter_spad, ifmap_spad=c.ifmap_spad,
-                               tree_stages=c.tree_stages, codebook=c.codebook)
+                               tree_stages=c.tree_stages, codebook=c.codebook,
+                               more_modes=c.more_modes)
     module = module or snake_case(type(array).__name__)
     text = to_verilog(array, name=module)
     manifest = _base_manifest("array", array, module, text)
@@ -206,6 +207,7 @@ def array_design(config, *, module: str | None = None) -> Design:
         "acc_width": array.acc_bits, "can_skip": array.can_skip, "rows": c.rows,
         "cols": c.cols, "lanes": c.lanes, "filter_spad": c.filter_spad,
         "ifmap_spad": c.ifmap_spad, "tree_stages": c.tree_stages,
+        "more_modes": [d.to_dict() for d in c.more_modes],
         "latency": f"{INPUT_LATENCY} input register + {c.accumulate_latency} cycles from a "
                    f"slot to the accumulators; a dot reaches the bottom row {c.rows - 1} "
                    f"periods after the top",

@@ -17,6 +17,16 @@ Padded lanes of the other schemes carry zero activation codes, so their products
 ``zero_lanes`` builds, for a weight word, the mask of lanes whose weight level is 0 and its
 count among the real lanes (the skipped MACs a PE row reports).
 
+``ModeDot`` is the dot of a PE with several datapaths (*modes*, ``hw.schedule.Datapath``):
+every mode reads the same activation word (every mode's ``lanes * a_bits`` is one width) and
+the low ``lanes * w_bits`` bits of the weight word (as wide as the widest mode's), and
+``mode`` (static during a layer) picks the mode's dot. Modes of the sign family
+(``SIGN_FAMILY``: ``binary``, ``ternary``, ``pow2``, whose weight codes are signed levels
+decoded by sign, skip and shift) with the same lanes and activation width share one
+``LaneDot`` of the family's richest scheme: each lane's weight code is first rewritten as
+that scheme's code of the same level (``head_codes``; in the array once per PE row, for all
+its PEs). Every other mode has a ``LaneDot`` of its own.
+
 Latency: ``stages`` cycles (0: combinational). Throughput: one word pair per cycle.
 
 Model: ``model.ops.lane_dot``.
@@ -24,15 +34,22 @@ Model: ``model.ops.lane_dot``.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.schedule import Datapath, check_modes
 from hw.units import product_unit
 from model.ops import lane_dot_range, signed_width
 from model.quant import activation_code_range, check_bits, check_scheme, weight_bits
 
-__all__ = ["LaneDot", "adder_tree", "lane_code_bits", "zero_codes", "zero_lanes"]
+__all__ = ["LaneDot", "ModeDot", "SIGN_FAMILY", "adder_tree", "lane_code_bits", "zero_codes",
+           "zero_lanes", "mode_groups", "head_codes"]
+
+#: Schemes whose weight code is a signed level (``binary``: its sign bit) decoded by sign,
+#: skip and shift, from the poorest to the richest: a ``pow2`` unit computes every level of
+#: the others.
+SIGN_FAMILY = ("binary", "ternary", "pow2")
 
 
 def adder_tree(m: Module, terms, *, stages: int = 0, domain: str = "sync", name: str = "t"):
@@ -204,3 +221,136 @@ class LaneDot(wiring.Component):
         total, _ = adder_tree(m, terms, stages=self._stages, name="sum")
         m.d.comb += self.p.eq(total)
         return m
+
+
+def mode_groups(modes, *, share: bool = True) -> list[tuple[Datapath, tuple[int, ...]]]:
+    """How ``ModeDot`` builds the dots of ``modes``: ``(datapath of one LaneDot, the modes it
+    computes)`` per LaneDot. With ``share``, modes of ``SIGN_FAMILY`` with the same lanes and
+    activation width share the LaneDot of their richest scheme."""
+    groups: list[tuple[Datapath, list[int]]] = []
+    shared: dict[tuple, int] = {}
+    for k, d in enumerate(modes):
+        if share and d.scheme in SIGN_FAMILY:
+            at = shared.get((d.lanes, d.a_bits))
+            if at is not None:
+                head, members = groups[at]
+                if SIGN_FAMILY.index(d.scheme) > SIGN_FAMILY.index(head.scheme):
+                    head = d
+                groups[at] = (head, members + [k])
+                continue
+            shared[(d.lanes, d.a_bits)] = len(groups)
+        groups.append((d, [k]))
+    return [(head, tuple(members)) for head, members in groups]
+
+
+def _family_code(code, scheme: str, target: str):
+    """``target``'s weight code (``SIGN_FAMILY``) of the level of ``scheme``'s ``code``."""
+    width = weight_bits(target)
+    if scheme == "binary":                      # 1 means -1: 0b..11 is -1, 0b..01 is +1
+        return Cat(Const(1, 1), code.replicate(width - 1))
+    return Cat(code, code[-1].replicate(width - len(code)))     # sign-extended level
+
+
+class ModeDot(wiring.Component):
+    """The dot of one slot in the layer's mode (module docstring).
+
+    Parameters
+    ----------
+    modes : sequence of hw.schedule.Datapath
+        The PE's datapaths, mode 0 first (``hw.schedule.check_modes``).
+    stages : int
+        Pipeline registers in each tree (latency).
+    share : bool
+        Share one LaneDot among sign-family modes of the same lanes and activation width
+        (``mode_groups``); otherwise every mode has its own.
+    translate : bool
+        Rewrite a shared group's codes as its head's here (``head_codes``); False: ``w``
+        arrives rewritten already (the array does it once per PE row).
+
+    Members
+    -------
+    a : In(unsigned(a_word_bits))
+        The activation word (the same width in every mode).
+    w : In(unsigned(widest lanes * w_bits))
+        The weight word; a mode reads its low ``lanes * w_bits`` bits.
+    mode : In(range(len(modes))), with more than one mode
+        The layer's mode (held for the whole layer).
+    idle : In(range(xnor lanes)), when a mode is ``xnor``
+        Padded lanes of this word in the ``xnor`` mode.
+    p : Out(signed(width))
+        The mode's dot, ``stages`` cycles after ``a`` and ``w``; wide enough for every mode's
+        ``model.ops.lane_dot_range``.
+    """
+
+    def __init__(self, modes, *, stages: int = 0, share: bool = True, translate: bool = True):
+        self._modes = check_modes(modes)
+        self._translate = bool(translate)
+        self._stages = check_bits("tree stages", stages, 0, 4)
+        self._groups = mode_groups(self._modes, share=share)
+        lo = hi = 0
+        for d in self._modes:
+            d_lo, d_hi = lane_dot_range(d.scheme, lanes=d.lanes, a_bits=d.a_bits,
+                                        w_bits=d.w_bits, codebook=d.codebook)
+            lo, hi = min(lo, d_lo), max(hi, d_hi)
+        self._p_shape = signed(signed_width(lo, hi))
+        members = {"a": In(self._modes[0].a_word_bits),
+                   "w": In(max(d.w_word_bits for d in self._modes)), "p": Out(self._p_shape)}
+        if len(self._modes) > 1:
+            members["mode"] = In(range(len(self._modes)))
+        xnor = [d.lanes for d in self._modes if d.scheme == "xnor"]
+        if xnor:
+            members["idle"] = In(range(max(2, xnor[0])))
+        super().__init__(members)
+
+    modes = property(lambda self: self._modes)
+    groups = property(lambda self: self._groups)
+    p_shape = property(lambda self: self._p_shape)
+
+    @property
+    def latency(self) -> int:
+        return self._stages
+
+    def elaborate(self, platform):
+        m = Module()
+        w = self.w
+        if self._translate:
+            w = head_codes(m, w, self._modes, getattr(self, "mode", None), self._groups)
+        outputs = []
+        for g, (head, members) in enumerate(self._groups):
+            dot = LaneDot(head.scheme, lanes=head.lanes, a_bits=head.a_bits,
+                          w_bits=head.w_bits, codebook=head.codebook, stages=self._stages)
+            m.submodules[f"dot{g}"] = dot
+            m.d.comb += [dot.a.eq(self.a), dot.w.eq(w[:head.w_word_bits])]
+            if head.scheme == "xnor":
+                m.d.comb += dot.idle.eq(self.idle)
+            outputs.append((members, dot.p))
+        p = outputs[0][1]
+        for members, value in outputs[1:]:
+            p = Mux(Cat(*(self.mode == k for k in members)).any(), value, p)
+        m.d.comb += self.p.eq(p)
+        return m
+
+
+def head_codes(m: Module, word, modes, mode, groups, *, name: str = "head_codes"):
+    """``word`` (a weight word of mode ``mode``) with its lanes rewritten as the head's codes
+    when ``mode`` is in a shared group of ``groups`` (``mode_groups``), as the group's LaneDot
+    reads them; ``word`` itself in any other mode (or when no group is shared)."""
+    shared = [(head, members) for head, members in groups if len(members) > 1]
+    if not shared:
+        return word
+    out = Signal(len(word), name=name)
+    m.d.comb += out.eq(word)
+    for head, members in shared:
+        hb = head.w_bits
+        lanes = []
+        for lane in range(head.lanes):
+            code = None
+            for k in members:
+                d = modes[k]
+                mine = _family_code(word[lane * d.w_bits:(lane + 1) * d.w_bits], d.scheme,
+                                    head.scheme)
+                code = mine if code is None else Mux(mode == k, mine, code)
+            lanes.append(code)
+        with m.If(Cat(*(mode == k for k in members)).any()):
+            m.d.comb += out[:head.lanes * hb].eq(Cat(*lanes))
+    return out

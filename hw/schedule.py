@@ -5,7 +5,7 @@ This module imports no Amaranth. The RTL (``hw.accelerator`` and its parts), the
 the facts below from here, so each is written once:
 
 - ``AcceleratorConfig``: the generator's parameters (validated when made; one line names a
-  bad value and what is allowed);
+  bad value and what is allowed), with its datapaths (``Datapath``, ``modes``);
 - ``CONFIG_FIELDS``: every field of a layer's configuration, with its meaning and its largest
   value on a given accelerator (``config_limits``), from which the RTL sizes its counters and
   ``config_field_bits`` the configuration beats;
@@ -25,13 +25,22 @@ cycles). Rows run the same dot sequence, each one period behind the row above, a
 accumulator starts each dot from the finished dot of the PE above: the psums of a column are
 summed on their way down, the top PE starts from the psum buffer's old value (or 0) and the
 bottom PE's sum is written back. No PE holds a psum scratchpad; no drain phase exists.
+
+Modes. A PE may have several datapaths (``AcceleratorConfig.modes``: mode 0 is the config's
+``scheme, lanes, a_bits, w_bits, codebook``, then ``more_modes``); the configuration field
+``mode`` picks the layer's, and the layer then runs with that mode's lanes (e.g. binary
+weights on 8-bit activations with 4 lanes, and xnor with 32 lanes, on 32-bit activation
+words). Every mode's activation word ``lanes * a_bits`` has the same width; the weight word
+is the widest mode's, a narrower mode's codes in its low bits. A layer's schedule depends
+only on its mode's lanes (``sim.cycle_model.ArrayParams.of(config, mode)``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["AcceleratorConfig", "LANES", "MAX_STRIDE", "MAX_PADDING", "ROW_BITS",
+__all__ = ["AcceleratorConfig", "Datapath", "check_modes", "LANES", "MAX_STRIDE", "MAX_PADDING",
+           "ROW_BITS",
            "INPUT_LATENCY", "SPAD_READ_LATENCY", "GLB_READ_LATENCY", "accumulate_latency",
            "WEIGHT_LOAD_OVERHEAD", "INPUT_LOAD_OVERHEAD", "EVENT_LATENCY",
            "CONFIG_FIELDS", "config_limits", "config_field_bits", "COUNTERS",
@@ -106,6 +115,153 @@ def _power_of_two(name: str, value, hi: int = 1 << 16) -> int:
     return value
 
 
+def _check_datapath(obj) -> None:
+    """Validate and normalise the datapath fields ``scheme, lanes, a_bits, w_bits, codebook``
+    of the frozen dataclass ``obj`` (``Datapath`` or ``AcceleratorConfig``'s mode 0)."""
+    from model.quant import activation_code_range, check_scheme, weight_bits
+    check_scheme(obj.scheme)
+    if obj.lanes not in LANES or isinstance(obj.lanes, bool):
+        raise ValueError(f"lanes must be one of {', '.join(map(str, LANES))}, not "
+                         f"{obj.lanes!r}")
+    if obj.scheme == "xnor":
+        for name in ("a_bits", "w_bits"):
+            value = getattr(obj, name)
+            if value not in (None, 1) or isinstance(value, bool):
+                raise ValueError(f"xnor codes are 1 bit per lane: {name} must be 1, not "
+                                 f"{value!r}")
+        object.__setattr__(obj, "a_bits", 1)
+        object.__setattr__(obj, "w_bits", 1)
+    else:
+        activation_code_range(obj.scheme, obj.a_bits)
+        object.__setattr__(obj, "w_bits", weight_bits(obj.scheme, obj.w_bits))
+    if obj.codebook is not None:
+        if obj.scheme != "dorefa":
+            raise ValueError(f"a codebook needs the table-look-up scheme 'dorefa', not "
+                             f"{obj.scheme!r}")
+        if isinstance(obj.codebook, (str, bytes)) or not hasattr(obj.codebook, "__iter__"):
+            raise ValueError(f"codebook must be a sequence of integer levels, not "
+                             f"{obj.codebook!r}")
+        levels = tuple(obj.codebook)
+        if len(levels) != 1 << obj.w_bits:
+            raise ValueError(f"codebook must have 2^{obj.w_bits} = {1 << obj.w_bits} "
+                             f"levels, not {len(levels)}")
+        for level in levels:
+            if isinstance(level, bool) or not hasattr(level, "__index__"):
+                raise ValueError(f"codebook levels must be integers, not {level!r}")
+        object.__setattr__(obj, "codebook", tuple(int(v) for v in levels))
+    if obj.scheme == "dorefa" and obj.a_bits + obj.w_bits > 16:
+        raise ValueError(f"a dorefa table of 2^{obj.w_bits} x 2^{obj.a_bits} entries is too "
+                         f"large; allowed: a_bits + w_bits <= 16")
+
+
+def _dot_acc_bits(d) -> int:
+    """The narrowest signed sum that holds one word's dot product of datapath ``d``."""
+    from model.ops import product_range, signed_width
+    if d.codebook is not None:
+        a_hi = (1 << d.a_bits) - 1
+        corners = [lv * a for lv in d.codebook for a in (0, a_hi)]
+        lo, hi = min(corners), max(corners)
+    else:
+        lo, hi = product_range(d.scheme, a_bits=d.a_bits, w_bits=d.w_bits)
+    return signed_width(d.lanes * lo, d.lanes * hi)
+
+
+@dataclasses.dataclass(frozen=True)
+class Datapath:
+    """One datapath (*mode*) of the PE: how a slot's word pair becomes a dot product.
+
+    An accelerator has one or more modes (``AcceleratorConfig.modes``); a layer runs in the
+    mode whose ``(scheme, a_bits, w_bits, codebook)`` is its own (``key``), chosen by the
+    configuration field ``mode``.
+
+    Parameters
+    ----------
+    scheme : str
+        Product scheme (``model.quant.SCHEMES``); ``xnor`` has 1-bit codes per lane.
+    lanes : int
+        MACs per PE per cycle in this mode, over that many input channels (``LANES``).
+    a_bits, w_bits : int
+        Activation and weight code widths per lane (``w_bits`` None: the scheme's fixed
+        width; ``xnor``: both 1).
+    codebook : tuple of int, optional
+        Integer level per weight code (``dorefa`` tables only: weight sharing).
+    """
+
+    scheme: str
+    lanes: int
+    a_bits: int = 8
+    w_bits: int | None = None
+    codebook: tuple | None = None
+
+    def __post_init__(self):
+        _check_datapath(self)
+
+    @property
+    def key(self) -> tuple:
+        """``(scheme, a_bits, w_bits, codebook)``: what a layer must match to run in it."""
+        return (self.scheme, self.a_bits, self.w_bits, self.codebook)
+
+    @property
+    def a_word_bits(self) -> int:
+        """Bits of an activation word (``lanes`` codes)."""
+        return self.lanes * self.a_bits
+
+    @property
+    def w_word_bits(self) -> int:
+        """Bits of a weight word (``lanes`` codes)."""
+        return self.lanes * self.w_bits
+
+    @property
+    def min_acc_bits(self) -> int:
+        """The narrowest partial sum that holds one word's dot product."""
+        return _dot_acc_bits(self)
+
+    def describe(self) -> str:
+        """One short line: scheme, widths, lanes (and a codebook's levels)."""
+        book = "" if self.codebook is None else f" codebook {list(self.codebook)}"
+        return f"{self.scheme} A{self.a_bits} W{self.w_bits}{book} x{self.lanes} lanes"
+
+    def to_dict(self) -> dict:
+        """The fields as plain JSON-able values."""
+        out = dataclasses.asdict(self)
+        out["codebook"] = None if self.codebook is None else list(self.codebook)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Datapath":
+        """From ``to_dict``'s form; unknown keys are refused (one line names them)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(values, dict):
+            raise ValueError(f"a mode must be a Datapath or a dict of {', '.join(sorted(names))}"
+                             f", not {values!r}")
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown mode parameter(s) {', '.join(unknown)}; allowed: "
+                             f"{', '.join(sorted(names))}")
+        values = dict(values)
+        if values.get("codebook") is not None:
+            values["codebook"] = tuple(values["codebook"])
+        return cls(**values)
+
+
+def check_modes(modes) -> tuple:
+    """``modes`` (Datapaths, mode 0 first) if they can share one PE; else ``ValueError``
+    naming the mode at fault: every mode's activation word ``lanes * a_bits`` has the same
+    width, and no two modes are equal."""
+    modes = tuple(modes)
+    width = modes[0].a_word_bits
+    for k, mode in enumerate(modes):
+        if mode.a_word_bits != width:
+            raise ValueError(f"mode {k} ({mode.describe()}) has {mode.a_word_bits}-bit "
+                             f"activation words, mode 0 ({modes[0].describe()}) {width}-bit; "
+                             f"allowed: every mode's lanes * a_bits = {width}")
+        for j in range(k):
+            if modes[j] == mode:
+                raise ValueError(f"modes {j} and {k} are the same ({mode.describe()}); "
+                                 f"allowed: distinct modes")
+    return modes
+
+
 @dataclasses.dataclass(frozen=True)
 class AcceleratorConfig:
     """The accelerator's generator parameters (what ``mulfree generate``/``build`` take).
@@ -134,6 +290,12 @@ class AcceleratorConfig:
         Integer level per weight code (``dorefa`` tables only: weight sharing).
     counter_bits : int
         Width of each counter (8..64).
+    more_modes : tuple of Datapath
+        Further datapaths of the PE besides mode 0 (``scheme, lanes, a_bits, w_bits,
+        codebook`` above); a layer picks one with the configuration field ``mode``. Every
+        mode's activation word ``lanes * a_bits`` has the same width; the weight word is the
+        widest mode's (a narrower mode uses its low bits); no two modes are equal. Dicts of
+        ``Datapath``'s fields are taken too.
     """
 
     scheme: str = "ternary"
@@ -151,26 +313,12 @@ class AcceleratorConfig:
     tree_stages: int = 0
     codebook: tuple | None = None
     counter_bits: int = COUNTER_BITS
+    more_modes: tuple = ()
 
     def __post_init__(self):
-        from model.quant import activation_code_range, check_scheme, weight_bits
-        check_scheme(self.scheme)
         _int_in("rows", self.rows, 1, MAX_DIM)
         _int_in("cols", self.cols, 1, MAX_DIM)
-        if self.lanes not in LANES or isinstance(self.lanes, bool):
-            raise ValueError(f"lanes must be one of {', '.join(map(str, LANES))}, not "
-                             f"{self.lanes!r}")
-        if self.scheme == "xnor":
-            for name in ("a_bits", "w_bits"):
-                value = getattr(self, name)
-                if value not in (None, 1) or isinstance(value, bool):
-                    raise ValueError(f"xnor codes are 1 bit per lane: {name} must be 1, not "
-                                     f"{value!r}")
-            object.__setattr__(self, "a_bits", 1)
-            object.__setattr__(self, "w_bits", 1)
-        else:
-            activation_code_range(self.scheme, self.a_bits)
-            object.__setattr__(self, "w_bits", weight_bits(self.scheme, self.w_bits))
+        _check_datapath(self)
         _int_in("acc_bits", self.acc_bits, 2, 64)
         for name in ("filter_spad", "ifmap_spad"):
             _power_of_two(name, getattr(self, name))
@@ -178,23 +326,50 @@ class AcceleratorConfig:
             _int_in(name, getattr(self, name), 1, 1 << 24)
         _int_in("tree_stages", self.tree_stages, 0, 2)
         _int_in("counter_bits", self.counter_bits, 8, 64)
-        if self.codebook is not None:
-            if self.scheme != "dorefa":
-                raise ValueError(f"a codebook needs the table-look-up scheme 'dorefa', not "
-                                 f"{self.scheme!r}")
-            levels = tuple(self.codebook)
-            if len(levels) != 1 << self.w_bits:
-                raise ValueError(f"codebook must have 2^{self.w_bits} = {1 << self.w_bits} "
-                                 f"levels, not {len(levels)}")
-            for level in levels:
-                if isinstance(level, bool) or not hasattr(level, "__index__"):
-                    raise ValueError(f"codebook levels must be integers, not {level!r}")
-            object.__setattr__(self, "codebook", tuple(int(v) for v in levels))
+        if isinstance(self.more_modes, (str, bytes, dict)) or \
+                not hasattr(self.more_modes, "__iter__"):
+            raise ValueError(f"more_modes must be a sequence of Datapath, not "
+                             f"{self.more_modes!r}")
+        more = tuple(m if isinstance(m, Datapath) else Datapath.from_dict(m)
+                     for m in self.more_modes)
+        object.__setattr__(self, "more_modes", more)
+        check_modes(self.modes)
         low = self.min_acc_bits
         if self.acc_bits < low:
+            widest = max(self.modes, key=lambda d: d.min_acc_bits)
             raise ValueError(f"acc_bits {self.acc_bits} cannot hold one word's products "
-                             f"({self.scheme}, lanes {self.lanes}, A{self.a_bits} "
-                             f"W{self.w_bits}); allowed: at least {low}")
+                             f"({widest.scheme}, lanes {widest.lanes}, A{widest.a_bits} "
+                             f"W{widest.w_bits}); allowed: at least {low}")
+
+    # ---- modes ---------------------------------------------------------------------------
+    @property
+    def datapath(self) -> Datapath:
+        """Mode 0: the ``scheme, lanes, a_bits, w_bits, codebook`` fields."""
+        return Datapath(self.scheme, self.lanes, self.a_bits, self.w_bits, self.codebook)
+
+    @property
+    def modes(self) -> tuple:
+        """Every mode (``Datapath``), mode 0 first; a layer's ``mode`` field indexes them."""
+        return (self.datapath,) + self.more_modes
+
+    def mode_of(self, scheme: str, *, a_bits: int, w_bits: int | None = None,
+                codebook=None) -> int:
+        """The index of the mode that runs layers of ``scheme`` at these widths (its
+        ``Datapath.key``); ``ValueError`` naming the layer's datapath and the modes there are
+        when none does."""
+        from model.quant import weight_bits
+        if scheme == "xnor":
+            a_bits, w_bits = 1, 1
+        elif w_bits is None:
+            w_bits = weight_bits(scheme)
+        book = None if codebook is None else tuple(int(v) for v in codebook)
+        key = (scheme, a_bits, w_bits, book)
+        for k, mode in enumerate(self.modes):
+            if mode.key == key:
+                return k
+        book = "" if book is None else f" codebook {list(book)}"
+        raise ValueError(f"no mode of the accelerator runs {scheme} A{a_bits} W{w_bits}{book}; "
+                         f"its modes: {'; '.join(d.describe() for d in self.modes)}")
 
     # ---- derived sizes -------------------------------------------------------------------
     @property
@@ -202,19 +377,24 @@ class AcceleratorConfig:
         return self.rows * self.cols
 
     @property
+    def max_lanes(self) -> int:
+        """The most lanes of any mode."""
+        return max(d.lanes for d in self.modes)
+
+    @property
     def macs_per_cycle(self) -> int:
-        """Peak MACs per cycle: PEs x lanes."""
-        return self.rows * self.cols * self.lanes
+        """Peak MACs per cycle: PEs x the most lanes of any mode."""
+        return self.rows * self.cols * self.max_lanes
 
     @property
     def a_word_bits(self) -> int:
-        """Bits of an activation word (``lanes`` codes)."""
+        """Bits of an activation word (every mode's ``lanes * a_bits``)."""
         return self.lanes * self.a_bits
 
     @property
     def w_word_bits(self) -> int:
-        """Bits of a weight word (``lanes`` codes)."""
-        return self.lanes * self.w_bits
+        """Bits of a weight word: the widest mode's ``lanes * w_bits``."""
+        return max(d.w_word_bits for d in self.modes)
 
     @property
     def accumulate_latency(self) -> int:
@@ -222,16 +402,9 @@ class AcceleratorConfig:
 
     @property
     def min_acc_bits(self) -> int:
-        """The narrowest partial sum that holds one word's dot product (a layer needs more:
-        ``model.ops.accumulator_width`` of its fan-in)."""
-        from model.ops import product_range, signed_width
-        if self.codebook is not None:
-            a_lo, a_hi = (0, (1 << self.a_bits) - 1)
-            corners = [lv * a for lv in self.codebook for a in (a_lo, a_hi)]
-            lo, hi = min(corners), max(corners)
-        else:
-            lo, hi = product_range(self.scheme, a_bits=self.a_bits, w_bits=self.w_bits)
-        return signed_width(self.lanes * lo, self.lanes * hi)
+        """The narrowest partial sum that holds one word's dot product in every mode (a
+        layer needs more: ``model.ops.accumulator_width`` of its fan-in)."""
+        return max(d.min_acc_bits for d in self.modes)
 
     def replace(self, **changes) -> "AcceleratorConfig":
         """A copy with ``changes`` (validated)."""
@@ -241,6 +414,7 @@ class AcceleratorConfig:
         """The parameters as plain JSON-able values."""
         out = dataclasses.asdict(self)
         out["codebook"] = None if self.codebook is None else list(self.codebook)
+        out["more_modes"] = [d.to_dict() for d in self.more_modes]
         return out
 
     @classmethod
@@ -254,6 +428,11 @@ class AcceleratorConfig:
         values = dict(values)
         if values.get("codebook") is not None:
             values["codebook"] = tuple(values["codebook"])
+        if "more_modes" in values:
+            more = values["more_modes"]
+            if isinstance(more, (list, tuple)):
+                more = tuple(Datapath.from_dict(d) if isinstance(d, dict) else d for d in more)
+            values["more_modes"] = more
         return cls(**values)
 
 
@@ -283,6 +462,7 @@ CONFIG_FIELDS = {
     "fold_dots": "dots per row fold n_v * Gi * F * p",
     "wb_base": "the layer's first word in every weight bank (0 for one layer at a time)",
     "in_base": "the layer's first activation word (0 for one layer at a time)",
+    "mode": "the layer's datapath: index into AcceleratorConfig.modes",
 }
 
 
@@ -310,8 +490,9 @@ def config_limits(config: AcceleratorConfig) -> dict[str, int]:
         "YdivR": Y, "YmodR": Y, "qS": FS, "pqS": FS, "MqS": Dw, "n_weights": Y * Dw,
         "HW": Din, "qHW": Din, "YdivR_qHW": Y * Din, "n_inputs": Din, "PW": P * Din,
         "FsegU": U * IS, "Fp": Dp, "GiFp": Dp, "Fsegp": Dp, "FsU1": U * IS, "FlU1": U * IS,
-        "XU": X * U, "XUW": X * U * Din, "CL1U": X * U, "n_last": c.lanes, "n_min": min(FS, IS),
-        "fold_dots": Dp, "wb_base": Dw - 1, "in_base": Din - 1,
+        "XU": X * U, "XUW": X * U * Din, "CL1U": X * U, "n_last": c.max_lanes,
+        "n_min": min(FS, IS), "fold_dots": Dp, "wb_base": Dw - 1, "in_base": Din - 1,
+        "mode": len(c.modes) - 1,
     }
 
 

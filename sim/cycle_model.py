@@ -74,9 +74,14 @@ class ArrayParams:
         return self.rows * self.cols * self.lanes
 
     @classmethod
-    def of(cls, config) -> "ArrayParams":
-        """The schedule parameters of an ``AcceleratorConfig``."""
-        return cls(config.rows, config.cols, config.lanes, config.filter_spad,
+    def of(cls, config, mode: int = 0) -> "ArrayParams":
+        """The schedule parameters of an ``AcceleratorConfig`` for layers run in its mode
+        ``mode`` (``config.modes[mode]``: the lanes are that mode's)."""
+        modes = config.modes
+        if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode < len(modes):
+            raise ValueError(f"mode must be an integer in [0, {len(modes) - 1}] (the "
+                             f"accelerator's modes), not {mode!r}")
+        return cls(config.rows, config.cols, modes[mode].lanes, config.filter_spad,
                    config.ifmap_spad, config.tree_stages)
 
 
@@ -189,8 +194,10 @@ def memory_depths(shape: LayerShape, params: ArrayParams, mp: Mapping) -> tuple[
     return (fo.Cw * s.H * s.W, fo.n_r * s.M * mp.q * s.S, fo.n_v * fo.Gi * mp.p * s.F)
 
 
-def config_values(shape: LayerShape, params: ArrayParams, mp: Mapping) -> dict[str, int]:
-    """The configuration fields (``hw.schedule.CONFIG_FIELDS``) for this layer."""
+def config_values(shape: LayerShape, params: ArrayParams, mp: Mapping, *,
+                  mode: int = 0) -> dict[str, int]:
+    """The configuration fields (``hw.schedule.CONFIG_FIELDS``) for this layer, run in the
+    accelerator's mode ``mode`` (whose lanes ``params`` has: ``ArrayParams.of``)."""
     s, Y, X, fo = shape, params.rows, params.cols, _folds(shape, params, mp)
     U, P = s.stride, s.padding
     fold_dots = fo.n_v * fo.Gi * s.F * mp.p
@@ -206,7 +213,7 @@ def config_values(shape: LayerShape, params: ArrayParams, mp: Mapping) -> dict[s
         "FsU1": (mp.Fseg - 1) * U, "FlU1": (fo.F_last - 1) * U, "XU": X * U,
         "XUW": X * U * s.W, "CL1U": (fo.cols_last - 1) * U, "n_last": fo.n_last,
         "n_min": dot_taps(s, mp.Fseg)[2], "fold_dots": fold_dots, "wb_base": 0,
-        "in_base": 0,
+        "in_base": 0, "mode": mode,
     }
 
 

@@ -26,9 +26,11 @@ output never overlap since ``in_words + out_words <= in_depth``, and layer 0's i
 the host writes, starts at 0. Threshold entries: every thresholded layer's channels, in layer
 order (``thr_base``).
 
-Modes. For now an engine has one datapath (``layer_modes`` refuses a model whose layers need
-different ones, e.g. BinaryNet's binary first layer on pixel codes before its XNOR layers);
-every layer runs in mode 0 with the engine's lanes.
+Modes. An engine has one datapath per kind of layer (``model_modes``; ``hw.schedule.Datapath``,
+``AcceleratorConfig.modes``), all on one activation word: BinaryNet's binary first layer on
+pixel codes runs as binary A8 with 4 lanes, its XNOR layers with 32 lanes. Each layer runs in
+its mode (``layer_modes``; the configuration field ``mode``) with that mode's lanes; a
+layer's output is packed for the next layer's mode, and the image's words for layer 0's.
 
 Counters. The engine's core counts what the one-layer accelerator counts in its compute phase
 and unload (``sim.cycle_model.predict``), except that no weight or input word arrives from the
@@ -56,8 +58,8 @@ from hw.program import (PROGRAM_VERSION, EngineConfig, descriptor_values, encode
                         engine_fingerprint, header_fields, layer_fields, program_beat_bits,
                         threshold_entry_words,
                         threshold_words)
-from hw.schedule import (CONFIG_FIELDS, COUNTERS, AcceleratorConfig, config_limits,
-                         derived_counters)
+from hw.schedule import (CONFIG_FIELDS, COUNTERS, LANES, AcceleratorConfig, Datapath,
+                         config_limits, derived_counters)
 from model import layer_file
 from model.deploy import IntegerLayer, IntegerModel
 from model.shapes import LayerShape
@@ -67,9 +69,9 @@ from sim.cycle_model import (ArrayParams, Mapping, check_mappable, choose_mappin
 from sim.run_layer import lanes_for_words, layer_codes, pack_lanes
 
 __all__ = ["LayerDescriptor", "Program", "engine_for_model", "compile_program", "image_cycles",
-           "images_per_second", "layer_engine_cycles", "DEFAULT_ARRAY",
-           "predict_program", "postproc_traffic", "layer_key", "layer_modes", "submodel",
-           "report", "main"]
+           "images_per_second", "layer_engine_cycles", "DEFAULT_ARRAY", "predict_program",
+           "postproc_traffic", "layer_key", "layer_modes", "model_modes", "submodel", "report",
+           "main"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,23 +92,85 @@ def _describe(key: tuple) -> str:
     return f"{scheme} A{a_bits} W{w_bits}" + ("" if book is None else f" codebook {list(book)}")
 
 
-def _engine_key(config: AcceleratorConfig) -> tuple:
-    return (config.scheme, config.a_bits, config.w_bits, config.codebook)
+def _runs(mode: Datapath, key: tuple) -> bool:
+    """Whether layers of ``key`` (``layer_key``) run in ``mode``: its key, or (not ``xnor``)
+    the same scheme, weight width and codebook with wider activation codes. Integer codes
+    keep their value in a wider code (sign- or zero-extended, as ``model.quant
+    .to_unsigned_bits`` and the post-processor write them) and every product unit but XNOR's
+    takes the code's value, so the sums are the same."""
+    scheme, a_bits, w_bits, book = key
+    return mode.key == key or (scheme != "xnor" and mode.a_bits > a_bits
+                               and mode.key == (scheme, mode.a_bits, w_bits, book))
 
 
-def layer_modes(model: IntegerModel) -> list[int]:
-    """Each layer's datapath mode (an index into the engine's modes).
+def layer_modes(model: IntegerModel, config: AcceleratorConfig) -> list[int]:
+    """Each layer's datapath mode: an index into ``config.modes``.
 
-    An engine has one datapath for now: every layer must need the same one (``layer_key``),
-    and all run in mode 0. ``ValueError`` (one line) naming the first layer that needs
-    another."""
-    keys = [layer_key(layer) for layer in model.layers]
-    for k, key in enumerate(keys):
-        if key != keys[0]:
-            raise ValueError(f"layer {k} ({_describe(key)}) needs another datapath than layer 0 "
-                             f"({_describe(keys[0])}); allowed: layers of one scheme and widths "
-                             "(the engine has one datapath mode)")
-    return [0] * len(keys)
+    A layer runs in the mode of its ``layer_key``, else in the narrowest mode of its scheme,
+    weight width and codebook with wider activation codes (``_runs``).
+    ``ValueError`` (one line) naming the first layer no mode runs and the modes there are."""
+    modes = config.modes
+    out = []
+    for k, layer in enumerate(model.layers):
+        key = layer_key(layer)
+        fits = [i for i, mode in enumerate(modes) if _runs(mode, key)]
+        if not fits:
+            raise ValueError(f"layer {k} ({_describe(key)}) does not run on any datapath of "
+                             f"the engine; its modes: "
+                             f"{'; '.join(d.describe() for d in modes)}")
+        out.append(min(fits, key=lambda i: modes[i].a_bits))
+    return out
+
+
+def _mode_in(key: tuple, word: int) -> Datapath | None:
+    """The datapath for layers of ``key`` on ``word``-bit activation words: as many lanes
+    (``hw.schedule.LANES``) as its codes fill the word, codes (not ``xnor``'s) widened to
+    the narrowest width that does (``_runs``); None when none does."""
+    scheme, a_bits, w_bits, book = key
+    for bits in range(a_bits, 33) if scheme != "xnor" else (a_bits,):
+        if word % bits == 0 and word // bits in LANES:
+            try:
+                return Datapath(scheme, word // bits, bits, w_bits, book)
+            except ValueError:
+                return None
+    return None
+
+
+def model_modes(model: IntegerModel, lanes: int | None = None) -> tuple[Datapath, ...]:
+    """The datapaths (``hw.schedule.Datapath``, mode 0 first) of an engine for ``model``.
+
+    Layers of one datapath (``layer_key``): that one with ``lanes`` lanes (default: an
+    ``xnor`` model's packed word, ``sim.run_layer.lanes_for_words``; 1 otherwise).
+
+    Layers of several (e.g. BinaryNet: binary weights on pixel codes, then XNOR layers): one
+    mode per kind, in the order the kinds first appear, all on one activation word (every
+    mode's ``lanes * a_bits``, ``hw.schedule.check_modes``). The word is the narrowest that
+    holds ``lanes`` (default 1) codes of the widest non-XNOR activations (by default also an
+    XNOR layer's packed word) and that every kind fills with a lane count of
+    ``hw.schedule.LANES``, activation codes other than XNOR's widened where that needs it
+    (``_runs``): BinaryNet on the digits runs binary A6 as binary A8 with 4 lanes beside 32
+    XNOR lanes. Kinds that widen to the same datapath share it (DoReFa-Net's A5 and A3
+    layers). ``ValueError`` (one line) when no word up to 64 lanes of 32 bits fits every
+    kind."""
+    layers = model.layers
+    keys = list(dict.fromkeys(layer_key(layer) for layer in layers))
+    packed = [int(layer.a_bits) for layer in layers if layer.scheme == "xnor"]
+    if len(keys) == 1:
+        scheme, a_bits, w_bits, book = keys[0]
+        if lanes is None:
+            lanes = lanes_for_words(max(packed)) if scheme == "xnor" else 1
+        return (Datapath(scheme, lanes, a_bits, w_bits, book),)
+    widest = max(a_bits for scheme, a_bits, _, _ in keys if scheme != "xnor")
+    need = (lanes or 1) * widest
+    if lanes is None and packed:
+        need = max(need, lanes_for_words(max(packed)))
+    for word in range(need, LANES[-1] * 32 + 1):
+        modes = [_mode_in(key, word) for key in keys]
+        if all(modes):
+            return tuple(dict.fromkeys(modes))
+    raise ValueError(f"no activation word of at least {need} bits holds a whole number of "
+                     f"lanes ({', '.join(map(str, LANES))}) of every datapath the layers "
+                     f"need ({'; '.join(_describe(key) for key in keys)})")
 
 
 def _record(layer: IntegerLayer, inputs=None) -> layer_file.Layer:
@@ -153,7 +217,10 @@ class _Plan:
     w_bits: int
 
 
-def _plan(model: IntegerModel, k: int, params: ArrayParams, mode: int) -> _Plan:
+def _plan(model: IntegerModel, k: int, params: ArrayParams, mode: int,
+          next_lanes: int | None = None) -> _Plan:
+    """Layer ``k`` run in ``mode`` with ``params``; its output packed ``next_lanes`` (the next
+    layer's mode's lanes; default ``params.lanes``) to a word."""
     layers = model.layers
     layer = layers[k]
     try:
@@ -167,16 +234,23 @@ def _plan(model: IntegerModel, k: int, params: ArrayParams, mode: int) -> _Plan:
     out_words = 0
     if k + 1 < len(layers):
         channels, rows, cols = layer.out_shape()
-        out_words = buffer_words(channels, rows, cols, lanes=params.lanes,
+        out_words = buffer_words(channels, rows, cols, lanes=next_lanes or params.lanes,
                                  flatten=_next_flattens(layers[k + 1]))
     return _Plan(shape, mp, params, mode, in_words, out_words, bank_words, psum_words, w,
                  w_bits)
 
 
 def _array(config: AcceleratorConfig, mode: int) -> ArrayParams:
-    """The schedule parameters of layers run in ``mode`` (today: mode 0's lanes)."""
-    assert mode == 0
-    return ArrayParams.of(config)
+    """The schedule parameters of layers run in ``mode`` (that mode's lanes)."""
+    return ArrayParams.of(config, mode)
+
+
+def _plans(model: IntegerModel, config: AcceleratorConfig, modes: list[int]) -> list[_Plan]:
+    """Every layer's ``_Plan`` on ``config``, layer ``k`` in mode ``modes[k]``."""
+    params = [_array(config, mode) for mode in modes]
+    return [_plan(model, k, params[k], modes[k],
+                  params[k + 1].lanes if k + 1 < len(modes) else None)
+            for k in range(len(modes))]
 
 
 def _counters(plan: _Plan, layer: IntegerLayer, last: bool) -> dict:
@@ -284,7 +358,8 @@ class Program:
     def input_words(self, image_codes) -> list[int]:
         """The input stream's words for one image: its pixel codes ``[C, H, W]`` as layer
         0's input codes (``IntegerLayer.encode_inputs``), one channel per lane, packed
-        ``lanes`` to a word (``sim.run_layer.pack_lanes``), channel-word major."""
+        ``lanes`` to a word (``sim.run_layer.pack_lanes``) at the width of layer 0's mode
+        (codes widened by value), channel-word major."""
         m = self.model
         x = np.asarray(image_codes)
         if x.shape != tuple(m.input_shape):
@@ -295,8 +370,9 @@ class Program:
             raise ValueError(f"image codes must be integers in [{m.pixel_min}, "
                              f"{m.pixel_max}]")
         first = m.layers[0]
-        _, a, a_bits, _ = layer_codes(_record(first, first.encode_inputs(x[None])[0]))
-        return [int(v) for v in pack_lanes(a, a_bits, self.layers[0].params.lanes).ravel()]
+        _, a, _, _ = layer_codes(_record(first, first.encode_inputs(x[None])[0]))
+        mode = self.engine.accelerator.modes[self.layers[0].mode]
+        return [int(v) for v in pack_lanes(a, mode.a_bits, mode.lanes).ravel()]
 
     def decode_scores(self, words) -> np.ndarray:
         """The last layer's sums ``[classes]`` (int64) from the output stream's words (in the
@@ -351,13 +427,11 @@ def compile_program(model: IntegerModel, engine: EngineConfig) -> Program:
     n = len(layers)
     if n > engine.max_layers:
         raise _refuse("layers", n, engine.max_layers)
-    modes = layer_modes(model)
-    for k, layer in enumerate(layers):
-        if layer_key(layer) != _engine_key(a):
-            raise ValueError(f"the model does not fit the engine: layer {k} "
-                             f"({_describe(layer_key(layer))}) does not run on its datapath "
-                             f"({_describe(_engine_key(a))}, {a.lanes} lanes)")
-    plans = [_plan(model, k, _array(a, modes[k]), modes[k]) for k in range(n)]
+    try:
+        modes = layer_modes(model, a)
+    except ValueError as exc:
+        raise ValueError(f"the model does not fit the engine: {exc}") from None
+    plans = _plans(model, a, modes)
     bank_words = sum(p.bank_words for p in plans)
     if bank_words > a.wb_depth:
         raise _refuse("weight words per bank", bank_words, a.wb_depth)
@@ -386,8 +460,14 @@ def compile_program(model: IntegerModel, engine: EngineConfig) -> Program:
         in_base = 0 if k % 2 == 0 else depth - p.in_words
         dst_base = 0 if last or k % 2 else depth - p.out_words
         layer_thr = 0 if layer.output == "scores" else layer.out_channels
+        lanes = p.params.lanes if last else plans[k + 1].params.lanes
+        if not last and nxt.scheme != "xnor" and \
+                a.modes[modes[k + 1]].a_bits != pp.code_bits:
+            raise ValueError(f"the model does not fit the engine: the post-processor writes "
+                             f"{pp.code_bits}-bit codes, layer {k + 1} takes "
+                             f"{a.modes[modes[k + 1]].a_bits}-bit codes (its mode)")
         try:
-            post = layer_config(pp, layer, nxt, lanes=p.params.lanes, dst_base=dst_base,
+            post = layer_config(pp, layer, nxt, lanes=lanes, dst_base=dst_base,
                                 thr_base=thr_base if layer_thr else 0)
             entries += threshold_entries(pp, layer)
         except ValueError as exc:
@@ -496,33 +576,52 @@ def _place_weights(image: np.ndarray, d: LayerDescriptor, p: _Plan) -> None:
 DEFAULT_ARRAY = (2, 2)
 
 
+def _post_codes(model: IntegerModel, config: AcceleratorConfig, modes: list[int]) -> int:
+    """Bits of the codes the post-processor writes: the activation codes of the modes of the
+    layers after the first that take no XNOR words (all one width), else 1 where they all
+    take XNOR words, else mode 0's. ``ValueError`` (one line) when those layers' modes have
+    codes of different widths."""
+    widths = {}
+    for k, layer in enumerate(model.layers[1:], 1):
+        if layer.scheme != "xnor":
+            widths.setdefault(config.modes[modes[k]].a_bits, k)
+    if len(widths) > 1:
+        (a, j), (b, k) = list(widths.items())[:2]
+        raise ValueError(f"layers {j} and {k} take {a}-bit and {b}-bit codes in their modes; "
+                         "allowed: one code width for every layer after the first that takes "
+                         "no XNOR words (the post-processor writes one)")
+    if widths:
+        return next(iter(widths))
+    if len(model.layers) > 1 or config.scheme == "xnor":
+        return 1
+    return config.a_bits
+
+
 def engine_for_model(model: IntegerModel, *, rows: int, cols: int, lanes: int | None = None,
                      filter_spad: int = 32, ifmap_spad: int = 32, tree_stages: int = 0,
                      counter_bits: int | None = None,
                      max_layers: int | None = None) -> EngineConfig:
     """The smallest engine with a ``rows`` x ``cols`` array that runs ``model``.
 
-    The datapath is the layers' (``layer_modes``), with ``lanes`` lanes (default: an
-    ``xnor`` model's packed word, ``sim.run_layer.lanes_for_words``; 1 otherwise);
-    ``wb_depth`` holds every layer's weight words per bank, ``in_depth`` the largest input
-    and output of a layer side by side (the post-processor's depth), ``pb_depth`` the
-    largest layer's psum words per bank, ``acc_bits`` the widest layer's sums,
-    ``counter_bits`` (default) the largest count of any layer and at least twice the
-    image's compute and unload cycles, ``max_layers`` (default) the model's layers; the
-    post-processor is ``PostProcessorParams.for_model`` with the accelerator's activation
-    word. ``ValueError`` (one line) when a layer cannot run on such an engine.
+    The datapaths are ``model_modes(model, lanes)`` (one mode per kind of layer, the first
+    layer's as mode 0; each layer's mode is ``layer_modes``'); ``wb_depth`` holds every
+    layer's weight words per bank, ``in_depth`` the largest input and output of a layer side
+    by side (the post-processor's depth), ``pb_depth`` the largest layer's psum words per
+    bank, ``acc_bits`` the widest layer's sums, ``counter_bits`` (default) the largest count
+    of any layer and at least twice the image's compute and unload cycles, ``max_layers``
+    (default) the model's layers; the post-processor is ``PostProcessorParams.for_model`` on
+    the accelerator's activation word, writing the codes of the layers' modes (``_post_codes``).
+    ``ValueError`` (one line) when a layer cannot run on such an engine.
     """
     layers = model.layers
-    modes = layer_modes(model)
-    scheme, a_bits, w_bits, codebook = layer_key(layers[0])
-    if lanes is None:
-        lanes = lanes_for_words(max(layer.a_bits for layer in layers)) if scheme == "xnor" \
-            else 1
-    probe = AcceleratorConfig(scheme=scheme, rows=rows, cols=cols, lanes=lanes, a_bits=a_bits,
-                              w_bits=w_bits, acc_bits=64, filter_spad=filter_spad,
-                              ifmap_spad=ifmap_spad, tree_stages=tree_stages,
-                              codebook=codebook)
-    plans = [_plan(model, k, _array(probe, modes[k]), modes[k]) for k in range(len(layers))]
+    first, *more = model_modes(model, lanes)
+    probe = AcceleratorConfig(scheme=first.scheme, rows=rows, cols=cols, lanes=first.lanes,
+                              a_bits=first.a_bits, w_bits=first.w_bits, acc_bits=64,
+                              filter_spad=filter_spad, ifmap_spad=ifmap_spad,
+                              tree_stages=tree_stages, codebook=first.codebook,
+                              more_modes=tuple(more))
+    modes = layer_modes(model, probe)
+    plans = _plans(model, probe, modes)
     if counter_bits is None:
         counts = [_counters(p, layer, k == len(layers) - 1)
                   for k, (p, layer) in enumerate(zip(plans, layers))]
@@ -537,9 +636,9 @@ def engine_for_model(model: IntegerModel, *, rows: int, cols: int, lanes: int | 
                                 wb_depth=sum(p.bank_words for p in plans),
                                 pb_depth=max(p.psum_words for p in plans),
                                 counter_bits=counter_bits)
-    post = PostProcessorParams.for_model(model, lanes=lanes,
-                                         code_bits=1 if scheme == "xnor" else a_bits,
-                                         depth=in_depth)
+    code_bits = _post_codes(model, accelerator, modes)
+    post = PostProcessorParams.for_model(model, lanes=accelerator.a_word_bits // code_bits,
+                                         code_bits=code_bits, depth=in_depth)
     engine = EngineConfig(accelerator, post, max_layers or len(layers))
     compile_program(model, engine)      # every other limit (``ValueError`` if one is hit)
     return engine
@@ -574,8 +673,9 @@ def report(program: Program) -> list[str]:
     e = program.engine
     a, pp = e.accelerator, e.post
     fields = layer_fields(e)
-    lines = [f"engine: {a.rows}x{a.cols} array, {a.lanes} lanes of {a.scheme} A{a.a_bits} "
-             f"W{a.w_bits}, sums {a.acc_bits} bits, counters {a.counter_bits} bits",
+    lines = [f"engine: {a.rows}x{a.cols} array, modes "
+             f"{'; '.join(f'{k}: {d.describe()}' for k, d in enumerate(a.modes))}, sums "
+             f"{a.acc_bits} bits, counters {a.counter_bits} bits",
              f"  weight banks {a.rows} x {a.wb_depth} words of {a.w_word_bits} bits, "
              f"activation buffer {a.in_depth} words of {a.a_word_bits} bits, psum banks "
              f"{a.cols} x {a.pb_depth}",
@@ -591,7 +691,7 @@ def report(program: Program) -> list[str]:
         c = d.counters
         kind = OutputKind(d.post["kind"]).name.lower()
         lines.append(f"layer {k}: [{s.M}, {s.C}, {s.R}, {s.S}] on [{s.C}, {s.H}, {s.W}] -> "
-                     f"{kind}; mapping q={mp.q} p={mp.p} Fseg={mp.Fseg}; wb_base "
+                     f"{kind}; mode {d.mode}; mapping q={mp.q} p={mp.p} Fseg={mp.Fseg}; wb_base "
                      f"{d.config['wb_base']} ({d.bank_words} words per bank), in_base "
                      f"{d.config['in_base']} ({d.in_words} words), dst_base "
                      f"{d.post['dst_base']} ({d.out_words} words), thr_base "
@@ -614,7 +714,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", type=int, default=3, help="PE rows (default 3)")
     parser.add_argument("--cols", type=int, default=4, help="PE columns (default 4)")
     parser.add_argument("--lanes", type=int, default=None,
-                        help="MACs per PE per cycle (default: an xnor model's word, else 1)")
+                        help="MACs per PE per cycle (default: an xnor model's word, else 1); "
+                             "with several datapaths, lanes of the widest non-XNOR codes "
+                             "(sim.program.model_modes)")
     parser.add_argument("--from-layer", type=int, default=0,
                         help="compile layers K onwards (their input: what layer K-1 gives)")
     args = parser.parse_args(argv)

@@ -19,7 +19,10 @@ extra lanes holding zero codes; an ``xnor`` layer file's packed words are unpack
 - ``verilator`` / ``icarus``: the Verilog of the same accelerator (``amaranth.back.verilog``)
   under cocotb (``sim/tb/test_accelerator.py``), built in a temporary folder.
 
-Several layers can share one accelerator (sized for the largest) and one simulation.
+Several layers can share one accelerator (sized for the largest) and one simulation. Layers
+of different schemes, widths or codebooks share it too: the accelerator then has one mode
+(``hw.schedule.Datapath``) per kind of layer (``layer_modes``) and each layer runs in its own
+mode (configuration field ``mode``) with that mode's lanes.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.schedule import COUNTERS, AcceleratorConfig, config_limits, derived_counters
+from hw.schedule import (COUNTERS, LANES, AcceleratorConfig, Datapath, config_limits,
+                         derived_counters)
 from model.layer_file import Layer
 from model.ops import accumulator_width
 from model.quant import to_unsigned_bits, unpack_pm1
@@ -43,7 +47,8 @@ from sim.cycle_model import (ArrayParams, LayerShape, Mapping, check_mappable, c
 
 __all__ = ["Job", "LayerRun", "plan", "accelerator_config", "build_accelerator",
            "run_layers", "run_layer", "BACKENDS", "config_beats", "check_job",
-           "counter_bits_needed", "layer_codes", "layer_shape", "pack_lanes", "lanes_for_words"]
+           "counter_bits_needed", "layer_codes", "layer_shape", "pack_lanes", "lanes_for_words",
+           "layer_key", "layer_modes", "mode_params"]
 
 
 @dataclasses.dataclass
@@ -57,6 +62,7 @@ class Job:
     predicted_cycles: int
     counter_peak: int = 0      # the largest counter ``sim.cycle_model.predict`` gives
     n_last: int = 1            # real lanes of the last channel word (for derived counters)
+    lanes: int = 1             # lanes of the layer's mode (for derived counters)
 
 
 @dataclasses.dataclass
@@ -147,13 +153,15 @@ def pack_lanes(codes: np.ndarray, bits: int, lanes: int) -> np.ndarray:
     return out
 
 
-def plan(layer: Layer, params: ArrayParams, mapping: Mapping | None = None):
-    """(shape, mapping, Job) for ``layer`` on an array with ``params``."""
+def plan(layer: Layer, params: ArrayParams, mapping: Mapping | None = None, *,
+         mode: int = 0):
+    """(shape, mapping, Job) for ``layer`` on an array with ``params`` (the lanes of the
+    layer's mode), run in the accelerator's mode ``mode``."""
     w, a, a_bits, w_bits = layer_codes(layer)
     shape = LayerShape.of(w.shape, a.shape, layer.stride, layer.padding)
     check_mappable(shape, params)
     mp = mapping or choose_mapping(shape, params)
-    cfg = config_values(shape, params, mp)
+    cfg = config_values(shape, params, mp, mode=mode)
     L = params.lanes
     w_words = np.moveaxis(pack_lanes(np.moveaxis(w, 1, 0), w_bits, L), 0, 1)  # [M, Cw, R, S]
     i_words = pack_lanes(a, a_bits, L)                                           # [Cw, H, W]
@@ -163,7 +171,7 @@ def plan(layer: Layer, params: ArrayParams, mapping: Mapping | None = None):
               [int(v) for v in w_words.ravel()[weight_word_order(shape, params, mp)]],
               [int(v) for v in i_words.ravel()], shape.M * shape.E * shape.F,
               counts["cycles"], max(int(counts[k]) for k in COUNTERS if k != "skipped"),
-              n_last)
+              n_last, L)
     return shape, mp, job
 
 
@@ -181,26 +189,67 @@ def _accumulator_width(layer: Layer) -> int:
     return accumulator_width(layer.scheme, a_bits=a_bits, w_bits=w_bits, fan_in=fan_in)
 
 
+def layer_key(layer: Layer) -> tuple:
+    """``(scheme, a_bits, w_bits, codebook)`` of one lane of ``layer``: what its mode must
+    match (``hw.schedule.Datapath.key``)."""
+    _, _, a_bits, w_bits = layer_codes(layer)
+    return (layer.scheme, a_bits, w_bits, _codebook(layer))
+
+
+def layer_modes(layers: list[Layer], lanes: int) -> tuple[Datapath, ...]:
+    """One mode per kind of layer (``layer_key``), in the order the kinds first appear.
+
+    The activation word is ``lanes`` codes of the widest activations among the layers; every
+    mode has as many lanes as its codes fill that word (binary A8 with 4 lanes and xnor:
+    32-bit words, 32 xnor lanes). ``ValueError`` (one line) when a kind's codes do not fill
+    it with a lane count of ``hw.schedule.LANES``."""
+    keys = list(dict.fromkeys(layer_key(layer) for layer in layers))
+    word = lanes * max(a_bits for _, a_bits, _, _ in keys)
+    modes = []
+    for scheme, a_bits, w_bits, codebook in keys:
+        n, rest = divmod(word, a_bits)
+        if rest or n not in LANES:
+            raise ValueError(f"{scheme} layers with {a_bits}-bit activations cannot fill the "
+                             f"{word}-bit activation words of the accelerator ({lanes} lanes "
+                             f"of the widest activations); allowed: word / a_bits in "
+                             f"{', '.join(map(str, LANES))}")
+        modes.append(Datapath(scheme, n, a_bits, w_bits, codebook))
+    return tuple(modes)
+
+
+def mode_params(config: AcceleratorConfig, layer: Layer,
+                params: ArrayParams | None = None) -> tuple[int, ArrayParams]:
+    """``(mode, ArrayParams)`` of ``layer`` on the accelerator ``config``: the mode that runs
+    it (``AcceleratorConfig.mode_of``) and the schedule parameters with that mode's lanes
+    (``params``' other fields, or ``ArrayParams.of(config)``'s)."""
+    scheme, a_bits, w_bits, codebook = layer_key(layer)
+    mode = config.mode_of(scheme, a_bits=a_bits, w_bits=w_bits, codebook=codebook)
+    base = params if params is not None else ArrayParams.of(config)
+    return mode, dataclasses.replace(base, lanes=config.modes[mode].lanes)
+
+
 def accelerator_config(layers: list[Layer], params: ArrayParams,
                        mappings: list[Mapping] | None = None, *,
                        counter_bits: int | None = None) -> AcceleratorConfig:
-    """The ``AcceleratorConfig`` that fits every layer (one scheme, widths and codebook):
-    sums as wide as the widest layer needs, buffers as deep as the deepest."""
-    first = layers[0]
-    keys = [(ly.scheme, *layer_codes(ly)[2:], _codebook(ly)) for ly in layers]
-    if any(k != keys[0] for k in keys):
-        raise ValueError("layers sharing an accelerator need one scheme, one width and "
-                         "one codebook")
-    _, _, a_bits, w_bits = layer_codes(first)
+    """The ``AcceleratorConfig`` that fits every layer: one mode per kind of layer
+    (``layer_modes``: ``params.lanes`` lanes of the widest activations; one kind gives a
+    one-mode accelerator with ``params.lanes`` lanes), sums as wide as the widest layer
+    needs, buffers as deep as the deepest. ``mappings`` (one per layer) are for each layer's
+    mode's lanes."""
+    modes = layer_modes(layers, params.lanes)
+    keys = [d.key for d in modes]
     depths = [1, 1, 1]
     for i, layer in enumerate(layers):
         shape = layer_shape(layer)
-        mp = mappings[i] if mappings else choose_mapping(shape, params)
-        depths = [max(x, y) for x, y in zip(depths, memory_depths(shape, params, mp))]
-    base = dict(scheme=first.scheme, rows=params.rows, cols=params.cols, lanes=params.lanes,
-                a_bits=a_bits, w_bits=w_bits, filter_spad=params.filter_spad,
+        mine = dataclasses.replace(params, lanes=modes[keys.index(layer_key(layer))].lanes)
+        mp = mappings[i] if mappings else choose_mapping(shape, mine)
+        depths = [max(x, y) for x, y in zip(depths, memory_depths(shape, mine, mp))]
+    first = modes[0]
+    base = dict(scheme=first.scheme, rows=params.rows, cols=params.cols, lanes=first.lanes,
+                a_bits=first.a_bits, w_bits=first.w_bits, filter_spad=params.filter_spad,
                 ifmap_spad=params.ifmap_spad, in_depth=depths[0], wb_depth=depths[1],
-                pb_depth=depths[2], tree_stages=params.tree_stages, codebook=_codebook(first))
+                pb_depth=depths[2], tree_stages=params.tree_stages, codebook=first.codebook,
+                more_modes=modes[1:])
     if counter_bits is not None:
         base["counter_bits"] = counter_bits
     acc = max(_accumulator_width(layer) for layer in layers)
@@ -340,25 +389,33 @@ def run_layers(layers: list[Layer], *, backend: str = "amaranth",
                params: ArrayParams = ArrayParams(), progress: bool = False,
                mappings: list[Mapping] | None = None,
                counter_bits: int | None = None) -> list[LayerRun]:
-    """Run ``layers`` (one scheme and width) on one accelerator; results in order.
-    ``mappings`` (one per layer) overrides ``sim.cycle_model.choose_mapping``;
-    ``counter_bits`` sets the counters' width (default ``hw.schedule.COUNTER_BITS``)."""
+    """Run ``layers`` on one accelerator (``accelerator_config``: one mode per kind of layer,
+    ``params.lanes`` lanes of the widest activations); results in order, each with the
+    parameters of its mode (``LayerRun.params``). ``mappings`` (one per layer, for its mode's
+    lanes) overrides ``sim.cycle_model.choose_mapping``; ``counter_bits`` sets the counters'
+    width (default ``hw.schedule.COUNTER_BITS``)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
-    plans = [plan(layer, params, mappings[i] if mappings else None)
-             for i, layer in enumerate(layers)]
+    modes = layer_modes(layers, params.lanes)
+    keys = [d.key for d in modes]
+    plans, layer_params = [], []
+    for i, layer in enumerate(layers):
+        mode = keys.index(layer_key(layer))
+        mine = dataclasses.replace(params, lanes=modes[mode].lanes)
+        plans.append(plan(layer, mine, mappings[i] if mappings else None, mode=mode))
+        layer_params.append(mine)
     config = accelerator_config(layers, params, [mp for _, mp, _ in plans],
                                 counter_bits=counter_bits)
     for index, (_, _, job) in enumerate(plans):
         check_job(config, job, f"layer {index}" if len(plans) > 1 else "the layer")
     raw = BACKENDS[backend]().run(config, [job for _, _, job in plans], progress)
     runs = []
-    for (shape, mp, job), (words, counters) in zip(plans, raw):
+    for (shape, mp, job), mine, (words, counters) in zip(plans, layer_params, raw):
         out = np.zeros(shape.M * shape.E * shape.F, dtype=np.int64)
-        out[output_stream_order(shape, params, mp)] = np.asarray(words, dtype=np.int64)
+        out[output_stream_order(shape, mine, mp)] = np.asarray(words, dtype=np.int64)
         counters = dict(counters)
-        counters.update(derived_counters(counters, lanes=params.lanes, n_last=job.n_last))
-        runs.append(LayerRun(out.reshape(shape.M, shape.E, shape.F), counters, mp, params))
+        counters.update(derived_counters(counters, lanes=job.lanes, n_last=job.n_last))
+        runs.append(LayerRun(out.reshape(shape.M, shape.E, shape.F), counters, mp, mine))
     return runs
 
 

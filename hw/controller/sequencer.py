@@ -52,7 +52,7 @@ class ComputeSequencer(wiring.Component):
     events : Out(DotEvents)
         Dots starting in row 0 and finishing in the bottom row, for the psum unit.
     slots : Out(RowSlots)
-        The rows' slots, for the array.
+        The rows' slots (and the layer's ``n_last`` and ``mode``), for the array.
     """
 
     def __init__(self, config: AcceleratorConfig):
@@ -63,9 +63,9 @@ class ComputeSequencer(wiring.Component):
             "weights": In(Progress()), "inputs": In(Progress()),
             "psums": In(Progress()), "flags": In(RowFlags(config.rows)),
             "events": Out(DotEvents(config)),
-            "slots": Out(RowSlots(rows=config.rows, lanes=config.lanes,
+            "slots": Out(RowSlots(rows=config.rows, lanes=config.max_lanes,
                                   filter_spad=config.filter_spad,
-                                  ifmap_spad=config.ifmap_spad)),
+                                  ifmap_spad=config.ifmap_spad, modes=len(config.modes))),
         })
 
     def elaborate(self, platform):
@@ -88,6 +88,8 @@ class ComputeSequencer(wiring.Component):
                      source.inputs.done.eq(self.inputs.done),
                      source.psums.done.eq(self.psums.done),
                      self.slots.n_last.eq(cfg.n_last)]
+        if len(c.modes) > 1:
+            m.d.comb += self.slots.mode.eq(cfg.mode)
         # the bottom row's finished dots leave the array (the psum unit writes them)
         m.d.comb += rows[-1].o_dots.ready.eq(1)
 

@@ -24,7 +24,7 @@ else:  # pragma: no cover - Python 3.10
 from hw.accelerator import accelerator_design
 from hw.generate import (GENERATORS, check_module_name, check_outputs, default_module,
                          write_outputs)
-from hw.schedule import LANES, AcceleratorConfig
+from hw.schedule import LANES, AcceleratorConfig, Datapath
 from model.ops import MAX_ACC_BITS
 from model.quant import SCHEMES
 from mulfree import flags
@@ -104,6 +104,34 @@ def _add_sized_arguments(parser, sizes) -> None:
         default = _DEFAULTS[name]
         parser.add_argument(flag, type=flags.config_field(name), default=default, metavar="N",
                             help=f"{text} (default {default})")
+    parser.add_argument("--more-mode", action="append", default=None, metavar="SPEC",
+                        help="a further datapath mode a layer can select, "
+                             "SCHEME:LANES[:A_BITS[:W_BITS]] (repeatable; e.g. xnor:32 beside "
+                             "--scheme binary --lanes 4 --a-bits 8); every mode's LANES * A_BITS "
+                             "must equal the first's")
+
+
+def parse_mode(spec) -> Datapath:
+    """A ``--more-mode`` value ``SCHEME:LANES[:A_BITS[:W_BITS]]`` as a ``Datapath``."""
+    parts = str(spec).split(":")
+    if not 2 <= len(parts) <= 4 or not all(p.strip() for p in parts):
+        raise UsageError(f"--more-mode {spec!r} is not SCHEME:LANES[:A_BITS[:W_BITS]] "
+                         "(e.g. xnor:32 or ternary:2:8)")
+    scheme, numbers = parts[0], parts[1:]
+    try:
+        values = [int(p) for p in numbers]
+    except ValueError:
+        raise UsageError(f"--more-mode {spec!r}: LANES, A_BITS and W_BITS must be integers"
+                         ) from None
+    lanes = values[0]
+    a_bits = values[1] if len(values) > 1 else (1 if scheme == "xnor" else None)
+    if a_bits is None:
+        raise UsageError(f"--more-mode {spec!r} needs A_BITS (SCHEME:LANES:A_BITS)")
+    w_bits = values[2] if len(values) > 2 else None
+    try:
+        return Datapath(scheme, lanes, a_bits, w_bits)
+    except ValueError as exc:
+        raise UsageError(f"--more-mode {spec!r}: {exc}") from None
 
 
 def _config(args, sizes) -> dict:
@@ -114,8 +142,9 @@ def _config(args, sizes) -> dict:
             raise UsageError("--a-bits needed (as a flag or in --config FILE.toml)")
         a_bits = 1
     try:
+        more = tuple(parse_mode(spec) for spec in (args.more_mode or ()))
         config = AcceleratorConfig(scheme=args.scheme, a_bits=a_bits, w_bits=args.w_bits,
-                                   acc_bits=args.acc_bits,
+                                   acc_bits=args.acc_bits, more_modes=more,
                                    **{name: getattr(args, name) for name in names})
     except ValueError as exc:
         raise flag_error(exc) from None

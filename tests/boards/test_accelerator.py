@@ -173,3 +173,32 @@ def test_narrower_signed_activations_run_on_a_wider_board():
     with pytest.raises(ValueError, match="a_bits = 9, the board's has 8"):
         check_runs_on(accelerator_config([wide], PARAMS), decode_accelerator_info(
             encode_accelerator_info(board_args)))
+
+
+def test_a_two_mode_board_describes_its_modes_and_runs_layers_of_both():
+    """The IDENTIFY answer carries every mode; layers of both modes run exactly on one board;
+    a board with other modes is refused by name."""
+    from hw.schedule import Datapath
+    rng = np.random.default_rng(41)
+    first = Layer("binary", rng.integers(0, 2, (2, 3, 2, 2)), rng.integers(-8, 8, (3, 3, 3)),
+                  a_bits=4)
+    xnor = Layer("xnor", rng.integers(0, 1 << 5, (2, 1, 2, 2)), rng.integers(0, 1 << 5, (1, 3, 3)),
+                 a_bits=5, w_bits=5)
+    config = accelerator_config([first, xnor], PARAMS)
+    assert config.more_modes == (Datapath("xnor", 8, 1),)
+    assert decode_accelerator_info(encode_accelerator_info(config)) == config
+    booked = config.replace(scheme="dorefa", a_bits=2, w_bits=2, codebook=(-3, 0, 1, 2),
+                            lanes=4, acc_bits=12,
+                            more_modes=(Datapath("dorefa", 2, 4, 2, (1, 0, -1, 5)),
+                                        config.more_modes[0]))
+    assert decode_accelerator_info(encode_accelerator_info(booked)) == booked
+    for cut in (1, 5, 9):           # a truncated answer is not an accelerator
+        with pytest.raises(BoardError, match="not an accelerator"):
+            decode_accelerator_info(encode_accelerator_info(booked)[:-cut])
+    with pytest.raises(ValueError, match="more_modes = "):
+        check_runs_on(accelerator_config([first], PARAMS), config)
+    runs = run_layers_on_board([first, xnor], simulated_board(config), PARAMS)
+    np.testing.assert_array_equal(runs[0].outputs, golden(first))
+    np.testing.assert_array_equal(runs[1].outputs, ops.conv2d("xnor", xnor.inputs, xnor.weights,
+                                                              a_bits=5, w_bits=5))
+    assert runs[1].params.lanes == 8

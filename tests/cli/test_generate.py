@@ -81,6 +81,21 @@ def test_array_manifest_gives_its_size_and_one_bus_per_row_and_column(tmp_path, 
     assert slot["width"] == 2 * (4 + 6 + 5)
 
 
+def test_more_modes_in_the_manifest_and_the_ports(tmp_path, capsys):
+    status, _, _ = generate(capsys, "array", "--scheme", "binary", "--a-bits", "8",
+                            "--acc-bits", "12", "--rows", "2", "--cols", "2", "--lanes", "2",
+                            "--more-mode", "ternary:2:8", "--more-mode", "xnor:16",
+                            "-o", str(tmp_path))
+    assert status == 0
+    manifest = json.loads((tmp_path / "row_stationary_array.json").read_text())
+    assert [(d["scheme"], d["lanes"], d["a_bits"]) for d in manifest["more_modes"]] == [
+        ("ternary", 2, 8), ("xnor", 16, 1)]
+    ports = {p["name"]: p for p in manifest["ports"]}
+    # weight words as wide as the widest mode's (16 xnor lanes), a mode select of 3 modes
+    assert ports["wload__data"]["width"] == 2 * 16 and ports["slots__mode"]["width"] == 2
+    assert ports["ibus__data"]["width"] == 16
+
+
 def test_same_flags_give_byte_identical_files_across_processes(tmp_path, capsys):
     flags = ["mac", "--scheme", "pow2", "--a-bits", "6", "--fan-in", "27"]
     assert generate(capsys, *flags, "-o", str(tmp_path / "first"))[0] == 0
@@ -145,6 +160,13 @@ def test_refuses_to_overwrite_without_force(tmp_path, capsys):
     (["accelerator", "--scheme", "xnor", "--a-bits", "8", "--acc-bits", "12"],
      "xnor codes are 1 bit per lane: --a-bits must be 1, not 8"),
     (["array", "--scheme", "ternary", "--a-bits", "4"], "--acc-bits needed"),
+    (["accelerator", "--scheme", "binary", "--a-bits", "8", "--acc-bits", "16", "--lanes",
+      "4", "--more-mode", "xnor:16"], "mode 1 (xnor A1 W1 x16 lanes) has 16-bit activation "
+                                      "words, mode 0 (binary A8 W1 x4 lanes) 32-bit"),
+    (["array", "--scheme", "binary", "--a-bits", "8", "--acc-bits", "16", "--more-mode",
+      "ternary:1"], "--more-mode 'ternary:1' needs A_BITS"),
+    (["array", "--scheme", "binary", "--a-bits", "8", "--acc-bits", "16", "--more-mode",
+      "ternary:one:8"], "LANES, A_BITS and W_BITS must be integers"),
     (["systolic"], "invalid choice: 'systolic'"),
 ])
 def test_bad_flags_give_one_line_and_exit_2(tmp_path, capsys, argv, message):

@@ -37,7 +37,7 @@ def run_dots(scheme, lanes, dots, *, active=True, tree_stages=0, seed=0):
     for slots in dots:
         pe = PE(scheme, lanes=lanes, a_bits=a_bits, w_bits=w_bits, acc_bits=20,
                 ifmap_spad=SPAD, tree_stages=tree_stages)
-        ab, wb = pe.dot.a_bits, pe.dot.w_bits
+        ab, wb = pe.modes[0].a_bits, pe.modes[0].w_bits
         (alo, ahi), _ = ranges(scheme, ab, wb)
         inputs = rng.integers(alo, ahi + 1, (SPAD, lanes))
         above = int(rng.integers(-1000, 1000))

@@ -70,3 +70,42 @@ def test_verilator_ternary_layers():
 def test_icarus_layers(scheme):
     shapes = [(2, 2, 3, 3, 5, 6, 1, 1), (3, 1, 2, 2, 4, 9, 2, 0), (2, 3, 1, 1, 1, 1, 1, 0)]
     _run_and_check("icarus", _layers(scheme, shapes, 2))
+
+
+def _two_mode_layers():
+    """A BinaryNet-like pair on one accelerator: binary weights on 8-bit inputs (4 lanes) and
+    xnor layers (32 lanes of the same 32-bit words), back to back."""
+    rng = np.random.default_rng(4)
+    first = Layer("binary", rng.integers(0, 2, (3, 5, 3, 3)), rng.integers(-128, 128, (5, 5, 5)),
+                  1, 1, a_bits=8)
+    lanes = 20                     # an xnor layer file packs 20 channels to a word
+    xnor = Layer("xnor", rng.integers(0, 1 << lanes, (2, 1, 3, 3)),
+                 rng.integers(0, 1 << lanes, (1, 4, 4)), 1, 0, a_bits=lanes, w_bits=lanes)
+    dense = Layer("binary", rng.integers(0, 2, (2, 6, 1, 1)), rng.integers(-128, 128, (6, 1, 1)),
+                  a_bits=8)
+    return [first, xnor, dense]
+
+
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+def test_two_modes_on_one_accelerator(simulator):
+    from sim.run_layer import CocotbBackend, mode_params
+    ok, why = CocotbBackend(simulator).available()
+    if not ok:
+        pytest.skip(why)
+    params = ArrayParams(rows=2, cols=2, lanes=4, filter_spad=16, ifmap_spad=16)
+    layers = _two_mode_layers()
+    config = accelerator_config(layers, params)
+    assert [d.lanes for d in config.modes] == [4, 32]
+    plans, expect = [], []
+    for layer in layers:
+        mode, mine = mode_params(config, layer, params)
+        shape, mp, job = plan(layer, mine, mode=mode)
+        plans.append(job)
+        gold = golden(layer)
+        expect.append({
+            "outputs": [int(v) for v in gold.ravel()[output_stream_order(shape, mine, mp)]],
+            "counters": predicted_counters(layer, mine, mp, names=COUNTERS)})
+    raw = BACKENDS[simulator]().run(config, plans, p_valid=0.8, p_ready=0.6, expect=expect)
+    for (words, counters), exp in zip(raw, expect):
+        assert words == exp["outputs"]
+        assert counters == exp["counters"]
