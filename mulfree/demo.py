@@ -46,6 +46,8 @@ class DemoSettings:
     synthesize: bool = True
     build: bool = False
     progress: bool = True
+    engine_images: int | None = None  # whole network on the engine; None: every test image
+    #                                   on Verilator when it is here, else one on Amaranth
 
 
 def check_net(name: str) -> str:
@@ -121,6 +123,13 @@ def preflight(settings: DemoSettings) -> float:
         for (k, _), job in zip(group, jobs):
             check_job(config, job, f"layer {k} of {settings.net}")
         seconds += simulation_seconds(settings.backend, cycles, params.pes)
+    if engine_plan(settings, len(ds.y_test))[1]:
+        from sim.program import engine_for_model
+        try:
+            engine_for_model(model, rows=settings.rows, cols=settings.cols)
+        except ValueError as exc:
+            raise ValueError(f"the {settings.rows}x{settings.cols} network engine cannot run "
+                             f"{settings.net}: {exc} (--engine-images 0 skips it)") from None
     return seconds
 
 
@@ -344,6 +353,62 @@ def build_bitstream(args, settings: DemoSettings, out: Path, say,
 
 # --- the whole run -------------------------------------------------------------------------------
 
+def engine_plan(settings: DemoSettings, test_images: int) -> tuple[str, int]:
+    """(backend, images) of the whole-network stage: ``engine_images`` test images (all of
+    them by default) on Verilator when it is here, else on the Amaranth simulator (one image
+    by default: a whole network takes a minute or two there)."""
+    from sim import toolchain
+    backend = "verilator" if toolchain.verilator_available()[0] else "amaranth"
+    default = test_images if backend == "verilator" else 1
+    images = default if settings.engine_images is None else settings.engine_images
+    return backend, min(images, test_images)
+
+
+def run_engine(model, ds, settings: DemoSettings, say) -> dict | None:
+    """The whole network on the network engine of the demo's array (``sim.program``,
+    ``hw.engine``): test images in, scores out, every score checked against the integer
+    model, every layer's counters and every image's cycles against the cycle model; and the
+    images/s the engine gives at the board's clock."""
+    from boards.platforms import find_board
+    from model import deploy
+    from sim.program import compile_program, engine_for_model, image_cycles, predict_program
+    from sim.run_model import EngineJob, engine_backend
+
+    backend, n = engine_plan(settings, len(ds.x_test))
+    if n == 0:
+        return None
+    engine = engine_for_model(model, rows=settings.rows, cols=settings.cols)
+    program = compile_program(model, engine)
+    a = engine.accelerator
+    say(f"whole network on the {a.rows}x{a.cols} network engine: {n} test images on {backend}")
+    x, labels = ds.x_test[:n], ds.y_test[:n]
+    trace = deploy.run_integer(model, x)
+    want = trace.layers[-1].accumulators.reshape(n, -1)
+    job = EngineJob.of(program, [program.input_words(img) for img in x])
+    started = time.monotonic()
+    results = engine_backend(backend).run(engine, job, progress=on_terminal(settings.progress))
+    seconds = time.monotonic() - started
+    scores = np.stack([program.decode_scores(r.scores).reshape(-1) for r in results])
+    expected = predict_program(program)
+    cycles = image_cycles(program) + program.header["input_words"]
+    last = model.layers[-1]
+    predictions = np.argmax(scores * last.score_gain + last.score_offset, axis=1)
+    clock = find_board(settings.board).describe()["clock_hz"]
+    return {"images": n, "backend": backend, "seconds": round(seconds, 1),
+            "array": f"{a.rows}x{a.cols}", "modes": [f"{m.scheme} A{m.a_bits} x{m.lanes}"
+                                                     for m in a.modes],
+            "bit_exact": int(sum(np.array_equal(scores[i], want[i]) for i in range(n))),
+            "counters_equal": int(sum(
+                all(got[k] == e[k] for got, e in zip(r.layer_counters(), expected)
+                    for k in got) for r in results)),
+            "cycles_equal": int(sum(r.cycles + program.header["input_words"] == cycles
+                                    for r in results)),
+            "accuracy": float(np.mean(predictions == labels)),
+            "agree_with_integer_model": int(np.sum(predictions == trace.predictions)),
+            "cycles_per_image": cycles, "board": settings.board, "clock_hz": clock,
+            "images_per_s": clock / cycles if clock else None}
+
+
 def run_demo(settings: DemoSettings, out_dir, *, force: bool = False, say=print) -> dict:
     """Run every stage and write the report folder ``out_dir``; returns the summary."""
     from concurrent.futures import ThreadPoolExecutor
@@ -376,6 +441,7 @@ def run_demo(settings: DemoSettings, out_dir, *, force: bool = False, say=print)
                     to_verilog(build_accelerator(a), name=name))
             measured, by_dataflow, by_scheme = energy_views(work / "model.npz", on_array,
                                                             settings, work, say)
+            on_engine = run_engine(model, ds, settings, say)
             if synthesis is not None:
                 say("waiting for the synthesis estimate")
                 synthesis = synthesis.result()
@@ -384,6 +450,7 @@ def run_demo(settings: DemoSettings, out_dir, *, force: bool = False, say=print)
         summary = _summary(settings, model, accuracy, on_array, accelerators, compared,
                            measured, by_dataflow, by_scheme, synthesis, bitstream,
                            time.monotonic() - started)
+        summary["engine"] = on_engine
         (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         (work / "report.md").write_text(_markdown(summary, model))
     return summary
@@ -459,6 +526,16 @@ def summary_lines(summary: dict) -> list[str]:
         ("energy by scheme (RS)", ", ".join(f"{k} {v / 1e3:.2f} nJ"
                                             for k, v in e["by_scheme_per_image"].items())),
     ]
+    eng = summary.get("engine")
+    if eng:
+        ok = eng["bit_exact"] == eng["counters_equal"] == eng["cycles_equal"] == eng["images"]
+        rows.append(("whole network, engine",
+                     f"{eng['images']} images on {eng['backend']} ({eng['seconds']:.0f} s), "
+                     f"{eng['array']} engine: scores {'bit-exact' if ok else 'MISMATCH'}, "
+                     f"accuracy {100 * eng['accuracy']:.2f} %, {eng['cycles_per_image']:,} "
+                     "cycles per image"
+                     + (f" = {eng['images_per_s']:,.0f} images/s at the {eng['board']}'s "
+                        f"{eng['clock_hz'] / 1e6:g} MHz" if eng["images_per_s"] else "")))
     syn = summary["synthesis"]
     if syn:
         main = next(iter(syn["needed"]))
@@ -491,6 +568,20 @@ def _markdown(summary: dict, model) -> str:
                      f"{layer['cycles']:,} | {layer['macs']:,} | {layer['skipped']:,} | "
                      f"{100 * layer['utilisation']:.1f} % | {layer['exact_images']}/"
                      f"{rtl['images']} |")
+    eng = summary.get("engine")
+    if eng:
+        lines += ["", "## The whole network on the network engine", "",
+                  f"The {eng['array']} network engine (datapath modes: "
+                  f"{', '.join(eng['modes'])}) ran {eng['images']} test images on "
+                  f"{eng['backend']} in {eng['seconds']:.0f} s: scores bit-exact on "
+                  f"{eng['bit_exact']}/{eng['images']}, counters equal to the cycle model on "
+                  f"{eng['counters_equal']}/{eng['images']}, cycles on "
+                  f"{eng['cycles_equal']}/{eng['images']}; accuracy "
+                  f"{100 * eng['accuracy']:.2f} %, predictions equal to the integer model's "
+                  f"on {eng['agree_with_integer_model']}/{eng['images']}. "
+                  f"{eng['cycles_per_image']:,} cycles per image"
+                  + (f": {eng['images_per_s']:,.0f} images/s at the {eng['board']}'s "
+                     f"{eng['clock_hz'] / 1e6:g} MHz clock." if eng["images_per_s"] else ".")]
     lines += ["", "The Verilog of each accelerator is in `verilog/`.", "",
               "## Energy (45 nm)", "",
               "| | pJ per image |", "|---|---|",

@@ -54,6 +54,10 @@ def register(subparsers) -> None:
     parser.add_argument("--no-synthesis", action="store_true",
                         help="skip the synthesis estimate (saves a minute or two)")
     parser.add_argument("--build", action="store_true", help="also build the bitstream")
+    parser.add_argument("--engine-images", type=flags.integer(0), default=None, metavar="N",
+                        help="test images through the whole network on the network engine "
+                             "(default: all on Verilator when it is here, else one on the "
+                             "Amaranth simulator; 0 skips the stage)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -73,7 +77,8 @@ def run(args) -> int:
                             images=args.images, backend=args.backend, rows=args.rows,
                             cols=args.cols, board=args.board,
                             synthesize=not args.no_synthesis, build=args.build,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress,
+                            engine_images=args.engine_images)
     seconds = preflight(settings)
     refuse_long_simulation(seconds, args.backend, args.force,
                            f"simulating {args.images} images through every layer on a "
@@ -90,4 +95,8 @@ def run(args) -> int:
         print(line)
     print(f"\nreport: {args.output}/report.md")
     ok = summary["rtl"]["bit_exact"] and summary["rtl"]["counters_equal_cycle_model"]
+    eng = summary.get("engine")
+    if eng:
+        ok = ok and eng["bit_exact"] == eng["counters_equal"] == eng["cycles_equal"] == \
+            eng["images"]
     return 0 if ok else 1
