@@ -12,7 +12,9 @@ random weights: the cycles do not depend on the values), each from ``--from-laye
 on Verilator (``mulfree run-model``'s path), checks every score against the integer model
 and prints the wall time (Verilator build included) and images/s of the simulation.
 
-Run: ``python benchmarks/engine.py [--rows R --cols C] [--from-layer K] [--verilator all]
+``--verilator`` runs on the first of ``--arrays``.
+
+Run: ``python benchmarks/engine.py [--arrays 2x2,3x4] [--from-layer K] [--verilator all]
 [--json FILE]``.
 """
 
@@ -60,10 +62,9 @@ def measure(name: str, model, start: int, rows: int, cols: int) -> dict:
         return dict(row, refused=str(exc))
     cycles = image_cycles(program) + program.header["input_words"]
     macs = sum(d.counters["macs"] for d in program.layers)     # padding lanes are idle
-    peak = engine.accelerator.rows * engine.accelerator.cols * engine.accelerator.lanes
-    row.update(lanes=engine.accelerator.lanes, layers=len(body.layers), cycles=cycles,
+    row.update(lanes="+".join(str(m.lanes) for m in engine.accelerator.modes),
+               layers=len(body.layers), cycles=cycles,
                macs=macs, macs_per_cycle=macs / cycles,
-               utilisation=macs / cycles / peak,
                **{f"images_per_s@{k}": hz / cycles for k, hz in CLOCKS.items()})
     return row
 
@@ -93,8 +94,8 @@ def simulate(model, start: int, rows: int, cols: int, count: str) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=2)
-    parser.add_argument("--cols", type=int, default=2)
+    parser.add_argument("--arrays", default="2x2,3x4", metavar="RxC,...",
+                        help="engine arrays (default 2x2,3x4)")
     parser.add_argument("--from-layer", type=int, default=0,
                         help="run the networks from this layer on (default 0: whole)")
     parser.add_argument("--epochs", type=int, default=20)
@@ -106,10 +107,11 @@ def main(argv=None) -> int:
     networks = [("BinaryNet, digits 8x8 (trained)", digits),
                 ("BinaryNet, MNIST 28x28", _random_model("binarynet", (1, 28, 28))),
                 ("binary MLP, MNIST 28x28", _random_model("binarymlp", (1, 28, 28)))]
-    rows = [measure(name, model, args.from_layer, args.rows, args.cols)
-            for name, model in networks]
+    arrays = [tuple(int(v) for v in a.split("x")) for a in args.arrays.split(",")]
+    rows = [measure(name, model, args.from_layer, r, c)
+            for name, model in networks for r, c in arrays]
     keys = list(CLOCKS)
-    print("| network | from layer | array x lanes | cycles per image | MACs per cycle (of peak) | "
+    print("| network | from layer | array x lanes per mode | cycles per image | MACs per cycle | "
           + " | ".join(f"images/s at {k}" for k in keys) + " |")
     print("|---|---|---|---|---|" + "---|" * len(keys))
     for r in rows:
@@ -118,13 +120,14 @@ def main(argv=None) -> int:
                   f"{r['refused']} |")
             continue
         print(f"| {r['network']} | {r['from_layer']} | {r['array']} x {r['lanes']} | "
-              f"{r['cycles']:,} | {r['macs_per_cycle']:.1f} ({100 * r['utilisation']:.0f} %) | "
+              f"{r['cycles']:,} | {r['macs_per_cycle']:.1f} | "
               + " | ".join(f"{r[f'images_per_s@{k}']:,.0f}" for k in keys) + " |")
     result = {"rows": rows}
     if args.verilator:
-        sim = simulate(digits, args.from_layer, args.rows, args.cols, args.verilator)
+        sim = simulate(digits, args.from_layer, *arrays[0], args.verilator)
         result["verilator"] = sim
-        print(f"\nVerilator: {sim['images']} digits test images through the whole engine in "
+        print(f"\nVerilator: {sim['images']} digits test images through the whole "
+              f"{args.arrays.split(',')[0]} engine in "
               f"{sim['seconds']:.1f} s (build included), {sim['images_per_s']:.1f} images/s; "
               f"scores bit-exact on {sim['bit_exact']}/{sim['images']}")
     if args.json:

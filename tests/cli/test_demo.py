@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.xdist_group("cli.test_demo"), pytest.mark.timeout(600)
 def short_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "report"
     status = main(["demo", "--epochs", "1", "--images", "1", "--no-synthesis", "--no-progress",
-                   "-o", str(out)])
+                   "--engine-images", "2", "-o", str(out)])
     return status, out
 
 
@@ -28,6 +28,13 @@ def test_short_demo_is_bit_exact_and_writes_its_report(short_run, capsys):
     summary = json.loads((out / "summary.json").read_text())
     rtl = summary["rtl"]
     assert rtl["bit_exact"] and rtl["counters_equal_cycle_model"]
+    # the whole network on the network engine: two test images, every check passed
+    eng = summary["engine"]
+    assert eng["images"] == eng["bit_exact"] == eng["counters_equal"] == eng["cycles_equal"] == 2
+    from sim import toolchain
+    assert eng["backend"] == ("verilator" if toolchain.verilator_available()[0] else "amaranth")
+    assert eng["images_per_s"] == pytest.approx(12e6 / eng["cycles_per_image"])
+    assert "## The whole network on the network engine" in (out / "report.md").read_text()
     model = deploy.load(out / "model.npz")
     # every accumulator of every layer of the image was compared
     expected = sum(int(np.prod(layer.weights.shape[:1])) * _out_pixels(layer)
