@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hw.program import HEADER_FIELDS, encode_beats, header_fields
+from hw.program import (HEADER_FIELDS, PROGRAM_VERSION, encode_beats, engine_fingerprint,
+                        header_fields, threshold_entry_words)
 from model import deploy, nets
 from sim import toolchain
 from sim.program import (compile_program, engine_for_model, image_cycles, predict_program,
@@ -99,3 +100,29 @@ def test_a_foreign_program_is_refused(field, change):
         job.beats += job.beats[-n_layer:]
     with pytest.raises(RuntimeError, match="refused the program"):
         engine_backend("amaranth").run(engine, job)
+
+
+def test_the_compiler_against_a_hand_worked_program():
+    """The places of a three-layer XNOR network on a 1x2 engine, worked by hand: a 5x5 conv
+    of 16 filters on one 32-lane word per pixel of a 4x4 map (pool 2), a dense layer of 32 on
+    its 64 flattened signs (two words), a dense layer of 10 scores on one word."""
+    model, _ = _xnor_body("binarynet", 3, widths=(8, 16, 32))
+    program = compile_program(model, engine_for_model(model, rows=1, cols=2))
+    # weights, one bank (one PE row): 16 x 25 words, then 32 x 2, then 10 x 1
+    assert [d.bank_words for d in program.layers] == [400, 64, 10]
+    assert [d.config["wb_base"] for d in program.layers] == [0, 400, 464]
+    # activations: 16 input words; 16 channels x 2 x 2 pooled signs = 2 words; 32 signs = 1
+    assert [(d.in_words, d.out_words) for d in program.layers] == [(16, 2), (2, 1), (1, 0)]
+    assert program.engine.accelerator.in_depth == 16 + 2        # the largest layer's both
+    # layer 0 reads at 0 and writes at the top (18 - 2), layer 1 the other way round
+    assert [d.config["in_base"] for d in program.layers] == [0, 16, 0]
+    assert [d.post["dst_base"] for d in program.layers][:2] == [16, 0]
+    # thresholds: 16 channels of layer 0, then layer 1's 32
+    assert [(d.post["thr_base"], d.thr_entries) for d in program.layers][:2] == [(0, 16),
+                                                                               (16, 32)]
+    assert [d.post["pool"] for d in program.layers] == [2, 0, 0]
+    header = dict(program.header)
+    assert header.pop("fingerprint") == engine_fingerprint(program.engine)
+    assert header == {"version": PROGRAM_VERSION, "layers": 3, "bank_words": 474,
+                      "thr_entries": 48, "input_words": 16, "scores": 10}
+    assert len(program.weight_words()) == 474 + 48 * threshold_entry_words(program.engine)
