@@ -135,15 +135,17 @@ def test_evaluate_feeds_a_data_set_to_a_graph_of_its_shape(tmp_path, capsys):
 
 def test_the_engine_of_an_imported_look_up_table_model():
     """The network engine for an imported DoReFa model whose layers have different codebooks:
-    one datapath holds one codebook, so the second layer is refused in one line."""
-    import pytest
-    from sim.program import engine_for_model
+    one datapath mode per codebook, each layer in its own."""
+    from sim.program import compile_program, engine_for_model
     model, _ = __import__("model.qonnx_import", fromlist=["import_qonnx"]).import_qonnx(
         ex.build("lut_conv"))
-    assert model.layers[0].codebook.tolist() != model.layers[1].codebook.tolist()
-    with pytest.raises(ValueError, match=r"^layer 1 \(dorefa A4 W4 codebook .* needs another "
-                                         r"datapath than layer 0"):
-        engine_for_model(model, rows=2, cols=2)
+    books = [tuple(int(v) for v in layer.codebook) for layer in model.layers]
+    assert books[0] != books[1]
+    engine = engine_for_model(model, rows=2, cols=2)
+    modes = engine.accelerator.modes
+    assert sorted(m.codebook for m in modes) == sorted(books)
+    program = compile_program(model, engine)
+    assert [modes[d.mode].codebook for d in program.layers] == books
 
 
 def test_a_missing_extra_is_named(tmp_path, capsys, monkeypatch):
