@@ -4,7 +4,9 @@ The design is the accelerator behind the serial host link (``boards.accelerator`
 flags (``--scheme --rows --cols``; ``--scheme ternary`` when no design is named); or the
 network engine that runs a whole deployed model (``--model``: ``boards.engine``, compiled by
 ``sim.program``, weights in the iCE40UP's SPRAM where they fit; the report adds images/s at
-the board clock and at fmax); or the link self-test design (``--link-test``).
+the board clock and at fmax; ``--design accelerator`` builds instead the one-layer
+accelerator sized for the model's layers of the scheme with the most MACs); or the link
+self-test design (``--link-test``).
 Synthesis, place-and-route and packing run through YoWASP (``boards.build``); the report gives
 the utilisation of each resource, its share of the device and fmax against the board clock.
 Without ``--rows``/``--cols`` the array is the one with the most PEs, up to 3x4, that fits
@@ -40,6 +42,9 @@ DEFAULTS = {"a_bits": 8, "acc_bits": 20, "depth": 256, "spad": 32, "counter_bits
             "rows": 3, "cols": 4, "lanes": 1, "tree_stages": 0}
 
 
+#: What ``--model`` builds (``--design``).
+DESIGNS = ("engine", "accelerator")
+
 #: The flags that size the accelerator of ``--scheme`` only.
 SCHEME_ONLY = ("a_bits", "w_bits", "acc_bits", "depth")
 
@@ -66,6 +71,12 @@ def register(subparsers) -> None:
                              "the whole model on the chip (mulfree run-model --backend board), "
                              f"a {DEFAULT_ARRAY[0]}x{DEFAULT_ARRAY[1]} array unless "
                              "--rows/--cols say otherwise; reports images/s")
+    design.add_argument("--design", default="engine",
+                        type=flags.choice(DESIGNS, "design"), metavar="KIND",
+                        help="with --model: engine (default: the network engine running the "
+                             "whole model) or accelerator (the one-layer accelerator sized for "
+                             "the model's layers of the scheme with the most MACs, which the "
+                             "host runs layer by layer)")
     design.add_argument("--link-test", action="store_true",
                         help="only the host link and a loopback design (link bring-up)")
     sizes = parser.add_argument_group("accelerator size")
@@ -157,6 +168,71 @@ def _scheme_args(args, params) -> tuple:
                     f"W{config.w_bits}, {args.acc_bits}-bit sums")
 
 
+def _model_args(path, params, counter_bits: int | None) -> tuple[dict, str]:
+    """The accelerator for the layers of ``path`` with the most MACs, and a note; counters
+    ``counter_bits`` wide, or (None) just wide enough for those layers."""
+    from model import deploy
+    from model.layer_file import Layer
+    from sim.cycle_model import check_mappable
+    from sim.run_layer import (accelerator_config, check_job, counter_bits_needed, layer_shape,
+                               plan)
+
+    loaded = deploy.load(path)
+    if not isinstance(loaded, deploy.IntegerModel):
+        raise UsageError(f"{path} is a float checkpoint; the accelerator needs a quantized "
+                         "model (mulfree train --scheme ...)")
+    grouped = [i for i, il in enumerate(loaded.layers) if il.groups != 1]
+    if grouped:
+        raise UsageError(f"layers {grouped} of {path} are grouped (depthwise); the array runs "
+                         "groups = 1 only for now")
+    groups = {}
+    for index, il in enumerate(loaded.layers):
+        book = None if il.codebook is None else tuple(int(v) for v in il.codebook)
+        key = (il.scheme, il.a_bits, il.w_bits, book)   # layers of one accelerator
+        macs = il.fan_in * il.out_channels * _out_pixels(il)
+        groups.setdefault(key, []).append((index, il, macs))
+    key = max(groups, key=lambda k: sum(m for _, _, m in groups[k]))
+    chosen = groups[key]
+    layers = []
+    for index, il, _ in chosen:
+        layer = Layer(il.scheme, il.weights, _zeros(il.in_shape), stride=il.stride,
+                      padding=il.padding, a_bits=il.a_bits, w_bits=il.w_bits,
+                      codebook=il.codebook)
+        try:
+            check_mappable(layer_shape(layer), params)
+        except ValueError as exc:
+            raise UsageError(f"layer {index} of {path} cannot run on a {params.rows}x"
+                             f"{params.cols} array: {exc}") from None
+        layers.append(layer)
+    others = [i for k, g in groups.items() if k != key for i, _, _ in g]
+    lut = " (look-up table)" if key[3] is not None else ""
+    note = (f"{key[0]}{lut} accelerator, A{key[1]} W{key[2]}, for layers "
+            f"{', '.join(str(i) for i, _, _ in chosen)} of {path}")
+    if others:
+        which = (f"layer {others[0]} uses" if len(others) == 1 else
+                 f"layers {', '.join(map(str, others))} use")
+        note += f" ({which} another scheme or width)"
+    jobs = [plan(layer, params)[2] for layer in layers]
+    accel = accelerator_config(layers, params,
+                               counter_bits=counter_bits or counter_bits_needed(jobs))
+    for index, job in zip((i for i, _, _ in chosen), jobs):
+        check_job(accel, job, f"layer {index} of {path}")
+    return accel, note
+
+
+def _out_pixels(il) -> int:
+    from model.ops import conv_output_size
+    _, h, w = il.in_shape
+    _, _, r, s = il.weights.shape
+    return (conv_output_size(h, r, il.stride, il.padding)
+            * conv_output_size(w, s, il.stride, il.padding))
+
+
+def _zeros(shape):
+    import numpy as np
+    return np.zeros(tuple(int(v) for v in shape), dtype=np.int64)
+
+
 def _build_largest(args, board, make_top, accel_for, overflow):
     """Build the array with the most PEs (up to ``args.rows x args.cols``) whose packed
     design fits;
@@ -226,8 +302,11 @@ def run(args) -> int:
             setattr(args, name, DEFAULTS[name])
     if args.link_test and (args.rows is not None or args.cols is not None):
         raise UsageError("--rows and --cols size the accelerator; --link-test has none")
-    if args.model:
+    if args.model and args.design == "engine":
         return _build_engine(args)
+    if args.design != "engine" and not args.model:
+        raise UsageError("--design accelerator sizes the one-layer accelerator for the layers "
+                         "of --model MODEL.npz; give --model")
     if args.lanes is None:
         args.lanes = DEFAULTS["lanes"]
     auto_size = args.rows is None and args.cols is None
@@ -270,6 +349,8 @@ def run(args) -> int:
             return ArrayParams(rows, cols, args.lanes, args.spad, args.spad, args.tree_stages)
 
         def accel_for(rows, cols):
+            if args.model:
+                return _model_args(args.model, params_for(rows, cols), args.counter_bits)
             return _scheme_args(args, params_for(rows, cols))
 
         accel, note = accel_for(args.rows, args.cols)

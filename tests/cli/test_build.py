@@ -119,6 +119,34 @@ def test_link_test_bitstream_for_the_icebreaker(capsys, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial folder
 
 
+def test_design_accelerator_sizes_the_accelerator_for_the_layers_with_most_macs(tmp_path, capsys):
+    import numpy as np
+    from model import deploy, nets
+    from model.layer_file import Layer
+    from mulfree.commands.build import _model_args
+    from sim.cycle_model import ArrayParams
+
+    net = nets.build("ternarynet", (1, 8, 8), pixel_max=16)
+    model = deploy.fold(net, input_shape=(1, 8, 8), pixel_max=16)
+    path = tmp_path / "model.npz"
+    deploy.save(model, path)
+    params = ArrayParams(3, 4, 2, 32, 32)
+    args, note = _model_args(path, params, 20)
+    assert args.counter_bits == 20 and args.lanes == 2
+    first, rest = model.layers[0], model.layers[1:]
+    sized, _ = _model_args(path, params, None)   # from the layers
+    from sim.run_layer import plan
+    peak = max(plan(Layer(il.scheme, il.weights, np.zeros(il.in_shape, dtype=np.int64),
+                          stride=il.stride, padding=il.padding, a_bits=il.a_bits,
+                          w_bits=il.w_bits), params)[2].counter_peak
+               for il in rest)
+    assert sized == args.replace(counter_bits=max(8, peak.bit_length()))
+    assert first.a_bits != rest[0].a_bits                     # the pixels are wider
+    assert (args.scheme, args.a_bits, args.w_bits) == ("ternary", rest[0].a_bits, 2)
+    assert args.acc_bits == max(layer.accumulator_width for layer in rest)
+    assert "for layers 1, 2, 3" in note and "(layer 0 uses another scheme or width)" in note
+
+
 def test_model_flag_refuses_a_float_checkpoint(tmp_path, capsys):
     from model import deploy, nets
     deploy.save_float(nets.build("float", (1, 8, 8), pixel_max=16), tmp_path / "float.npz",
@@ -183,3 +211,12 @@ def test_without_a_size_the_largest_array_that_packs_is_built_then_one_with_room
     assert calls == built and report.meets_timing
     assert (args.rows, args.cols) == calls[-1][0]
     assert searched == [1.0, flow.LOGIC_HEADROOM][:len(calls)]
+
+
+def test_design_accelerator_needs_a_model(capsys, tmp_path):
+    status, _, err = run(capsys, "--board", "icebreaker", "-o", str(tmp_path / "x"),
+                         "--design", "accelerator")
+    assert_one_line_error(status, err, "--design accelerator sizes the one-layer accelerator")
+    status, _, err = run(capsys, "--board", "icebreaker", "-o", str(tmp_path / "x"),
+                         "--design", "chip")
+    assert status == 2 and "chip" in err
