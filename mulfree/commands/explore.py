@@ -111,11 +111,11 @@ def run(args) -> int:
     model_bytes = _check_model(args.model)
     cache = Cache(args.cache or default_cache_dir(), model_bytes, board.name)
 
-    _say(f"{board.name} ({described['device']}): {len(points)} points, "
-         f"{'scheduler ' + args.scheduler if args.scheduler else 'local cluster of '}"
-         f"{'' if args.scheduler else str(args.workers or DEFAULT_WORKERS) + ' workers'}")
-    with connect(args.workers or DEFAULT_WORKERS if not args.scheduler else None,
-                 args.scheduler) as client:
+    workers = None if args.scheduler else (args.workers or DEFAULT_WORKERS)
+    with connect(workers, args.scheduler) as client:
+        where = (f"the cluster at {args.scheduler}" if args.scheduler else
+                 f"a local cluster of {workers} worker processes")
+        _say(f"{board.name} ({described['device']}): {len(points)} points on {where}")
         result = explore(model_bytes, board.name, points, client=client, cache=cache,
                          family=family, device=str(described["device"]),
                          max_points=args.max_points, place=args.place,
