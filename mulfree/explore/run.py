@@ -178,7 +178,9 @@ def explore(model_bytes: bytes, board: str, points: list[dict], *, client, cache
 
     logic = logic_name(family)
     records = [_record(p) for p in points]
-    model = client.scatter(model_bytes, broadcast=True)
+    # The bytes go with each task (not scattered): scattered data has no recipe, so a worker
+    # that dies holding it would take the tasks that need it down with it.
+    model = model_bytes
     counts = {}
 
     class _NoCache:          # estimates take less than a second: always computed afresh

@@ -71,6 +71,7 @@ def local_run(files):
     return out, result
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_local_cluster_run_records_every_point(local_run, files):
     out, result = local_run
@@ -116,6 +117,7 @@ def test_local_cluster_run_records_every_point(local_run, files):
     assert "8 points: 4 failed, 2 ok, 2 pruned" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_rerun_is_all_cached_and_runs_no_synthesis(local_run, files, monkeypatch):
     """With Yosys replaced by ``false`` any synthesis would fail: the rerun has none."""
