@@ -4,6 +4,7 @@ against synthesis, and the Pareto front of binarynet on the digits for the iCEBr
 
     python benchmarks/explore.py --out build/explore-bench [--model MODEL.npz] [--points 32]
         [--build-default] [--place]
+    python benchmarks/explore.py --out build/explore-bench --ulx3s 4
 
 Without ``--model`` a binarynet is trained on scikit-learn's 8x8 digits (``mulfree train``).
 The sweep is the iCEBreaker's default space (``mulfree.explore.space``), the ``--points`` most
@@ -68,6 +69,47 @@ def _errors(points: list[dict]) -> list[str]:
             "|---|---|---|---|---|", *rows]
 
 
+#: The ULX3S sweep: arrays around ``mulfree build``'s default 3x4 up to the largest that fits.
+ULX3S_SPACE = ("rows = [3, 6, 8, 12]\ncols = [4, 8, 11, 14]\nlanes = [1]\nspad = [32]\n"
+               "tree_stages = [0]\n")
+
+
+def ulx3s(out: Path, points: int) -> None:
+    """An MNIST-shaped binarynet (1x28x28, untrained: cycles and area depend on the shapes
+    only) on the ULX3S-85F: the ``points`` most promising of ``ULX3S_SPACE`` synthesized."""
+    from model import deploy, nets
+    model = out / "binarynet-28x28.npz"
+    if not model.exists():
+        net = nets.build("binarynet", (1, 28, 28), pixel_max=255)
+        deploy.save(deploy.fold(net, input_shape=(1, 28, 28), pixel_max=255), model)
+    space = out / "ulx3s-space.toml"
+    space.write_text(ULX3S_SPACE)
+    seconds, _ = _mulfree("explore", "--model", model, "--board", "ulx3s-85f", "-o",
+                          out / "ulx3s", "--cache", out / "cache-ulx3s", "--workers", 2,
+                          "--space", space, "--max-points", points, "--force")
+    found = _points(out / "ulx3s")
+    document = json.loads((out / "ulx3s" / "points.json").read_text())
+    chosen = found[document["chosen"]] if document["chosen"] is not None else None
+    print(f"## ULX3S-85F, binarynet for 28x28 inputs ({len(found)} points, {points} "
+          f"synthesized, {seconds:.0f} s on 2 workers)\n")
+    print("| point | images/s (25 MHz) | cycles | LUT4 (est.) | LUT4 | block RAM | fits | "
+          "status |")
+    print("|---|---|---|---|---|---|---|---|")
+    for p in found:
+        if p["status"] == "pruned" and (p["params"]["rows"], p["params"]["cols"]) != (3, 4):
+            continue
+        area = p["area"] or {}
+        est = p["estimate"] or {}
+        print(f"| {_name(p)}{' (chosen)' if p is chosen else ''} | "
+              f"{p['images_per_s'] or 0:,.1f} | {est.get('cycles', 0):,} | "
+              f"{(est.get('area') or {}).get('logic', 0):,} | {area.get('luts', '-')} | "
+              f"{area.get('brams', '-')} | {p['fits']} | {p['status']} |")
+    default = next(p for p in found if (p["params"]["rows"], p["params"]["cols"]) == (3, 4))
+    if chosen is not None:
+        print(f"\nchosen / `mulfree build`'s default 3x4 (images/s, same clock): "
+              f"{chosen['images_per_s'] / default['images_per_s']:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -75,8 +117,13 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=32)
     parser.add_argument("--place", action="store_true")
     parser.add_argument("--build-default", action="store_true")
+    parser.add_argument("--ulx3s", type=int, metavar="N",
+                        help="only the ULX3S sweep, N points synthesized")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.ulx3s:
+        ulx3s(args.out, args.ulx3s)
+        return
     model = args.model
     if model is None:
         model = args.out / "binarynet.npz"

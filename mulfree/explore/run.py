@@ -42,6 +42,10 @@ class Exploration:
     counts: dict
 
 
+class MissingDask(ValueError):
+    """Dask is not installed (the ``explore`` extra): one line, exit status 2."""
+
+
 class SchedulerUnreachable(ValueError):
     """``--scheduler`` did not answer (bad input: one line, exit status 2)."""
 
@@ -50,7 +54,12 @@ class SchedulerUnreachable(ValueError):
 def connect(workers: int | None = None, scheduler: str | None = None):
     """A ``dask.distributed.Client``: of the cluster at ``scheduler``, or of a new
     ``LocalCluster`` of ``workers`` processes with one thread each (closed afterwards)."""
-    from distributed import Client, LocalCluster
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        missing = (exc.name or "distributed").split(".")[0]
+        raise MissingDask(f"mulfree explore needs the explore extra ({missing} is missing): "
+                          "pip install 'mulfree[explore]'") from None
 
     if scheduler is not None:
         try:

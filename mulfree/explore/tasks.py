@@ -70,6 +70,7 @@ def estimate_point(model_bytes: bytes, board: str, params: dict) -> dict:
         "clock_mhz": clock_hz / 1e6,
         "images_per_s": clock_hz / cycles,
         "energy_nj": total["energy_pj"] / 1e3,
+        "energy_by_level_nj": {lv: pj / 1e3 for lv, pj in total["energy_by_level_pj"].items()},
         "area": area_estimate(config, described["family"]),
         "accelerator": config.to_dict(),
     }

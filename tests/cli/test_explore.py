@@ -102,6 +102,7 @@ def test_local_cluster_run_records_every_point(local_run, files):
         assert estimate["clock_mhz"] == 12.0
         assert p["images_per_s"] == pytest.approx(12e6 / estimate["cycles"])
         assert p["energy_nj"] > 0 and 0 < estimate["utilisation"] <= 1
+        assert sum(estimate["energy_by_level_nj"].values()) == pytest.approx(p["energy_nj"])
     one, two = ok
     assert two["estimate"]["cycles"] < one["estimate"]["cycles"]
     assert two["area"]["lcs"] > one["area"]["lcs"]
@@ -144,6 +145,35 @@ def test_a_failing_synthesis_is_recorded_with_its_reason(files, monkeypatch):
         assert p["reason"].startswith("synthesis: BuildError: yosys failed: "), p["reason"]
     assert not (files / "broken" / "chosen.json").exists()
     assert not list((files / "empty-cache").rglob("*.json"))      # failures are not cached
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_place_rescores_the_front_with_the_real_fmax(local_run, files, monkeypatch):
+    """``--place`` places and routes the Pareto point (its synthesis comes from the cache);
+    a rerun takes the placement from the cache too (with the tools replaced by ``false``)."""
+    space = files / "space1.toml"
+    space.write_text("rows = [1]\ncols = [1]\nlanes = [1]\nspad = [32]\ntree_stages = [0]\n")
+    runs = []
+    for name in ("placed", "placed-again"):
+        argv = [sys.executable, "-m", "mulfree", "explore", "--model", files / "model.npz",
+                "--board", "icebreaker", "--space", space, "-o", files / name, "--cache",
+                files / "cache", "--workers", "1", "--place"]
+        env = dict(os.environ)
+        if runs:
+            env.update(YOSYS="false", NEXTPNR_ICE40="false", ICEPACK="false")
+        result = subprocess.run([str(a) for a in argv], capture_output=True, text=True,
+                                env=env, timeout=900)
+        assert result.returncode == 0, result.stderr
+        runs.append(_points(files / name))
+    (point,), (again,) = runs
+    reference = next(p for p in _points(local_run[0]) if p["params"] == point["params"])
+    assert point["status"] == "cached" and point["area"] == reference["area"]
+    assert point["pareto"] and 5 < point["fmax_mhz"] < 200
+    clock = min(12.0, point["fmax_mhz"])
+    assert point["images_per_s"] == pytest.approx(clock * 1e6 / point["estimate"]["cycles"])
+    assert again == point
+    assert json.loads((files / "placed" / "chosen.json").read_text())["rows"] == 1
 
 
 def _start_cluster(folder: Path, workers: int):
