@@ -33,11 +33,11 @@ def register(subparsers) -> None:
                     "sizes for a model on a board, in parallel on a Dask cluster; write the "
                     "Pareto front (images/s, logic, energy per image) and the chosen design "
                     "as a `mulfree build --config` file.")
-    parser.add_argument("--model", metavar="MODEL.npz", required=True,
+    parser.add_argument("--model", metavar="MODEL.npz",
                         help="a deployed model (mulfree train)")
-    parser.add_argument("--board", metavar="NAME", required=True,
+    parser.add_argument("--board", metavar="NAME",
                         help="board name (mulfree build --list-boards)")
-    parser.add_argument("-o", "--output", metavar="DIR", required=True,
+    parser.add_argument("-o", "--output", metavar="DIR",
                         help="output folder: points.json, pareto.md, pareto.png, chosen.json")
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     parser.add_argument("--space", metavar="SPACE.toml",
@@ -95,6 +95,9 @@ def run(args) -> int:
     from mulfree.explore.space import default_space, load_space, point_name
     from model.files import staged_folder
 
+    if not args.board:
+        raise UsageError("--board is required (e.g. --board icebreaker; `mulfree build "
+                         "--list-boards` lists them)")
     board = find_board(args.board)
     described = board.describe()
     if not described["open_toolchain"]:
@@ -107,6 +110,9 @@ def run(args) -> int:
         for p in points:
             print(point_name(p))
         return 0
+    for flag, value in (("--model MODEL.npz", args.model), ("-o/--output DIR", args.output)):
+        if not value:
+            raise UsageError(f"{flag} is required")
     check_output(args.output, args.force)
     model_bytes = _check_model(args.model)
     cache = Cache(args.cache or default_cache_dir(), model_bytes, board.name)

@@ -285,6 +285,8 @@ def test_a_killed_worker_loses_nothing(local_run, files):
                                                             "be one of 1, 2, 4"),
     (["--board", "icebreaker", "--space", "depth.toml"], "depth is not explored"),
     (["--board", "icebreaker", "--space", "broken.toml"], "is not valid TOML"),
+    (["--board", "icebreaker", "--model", "nonexistent.npz"], "'nonexistent.npz' not found"),
+    ([], "--board is required"),
 ])
 def test_bad_input_is_one_line_and_status_2(cli, files, tmp_path, extra, message):
     (tmp_path / "bad-key.toml").write_text("colz = [1]\n")
