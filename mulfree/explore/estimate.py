@@ -5,8 +5,9 @@ mapping of every layer and the 45 nm energy of its counters), evaluated in well 
 The area is a formula, so points that cannot fit are pruned before any synthesis:
 
 - logic (iCE40 logic cells, ECP5 LUT4): a fixed part (controller, host link, buffers' logic)
-  plus a part per PE that grows with the lanes, fitted to packed designs of this code
-  (``_LOGIC``; ``benchmarks/explore.py`` prints the estimate's error against synthesis);
+  plus parts per row, per column and per PE that grow with the lanes, fitted to packed
+  designs of this code (``_LOGIC``; ``benchmarks/explore.py`` prints the estimate's error
+  against synthesis);
 - block RAMs: each memory of the design (global buffers, psum and weight banks, the PE
   scratchpads, the host link's frame buffer) counted in the device's block-RAM shapes.
 
@@ -30,10 +31,13 @@ DEVICES = {
     "LFE5U-12F": {"logic": 12096, "brams": 32, "dsps": 28},
 }
 
-#: Logic per family: (fixed, per PE, per PE and extra lane). iCE40: 1x1 and 2x1 binary A6
-#: arrays for the digits binarynet pack into 3,889 and 4,531 logic cells (``docs/explore.md``);
-#: ECP5: ternary 3x4 and 12x11 take 10,923 and 69,517 LUT4 (``docs/boards.md``).
-_LOGIC = {"iCE40": (3250, 640, 130), "ecp5": (5070, 490, 100)}
+#: Logic per family: (fixed, per row, per column, per PE, per PE and extra lane). iCE40: a
+#: least-squares fit to the 32 packed designs of the sweep in ``docs/explore.md`` (binarynet
+#: for the digits, 1x2 to 3x1 arrays, 1 to 4 lanes): a row (its filter scratchpad, weight
+#: bank and row control) costs ten times a column. ECP5: ternary 3x4 and 12x11 take 10,923 and
+#: 69,517 LUT4 (``docs/boards.md``), split per PE only (no measurement separates rows from
+#: columns there).
+_LOGIC = {"iCE40": (3265, 427, 39, 88, 16), "ecp5": (5070, 0, 0, 490, 100)}
 
 #: Block-RAM shapes (depth, width) per family: iCE40 SB_RAM40_4K, ECP5 DP16KD; ECP5 puts
 #: memories of at most ``_LUT_RAM_DEPTH`` words in LUT RAM instead.
@@ -66,8 +70,9 @@ def area_estimate(config, family: str | None) -> dict | None:
     the host link on ``family``'s device, or None for a family without a formula."""
     if family not in _LOGIC:
         return None
-    fixed, per_pe, per_lane = _LOGIC[family]
-    logic = fixed + config.pes * (per_pe + per_lane * (config.lanes - 1))
+    fixed, per_row, per_col, per_pe, per_lane = _LOGIC[family]
+    logic = (fixed + per_row * config.rows + per_col * config.cols
+             + config.pes * (per_pe + per_lane * (config.lanes - 1)))
     memories = [(config.in_depth, config.a_word_bits)]
     memories += [(config.wb_depth, config.w_word_bits)] * config.rows
     memories += [(config.pb_depth, config.acc_bits)] * config.cols

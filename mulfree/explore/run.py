@@ -73,7 +73,7 @@ def connect(workers: int | None = None, scheduler: str | None = None):
             yield client
         return
     with LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
         yield client
 

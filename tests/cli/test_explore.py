@@ -20,9 +20,9 @@ from tests.conftest import one_error_line
 # One synthesis-heavy module: its tests share the reference run.
 pytestmark = pytest.mark.xdist_group("explore")
 
-#: 8 points: spad 4 cannot hold the 5-wide filters (failed at the estimate), 1x8 and 2x8 are
+#: 8 points: spad 4 cannot hold the 5-wide filters (failed at the estimate), 1x32 and 2x32 are
 #: pruned by the area formula, 1x1 and 2x1 are synthesized.
-SPACE = "rows = [1, 2]\ncols = [1, 8]\nlanes = [1]\nspad = [4, 32]\ntree_stages = [0]\n"
+SPACE = "rows = [1, 2]\ncols = [1, 32]\nlanes = [1]\nspad = [4, 32]\ntree_stages = [0]\n"
 SYNTHESIZED = ({"rows": 1, "cols": 1}, {"rows": 2, "cols": 1})
 
 #: What must not change between runs (the status may: ok, then cached).
@@ -89,7 +89,7 @@ def test_local_cluster_run_records_every_point(local_run, files):
                                f"{p['params']['rows']}x{p['params']['cols']} array: filter "
                                "width 5 exceeds the filter scratchpad (4 words)")
         assert p["area"] is None and p["pareto"] is False
-    assert [p["params"]["cols"] for p in by_status["pruned"]] == [8, 8]
+    assert [p["params"]["cols"] for p in by_status["pruned"]] == [32, 32]
     for p in by_status["pruned"]:
         assert p["reason"].startswith("pruned by the estimate: about ")
         assert p["estimate"]["area"]["logic"] > 5280 and p["area"] is None
@@ -250,7 +250,7 @@ def test_a_killed_worker_loses_nothing(local_run, files):
     # three syntheses on two workers: when the first is in, both workers are busy
     space = files / "space3.toml"
     space.write_text(SPACE.replace("rows = [1, 2]", "rows = [1, 2, 3]")
-                     .replace("cols = [1, 8]", "cols = [1]").replace("[4, 32]", "[32]"))
+                     .replace("cols = [1, 32]", "cols = [1]").replace("[4, 32]", "[32]"))
     watcher = threading.Thread(target=kill_one_when_a_result_is_in)
     watcher.start()
     try:
