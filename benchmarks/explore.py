@@ -5,6 +5,7 @@ against synthesis, and the Pareto front of binarynet on the digits for the iCEBr
     python benchmarks/explore.py --out build/explore-bench [--model MODEL.npz] [--points 32]
         [--build-default] [--place]
     python benchmarks/explore.py --out build/explore-bench --ulx3s 4
+    python benchmarks/explore.py --out build/explore-bench --errors build/explore-bench/sweep-1
 
 Without ``--model`` a binarynet is trained on scikit-learn's 8x8 digits (``mulfree train``).
 The sweep is the iCEBreaker's default space (``mulfree.explore.space``), the ``--points`` most
@@ -110,6 +111,21 @@ def ulx3s(out: Path, points: int) -> None:
               f"{chosen['images_per_s'] / default['images_per_s']:.2f}x")
 
 
+def formula_errors(folder: Path) -> None:
+    """The current area formula against the synthesized points of ``folder``."""
+    from boards.platforms import find_board
+    from hw.schedule import AcceleratorConfig
+    from mulfree.explore.estimate import area_estimate
+    board = json.loads((folder / "points.json").read_text())["board"]
+    family = find_board(board).describe()["family"]
+    points = [p for p in _points(folder) if p["area"]]
+    for p in points:
+        config = AcceleratorConfig.from_dict(p["estimate"]["accelerator"])
+        p["estimate"]["area"] = area_estimate(config, family)
+    print(f"## The area formula against synthesis: {folder}\n")
+    print("\n".join(_errors(points)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -119,7 +135,13 @@ def main() -> None:
     parser.add_argument("--build-default", action="store_true")
     parser.add_argument("--ulx3s", type=int, metavar="N",
                         help="only the ULX3S sweep, N points synthesized")
+    parser.add_argument("--errors", type=Path, metavar="DIR",
+                        help="only the area formula's error on the points of an explore "
+                             "output folder (the formula of the code run now)")
     args = parser.parse_args()
+    if args.errors:
+        formula_errors(args.errors)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     if args.ulx3s:
         ulx3s(args.out, args.ulx3s)
