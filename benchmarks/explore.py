@@ -192,6 +192,10 @@ def main() -> None:
     if args.build_default:
         seconds, result = _mulfree("build", "--board", "icebreaker", "--model", model, "-o",
                                    args.out / "default-build", "--force", check=False)
+        if result.returncode != 0:
+            print(f"\n`mulfree build --model` (default size search) built nothing in "
+                  f"{seconds:.0f} s:\n\n    " + "\n    ".join(result.stderr.splitlines()))
+            return
         config = json.loads((args.out / "default-build" / "accelerator.json").read_text())
         report = json.loads((args.out / "default-build" / "report.json").read_text())
         size = {"rows": config["rows"], "cols": config["cols"], "lanes": config["lanes"],
