@@ -23,7 +23,7 @@ from mulfree.errors import UsageError
 
 # The order commands are listed in ``mulfree --help`` (others follow alphabetically).
 _ORDER = ["demo", "train", "evaluate", "inspect", "quantize", "compress", "import", "generate",
-          "run-layer", "run-model", "energy", "build", "doctor"]
+          "run-layer", "run-model", "energy", "build", "explore", "doctor"]
 
 
 class _Parser(argparse.ArgumentParser):

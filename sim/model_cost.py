@@ -30,7 +30,8 @@ __all__ = ["LayerCost", "model_cost", "totals"]
 
 @dataclass(frozen=True)
 class LayerCost:
-    """One layer's weights, MACs, array cycles, utilisation and energy (pJ, 45 nm)."""
+    """One layer's weights, MACs, array cycles, utilisation and energy (pJ, 45 nm), in all and
+    by level (``sim.energy.LEVELS`` and ``alu``)."""
 
     name: str
     scheme: str
@@ -39,6 +40,7 @@ class LayerCost:
     cycles: int
     utilisation: float
     energy_pj: float
+    energy_by_level_pj: dict = dataclasses.field(default_factory=dict)
 
 
 def model_cost(path, params: ArrayParams | None = None) -> list[LayerCost]:
@@ -77,12 +79,15 @@ def model_cost(path, params: ArrayParams | None = None) -> list[LayerCost]:
         hw = energy.array_hardware(mine, scheme=sc, acc_bits=widest, glb_words=glb_words)
         le = energy.array_energy(ly, k, hw, scheme=sc, costs="45nm")
         out.append(LayerCost(ly.name, sc.name, int(ly.weights()), int(ly.macs()), cyc, util,
-                             float(le.total)))
+                             float(le.total), {lv: float(v) for lv, v in le.energy.items()}))
     return out
 
 
 def totals(costs: list[LayerCost]) -> dict:
-    """Sums over the layers: weights, macs, cycles, energy_pj."""
+    """Sums over the layers: weights, macs, cycles, energy_pj, energy_by_level_pj."""
+    levels = {lv for c in costs for lv in c.energy_by_level_pj}
     return {"weights": sum(c.weights for c in costs), "macs": sum(c.macs for c in costs),
             "cycles": sum(c.cycles for c in costs),
-            "energy_pj": float(np.sum([c.energy_pj for c in costs]))}
+            "energy_pj": float(np.sum([c.energy_pj for c in costs])),
+            "energy_by_level_pj": {lv: float(sum(c.energy_by_level_pj.get(lv, 0.0)
+                                                 for c in costs)) for lv in sorted(levels)}}

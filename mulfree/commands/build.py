@@ -63,6 +63,10 @@ def register(subparsers) -> None:
     parser.add_argument("-o", "--output", metavar="DIR",
                         help="output folder: build tree, bitstream, report.txt/report.json")
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--config", metavar="FILE",
+                        help="a JSON or TOML file of these options by name (board, model, "
+                             "rows, cols, lanes, spad, ...), e.g. `mulfree explore`'s "
+                             "chosen.json; a flag given on the command line wins")
     design = parser.add_argument_group("design (one of)")
     design.add_argument("--scheme", metavar="SCHEME", type=flags.choice(SCHEMES, "scheme"),
                         help="product scheme of the accelerator")
@@ -120,6 +124,70 @@ def register(subparsers) -> None:
     parser.add_argument("--baud", type=flags.integer(1, 100_000_000), default=115200,
                         help="host link baud rate (default 115200)")
     parser.set_defaults(func=run)
+    _CONFIG_ACTIONS.clear()
+    _CONFIG_ACTIONS.update({a.dest: a for a in parser._actions if a.dest in CONFIG_KEYS})
+
+
+#: The options a ``--config`` file may set (by their names with underscores).
+CONFIG_KEYS = ("board", "model", "design", "scheme", "rows", "cols", "lanes", "tree_stages",
+               "a_bits", "w_bits", "acc_bits", "depth", "spad", "counter_bits", "multipliers",
+               "baud")
+_CONFIG_ACTIONS: dict = {}
+
+
+def _read_config(path) -> dict:
+    """The ``--config`` file's table (JSON, or TOML by its ``.toml`` suffix)."""
+    from pathlib import Path
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read --config {str(path)!r}: "
+                         f"{getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        if path.suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib
+            table = tomllib.loads(text)
+        else:
+            table = json.loads(text)
+    except ValueError as exc:   # JSONDecodeError and TOMLDecodeError are ValueErrors
+        kind = "TOML" if path.suffix == ".toml" else "JSON"
+        raise UsageError(f"--config {str(path)!r} is not valid {kind}: "
+                         f"{' '.join(str(exc).split())}") from None
+    if not isinstance(table, dict):
+        raise UsageError(f"--config {str(path)!r} must hold a table of options, not "
+                         f"{type(table).__name__}")
+    return table
+
+
+def apply_config(args) -> None:
+    """Fill ``args`` from its ``--config`` file: every option the command line left at its
+    default takes the file's value, checked as the flag's would be; ``UsageError`` (one line)
+    for an unknown key or a bad value. A relative ``model`` path is taken from the file's
+    folder."""
+    import argparse
+    from pathlib import Path
+    table = _read_config(args.config)
+    for key, value in table.items():
+        action = _CONFIG_ACTIONS.get(key)
+        if action is None:
+            raise UsageError(f"--config {args.config}: unknown option {key!r}; allowed: "
+                             f"{', '.join(CONFIG_KEYS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise UsageError(f"--config {args.config}: {key} must be "
+                             f"{'an integer' if action.type not in (None, str) else 'a string'}"
+                             f", not {value!r}")
+        if key == "model":
+            value = str(Path(args.config).parent / value)
+        try:
+            parsed = action.type(str(value)) if action.type else str(value)
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"--config {args.config}: {key} {value!r}: {exc}") from None
+        if getattr(args, key) == action.default:
+            setattr(args, key, parsed)
 
 
 _STARTED = time.monotonic()
@@ -279,6 +347,8 @@ def _build_largest(args, board, make_top, accel_for, overflow):
 
 
 def run(args) -> int:
+    if args.config:
+        apply_config(args)
     if args.list_boards:
         return _list_boards()
     if not args.board:
