@@ -258,6 +258,10 @@ def shapes(limit: int = 64) -> list[tuple[int, int]]:
     return sorted(out, key=lambda s: (s[0] * s[1], s[1] - s[0]))
 
 
+#: Counts are integers: a prediction this far above a limit (least-squares rounding) fits.
+_SLACK = 0.5
+
+
 def candidates(models: dict, limits: dict, lanes_allowed, *, max_pes: int = 64 * 66) -> list:
     """Sizes ``(rows, cols, lanes)`` the resource ``models`` predict to fit ``limits``
     (resource -> most usable), most MACs per cycle first (then the least predicted logic)."""
@@ -268,7 +272,8 @@ def candidates(models: dict, limits: dict, lanes_allowed, *, max_pes: int = 64 *
         for r, c in shapes():
             if r * c > max_pes:
                 break
-            if all(predict(models[k], r * c, lanes) <= limits[k] for k in models if k in limits):
+            if all(predict(models[k], r * c, lanes) <= limits[k] + _SLACK
+                   for k in models if k in limits):
                 best = (r, c)
         if best:
             size = (*best, lanes)
@@ -343,14 +348,22 @@ def _headroom(device: str) -> float:
 class Packer:
     """Packed designs of one device and design, remembered by size."""
 
-    def __init__(self, device: str, design: str, tree_stages: int, say):
+    def __init__(self, device: str, design: str, tree_stages: int, say, cache=None):
         self.device, self.design, self.stages, self.say = device, design, tree_stages, say
         self.seen: dict = {}
         self.available: dict = {}
+        self.cache = cache
+
+    def _cache_key(self, key) -> str:
+        return f"{self.device}|{self.design}|{'x'.join(map(str, key))}|stages {self.stages}"
 
     def __call__(self, rows: int, cols: int, lanes: int) -> dict:
         from boards.build import estimate
         key = (rows, cols, lanes)
+        if key not in self.seen and self.cache is not None \
+                and self._cache_key(key) in self.cache.data:
+            used, self.available = self.cache.data[self._cache_key(key)]
+            self.seen[key] = used
         if key not in self.seen:
             started = time.monotonic()
             config = config_of(self.design, rows, cols, lanes, self.stages)
@@ -358,6 +371,8 @@ class Packer:
                               synth_opts=_synth_opts(self.device, self.design))
             self.available = {u.resource: u.available for u in packed}
             self.seen[key] = {u.resource: u.used for u in packed}
+            if self.cache is not None:
+                self.cache.put(self._cache_key(key), [self.seen[key], self.available])
             self.say(f"  packed {rows}x{cols}x{lanes}: "
                      + ", ".join(f"{u.used:,} {u.resource}" for u in packed
                                  if u.resource in (*_LOGIC, "block RAM", "DSP"))
@@ -373,6 +388,20 @@ class Packer:
         used = self(rows, cols, lanes)
         lim = self.limits()
         return all(used[k] <= lim[k] for k in used if k in lim)
+
+
+class PackCache:
+    """Packed designs kept in a JSON file between runs (``--cache``)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.data = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def put(self, key: str, value) -> None:
+        self.data[key] = value
+        tmp = self.path.with_suffix(".part")
+        tmp.write_text(json.dumps(self.data, indent=1) + "\n")
+        tmp.replace(self.path)
 
 
 def lanes_allowed(design: str) -> tuple:
@@ -417,12 +446,12 @@ def place(device: str, design: str, size, tree_stages: int, out: Path, say):
     """Place and route the design (``boards.build.build``): ``(utilisation, fmax)``."""
     from boards.build import build
     config = config_of(design, *size, tree_stages)
-    folder = out / f"{device}-{design.replace(' ', '-').lower()}-{'x'.join(map(str, size))}"
+    folder = _folder(out, device, design, size)
     report = build(DEVICES[device][0], _top(config), folder, force=True,
                    synth_opts=_synth_opts(device, design), progress=lambda s: say("  " + s))
     used = {u.resource: u.used for u in report.utilisation}
     if "flip-flops" not in used:       # nextpnr-ice40 reports logic cells only
-        ffs = flip_flops_in_log((folder / "top.yosys.log").read_text())
+        ffs = flip_flops_in_log((folder / "top.rpt").read_text())
         if ffs is not None:
             used["flip-flops"] = ffs
     fmax = min(report.fmax_mhz.values()) if report.fmax_mhz else None
@@ -430,16 +459,34 @@ def place(device: str, design: str, size, tree_stages: int, out: Path, say):
 
 
 def flip_flops_in_log(text: str) -> int | None:
-    """The flip-flops (SB_DFF*, TRELLIS_FF) of the last statistics of a Yosys log."""
+    """The flip-flops (SB_DFF*, TRELLIS_FF) of the whole design in the last statistics of a
+    Yosys log (its design-hierarchy total when there is one)."""
     import re
     block = text.rsplit("Printing statistics", 1)
     if len(block) < 2:
         return None
+    stats = block[1].split("=== design hierarchy ===")[-1]
+    stats = re.split(r"\n\d+(?:\.\d+)+\. ", stats)[0]        # up to the next pass
     found = re.findall(r"^\s*(?:(\d+)\s+(SB_DFF\w*|TRELLIS_FF)|(SB_DFF\w*|TRELLIS_FF)\s+(\d+))"
-                       r"\s*$", block[1], flags=re.M)
+                       r"\s*$", stats, flags=re.M)
     if not found:
         return None
     return sum(int(a or d) for a, _, _, d in found)
+
+
+def _folder(out: Path, device: str, design: str, size) -> Path:
+    return Path(out) / f"{device}-{design.replace(' ', '-').lower()}-{'x'.join(map(str, size))}"
+
+
+def fill_flip_flops(results: list, out) -> None:
+    """Flip-flops of placed iCE40 designs (nextpnr-ice40 reports logic cells only) from
+    their builds' Yosys reports under ``out``, where missing."""
+    for r in results:
+        report = _folder(out, r.device, r.design, (r.rows, r.cols, r.lanes)) / "top.rpt"
+        if r.placed and "flip-flops" not in r.resources and report.exists():
+            ffs = flip_flops_in_log(report.read_text())
+            if ffs is not None:
+                r.resources["flip-flops"] = ffs
 
 
 # ---- per-PE breakdown --------------------------------------------------------------------
@@ -567,7 +614,8 @@ def _say(line: str) -> None:
 
 
 def run_design(device: str, design: str, args, say) -> Result:
-    packer = Packer(device, design, args.tree_stages, say)
+    packer = Packer(device, design, args.tree_stages, say,
+                    PackCache(args.cache) if args.cache else None)
     say(f"{device} {design}: searching the largest size")
     if args.quick:
         sizes = [(1, 1, 2), (2, 2, 2)]
@@ -682,6 +730,10 @@ def main(argv=None) -> int:
                         help="skip the per-PE breakdown")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON (updated "
                                                        "after every design)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing --json file")
+    parser.add_argument("--cache", metavar="FILE",
+                        help="keep packed designs in FILE (JSON) and reuse them in later runs")
     parser.add_argument("--out", default="build/system_area",
                         help="where the placed designs go (default build/system_area)")
     args = parser.parse_args(argv)
@@ -689,8 +741,12 @@ def main(argv=None) -> int:
         print(f"system_area.py: error: --json {args.json} is a folder; allowed: a file path",
               file=sys.stderr)
         return 2
+    if args.json and Path(args.json).exists() and not args.force:
+        print(f"system_area.py: error: --json {args.json} exists; allowed: a new file, or "
+              "--force to replace it", file=sys.stderr)
+        return 2
     if args.from_json:
-        return print_saved(args.from_json)
+        return print_saved(args.from_json, args.out)
     devices = ["ice40", "ecp5"] if args.device == "both" else [args.device]
     designs = args.design or list(DESIGNS)
     results: list[Result] = []
@@ -751,7 +807,7 @@ def merge_saved(payloads: list[dict]) -> tuple[list[Result], dict]:
     return list(results.values()), breakdowns
 
 
-def print_saved(files: list[str]) -> int:
+def print_saved(files: list[str], out) -> int:
     payloads = []
     for name in files:
         try:
@@ -759,7 +815,9 @@ def print_saved(files: list[str]) -> int:
         except (OSError, ValueError) as exc:
             print(f"system_area.py: error: --from-json {name}: {exc}", file=sys.stderr)
             return 2
-    report(*merge_saved(payloads))
+    results, breakdowns = merge_saved(payloads)
+    fill_flip_flops(results, out)
+    report(results, breakdowns)
     return 0
 
 

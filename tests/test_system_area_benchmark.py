@@ -114,6 +114,10 @@ def test_flip_flops_from_both_yosys_stat_layouts(sa):
     assert sa.flip_flops_in_log(old) == 7
     assert sa.flip_flops_in_log(new) == 5
     assert sa.flip_flops_in_log("no statistics") is None
+    hierarchy = ("2.50. Printing statistics.\n\n=== top ===\n       322   SB_DFF\n"
+                 "       10   SB_LUT4\n\n=== design hierarchy ===\n\n       322   SB_DFF\n"
+                 "       152   SB_DFFE\n\n2.51. Executing CHECK pass\n  99   SB_DFF\n")
+    assert sa.flip_flops_in_log(hierarchy) == 474      # the total once, nothing after it
 
 
 def test_json_round_trip_and_merge(sa):
@@ -134,3 +138,9 @@ def test_command_names_every_non_default(sa):
     assert "--multipliers dsp" in sa.command_of("ice40", "int8 DSP", 1, 1, 8, 2)
     wide = sa.config_of("int8 DSP", 1, 1, 64, 0)
     assert wide.acc_bits >= wide.min_acc_bits
+
+
+def test_a_size_exactly_at_a_limit_is_a_candidate(sa):
+    """Least squares may land a hair above an integer limit (e.g. 8.000000001 DSPs)."""
+    dsp = sa.fit_model({(p, lanes): p * lanes for p in (1, 4) for lanes in (2, 8)})
+    assert (1, 1, 8) in sa.candidates({"DSP": dsp}, {"DSP": 8}, (8,))
