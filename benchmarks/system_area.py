@@ -424,18 +424,31 @@ def model_sizes(packer: Packer) -> list:
     return candidates(models, packer.limits(), lanes_allowed(packer.design))
 
 
+def grow(packer: Packer, size):
+    """``size`` made larger while the packed design fits, in case the model was pessimistic:
+    one shape larger at the same lanes, then twice the lanes on the smallest shape that
+    gives more MACs per cycle than the size reached."""
+    from hw.schedule import LANES
+    r, c, lanes = size
+    while True:
+        bigger = (*next_shape(r, c), lanes)
+        if bigger[0] > 64 or bigger[1] > 64 or not packer.fits(*bigger):
+            break
+        r, c = bigger[:2]
+    if lanes * 2 in LANES:
+        wider = next(((r2, c2, 2 * lanes) for r2, c2 in shapes()
+                      if r2 * c2 * 2 * lanes > r * c * lanes), None)
+        if wider is not None and packer.fits(*wider):
+            return grow(packer, wider)
+    return r, c, lanes
+
+
 def search(packer: Packer, *, tries: int = 6):
     """The size with the most MACs per cycle whose packed design fits (module docstring):
     ``(rows, cols, lanes)``, or None if not even 1x1 with one lane fits."""
     for size in model_sizes(packer)[:tries]:
         if packer.fits(*size):
-            r, c, lanes = size
-            while True:      # one size larger, in case the model was pessimistic
-                bigger = (*next_shape(r, c), lanes)
-                if bigger[0] > 64 or bigger[1] > 64 or not packer.fits(*bigger):
-                    break
-                r, c = bigger[:2]
-            return r, c, lanes
+            return grow(packer, size)
     fitting = [k for k in packer.seen if packer.fits(*k)]
     if not fitting:
         return None

@@ -144,3 +144,14 @@ def test_a_size_exactly_at_a_limit_is_a_candidate(sa):
     """Least squares may land a hair above an integer limit (e.g. 8.000000001 DSPs)."""
     dsp = sa.fit_model({(p, lanes): p * lanes for p in (1, 4) for lanes in (2, 8)})
     assert (1, 1, 8) in sa.candidates({"DSP": dsp}, {"DSP": 8}, (8,))
+
+
+def test_grow_tries_more_pes_then_more_lanes(sa):
+    class Budget:                       # fits while PEs * (10 + lanes) <= 200
+        def fits(self, r, c, lanes):
+            return r * c * (10 + lanes) <= 200
+    r, c, lanes = sa.grow(Budget(), (1, 1, 8))
+    assert r * c * (10 + lanes) <= 200
+    assert r * c * lanes > 8 * 2      # beyond 1x2x8, the size the model had confirmed
+    # nothing larger of either kind fits
+    assert not Budget().fits(*sa.next_shape(r, c), lanes)
