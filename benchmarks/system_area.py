@@ -189,6 +189,22 @@ def system_table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def summary_table(results: list[Result]) -> str:
+    """The short table of the README: size, logic, fmax, peak MAC/s and the two ratios."""
+    base = {r.device: r for r in results if r.design == BASELINE}
+    lines = ["| device | design | rows×cols×lanes | LC / LUT4 | fmax MHz | peak MAC/s | "
+             "× int8 DSP: MAC/s | × int8 DSP: MAC/s per LUT |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        q = ratios(r, base.get(r.device))
+        fmax = f"{r.fmax_mhz:.1f}" if r.placed and r.fmax_mhz is not None else "not placed"
+        per_lut = _x(q["macs_per_second_per_lut"]) if r.placed else \
+            f"{_x(q['macs_per_cycle_per_lut'])} per cycle"
+        lines.append(f"| {r.device} | {r.design} | {r.rows}×{r.cols}×{r.lanes} | {r.logic:,} | "
+                     f"{fmax} | {_si(r.macs_per_second)} | {_x(q['macs_per_second'])} | "
+                     f"{per_lut} |")
+    return "\n".join(lines)
+
+
 def goals(results: list[Result]) -> list[str]:
     """One line per goal of the issue: reached, missed, or not measured, with the numbers."""
     by = {(r.device, r.design): r for r in results}
@@ -800,6 +816,8 @@ def report(results: list[Result], breakdowns: dict) -> None:
     order = {(d, n): i for i, (d, n) in enumerate((d, n) for d in DEVICES for n in DESIGNS)}
     results = sorted(results, key=lambda r: order.get((r.device, r.design), len(order)))
     print(system_table(results))
+    print()
+    print(summary_table(results))
     print()
     for b in breakdowns.values():
         print(b["table"])

@@ -155,3 +155,11 @@ def test_grow_tries_more_pes_then_more_lanes(sa):
     assert r * c * lanes > 8 * 2      # beyond 1x2x8, the size the model had confirmed
     # nothing larger of either kind fits
     assert not Budget().fits(*sa.next_shape(r, c), lanes)
+
+
+def test_summary_table_marks_unplaced_designs(sa):
+    rows = [_result(sa, "int8 DSP", (1, 2, 4), 4000, 20.0),
+            _result(sa, "ternary", (2, 2, 8), 4000, None, placed=False)]
+    lines = sa.summary_table(rows).splitlines()
+    assert lines[2].endswith("| 1.00× | 1.00× |")
+    assert "not placed" in lines[3] and "4.00× per cycle" in lines[3]
