@@ -425,9 +425,9 @@ def lanes_allowed(design: str) -> tuple:
     return LANES
 
 
-def model_sizes(packer: Packer) -> list:
-    """The sizes the resource model lets fit, most MACs per cycle first (module docstring),
-    from four packed designs (1x1 and 2x2 at the device's two model lane counts)."""
+def resource_models(packer: Packer) -> dict:
+    """Each resource's model (module docstring) from four packed designs (1x1 and 2x2 at the
+    device's two model lane counts)."""
     resources = ("logic cells", "LUT4", "block RAM", "DSP", "flip-flops")
     points: dict = {}
     for lanes in DEVICES[packer.device][3]:
@@ -436,35 +436,53 @@ def model_sizes(packer: Packer) -> list:
             for k in resources:
                 if k in used:
                     points.setdefault(k, {})[(r * c, lanes)] = used[k]
-    models = {k: fit_model(v) for k, v in points.items()}
+    return {k: fit_model(v) for k, v in points.items()}
+
+
+def model_sizes(packer: Packer, models=None) -> list:
+    """The sizes the resource models let fit, most MACs per cycle first."""
+    models = models or resource_models(packer)
     return candidates(models, packer.limits(), lanes_allowed(packer.design))
 
 
-def grow(packer: Packer, size):
+#: A size the model predicts to need this much more of a resource than the device has is
+#: not packed by ``grow`` (the model is exact for DSPs, close for the rest).
+_HOPELESS = 1.05
+
+
+def grow(packer: Packer, size, models=None):
     """``size`` made larger while the packed design fits, in case the model was pessimistic:
     one shape larger at the same lanes, then twice the lanes on the smallest shape that
-    gives more MACs per cycle than the size reached."""
+    gives more MACs per cycle than the size reached. A size the resource ``models`` put
+    ``_HOPELESS`` times over a limit is not packed."""
     from hw.schedule import LANES
+    limits = packer.limits() if models else {}
+
+    def worth(r, c, lanes):
+        return all(predict(models[k], r * c, lanes) <= limits[k] * _HOPELESS + _SLACK
+                   for k in (models or {}) if k in limits)
+
+    def fits(r, c, lanes):
+        return r <= 64 and c <= 64 and worth(r, c, lanes) and packer.fits(r, c, lanes)
+
     r, c, lanes = size
-    while True:
-        bigger = (*next_shape(r, c), lanes)
-        if bigger[0] > 64 or bigger[1] > 64 or not packer.fits(*bigger):
-            break
-        r, c = bigger[:2]
+    while fits(*next_shape(r, c), lanes):
+        r, c = next_shape(r, c)
     if lanes * 2 in LANES:
         wider = next(((r2, c2, 2 * lanes) for r2, c2 in shapes()
                       if r2 * c2 * 2 * lanes > r * c * lanes), None)
-        if wider is not None and packer.fits(*wider):
-            return grow(packer, wider)
+        if wider is not None and fits(*wider):
+            return grow(packer, wider, models)
     return r, c, lanes
 
 
 def search(packer: Packer, *, tries: int = 6):
     """The size with the most MACs per cycle whose packed design fits (module docstring):
     ``(rows, cols, lanes)``, or None if not even 1x1 with one lane fits."""
-    for size in model_sizes(packer)[:tries]:
+    models = resource_models(packer)
+    for size in model_sizes(packer, models)[:tries]:
         if packer.fits(*size):
-            return grow(packer, size)
+            return grow(packer, size, models)
     fitting = [k for k in packer.seen if packer.fits(*k)]
     if not fitting:
         return None

@@ -163,3 +163,19 @@ def test_summary_table_marks_unplaced_designs(sa):
     lines = sa.summary_table(rows).splitlines()
     assert lines[2].endswith("| 1.00× | 1.00× |")
     assert "not placed" in lines[3] and "4.00× per cycle" in lines[3]
+
+
+def test_grow_does_not_pack_what_the_model_rules_out(sa):
+    class Counting:
+        asked = []
+
+        def limits(self):
+            return {"DSP": 8}
+
+        def fits(self, r, c, lanes):
+            self.asked.append((r, c, lanes))
+            return r * c * lanes <= 8
+    dsp = sa.fit_model({(p, lanes): p * lanes for p in (1, 4) for lanes in (2, 8)})
+    packer = Counting()
+    assert sa.grow(packer, (1, 2, 4), {"DSP": dsp}) == (1, 2, 4)
+    assert packer.asked == []             # 1x3x4 and 1x3x8 need 12 and 24 DSPs
