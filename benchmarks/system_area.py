@@ -446,7 +446,8 @@ def model_sizes(packer: Packer, models=None) -> list:
 
 
 #: A size the model predicts to need this much more of a resource than the device has is
-#: not packed by ``grow`` (the model is exact for DSPs, close for the rest).
+#: not packed by ``grow`` (the model is close for logic and block RAM; exact for DSPs, which
+#: get no margin).
 _HOPELESS = 1.05
 
 
@@ -459,7 +460,8 @@ def grow(packer: Packer, size, models=None):
     limits = packer.limits() if models else {}
 
     def worth(r, c, lanes):
-        return all(predict(models[k], r * c, lanes) <= limits[k] * _HOPELESS + _SLACK
+        return all(predict(models[k], r * c, lanes)
+                   <= limits[k] * (1 if k == "DSP" else _HOPELESS) + _SLACK
                    for k in (models or {}) if k in limits)
 
     def fits(r, c, lanes):
