@@ -445,24 +445,18 @@ def model_sizes(packer: Packer, models=None) -> list:
     return candidates(models, packer.limits(), lanes_allowed(packer.design))
 
 
-#: A size the model predicts to need this much more of a resource than the device has is
-#: not packed by ``grow`` (the model is close for logic and block RAM; exact for DSPs, which
-#: get no margin).
-_HOPELESS = 1.05
-
-
 def grow(packer: Packer, size, models=None):
     """``size`` made larger while the packed design fits, in case the model was pessimistic:
     one shape larger at the same lanes, then twice the lanes on the smallest shape that
-    gives more MACs per cycle than the size reached. A size the resource ``models`` put
-    ``_HOPELESS`` times over a limit is not packed."""
+    gives more MACs per cycle than the size reached. A size whose DSPs the ``models`` put
+    over the device's is not packed (the DSP model is exact; the others are not, so their
+    sizes are always packed: e.g. block RAM grows slower than linearly in the lanes)."""
     from hw.schedule import LANES
     limits = packer.limits() if models else {}
 
     def worth(r, c, lanes):
-        return all(predict(models[k], r * c, lanes)
-                   <= limits[k] * (1 if k == "DSP" else _HOPELESS) + _SLACK
-                   for k in (models or {}) if k in limits)
+        return "DSP" not in (models or {}) or "DSP" not in limits or \
+            predict(models["DSP"], r * c, lanes) <= limits["DSP"] + _SLACK
 
     def fits(r, c, lanes):
         return r <= 64 and c <= 64 and worth(r, c, lanes) and packer.fits(r, c, lanes)
