@@ -227,7 +227,7 @@ def goals(results: list[Result]) -> list[str]:
                     cyc = q["macs_per_cycle" if key == "macs_per_second"
                             else "macs_per_cycle_per_lut"]
                     out.append(f"{device} {design} {what} ≥ {goal:g}× int8 DSP: not measured "
-                               f"(not placed; per cycle {_x(cyc)})")
+                               f"(not placed; per cycle {_down(cyc) if cyc else '—'})")
                 else:
                     verdict = "reached" if got >= goal else "MISSED"
                     out.append(f"{device} {design} {what} ≥ {goal:g}× int8 DSP: {verdict} "
