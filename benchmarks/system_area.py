@@ -16,8 +16,10 @@ the ratio of each to the int8-on-DSP design of the same device.
 
 The size search: each resource is modelled as ``f0 + f1 L + P (a + b L)`` (``P`` PEs,
 ``L`` lanes) from four packed designs (1x1 and 2x2 at two lane counts); the sizes the model
-lets fit are then packed, most MACs per cycle first, until one fits; one size larger is
-tried too, in case the model was pessimistic.
+lets fit are then packed, most MACs per cycle first, until one fits; then one shape larger
+and twice the lanes are packed too, in case the model was pessimistic (only sizes over the
+device's DSPs, which the model counts exactly, are skipped). If place-and-route fails, the
+largest packed size within ``LOGIC_HEADROOM`` of the logic is placed instead.
 
 A second table breaks one PE down (product units, lane reduction tree, accumulator and PE
 glue, input scratchpad, its share of the row's filter scratchpad, and its shares of the
@@ -27,7 +29,9 @@ synthesised on its own (``sim.synth``; packed logic cells on the iCE40).
 Usage::
 
     python benchmarks/system_area.py [--device ice40|ecp5|both] [--design NAME ...]
-        [--quick] [--no-pnr NAME ...] [--json FILE] [--out DIR] [--tree-stages N]
+        [--quick] [--no-pnr NAME ...] [--build-to-confirm] [--json FILE [--force]]
+        [--cache FILE] [--out DIR] [--tree-stages N] [--no-breakdown]
+    python benchmarks/system_area.py --from-json FILE ... [--out DIR]
 
 ``--quick``: synthesis only (no place-and-route) of two sizes per design. Place-and-route
 takes minutes per design on the iCE40 and 10-60 minutes on the ECP5 (YoWASP on two cores).
