@@ -49,8 +49,13 @@ _VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
 _VERILATOR_MAKE = {"OPT_FAST": "-O0", "OPT_SLOW": "-O0", "OPT_GLOBAL": "-O0"}
 
 
-def _verilator_make_flags() -> str:
-    variables = dict(_VERILATOR_MAKE)
+#: With ``optimize``: the model's own code at -O2 (long runs, such as whole networks, where
+#: simulation time dominates the build); the runtime and the set-up code stay at -O0.
+_VERILATOR_MAKE_OPTIMIZED = dict(_VERILATOR_MAKE, OPT_FAST="-O2")
+
+
+def _verilator_make_flags(optimize: bool = False) -> str:
+    variables = dict(_VERILATOR_MAKE_OPTIMIZED if optimize else _VERILATOR_MAKE)
     root = os.environ.get("VERILATOR_ROOT")
     mk = Path(root, "include", "verilated.mk") if root else None
     if mk and mk.is_file() and re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", mk.read_text(),
@@ -141,7 +146,8 @@ def _read(path: Path) -> str:
 def run_cocotb(*, sources: dict[str, str], toplevel: str, test_module: str,
                simulator: str, config: dict | None = None, seed: int = 1,
                parameters: dict | None = None, extra_env: dict | None = None,
-               waves: bool | None = None, keep: bool | None = None) -> CocotbResult:
+               waves: bool | None = None, keep: bool | None = None,
+               optimize: bool = False) -> CocotbResult:
     """Build ``sources`` (file name -> Verilog text) with ``simulator`` and run the cocotb
     tests of ``test_module`` (a dotted module name, e.g. ``"sim.tb.units_tb"``) on the top
     module ``toplevel``.
@@ -174,7 +180,8 @@ def run_cocotb(*, sources: dict[str, str], toplevel: str, test_module: str,
         try:
             if simulator == "verilator":  # the runner passes os.environ to make
                 os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved_makeflags,
-                                                                 _verilator_make_flags()]))
+                                                                 _verilator_make_flags(
+                                                                     optimize)]))
             with stage(f"{simulator}: building the simulation model of {toplevel}"):
                 runner.build(sources=paths, hdl_toplevel=toplevel, build_dir=build_dir,
                              always=True, timescale=TIMESCALE, waves=waves,

@@ -173,7 +173,8 @@ class CocotbEngineBackend:
             started = time.perf_counter()
             result = run_cocotb(sources={"engine.v": text}, toplevel="engine",
                                 test_module="sim.tb.test_engine", simulator=self.simulator,
-                                config={"job": str(job_file), "results": str(result_file)})
+                                config={"job": str(job_file), "results": str(result_file)},
+                                optimize=len(job.images) > 16)
             self.last_seconds = time.perf_counter() - started
             self.last_result = result
             if not result.passed or not result_file.exists():
