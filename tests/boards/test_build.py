@@ -104,7 +104,7 @@ def test_largest_array_search_finds_the_boundary(monkeypatch):
     cost = {"fixed": 40, "per_pe": 100}
     asked = []
 
-    def fake_estimate(board, top):
+    def fake_estimate(board, top, synth_opts=None):
         rows, cols = top
         asked.append((rows, cols))
         return [Utilisation("logic cells", cost["fixed"] + cost["per_pe"] * rows * cols, 5280),
@@ -132,7 +132,7 @@ def test_largest_array_search_finds_the_boundary(monkeypatch):
 
     # most PEs: a square array costs less per PE, so 2x2 fits where the search found 3x1
 
-    def squarer(board, top):
+    def squarer(board, top, synth_opts=None):
         rows, cols = top
         used = 3900 + 400 * rows * cols - (300 if rows == cols > 1 else 0)
         return [Utilisation("logic cells", used, 5280), Utilisation("block RAM", 1, 30)]
