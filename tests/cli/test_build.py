@@ -197,7 +197,8 @@ def test_without_a_size_the_largest_array_that_packs_is_built_then_one_with_room
 
     monkeypatch.setattr(flow, "largest_array_that_fits", fake_search)
     monkeypatch.setattr(flow, "build", fake_build)
-    args = argparse.Namespace(rows=3, cols=4, baud=115200, output="x", force=False)
+    args = argparse.Namespace(rows=3, cols=4, baud=115200, output="x", force=False,
+                              synth_opts=None)
     overflow = DoesNotFit("logic cells", 9000, 5280, "iCE40UP5K", "icebreaker")
     from hw.schedule import AcceleratorConfig
     report = command._build_largest(args, "icebreaker", lambda r, c: (r, c),
