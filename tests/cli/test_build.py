@@ -177,7 +177,8 @@ def test_without_a_size_the_largest_array_that_packs_is_built_then_one_with_room
 
     searched, calls = [], []
 
-    def fake_search(board, make_top, rows, cols, overflow, *, progress, headroom, most_pes):
+    def fake_search(board, make_top, rows, cols, overflow, *, progress, headroom, most_pes,
+                    synth_opts=None):
         assert most_pes
         searched.append(headroom)
         return ((2, 2) if headroom == 1.0 else (2, 1)) + ([],)
@@ -188,7 +189,8 @@ def test_without_a_size_the_largest_array_that_packs_is_built_then_one_with_room
         def __init__(self, size):
             self.meets_timing = not (outcome == "slow" and size == (2, 2))
 
-    def fake_build(board, top, out, *, force, progress, extra_files):
+    def fake_build(board, top, out, *, force, progress, extra_files,
+                   synth_opts=None):
         calls.append((top, force))
         if outcome == "unroutable" and top == (2, 2):
             raise BuildError("nextpnr-ice40 failed: cannot route")
