@@ -25,7 +25,7 @@ import struct
 from amaranth import Module, Value
 from amaranth.lib import wiring
 
-from boards.adapters import BytesToWords, WordMuxToBytes, WordsToBytes
+from boards.adapters import BytesToWords, WordMuxToBytes, WordsToBytes, connect_target
 from boards.host import BoardClient, BoardError, SerialTransport
 from boards.link import DEFAULT_BAUD
 from boards.protocol import pack_words, unpack_words, word_bytes
@@ -191,16 +191,9 @@ class AcceleratorTarget(wiring.Component):
         m.submodules.outputs = outputs = WordsToBytes(c.acc_bits)
         m.submodules.counters = counters = WordMuxToBytes(len(COUNTERS), c.counter_bits)
 
-        wiring.connect(m, wiring.flipped(self.config_stream), config.i_stream)
-        wiring.connect(m, wiring.flipped(self.weights_stream), weights.i_stream)
-        wiring.connect(m, wiring.flipped(self.inputs_stream), inputs.i_stream)
-        wiring.connect(m, outputs.o_stream, wiring.flipped(self.outputs_stream))
-        wiring.connect(m, counters.o_stream, wiring.flipped(self.counters_stream))
-        for word_stream, port in ((config.o_stream, acc.config_stream),
-                                  (weights.o_stream, acc.weight_stream),
-                                  (inputs.o_stream, acc.input_stream)):
-            m.d.comb += [Value.cast(port.payload).eq(word_stream.payload),
-                         port.valid.eq(word_stream.valid), word_stream.ready.eq(port.ready)]
+        connect_target(m, self, config=config, weights=weights, inputs=inputs,
+                       outputs=outputs, counters=counters, config_port=acc.config_stream,
+                       weight_port=acc.weight_stream, input_port=acc.input_stream)
         m.d.comb += [outputs.i_stream.payload.eq(acc.output_stream.payload.as_unsigned()),
                      outputs.i_stream.valid.eq(acc.output_stream.valid),
                      acc.output_stream.ready.eq(outputs.i_stream.ready),

@@ -4,13 +4,13 @@ A word of ``width`` bits travels as ``word_bytes(width)`` bytes, least significa
 (``boards.protocol.pack_words`` / ``unpack_words``).
 """
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Module, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from boards.protocol import word_bytes
 
-__all__ = ["BytesToWords", "WordsToBytes", "WordMuxToBytes"]
+__all__ = ["BytesToWords", "WordsToBytes", "WordMuxToBytes", "connect_target"]
 
 
 class BytesToWords(wiring.Component):
@@ -140,3 +140,20 @@ def _or_all(values):
         values = [values[i] | values[i + 1] if i + 1 < len(values) else values[i]
                   for i in range(0, len(values), 2)]
     return values[0]
+
+
+def connect_target(m: Module, target, *, config, weights, inputs, outputs, counters,
+                   config_port, weight_port, input_port) -> None:
+    """Join a link target's byte streams (``boards.top.TARGET_SIGNATURE``) to its adapters:
+    ``config``, ``weights`` and ``inputs`` (``BytesToWords``) from the host, their words into
+    the design's ``config_port``, ``weight_port`` and ``input_port``; ``outputs`` and
+    ``counters`` (byte adapters the caller feeds) back to the host."""
+    wiring.connect(m, wiring.flipped(target.config_stream), config.i_stream)
+    wiring.connect(m, wiring.flipped(target.weights_stream), weights.i_stream)
+    wiring.connect(m, wiring.flipped(target.inputs_stream), inputs.i_stream)
+    wiring.connect(m, outputs.o_stream, wiring.flipped(target.outputs_stream))
+    wiring.connect(m, counters.o_stream, wiring.flipped(target.counters_stream))
+    for words, port in ((config.o_stream, config_port), (weights.o_stream, weight_port),
+                        (inputs.o_stream, input_port)):
+        m.d.comb += [Value.cast(port.payload).eq(words.payload), port.valid.eq(words.valid),
+                     words.ready.eq(port.ready)]

@@ -21,7 +21,7 @@ import struct
 from amaranth import Module
 from amaranth.lib import wiring
 
-from boards.adapters import BytesToWords, WordsToBytes
+from boards.adapters import BytesToWords, WordsToBytes, connect_target
 from boards.host import BoardClient, BoardError, SerialTransport
 from boards.link import DEFAULT_BAUD
 from boards.protocol import pack_words, unpack_words, word_bytes
@@ -85,16 +85,9 @@ class EngineTarget(wiring.Component):
         m.submodules.inputs = inputs = BytesToWords(a.a_word_bits)
         m.submodules.outputs = outputs = WordsToBytes(a.acc_bits)
         m.submodules.counters = counters = WordsToBytes(a.counter_bits)
-        wiring.connect(m, wiring.flipped(self.config_stream), program.i_stream)
-        wiring.connect(m, wiring.flipped(self.weights_stream), weights.i_stream)
-        wiring.connect(m, wiring.flipped(self.inputs_stream), inputs.i_stream)
-        wiring.connect(m, outputs.o_stream, wiring.flipped(self.outputs_stream))
-        wiring.connect(m, counters.o_stream, wiring.flipped(self.counters_stream))
-        for words, port in ((program.o_stream, net.program_stream),
-                            (weights.o_stream, net.weight_stream),
-                            (inputs.o_stream, net.input_stream)):
-            m.d.comb += [port.payload.eq(words.payload), port.valid.eq(words.valid),
-                         words.ready.eq(port.ready)]
+        connect_target(m, self, config=program, weights=weights, inputs=inputs,
+                       outputs=outputs, counters=counters, config_port=net.program_stream,
+                       weight_port=net.weight_stream, input_port=net.input_stream)
         for port, words in ((net.output_stream, outputs.i_stream),
                             (net.counter_stream, counters.i_stream)):
             m.d.comb += [words.payload.eq(port.payload.as_unsigned()),

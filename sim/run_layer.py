@@ -342,14 +342,8 @@ class CocotbBackend:
             p_valid: float = 1.0, p_ready: float = 1.0, expect: list | None = None):
         """Run ``jobs``; ``expect`` (per job: stream-order ``outputs`` and ``counters``)
         makes the testbench's scoreboard assert them too."""
-        from amaranth.back import verilog
         from sim.cocotb_runner import run_cocotb
-        ok, why = self.available()
-        if not ok:
-            raise ValueError(f"backend {self.simulator!r} is unavailable: {why}")
-        text = verilog.convert(build_accelerator(config), name="accelerator", emit_src=False)
-        if self.simulator == "icarus":
-            text = icarus_time_zero_fix(text)
+        text = backend_verilog(self, build_accelerator(config), "accelerator")
         with tempfile.TemporaryDirectory(prefix="mulfree-run-") as tmp:
             jobs_file, result_file = Path(tmp, "jobs.json"), Path(tmp, "results.json")
             jobs_file.write_text(json.dumps([dataclasses.asdict(j) for j in jobs]))
@@ -366,6 +360,18 @@ class CocotbBackend:
 
 
 _TRIGGER = re.compile(r"^(\s*)reg (\\\S*dump_module\$\d+) += 0;$", re.MULTILINE)
+
+
+def backend_verilog(backend, top, name: str) -> str:
+    """The Verilog of ``top`` (module ``name``) for a cocotb ``backend`` (its ``simulator``,
+    ``available()``): ``ValueError`` if the simulator is missing; Icarus gets
+    ``icarus_time_zero_fix``."""
+    from amaranth.back import verilog
+    ok, why = backend.available()
+    if not ok:
+        raise ValueError(f"backend {backend.simulator!r} is unavailable: {why}")
+    text = verilog.convert(top, name=name, emit_src=False)
+    return icarus_time_zero_fix(text) if backend.simulator == "icarus" else text
 
 
 def icarus_time_zero_fix(text: str) -> str:

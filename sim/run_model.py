@@ -154,17 +154,10 @@ class CocotbEngineBackend:
         return toolchain.icarus_available()
 
     def run(self, engine, job: EngineJob, progress: bool = False) -> list[ImageResult]:
-        from amaranth.back import verilog
-
         from hw.engine import NetworkEngine
         from sim.cocotb_runner import run_cocotb
-        from sim.run_layer import icarus_time_zero_fix
-        ok, why = self.available()
-        if not ok:
-            raise ValueError(f"backend {self.simulator!r} is unavailable: {why}")
-        text = verilog.convert(NetworkEngine(engine), name="engine", emit_src=False)
-        if self.simulator == "icarus":
-            text = icarus_time_zero_fix(text)
+        from sim.run_layer import backend_verilog
+        text = backend_verilog(self, NetworkEngine(engine), "engine")
         with tempfile.TemporaryDirectory(prefix="mulfree-model-") as tmp:
             job_file, result_file = Path(tmp, "job.json"), Path(tmp, "results.json")
             job_file.write_text(json.dumps({**job.__dict__,
