@@ -32,6 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model import deploy, nets  # noqa: E402
+from model.ops import conv_output_size  # noqa: E402
 from sim.program import (compile_program, engine_for_model, image_cycles,  # noqa: E402
                          submodel)
 
@@ -52,6 +53,20 @@ def _random_model(name: str, shape) -> deploy.IntegerModel:
                        pixel_max=255)
 
 
+def network_macs(model: deploy.IntegerModel) -> int:
+    """The network's MACs per image: every output of every layer (before pooling) times its
+    filter's taps and channels (bits for ``xnor``); the engine's padding lanes, the taps
+    outside the image and a split first layer's zero-padded taps are not MACs."""
+    total = 0
+    for layer in model.layers:
+        m, _, r, s = layer.weights.shape
+        _, h, w = layer.in_shape
+        e = conv_output_size(h, r, layer.stride, layer.padding)
+        f = conv_output_size(w, s, layer.stride, layer.padding)
+        total += m * (layer.channels // layer.groups) * r * s * e * f
+    return total
+
+
 def measure(name: str, model, start: int, rows: int, cols: int) -> dict:
     body = submodel(model, start) if start else model
     row = {"network": name, "from_layer": start, "array": f"{rows}x{cols}"}
@@ -61,9 +76,9 @@ def measure(name: str, model, start: int, rows: int, cols: int) -> dict:
     except ValueError as exc:
         return dict(row, refused=str(exc))
     cycles = image_cycles(program) + program.header["input_words"]
-    macs = sum(d.counters["macs"] for d in program.layers)     # padding lanes are idle
+    macs = network_macs(body)
     row.update(lanes="+".join(str(m.lanes) for m in engine.accelerator.modes),
-               layers=len(body.layers), cycles=cycles,
+               layers=len(body.layers), cycles=cycles, split=program.split,
                macs=macs, macs_per_cycle=macs / cycles,
                **{f"images_per_s@{k}": hz / cycles for k, hz in CLOCKS.items()})
     return row
@@ -111,16 +126,17 @@ def main(argv=None) -> int:
     rows = [measure(name, model, args.from_layer, r, c)
             for name, model in networks for r, c in arrays]
     keys = list(CLOCKS)
-    print("| network | from layer | array x lanes per mode | cycles per image | MACs per cycle | "
+    print("| network | from layer | array x lanes per mode | first layer split | cycles per image "
+          "| MACs per cycle | "
           + " | ".join(f"images/s at {k}" for k in keys) + " |")
-    print("|---|---|---|---|---|" + "---|" * len(keys))
+    print("|---|---|---|---|---|---|" + "---|" * len(keys))
     for r in rows:
         if "refused" in r:
             print(f"| {r['network']} | {r['from_layer']} | {r['array']} | refused: "
                   f"{r['refused']} |")
             continue
         print(f"| {r['network']} | {r['from_layer']} | {r['array']} x {r['lanes']} | "
-              f"{r['cycles']:,} | {r['macs_per_cycle']:.1f} | "
+              f"{r['split']} | {r['cycles']:,} | {r['macs_per_cycle']:.1f} | "
               + " | ".join(f"{r[f'images_per_s@{k}']:,.0f}" for k in keys) + " |")
     result = {"rows": rows}
     if args.verilator:

@@ -28,12 +28,22 @@ from boards.link import DEFAULT_BAUD
 from boards.protocol import pack_words, unpack_words, word_bytes
 from boards.top import TARGET_SIGNATURE
 
-__all__ = ["EngineTarget", "BoardEngineBackend", "engine_info", "decode_engine_info"]
+__all__ = ["EngineTarget", "BoardEngineBackend", "engine_info", "decode_engine_info",
+           "engine_options"]
 
 _INFO_MAGIC = b"MFE2"
 _INFO_FORMAT = "<4sHBBBBB"
 _INFO_FIELDS = ("fingerprint", "rows", "cols", "lanes", "max_layers", "flags")
 _COUNTERS, _BUILTIN = 1, 2        # bits of ``flags``
+
+
+def engine_options(device: str) -> dict:
+    """A board's default network engine (``sim.program.engine_for_model``'s ``builtin`` and
+    ``counters``): on the iCE40 the program is built into the logic and there are no per-layer
+    counters (each image's cycles are still counted), which leaves room for a larger array;
+    elsewhere programs load at run time and every layer's counters are read."""
+    small = str(device).upper().startswith("ICE40")
+    return {"builtin": small, "counters": not small}
 
 
 def engine_info(engine) -> bytes:

@@ -334,14 +334,14 @@ def _refuse_with_largest(args, board, make_top, overflow):
 
 def _build_largest(args, board, make_top, extra_for, overflow):
     """Build the array with the most PEs (up to ``args.rows x args.cols``) whose packed
-    design fits;
-    if placement, routing or timing fails, the largest within ``LOGIC_HEADROOM``. The report,
-    or None after printing why nothing was built."""
+    design fits; if placement, routing or timing fails, the largest within 95 % of the logic,
+    then within ``LOGIC_HEADROOM``. The report, or None after printing why nothing was
+    built."""
     from boards.build import LOGIC_HEADROOM, BuildError, build, largest_array_that_fits
 
     wanted = (args.rows, args.cols)
     tried, written, failure, late = set(), False, None, None
-    for headroom in (1.0, LOGIC_HEADROOM):
+    for headroom in (1.0, 0.95, LOGIC_HEADROOM):
         r, c, packed = largest_array_that_fits(board, make_top, *wanted, overflow,
                                                progress=_say, headroom=headroom,
                                                most_pes=True, synth_opts=args.synth_opts)
@@ -499,7 +499,7 @@ def _build_engine(args) -> int:
     --rows/--cols: the array with the most PEs, up to ``DEFAULT_ARRAY``'s rows and twice its
     columns, whose design fits the device."""
     from boards.build import BuildError, DoesNotFit, build, check_output, synthesis_options
-    from boards.engine import EngineTarget
+    from boards.engine import EngineTarget, engine_options
     from boards.platforms import find_board
     from boards.protocol import clocks_per_bit
     from boards.top import BoardTop
@@ -522,9 +522,9 @@ def _build_engine(args) -> int:
         raise UsageError(f"{args.model} is a float checkpoint; the engine needs a quantized "
                          "model (mulfree train, quantize or import)")
     device = str(described["device"])
-    small = device.upper().startswith("ICE40")
-    builtin = (args.program or ("builtin" if small else "loaded")) == "builtin"
-    counters = (not small) if args.counters is None else args.counters
+    defaults = engine_options(device)
+    builtin = defaults["builtin"] if args.program is None else args.program == "builtin"
+    counters = defaults["counters"] if args.counters is None else args.counters
     auto_size = args.rows is None and args.cols is None
     args.rows = DEFAULT_ARRAY[0] if args.rows is None else args.rows
     if args.cols is None:
