@@ -14,8 +14,12 @@ and prints the wall time (Verilator build included) and images/s of the simulati
 
 ``--verilator`` runs on the first of ``--arrays``.
 
+``--logic RxC`` also synthesizes the digits network's engine of that array alone (no host link)
+for the iCE40 (Yosys ``synth_ice40``, packed): with its program loaded and per-layer counters,
+and with its program built in and none (``hw.program.EngineConfig``).
+
 Run: ``python benchmarks/engine.py [--arrays 2x2,3x4] [--from-layer K] [--verilator all]
-[--json FILE]``.
+[--logic 1x2] [--json FILE]``.
 """
 
 from __future__ import annotations
@@ -53,17 +57,25 @@ def _random_model(name: str, shape) -> deploy.IntegerModel:
                        pixel_max=255)
 
 
+def _taps_inside(size: int, taps: int, stride: int, padding: int) -> int:
+    """Over every output position of one dimension, the filter taps that fall inside the
+    input (not on its padding)."""
+    outputs = conv_output_size(size, taps, stride, padding)
+    return sum(sum(0 <= o * stride + t - padding < size for t in range(taps))
+               for o in range(outputs))
+
+
 def network_macs(model: deploy.IntegerModel) -> int:
     """The network's MACs per image: every output of every layer (before pooling) times its
-    filter's taps and channels (bits for ``xnor``); the engine's padding lanes, the taps
-    outside the image and a split first layer's zero-padded taps are not MACs."""
+    filter's channels (bits for ``xnor``) and the taps inside the input; the engine's padding
+    lanes, taps on padding and a split first layer's zero-padded taps are not MACs."""
     total = 0
     for layer in model.layers:
         m, _, r, s = layer.weights.shape
         _, h, w = layer.in_shape
-        e = conv_output_size(h, r, layer.stride, layer.padding)
-        f = conv_output_size(w, s, layer.stride, layer.padding)
-        total += m * (layer.channels // layer.groups) * r * s * e * f
+        total += (m * (layer.channels // layer.groups)
+                  * _taps_inside(h, r, layer.stride, layer.padding)
+                  * _taps_inside(w, s, layer.stride, layer.padding))
     return total
 
 
@@ -107,6 +119,25 @@ def simulate(model, start: int, rows: int, cols: int, count: str) -> dict:
             "bit_exact": int(exact)}
 
 
+def logic(model, rows: int, cols: int) -> list[dict]:
+    """The engine alone for the iCE40, packed: program loaded with counters, built in
+    without."""
+    from amaranth.back import verilog
+
+    from hw.engine import NetworkEngine
+    from sim.synth import synthesize
+    found = []
+    for builtin, counters in ((False, True), (True, False)):
+        engine = engine_for_model(model, rows=rows, cols=cols, builtin=builtin,
+                                  counters=counters)
+        text = verilog.convert(NetworkEngine(engine), name="engine", emit_src=False)
+        area = synthesize({"engine.v": text}, "engine", "ice40", pack=True)["engine"]
+        found.append({"program": "built in" if builtin else "loaded", "counters": counters,
+                      "luts": area.luts, "ffs": area.ffs, "carries": area.carries,
+                      "lcs": area.lcs})
+    return found
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arrays", default="2x2,3x4", metavar="RxC,...",
@@ -115,6 +146,7 @@ def main(argv=None) -> int:
                         help="run the networks from this layer on (default 0: whole)")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--verilator", default=None, metavar="N|all")
+    parser.add_argument("--logic", default=None, metavar="RxC")
     parser.add_argument("--json", default=None, metavar="FILE")
     args = parser.parse_args(argv)
 
@@ -146,6 +178,15 @@ def main(argv=None) -> int:
               f"{args.arrays.split(',')[0]} engine in "
               f"{sim['seconds']:.1f} s (build included), {sim['images_per_s']:.1f} images/s; "
               f"scores bit-exact on {sim['bit_exact']}/{sim['images']}")
+    if args.logic:
+        r, c = (int(v) for v in args.logic.split("x"))
+        result["logic"] = logic(digits, r, c)
+        print(f"\n| engine ({args.logic}, digits BinaryNet, no host link) | LUT4 | flip-flops "
+              "| carries | logic cells |\n|---|---|---|---|---|")
+        for row in result["logic"]:
+            print(f"| program {row['program']}, "
+                  f"{'per-layer counters' if row['counters'] else 'no per-layer counters'} | "
+                  f"{row['luts']:,} | {row['ffs']:,} | {row['carries']:,} | {row['lcs']:,} |")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0

@@ -48,8 +48,8 @@ class DemoSettings:
     progress: bool = True
     engine_images: int | None = None  # whole network on the engine; None: every test image
     #                                   on Verilator when it is here, else one on Amaranth
-    engine_rows: int = 1           # 1x2: the largest network engine for the demo's network
-    engine_cols: int = 2           # that fits the iCEBreaker (docs/engine.md)
+    engine_rows: int = 1           # 1x3: the largest network engine for the demo's network
+    engine_cols: int = 3           # that fits the iCEBreaker (docs/engine.md)
 
 
 def check_net(name: str) -> str:
