@@ -761,6 +761,14 @@ def report(program: Program) -> list[str]:
              f"(header {len(header_fields(e))}, {len(fields)} per layer), "
              f"{len(program.weight_words())} weight-stream words of {a.w_word_bits} bits",
              "header: " + ", ".join(f"{k} {v}" for k, v in program.header.items())]
+    if e.builtin is not None or not e.counters:
+        lines.append("  " + ", ".join(
+            (["program built into the logic"] if e.builtin is not None else [])
+            + ([] if e.counters else ["no per-layer counters (the image's cycles only)"])))
+    if program.split > 1:
+        first = program.model.layers[0]
+        lines.append(f"  layer 0's {first.weights.shape[3]} filter columns split into "
+                     f"{program.split} parts (the host sends each image split)")
     for k, d in enumerate(program.layers):
         s, mp = d.shape, d.mapping
         c = d.counters
