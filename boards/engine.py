@@ -6,8 +6,9 @@ each), ``WRITE_WEIGHTS`` the weight words and threshold entries, ``WRITE_INPUTS`
 activation words; ``READ_OUTPUTS`` gives its scores and ``READ_COUNTERS`` its counter words
 (per layer ``hw.schedule.COUNTERS``, then the image's cycles), every word as little-endian
 bytes (``boards.protocol.pack_words``). ``IDENTIFY`` ends with ``engine_info``: a magic, the
-engine's fingerprint (``hw.program.engine_fingerprint``) and its array's size, so the host
-refuses to send a program compiled for another engine.
+engine's fingerprint (``hw.program.engine_fingerprint``), its array's size and whether it has
+per-layer counters and a built-in program, so the host refuses to send a program compiled
+for another engine (and sets up the engine it talks to).
 
 On the host, ``BoardEngineBackend`` has the interface of ``sim.run_model``'s backends and
 drives a board through ``boards.host.BoardClient``: over a serial port on hardware, over
@@ -27,29 +28,44 @@ from boards.link import DEFAULT_BAUD
 from boards.protocol import pack_words, unpack_words, word_bytes
 from boards.top import TARGET_SIGNATURE
 
-__all__ = ["EngineTarget", "BoardEngineBackend", "engine_info", "decode_engine_info"]
+__all__ = ["EngineTarget", "BoardEngineBackend", "engine_info", "decode_engine_info",
+           "engine_options"]
 
-_INFO_MAGIC = b"MFE1"
-_INFO_FORMAT = "<4sHBBBB"
-_INFO_FIELDS = ("fingerprint", "rows", "cols", "lanes", "max_layers")
+_INFO_MAGIC = b"MFE2"
+_INFO_FORMAT = "<4sHBBBBB"
+_INFO_FIELDS = ("fingerprint", "rows", "cols", "lanes", "max_layers", "flags")
+_COUNTERS, _BUILTIN = 1, 2        # bits of ``flags``
+
+
+def engine_options(device: str) -> dict:
+    """A board's default network engine (``sim.program.engine_for_model``'s ``builtin`` and
+    ``counters``): on the iCE40 the program is built into the logic and there are no per-layer
+    counters (each image's cycles are still counted), which leaves room for a larger array;
+    elsewhere programs load at run time and every layer's counters are read."""
+    small = str(device).upper().startswith("ICE40")
+    return {"builtin": small, "counters": not small}
 
 
 def engine_info(engine) -> bytes:
     """The engine's description for ``IDENTIFY``: magic, fingerprint, rows, cols, lanes,
-    max_layers."""
+    max_layers, flags (per-layer counters 1, built-in program 2)."""
     from hw.program import engine_fingerprint
     a = engine.accelerator
+    flags = (_COUNTERS if engine.counters else 0) | (_BUILTIN if engine.builtin else 0)
     return struct.pack(_INFO_FORMAT, _INFO_MAGIC, engine_fingerprint(engine), a.rows, a.cols,
-                       a.lanes, engine.max_layers)
+                       a.lanes, engine.max_layers, flags)
 
 
 def decode_engine_info(info: bytes) -> dict:
-    """Inverse of ``engine_info``; ``BoardError`` if the board holds no network engine."""
+    """Inverse of ``engine_info`` (``flags`` as ``counters`` and ``builtin``, booleans);
+    ``BoardError`` if the board holds no network engine."""
     info = bytes(info)
     if info[:4] != _INFO_MAGIC or len(info) != struct.calcsize(_INFO_FORMAT):
-        raise BoardError(f"the board's design is not a network engine (it says "
-                         f"{info[:24]!r}); build one with mulfree build --model")
-    return dict(zip(_INFO_FIELDS, struct.unpack(_INFO_FORMAT, info)[1:]))
+        raise BoardError(f"the board's design is not a network engine of this version (it "
+                         f"says {info[:24]!r}); build one with mulfree build --model")
+    fields = dict(zip(_INFO_FIELDS, struct.unpack(_INFO_FORMAT, info)[1:]))
+    flags = fields.pop("flags")
+    return {**fields, "counters": bool(flags & _COUNTERS), "builtin": bool(flags & _BUILTIN)}
 
 
 class EngineTarget(wiring.Component):
@@ -128,11 +144,12 @@ class BoardEngineBackend:
         want = engine_fingerprint(engine)
         if info["fingerprint"] != want:
             a = engine.accelerator
+            counters = "" if info["counters"] else ", no per-layer counters"
             raise ValueError(
                 f"the board's engine (fingerprint {info['fingerprint']:04x}, "
-                f"{info['rows']}x{info['cols']}x{info['lanes']}) is not the one this model "
-                f"compiles for (fingerprint {want:04x}, {a.rows}x{a.cols}x{a.lanes}); build "
-                f"it with mulfree build --model and the same sizes")
+                f"{info['rows']}x{info['cols']}x{info['lanes']}{counters}) is not the one this "
+                f"model compiles for (fingerprint {want:04x}, {a.rows}x{a.cols}x{a.lanes}); "
+                f"build it with mulfree build --model and the same sizes")
 
     def run(self, engine, job, progress: bool = False):
         from hw.program import program_beat_bits

@@ -11,6 +11,9 @@ Streams (``amaranth.lib.stream``, back-pressure everywhere):
 1. ``program_stream``: a program's beats (``hw.program``: header, then each layer's fields).
    A program whose fingerprint or version is not this engine's is *refused*: its beats are
    taken and dropped, ``refused`` rises and no image runs until a good program arrives.
+   An engine with a built-in program (``EngineConfig.builtin``) has no program memory: its
+   descriptors are constants of the logic, and it refuses a program that differs from the
+   built-in one in any beat.
 2. ``weight_stream`` (after a good program): ``rows * bank_words`` weight words, bank by
    bank, then ``thr_entries`` threshold entries of ``threshold_entry_words`` words each.
 3. ``input_stream`` (once programmed, per image): the image's ``input_words`` activation
@@ -18,7 +21,8 @@ Streams (``amaranth.lib.stream``, back-pressure everywhere):
 4. ``output_stream``: the last layer's ``scores`` sums, in the array's output order
    (``sim.cycle_model.output_stream_order``).
 5. ``counter_stream`` (after an image): per layer, the core's counters
-   (``hw.schedule.COUNTERS``, restarted at each layer), then the image's cycles
+   (``hw.schedule.COUNTERS``, restarted at each layer; only with ``EngineConfig.counters``),
+   then the image's cycles
    (``image_cycles``: from the cycle after the last input word until the last layer is
    done, less the cycles in which a score waits for the host to take it); a new image
    restarts it.
@@ -39,7 +43,7 @@ Model: ``model.deploy.run_integer`` (scores, bit for bit) and ``sim.cycle_model.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -51,7 +55,7 @@ from hw.controller.unload import Unloader
 from hw.core import AcceleratorCore
 from hw.postproc import PostConfig, PostProcessor, ThresholdEntry
 from hw.program import (HEADER_FIELDS, POST_PREFIX, PROGRAM_VERSION, EngineConfig,
-                        engine_fingerprint, layer_fields, program_beat_bits,
+                        decode_program, engine_fingerprint, layer_fields, program_beat_bits,
                         threshold_entry_words)
 from hw.schedule import CONFIG_FIELDS, COUNTERS
 
@@ -112,28 +116,48 @@ class NetworkEngine(wiring.Component):
         core = m.submodules.core = AcceleratorCore(a, weight_ram=self._weight_ram)
         unload = m.submodules.unloader = Unloader(a)
         post = m.submodules.post = PostProcessor(pp)
-        desc = m.submodules.descriptor = FieldLoader(_layer_layout(e), program_beat_bits(e))
         wiring.connect(m, unload.psums, core.psums)
+        layer = Signal(range(e.max_layers + 1))           # the image's layer
+        d_valid = Signal()                                # a descriptor beat for the register
 
-        # the layer register, seen as the core's and the post-processor's configurations
+        # the layer's descriptor (``layer_fields``), seen as the core's and the
+        # post-processor's configurations: a register loaded from the program memory, or
+        # with a built-in program a constant per layer
+        if e.builtin is None:
+            desc = m.submodules.descriptor = FieldLoader(_layer_layout(e), program_beat_bits(e))
+            fields, desc_done = desc.fields, desc.done
+        else:
+            fields = Signal(_layer_layout(e))
+            builtin_header, descriptors = decode_program(e, e.builtin)
+            _constant_per_layer(m, fields, layer, descriptors)
+            desc_done = d_valid
         cfg = Signal(config_layout(a))
         pcfg = Signal(PostConfig(pp))
         for name in CONFIG_FIELDS:
-            m.d.comb += getattr(cfg, name).eq(getattr(desc.fields, name))
+            m.d.comb += getattr(cfg, name).eq(getattr(fields, name))
         for name, _ in PostConfig(pp):
             m.d.comb += Value.cast(getattr(pcfg, name)).eq(
-                Value.cast(getattr(desc.fields, POST_PREFIX + name)))
+                Value.cast(getattr(fields, POST_PREFIX + name)))
         m.d.comb += [core.cfg.eq(cfg), unload.cfg.eq(cfg), post.config.eq(pcfg)]
 
-        # ---- the program memory and the header -------------------------------------------
-        prog = m.submodules.program = Memory(shape=program_beat_bits(e), depth=e.program_depth,
-                                             init=[])
-        pw, pr = prog.write_port(), prog.read_port()
+        # ---- the program memory (or the built-in program) and the header ------------------
+        if e.builtin is None:
+            prog = m.submodules.program = Memory(shape=program_beat_bits(e),
+                                                 depth=e.program_depth, init=[])
+            pw, pr = prog.write_port(), prog.read_port()
+        else:
+            prog = m.submodules.program = Memory(shape=program_beat_bits(e),
+                                                 depth=e.program_depth, init=e.builtin)
+            pr = prog.read_port()
         p_in = self.program_stream
         beat_k = Signal(range(e.program_depth + 1))       # beats of this program so far
         l_k = Signal(range(n_layer))                      # beat within a layer's descriptor
         header = {name: Signal(program_beat_bits(e), name=f"h_{name}")
                   for name in HEADER_FIELDS if name not in ("fingerprint", "version")}
+        # what the engine runs: the loaded header, or the built-in one
+        run = (header if e.builtin is None else
+               {name: Const(value, program_beat_bits(e))
+                for name, value in builtin_header.items()})
         l_n = Signal(len(header["layers"]))               # descriptors so far
         good = Signal()              # fingerprint and version match so far
         programmed, refused = Signal(), Signal()
@@ -145,8 +169,8 @@ class NetworkEngine(wiring.Component):
         ar = act.read_port()
         all_lanes = (1 << len(aw.en)) - 1
 
-        # ---- the counter memory: each layer's counters, then the image's cycles ----------
-        n_counts = e.max_layers * len(COUNTERS) + 1
+        # ---- the counter memory: each layer's counters (``e.counters``), the image's cycles
+        n_counts = e.n_counter_words(e.max_layers)
         cmem = m.submodules.counters = Memory(shape=a.counter_bits, depth=n_counts, init=[])
         cw, cr = cmem.write_port(), cmem.read_port()
 
@@ -168,12 +192,10 @@ class NetworkEngine(wiring.Component):
 
         # ---- the image and the layers -----------------------------------------------------
         i_k = Signal(range(a.in_depth + 1))
-        layer = Signal(range(e.max_layers + 1))
         last_layer = Signal()
-        m.d.comb += last_layer.eq(layer + 1 == header["layers"])
+        m.d.comb += last_layer.eq(layer + 1 == run["layers"])
         d_k = Signal(range(n_layer + 1))                  # descriptor beats read
         d_base = Signal(range(e.program_depth + 1))       # the layer's first beat
-        d_valid = Signal()
         save_k = Signal(range(len(COUNTERS) + 1))
         save_base = Signal(range(n_counts + 1))
         image_cycles = Signal(a.counter_bits)
@@ -184,8 +206,9 @@ class NetworkEngine(wiring.Component):
             m.d.sync += image_cycles.eq(image_cycles + 1)
 
         # descriptor beats from the program memory into the layer register (one per cycle)
-        m.d.comb += [desc.i_stream.payload.eq(pr.data), desc.i_stream.valid.eq(d_valid),
-                     desc.enable.eq(1)]
+        if e.builtin is None:
+            m.d.comb += [desc.i_stream.payload.eq(pr.data), desc.i_stream.valid.eq(d_valid),
+                         desc.enable.eq(1)]
         m.d.sync += d_valid.eq(0)
 
         # unloader -> post-processor; scores out
@@ -219,9 +242,12 @@ class NetworkEngine(wiring.Component):
         # saving the counters: word save_k of the layer's block
         counters = core.counters
         cvals = [getattr(counters, name) for name in COUNTERS]
-        m.d.comb += [cw.addr.eq(save_base + save_k),
-                     cw.data.eq(Mux(save_k == len(COUNTERS), image_cycles,
-                                    _select(save_k, cvals)))]
+        if e.counters:
+            m.d.comb += [cw.addr.eq(save_base + save_k),
+                         cw.data.eq(Mux(save_k == len(COUNTERS), image_cycles,
+                                        _select(save_k, cvals)))]
+        else:           # the image's cycles alone (the core's counters are left unread)
+            m.d.comb += [cw.addr.eq(0), cw.data.eq(image_cycles)]
 
         # the counter stream: after an image, its layers' counters and its cycles
         c_rp = Signal(range(n_counts + 1))
@@ -244,21 +270,35 @@ class NetworkEngine(wiring.Component):
                 with m.If(p_in.valid):
                     m.d.sync += [programmed.eq(0), refused.eq(0), good.eq(
                         p_in.payload[:16] == fingerprint), beat_k.eq(1)]
-                    m.d.comb += [pw.en.eq(1), pw.addr.eq(0), pw.data.eq(p_in.payload)]
+                    if e.builtin is None:
+                        m.d.comb += [pw.en.eq(1), pw.addr.eq(0), pw.data.eq(p_in.payload)]
+                    else:       # the built-in program's next beat, to compare
+                        m.d.comb += [pr.en.eq(1), pr.addr.eq(1)]
                     m.next = "PROGRAM"
                 with m.Elif(self.input_stream.valid & programmed):
                     m.d.comb += image_write.eq(1)
                     m.d.sync += [i_k.eq(1), c_avail.eq(0), c_rp.eq(0), cs.valid.eq(0)]
-                    with m.If(header["input_words"] == 1):
+                    with m.If(run["input_words"] == 1):
                         m.next = "LAYER"
                     with m.Else():
                         m.next = "IMAGE"
             with m.State("PROGRAM"):
-                m.d.comb += [p_in.ready.eq(1), pw.addr.eq(beat_k), pw.data.eq(p_in.payload)]
+                m.d.comb += p_in.ready.eq(1)
+                beat_ok = Signal()       # this beat keeps the program good
+                if e.builtin is None:
+                    m.d.comb += [pw.addr.eq(beat_k), pw.data.eq(p_in.payload), beat_ok.eq(1)]
+                else:
+                    # ``pr.data`` is the built-in beat ``beat_k``: a beat that differs, or one
+                    # beyond the built-in program, refuses the program
+                    m.d.comb += [pr.en.eq(1), pr.addr.eq(beat_k + p_in.valid),
+                                 beat_ok.eq((beat_k < e.program_depth) &
+                                            (p_in.payload == pr.data))]
                 with m.If(p_in.valid):
+                    m.d.sync += good.eq(good & beat_ok)
                     # a program longer than the memory (too many layers) is taken to its end,
                     # unwritten beyond the memory, and refused
-                    m.d.comb += pw.en.eq(beat_k < e.program_depth)
+                    if e.builtin is None:
+                        m.d.comb += pw.en.eq(beat_k < e.program_depth)
                     with m.If(beat_k < e.program_depth):
                         m.d.sync += beat_k.eq(beat_k + 1)
                     done = Signal()
@@ -266,7 +306,8 @@ class NetworkEngine(wiring.Component):
                         for index, name in enumerate(HEADER_FIELDS):
                             with m.If(beat_k == index):
                                 if name == "version":
-                                    m.d.sync += good.eq(good & (p_in.payload == PROGRAM_VERSION))
+                                    m.d.sync += good.eq(good & beat_ok &
+                                                        (p_in.payload == PROGRAM_VERSION))
                                 elif name in header:
                                     m.d.sync += header[name].eq(p_in.payload)
                         m.d.sync += [l_k.eq(0), l_n.eq(0)]
@@ -275,14 +316,14 @@ class NetworkEngine(wiring.Component):
                         layers_ok = (header["layers"] != 0) & (header["layers"] <= e.max_layers)
                         m.d.comb += done.eq((beat_k == n_header - 1) & (header["layers"] == 0))
                         with m.If(beat_k == n_header - 1):
-                            m.d.sync += good.eq(good & layers_ok)
+                            m.d.sync += good.eq(good & beat_ok & layers_ok)
                     with m.Else():
                         m.d.sync += l_k.eq(l_k + 1)
                         with m.If(l_k == n_layer - 1):
                             m.d.sync += [l_k.eq(0), l_n.eq(l_n + 1)]
                             m.d.comb += done.eq(l_n + 1 == header["layers"])
                     with m.If(done):
-                        with m.If(good & (beat_k >= n_header)):
+                        with m.If(good & beat_ok & (beat_k >= n_header)):
                             m.d.sync += [wk.eq(0), wbank.eq(0), t_k.eq(0), t_entry.eq(0)]
                             m.next = "WEIGHTS"
                         with m.Else():
@@ -293,14 +334,14 @@ class NetworkEngine(wiring.Component):
                 with m.If(self.weight_stream.valid):
                     m.d.comb += core.weights.en.eq(1 << wbank)
                     m.d.sync += wk.eq(wk + 1)
-                    with m.If(wk + 1 == header["bank_words"]):
+                    with m.If(wk + 1 == run["bank_words"]):
                         m.d.sync += [wk.eq(0), wbank.eq(wbank + 1)]
                         with m.If(wbank == Y - 1):
                             m.next = "THRESHOLDS"
-                with m.If(header["bank_words"] == 0):
+                with m.If(run["bank_words"] == 0):
                     m.next = "THRESHOLDS"
             with m.State("THRESHOLDS"):
-                with m.If(t_entry == header["thr_entries"]):
+                with m.If(t_entry == run["thr_entries"]):
                     m.d.sync += programmed.eq(1)
                     m.next = "IDLE"
                 with m.Else():
@@ -318,20 +359,22 @@ class NetworkEngine(wiring.Component):
                 with m.If(self.input_stream.valid):
                     m.d.comb += image_write.eq(1)
                     m.d.sync += i_k.eq(i_k + 1)
-                    with m.If(i_k + 1 == header["input_words"]):
+                    with m.If(i_k + 1 == run["input_words"]):
                         m.next = "LAYER"
             with m.State("LAYER"):      # the first layer of an image
                 m.d.sync += [layer.eq(0), d_base.eq(n_header), save_base.eq(0),
                              image_cycles.eq(0), counting.eq(1), d_k.eq(0)]
                 m.next = "DESCRIPTOR"
             with m.State("DESCRIPTOR"):  # one beat per cycle into the layer register
-                m.d.comb += [self.busy.eq(1), pr.en.eq(1), pr.addr.eq(d_base + d_k)]
+                m.d.comb += self.busy.eq(1)
+                if e.builtin is None:
+                    m.d.comb += [pr.en.eq(1), pr.addr.eq(d_base + d_k)]
                 m.d.sync += [d_k.eq(d_k + 1), d_valid.eq(1)]
                 with m.If(d_k == n_layer - 1):
                     m.next = "LOADED"
             with m.State("LOADED"):      # the last beat reaches the register
                 m.d.comb += self.busy.eq(1)
-                with m.If(desc.done):
+                with m.If(desc_done):
                     m.next = "SETUP"
             with m.State("SETUP"):
                 m.d.comb += [self.busy.eq(1), core.init.eq(1), post.start.eq(1),
@@ -352,23 +395,39 @@ class NetworkEngine(wiring.Component):
                 with m.If(~unload.busy & ~post.busy):
                     m.d.sync += save_k.eq(0)
                     m.next = "SAVE"
-            with m.State("SAVE"):
-                m.d.comb += [self.busy.eq(1), cw.en.eq(1)]
+            with m.State("SAVE"):       # as long with or without counters
+                m.d.comb += [self.busy.eq(1), cw.en.eq(e.counters)]
                 m.d.sync += save_k.eq(save_k + 1)
                 with m.If(save_k == len(COUNTERS) - 1):
                     with m.If(last_layer):
                         m.d.sync += counting.eq(0)
                         m.next = "CYCLES"
                     with m.Else():
-                        m.d.sync += [layer.eq(layer + 1), d_base.eq(d_base + n_layer),
-                                     save_base.eq(save_base + len(COUNTERS)), d_k.eq(0)]
+                        m.d.sync += [layer.eq(layer + 1), d_base.eq(d_base + n_layer), d_k.eq(0)]
+                        if e.counters:
+                            m.d.sync += save_base.eq(save_base + len(COUNTERS))
                         m.next = "DESCRIPTOR"
             with m.State("CYCLES"):      # the image's cycles after its layers' counters
                 m.d.comb += [self.busy.eq(1), cw.en.eq(1)]
-                m.d.sync += [c_total.eq(save_base + len(COUNTERS) + 1), c_avail.eq(1),
-                             c_rp.eq(0)]
+                m.d.sync += [c_total.eq(save_base + len(COUNTERS) + 1 if e.counters else 1),
+                             c_avail.eq(1), c_rp.eq(0)]
                 m.next = "IDLE"
         return m
+
+
+def _constant_per_layer(m: Module, fields, layer, descriptors: list[dict]) -> None:
+    """Drive ``fields`` with descriptor ``layer`` of ``descriptors`` (constants): a field the
+    same in every layer is a constant, any other a small table indexed by ``layer``."""
+    for name, _ in fields.shape():
+        field = Value.cast(getattr(fields, name))
+        values = [d[name] for d in descriptors]
+        if len(set(values)) == 1:
+            m.d.comb += field.eq(values[0])
+            continue
+        with m.Switch(layer):
+            for k, value in enumerate(values):
+                with m.Case(k):
+                    m.d.comb += field.eq(value)
 
 
 def _select(index, values):

@@ -26,17 +26,19 @@ Model: this module is the format's definition; ``hw.engine`` reads it.
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import enum
 from dataclasses import dataclass
 
 from amaranth.hdl import Shape
 
 from hw.postproc import PostConfig, PostProcessorParams, ThresholdEntry
-from hw.schedule import CONFIG_FIELDS, AcceleratorConfig, config_field_bits
+from hw.schedule import CONFIG_FIELDS, COUNTERS, AcceleratorConfig, config_field_bits
 
 __all__ = ["PROGRAM_VERSION", "HEADER_FIELDS", "EngineConfig", "header_fields",
            "layer_fields", "program_beat_bits", "engine_fingerprint", "encode_beats",
-           "threshold_entry_words", "POST_PREFIX", "descriptor_values", "threshold_words"]
+           "threshold_entry_words", "POST_PREFIX", "descriptor_values", "threshold_words",
+           "decode_beats", "decode_program"]
 
 #: The program format's version (part of the fingerprint).
 PROGRAM_VERSION = 1
@@ -73,11 +75,22 @@ class EngineConfig:
         word the accelerator's activation word.
     max_layers : int
         Layers the program memory holds.
+    counters : bool
+        Per-layer counters (``hw.schedule.COUNTERS``) saved and streamed after each image
+        (default); without them the counter stream gives the image's cycles alone.
+    builtin : tuple of int, or None
+        A program built into the bitstream (its beats, ``Program.beats``): the engine then runs
+        that program only, with every descriptor field a constant of the logic (no program
+        memory, no descriptor register); the host still sends the program, and one that
+        differs from the built-in one in any beat is refused. ``None`` (default): programs are
+        loaded at run time.
     """
 
     accelerator: AcceleratorConfig
     post: PostProcessorParams
     max_layers: int = 8
+    counters: bool = True
+    builtin: tuple | None = None
 
     def __post_init__(self):
         a, p = self.accelerator, self.post
@@ -97,10 +110,25 @@ class EngineConfig:
         if p.acc_bits > a.acc_bits:
             raise ValueError(f"the post-processor's acc_bits {p.acc_bits} exceed the "
                              f"accelerator's {a.acc_bits}")
+        if not isinstance(self.counters, bool):
+            raise TypeError(f"counters must be a bool, not {self.counters!r}")
+        if self.builtin is not None:
+            decode_program(self, self.builtin)      # ValueError if it is not a program
+
+    def n_counter_words(self, layers: int) -> int:
+        """Counter words after an image of ``layers`` layers: each layer's
+        ``hw.schedule.COUNTERS`` (when ``counters``), then the image's cycles."""
+        return (layers * len(COUNTERS) if self.counters else 0) + 1
+
+    def without_builtin(self) -> "EngineConfig":
+        """The same engine loading its programs at run time."""
+        return dataclasses.replace(self, builtin=None)
 
     @property
     def program_depth(self) -> int:
         """Beats of the program memory: the header and ``max_layers`` descriptors."""
+        if self.builtin is not None:
+            return len(self.builtin)
         return len(HEADER_FIELDS) + self.max_layers * len(layer_fields(self))
 
 
@@ -158,6 +186,8 @@ def engine_fingerprint(engine: EngineConfig) -> int:
     parts += [f"{n}={v}" for n, v in sorted(engine.accelerator.to_dict().items())]
     parts += [f"{n}={getattr(engine.post, n)}" for n in sorted(vars(engine.post))]
     parts.append(f"max_layers={engine.max_layers}")
+    if not engine.counters:
+        parts.append("counters=0")
     return binascii.crc_hqx(";".join(parts).encode(), 0xFFFF)
 
 
@@ -175,6 +205,41 @@ def encode_beats(fields: dict[str, tuple[int, bool]], values: dict[str, int]) ->
                              f"[{lo}, {hi}]")
         beats.append(v & ((1 << width) - 1))
     return beats
+
+
+def decode_beats(fields: dict[str, tuple[int, bool]], beats) -> dict[str, int]:
+    """The values of ``beats`` in the order of ``fields`` (``encode_beats`` undone)."""
+    values = {}
+    for (name, (width, signed)), beat in zip(fields.items(), beats, strict=True):
+        v = int(beat) & ((1 << width) - 1)
+        values[name] = v - (1 << width) if signed and v >> (width - 1) else v
+    return values
+
+
+def decode_program(engine: EngineConfig, beats) -> tuple[dict[str, int], list[dict[str, int]]]:
+    """(header, one descriptor per layer) of a program's beats for ``engine``: ``ValueError``
+    (one line) when the beats are not a whole program of this engine's format."""
+    beats = tuple(beats)
+    head, fields = header_fields(engine), layer_fields(engine)
+    if len(beats) < len(head) or any(isinstance(b, bool) or not isinstance(b, int) or b < 0
+                                     for b in beats):
+        raise ValueError(f"a program is {len(head)} header beats and its layers' descriptors "
+                         f"(non-negative integers), not {len(beats)} beats")
+    header = decode_beats(head, beats[:len(head)])
+    n = header["layers"]
+    if header["fingerprint"] != engine_fingerprint(engine) or \
+            header["version"] != PROGRAM_VERSION:
+        raise ValueError(f"the program's fingerprint {header['fingerprint']:#06x} / version "
+                         f"{header['version']} are not this engine's "
+                         f"({engine_fingerprint(engine):#06x} / {PROGRAM_VERSION})")
+    if not 1 <= n <= engine.max_layers or len(beats) != len(head) + n * len(fields):
+        raise ValueError(f"the program has {n} layers in {len(beats)} beats; allowed: 1 to "
+                         f"{engine.max_layers} layers of {len(fields)} beats after the "
+                         f"{len(head)} of the header")
+    layers = [decode_beats(fields, beats[len(head) + k * len(fields):
+                                         len(head) + (k + 1) * len(fields)])
+              for k in range(n)]
+    return header, layers
 
 
 def _int(value) -> int:

@@ -26,6 +26,13 @@ output never overlap since ``in_words + out_words <= in_depth``, and layer 0's i
 the host writes, starts at 0. Threshold entries: every thresholded layer's channels, in layer
 order (``thr_base``).
 
+Column split. A first layer of few input channels (an image's pixels: one) leaves most of
+its mode's lanes (and PE rows) idle. The compiler splits its ``S`` filter columns into the
+``k`` parts the cycle model finds fastest (``first_layer_split``; ``model.column_split``):
+``C * k`` input channels of ``R x ceil(S / k)`` filters, the same sums, and the host sends
+each image so split (``split_image``, in ``Program.input_words``). ``Program.compiled`` is
+the model as run, ``Program.split`` its ``k``.
+
 Modes. An engine has one datapath per kind of layer (``model_modes``; ``hw.schedule.Datapath``,
 ``AcceleratorConfig.modes``), all on one activation word: BinaryNet's binary first layer on
 pixel codes runs as binary A8 with 4 lanes, its XNOR layers with 32 lanes. Each layer runs in
@@ -61,17 +68,19 @@ from hw.program import (PROGRAM_VERSION, EngineConfig, descriptor_values, encode
 from hw.schedule import (CONFIG_FIELDS, COUNTERS, LANES, AcceleratorConfig, Datapath,
                          config_limits, derived_counters)
 from model import layer_file
+from model.column_split import split_filter_columns, zero_weight_code
 from model.deploy import IntegerLayer, IntegerModel
 from model.shapes import LayerShape
 from sim.cycle_model import (ArrayParams, Mapping, check_mappable, choose_mapping,
                              config_values, memory_depths, output_stream_order, predict,
                              weight_word_order)
+from sim.column_split import choose_column_split
 from sim.run_layer import lanes_for_words, layer_codes, pack_lanes
 
 __all__ = ["LayerDescriptor", "Program", "engine_for_model", "compile_program", "image_cycles",
            "images_per_second", "layer_engine_cycles", "DEFAULT_ARRAY", "predict_program",
            "postproc_traffic", "layer_key", "layer_modes", "model_modes", "submodel", "report",
-           "main"]
+           "first_layer_split", "split_first_layer", "split_image", "main"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,6 +339,10 @@ class Program:
         Each weight bank's words (Python ints).
     thresholds : tuple of dict
         ``hw.postproc.ThresholdEntry`` values, entry by entry.
+    compiled : model.deploy.IntegerModel
+        The model the layers run: ``split_first_layer(model, split)``.
+    split : int
+        The parts layer 0's filter columns are split into (``first_layer_split``; 1: none).
     """
 
     engine: EngineConfig
@@ -338,6 +351,8 @@ class Program:
     layers: tuple
     weights: np.ndarray
     thresholds: tuple
+    compiled: IntegerModel
+    split: int
 
     def beats(self) -> list[int]:
         """The program stream's beats: the header, then each layer's descriptor."""
@@ -369,7 +384,8 @@ class Program:
                 or x.max() > m.pixel_max:
             raise ValueError(f"image codes must be integers in [{m.pixel_min}, "
                              f"{m.pixel_max}]")
-        first = m.layers[0]
+        x = split_image(m.layers[0], self.split, x)
+        first = self.compiled.layers[0]
         _, a, _, _ = layer_codes(_record(first, first.encode_inputs(x[None])[0]))
         mode = self.engine.accelerator.modes[self.layers[0].mode]
         return [int(v) for v in pack_lanes(a, mode.a_bits, mode.lanes).ravel()]
@@ -423,6 +439,8 @@ def compile_program(model: IntegerModel, engine: EngineConfig) -> Program:
     if not isinstance(engine, EngineConfig):
         raise TypeError(f"engine must be an EngineConfig, not {engine!r}")
     a, pp = engine.accelerator, engine.post
+    split = first_layer_split(model, a)
+    given, model = model, split_first_layer(model, split)
     layers = model.layers
     n = len(layers)
     if n > engine.max_layers:
@@ -503,7 +521,8 @@ def compile_program(model: IntegerModel, engine: EngineConfig) -> Program:
               "layers": n, "bank_words": bank_words, "thr_entries": len(entries),
               "input_words": descriptors[0].in_words,
               "scores": last.shape.M * last.shape.E * last.shape.F}
-    program = Program(engine, model, header, tuple(descriptors), weights, tuple(entries))
+    program = Program(engine, given, header, tuple(descriptors), weights, tuple(entries),
+                      model, split)
     image = image_cycles(program)
     if image >= 1 << a.counter_bits:
         raise ValueError(f"the model does not fit the engine: an image takes "
@@ -597,10 +616,57 @@ def _post_codes(model: IntegerModel, config: AcceleratorConfig, modes: list[int]
     return config.a_bits
 
 
+def split_first_layer(model: IntegerModel, k: int) -> IntegerModel:
+    """The same network with its first layer's ``S`` filter columns split into ``k`` parts
+    (``model.column_split``): ``C * k`` channels of ``R x ceil(S / k)`` filters over shifted,
+    explicitly padded copies of the image (``split_image``), the same sums bit for bit.
+    ``k = 1``: ``model`` itself."""
+    if k == 1:
+        return model
+    first = model.layers[0]
+    codes, weights = split_filter_columns(
+        np.zeros(first.in_shape, dtype=np.int64), first.weights, k, scheme=first.scheme,
+        stride=first.stride, padding=first.padding, w_bits=first.w_bits,
+        codebook=first.codebook)
+    layer = dataclasses.replace(first, weights=weights, padding=0, in_shape=codes.shape,
+                                channels=codes.shape[0])
+    return dataclasses.replace(model, layers=[layer, *model.layers[1:]],
+                               input_shape=layer.in_shape)
+
+
+def split_image(first: IntegerLayer, k: int, codes) -> np.ndarray:
+    """An image's codes ``[C, H, W]`` for ``first`` (a model's first layer) as those of its
+    first layer split into ``k`` parts (``split_first_layer``)."""
+    if k == 1:
+        return np.asarray(codes)
+    return split_filter_columns(codes, first.weights, k, scheme=first.scheme,
+                                stride=first.stride, padding=first.padding,
+                                w_bits=first.w_bits, codebook=first.codebook)[0]
+
+
+def first_layer_split(model: IntegerModel, config: AcceleratorConfig) -> int:
+    """How many parts the engine splits the first layer's filter columns into on ``config``:
+    the fastest by the cycle model (``sim.column_split.choose_column_split`` with layer 0's
+    mode's lanes); 1 for a layer that is not a convolution of one group, an ``xnor`` layer (its
+    codes are packed words) or a model no mode of ``config`` runs (the caller refuses it)."""
+    first = model.layers[0]
+    if first.kind != "conv" or first.scheme == "xnor" or first.groups != 1 or first.flatten:
+        return 1
+    try:
+        params = _array(config, layer_modes(model, config)[0])
+        w, a, _, _ = layer_codes(_record(first))
+        shape = LayerShape.of(w.shape, a.shape, first.stride, first.padding)
+        zero = zero_weight_code(first.scheme, first.w_bits, first.codebook)
+        return choose_column_split(shape, params, zero_weight=zero is not None).k
+    except ValueError:
+        return 1
+
+
 def engine_for_model(model: IntegerModel, *, rows: int, cols: int, lanes: int | None = None,
                      filter_spad: int = 32, ifmap_spad: int = 32, tree_stages: int = 0,
                      counter_bits: int | None = None,
-                     max_layers: int | None = None) -> EngineConfig:
+                     max_layers: int | None = None, counters: bool = True,
+                     builtin: bool = False) -> EngineConfig:
     """The smallest engine with a ``rows`` x ``cols`` array that runs ``model``.
 
     The datapaths are ``model_modes(model, lanes)`` (one mode per kind of layer, the first
@@ -611,15 +677,22 @@ def engine_for_model(model: IntegerModel, *, rows: int, cols: int, lanes: int | 
     of any layer and at least twice the image's compute and unload cycles, ``max_layers``
     (default) the model's layers; the post-processor is ``PostProcessorParams.for_model`` on
     the accelerator's activation word, writing the codes of the layers' modes (``_post_codes``).
+    The first layer is sized with its filter columns split as ``compile_program`` splits
+    them (``first_layer_split``).
+    ``counters``: per-layer counters (``EngineConfig.counters``); ``builtin``: the model's
+    program built into the engine (``EngineConfig.builtin``: no program memory, every
+    descriptor field a constant of the logic; the engine then runs this model only).
     ``ValueError`` (one line) when a layer cannot run on such an engine.
     """
-    layers = model.layers
     first, *more = model_modes(model, lanes)
     probe = AcceleratorConfig(scheme=first.scheme, rows=rows, cols=cols, lanes=first.lanes,
                               a_bits=first.a_bits, w_bits=first.w_bits, acc_bits=64,
                               filter_spad=filter_spad, ifmap_spad=ifmap_spad,
                               tree_stages=tree_stages, codebook=first.codebook,
                               more_modes=tuple(more))
+    given = model
+    model = split_first_layer(model, first_layer_split(model, probe))  # as the engine runs it
+    layers = model.layers
     modes = layer_modes(model, probe)
     plans = _plans(model, probe, modes)
     if counter_bits is None:
@@ -639,8 +712,10 @@ def engine_for_model(model: IntegerModel, *, rows: int, cols: int, lanes: int | 
     code_bits = _post_codes(model, accelerator, modes)
     post = PostProcessorParams.for_model(model, lanes=accelerator.a_word_bits // code_bits,
                                          code_bits=code_bits, depth=in_depth)
-    engine = EngineConfig(accelerator, post, max_layers or len(layers))
-    compile_program(model, engine)      # every other limit (``ValueError`` if one is hit)
+    engine = EngineConfig(accelerator, post, max_layers or len(layers), counters=counters)
+    program = compile_program(given, engine)   # every other limit (``ValueError`` if one is hit)
+    if builtin:
+        engine = dataclasses.replace(engine, builtin=tuple(program.beats()))
     return engine
 
 
@@ -686,6 +761,14 @@ def report(program: Program) -> list[str]:
              f"(header {len(header_fields(e))}, {len(fields)} per layer), "
              f"{len(program.weight_words())} weight-stream words of {a.w_word_bits} bits",
              "header: " + ", ".join(f"{k} {v}" for k, v in program.header.items())]
+    if e.builtin is not None or not e.counters:
+        lines.append("  " + ", ".join(
+            (["program built into the logic"] if e.builtin is not None else [])
+            + ([] if e.counters else ["no per-layer counters (the image's cycles only)"])))
+    if program.split > 1:
+        first = program.model.layers[0]
+        lines.append(f"  layer 0's {first.weights.shape[3]} filter columns split into "
+                     f"{program.split} parts (the host sends each image split)")
     for k, d in enumerate(program.layers):
         s, mp = d.shape, d.mapping
         c = d.counters

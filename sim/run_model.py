@@ -39,11 +39,7 @@ class EngineJob:
     weights: list[int]
     images: list[list[int]]
     n_scores: int
-    n_layers: int
-
-    @property
-    def n_counter_words(self) -> int:
-        return self.n_layers * len(COUNTERS) + 1
+    n_counter_words: int
 
     @classmethod
     def of(cls, program, image_words: list[list[int]]) -> "EngineJob":
@@ -51,7 +47,8 @@ class EngineJob:
                    weights=[int(w) for w in program.weight_words()],
                    images=[[int(w) for w in words] for words in image_words],
                    n_scores=int(program.header["scores"]),
-                   n_layers=int(program.header["layers"]))
+                   n_counter_words=program.engine.n_counter_words(
+                       int(program.header["layers"])))
 
 
 @dataclass
@@ -161,7 +158,6 @@ class CocotbEngineBackend:
         with tempfile.TemporaryDirectory(prefix="mulfree-model-") as tmp:
             job_file, result_file = Path(tmp, "job.json"), Path(tmp, "results.json")
             job_file.write_text(json.dumps({**job.__dict__,
-                                            "n_counter_words": job.n_counter_words,
                                             "acc_bits": engine.accelerator.acc_bits}))
             started = time.perf_counter()
             result = run_cocotb(sources={"engine.v": text}, toplevel="engine",

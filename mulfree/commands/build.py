@@ -23,6 +23,7 @@ default each synthesizer decides (iCE40: logic, ECP5: DSP blocks).
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -44,6 +45,10 @@ DEFAULTS = {"a_bits": 8, "acc_bits": 20, "depth": 256, "spad": 32, "counter_bits
 
 #: What ``--model`` builds (``--design``).
 DESIGNS = ("engine", "accelerator")
+
+#: Where the network engine's program lives (``--program``): loaded at run time into a program
+#: memory, or built into the logic (``hw.program.EngineConfig.builtin``).
+PROGRAMS = ("loaded", "builtin")
 
 #: The flags that size the accelerator of ``--scheme`` only.
 SCHEME_ONLY = ("a_bits", "w_bits", "acc_bits", "depth")
@@ -115,6 +120,17 @@ def register(subparsers) -> None:
                        help=f"width of each access counter (default {DEFAULTS['counter_bits']} "
                             "with --scheme, what the layers need with --model; the host "
                             "refuses a layer whose counts would not fit)")
+    engine = parser.add_argument_group("network engine (--model)")
+    engine.add_argument("--program", type=flags.choice(PROGRAMS, "program"), default=None,
+                        metavar="WHERE",
+                        help="loaded (a program memory: any program of this engine's shapes "
+                             "runs) or builtin (the model's program is part of the logic, which "
+                             "is smaller; weights still load at run time); default: builtin on "
+                             "the iCE40, loaded elsewhere")
+    engine.add_argument("--counters", action=argparse.BooleanOptionalAction, default=None,
+                        help="per-layer counters read after each image (default: on, except "
+                             "on the iCE40, where --no-counters leaves room for a larger array; "
+                             "each image's cycles are always counted)")
     parser.add_argument("--multipliers", type=flags.choice(MULTIPLIERS, "multiplier placement"),
                         default=None, metavar="WHERE",
                         help="where synthesis puts multipliers (the int scheme's): dsp (the "
@@ -301,16 +317,31 @@ def _zeros(shape):
     return np.zeros(tuple(int(v) for v in shape), dtype=np.int64)
 
 
-def _build_largest(args, board, make_top, accel_for, overflow):
+def _refuse_with_largest(args, board, make_top, overflow):
+    """``UsageError`` for an array of the user's size that does not fit, naming the largest
+    that does (within ``LOGIC_HEADROOM``)."""
+    from boards.build import largest_array_that_fits
+    r, c, packed = largest_array_that_fits(board, make_top, args.rows, args.cols, overflow,
+                                           progress=_say, synth_opts=args.synth_opts)
+    if r == 0:
+        worst = max(packed, key=lambda u: u.share)
+        raise UsageError(f"{overflow}; no array fits: even 1x1 needs {worst.used:,} "
+                         f"{worst.resource} ({worst.share:.0%})")
+    used = next(u for u in packed if u.resource == overflow.resource)
+    raise UsageError(f"{overflow}; the largest that fits is {r}x{c} ({used.used:,} "
+                     f"{used.resource}, {used.share:.0%}, with room for place-and-route)")
+
+
+def _build_largest(args, board, make_top, extra_for, overflow):
     """Build the array with the most PEs (up to ``args.rows x args.cols``) whose packed
-    design fits;
-    if placement, routing or timing fails, the largest within ``LOGIC_HEADROOM``. The report,
-    or None after printing why nothing was built."""
+    design fits; if placement, routing or timing fails, the largest within 95 % of the logic,
+    then within ``LOGIC_HEADROOM``. The report, or None after printing why nothing was
+    built."""
     from boards.build import LOGIC_HEADROOM, BuildError, build, largest_array_that_fits
 
     wanted = (args.rows, args.cols)
     tried, written, failure, late = set(), False, None, None
-    for headroom in (1.0, LOGIC_HEADROOM):
+    for headroom in (1.0, 0.95, LOGIC_HEADROOM):
         r, c, packed = largest_array_that_fits(board, make_top, *wanted, overflow,
                                                progress=_say, headroom=headroom,
                                                most_pes=True, synth_opts=args.synth_opts)
@@ -325,11 +356,10 @@ def _build_largest(args, board, make_top, accel_for, overflow):
                f"the most PEs within {headroom:.0%} of the logic")
         _say(f"{wanted[0]}x{wanted[1]} does not fit; building {how}: {r}x{c}")
         args.rows, args.cols = r, c
-        extra = {"accelerator.json": json.dumps(dict(accel_for(r, c)[0].to_dict(),
-                                                     baud=args.baud), indent=2) + "\n"}
         try:
             report = build(board, make_top(r, c), args.output, force=args.force or written,
-                           progress=_say, extra_files=extra, synth_opts=args.synth_opts)
+                           progress=_say, extra_files=extra_for(r, c),
+                           synth_opts=args.synth_opts)
         except BuildError as exc:
             failure = exc
             _say(f"{r}x{c} did not build ({str(exc).splitlines()[0]}); trying a smaller array")
@@ -384,7 +414,7 @@ def run(args) -> int:
     args.cols = DEFAULTS["cols"] if args.cols is None else args.cols
 
     from boards.build import (BuildError, DoesNotFit, build, check_output,
-                              largest_array_that_fits, synthesis_options)
+                              synthesis_options)
     from boards.platforms import find_board
     from boards.protocol import clocks_per_bit
     from boards.top import BoardTop, LinkLoopback
@@ -443,18 +473,12 @@ def run(args) -> int:
         if make_top is None:
             raise
         if not auto_size:
-            r, c, packed = largest_array_that_fits(board, make_top, args.rows, args.cols,
-                                                   overflow, progress=_say,
-                                                   synth_opts=args.synth_opts)
-            if r == 0:
-                worst = max(packed, key=lambda u: u.share)
-                raise UsageError(f"{overflow}; no array fits: even 1x1 needs {worst.used:,} "
-                                 f"{worst.resource} ({worst.share:.0%})") from None
-            used = next(u for u in packed if u.resource == overflow.resource)
-            raise UsageError(f"{overflow}; the largest that fits is {r}x{c} ({used.used:,} "
-                             f"{used.resource}, {used.share:.0%}, with room for "
-                             "place-and-route)") from None
-        report = _build_largest(args, board, make_top, accel_for, overflow)
+            _refuse_with_largest(args, board, make_top, overflow)
+
+        def extra_for(rows, cols):
+            return {"accelerator.json": json.dumps(dict(accel_for(rows, cols)[0].to_dict(),
+                                                        baud=args.baud), indent=2) + "\n"}
+        report = _build_largest(args, board, make_top, extra_for, overflow)
         if report is None:
             return 1
     except BuildError as exc:
@@ -471,9 +495,11 @@ def run(args) -> int:
 
 def _build_engine(args) -> int:
     """``--model``: the network engine for the whole model behind the host link; the report
-    adds the images per second at the board clock and at fmax (``sim.program``)."""
+    adds the images per second at the board clock and at fmax (``sim.program``). Without
+    --rows/--cols: the array with the most PEs, up to ``DEFAULT_ARRAY``'s rows and twice its
+    columns, whose design fits the device."""
     from boards.build import BuildError, DoesNotFit, build, check_output, synthesis_options
-    from boards.engine import EngineTarget
+    from boards.engine import EngineTarget, engine_options
     from boards.platforms import find_board
     from boards.protocol import clocks_per_bit
     from boards.top import BoardTop
@@ -495,41 +521,71 @@ def _build_engine(args) -> int:
     if not isinstance(model, deploy.IntegerModel):
         raise UsageError(f"{args.model} is a float checkpoint; the engine needs a quantized "
                          "model (mulfree train, quantize or import)")
-    rows = args.rows if args.rows is not None else DEFAULT_ARRAY[0]
-    cols = args.cols if args.cols is not None else DEFAULT_ARRAY[1]
-    try:
-        engine = engine_for_model(model, rows=rows, cols=cols, lanes=args.lanes,
-                                  filter_spad=args.spad, ifmap_spad=args.spad,
-                                  tree_stages=args.tree_stages,
-                                  counter_bits=args.counter_bits)
-        program = compile_program(model, engine)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    a = engine.accelerator
     device = str(described["device"])
-    blocks = spram_blocks(a.rows, a.wb_depth, a.w_word_bits)
-    weight_ram = "spram" if device.upper().startswith("ICE40UP") and blocks <= 4 and \
-        a.wb_depth <= 2 * SPRAM_WORDS else "memory"
+    defaults = engine_options(device)
+    builtin = defaults["builtin"] if args.program is None else args.program == "builtin"
+    counters = defaults["counters"] if args.counters is None else args.counters
+    auto_size = args.rows is None and args.cols is None
+    args.rows = DEFAULT_ARRAY[0] if args.rows is None else args.rows
+    if args.cols is None:
+        args.cols = 2 * DEFAULT_ARRAY[1] if auto_size else DEFAULT_ARRAY[1]
+
+    def engine_at(rows, cols):
+        try:
+            engine = engine_for_model(model, rows=rows, cols=cols, lanes=args.lanes,
+                                      filter_spad=args.spad, ifmap_spad=args.spad,
+                                      tree_stages=args.tree_stages,
+                                      counter_bits=args.counter_bits, counters=counters,
+                                      builtin=builtin)
+            program = compile_program(model, engine)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        a = engine.accelerator
+        blocks = spram_blocks(a.rows, a.wb_depth, a.w_word_bits)
+        weight_ram = "spram" if device.upper().startswith("ICE40UP") and blocks <= 4 and \
+            a.wb_depth <= 2 * SPRAM_WORDS else "memory"
+        return engine, program, weight_ram, blocks
+
+    def make_top(rows, cols):
+        engine, _, weight_ram, _ = engine_at(rows, cols)
+        return BoardTop(lambda: EngineTarget(engine, weight_ram=weight_ram), baud=args.baud)
+
+    def extra_for(rows, cols):
+        engine, program, weight_ram, _ = engine_at(rows, cols)
+        a = engine.accelerator
+        cycles = image_cycles(program) + program.header["input_words"]
+        return {"engine.txt": "\n".join(report(program)) + "\n",
+                "engine.json": json.dumps({"model": str(args.model), "rows": a.rows,
+                                           "cols": a.cols, "lanes": a.lanes,
+                                           "weight_ram": weight_ram, "baud": args.baud,
+                                           "program": "builtin" if builtin else "loaded",
+                                           "counters": counters,
+                                           "cycles_per_image": cycles}, indent=2) + "\n"}
+
+    engine, program, weight_ram, blocks = engine_at(args.rows, args.cols)
+    a = engine.accelerator
     where = f"{blocks} SPRAM blocks" if weight_ram == "spram" else "block RAM"
     _say(f"{board.name}: network engine for {args.model}: {a.rows}x{a.cols} PEs, {a.lanes} "
-         f"lanes, {len(program.layers)} layers, weights in {where}")
-    top = BoardTop(lambda: EngineTarget(engine, weight_ram=weight_ram), baud=args.baud)
-    cycles = image_cycles(program) + program.header["input_words"]
-    extra = {"engine.txt": "\n".join(report(program)) + "\n",
-             "engine.json": json.dumps({"model": str(args.model), "rows": a.rows,
-                                        "cols": a.cols, "lanes": a.lanes,
-                                        "weight_ram": weight_ram, "baud": args.baud,
-                                        "cycles_per_image": cycles}, indent=2) + "\n"}
+         f"lanes, {len(program.layers)} layers, weights in {where}, program "
+         f"{'built in' if builtin else 'loaded at run time'}, "
+         f"{'per-layer counters' if counters else 'no per-layer counters'}")
     try:
-        built = build(board, top, args.output, force=args.force, progress=_say,
-                      extra_files=extra, synth_opts=args.synth_opts)
+        built = build(board, make_top(args.rows, args.cols), args.output, force=args.force,
+                      progress=_say, extra_files=extra_for(args.rows, args.cols),
+                      synth_opts=args.synth_opts)
     except DoesNotFit as overflow:
-        raise UsageError(f"{overflow}; try a smaller --rows/--cols") from None
+        if not auto_size:
+            _refuse_with_largest(args, board, make_top, overflow)
+        built = _build_largest(args, board, make_top, extra_for, overflow)
+        if built is None:
+            return 1
     except BuildError as exc:
         print(f"mulfree build: error: {exc}", file=sys.stderr)
         return 1
     for line in built.lines():
         print(line)
+    engine, program, _, _ = engine_at(args.rows, args.cols)
+    cycles = image_cycles(program) + program.header["input_words"]
     clock = described["clock_hz"]
     line = (f"images/s: {clock / cycles:,.0f} at the {clock / 1e6:g} MHz board clock "
             f"({cycles:,} cycles per image, cycle model)")

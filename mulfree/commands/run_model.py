@@ -47,6 +47,12 @@ def register(subparsers) -> None:
                         help=f"PE columns (default {DEFAULT_COLS})")
     parser.add_argument("--lanes", type=power_of_two(1, 64), default=None, metavar="L",
                         help="lanes per PE (default: as the engine sizes it for the model)")
+    parser.add_argument("--no-counters", action="store_true",
+                        help="an engine without per-layer counters (only each image's cycles "
+                             "are checked), as mulfree build --no-counters builds")
+    parser.add_argument("--builtin", action="store_true",
+                        help="an engine with the model's program built in (no program "
+                             "memory), as mulfree build --program builtin builds")
     parser.add_argument("--dataset", default=None, metavar="SPEC",
                         help="digits or mnist:PATH (default: the model's own)")
     parser.add_argument("--force", action="store_true", help="overwrite OUT.npz")
@@ -68,12 +74,13 @@ def _image_count(text: str | None, backend: str, available: int) -> int:
     return count
 
 
-def engine_for(model, args):
+def engine_for(model, args, *, counters: bool = True, builtin: bool = False):
     """The engine configuration and the compiled program for ``model`` (``UsageError``
     naming what does not fit)."""
     from sim.program import compile_program, engine_for_model
     try:
-        engine = engine_for_model(model, rows=args.rows, cols=args.cols, lanes=args.lanes)
+        engine = engine_for_model(model, rows=args.rows, cols=args.cols, lanes=args.lanes,
+                                  counters=counters, builtin=builtin)
         program = compile_program(model, engine)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -98,13 +105,15 @@ def _backend(args):
 
 
 def _counters_equal(got: list[dict], expected: list[dict]) -> bool:
+    """Each layer's counters equal the cycle model's (``expected`` is empty for an engine
+    without per-layer counters)."""
     from hw.schedule import COUNTERS
     return len(got) == len(expected) and all(
         g[name] == e[name] for g, e in zip(got, expected) for name in COUNTERS)
 
 
 def run(args) -> int:
-    from sim.program import predict_program
+    from sim.program import image_cycles, predict_program
     from sim.run_model import EngineJob
 
     out = check_new_file(args.output, force=args.force)
@@ -115,8 +124,12 @@ def run(args) -> int:
     ds, _ = load_matching_dataset(loaded, args.dataset)
     count = _image_count(args.images, args.backend, len(ds.x_test))
     x, labels = ds.x_test[:count], ds.y_test[:count]
-    engine, program = engine_for(loaded, args)
     backend = _backend(args)
+    counters, builtin = not args.no_counters, args.builtin
+    if args.backend == "board":     # the engine the board holds
+        info = backend.info()
+        counters, builtin = info["counters"], info["builtin"]
+    engine, program = engine_for(loaded, args, counters=counters, builtin=builtin)
     a = engine.accelerator
     print(f"engine: {a.rows}x{a.cols} PEs, {a.lanes} lanes, {len(program.layers)} layers, "
           f"{program.header['bank_words']} weight words per bank; {count} images on "
@@ -131,10 +144,11 @@ def run(args) -> int:
     last = loaded.layers[-1]
     head = scores * last.score_gain + last.score_offset
     predictions = np.argmax(head, axis=1)
-    expected = predict_program(program)
+    expected = predict_program(program) if engine.counters else []
+    want_cycles = image_cycles(program)
     bad_scores = [i for i in range(count) if not np.array_equal(scores[i], want[i])]
-    bad_counters = [i for i, r in enumerate(results) if not _counters_equal(
-        r.layer_counters(), expected)]
+    bad_counters = [i for i, r in enumerate(results) if r.cycles != want_cycles
+                    or not _counters_equal(r.layer_counters(), expected)]
     cycles = np.array([r.cycles for r in results], dtype=np.int64)
     from model.layer_file import save_arrays
     save_arrays(out, {"scores": scores.astype(np.int64), "predictions": predictions,
@@ -144,8 +158,9 @@ def run(args) -> int:
     agree = int(np.sum(predictions == trace.predictions))
     print(f"accuracy {100 * correct / count:.2f} % ({correct}/{count}); predictions agree "
           f"with the integer model on {agree}/{count}; scores bit-exact on "
-          f"{count - len(bad_scores)}/{count}; counters equal the cycle model on "
-          f"{count - len(bad_counters)}/{count}")
+          f"{count - len(bad_scores)}/{count}; "
+          f"{'counters and cycles' if engine.counters else 'cycles'} equal the cycle model "
+          f"on {count - len(bad_counters)}/{count}")
     print(f"cycles per image: {int(cycles.min())}..{int(cycles.max())} (mean "
           f"{cycles.mean():.0f}); {count / seconds:.1f} images/s on {args.backend} "
           f"({seconds:.1f} s)")

@@ -171,8 +171,8 @@ def test_a_board_without_a_serial_port_is_refused_in_one_line(capsys, tmp_path):
 def test_without_a_size_the_largest_array_that_packs_is_built_then_one_with_room(
         monkeypatch, outcome, built):
     """The largest array whose packed design fits is placed and routed; if that fails or
-    misses the board clock, the largest within the logic headroom is built (over the first
-    attempt's output, which this run wrote)."""
+    misses the board clock, the largest within 95 % of the logic is built (over the first
+    attempt's output, which this run wrote), then within the logic headroom."""
     import argparse
     from boards import build as flow
     from boards.build import BuildError, DoesNotFit
@@ -205,12 +205,13 @@ def test_without_a_size_the_largest_array_that_packs_is_built_then_one_with_room
                               synth_opts=None)
     overflow = DoesNotFit("logic cells", 9000, 5280, "iCE40UP5K", "icebreaker")
     from hw.schedule import AcceleratorConfig
-    report = command._build_largest(args, "icebreaker", lambda r, c: (r, c),
-                                    lambda r, c: (AcceleratorConfig(rows=r, cols=c), ""),
+    def extra_for(r, c):
+        return {"accelerator.json": json.dumps(AcceleratorConfig(rows=r, cols=c).to_dict())}
+    report = command._build_largest(args, "icebreaker", lambda r, c: (r, c), extra_for,
                                     overflow)
     assert calls == built and report.meets_timing
     assert (args.rows, args.cols) == calls[-1][0]
-    assert searched == [1.0, flow.LOGIC_HEADROOM][:len(calls)]
+    assert searched == [1.0, 0.95][:len(calls)]
 
 
 def test_design_accelerator_needs_a_model(capsys, tmp_path):
@@ -220,3 +221,49 @@ def test_design_accelerator_needs_a_model(capsys, tmp_path):
     status, _, err = run(capsys, "--board", "icebreaker", "-o", str(tmp_path / "x"),
                          "--design", "chip")
     assert status == 2 and "chip" in err
+
+
+@pytest.mark.parametrize("argv, program, counters", [
+    (["--board", "icebreaker"], "builtin", False),
+    (["--board", "ulx3s-85f"], "loaded", True),
+    (["--board", "icebreaker", "--program", "loaded", "--counters"], "loaded", True),
+    (["--board", "ulx3s-85f", "--program", "builtin", "--no-counters"], "builtin", False),
+])
+def test_the_engine_a_board_gets_by_default_and_on_request(monkeypatch, tmp_path, capsys, argv,
+                                                            program, counters):
+    """``--model``: on the iCE40 the program is built in and there are no per-layer counters
+    (room for a larger array), elsewhere both are as before; the flags override either."""
+    from boards import build as flow
+    from model import deploy, nets
+    model = tmp_path / "bn.npz"
+    deploy.save(deploy.fold(nets.build("binarynet", (1, 8, 8), pixel_max=16, seed=0),
+                            input_shape=(1, 8, 8), pixel_max=16), model)
+    built = {}
+
+    class Report:
+        built, meets_timing, fmax_mhz = True, True, {}
+
+        def lines(self):
+            return []
+
+    def fake_build(board, top, out, *, force, progress, extra_files, synth_opts=None):
+        built.update(json.loads(extra_files["engine.json"]))
+        built["engine"] = top._target_factory().engine     # what the bitstream would hold
+        return Report()
+
+    monkeypatch.setattr(flow, "build", fake_build)
+    status, out, _ = run(capsys, *argv, "--model", str(model), "--rows", "1", "--cols", "2",
+                         "-o", str(tmp_path / "x"))
+    assert status == 0
+    assert (built["program"], built["counters"], built["rows"], built["cols"]) == \
+        (program, counters, 1, 2)
+    engine = built["engine"]
+    assert (engine.builtin is not None, engine.counters) == (program == "builtin", counters)
+    assert "images/s:" in out
+
+
+def test_an_unknown_program_place_is_refused(tmp_path, capsys):
+    status, _, err = run(capsys, "--board", "icebreaker", "--model", "m.npz", "--program",
+                         "rom", "-o", str(tmp_path / "x"))
+    assert_one_line_error(status, err, "rom")
+    assert list(tmp_path.iterdir()) == []

@@ -38,7 +38,7 @@ def test_run_model_is_bit_exact_and_writes_its_file(cli, small_binarynet, tmp_pa
     from sim.program import compile_program, engine_for_model, image_cycles
     program = compile_program(model, engine_for_model(model, rows=3, cols=4))
     assert cycles.tolist() == [image_cycles(program)] * 2
-    assert "scores bit-exact on 2/2; counters equal the cycle model on 2/2" in printed
+    assert "scores bit-exact on 2/2; counters and cycles equal the cycle model on 2/2" in printed
 
 
 @pytest.mark.timeout(600)

@@ -49,14 +49,36 @@ def test_binarynet_gets_a_binary_and_an_xnor_mode():
 
 
 def test_image_words_take_layer_0_modes_width():
+    """One lane of 8-bit words: the pixel codes as they are (one channel, not split)."""
     model = _model("binarynet")
-    program = compile_program(model, engine_for_model(model, rows=3, cols=4))
+    program = compile_program(model, engine_for_model(model, rows=3, cols=4, lanes=1))
+    assert program.split == 1
     image = DIGITS.x_test[0]
     codes = model.layers[0].encode_inputs(image[None])[0].ravel()      # one channel
-    lanes = to_unsigned_bits(codes, 8)                                   # A6 codes at 8 bits
-    want = [int(v) for v in lanes]                                       # lanes 1-3 idle: 0
+    want = [int(v) for v in to_unsigned_bits(codes, 8)]                 # A6 codes at 8 bits
     assert program.input_words(image) == want
     assert len(want) == program.header["input_words"] == 64
+
+
+def test_a_split_first_layer_takes_shifted_pixels_in_its_lanes():
+    """Four lanes and one channel: layer 0 (5x5, padding 2) runs split, its 5 columns as
+    channels: word ``k`` of pixel ``(h, f)`` holds the padded image's pixels ``(h, f + s)``
+    for ``s = 4k .. 4k + 3`` (``s < 5``; the other lanes 0), channel-word major."""
+    model = _model("binarynet")
+    program = compile_program(model, engine_for_model(model, rows=3, cols=4))
+    assert program.split == 5 and program.compiled.layers[0].weights.shape == (32, 5, 5, 1)
+    image = DIGITS.x_test[3]
+    codes = model.layers[0].encode_inputs(image[None])[0][0]            # [8, 8]
+    padded = np.zeros((12, 12), dtype=np.int64)
+    padded[2:10, 2:10] = codes
+    want = []
+    for k in range(2):
+        for h in range(12):
+            for f in range(8):
+                lanes = [padded[h, f + s] if s < 5 else 0 for s in range(4 * k, 4 * k + 4)]
+                want.append(sum(int(v) << (8 * lane) for lane, v in enumerate(lanes)))
+    assert program.input_words(image) == want
+    assert program.header["input_words"] == 192
 
 
 def test_one_kind_of_layer_keeps_one_mode():
