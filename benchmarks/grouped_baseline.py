@@ -1,20 +1,30 @@
-"""Grouped and depthwise layers on today's array, each group run as a layer of its own.
+"""Grouped and depthwise layers on the array: the groups in one run, and one group at a time.
 
-The array runs ``groups = 1``; until groups are mapped onto it, a grouped layer can only run
-as ``G`` separate layers of ``C / G`` channels and ``M / G`` filters. This prints what that
-costs -- cycles and utilisation from ``sim.cycle_model`` (``choose_mapping`` and ``predict``
-of one group, times ``G``) -- for the grouped layers of mobilenet_tiny (digits, 8 x 8) and of
-MobileNet v1 and ShuffleNet v1 (224 x 224), next to the pointwise layers that follow them:
-the baseline a group mapping has to beat (Eyeriss v2: a depthwise layer has no reduction
-over channels to spread over the PE rows, so a plain row-stationary array starves).
+The array runs a grouped layer's groups one after the other in one schedule
+(``AcceleratorConfig.groups``: the group is the controller's outermost loop, loads
+double-buffered across group changes). This prints, for the grouped layers of mobilenet_tiny
+(digits, 8 x 8) and of MobileNet v1 and ShuffleNet v1 (224 x 224), next to the pointwise
+layers that follow them, the cycles and utilisation from ``sim.cycle_model`` (equal to the
+RTL's, ``tests/hw/test_grouped.py``) of
+
+- the baseline: each group run as a layer of its own (``choose_mapping`` and ``predict`` of
+  one group, times ``G``: every group pays its own set-up and drain);
+- the grouped layer on the array (``choose_mapping`` and ``predict`` of the whole layer),
+  with where its cycles go (``utilisation_breakdown``: stalls are row 0 waiting for loads)
+  and the best its mapping allows (``bound``: no stalls).
+
+Eyeriss v2 explains why depthwise layers starve a row-stationary array: one channel per
+group leaves only the R filter rows to spread over the PE rows, and each input word serves
+few MACs, so the one-word-per-cycle input loads, not the PEs, set the pace.
 
     python benchmarks/grouped_baseline.py                    # 3x4 and 12x14 arrays
-    python benchmarks/grouped_baseline.py --arrays 6x8
+    python benchmarks/grouped_baseline.py --arrays 6x8 --nets mobilenet_tiny
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -22,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model import nets  # noqa: E402
 from model import layers as L  # noqa: E402
-from sim.cycle_model import ArrayParams, LayerShape, predict, utilisation_breakdown  # noqa: E402
+from sim.cycle_model import (ArrayParams, LayerShape, choose_mapping, group_shape,  # noqa: E402
+                             predict, utilisation_breakdown)
 from sim.energy_presets import NETWORKS  # noqa: E402
 
 
@@ -47,29 +58,33 @@ def preset_shapes(name: str, layer_names):
             for n in layer_names]
 
 
-def one_group(s: LayerShape) -> LayerShape:
-    return LayerShape(s.M // s.groups, s.C // s.groups, s.R, s.S, s.H, s.W, s.stride,
-                      s.padding)
-
-
 def row(label: str, s: LayerShape, params: ArrayParams) -> str:
-    g = one_group(s)
+    g = group_shape(s)
     pred = predict(g, params)
     parts = utilisation_breakdown(g, params, pred["mapping"])
     cycles = s.groups * pred["cycles"]
     macs = s.groups * pred["macs"]
     mp = pred["mapping"]
+    grouped = dataclasses.replace(params, groups=s.groups)
+    gmp = choose_mapping(s, grouped)
+    run = utilisation_breakdown(s, grouped, gmp)
+    assert run["macs"] == macs
     return (f"| {label} | {params.rows}x{params.cols} | {s.groups} | "
-            f"[{s.M // s.groups}, {s.C // s.groups}, {s.R}, {s.S}] on {s.H}x{s.W}, "
-            f"stride {s.stride} | "
+            f"[{g.M}, {g.C}, {s.R}, {s.S}] on {s.H}x{s.W}, stride {s.stride} | "
             f"{mp.q}, {mp.p}, {mp.Fseg} | {cycles:,} | "
             f"{macs / (params.macs_per_cycle * cycles):.1%} "
-            f"| {parts['row_fill']:.0%} | {parts['col_fill']:.0%} |")
+            f"| {parts['row_fill']:.0%} | {parts['col_fill']:.0%} "
+            f"| {gmp.q}, {gmp.p}, {gmp.Fseg} | {run['cycles']:,} | {run['utilisation']:.1%} "
+            f"| {cycles / run['cycles']:.2f}x | {run['stalls'] / run['cycles']:.0%} "
+            f"| {run['bound']:.1%} |")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arrays", nargs="+", default=["3x4", "12x14"])
+    parser.add_argument("--nets", nargs="+", default=["mobilenet_tiny", "mobilenet_v1",
+                                                      "shufflenet_v1"],
+                        choices=["mobilenet_tiny", "mobilenet_v1", "shufflenet_v1"])
     args = parser.parse_args(argv)
     arrays = [ArrayParams(*(int(v) for v in a.split("x")[:2])) for a in args.arrays]
     cases = [("mobilenet_tiny", mobilenet_tiny_shapes()),
@@ -77,9 +92,11 @@ def main(argv=None) -> int:
                                                              "dw14", "pw14"])),
              ("shufflenet_v1", preset_shapes("shufflenet_v1", [
                  "stage3_2_gconv1", "stage3_2_dw", "stage3_2_gconv2"]))]
-    lines = ["| layer | array | groups | one group | mapping of a group (q, p, F') | "
-             "cycles (all groups) | utilisation | row fill | column fill |",
-             "|---|---|---:|---|---|---:|---:|---:|---:|"]
+    cases = [case for case in cases if case[0] in args.nets]
+    lines = ["| layer | array | groups | one group | group alone: mapping (q, p, F') | "
+             "groups apart: cycles | utilisation | row fill | column fill | on the array: "
+             "mapping | cycles | utilisation | speed-up | stalls | bound |",
+             "|---|---|---:|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
     for params in arrays:
         for net, shapes in cases:
             for name, s in shapes:
@@ -88,7 +105,10 @@ def main(argv=None) -> int:
     print("\n".join(lines))
     print("\nutilisation = MACs / (PEs x lanes x cycles); row fill = reduction units (channel "
           "words x filter rows of a group) over the PE rows of all row folds; column fill = "
-          "output rows over the PE columns of all column folds.")
+          "output rows over the PE columns of all column folds; groups apart = each group "
+          "run as a layer of its own (G x one group's cycles); on the array = the grouped "
+          "layer in one run; speed-up = groups apart / on the array; stalls = share of the "
+          "cycles row 0 waits for loads; bound = utilisation without stalls.")
     return 0
 
 
