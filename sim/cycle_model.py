@@ -52,7 +52,8 @@ from hw.schedule import (COUNTERS, INPUT_LATENCY, INPUT_LOAD_OVERHEAD, MAX_PADDI
                          ceil_div, channel_words, derived_counters)
 from model.shapes import LayerShape
 
-__all__ = ["LayerShape", "ArrayParams", "Mapping", "check_mappable", "group_shape", "mappings",
+__all__ = ["LayerShape", "ArrayParams", "Mapping", "check_mappable", "group_shape", "lane_packing",
+           "packed_shape", "mappings",
            "choose_mapping", "config_values", "weight_word_order", "output_stream_order",
            "predict", "memory_depths", "COUNTERS", "cycles_lower_bound", "predict_cycles",
            "utilisation_breakdown", "fastest_shape", "layer_words", "dot_taps"]
@@ -122,6 +123,28 @@ def group_shape(shape: LayerShape) -> LayerShape:
         return shape
     g = shape.groups
     return dataclasses.replace(shape, M=shape.M // g, C=shape.C // g, groups=1)
+
+
+def lane_packing(shape: LayerShape, lanes: int) -> int:
+    """How many groups of ``shape`` fill a word of ``lanes`` lanes side by side: the most
+    ``k`` with ``k * C / groups <= lanes`` that divides ``groups`` (1: no packing pays).
+
+    Groups side by side (``packed_shape``): a depthwise layer's one channel per group leaves
+    ``lanes - 1`` lanes of every word idle and its input loads (one word per cycle) set the
+    pace; ``k`` groups in one word's lanes, each filter's weights zero on the other groups'
+    lanes (``sim.run_layer.pack_groups``), load ``k`` times fewer words and run ``k``
+    filters per word."""
+    c = shape.C // shape.groups
+    return max(k for k in range(1, max(1, lanes // c) + 1) if shape.groups % k == 0)
+
+
+def packed_shape(shape: LayerShape, k: int) -> LayerShape:
+    """``shape`` with ``k`` groups side by side: ``groups / k`` groups of ``k`` times the
+    channels and filters (block-diagonal weights; the same outputs)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1 or shape.groups % k:
+        raise ValueError(f"groups side by side must divide the layer's groups "
+                         f"({shape.groups}), not {k!r}")
+    return dataclasses.replace(shape, groups=shape.groups // k)
 
 
 def check_mappable(shape: LayerShape, params: ArrayParams) -> None:

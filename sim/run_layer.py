@@ -40,7 +40,7 @@ from hw.schedule import (COUNTERS, LANES, AcceleratorConfig, Datapath, config_li
                          derived_counters)
 from model.layer_file import Layer
 from model.ops import accumulator_width
-from model.quant import to_unsigned_bits, unpack_pm1
+from model.quant import to_unsigned_bits, unpack_pm1, weight_code_range
 from sim.cycle_model import (ArrayParams, LayerShape, Mapping, check_mappable, choose_mapping,
                              config_values, layer_words, memory_depths, output_stream_order,
                              predict, weight_word_order)
@@ -48,7 +48,7 @@ from sim.cycle_model import (ArrayParams, LayerShape, Mapping, check_mappable, c
 __all__ = ["Job", "LayerRun", "plan", "accelerator_config", "build_accelerator",
            "run_layers", "run_layer", "BACKENDS", "config_beats", "check_job",
            "counter_bits_needed", "layer_codes", "layer_shape", "pack_lanes", "lanes_for_words",
-           "layer_key", "layer_modes", "mode_params"]
+           "layer_key", "layer_modes", "mode_params", "pack_groups"]
 
 
 @dataclasses.dataclass
@@ -120,6 +120,38 @@ def layer_shape(layer: Layer) -> LayerShape:
     """The layer's shape in channels (an ``xnor`` file's words unpacked)."""
     w, a, _, _ = layer_codes(layer)
     return LayerShape.of(w.shape, a.shape, layer.stride, layer.padding, layer.groups)
+
+
+def pack_groups(layer: Layer, k: int) -> Layer:
+    """``layer`` with ``k`` of its groups side by side (``sim.cycle_model.packed_shape``):
+    ``groups / k`` groups, each filter's weights its own group's on its own channels and zero
+    codes on the other ``k - 1`` groups' channels (block-diagonal). The outputs are the same
+    (a zero weight adds nothing); on PEs of ``lanes`` lanes the ``k`` groups share each word
+    (``sim.cycle_model.lane_packing``). The scheme needs a zero weight level (``ternary``,
+    ``pow2``, ``int``, a ``dorefa`` codebook holding 0): ``ValueError`` otherwise."""
+    from model.quant import weight_level
+    from sim.cycle_model import packed_shape
+    packed_shape(layer_shape(layer), k)                      # validates k
+    if k == 1:
+        return layer
+    w_lo, w_hi = weight_code_range(layer.scheme, layer.w_bits)
+    codes = np.arange(w_lo, w_hi + 1)
+    if layer.scheme == "xnor":
+        zero = np.array([], dtype=np.int64)
+    elif layer.codebook is not None:
+        zero = codes[np.asarray(layer.codebook)[codes - w_lo] == 0]
+    else:
+        zero = codes[weight_level(layer.scheme, codes, layer.w_bits) == 0]
+    if not len(zero):
+        raise ValueError(f"{layer.scheme} weights have no zero level to put beside another "
+                         f"group's; allowed: ternary, pow2, int, or a codebook holding 0")
+    M, c, R, S = layer.weights.shape
+    m = M // layer.groups
+    weights = np.full((M, k * c, R, S), int(zero[0]), dtype=np.int64)
+    for f in range(M):
+        j = (f // m) % k                                     # its group's place in the word
+        weights[f, j * c:(j + 1) * c] = layer.weights[f]
+    return dataclasses.replace(layer, weights=weights, groups=layer.groups // k)
 
 
 def lanes_for_words(packed: int, lanes: int = 1) -> int:

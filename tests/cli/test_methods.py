@@ -209,3 +209,26 @@ def test_run_layer_and_energy_run_take_a_grouped_layer(tmp_path, capsys):
     code, text, _ = run_cli(capsys, "energy", "--run", out, "--layer", path)
     assert code == 0 and re.search(rf"^  cycles +{ran['cycles']} +{ran['cycles']}$", text,
                                    re.MULTILINE)
+
+
+def test_run_layer_packs_groups_side_by_side(tmp_path, capsys):
+    from model.layer_file import Layer, load_outputs, save_layer
+    rng = np.random.default_rng(5)
+    path = tmp_path / "dw.npz"
+    save_layer(path, Layer("ternary", rng.integers(-1, 2, (8, 1, 3, 3)),
+                           rng.integers(-8, 8, (8, 6, 6)), 1, 1, a_bits=4, groups=8))
+    cycles = []
+    for k in (1, 4):
+        out = tmp_path / f"out{k}.npz"
+        code, text, _ = run_cli(capsys, "run-layer", path, "-o", out, "--lanes", "4",
+                                "--pack-groups", k, "--quiet")
+        assert code == 0 and "counters equal the cycle model: yes" in text
+        cycles.append(load_outputs(out)["cycles"])
+    assert "groups 2 (each of 4 groups side by side)" in text
+    assert "without the other groups' zero weights" in text
+    assert cycles[1] < cycles[0]
+    code, _, err = run_cli(capsys, "run-layer", path, "-o", tmp_path / "bad.npz",
+                           "--pack-groups", 3, "--quiet")
+    assert code == 2 and ("--pack-groups 3: groups side by side must divide the layer's "
+                          "groups (8), not 3") in one_error_line(err, "run-layer")
+    assert not (tmp_path / "bad.npz").exists()

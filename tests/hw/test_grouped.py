@@ -15,10 +15,11 @@ import pytest
 from hw.schedule import AcceleratorConfig, config_limits
 from model.layer_file import Layer
 from sim.cycle_model import (ArrayParams, LayerShape, Mapping, check_mappable, choose_mapping,
-                             config_values, group_shape, memory_depths, output_stream_order,
-                             predict, weight_word_order)
-from sim.run_layer import Job, accelerator_config, check_job, config_beats, plan, run_layers
-from tests.conftest import assert_run_exact, random_codes
+                             config_values, group_shape, lane_packing, memory_depths,
+                             output_stream_order, predict, weight_word_order)
+from sim.run_layer import (Job, accelerator_config, check_job, config_beats, layer_shape,
+                           pack_groups, plan, run_layers)
+from tests.conftest import assert_run_exact, golden, random_codes
 
 #: (a_bits, w_bits) per scheme (xnor: the layer file's packing lanes, per group)
 WIDTHS = {"binary": (4, 1), "xnor": (4, 4), "ternary": (4, 2), "pow2": (3, 3),
@@ -163,3 +164,46 @@ def test_more_groups_than_the_accelerator_runs_are_refused():
     plain = config_values(LayerShape(2, 2, 3, 3, 6, 6), PARAMS, Mapping(1, 1, 6))
     check_job(AcceleratorConfig(rows=3, cols=4, filter_spad=16, ifmap_spad=16),
               Job(config_beats(plain), [], [], 0, 0))
+
+
+@pytest.mark.parametrize("scheme", ["ternary", "pow2", "int"])
+def test_groups_side_by_side_in_the_lanes(scheme):
+    # k groups share a word's lanes (block-diagonal weights): the same outputs, the counters
+    # of the packed layer, fewer cycles than one group per word
+    rng = np.random.default_rng(9)
+    params = ArrayParams(rows=3, cols=4, lanes=4, filter_spad=16, ifmap_spad=16)
+    layers = [grouped_layer(rng, scheme, (8, 8, 3, 3, 8, 8, 2, 1, 8)),      # depthwise
+              grouped_layer(rng, scheme, (8, 16, 3, 3, 6, 6, 1, 1, 8))]     # 2 channels each
+    packed = []
+    for layer in layers:
+        k = lane_packing(layer_shape(layer), params.lanes)
+        assert k == 4 // (layer.inputs.shape[0] // layer.groups)
+        packed.append(pack_groups(layer, k))
+        assert packed[-1].groups == layer.groups // k
+    runs = run_layers(layers + packed, params=params)
+    for layer, run in zip(layers, runs[2:]):
+        np.testing.assert_array_equal(run.outputs, golden(layer))
+    for layer, run in zip(layers + packed, runs):
+        assert_run_exact(layer, run.outputs, run.counters, run.params, run.mapping)
+    for plain, run in zip(runs[:2], runs[2:]):
+        assert run.counters["cycles"] < plain.counters["cycles"]
+
+
+def test_groups_side_by_side_need_a_zero_weight_level():
+    rng = np.random.default_rng(4)
+    for scheme in ("binary", "xnor", "dorefa"):
+        layer = grouped_layer(rng, scheme, (4, 4, 3, 3, 5, 5, 1, 0, 4))
+        with pytest.raises(ValueError, match=rf"^{scheme} weights have no zero level"):
+            pack_groups(layer, 2)
+    layer = grouped_layer(rng, "ternary", (4, 4, 3, 3, 5, 5, 1, 0, 4))
+    with pytest.raises(ValueError, match=r"must divide the layer's groups \(4\), not 3$"):
+        pack_groups(layer, 3)
+    assert pack_groups(layer, 1) is layer
+    # a codebook with a zero level gives its code to the other groups' lanes
+    book = Layer("dorefa", rng.integers(0, 4, (4, 1, 3, 3)), rng.integers(0, 8, (4, 5, 5)),
+                 1, 1, a_bits=3, w_bits=2, codebook=np.array([-3, 0, 1, 5]), groups=4)
+    packed = pack_groups(book, 4)
+    assert packed.groups == 1 and np.count_nonzero(packed.weights == 1) >= 3 * 4 * 9
+    np.testing.assert_array_equal(golden(packed), golden(book))
+    assert lane_packing(LayerShape(6, 6, 3, 3, 8, 8, groups=6), 4) == 3
+    assert lane_packing(LayerShape(6, 6, 3, 3, 8, 8, groups=6), 1) == 1
