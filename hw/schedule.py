@@ -486,7 +486,9 @@ def config_limits(config: AcceleratorConfig) -> dict[str, int]:
     most the padded input's size; ``p * q * S`` fits the filter scratchpad, ``q * Wseg`` the
     input one; the stride is at most ``MAX_STRIDE``. The host refuses a layer with a larger
     value (the field, its value and the limit in one line); the controller's counters and
-    addresses are sized from these limits.
+    addresses are sized from these limits. A layer's ``groups`` is at most
+    ``AcceleratorConfig.groups``; ``grp_inputs`` and ``grp_psums`` fit the buffers (0 on an
+    accelerator without the group loop).
     """
     c = config
     Y, X, FS, IS = c.rows, c.cols, c.filter_spad, c.ifmap_spad
