@@ -131,7 +131,7 @@ class Accelerator(wiring.Component):
         wbank = Signal(range(Y))
         wcount = below(lim["n_weights"])
         if c.groups > 1:
-            wkr = below(lim["n_r"])      # the row fold of the group being written
+            wkr = Signal(range(max(2, lim["n_r"])), name="wkr")   # the group's row fold written
         # ---- input stream -> activation buffer -----------------------------------------
         icount = below(c.in_depth)
         m.d.comb += [core.weights.addr.eq(wslot + wk),

@@ -207,3 +207,19 @@ def test_groups_side_by_side_need_a_zero_weight_level():
     np.testing.assert_array_equal(golden(packed), golden(book))
     assert lane_packing(LayerShape(6, 6, 3, 3, 8, 8, groups=6), 4) == 3
     assert lane_packing(LayerShape(6, 6, 3, 3, 8, 8, groups=6), 1) == 1
+
+
+def test_the_group_loop_is_generated_only_for_grouped_accelerators():
+    # AcceleratorConfig.groups = 1 (the default) builds today's controller: none of the
+    # group loop's registers exist; they appear with groups > 1
+    from amaranth.back import rtlil
+
+    from sim.run_layer import build_accelerator
+    base = AcceleratorConfig(rows=2, cols=2, filter_spad=8, ifmap_spad=8, in_depth=32,
+                             wb_depth=32, pb_depth=32)
+    names = ("grp", "gbase", "pb_grp", "init_cg0", "wkr")
+    plain = rtlil.convert(build_accelerator(base))
+    grouped = rtlil.convert(build_accelerator(base.replace(groups=4)))
+    for name in names:
+        assert f"\\{name} " not in plain and f"\\{name}\n" not in plain, name
+        assert f"\\{name}" in grouped, name
