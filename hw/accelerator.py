@@ -10,7 +10,9 @@ One layer at a time:
    ``[l * w_bits, (l + 1) * w_bits)``, hardware bit patterns) in the order of
    ``sim.cycle_model.weight_word_order``; they go to the weight banks.
 3. ``input_stream``: ``Cw * H * W`` activation words (``lanes`` codes each), channel-word
-   major ``[Cw, H, W]``.
+   major ``[Cw, H, W]``. A grouped layer (``groups`` > 1, at most ``AcceleratorConfig.groups``)
+   has ``Cw = groups * Cw_g``: each group's ``C / groups`` channels packed into words of
+   their own, group after group; its ``M`` filters see ``Cw_g`` channel words each.
 4. the compute phase (no stream activity): the controller runs every dot.
 5. ``output_stream``: ``M * E * F`` exact sums (signed ``acc_bits``) in the order of
    ``sim.cycle_model.output_stream_order``; then the accelerator takes the next config.
@@ -38,7 +40,7 @@ Model: ``model.ops.conv2d`` / ``model.ops.dense`` (outputs) and ``sim.cycle_mode
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -128,6 +130,8 @@ class Accelerator(wiring.Component):
         wk, wslot = below(Dw), below(Dw)
         wbank = Signal(range(Y))
         wcount = below(lim["n_weights"])
+        if c.groups > 1:
+            wkr = Signal(range(max(2, lim["n_r"])), name="wkr")   # the group's row fold written
         # ---- input stream -> activation buffer -----------------------------------------
         icount = below(c.in_depth)
         m.d.comb += [core.weights.addr.eq(wslot + wk),
@@ -156,6 +160,8 @@ class Accelerator(wiring.Component):
                 with m.If(loader.done):
                     m.d.sync += [wk.eq(0), wbank.eq(0), wslot.eq(0), wcount.eq(0),
                                  icount.eq(0)]
+                    if c.groups > 1:
+                        m.d.sync += wkr.eq(0)
                     m.next = "INIT"
             with m.State("INIT"):          # the walker reads cfg from this cycle on
                 m.d.comb += core.init.eq(1)
@@ -170,7 +176,14 @@ class Accelerator(wiring.Component):
                     m.d.sync += [wk.eq(wk + 1), wcount.eq(wcount + 1)]
                     with m.If(wk + 1 == cfg.MqS):
                         m.d.sync += wk.eq(0)
-                        with m.If(wbank == Y - 1):
+                        if c.groups == 1:
+                            fold_done = wbank == Y - 1
+                        else:   # a group's last row fold may use fewer banks
+                            fold_done = wbank == Mux(wkr == cfg.n_r - 1, cfg.rows_last - 1,
+                                                     Y - 1)
+                            with m.If(fold_done):
+                                m.d.sync += wkr.eq(Mux(wkr == cfg.n_r - 1, 0, wkr + 1))
+                        with m.If(fold_done):
                             m.d.sync += [wbank.eq(0), wslot.eq(wslot + cfg.MqS)]
                         with m.Else():
                             m.d.sync += wbank.eq(wbank + 1)

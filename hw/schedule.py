@@ -290,6 +290,10 @@ class AcceleratorConfig:
         Integer level per weight code (``dorefa`` tables only: weight sharing).
     counter_bits : int
         Width of each counter (8..64).
+    groups : int
+        The most groups a grouped (depthwise) layer may have: the controller then runs the
+        layer's row folds once per group (configuration fields ``groups``, ``grp_inputs``,
+        ``grp_psums``). 1: layers of one group only, and no group loop in the controller.
     more_modes : tuple of Datapath
         Further datapaths of the PE besides mode 0 (``scheme, lanes, a_bits, w_bits,
         codebook`` above); a layer picks one with the configuration field ``mode``. Every
@@ -314,6 +318,7 @@ class AcceleratorConfig:
     codebook: tuple | None = None
     counter_bits: int = COUNTER_BITS
     more_modes: tuple = ()
+    groups: int = 1
 
     def __post_init__(self):
         _int_in("rows", self.rows, 1, MAX_DIM)
@@ -326,6 +331,7 @@ class AcceleratorConfig:
             _int_in(name, getattr(self, name), 1, 1 << 24)
         _int_in("tree_stages", self.tree_stages, 0, 2)
         _int_in("counter_bits", self.counter_bits, 8, 64)
+        _int_in("groups", self.groups, 1, 1 << 16)
         if isinstance(self.more_modes, (str, bytes, dict)) or \
                 not hasattr(self.more_modes, "__iter__"):
             raise ValueError(f"more_modes must be a sequence of Datapath, not "
@@ -463,6 +469,9 @@ CONFIG_FIELDS = {
     "wb_base": "the layer's first word in every weight bank (0 for one layer at a time)",
     "in_base": "the layer's first activation word (0 for one layer at a time)",
     "mode": "the layer's datapath: index into AcceleratorConfig.modes",
+    "groups": "groups of a grouped layer (1: not grouped); the row folds run once per group",
+    "grp_inputs": "input words per group Cw_g * H * W (0 for one group)",
+    "grp_psums": "psum words per bank, column fold and group Gi * F * p (0 for one group)",
 }
 
 
@@ -477,7 +486,9 @@ def config_limits(config: AcceleratorConfig) -> dict[str, int]:
     most the padded input's size; ``p * q * S`` fits the filter scratchpad, ``q * Wseg`` the
     input one; the stride is at most ``MAX_STRIDE``. The host refuses a layer with a larger
     value (the field, its value and the limit in one line); the controller's counters and
-    addresses are sized from these limits.
+    addresses are sized from these limits. A layer's ``groups`` is at most
+    ``AcceleratorConfig.groups``; ``grp_inputs`` and ``grp_psums`` fit the buffers (0 on an
+    accelerator without the group loop).
     """
     c = config
     Y, X, FS, IS = c.rows, c.cols, c.filter_spad, c.ifmap_spad
@@ -493,6 +504,8 @@ def config_limits(config: AcceleratorConfig) -> dict[str, int]:
         "XU": X * U, "XUW": X * U * Din, "CL1U": X * U, "n_last": c.max_lanes,
         "n_min": min(FS, IS), "fold_dots": Dp, "wb_base": Dw - 1, "in_base": Din - 1,
         "mode": len(c.modes) - 1,
+        "groups": c.groups, "grp_inputs": Din if c.groups > 1 else 0,
+        "grp_psums": Dp if c.groups > 1 else 0,
     }
 
 

@@ -62,8 +62,9 @@ def check_net(name: str) -> str:
         raise ValueError(f"network {name!r} is a float network; the demo needs a quantized "
                          f"one: {', '.join(nets.ARRAY_NETS)}")
     if name not in nets.ARRAY_NETS:
-        raise ValueError(f"network {name!r} has grouped (depthwise) layers, which the array "
-                         f"does not run yet; the demo runs {', '.join(nets.ARRAY_NETS)}")
+        raise ValueError(f"network {name!r} has grouped (depthwise) layers, which the demo "
+                         f"does not run yet (the array runs a grouped layer alone: mulfree "
+                         f"run-layer); the demo runs {', '.join(nets.ARRAY_NETS)}")
     return name
 
 

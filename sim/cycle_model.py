@@ -20,6 +20,13 @@ rows, ``n_r = ceil(Cg * R / rows)`` row folds; output rows ``e`` go across the P
 (output column ``fi``, filter ``mi``), each one *period* of ``d = q * S`` slots (channel
 word ``cq``, tap ``s``).
 
+Groups. A grouped layer (``groups`` > 1, depthwise included) runs its groups one after the
+other in one schedule: the group is the outermost loop, each group mapped as its own
+``M / groups`` filters on ``C / groups`` channels (``group_shape``; its channels packed into
+words of their own), with the same mapping. The loaders and the dot source go straight from
+one group's last pass and block to the next group's first, so the double-buffered loads hide
+the group changes as they hide fold changes.
+
 Schedule (``hw.controller``, exact). Row 0 issues one dot per period; row ``i`` runs the
 dot row 0 ran ``i`` periods earlier and starts its accumulator from the PE above's finished
 sum, so a dot issued in the period starting at cycle ``c`` is written to the psum buffer at
@@ -45,7 +52,8 @@ from hw.schedule import (COUNTERS, INPUT_LATENCY, INPUT_LOAD_OVERHEAD, MAX_PADDI
                          ceil_div, channel_words, derived_counters)
 from model.shapes import LayerShape
 
-__all__ = ["LayerShape", "ArrayParams", "Mapping", "check_mappable", "mappings",
+__all__ = ["LayerShape", "ArrayParams", "Mapping", "check_mappable", "group_shape", "lane_packing",
+           "packed_shape", "mappings",
            "choose_mapping", "config_values", "weight_word_order", "output_stream_order",
            "predict", "memory_depths", "COUNTERS", "cycles_lower_bound", "predict_cycles",
            "utilisation_breakdown", "fastest_shape", "layer_words", "dot_taps"]
@@ -56,7 +64,9 @@ _ROW_LIMIT = 1 << (ROW_BITS - 1)
 @dataclasses.dataclass(frozen=True)
 class ArrayParams:
     """What the schedule depends on: the array's size, lanes, scratchpad words per bank and
-    the lane tree's pipeline registers (``hw.schedule.AcceleratorConfig`` has them all)."""
+    the lane tree's pipeline registers, and the most groups its controller runs (``groups``:
+    a grouped layer's groups one after the other; 1: ungrouped layers only)
+    (``hw.schedule.AcceleratorConfig`` has them all)."""
 
     rows: int = 3
     cols: int = 4
@@ -64,6 +74,7 @@ class ArrayParams:
     filter_spad: int = 32
     ifmap_spad: int = 32
     tree_stages: int = 0
+    groups: int = 1
 
     @property
     def pes(self) -> int:
@@ -82,7 +93,7 @@ class ArrayParams:
             raise ValueError(f"mode must be an integer in [0, {len(modes) - 1}] (the "
                              f"accelerator's modes), not {mode!r}")
         return cls(config.rows, config.cols, modes[mode].lanes, config.filter_spad,
-                   config.ifmap_spad, config.tree_stages)
+                   config.ifmap_spad, config.tree_stages, groups=config.groups)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,16 +110,51 @@ def _divisors(n: int) -> list[int]:
 
 
 def layer_words(shape: LayerShape, params: ArrayParams) -> tuple[int, int]:
-    """``(Cw, n_last)`` of the layer on ``params.lanes`` lanes."""
-    return channel_words(shape.C, params.lanes)
+    """``(Cw, n_last)`` of the layer on ``params.lanes`` lanes: of one group's ``C / groups``
+    channels (a grouped layer's groups are packed into words each of their own)."""
+    return channel_words(shape.C // shape.groups, params.lanes)
+
+
+def group_shape(shape: LayerShape) -> LayerShape:
+    """One group of a grouped layer: ``M / groups`` filters on ``C / groups`` channels (the
+    layer itself when it has one group). The array runs the groups one after the other, each
+    mapped as this shape (the group is the outermost loop of the schedule)."""
+    if shape.groups == 1:
+        return shape
+    g = shape.groups
+    return dataclasses.replace(shape, M=shape.M // g, C=shape.C // g, groups=1)
+
+
+def lane_packing(shape: LayerShape, lanes: int) -> int:
+    """How many groups of ``shape`` fill a word of ``lanes`` lanes side by side: the most
+    ``k`` with ``k * C / groups <= lanes`` that divides ``groups`` (1: no packing pays).
+
+    Groups side by side (``packed_shape``): a depthwise layer's one channel per group leaves
+    ``lanes - 1`` lanes of every word idle and its input loads (one word per cycle) set the
+    pace; ``k`` groups in one word's lanes, each filter's weights zero on the other groups'
+    lanes (``sim.run_layer.pack_groups``), load ``k`` times fewer words and run ``k``
+    filters per word."""
+    c = shape.C // shape.groups
+    return max(k for k in range(1, max(1, lanes // c) + 1) if shape.groups % k == 0)
+
+
+def packed_shape(shape: LayerShape, k: int) -> LayerShape:
+    """``shape`` with ``k`` groups side by side: ``groups / k`` groups of ``k`` times the
+    channels and filters (block-diagonal weights; the same outputs)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1 or shape.groups % k:
+        raise ValueError(f"groups side by side must divide the layer's groups "
+                         f"({shape.groups}), not {k!r}")
+    return dataclasses.replace(shape, groups=shape.groups // k)
 
 
 def check_mappable(shape: LayerShape, params: ArrayParams) -> None:
     """Raise ``ValueError`` naming the limit if the layer cannot run on this array at all."""
     s = shape
-    if s.groups != 1:
+    if s.groups > params.groups:
+        allowed = ("groups 1" if params.groups == 1 else
+                   f"groups up to {params.groups} (AcceleratorConfig.groups)")
         raise ValueError(f"grouped convolution (groups {s.groups}) does not run on the array; "
-                         "allowed: groups 1")
+                         f"allowed: {allowed}")
     if s.stride > MAX_STRIDE:
         raise ValueError(f"stride {s.stride} is not supported; allowed: 1 to {MAX_STRIDE}")
     if s.padding > MAX_PADDING:
@@ -139,10 +185,11 @@ def _segment_lengths(F: int, fmax: int) -> list[int]:
 def mappings(shape: LayerShape, params: ArrayParams) -> list[Mapping]:
     """Every mapping the accelerator runs whose scratchpad needs fit.
 
-    ``q`` divides ``Cw`` and ``p`` divides ``M``; the filter scratchpad holds ``p * q * S``
-    words and the input scratchpad ``q`` rows of ``(F' - 1) * U + S`` words.
+    ``q`` divides ``Cw`` and ``p`` divides ``M`` (of one group: ``group_shape``); the filter
+    scratchpad holds ``p * q * S`` words and the input scratchpad ``q`` rows of ``(F' - 1) * U
+    + S`` words.
     """
-    s = shape
+    s = group_shape(shape)
     cw, _ = layer_words(shape, params)
     out = []
     for q in _divisors(cw):
@@ -174,7 +221,8 @@ class _Folds:
 
 
 def _folds(shape: LayerShape, params: ArrayParams, mp: Mapping) -> _Folds:
-    s, Y, X = shape, params.rows, params.cols
+    """The folds of one group (``group_shape``)."""
+    s, Y, X = group_shape(shape), params.rows, params.cols
     cw, n_last = layer_words(shape, params)
     Cg = cw // mp.q
     units = Cg * s.R
@@ -190,8 +238,8 @@ def _folds(shape: LayerShape, params: ArrayParams, mp: Mapping) -> _Folds:
 def memory_depths(shape: LayerShape, params: ArrayParams, mp: Mapping) -> tuple[int, int, int]:
     """Global-buffer words the layer needs: (input buffer, per weight bank, per psum bank)."""
     fo = _folds(shape, params, mp)
-    s = shape
-    return (fo.Cw * s.H * s.W, fo.n_r * s.M * mp.q * s.S, fo.n_v * fo.Gi * mp.p * s.F)
+    s, G = shape, shape.groups
+    return (G * fo.Cw * s.H * s.W, fo.n_r * s.M * mp.q * s.S, fo.n_v * G * fo.Gi * mp.p * s.F)
 
 
 def config_values(shape: LayerShape, params: ArrayParams, mp: Mapping, *,
@@ -199,21 +247,24 @@ def config_values(shape: LayerShape, params: ArrayParams, mp: Mapping, *,
     """The configuration fields (``hw.schedule.CONFIG_FIELDS``) for this layer, run in the
     accelerator's mode ``mode`` (whose lanes ``params`` has: ``ArrayParams.of``)."""
     s, Y, X, fo = shape, params.rows, params.cols, _folds(shape, params, mp)
-    U, P = s.stride, s.padding
+    U, P, G = s.stride, s.padding, s.groups
     fold_dots = fo.n_v * fo.Gi * s.F * mp.p
     return {
         "H": s.H, "W": s.W, "R": s.R, "S": s.S, "U": U, "P": P, "E": s.E,
         "q": mp.q, "p": mp.p, "Cg": fo.Cg, "Gi": fo.Gi, "Fseg": mp.Fseg, "n_f": fo.n_f,
         "F_last": fo.F_last, "Wseg": fo.Wseg, "n_r": fo.n_r, "rows_last": fo.rows_last,
         "n_v": fo.n_v, "cols_last": fo.cols_last, "YdivR": Y // s.R, "YmodR": Y % s.R,
-        "qS": fo.d, "pqS": mp.p * fo.d, "MqS": s.M * fo.d, "n_weights": s.M * fo.Cw * s.R * s.S,
+        "qS": fo.d, "pqS": mp.p * fo.d, "MqS": s.M // G * fo.d,
+        "n_weights": s.M * fo.Cw * s.R * s.S,
         "HW": s.H * s.W, "qHW": mp.q * s.H * s.W, "YdivR_qHW": (Y // s.R) * mp.q * s.H * s.W,
-        "n_inputs": fo.Cw * s.H * s.W, "PW": P * s.W, "FsegU": mp.Fseg * U,
-        "Fp": s.F * mp.p, "GiFp": fo.Gi * s.F * mp.p, "Fsegp": mp.Fseg * mp.p,
+        "n_inputs": G * fo.Cw * s.H * s.W, "PW": P * s.W, "FsegU": mp.Fseg * U,
+        "Fp": s.F * mp.p, "GiFp": G * fo.Gi * s.F * mp.p, "Fsegp": mp.Fseg * mp.p,
         "FsU1": (mp.Fseg - 1) * U, "FlU1": (fo.F_last - 1) * U, "XU": X * U,
         "XUW": X * U * s.W, "CL1U": (fo.cols_last - 1) * U, "n_last": fo.n_last,
         "n_min": dot_taps(s, mp.Fseg)[2], "fold_dots": fold_dots, "wb_base": 0,
-        "in_base": 0, "mode": mode,
+        "in_base": 0, "mode": mode, "groups": G,
+        "grp_inputs": fo.Cw * s.H * s.W if G > 1 else 0,
+        "grp_psums": fo.Gi * s.F * mp.p if G > 1 else 0,
     }
 
 
@@ -221,13 +272,16 @@ def weight_word_order(shape: LayerShape, params: ArrayParams, mp: Mapping) -> np
     """Flat indices into the weight words ``[M, Cw, R, S]`` in ``weight_stream`` order.
 
     For each reduction unit ``u = cg * R + r`` (bank ``u % rows``): every filter ``m``, then
-    the ``q`` channel words of the group, then the ``S`` taps.
+    the ``q`` channel words of the group, then the ``S`` taps. A grouped layer's groups come
+    one after the other, each with its own ``M / groups`` filters (``Cw``: a group's words).
     """
-    s = shape
+    s, G = shape, shape.groups
     cw, _ = layer_words(shape, params)
-    cg, r, m, cq, t = np.meshgrid(np.arange(cw // mp.q), np.arange(s.R), np.arange(s.M),
-                                  np.arange(mp.q), np.arange(s.S), indexing="ij")
+    grp, cg, r, m, cq, t = np.meshgrid(np.arange(G), np.arange(cw // mp.q), np.arange(s.R),
+                                       np.arange(s.M // G), np.arange(mp.q), np.arange(s.S),
+                                       indexing="ij")
     c = cg * mp.q + cq
+    m = grp * (s.M // G) + m
     return (((m * cw + c) * s.R + r) * s.S + t).ravel()
 
 
@@ -236,10 +290,11 @@ def output_stream_order(shape: LayerShape, params: ArrayParams, mp: Mapping) -> 
 
     Column fold by column fold, each used column's psum bank in address order: filter group
     ``g``, output column ``f``, filter ``mi`` (filter ``m = g * p + mi``, output row
-    ``e = kv * cols + j``).
+    ``e = kv * cols + j``; a grouped layer's filter groups are every group's, in order).
     """
     s, fo, X = shape, _folds(shape, params, mp), params.cols
-    g, f, mi = np.meshgrid(np.arange(fo.Gi), np.arange(s.F), np.arange(mp.p), indexing="ij")
+    g, f, mi = np.meshgrid(np.arange(s.M // mp.p), np.arange(s.F), np.arange(mp.p),
+                           indexing="ij")
     m = g * mp.p + mi
     order = []
     for kv in range(fo.n_v):
@@ -264,8 +319,9 @@ def _valid_taps_per_output(size: int, kernel: int, stride: int, padding: int,
 
 @dataclasses.dataclass(frozen=True)
 class _Blocks:
-    """Per block (loop order kr, kv, kf): rows and columns used, segment length, input words,
-    active PEs, active PEs on the last channel group, input columns, valid taps."""
+    """Per block (loop order group, kr, kv, kf): rows and columns used, segment length, input
+    words, active PEs, active PEs on the last channel group, input columns, valid taps, row
+    fold."""
 
     rows: np.ndarray
     cols: np.ndarray
@@ -321,8 +377,13 @@ def _blocks(shape: LayerShape, params: ArrayParams, mp: Mapping, fo: _Folds) -> 
     b_active_last = np.where(b_nw > 0,
                              np.broadcast_to(active_last[:, :, None], shape3).ravel(), 0)
     b_words = (chans[:, None, None] * nh[None, :, None] * nw[None, None, :]).ravel()
-    return _Blocks(rows=b_rows, cols=b_cols, fv=b_fv, words=b_words, active=b_active,
-                   active_last=b_active_last, nw=b_nw, taps=b_taps, kr=b_kr)
+    blocks = _Blocks(rows=b_rows, cols=b_cols, fv=b_fv, words=b_words, active=b_active,
+                     active_last=b_active_last, nw=b_nw, taps=b_taps, kr=b_kr)
+    if shape.groups == 1:
+        return blocks
+    # a grouped layer: every group's blocks, group after group
+    return _Blocks(**{f.name: np.tile(getattr(blocks, f.name), shape.groups)
+                      for f in dataclasses.fields(_Blocks)})
 
 
 def dot_taps(shape: LayerShape, Fseg: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -398,7 +459,9 @@ def _schedule(shape: LayerShape, params: ArrayParams, mp: Mapping, fo: _Folds,
     prefix = np.concatenate(([0], np.cumsum(lens[:-1])))
     T = rows_below(start0 + prefix, lens)
     write = T[Y - 1] + lens + INPUT_LATENCY + A
-    if _no_waits(T, lens, write, first_dot, last_dot, pass_block, bl, G, pqS, fold_dots):
+    old_psum = np.repeat(bl.kr[pass_block] > 0, sizes)     # dots that start from an old psum
+    if _no_waits(T, lens, write, first_dot, last_dot, pass_block, bl, G, pqS, fold_dots,
+                 old_psum):
         return {"T": T, "lens": lens, "write": write, "cycles": int(write[-1]) + 1}
 
     # ---- the general case: pass by pass --------------------------------------------------
@@ -438,15 +501,15 @@ def _schedule(shape: LayerShape, params: ArrayParams, mp: Mapping, fo: _Folds,
     return {"T": T, "lens": lens, "write": write, "cycles": int(write[-1]) + 1}
 
 
-def _no_waits(T, lens, write, first_dot, last_dot, pass_block, bl, G, pqS, fold_dots) -> bool:
+def _no_waits(T, lens, write, first_dot, last_dot, pass_block, bl, G, pqS, fold_dots,
+              old_psum) -> bool:
     """Whether the schedule ``T`` (row 0 never waiting after its first dot) keeps every
     rule: each pass's weights, each block's inputs and each old psum are ready in time."""
     Y = T.shape[0]
     t0 = T[0]
-    if fold_dots < len(t0):                     # old psums: written before they are read
-        k = np.arange(fold_dots, len(t0))
-        if np.any(write[k - fold_dots] + 2 > t0[k]):
-            return False
+    k = np.flatnonzero(old_psum)                # old psums: written before they are read
+    if len(k) and np.any(write[k - fold_dots] + 2 > t0[k]):
+        return False
     # push of a pass's first dot: when row 0 is done with the dot before, or ready
     n_passes = len(first_dot)
     w_dec = 1
@@ -485,7 +548,8 @@ def predict(shape: LayerShape, params: ArrayParams, mp: Mapping | None = None, *
     by data type (``by_type``), ``utilisation`` = macs / (PEs x lanes x cycles) and the
     ``mapping``.
 
-    ``skipped`` is counted from ``weights`` (codes, [M, C, R, S], one code per channel) when
+    ``skipped`` is counted from ``weights`` (codes, [M, C / groups, R, S], one code per
+    channel) when
     ``scheme``'s product unit can skip (``ternary``, ``pow2``, or a ``codebook`` with a 0
     level: the weights are then codebook indices); without weights it is 0.
     """
@@ -515,7 +579,7 @@ def predict(shape: LayerShape, params: ArrayParams, mp: Mapping | None = None, *
     w_glb = filter_writes
     old_psums = int(dots_cols[bl.kr > 0].sum())
     n_w = s.M * fo.Cw * s.R * S
-    n_in = fo.Cw * s.H * s.W
+    n_in = s.groups * fo.Cw * s.H * s.W
     n_out = s.M * s.E * s.F
     counters = {
         "cycles": sched["cycles"], "slots": slots, "last_slots": last_slots,
@@ -561,7 +625,7 @@ def cycles_lower_bound(shape: LayerShape, params: ArrayParams, mp: Mapping) -> i
         fv = fo.F_last if kf == fo.n_f - 1 else mp.Fseg
         cols = n_eff[kf * mp.Fseg:kf * mp.Fseg + fv]
         seg.append((mp.p * mp.q * int(cols.sum()), mp.q * int(cols[-1])))
-    n_passes = fo.n_r * fo.n_v * fo.n_f * fo.Gi
+    n_passes = shape.groups * fo.n_r * fo.n_v * fo.n_f * fo.Gi
     start = 1 + pqS + WEIGHT_LOAD_OVERHEAD + 1      # the first pass's weights, then a cycle
     ends = []                   # (row 0's end, bottom row's earliest end) per pass
     for n in range(n_passes):
@@ -643,7 +707,7 @@ def utilisation_breakdown(shape: LayerShape, params: ArrayParams,
     sched = _schedule(shape, params, mp, fo, bl)
     nr = _valid_counts(s.H, s.R, s.stride, s.padding, s.E)
     ns = _valid_counts(s.W, s.S, s.stride, s.padding, s.F)
-    macs = s.M * s.C * int(nr.sum()) * int(ns.sum())
+    macs = s.M * (s.C // s.groups) * int(nr.sum()) * int(ns.sum())
     T, lens = sched["T"], sched["lens"]
     n_eff, _, _ = dot_taps(s, mp.Fseg)
     compute = int(lens.sum())
@@ -655,7 +719,7 @@ def utilisation_breakdown(shape: LayerShape, params: ArrayParams,
             "compute": compute, "stalls": stalls, "tail": tail,
             "row_fill": fo.units / (fo.n_r * params.rows),
             "col_fill": s.E / (fo.n_v * params.cols),
-            "lane_fill": s.C / (fo.Cw * params.lanes),
+            "lane_fill": s.C // s.groups / (fo.Cw * params.lanes),
             "pad_rows": int(nr.sum()) / (s.R * s.E),
             "pad_cols": int(ns.sum()) / int(n_eff.sum()),
             "bound": macs / (params.macs_per_cycle * compute),

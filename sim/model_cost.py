@@ -46,8 +46,8 @@ class LayerCost:
 def model_cost(path, params: ArrayParams | None = None) -> list[LayerCost]:
     """The cost of every layer of the deployment model file ``path`` on ``params``'s array.
 
-    Raises ``ValueError`` for a float checkpoint and for grouped layers (the array runs
-    ``groups = 1`` only).
+    Raises ``ValueError`` for a float checkpoint and for grouped layers (whole-model costs
+    take ``groups = 1`` only; a grouped layer runs on the array alone).
     """
     params = params or ArrayParams()
     loaded = deploy.load(path)
@@ -56,8 +56,9 @@ def model_cost(path, params: ArrayParams | None = None) -> list[LayerCost]:
                          "integer deployment model")
     grouped = [i for i, ly in enumerate(loaded.layers) if ly.groups != 1]
     if grouped:
-        raise ValueError(f"layers {grouped} of {str(path)!r} are grouped; the array runs "
-                         "groups = 1 only for now")
+        raise ValueError(f"layers {grouped} of {str(path)!r} are grouped; whole-model costs "
+                         "take groups = 1 only for now (a grouped layer runs on the array "
+                         "alone: mulfree run-layer)")
     layers, widths, _ = layers_from_model(path)
     schemes = {name: energy.Scheme(*w) for name, w in widths.items()}
     counters, arrays = [], []

@@ -40,7 +40,7 @@ from hw.schedule import (COUNTERS, LANES, AcceleratorConfig, Datapath, config_li
                          derived_counters)
 from model.layer_file import Layer
 from model.ops import accumulator_width
-from model.quant import to_unsigned_bits, unpack_pm1
+from model.quant import to_unsigned_bits, unpack_pm1, weight_code_range
 from sim.cycle_model import (ArrayParams, LayerShape, Mapping, check_mappable, choose_mapping,
                              config_values, layer_words, memory_depths, output_stream_order,
                              predict, weight_word_order)
@@ -48,7 +48,7 @@ from sim.cycle_model import (ArrayParams, LayerShape, Mapping, check_mappable, c
 __all__ = ["Job", "LayerRun", "plan", "accelerator_config", "build_accelerator",
            "run_layers", "run_layer", "BACKENDS", "config_beats", "check_job",
            "counter_bits_needed", "layer_codes", "layer_shape", "pack_lanes", "lanes_for_words",
-           "layer_key", "layer_modes", "mode_params"]
+           "layer_key", "layer_modes", "mode_params", "pack_groups"]
 
 
 @dataclasses.dataclass
@@ -119,7 +119,39 @@ def layer_codes(layer: Layer) -> tuple[np.ndarray, np.ndarray, int, int]:
 def layer_shape(layer: Layer) -> LayerShape:
     """The layer's shape in channels (an ``xnor`` file's words unpacked)."""
     w, a, _, _ = layer_codes(layer)
-    return LayerShape.of(w.shape, a.shape, layer.stride, layer.padding)
+    return LayerShape.of(w.shape, a.shape, layer.stride, layer.padding, layer.groups)
+
+
+def pack_groups(layer: Layer, k: int) -> Layer:
+    """``layer`` with ``k`` of its groups side by side (``sim.cycle_model.packed_shape``):
+    ``groups / k`` groups, each filter's weights its own group's on its own channels and zero
+    codes on the other ``k - 1`` groups' channels (block-diagonal). The outputs are the same
+    (a zero weight adds nothing); on PEs of ``lanes`` lanes the ``k`` groups share each word
+    (``sim.cycle_model.lane_packing``). The scheme needs a zero weight level (``ternary``,
+    ``pow2``, ``int``, a ``dorefa`` codebook holding 0): ``ValueError`` otherwise."""
+    from model.quant import weight_level
+    from sim.cycle_model import packed_shape
+    packed_shape(layer_shape(layer), k)                      # validates k
+    if k == 1:
+        return layer
+    w_lo, w_hi = weight_code_range(layer.scheme, layer.w_bits)
+    codes = np.arange(w_lo, w_hi + 1)
+    if layer.scheme == "xnor":
+        zero = np.array([], dtype=np.int64)
+    elif layer.codebook is not None:
+        zero = codes[np.asarray(layer.codebook)[codes - w_lo] == 0]
+    else:
+        zero = codes[weight_level(layer.scheme, codes, layer.w_bits) == 0]
+    if not len(zero):
+        raise ValueError(f"{layer.scheme} weights have no zero level to put beside another "
+                         f"group's; allowed: ternary, pow2, int, or a codebook holding 0")
+    M, c, R, S = layer.weights.shape
+    m = M // layer.groups
+    weights = np.full((M, k * c, R, S), int(zero[0]), dtype=np.int64)
+    for f in range(M):
+        j = (f // m) % k                                     # its group's place in the word
+        weights[f, j * c:(j + 1) * c] = layer.weights[f]
+    return dataclasses.replace(layer, weights=weights, groups=layer.groups // k)
 
 
 def lanes_for_words(packed: int, lanes: int = 1) -> int:
@@ -156,15 +188,18 @@ def pack_lanes(codes: np.ndarray, bits: int, lanes: int) -> np.ndarray:
 def plan(layer: Layer, params: ArrayParams, mapping: Mapping | None = None, *,
          mode: int = 0):
     """(shape, mapping, Job) for ``layer`` on an array with ``params`` (the lanes of the
-    layer's mode), run in the accelerator's mode ``mode``."""
+    layer's mode), run in the accelerator's mode ``mode``. A grouped layer needs
+    ``params.groups`` of at least its groups."""
     w, a, a_bits, w_bits = layer_codes(layer)
-    shape = LayerShape.of(w.shape, a.shape, layer.stride, layer.padding)
+    shape = LayerShape.of(w.shape, a.shape, layer.stride, layer.padding, layer.groups)
     check_mappable(shape, params)
     mp = mapping or choose_mapping(shape, params)
     cfg = config_values(shape, params, mp, mode=mode)
     L = params.lanes
     w_words = np.moveaxis(pack_lanes(np.moveaxis(w, 1, 0), w_bits, L), 0, 1)  # [M, Cw, R, S]
-    i_words = pack_lanes(a, a_bits, L)                                           # [Cw, H, W]
+    # [groups * Cw, H, W]: each group's channels in words of their own
+    i_words = np.concatenate([pack_lanes(part, a_bits, L)
+                              for part in np.split(a, shape.groups)])
     counts = predict(shape, params, mp)
     _, n_last = layer_words(shape, params)
     job = Job(config_beats(cfg),
@@ -234,7 +269,8 @@ def accelerator_config(layers: list[Layer], params: ArrayParams,
     """The ``AcceleratorConfig`` that fits every layer: one mode per kind of layer
     (``layer_modes``: ``params.lanes`` lanes of the widest activations; one kind gives a
     one-mode accelerator with ``params.lanes`` lanes), sums as wide as the widest layer
-    needs, buffers as deep as the deepest. ``mappings`` (one per layer) are for each layer's
+    needs, buffers as deep as the deepest, a group loop for as many groups as the most grouped
+    layer has (``params.groups`` at least). ``mappings`` (one per layer) are for each layer's
     mode's lanes."""
     modes = layer_modes(layers, params.lanes)
     keys = [d.key for d in modes]
@@ -252,6 +288,7 @@ def accelerator_config(layers: list[Layer], params: ArrayParams,
                 more_modes=modes[1:])
     if counter_bits is not None:
         base["counter_bits"] = counter_bits
+    base["groups"] = max(params.groups, *(layer.groups for layer in layers))
     acc = max(_accumulator_width(layer) for layer in layers)
     probe = AcceleratorConfig(**base, acc_bits=64)
     return AcceleratorConfig(**base, acc_bits=max(acc, probe.min_acc_bits))
@@ -399,11 +436,14 @@ def run_layers(layers: list[Layer], *, backend: str = "amaranth",
     ``params.lanes`` lanes of the widest activations); results in order, each with the
     parameters of its mode (``LayerRun.params``). ``mappings`` (one per layer, for its mode's
     lanes) overrides ``sim.cycle_model.choose_mapping``; ``counter_bits`` sets the counters'
-    width (default ``hw.schedule.COUNTER_BITS``)."""
+    width (default ``hw.schedule.COUNTER_BITS``). Grouped layers run on the array, their
+    groups one after the other (``AcceleratorConfig.groups``)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
     modes = layer_modes(layers, params.lanes)
     keys = [d.key for d in modes]
+    params = dataclasses.replace(params, groups=max(params.groups,
+                                                    *(layer.groups for layer in layers)))
     plans, layer_params = [], []
     for i, layer in enumerate(layers):
         mode = keys.index(layer_key(layer))

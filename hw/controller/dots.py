@@ -1,7 +1,10 @@
 """The dot source: the layer's dots, in order, into PE row 0 as soon as each is ready.
 
-Dots go in loop order: row fold ``kr``, column fold ``kv``, segment ``kf``, filter group
-``g`` (a pass), output column ``fi``, filter ``mi``. A dot is *ready* when
+Dots go in loop order: (for a grouped layer, the group ``grp`` of ``groups``), row fold
+``kr``, column fold ``kv``, segment ``kf``, filter group ``g`` (a pass), output column
+``fi``, filter ``mi``. A dot's psum address is ``kv * GiFp + grp * grp_psums + g * Fp + fi *
+p + mi`` (``GiFp``: every group's filters; column fold major, as the unloader reads). A dot
+is *ready* when
 
 - it starts a pass, and the loader has written that pass's weights (``weights`` pulses
   ``done`` per pass written; the source counts how many written passes it has not entered
@@ -167,6 +170,11 @@ class DotSource(wiring.Component):
                          in_flight.eq(in_flight + push - self.psums.done)]
 
         # ---- advance the iterator ----------------------------------------------------------
+        if c.groups > 1:
+            # grouped layers: the group is the outermost loop; its psums start at ``pb_grp``
+            grp, pb_grp = below(c.groups, "grp"), below(c.pb_depth, "pb_grp")
+            with m.If(self.start):
+                m.d.sync += [grp.eq(0), pb_grp.eq(0)]
         with m.If(self.start):
             m.d.sync += [more.eq(1), kr.eq(0), kv.eq(0), kf.eq(0), g.eq(0), fi.eq(0), mi.eq(0),
                          fb.eq(0), fu.eq(0), neg_ws.eq(cfg.P), neg_w0.eq(cfg.P), pbase.eq(0),
@@ -190,7 +198,18 @@ class DotSource(wiring.Component):
                                          pb_kf.eq(0), kv.eq(kv + 1),
                                          pb_kv.eq(pb_kv + cfg.GiFp), pbase.eq(pb_kv + cfg.GiFp)]
                             with m.If(kv == cfg.n_v - 1):
-                                m.d.sync += [kv.eq(0), pb_kv.eq(0), pbase.eq(0), kr.eq(kr + 1)]
-                                with m.If(kr == cfg.n_r - 1):
-                                    m.d.sync += more.eq(0)
+                                if c.groups == 1:
+                                    m.d.sync += [kv.eq(0), pb_kv.eq(0), pbase.eq(0),
+                                                 kr.eq(kr + 1)]
+                                    with m.If(kr == cfg.n_r - 1):
+                                        m.d.sync += more.eq(0)
+                                else:    # the next row fold revisits the group's psums
+                                    m.d.sync += [kv.eq(0), pb_kv.eq(pb_grp), pbase.eq(pb_grp),
+                                                 kr.eq(kr + 1)]
+                                    with m.If(kr == cfg.n_r - 1):
+                                        nxt = pb_grp + cfg.grp_psums
+                                        m.d.sync += [kr.eq(0), grp.eq(grp + 1), pb_grp.eq(nxt),
+                                                     pb_kv.eq(nxt), pbase.eq(nxt)]
+                                        with m.If(grp == cfg.groups - 1):
+                                            m.d.sync += more.eq(0)
         return m

@@ -1,6 +1,7 @@
 """The input loader: each block's input rows from the input buffer into the PEs' input banks.
 
-Block ``b`` (loop order row fold ``kr``, column fold ``kv``, segment ``kf``) needs, for the
+Block ``b`` (loop order: for a grouped layer the group ``grp``, then row fold ``kr``, column
+fold ``kv``, segment ``kf``) needs, for the
 channel groups of the row fold's reduction units, the input rows of the column fold's output
 rows and the input columns of the segment, clipped to the image (padding is never stored:
 taps in the padding are invalid slots). The loader reads them one word per cycle
@@ -11,7 +12,10 @@ whose row ``h`` is ``e_j * stride + r_i - padding``, into its bank ``b % 2`` at 
 (w - ws)``.
 
 A walker sets up the row descriptors ``(cg_i, r_i)`` of the first row fold on ``init``
-(``rows`` cycles, ``initialising`` high); each row fold advances them by ``rows`` units.
+(``rows`` cycles, ``initialising`` high); each row fold advances them by ``rows`` units. A
+grouped layer's groups are ``grp_inputs`` words apart in the buffer (each group's channel
+words from its own first one); each group starts again from the first row fold's
+descriptors, which the walker keeps.
 
 The loader starts block ``b`` (a *decision*) when it is idle, row 0 has entered block ``b -
 1`` (or ``b <= 1``; it counts how many blocks it is ahead of row 0 from
@@ -100,6 +104,9 @@ class InputLoader(wiring.Component):
         # ---- row descriptors (cg_i, r_i) of the row fold being loaded ----------------------
         row_cg = Array([upto(lim["Cg"] + Y, name=f"row_cg{i}") for i in range(Y)])
         row_r = Array([upto(lim["R"], name=f"row_r{i}") for i in range(Y)])
+        if c.groups > 1:
+            init_cg = Array([upto(Y, name=f"init_cg{i}") for i in range(Y)])
+            init_r = Array([upto(lim["R"], name=f"init_r{i}") for i in range(Y)])
         walk_k = Signal(range(Y + 1), init=Y)
         walk_cg, walk_r = upto(Y), upto(Y)
         m.d.comb += self.initialising.eq(walk_k != Y)
@@ -108,6 +115,8 @@ class InputLoader(wiring.Component):
         with m.Elif(walk_k != Y):
             m.d.sync += [walk_k.eq(walk_k + 1), row_cg[walk_k].eq(walk_cg),
                          row_r[walk_k].eq(walk_r)]
+            if c.groups > 1:   # kept for the first row fold of every group
+                m.d.sync += [init_cg[walk_k].eq(walk_cg), init_r[walk_k].eq(walk_r)]
             with m.If(walk_r + 1 == cfg.R):
                 m.d.sync += [walk_r.eq(0), walk_cg.eq(walk_cg + 1)]
             with m.Else():
@@ -128,6 +137,10 @@ class InputLoader(wiring.Component):
         kr_last, kv_last, kf_last = Signal(), Signal(), Signal()
         m.d.comb += [kr_last.eq(kr == cfg.n_r - 1), kv_last.eq(kv == cfg.n_v - 1),
                      kf_last.eq(kf == cfg.n_f - 1)]
+        grp_last = Const(1)              # the last group (always, for ungrouped layers)
+        if c.groups > 1:
+            grp, gbase = below(c.groups, "grp"), below(Din, "gbase")
+            grp_last = grp == cfg.groups - 1
         rows_v, cols_v = upto(Y), upto(X)
         m.d.comb += [rows_v.eq(Mux(kr_last, cfg.rows_last, Y)),
                      cols_v.eq(Mux(kv_last, cfg.cols_last, X))]
@@ -165,6 +178,8 @@ class InputLoader(wiring.Component):
                 with m.If(first):
                     m.d.sync += [first.eq(0), kr.eq(0), kv.eq(0), kf.eq(0), ws.eq(-cfg.P),
                                  eu0.eq(0), euw0.eq(0), cbase0.eq(cfg.in_base), bank.eq(0)]
+                    if c.groups > 1:
+                        m.d.sync += [grp.eq(0), gbase.eq(cfg.in_base)]
                 with m.Else():
                     m.d.sync += bank.eq(~bank)
                     with m.If(kf_last):
@@ -182,6 +197,14 @@ class InputLoader(wiring.Component):
                                 with m.Else():
                                     m.d.sync += [row_r[i].eq(nr),
                                                  row_cg[i].eq(row_cg[i] + cfg.YdivR)]
+                            if c.groups > 1:
+                                with m.If(kr_last):   # the next group: its first row fold
+                                    nxt = gbase + cfg.grp_inputs
+                                    m.d.sync += [kr.eq(0), grp.eq(grp + 1), gbase.eq(nxt),
+                                                 cbase0.eq(nxt)]
+                                    for i in range(Y):
+                                        m.d.sync += [row_r[i].eq(init_r[i]),
+                                                     row_cg[i].eq(init_cg[i])]
                         with m.Else():
                             m.d.sync += [kv.eq(kv + 1), eu0.eq(eu0 + cfg.XU),
                                          euw0.eq(euw0 + cfg.XUW)]
@@ -197,7 +220,7 @@ class InputLoader(wiring.Component):
                     q_row.eq(euw0 - cfg.PW),
                     r_cg_hi.eq(Mux(rows_v == Y, row_cg[Y - 1], cfg.Cg - 1)),
                     i_cg.eq(row_cg[0]),
-                    more.eq(~(kr_last & kv_last & kf_last)),
+                    more.eq(~(kr_last & kv_last & kf_last & grp_last)),
                 ]
                 for i in range(Y):
                     with m.If(bank):

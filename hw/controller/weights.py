@@ -1,10 +1,11 @@
 """The weight loader: each pass's weights from the weight banks into the PE rows' filter banks.
 
-Pass ``m`` (loop order row fold ``kr``, column fold ``kv``, segment ``kf``, filter group
-``g``) needs ``p * q * S`` words per PE row: words ``wb_base + kr * M * q * S + g * p * q *
-S`` onwards of each row's weight bank (``sim.cycle_model.weight_word_order``; ``wb_base`` is
-0 for one layer at a time, the layer's place in a network engine's banks), written into filter bank
-``m % 2`` of the rows the pass uses. The loader starts pass ``m`` (a *decision*) when it is
+Pass ``m`` (loop order group ``grp`` of a grouped layer, row fold ``kr``, column fold
+``kv``, segment ``kf``, filter group ``g``) needs ``p * q * S`` words per PE row: words
+``wb_base + (grp * n_r + kr) * M * q * S + g * p * q * S`` onwards (``M``: a group's
+filters) of each row's weight bank (``sim.cycle_model.weight_word_order``; ``wb_base`` is 0
+for one layer at a time, the layer's place in a network engine's banks), written into filter
+bank ``m % 2`` of the rows the pass uses. The loader starts pass ``m`` (a *decision*) when it is
 idle, row 0 has entered pass ``m - 1`` (or ``m <= 1``: the first two passes load ahead; it
 counts how many passes it is ahead of row 0 from ``status.pass_entered``) and no row still
 reads bank ``m % 2`` (``status.filter_bank_busy``). Then it reads one word per row per cycle
@@ -101,6 +102,10 @@ class WeightLoader(wiring.Component):
         addr = below(Dw, "addr")
         bank = Signal()
         rowmask = Signal(Y)
+        if c.groups > 1:
+            grp = below(c.groups, "grp")      # the group (grouped layers: the outermost loop)
+            with m.If(self.start):
+                m.d.sync += grp.eq(0)
         with m.If(self.start):
             m.d.sync += [more.eq(1), bank_next.eq(0), kr.eq(0), kv.eq(0), kf.eq(0), g.eq(0),
                          base_kr.eq(cfg.wb_base), base.eq(cfg.wb_base), issuing.eq(0)]
@@ -117,7 +122,14 @@ class WeightLoader(wiring.Component):
                         m.d.sync += [kv.eq(0), kr.eq(kr + 1), base_kr.eq(base_kr + cfg.MqS),
                                      base.eq(base_kr + cfg.MqS)]
                         with m.If(kr == cfg.n_r - 1):
-                            m.d.sync += more.eq(0)
+                            if c.groups > 1:   # the next group's folds follow in the banks
+                                m.d.sync += kr.eq(0)
+                                with m.If(grp == cfg.groups - 1):
+                                    m.d.sync += more.eq(0)
+                                with m.Else():
+                                    m.d.sync += grp.eq(grp + 1)
+                            else:
+                                m.d.sync += more.eq(0)
         with m.Elif(issuing):
             m.d.sync += [k.eq(k + 1), addr.eq(addr + 1)]
             with m.If(k == cfg.pqS - 1):

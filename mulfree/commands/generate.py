@@ -84,7 +84,9 @@ _ARRAY_FLAGS = (("--rows", "PE rows"), ("--cols", "PE columns"),
 _BUFFER_FLAGS = (("--in-depth", "input buffer words"),
                  ("--wb-depth", "words per weight bank"),
                  ("--pb-depth", "words per psum bank"),
-                 ("--counter-bits", "width of each counter"))
+                 ("--counter-bits", "width of each counter"),
+                 ("--groups", "the most groups of a grouped (depthwise) layer: the controller "
+                              "runs them one after the other (1: no group loop)"))
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(AcceleratorConfig)}
 
 

@@ -2,7 +2,8 @@
 
 Reads LAYER.npz (``model.layer_file``), runs it on the row-stationary accelerator in the
 chosen simulator (``sim.run_layer``), checks the sums against the golden model, and writes
-OUT.npz with the outputs, the cycles and every access counter. A layer that cannot be mapped
+OUT.npz with the outputs, the cycles and every access counter. A grouped (depthwise) layer runs
+its groups one after the other on the array. A layer that cannot be mapped
 (a scratchpad too small, a stride over the array's) is refused with one line, exit 2.
 """
 
@@ -27,9 +28,9 @@ def register(subparsers) -> None:
     from sim.run_layer import BACKENDS
     parser = subparsers.add_parser(
         "run-layer", help="run one layer on the simulated accelerator (outputs + counters)",
-        description="Run LAYER.npz (scheme, weights [M,C,R,S], inputs [C,H,W], stride, "
-                    "padding) on the row-stationary accelerator and write OUT.npz: the exact "
-                    "sums [M,E,F], the cycles and the access counters.")
+        description="Run LAYER.npz (scheme, weights [M,C/groups,R,S], inputs [C,H,W], "
+                    "stride, padding, groups) on the row-stationary accelerator and write "
+                    "OUT.npz: the exact sums [M,E,F], the cycles and the access counters.")
     parser.add_argument("layer", metavar="LAYER.npz", help="the layer file")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.npz",
                         help="where to write outputs and counters")
@@ -50,6 +51,12 @@ def register(subparsers) -> None:
         default = getattr(ArrayParams(), name)
         parser.add_argument(flag, type=flags.config_field(name), default=default, metavar="N",
                             help=f"{help_text} (default {default})")
+    parser.add_argument("--pack-groups", type=flags.integer(1, 1 << 16), default=1,
+                        metavar="K",
+                        help="run K groups of a grouped layer side by side in a word's lanes "
+                             "(block-diagonal weights: zero codes on the other groups' "
+                             "channels; the same outputs; needs a zero weight level). "
+                             "Default 1")
     parser.add_argument("--force", action="store_true",
                         help="overwrite OUT.npz, and run a simulation predicted to take long")
     parser.add_argument("--quiet", action="store_true", help="no progress")
@@ -85,10 +92,14 @@ def run(args) -> int:
         raise flag_error(exc) from None
     out_path = check_new_file(args.output, force=args.force)
     layer = load_layer(args.layer)
-    if layer.groups != 1:
-        raise UsageError(f"{args.layer!r} is a grouped layer (groups={layer.groups}); the array "
-                         "runs groups=1 only for now: save each group as its own layer")
-    params = ArrayParams(**{name: getattr(args, name) for name in names})
+    if args.pack_groups > 1:
+        from sim.run_layer import pack_groups
+        try:
+            layer = pack_groups(layer, args.pack_groups)
+        except ValueError as exc:
+            raise UsageError(f"--pack-groups {args.pack_groups}: {exc}") from None
+    # a grouped layer's groups run one after the other (AcceleratorConfig.groups)
+    params = ArrayParams(**{name: getattr(args, name) for name in names}, groups=layer.groups)
     shape = layer_shape(layer)
     try:
         check_mappable(shape, params)
@@ -131,11 +142,19 @@ def run(args) -> int:
         **{name: getattr(args, name) for name in names}, "q": mp.q, "p": mp.p,
         "Fseg": mp.Fseg})
     M, C, R, S = layer.weights.shape
+    grouped = f", groups {layer.groups}" if layer.groups > 1 else ""
+    if args.pack_groups > 1:
+        grouped += f" (each of {args.pack_groups} groups side by side)"
     print(f"{layer.scheme} layer [{M},{C},{R},{S}] on {list(layer.inputs.shape)}, stride "
-          f"{layer.stride}, padding {layer.padding} -> {list(result.outputs.shape)}")
+          f"{layer.stride}, padding {layer.padding}{grouped} -> {list(result.outputs.shape)}")
+    peak = params.macs_per_cycle * counters["cycles"]
+    useful = ""
+    if args.pack_groups > 1:    # each word's lanes: k groups, a filter's own group only
+        useful = (f" ({counters['macs'] // args.pack_groups / peak:.1%} without the other "
+                  "groups' zero weights)")
     print(f"array {args.rows}x{args.cols}x{args.lanes} lanes ({args.backend}), mapping "
           f"q={mp.q} p={mp.p} segment={mp.Fseg}: {counters['cycles']} cycles, utilisation "
-          f"{counters['macs'] / (params.macs_per_cycle * counters['cycles']):.1%}")
+          f"{counters['macs'] / peak:.1%}{useful}")
     print("  " + ", ".join(f"{k} {v}" for k, v in counters.items() if k != "cycles"))
     matches = all(counters[k] == model[k] for k in counters)
     print(f"outputs equal the golden model: {'yes' if exact else 'NO'}; counters equal the "

@@ -23,6 +23,8 @@ per MAC that was not skipped, on a PE of ``lanes`` lanes (``sim.energy.compute``
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -183,12 +185,11 @@ def shape_counters(layer: NamedLayer, params=None, *, scheme: Scheme = INT16,
     """
     from sim.cycle_model import ArrayParams, predict
 
-    if layer.groups != 1:
-        raise ValueError(f"layer {layer.name!r}: the accelerator runs one group; split "
-                         f"groups={layer.groups} into separate layers")
     params = params or ArrayParams()
+    if layer.groups > params.groups:    # the groups run one after the other on the array
+        params = dataclasses.replace(params, groups=layer.groups)
     shape = LayerShape(layer.M, layer.C, layer.R, layer.S, layer.H, layer.W, layer.stride,
-                       layer.padding)
+                       layer.padding, layer.groups)
     pred = predict(shape, params, weights=weights, scheme=scheme.name, w_bits=scheme.w_bits)
     out = {k: int(pred[k]) for k in COUNTERS + DERIVED_COUNTERS}
     out["by_type"] = pred["by_type"]

@@ -182,8 +182,10 @@ def format_runs(runs: list) -> str:
     for run in runs:
         ly, sc = run.layer, run.scheme
         mp = ", ".join(f"{k}={v}" for k, v in run.mapping.items())
-        lines.append(f"{ly.name}: {sc.label} [{ly.M},{ly.C},{ly.R},{ly.S}] on "
-                     f"[{ly.C},{ly.H},{ly.W}], stride {ly.stride}, padding {ly.padding}; "
+        grouped = f", groups {ly.groups}" if ly.groups > 1 else ""
+        lines.append(f"{ly.name}: {sc.label} [{ly.M},{ly.C // ly.groups},{ly.R},{ly.S}] on "
+                     f"[{ly.C},{ly.H},{ly.W}], stride {ly.stride}, padding {ly.padding}"
+                     f"{grouped}; "
                      f"array {run.array[0]}x{run.array[1]}, mapping {mp}; accumulator "
                      f"{run.ran_energy.acc_bits} bits")
         rows = [["counter", "ran", "model", ""]]

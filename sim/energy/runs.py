@@ -92,9 +92,6 @@ def price_run(layer_path, out_path, *, costs="45nm", **array) -> RunEnergy:
         raise ValueError(f"unknown array parameter {unknown[0]!r}; allowed: "
                          f"{', '.join(RUN_PARAMETERS)}")
     layer = load_layer(layer_path)
-    if layer.groups != 1:
-        raise ValueError(f"{str(layer_path)!r} is a grouped layer (groups={layer.groups}); the "
-                         "array runs groups=1 only")
     names = COUNTERS + DERIVED_COUNTERS
     try:
         out = load_outputs(out_path, counters=names)
@@ -113,6 +110,8 @@ def price_run(layer_path, out_path, *, costs="45nm", **array) -> RunEnergy:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{str(out_path)!r}: {name} must be an integer, not {value!r}")
         values[name] = value
+    # a grouped layer ran its groups one after the other (AcceleratorConfig.groups)
+    values["groups"] = max(values["groups"], layer.groups)
     params = ArrayParams(**values)
     shape = layer_shape(layer)
     pred = predict(shape, params, weights=layer_codes(layer)[0], scheme=layer.scheme,

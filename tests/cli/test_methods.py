@@ -7,6 +7,7 @@ import pytest
 
 from model import data, deploy, nets
 from mulfree.cli import main
+from sim.cycle_model import ArrayParams
 from tests.conftest import one_error_line
 
 QUICK = ["--no-progress", "--finetune-epochs", "1"]
@@ -187,17 +188,47 @@ def test_demo_and_build_refuse_grouped_networks(tmp_path, capsys):
                           "(groups 32) does not run on the array") in one_error_line(err, "build")
 
 
-def test_run_layer_and_energy_run_refuse_a_grouped_layer(tmp_path, capsys):
-    # Grouped mapping onto the array is not built yet: one line, nothing written.
-    from model.layer_file import Layer, save_layer
+def test_run_layer_and_energy_run_take_a_grouped_layer(tmp_path, capsys):
+    # A depthwise layer runs on the array, its groups one after the other: exact sums, every
+    # counter equal to the cycle model, and the run priced by the energy model.
+    from hw.schedule import COUNTERS, DERIVED_COUNTERS
+    from model.layer_file import Layer, load_outputs, save_layer
+    from tests.conftest import assert_run_exact
     rng = np.random.default_rng(3)
-    layer = tmp_path / "dw.npz"
-    save_layer(layer, Layer("ternary", rng.integers(-1, 2, (4, 1, 3, 3)),
-                            rng.integers(-8, 8, (4, 6, 6)), 1, 1, a_bits=4, groups=4))
+    layer = Layer("ternary", rng.integers(-1, 2, (4, 1, 3, 3)),
+                  rng.integers(-8, 8, (4, 6, 6)), 2, 1, a_bits=4, groups=4)
+    path = tmp_path / "dw.npz"
+    save_layer(path, layer)
     out = tmp_path / "out.npz"
-    code, _, err = run_cli(capsys, "run-layer", layer, "-o", out, "--quiet")
-    assert code == 2 and "is a grouped layer (groups=4)" in one_error_line(err, "run-layer")
-    assert not out.exists()
-    np.savez(out, outputs=np.zeros((4, 6, 6), np.int64), cycles=np.int64(1))
-    code, _, err = run_cli(capsys, "energy", "--run", out, "--layer", layer)
-    assert code == 2 and "is a grouped layer (groups=4)" in one_error_line(err, "energy")
+    code, text, _ = run_cli(capsys, "run-layer", path, "-o", out, "--quiet")
+    assert code == 0 and "padding 1, groups 4 -> [4, 3, 3]" in text
+    assert "outputs equal the golden model: yes; counters equal the cycle model: yes" in text
+    ran = load_outputs(out)
+    assert_run_exact(layer, ran["outputs"], {k: ran[k] for k in COUNTERS + DERIVED_COUNTERS},
+                     ArrayParams(groups=4))
+    code, text, _ = run_cli(capsys, "energy", "--run", out, "--layer", path)
+    assert code == 0 and re.search(rf"^  cycles +{ran['cycles']} +{ran['cycles']}$", text,
+                                   re.MULTILINE)
+
+
+def test_run_layer_packs_groups_side_by_side(tmp_path, capsys):
+    from model.layer_file import Layer, load_outputs, save_layer
+    rng = np.random.default_rng(5)
+    path = tmp_path / "dw.npz"
+    save_layer(path, Layer("ternary", rng.integers(-1, 2, (8, 1, 3, 3)),
+                           rng.integers(-8, 8, (8, 6, 6)), 1, 1, a_bits=4, groups=8))
+    cycles = []
+    for k in (1, 4):
+        out = tmp_path / f"out{k}.npz"
+        code, text, _ = run_cli(capsys, "run-layer", path, "-o", out, "--lanes", "4",
+                                "--pack-groups", k, "--quiet")
+        assert code == 0 and "counters equal the cycle model: yes" in text
+        cycles.append(load_outputs(out)["cycles"])
+    assert "groups 2 (each of 4 groups side by side)" in text
+    assert "without the other groups' zero weights" in text
+    assert cycles[1] < cycles[0]
+    code, _, err = run_cli(capsys, "run-layer", path, "-o", tmp_path / "bad.npz",
+                           "--pack-groups", 3, "--quiet")
+    assert code == 2 and ("--pack-groups 3: groups side by side must divide the layer's "
+                          "groups (8), not 3") in one_error_line(err, "run-layer")
+    assert not (tmp_path / "bad.npz").exists()

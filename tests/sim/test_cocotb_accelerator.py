@@ -6,6 +6,8 @@ cycles on the input streams and dropped ``ready`` on the output stream; the runn
 results are checked again here. One Verilator build (it costs ~30-60 s) and a few Icarus runs.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -35,15 +37,15 @@ def _layers(scheme, shapes, seed):
     return layers
 
 
-def _run_and_check(simulator, layers):
-    plans = [plan(layer, PARAMS) for layer in layers]
+def _run_and_check(simulator, layers, params=PARAMS):
+    plans = [plan(layer, params) for layer in layers]
     expect = []
     for layer, (shape, mp, _) in zip(layers, plans):
         gold = golden(layer)
         expect.append({
-            "outputs": [int(v) for v in gold.ravel()[output_stream_order(shape, PARAMS, mp)]],
-            "counters": predicted_counters(layer, PARAMS, mp, names=COUNTERS)})
-    config = accelerator_config(layers, PARAMS, [mp for _, mp, _ in plans])
+            "outputs": [int(v) for v in gold.ravel()[output_stream_order(shape, params, mp)]],
+            "counters": predicted_counters(layer, params, mp, names=COUNTERS)})
+    config = accelerator_config(layers, params, [mp for _, mp, _ in plans])
     raw = BACKENDS[simulator]().run(config, [job for _, _, job in plans], p_valid=0.8,
                                     p_ready=0.6, expect=expect)
     for (words, counters), exp in zip(raw, expect):
@@ -63,6 +65,22 @@ def test_verilator_ternary_layers():
     zero = Layer("ternary", np.zeros((2, 1, 2, 2), dtype=np.int64), layers[0].inputs[:1],
                  1, 0, a_bits=4)
     _run_and_check("verilator", layers + [zero])
+
+
+@pytest.mark.skipif(not toolchain.verilator_available()[0],
+                    reason=toolchain.verilator_available()[1] or "Verilator unavailable")
+@pytest.mark.timeout(600)  # the Verilator build: half a minute or more
+def test_verilator_grouped_layers():
+    # the group loop in the Verilog: depthwise (stride 2, padding), two groups of six
+    # channels on 4 lanes (idle lanes in every group's last word), and an ungrouped layer
+    rng = np.random.default_rng(16)
+    layers = []
+    for M, C, R, S, H, W, U, P, G in [(8, 8, 3, 3, 9, 7, 2, 1, 8), (4, 12, 3, 3, 6, 6, 1, 1, 2),
+                                      (2, 2, 3, 3, 6, 6, 1, 1, 1)]:
+        w = rng.integers(-1, 2, size=(M, C // G, R, S))
+        a = rng.integers(-8, 8, size=(C, H, W))
+        layers.append(Layer("ternary", w, a, U, P, a_bits=4, groups=G))
+    _run_and_check("verilator", layers, dataclasses.replace(PARAMS, groups=8))
 
 
 @pytest.mark.skipif(not toolchain.icarus_available()[0], reason="Icarus Verilog not installed")
