@@ -24,6 +24,7 @@ default each synthesizer decides (iCE40: logic, ECP5: DSP blocks).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -265,10 +266,6 @@ def _model_args(path, params, counter_bits: int | None) -> tuple[dict, str]:
     if not isinstance(loaded, deploy.IntegerModel):
         raise UsageError(f"{path} is a float checkpoint; the accelerator needs a quantized "
                          "model (mulfree train --scheme ...)")
-    grouped = [i for i, il in enumerate(loaded.layers) if il.groups != 1]
-    if grouped:
-        raise UsageError(f"layers {grouped} of {path} are grouped (depthwise); the array runs "
-                         "groups = 1 only for now")
     groups = {}
     for index, il in enumerate(loaded.layers):
         book = None if il.codebook is None else tuple(int(v) for v in il.codebook)
@@ -277,11 +274,14 @@ def _model_args(path, params, counter_bits: int | None) -> tuple[dict, str]:
         groups.setdefault(key, []).append((index, il, macs))
     key = max(groups, key=lambda k: sum(m for _, _, m in groups[k]))
     chosen = groups[key]
+    # a grouped (depthwise) layer runs its groups one after the other (AcceleratorConfig.groups)
+    params = dataclasses.replace(params, groups=max(params.groups,
+                                                    *(il.groups for _, il, _ in chosen)))
     layers = []
     for index, il, _ in chosen:
         layer = Layer(il.scheme, il.weights, _zeros(il.in_shape), stride=il.stride,
                       padding=il.padding, a_bits=il.a_bits, w_bits=il.w_bits,
-                      codebook=il.codebook)
+                      codebook=il.codebook, groups=il.groups)
         try:
             check_mappable(layer_shape(layer), params)
         except ValueError as exc:

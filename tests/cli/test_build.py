@@ -267,3 +267,18 @@ def test_an_unknown_program_place_is_refused(tmp_path, capsys):
                          "rom", "-o", str(tmp_path / "x"))
     assert_one_line_error(status, err, "rom")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_design_accelerator_takes_a_model_with_grouped_layers(tmp_path):
+    """mobilenet_tiny's depthwise layers: the accelerator sized for the model runs its groups
+    one after the other (``AcceleratorConfig.groups``: the most groups of its layers)."""
+    from model import deploy, nets
+    from mulfree.commands.build import _model_args
+    from sim.cycle_model import ArrayParams
+    net = nets.build("mobilenet_tiny", (1, 8, 8), pixel_max=16, seed=0)
+    model = deploy.fold(net, input_shape=(1, 8, 8), pixel_max=16)
+    deploy.save(model, tmp_path / "mobile.npz")
+    accel, note = _model_args(tmp_path / "mobile.npz", ArrayParams(3, 4, 1, 32, 32, 0), None)
+    in_it = [int(k) for k in note.split("for layers ")[1].split(" of ")[0].split(", ")]
+    most = max(model.layers[k].groups for k in in_it)
+    assert most > 1 and accel.groups == most
