@@ -233,6 +233,8 @@ def test_the_engine_a_board_gets_by_default_and_on_request(monkeypatch, tmp_path
                                                             program, counters):
     """``--model``: on the iCE40 the program is built in and there are no per-layer counters
     (room for a larger array), elsewhere both are as before; the flags override either."""
+    import boards.engine
+    import boards.top
     from boards import build as flow
     from model import deploy, nets
     model = tmp_path / "bn.npz"
@@ -248,10 +250,19 @@ def test_the_engine_a_board_gets_by_default_and_on_request(monkeypatch, tmp_path
 
     def fake_build(board, top, out, *, force, progress, extra_files, synth_opts=None):
         built.update(json.loads(extra_files["engine.json"]))
-        built["engine"] = top._target_factory().engine     # what the bitstream would hold
+        built["engine"] = top()          # what the bitstream would hold
         return Report()
 
+    class Top:                           # the board top and its target, not elaborated
+        def __init__(self, target_factory, *, baud):
+            self.target_factory = target_factory
+
+        def __call__(self):
+            return self.target_factory()
+
     monkeypatch.setattr(flow, "build", fake_build)
+    monkeypatch.setattr(boards.top, "BoardTop", Top)
+    monkeypatch.setattr(boards.engine, "EngineTarget", lambda engine, weight_ram: engine)
     status, out, _ = run(capsys, *argv, "--model", str(model), "--rows", "1", "--cols", "2",
                          "-o", str(tmp_path / "x"))
     assert status == 0
