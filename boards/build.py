@@ -212,9 +212,14 @@ def _run(argv: list[str], cwd: Path, log: Path) -> None:
             from None
     log.write_text(result.stdout + result.stderr)
     if result.returncode != 0:
-        errors = [line.strip() for line in (result.stdout + result.stderr).splitlines()
+        text = result.stdout + result.stderr
+        if "-l" in command[:-1]:     # Yosys -q prints its error only into its own log
+            own = cwd / command[command.index("-l") + 1]
+            text += own.read_text(errors="replace") if own.is_file() else ""
+        errors = [line.strip() for line in text.splitlines()
                   if "ERROR" in line or "Error" in line]
-        detail = errors[-1] if errors else (result.stderr.strip().splitlines() or ["?"])[-1]
+        detail = errors[-1] if errors else (result.stderr.strip().splitlines()
+                                            or [f"exit status {result.returncode}"])[-1]
         raise BuildError(f"{argv[0]} failed: {detail}", log)
 
 

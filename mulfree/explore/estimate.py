@@ -31,13 +31,16 @@ DEVICES = {
     "LFE5U-12F": {"logic": 12096, "brams": 32, "dsps": 28},
 }
 
-#: Logic per family: (fixed, per row, per column, per PE, per PE and extra lane). iCE40: a
-#: least-squares fit to the 32 packed designs of the sweep in ``docs/explore.md`` (binarynet
-#: for the digits, 1x2 to 3x1 arrays, 1 to 4 lanes): a row (its filter scratchpad, weight
-#: bank and row control) costs ten times a column. ECP5: ternary 3x4 and 12x11 take 10,923 and
-#: 69,517 LUT4 (``docs/boards.md``), split per PE only (no measurement separates rows from
-#: columns there).
-_LOGIC = {"iCE40": (3265, 427, 39, 88, 16), "ecp5": (5070, 0, 0, 490, 100)}
+#: Logic per family: (fixed, per row, per column, per PE, per PE and extra lane), each a
+#: least-squares fit to packed designs of the sweeps in ``docs/explore.md``
+#: (``benchmarks/explore.py --fit``): a row (its filter scratchpad, weight bank and row
+#: control) costs about ten times a column. iCE40: the 32 designs of binarynet for the digits
+#: (1x2 to 3x1 arrays, 1 to 4 lanes). ECP5: the 17 designs of binarynet for 28x28 inputs (3x4
+#: to 12x14 and 6x28, one lane; the per-lane part is not measured there and kept from the
+#: first formula). The ECP5 fit is for binary weights: ternary arrays take about twice the
+#: logic per PE (``docs/boards.md``: ternary 3x4 and 12x11, 10,923 and 69,517 LUT4), so it
+#: underestimates them, which only means fewer of them are pruned.
+_LOGIC = {"iCE40": (3265, 427, 39, 88, 16), "ecp5": (3649, 511, 41, 179, 100)}
 
 #: Block-RAM shapes (depth, width) per family: iCE40 SB_RAM40_4K, ECP5 DP16KD; ECP5 puts
 #: memories of at most ``_LUT_RAM_DEPTH`` words in LUT RAM instead.

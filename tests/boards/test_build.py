@@ -224,3 +224,20 @@ def test_multipliers_go_where_they_are_asked_to(board, where, dsps):
               for u in estimate(board, Multiplier(),
                                 synth_opts=synthesis_options(board, where))}
     assert packed["DSP"] == dsps
+
+
+def test_a_tool_failure_names_the_error_from_its_own_log(tmp_path, monkeypatch):
+    """Yosys run with ``-q -l LOG`` prints its error only into LOG: the failure names it."""
+    tool = tmp_path / "fake-yosys"
+    tool.write_text("#!/bin/sh\necho 'ERROR: Assert x == y failed in rtlil.cc:1.' > \"$3\"\n"
+                    "exit 1\n")
+    tool.chmod(0o755)
+    silent = tmp_path / "silent"
+    silent.write_text("#!/bin/sh\nexit 3\n")
+    silent.chmod(0o755)
+    monkeypatch.setenv("YOSYS", str(tool))
+    with pytest.raises(flow.BuildError, match=r"^yosys failed: ERROR: Assert x == y failed"):
+        flow._run(["yosys", "-q", "-l", "top.rpt", "top.ys"], tmp_path, tmp_path / "a.log")
+    monkeypatch.setenv("YOSYS", str(silent))
+    with pytest.raises(flow.BuildError, match=r"^yosys failed: exit status 3$"):
+        flow._run(["yosys", "-q", "-l", "none.rpt", "top.ys"], tmp_path, tmp_path / "b.log")

@@ -78,6 +78,21 @@ def test_the_formula_grows_with_pes_and_lanes_and_prunes_with_a_margin():
     assert prune_reason({"logic": 10**9, "brams": 1}, "unknown device") is None
 
 
+def test_the_ecp5_formula_costs_a_row_more_than_a_column_and_prunes_only_far_off():
+    from hw.schedule import AcceleratorConfig
+    base = AcceleratorConfig(rows=3, cols=4)
+    one = area_estimate(base, "ecp5")["logic"]
+    row = area_estimate(base.replace(rows=4), "ecp5")["logic"] - one
+    col = area_estimate(base.replace(cols=5), "ecp5")["logic"] - one
+    lane = area_estimate(base.replace(lanes=2), "ecp5")["logic"] - one
+    assert row > col > 0 and lane > 0
+    # binary arrays that pack into the LFE5U-85F stay in; one far beyond it is pruned
+    assert prune_reason(area_estimate(base.replace(rows=12, cols=28), "ecp5"),
+                        "LFE5U-85F") is None
+    huge = area_estimate(base.replace(rows=32, cols=32, lanes=8), "ecp5")
+    assert prune_reason(huge, "LFE5U-85F").startswith("pruned by the estimate: about ")
+
+
 # ---- the Pareto front -----------------------------------------------------------------------
 
 def _point(ips, lcs, nj, *, status="ok", fits=True):
