@@ -11,7 +11,7 @@ import argparse
 import math
 
 __all__ = ["integer", "real", "power_of_two", "choice", "checked", "config_field", "MAX_EPOCHS",
-           "SEED"]
+           "SEED", "output_folder"]
 
 #: The most training epochs a command accepts (a run of days, not a typo of forever).
 MAX_EPOCHS = 100_000
@@ -147,3 +147,10 @@ def config_field(name: str):
 
 #: A seed of NumPy's random generators: a non-negative integer.
 SEED = integer(0, 2**63 - 1)
+
+
+def output_folder(parser: argparse.ArgumentParser, holds: str) -> None:
+    """``-o/--output DIR`` (an output folder holding ``holds``) and ``--force`` (replace an
+    existing one), as every command writing a folder takes them."""
+    parser.add_argument("-o", "--output", metavar="DIR", help=f"output folder: {holds}")
+    parser.add_argument("--force", action="store_true", help="replace an existing output folder")

@@ -22,7 +22,19 @@ import subprocess
 from pathlib import Path
 
 __all__ = ["Tool", "find_verilator", "find_icarus", "find_fpga_tools", "setup_environment",
-           "verilator_available", "icarus_available", "report"]
+           "verilator_available", "icarus_available", "report", "package_versions"]
+
+
+def package_versions(names) -> dict[str, str | None]:
+    """The installed version of each Python package of ``names`` (None: not installed)."""
+    from importlib import metadata
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
 
 
 @dataclasses.dataclass(frozen=True)

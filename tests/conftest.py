@@ -118,6 +118,17 @@ def one_error_line(err: str, command: str | None = None) -> str:
     return lines[0]
 
 
+def assert_config_refused(cli, tmp_path, file_name: str, text: str, message: str, *command):
+    """``mulfree COMMAND --config FILE -o OUT`` with ``text`` in ``FILE``: exit status 2, one
+    error line holding ``message``, no ``OUT`` written."""
+    path = tmp_path / file_name
+    path.write_text(text)
+    status, _, err = cli(*command, "--config", path, "-o", tmp_path / "out")
+    assert status == 2
+    assert message in one_error_line(err, command[0])
+    assert not (tmp_path / "out").exists()
+
+
 # --- shared data -----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

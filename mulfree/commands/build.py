@@ -66,9 +66,7 @@ def register(subparsers) -> None:
                              "platform (see --list-boards)")
     parser.add_argument("--list-boards", action="store_true",
                         help="list every board, its device and whether it builds here")
-    parser.add_argument("-o", "--output", metavar="DIR",
-                        help="output folder: build tree, bitstream, report.txt/report.json")
-    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
+    flags.output_folder(parser, "build tree, bitstream, report.txt/report.json")
     parser.add_argument("--config", metavar="FILE",
                         help="a JSON or TOML file of these options by name (board, model, "
                              "rows, cols, lanes, spad, ...), e.g. `mulfree explore`'s "

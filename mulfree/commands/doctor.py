@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import metadata
 
 from sim import toolchain
 
@@ -12,13 +11,7 @@ QONNX_EXTRA = ("qonnx", "onnx", "onnxruntime")
 
 def qonnx_extra() -> dict[str, str | None]:
     """The installed version of each package of the ``qonnx`` extra (None: missing)."""
-    versions = {}
-    for name in QONNX_EXTRA:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return toolchain.package_versions(QONNX_EXTRA)
 
 
 def register(subparsers) -> None:

@@ -37,9 +37,7 @@ def register(subparsers) -> None:
                         help="a deployed model (mulfree train)")
     parser.add_argument("--board", metavar="NAME",
                         help="board name (mulfree build --list-boards)")
-    parser.add_argument("-o", "--output", metavar="DIR",
-                        help="output folder: points.json, pareto.md, pareto.png, chosen.json")
-    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
+    flags.output_folder(parser, "points.json, pareto.md, pareto.png, chosen.json")
     parser.add_argument("--space", metavar="SPACE.toml",
                         help="TOML file of lists replacing the board's default space "
                              "(keys: rows, cols, lanes, spad, tree_stages)")

@@ -16,8 +16,9 @@ import hashlib
 import json
 import os
 import tempfile
-from importlib import metadata
 from pathlib import Path
+
+from sim.toolchain import package_versions
 
 __all__ = ["Cache", "tool_versions", "source_digest", "default_cache_dir"]
 
@@ -32,13 +33,7 @@ _SOURCES = ("model", "hw", "sim", "boards")
 @functools.lru_cache(maxsize=1)
 def tool_versions() -> dict:
     """Installed versions of ``_TOOLS`` (None where one is absent)."""
-    out = {}
-    for name in _TOOLS:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return package_versions(_TOOLS)
 
 
 @functools.lru_cache(maxsize=1)

@@ -199,13 +199,8 @@ def test_build_takes_its_options_from_a_config_file(tmp_path, suffix):
     ('{"rows": ', "is not valid JSON"),
 ])
 def test_a_bad_config_file_is_one_line_and_status_2(cli, tmp_path, text, message):
-    path = tmp_path / "bad.json"
-    path.write_text(text)
-    status, _, err = cli("build", "--config", path, "-o", tmp_path / "out")
-    assert status == 2
-    from tests.conftest import one_error_line
-    assert message in one_error_line(err, "build")
-    assert not (tmp_path / "out").exists()
+    from tests.conftest import assert_config_refused
+    assert_config_refused(cli, tmp_path, "bad.json", text, message, "build")
 
 
 def test_explores_chosen_file_is_a_build_config(tmp_path):

@@ -221,10 +221,6 @@ def test_config_file_gives_the_parameters_and_flags_win(tmp_path):
     ("x = [\n", "is not valid TOML"),
     ('scheme = "ternary"\n', "--a-bits needed"),
 ])
-def test_bad_config_is_one_line_exit_2(tmp_path, capsys, text, message):
-    config = tmp_path / "design.toml"
-    config.write_text(text)
-    assert main(["generate", "unit", "--config", str(config), "-o", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and message in err[0]
-    assert not (tmp_path / "o").exists()
+def test_bad_config_is_one_line_exit_2(cli, tmp_path, text, message):
+    from tests.conftest import assert_config_refused
+    assert_config_refused(cli, tmp_path, "design.toml", text, message, "generate", "unit")
